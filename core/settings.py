@@ -1,0 +1,62 @@
+"""One settings object, built once from the environment and passed into ``create_app``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = PROJECT_ROOT / ".eldercare"
+
+
+def _secret() -> str:
+    """A persistent per-checkout secret so sessions survive a demo restart."""
+    path = STATE_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/eldercare"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    secret_key: str = field(default="", repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8000
+    debug: bool = False
+    log_json: bool = True
+    log_level: str = "INFO"
+    display_timezone: str = "Asia/Shanghai"
+    session_ttl_seconds: int = 12 * 3600
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 15 * 60
+    login_rate_per_minute: int = 20
+    secure_cookies: bool = False
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        s = cls(
+            database_url=env.get("ELDERCARE_DATABASE_URL", cls.database_url),
+            mqtt_url=env.get("ELDERCARE_MQTT_URL", cls.mqtt_url),
+            secret_key=env.get("ELDERCARE_SECRET_KEY") or _secret(),
+            host=env.get("ELDERCARE_HOST", cls.host),
+            port=int(env.get("ELDERCARE_PORT", str(cls.port))),
+            debug=env.get("ELDERCARE_DEBUG", "") == "1",
+            log_json=env.get("ELDERCARE_LOG_JSON", "1") == "1",
+            log_level=env.get("ELDERCARE_LOG_LEVEL", cls.log_level),
+            secure_cookies=env.get("ELDERCARE_SECURE_COOKIES", "") == "1",
+        )
+        return replace(s, **overrides)  # type: ignore[arg-type]
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """The database URL without SQLAlchemy's driver suffix, for raw asyncpg/COPY paths."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
