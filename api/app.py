@@ -1,0 +1,155 @@
+"""Application factory: ``create_app(settings)`` assembles every domain's controllers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from litestar import Litestar, Router
+from litestar.config.csrf import CSRFConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
+from prometheus_client import Counter, Histogram
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from api.auth import AuthController, authorize
+from api.deps import provide_db, provide_now, provide_principal
+from api.health import HealthController
+from api.problems import EXCEPTION_HANDLERS
+from core.authz import public
+from core.clock import Clock, utc_now
+from core.db import make_engine, make_sessionmaker
+from core.logging import configure_logging
+from core.settings import Settings
+
+log = structlog.get_logger()
+
+REQUESTS = Counter("eldercare_http_requests_total", "HTTP requests", ["method", "route", "status"])
+LATENCY = Histogram("eldercare_http_request_seconds", "HTTP request latency", ["method", "route"])
+
+
+def metrics_middleware(app: ASGIApp) -> ASGIApp:
+    """Counts and times every HTTP request (Prometheus) and logs one structured line for it."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - t0
+            route = scope.get("path_template") or "unmatched"
+            REQUESTS.labels(scope["method"], route, str(status)).inc()
+            LATENCY.labels(scope["method"], route).observe(elapsed)
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                status=status,
+                ms=round(elapsed * 1000, 1),
+            )
+
+    return middleware
+
+
+def _swagger_assets() -> Path:
+    import swagger_ui_bundle
+
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def route_handlers() -> list[ControllerRouterHandler]:
+    """Every controller of the platform. Domains contribute theirs here."""
+    from api.routes import domain_controllers
+
+    return [HealthController, AuthController, *domain_controllers()]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+    clock: Clock = utc_now,
+    extra_handlers: Sequence[ControllerRouterHandler] = (),
+) -> Litestar:
+    """Build the app. Tests pass their own ``sessionmaker`` (bound to a rolled-back transaction)
+    and ``clock``; production builds an engine from ``settings``."""
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    engine: AsyncEngine | None = None
+    if sessionmaker is None:
+        engine = make_engine(settings)
+        sessionmaker = make_sessionmaker(engine)
+
+    async def _dispose() -> None:
+        if engine is not None:
+            await engine.dispose()
+
+    static = create_static_files_router(
+        path="/static/swagger", directories=[_swagger_assets()], opt=public(), include_in_schema=False
+    )
+
+    openapi = OpenAPIConfig(
+        title="Eldercare API 智慧养老服务平台",
+        version="1",
+        path="/api/schema",
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path="/",
+                js_url="/static/swagger/swagger-ui-bundle.js",
+                css_url="/static/swagger/swagger-ui.css",
+                standalone_preset_js_url="/static/swagger/swagger-ui-standalone-preset.js",
+            ),
+            JsonRenderPlugin(path="/openapi.json"),
+        ],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http", scheme="bearer", description="Token from /api/v1/auth/login"
+                )
+            }
+        ),
+        security=[{"bearer": []}],
+        openapi_router=Router(path="/api/schema", route_handlers=[], opt=public(), include_in_schema=False),
+    )
+
+    app = Litestar(
+        route_handlers=[*route_handlers(), *extra_handlers, static],
+        guards=[authorize],
+        dependencies={
+            "db": Provide(provide_db),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+            "now": Provide(provide_now, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        csrf_config=CSRFConfig(
+            secret=settings.secret_key,
+            cookie_name="ec_csrf",
+            header_name="x-csrf-token",
+            cookie_secure=settings.secure_cookies,
+            cookie_httponly=False,
+            exclude=["/api/"],
+        ),
+        state=State({"settings": settings, "sessionmaker": sessionmaker, "clock": clock}),
+        middleware=[metrics_middleware],
+        on_shutdown=[_dispose],
+        debug=settings.debug,
+    )
+    return app

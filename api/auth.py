@@ -1,0 +1,163 @@
+"""Authentication (bearer token for the API, HttpOnly cookie for the web) and the role guard."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import Cookie, State
+from litestar.handlers.base import BaseRouteHandler
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.deps import client_ip
+from core.authz import PUBLIC, Principal, authenticated, public, rule_allows
+from core.errors import Forbidden, Unauthenticated
+from core.sessions import attempt_login, principal_for_token, revoke
+
+SESSION_COOKIE = "ec_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str | None, bool]:
+    """The session token and whether it came from the cookie (which needs CSRF protection)."""
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None, False
+    return connection.cookies.get(SESSION_COOKIE), True
+
+
+async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Global guard: every route must declare a role rule; anonymous users reach only public ones.
+
+    API writes need the bearer token: the cookie is accepted on ``/api`` only for safe methods, and
+    on web forms only behind the CSRF middleware.
+    """
+    rule = handler.opt.get("roles")
+    if rule is None:
+        raise Forbidden("This route declares no role rule.", code="auth.no_rule")
+    token, from_cookie = _token(connection)
+    principal: Principal | None = None
+    if token:
+        state = connection.app.state
+        async with state.sessionmaker() as session:
+            principal = await principal_for_token(session=session, token=token, now=state.clock())
+        if (
+            principal is not None
+            and from_cookie
+            and connection.url.path.startswith("/api/")
+            and connection.scope.get("method") not in SAFE_METHODS
+        ):
+            principal = None
+    connection.scope["principal"] = principal  # type: ignore[typeddict-unknown-key]
+    if rule == PUBLIC:
+        return
+    if principal is None:
+        raise Unauthenticated("Sign in first.")
+    if not rule_allows(rule, principal.role):
+        raise Forbidden(f"Role {principal.role.value} may not use this route.")
+
+
+class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+    login: str = msgspec.field(name="login")
+    password: str
+
+    def __post_init__(self) -> None:
+        if not (1 <= len(self.login) <= 60) or not (1 <= len(self.password) <= 200):
+            raise msgspec.ValidationError("login must be 1–60 and password 1–200 characters")
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: str
+    expires_at: dt.datetime
+    role: str
+    username: str
+
+
+class MeResponse(msgspec.Struct):
+    user_id: int
+    username: str
+    display_name: str
+    role: str
+    provider_id: int | None
+    caregiver_id: int | None
+    elder_id: int | None
+    district_ids: list[int]
+    elder_ids: list[int]
+
+
+def me_of(p: Principal) -> MeResponse:
+    return MeResponse(
+        user_id=p.user_id,
+        username=p.username,
+        display_name=p.display_name,
+        role=p.role.value,
+        provider_id=p.provider_id,
+        caregiver_id=p.caregiver_id,
+        elder_id=p.elder_id,
+        district_ids=sorted(p.district_ids),
+        elder_ids=sorted(p.elder_ids),
+    )
+
+
+async def login_with(state: State, *, login: str, password: str, ip: str | None) -> TokenResponse:
+    """Own transaction: a failed attempt (counter, lock-out, audit) is committed before raising."""
+    now = state.clock()
+    async with state.sessionmaker() as session, session.begin():
+        outcome = await attempt_login(
+            session=session, login=login, password=password, ip=ip, now=now, settings=state.settings
+        )
+    if outcome.error is not None:
+        raise outcome.error
+    if outcome.token is None or outcome.expires_at is None:
+        raise Unauthenticated("Sign-in failed.", code="auth.invalid_credentials")
+    async with state.sessionmaker() as session:
+        principal = await principal_for_token(session=session, token=outcome.token, now=now)
+    if principal is None:
+        raise Unauthenticated("Sign-in failed.", code="auth.invalid_credentials")
+    return TokenResponse(
+        access_token=outcome.token,
+        token_type="Bearer",  # noqa: S106 - the OAuth token type, not a secret
+        expires_at=outcome.expires_at,
+        role=principal.role.value,
+        username=principal.username,
+    )
+
+
+class AuthController(Controller):
+    path = "/api/v1/auth"
+    tags = ["auth"]  # noqa: RUF012
+
+    @post("/login", opt=public(), status_code=200, summary="Sign in; returns a bearer token")
+    async def login(self, request: Request[Any, Any, Any], state: State, data: LoginRequest) -> TokenResponse:
+        return await login_with(state, login=data.login, password=data.password, ip=client_ip(request))
+
+    @post("/logout", opt=authenticated(), status_code=204, summary="Revoke the current session")
+    async def logout(
+        self, request: Request[Any, Any, Any], db: AsyncSession, now: dt.datetime
+    ) -> Response[None]:
+        token, _ = _token(request)
+        if token:
+            await revoke(session=db, token=token, now=now)
+        response: Response[None] = Response(content=None, status_code=204)
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+    @get("/me", opt=authenticated(), summary="The signed-in user and their scope")
+    async def me(self, principal: Principal) -> MeResponse:
+        return me_of(principal)
+
+
+def session_cookie(token: str, *, max_age: int, secure: bool) -> Cookie:
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=token,
+        httponly=True,
+        samesite="lax",
+        secure=secure,
+        max_age=max_age,
+        path="/",
+    )

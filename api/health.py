@@ -1,0 +1,39 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, MediaType, Response, get
+from litestar.datastructures import State
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from sqlalchemy import text
+
+from core.authz import public
+
+
+class HealthController(Controller):
+    tags = ["ops"]  # noqa: RUF012
+
+    @get("/health", opt=public(), summary="Liveness: the process is up")
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/ready", opt=public(), summary="Readiness: the database answers and is migrated")
+    async def ready(self, state: State) -> Response[dict[str, Any]]:
+        try:
+            async with state.sessionmaker() as session:
+                version = await session.scalar(text("SELECT version_num FROM alembic_version LIMIT 1"))
+        except Exception as exc:  # any failure means "not ready", with the reason
+            return Response({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
+        return Response({"status": "ready", "database": "ok", "schema": version})
+
+    @get(
+        "/metrics",
+        opt=public(),
+        media_type=MediaType.TEXT,
+        summary="Prometheus metrics",
+        include_in_schema=False,
+    )
+    async def metrics(self) -> Response[bytes]:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,71 @@
+"""Audit trail: every state change and every read of unmasked personal data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.authz import Principal
+from core.models import AuditLog, Base
+
+# Columns whose values never go into the audit trail in clear.
+_REDACTED = frozenset({"password_hash", "id_number"})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def snapshot(obj: Base) -> dict[str, Any]:
+    """Column values of an ORM object, with secrets redacted, ready for JSONB."""
+    state = inspect(obj)
+    out: dict[str, Any] = {}
+    for attr in state.mapper.column_attrs:
+        key = attr.key
+        out[key] = "<redacted>" if key in _REDACTED else _jsonable(getattr(obj, key))
+    return out
+
+
+def record(
+    session: AsyncSession,
+    *,
+    actor: Principal | None,
+    action: str,
+    entity: str,
+    entity_id: object = None,
+    before: Mapping[str, Any] | None = None,
+    after: Mapping[str, Any] | None = None,
+    ip: str | None = None,
+    request_id: str | None = None,
+) -> None:
+    """Add an audit row to the caller's unit of work (committed with the change it describes)."""
+    session.add(
+        AuditLog(
+            actor_user_id=actor.user_id if actor else None,
+            actor_role=actor.role.value if actor else None,
+            action=action,
+            entity=entity,
+            entity_id=None if entity_id is None else str(entity_id),
+            before=_jsonable(before) if before is not None else None,
+            after=_jsonable(after) if after is not None else None,
+            ip=ip,
+            request_id=request_id,
+        )
+    )

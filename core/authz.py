@@ -1,0 +1,117 @@
+"""Who may do what: role rules on routes and pure scoping rules used by the service layer.
+
+Every route declares its rule with ``opt=allow(...)`` (or ``opt=public()``); a route without a
+rule is refused at run time and fails the role-matrix test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from core.models import Role
+
+PUBLIC: Final = "public"
+ANY_AUTHENTICATED: Final = "authenticated"
+ALL_ROLES: Final = frozenset(Role)
+STAFF: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.ADMIN})
+# Roles that see full resident ID numbers (each such read is audited).
+UNMASKED_ID_ROLES: Final = frozenset({Role.CIVIL_AFFAIRS, Role.ADMIN})
+
+
+def allow(*roles: Role) -> dict[str, Any]:
+    """Route option: only these roles may call the route."""
+    if not roles:
+        raise ValueError("allow() needs at least one role; use public() for open routes")
+    return {"roles": frozenset(roles)}
+
+
+def public() -> dict[str, Any]:
+    """Route option: no authentication needed (login, health, docs)."""
+    return {"roles": PUBLIC}
+
+
+def authenticated() -> dict[str, Any]:
+    """Route option: any signed-in user (e.g. ``/auth/me``, logout)."""
+    return {"roles": ANY_AUTHENTICATED}
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The signed-in user and the scope their role gives them."""
+
+    user_id: int
+    username: str
+    role: Role
+    display_name: str = ""
+    provider_id: int | None = None
+    caregiver_id: int | None = None
+    elder_id: int | None = None
+    guardian_id: int | None = None
+    district_ids: frozenset[int] = field(default_factory=frozenset)
+    # Elders a family member is guardian of (or the elder themself).
+    elder_ids: frozenset[int] = field(default_factory=frozenset)
+
+
+def rule_allows(rule: object, role: Role | None) -> bool:
+    """Pure check of a route rule against a role (``None`` = anonymous)."""
+    if rule == PUBLIC:
+        return True
+    if role is None:
+        return False
+    if rule == ANY_AUTHENTICATED:
+        return True
+    return isinstance(rule, frozenset) and role in rule
+
+
+def roles_of(rule: object) -> frozenset[Role]:
+    """Roles that a rule admits (all roles for public/authenticated rules)."""
+    if rule in (PUBLIC, ANY_AUTHENTICATED):
+        return ALL_ROLES
+    return rule if isinstance(rule, frozenset) else frozenset()
+
+
+# --- Scoping rules (pure) ------------------------------------------------------------------------
+
+
+def sees_all_elders(p: Principal) -> bool:
+    """Admins, and call-centre staff who must be able to act on any alarm in the city."""
+    return p.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR)
+
+
+def can_see_elder(
+    p: Principal, *, elder_id: int, district_id: int, served_by_provider_ids: Iterable[int] = ()
+) -> bool:
+    """Whether ``p`` may read this elder's record.
+
+    A family member sees only their elders, an elder only themself, a civil-affairs officer only
+    elders in their districts, a provider only elders it has served or serves (its orders), a
+    caregiver the same through their provider.
+    """
+    if sees_all_elders(p):
+        return True
+    if p.role == Role.CIVIL_AFFAIRS:
+        return district_id in p.district_ids
+    if p.role in (Role.FAMILY, Role.ELDER):
+        return elder_id in p.elder_ids
+    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
+        return p.provider_id is not None and p.provider_id in set(served_by_provider_ids)
+    return False
+
+
+def can_edit_elder(p: Principal, *, district_id: int) -> bool:
+    """Elder master data is maintained by admins and by civil-affairs officers of the district."""
+    if p.role == Role.ADMIN:
+        return True
+    return p.role == Role.CIVIL_AFFAIRS and district_id in p.district_ids
+
+
+def can_see_provider(p: Principal, *, provider_id: int) -> bool:
+    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
+        return p.provider_id == provider_id
+    return p.role in STAFF
+
+
+def sees_unmasked_id_number(p: Principal) -> bool:
+    return p.role in UNMASKED_ID_ROLES

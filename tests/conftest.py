@@ -1,0 +1,120 @@
+"""Shared fixtures: a fresh, migrated test database with demo data, and per-test rollback.
+
+Integration tests get ``db`` (an AsyncSession inside a transaction rolled back after the test)
+and ``client`` (the real app whose every request runs inside that same transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+
+import asyncpg
+import pytest
+from alembic import command
+from alembic.config import Config
+from litestar.testing import AsyncTestClient
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from core.settings import PROJECT_ROOT, Settings
+
+TEST_DB_URL = os.environ.get(
+    "ELDERCARE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/eldercare_test"
+)
+# The clock the integration tests run at: a fixed instant, so seeded data and validity windows agree.
+TEST_NOW = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
+DEMO_PASSWORD = "Eldercare-demo-2026"
+
+
+def alembic_config(url: str) -> Config:
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["url"] = url
+    return cfg
+
+
+async def recreate_database(url: str) -> None:
+    base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
+    conn = await asyncpg.connect(base + "/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def test_settings() -> Settings:
+    return Settings(database_url=TEST_DB_URL, secret_key="test-secret-" + "x" * 32, log_json=True, log_level="WARNING")
+
+
+@pytest.fixture(scope="session")
+def migrated_db(test_settings: Settings) -> Iterator[str]:
+    """Create the test database afresh and migrate it to head (once per session)."""
+    asyncio.run(recreate_database(test_settings.database_url))
+    command.upgrade(alembic_config(test_settings.database_url), "heads")
+    yield test_settings.database_url
+
+
+@pytest.fixture(scope="session")
+async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
+    eng = create_async_engine(migrated_db, pool_size=5, max_overflow=5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def seeded(engine: AsyncEngine) -> dict[str, object]:
+    """Reference and demo data, committed once for the whole session."""
+    from core.seed import seed_demo
+
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory() as session, session.begin():
+        summary = await seed_demo(session, today=TEST_NOW.date())
+    return {"summary": summary}
+
+
+@pytest.fixture
+async def connection(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIterator[AsyncConnection]:
+    async with engine.connect() as conn:
+        trans = await conn.begin()
+        try:
+            yield conn
+        finally:
+            await trans.rollback()
+
+
+@pytest.fixture
+def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
+    """Sessions joined to the test's outer transaction; their commits become savepoints."""
+    return async_sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+
+
+@pytest.fixture
+async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    async with sessionmaker() as session:
+        yield session
+
+
+@pytest.fixture
+async def client(
+    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+    from api.app import create_app
+
+    app = create_app(test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW)
+    async with AsyncTestClient(app=app) as c:
+        yield c
+
+
+@pytest.fixture
+def login(client: AsyncTestClient) -> Callable[..., object]:  # type: ignore[type-arg]
+    """``await login("demo_admin")`` → headers with that user's bearer token."""
+
+    async def _login(username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
+        r = await client.post("/api/v1/auth/login", json={"login": username, "password": password})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    return _login
