@@ -14,7 +14,9 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -28,6 +30,7 @@ from core.clock import Clock, utc_now
 from core.db import make_engine, make_sessionmaker
 from core.logging import configure_logging
 from core.settings import Settings
+from web.routes import TEMPLATES
 
 log = structlog.get_logger()
 
@@ -78,8 +81,9 @@ def _swagger_assets() -> Path:
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the platform. Domains contribute theirs here."""
     from api.routes import domain_controllers
+    from web.routes import web_handlers
 
-    return [HealthController, AuthController, *domain_controllers()]
+    return [HealthController, AuthController, *domain_controllers(), *web_handlers()]
 
 
 def create_app(
@@ -138,6 +142,7 @@ def create_app(
             "now": Provide(provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
         openapi_config=openapi,
         csrf_config=CSRFConfig(
             secret=settings.secret_key,

@@ -10,11 +10,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, State
 from litestar.handlers.base import BaseRouteHandler
-from sqlalchemy.ext.asyncio import AsyncSession
+from litestar.params import JSONBody
 
 from api.deps import client_ip
 from core.authz import PUBLIC, Principal, authenticated, public, rule_allows
 from core.errors import Forbidden, Unauthenticated
+from core.http import CurrentPrincipal, Db, Now
 from core.sessions import attempt_login, principal_for_token, revoke
 
 SESSION_COOKIE = "ec_session"
@@ -132,13 +133,13 @@ class AuthController(Controller):
     tags = ["auth"]  # noqa: RUF012
 
     @post("/login", opt=public(), status_code=200, summary="Sign in; returns a bearer token")
-    async def login(self, request: Request[Any, Any, Any], state: State, data: LoginRequest) -> TokenResponse:
+    async def login(
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[LoginRequest]
+    ) -> TokenResponse:
         return await login_with(state, login=data.login, password=data.password, ip=client_ip(request))
 
     @post("/logout", opt=authenticated(), status_code=204, summary="Revoke the current session")
-    async def logout(
-        self, request: Request[Any, Any, Any], db: AsyncSession, now: dt.datetime
-    ) -> Response[None]:
+    async def logout(self, request: Request[Any, Any, Any], db: Db, now: Now) -> Response[None]:
         token, _ = _token(request)
         if token:
             await revoke(session=db, token=token, now=now)
@@ -147,7 +148,7 @@ class AuthController(Controller):
         return response
 
     @get("/me", opt=authenticated(), summary="The signed-in user and their scope")
-    async def me(self, principal: Principal) -> MeResponse:
+    async def me(self, principal: CurrentPrincipal) -> MeResponse:
         return me_of(principal)
 
 

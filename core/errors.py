@@ -54,3 +54,9 @@ class TooManyRequests(DomainError):
     status = 429
     code = "auth.rate_limited"
     title = "Too many requests"
+
+
+class AccountLocked(DomainError):
+    status = 423
+    code = "auth.locked"
+    title = "Account temporarily locked"

@@ -12,20 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.authz import Principal
-from core.errors import DomainError, TooManyRequests, Unauthenticated
+from core.errors import AccountLocked, DomainError, TooManyRequests, Unauthenticated
 from core.models import AppUser, AuthSession, ElderGuardian, LoginAttempt, Role, UserDistrict
 from core.passwords import hash_password, verify_password
 from core.settings import Settings
 
-
 # A real hash to verify against when the login is unknown, so timing does not reveal which users exist.
 DUMMY_HASH = hash_password("eldercare-dummy-password")
-
-
-class AccountLocked(DomainError):
-    status = 423
-    code = "auth.locked"
-    title = "Account temporarily locked"
 
 
 def token_hash(token: str) -> str:

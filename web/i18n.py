@@ -1,0 +1,58 @@
+"""UI strings in Simplified Chinese (default) and English."""
+
+from __future__ import annotations
+
+from typing import Final
+
+DEFAULT_LOCALE: Final = "zh-CN"
+LOCALES: Final = ("zh-CN", "en")
+
+MESSAGES: Final[dict[str, dict[str, str]]] = {
+    "app.title": {"zh-CN": "孝感市智慧养老服务平台", "en": "Xiaogan Smart Elderly-Care Platform"},
+    "login.title": {"zh-CN": "登录", "en": "Sign in"},
+    "login.user": {"zh-CN": "用户名或手机号", "en": "Username or phone"},
+    "login.password": {"zh-CN": "密码", "en": "Password"},
+    "login.submit": {"zh-CN": "登录", "en": "Sign in"},
+    "login.failed": {"zh-CN": "用户名或密码错误", "en": "Wrong username or password"},
+    "login.locked": {
+        "zh-CN": "失败次数过多，账户已临时锁定，请稍后再试",
+        "en": "Too many failed attempts; try again later",
+    },
+    "login.rate": {"zh-CN": "登录尝试过于频繁，请一分钟后再试", "en": "Too many attempts; wait a minute"},
+    "logout": {"zh-CN": "退出", "en": "Sign out"},
+    "home.welcome": {"zh-CN": "欢迎", "en": "Welcome"},
+    "home.role": {"zh-CN": "角色", "en": "Role"},
+    "home.api_docs": {"zh-CN": "接口文档", "en": "API docs"},
+    "home.figures": {"zh-CN": "平台概况", "en": "Platform at a glance"},
+    "fig.elders": {"zh-CN": "在册老人", "en": "Registered elders"},
+    "fig.alone": {"zh-CN": "独居老人", "en": "Living alone"},
+    "fig.providers": {"zh-CN": "服务机构", "en": "Providers"},
+    "fig.caregivers": {"zh-CN": "护理员", "en": "Caregivers"},
+    "fig.devices": {"zh-CN": "智能设备", "en": "Devices"},
+    "fig.scope": {"zh-CN": "数据范围", "en": "Scope"},
+    "scope.all": {"zh-CN": "全市", "en": "Whole city"},
+    "scope.districts": {"zh-CN": "{n} 个区县", "en": "{n} district(s)"},
+    "scope.own": {"zh-CN": "本人相关", "en": "Your own records"},
+    "lang.switch": {"zh-CN": "English", "en": "中文"},
+    "role.elder": {"zh-CN": "老人", "en": "Elder"},
+    "role.family": {"zh-CN": "家属", "en": "Family"},
+    "role.caregiver": {"zh-CN": "护理员", "en": "Caregiver"},
+    "role.provider_admin": {"zh-CN": "服务机构管理员", "en": "Provider admin"},
+    "role.operator": {"zh-CN": "坐席员", "en": "Operator"},
+    "role.supervisor": {"zh-CN": "值班主管", "en": "Supervisor"},
+    "role.civil_affairs": {"zh-CN": "民政干部", "en": "Civil-affairs officer"},
+    "role.admin": {"zh-CN": "系统管理员", "en": "Administrator"},
+}
+
+
+def pick_locale(query: str | None, cookie: str | None, accept_language: str | None) -> str:
+    for candidate in (query, cookie):
+        if candidate in LOCALES:
+            return candidate
+    if accept_language and accept_language.lower().startswith("en"):
+        return "en"
+    return DEFAULT_LOCALE
+
+
+def translator(locale: str) -> dict[str, str]:
+    return {key: texts.get(locale, texts[DEFAULT_LOCALE]) for key, texts in MESSAGES.items()}

@@ -1,0 +1,152 @@
+"""Server-rendered pages: sign-in with an HttpOnly SameSite cookie, CSRF-protected forms, a home page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import URLEncodedBody
+from litestar.response import Redirect, Template
+from litestar.static_files import create_static_files_router
+from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.auth import SESSION_COOKIE, LoginRequest, login_with, session_cookie
+from api.deps import client_ip
+from core.authz import Principal, public
+from core.errors import AccountLocked, DomainError, TooManyRequests
+from core.http import Db
+from core.models import Caregiver, Device, Elder, Provider, ProviderDistrict, Role
+from core.sessions import revoke
+from web.i18n import pick_locale, translator
+
+TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+LANG_COOKIE = "ec_lang"
+
+
+def _context(request: Request[Any, Any, Any], **extra: Any) -> dict[str, Any]:
+    locale = pick_locale(
+        request.query_params.get("lang"),
+        request.cookies.get(LANG_COOKIE),
+        request.headers.get("accept-language"),
+    )
+    return {"locale": locale, "t": translator(locale), "user": request.scope.get("principal"), **extra}
+
+
+def _page(request: Request[Any, Any, Any], name: str, *, status_code: int = 200, **extra: Any) -> Template:
+    ctx = _context(request, **extra)
+    page = Template(template_name=name, context=ctx, status_code=status_code)
+    if request.query_params.get("lang"):
+        page.set_cookie(LANG_COOKIE, ctx["locale"], httponly=True, samesite="lax", max_age=365 * 86400)
+    return page
+
+
+def _elder_scope(p: Principal) -> ColumnElement[bool]:
+    if p.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR):
+        return true()
+    if p.role == Role.CIVIL_AFFAIRS:
+        return Elder.district_id.in_(p.district_ids)
+    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
+        served = select(ProviderDistrict.district_id).where(ProviderDistrict.provider_id == p.provider_id)
+        return Elder.district_id.in_(served)
+    return Elder.id.in_(p.elder_ids)
+
+
+async def _figures(db: AsyncSession, p: Principal) -> list[tuple[str, int]]:
+    scope = _elder_scope(p)
+    elders = await db.scalar(select(func.count()).select_from(Elder).where(scope, Elder.status == "active"))
+    alone = await db.scalar(
+        select(func.count())
+        .select_from(Elder)
+        .where(scope, Elder.status == "active", Elder.living_situation == "alone")
+    )
+    devices = await db.scalar(select(func.count()).select_from(Device).join(Elder).where(scope))
+    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
+        providers = 1
+        caregivers = await db.scalar(
+            select(func.count()).select_from(Caregiver).where(Caregiver.provider_id == p.provider_id)
+        )
+    else:
+        providers = await db.scalar(select(func.count()).select_from(Provider))
+        caregivers = await db.scalar(select(func.count()).select_from(Caregiver))
+    return [
+        ("fig.elders", elders or 0),
+        ("fig.alone", alone or 0),
+        ("fig.providers", providers or 0),
+        ("fig.caregivers", caregivers or 0),
+        ("fig.devices", devices or 0),
+    ]
+
+
+class WebController(Controller):
+    include_in_schema = False
+
+    @get("/", opt=public())
+    async def home(self, request: Request[Any, Any, Any], db: Db) -> Template | Redirect:
+        principal: Principal | None = request.scope.get("principal")  # type: ignore[assignment]
+        if principal is None:
+            return Redirect("/login")
+        figures = await _figures(db, principal)
+        t = translator(_context(request)["locale"])
+        if principal.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR):
+            scope_label = t["scope.all"]
+        elif principal.role == Role.CIVIL_AFFAIRS:
+            scope_label = t["scope.districts"].format(n=len(principal.district_ids))
+        else:
+            scope_label = t["scope.own"]
+        return _page(request, "home.html", figures=figures, scope_label=scope_label)
+
+    @get("/login", opt=public())
+    async def login_form(self, request: Request[Any, Any, Any]) -> Template:
+        return _page(request, "login.html", error=None, login_value="")
+
+    @post("/login", opt=public(), status_code=303)
+    async def login(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        data: URLEncodedBody[dict[str, str]],
+    ) -> Response[Any]:
+        login = (data.get("login") or "").strip()[:60]
+        password = (data.get("password") or "")[:200]
+        t = translator(_context(request)["locale"])
+        try:
+            LoginRequest(login=login, password=password)
+            token = await login_with(state, login=login, password=password, ip=client_ip(request))
+        except DomainError as exc:
+            message = t["login.failed"]
+            if isinstance(exc, AccountLocked):
+                message = t["login.locked"]
+            elif isinstance(exc, TooManyRequests):
+                message = t["login.rate"]
+            return _page(request, "login.html", status_code=exc.status, error=message, login_value=login)
+        except Exception:  # msgspec validation of empty fields
+            return _page(request, "login.html", status_code=422, error=t["login.failed"], login_value=login)
+        response = Redirect("/")
+        response.set_cookie(
+            session_cookie(
+                token.access_token,
+                max_age=state.settings.session_ttl_seconds,
+                secure=state.settings.secure_cookies,
+            )
+        )
+        return response
+
+    @post("/logout", opt=public(), status_code=303)
+    async def logout(self, request: Request[Any, Any, Any], db: Db, state: State) -> Redirect:
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            await revoke(session=db, token=token, now=state.clock())
+        response = Redirect("/login")
+        response.delete_cookie(SESSION_COOKIE)
+        return response
+
+
+def web_handlers() -> list[Any]:
+    static = create_static_files_router(
+        path="/static/web", directories=[STATIC], opt=public(), include_in_schema=False, name="web-static"
+    )
+    return [WebController, static]
