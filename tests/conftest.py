@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
-from litestar.testing import AsyncTestClient
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from core.settings import PROJECT_ROOT, Settings
 
@@ -26,6 +32,7 @@ TEST_DB_URL = os.environ.get(
 # The clock the integration tests run at: a fixed instant, so seeded data and validity windows agree.
 TEST_NOW = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
 DEMO_PASSWORD = "Eldercare-demo-2026"
+Client = httpx.AsyncClient
 
 
 def alembic_config(url: str) -> Config:
@@ -46,15 +53,17 @@ async def recreate_database(url: str) -> None:
 
 @pytest.fixture(scope="session")
 def test_settings() -> Settings:
-    return Settings(database_url=TEST_DB_URL, secret_key="test-secret-" + "x" * 32, log_json=True, log_level="WARNING")
+    return Settings(
+        database_url=TEST_DB_URL, secret_key="test-secret-" + "x" * 32, log_json=True, log_level="WARNING"
+    )
 
 
 @pytest.fixture(scope="session")
-def migrated_db(test_settings: Settings) -> Iterator[str]:
+def migrated_db(test_settings: Settings) -> str:
     """Create the test database afresh and migrate it to head (once per session)."""
     asyncio.run(recreate_database(test_settings.database_url))
     command.upgrade(alembic_config(test_settings.database_url), "heads")
-    yield test_settings.database_url
+    return test_settings.database_url
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +97,9 @@ async def connection(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIte
 @pytest.fixture
 def sessionmaker(connection: AsyncConnection) -> async_sessionmaker[AsyncSession]:
     """Sessions joined to the test's outer transaction; their commits become savepoints."""
-    return async_sessionmaker(bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint")
+    return async_sessionmaker(
+        bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+    )
 
 
 @pytest.fixture
@@ -100,16 +111,19 @@ async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[As
 @pytest.fixture
 async def client(
     test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
+) -> AsyncIterator[Client]:
+    """The real app over an in-process ASGI transport, in the test's own event loop (Litestar's
+    AsyncTestClient runs the app on a portal thread, where the test's connection cannot follow)."""
     from api.app import create_app
 
     app = create_app(test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW)
-    async with AsyncTestClient(app=app) as c:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
 
 
 @pytest.fixture
-def login(client: AsyncTestClient) -> Callable[..., object]:  # type: ignore[type-arg]
+def login(client: Client) -> Callable[..., Awaitable[dict[str, str]]]:
     """``await login("demo_admin")`` → headers with that user's bearer token."""
 
     async def _login(username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:

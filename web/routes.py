@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import URLEncodedBody
@@ -123,9 +124,9 @@ class WebController(Controller):
             elif isinstance(exc, TooManyRequests):
                 message = t["login.rate"]
             return _page(request, "login.html", status_code=exc.status, error=message, login_value=login)
-        except Exception:  # msgspec validation of empty fields
+        except msgspec.ValidationError:  # empty or over-long fields
             return _page(request, "login.html", status_code=422, error=t["login.failed"], login_value=login)
-        response = Redirect("/")
+        response = Redirect("/", status_code=303)
         response.set_cookie(
             session_cookie(
                 token.access_token,
@@ -140,7 +141,7 @@ class WebController(Controller):
         token = request.cookies.get(SESSION_COOKIE)
         if token:
             await revoke(session=db, token=token, now=state.clock())
-        response = Redirect("/login")
+        response = Redirect("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE)
         return response
 
