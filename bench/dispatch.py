@@ -1,0 +1,269 @@
+"""Dispatch benchmark: ``eldercare bench dispatch --json FILE``.
+
+1. Matching core over 10,000 caregivers and 100,000 elders (synthetic, in memory, around Xiaogan's
+   district centres): ``match_latency_ms_p50`` / ``match_latency_ms_p99`` (target p99 ≤ 5 ms).
+2. A day plan of 500 visits for 60 caregivers: ``dayplan_seconds`` (target ≤ 15 s),
+   ``dayplan_travel_ratio_vs_ortools`` (our travel ÷ OR-Tools guided local search given
+   ``--ortools-seconds`` on the same instance, same run; target ≤ 1.05) and ``hard_rule_violations``
+   (checked independently of the planner; must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import gc
+import json
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from dispatch.matching import (
+    LOCAL_TZ,
+    Booking,
+    CaregiverIndex,
+    CaregiverProfile,
+    CertificateInfo,
+    MatchPolicy,
+    OrderRequest,
+    ServiceRule,
+    match,
+)
+from dispatch.routing import (
+    DayPlanInstance,
+    PlanCaregiver,
+    PlanPolicy,
+    PlanVisit,
+    hard_rule_violations,
+    plan_day,
+    solve_ortools,
+)
+
+# DOMAIN §1 district centres, kind, share of the population (estimates for a synthetic spread).
+CENTRES = [
+    (30.92, 113.91, False, 0.30),  # Xiaonan (urban)
+    (30.66, 113.84, False, 0.16),  # Hanchuan
+    (30.93, 113.57, False, 0.12),  # Yingcheng
+    (31.26, 113.69, False, 0.12),  # Anlu
+    (31.02, 113.75, True, 0.10),  # Yunmeng
+    (31.26, 113.99, True, 0.10),  # Xiaochang
+    (31.56, 114.13, True, 0.10),  # Dawu
+]
+SERVICES = {
+    "MEAL": ServiceRule("MEAL", "MEAL", "health", None, min_minutes=0),
+    "CLEAN": ServiceRule("CLEAN", "CLEAN", None, None, min_minutes=60),
+    "BATH": ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_minutes=45),
+    "ESCORT": ServiceRule("ESCORT", "ESCORT", None, None, min_minutes=60),
+    "VISIT": ServiceRule("VISIT", "VISIT", None, None, min_minutes=30),
+    "CARE": ServiceRule("CARE", "CARE", "eldercare_worker", 4, min_minutes=60),
+}
+DURATION_S = {"MEAL": 600, "CLEAN": 3600, "BATH": 2700, "ESCORT": 3600, "VISIT": 1800, "CARE": 3600}
+DAY = dt.date(2026, 12, 2)  # a Wednesday
+
+
+def _place(rnd: random.Random, spread_deg: float) -> tuple[float, float, bool]:
+    lat, lon, rural, _ = rnd.choices(CENTRES, weights=[c[3] for c in CENTRES])[0]
+    return lat + rnd.gauss(0, spread_deg), lon + rnd.gauss(0, spread_deg), rural
+
+
+def _profile(rnd: random.Random, cid: int, day: dt.date, p_certified: float = 0.6) -> CaregiverProfile:
+    skills = {"CLEAN", "ESCORT", "VISIT"}
+    certs: list[CertificateInfo] = []
+    if rnd.random() < p_certified:
+        skills |= {"BATH", "CARE"}
+        # Some certificates run out around the plan date.
+        expires = day + dt.timedelta(days=rnd.choice([-1, 0, 1, 30, 365, 365, 365]))
+        certs.append(
+            CertificateInfo("eldercare_worker", rnd.choice([3, 4, 4, 5]), dt.date(2023, 1, 1), expires)
+        )
+    if rnd.random() < 0.5:
+        skills.add("MEAL")
+        certs.append(CertificateInfo("health", None, dt.date(2026, 1, 1), dt.date(2027, 1, 1)))
+    start_h = rnd.choice([7, 8, 8, 9])
+    return CaregiverProfile(
+        id=cid,
+        gender="F" if rnd.random() < 0.8 else "M",
+        skills=frozenset(skills),
+        certificates=tuple(certs),
+        shift_start=dt.time(start_h),
+        shift_end=dt.time(start_h + rnd.choice([8, 9, 10])),
+        work_days=frozenset(rnd.choice([{1, 2, 3, 4, 5}, {1, 2, 3, 4, 5, 6}, {3, 4, 5, 6, 7}])),
+        daily_capacity=rnd.choice([6, 8, 8, 10]),
+        rating=round(rnd.uniform(3.5, 5.0), 1),
+    )
+
+
+def bench_matching(seed: int, n_caregivers: int, n_elders: int, n_orders: int) -> dict[str, float]:
+    """Latency of :func:`dispatch.matching.match` alone, over ``n_orders`` random orders."""
+    rnd = random.Random(seed)
+    now = dt.datetime.combine(DAY, dt.time(10), LOCAL_TZ).astimezone(dt.UTC)
+    index = CaregiverIndex()
+    profiles: dict[int, CaregiverProfile] = {}
+    for cid in range(1, n_caregivers + 1):
+        p = _profile(rnd, cid, DAY)
+        booked = []
+        for _ in range(rnd.randint(0, 4)):
+            start = now + dt.timedelta(minutes=rnd.randint(-120, 360))
+            booked.append(Booking(start, start + dt.timedelta(minutes=45)))
+        profiles[cid] = dataclasses.replace(p, bookings=tuple(booked))
+        lat, lon, _ = _place(rnd, 0.05)
+        index.update(cid, lat, lon, p.skills)
+    elders = [(_place(rnd, 0.05), rnd.choice("FFM"), rnd.random() < 0.2) for _ in range(n_elders)]
+    policy = MatchPolicy()
+    codes = list(SERVICES)
+    latencies: list[float] = []
+    cpu: list[float] = []
+    empty = 0
+    # The service keeps this snapshot for hours: freeze it so the cyclic GC does not rescan it.
+    gc.collect()
+    gc.freeze()
+    for i in range(n_orders):
+        eid = rnd.randrange(n_elders)
+        (lat, lon, rural), gender, allows = elders[eid]
+        code = rnd.choice(codes)
+        urgent = i % 2 == 0
+        order = OrderRequest(
+            elder_id=eid,
+            elder_gender=gender,
+            elder_allows_any_gender=allows,
+            lat=lat,
+            lon=lon,
+            rural=rural,
+            service=SERVICES[code],
+            start=now if urgent else now + dt.timedelta(minutes=rnd.randint(60, 300)),
+            duration_s=DURATION_S[code],
+            asap=urgent,
+            urgent=urgent,
+            blocked=frozenset(rnd.sample(range(1, n_caregivers + 1), rnd.randint(0, 2))),
+            continuity={rnd.randint(1, n_caregivers): rnd.randint(1, 6) for _ in range(rnd.randint(0, 3))},
+        )
+        c0, t0 = time.thread_time(), time.perf_counter()
+        res = match(order, index=index, profiles=profiles, policy=policy, now=now)
+        latencies.append((time.perf_counter() - t0) * 1000)
+        cpu.append((time.thread_time() - c0) * 1000)
+        empty += not res.candidates
+    gc.unfreeze()
+    latencies.sort()
+    cpu.sort()
+    p99 = int(0.99 * (len(latencies) - 1))
+    return {
+        "match_latency_ms_p50": round(statistics.median(latencies), 3),
+        "match_latency_ms_p99": round(latencies[p99], 3),
+        # CPU time of the matching thread: the same calls without preemption by other processes.
+        "match_cpu_ms_p50": round(statistics.median(cpu), 3),
+        "match_cpu_ms_p99": round(cpu[p99], 3),
+        "match_orders": n_orders,
+        "match_orders_without_candidate": empty,
+        "caregivers": n_caregivers,
+        "elders": n_elders,
+    }
+
+
+def dayplan_instance(seed: int, n_visits: int, n_caregivers: int) -> DayPlanInstance:
+    """A next-day instance in Xiaonan: mixed services, time windows, continuity preferences."""
+    rnd = random.Random(seed)
+    centre = (30.92, 113.91)
+    cgs = []
+    for cid in range(1, n_caregivers + 1):
+        p = _profile(rnd, cid, DAY, p_certified=0.8)
+        p = dataclasses.replace(
+            p, work_days=frozenset({1, 2, 3, 4, 5}), daily_capacity=rnd.choice([9, 10, 12])
+        )
+        cgs.append(
+            PlanCaregiver(p, centre[0] + rnd.gauss(0, 0.03), centre[1] + rnd.gauss(0, 0.03), rural=False)
+        )
+    visits = []
+    codes = list(SERVICES)
+    weights = [2, 3, 1, 1, 2, 2]
+    for vid in range(1, n_visits + 1):
+        code = rnd.choices(codes, weights=weights)[0]
+        if code == "MEAL":
+            open_s = rnd.choice([10 * 3600 + 1800, 11 * 3600])
+            width = 3600
+        else:
+            open_s = rnd.randrange(8 * 3600, 16 * 3600, 900)
+            width = rnd.choice([1800, 3600, 7200])
+        gender = "F" if rnd.random() < 0.6 else "M"
+        pref = rnd.randint(1, n_caregivers) if rnd.random() < 0.5 else None
+        visits.append(
+            PlanVisit(
+                id=vid,
+                elder_id=vid,
+                lat=centre[0] + rnd.gauss(0, 0.03),
+                lon=centre[1] + rnd.gauss(0, 0.03),
+                rural=False,
+                service=SERVICES[code],
+                elder_gender=gender,
+                elder_allows_any_gender=rnd.random() < 0.3,
+                window_open_s=open_s,
+                window_close_s=open_s + width,
+                duration_s=DURATION_S[code],
+                blocked=frozenset(rnd.sample(range(1, n_caregivers + 1), 1))
+                if rnd.random() < 0.1
+                else frozenset(),
+                preferred_caregiver=pref,
+            )
+        )
+    return DayPlanInstance(DAY + dt.timedelta(days=0), tuple(visits), tuple(cgs), PlanPolicy())
+
+
+def bench_dayplan(
+    seed: int, n_visits: int, n_caregivers: int, ortools_s: float, our_s: float
+) -> dict[str, float]:
+    inst = dayplan_instance(seed, n_visits, n_caregivers)
+    t0 = time.perf_counter()
+    ours = plan_day(inst, time_limit_s=our_s)
+    seconds = time.perf_counter() - t0
+    ref = solve_ortools(inst, time_limit_s=ortools_s)
+    violations = hard_rule_violations(inst, ours) + hard_rule_violations(inst, ref)
+    return {
+        "dayplan_visits": n_visits,
+        "dayplan_caregivers": n_caregivers,
+        "dayplan_seconds": round(seconds, 2),
+        "dayplan_travel_s": ours.travel_s,
+        "dayplan_unassigned": len(ours.unassigned),
+        "dayplan_continuity_misses": ours.continuity_misses,
+        "ortools_seconds": ortools_s,
+        "ortools_travel_s": ref.travel_s,
+        "ortools_unassigned": len(ref.unassigned),
+        "ortools_continuity_misses": ref.continuity_misses,
+        "dayplan_travel_ratio_vs_ortools": round(ours.travel_s / max(1, ref.travel_s), 4),
+        "dayplan_objective_ratio_vs_ortools": round(ours.objective / max(1, ref.objective), 4),
+        "hard_rule_violations": len(violations),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="eldercare bench dispatch", description=__doc__)
+    ap.add_argument("--json", type=Path, help="write the figures to this file")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--caregivers", type=int, default=10_000)
+    ap.add_argument("--elders", type=int, default=100_000)
+    ap.add_argument("--orders", type=int, default=2_000)
+    ap.add_argument("--visits", type=int, default=500)
+    ap.add_argument("--plan-caregivers", type=int, default=60)
+    ap.add_argument("--ortools-seconds", type=float, default=60.0)
+    ap.add_argument("--plan-seconds", type=float, default=10.0, help="our planner's local-search budget")
+    ap.add_argument("--only", choices=["match", "dayplan"])
+    args = ap.parse_args(argv)
+    out: dict[str, float] = {}
+    if args.only in (None, "match"):
+        out.update(bench_matching(args.seed, args.caregivers, args.elders, args.orders))
+    if args.only in (None, "dayplan"):
+        out.update(
+            bench_dayplan(
+                args.seed, args.visits, args.plan_caregivers, args.ortools_seconds, args.plan_seconds
+            )
+        )
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,456 @@
+"""Real-time matching: hard rules, scoring and a grid index over caregivers' current positions.
+
+Pure core (DOMAIN §6): plain frozen dataclasses in, values out; ``now`` is always passed in and every
+threshold or weight arrives as data (:class:`MatchPolicy`), loaded by the service from ``policy_value``.
+
+Units: distances in metres, times in seconds (ETAs also shown in minutes where named so), instants as
+timezone-aware UTC datetimes; shifts and work days are Asia/Shanghai local wall-clock values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import heapq
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+EARTH_RADIUS_M = 6_371_008.8
+METRES_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_M / 180.0
+
+
+class Rejection(enum.StrEnum):
+    """Why a caregiver is not a candidate for an order (first failing hard rule)."""
+
+    INACTIVE = "inactive"
+    SKILL = "skill"
+    CERTIFICATE = "certificate"
+    GENDER = "gender"
+    BLOCKED = "blocked"
+    OFF_DAY = "off_day"
+    OUTSIDE_HOURS = "outside_hours"
+    OVERLAP = "overlap"
+    CAPACITY = "capacity"
+    TOO_FAR = "too_far"
+    LATE = "late"
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateInfo:
+    """A certificate; valid on every date from ``issued_on`` to ``expires_on`` inclusive."""
+
+    kind: str
+    level: int | None
+    issued_on: dt.date
+    expires_on: dt.date
+
+    def valid_on(self, day: dt.date) -> bool:
+        return self.issued_on <= day <= self.expires_on
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRule:
+    """What a catalogue service asks of the caregiver (DOMAIN §3).
+
+    ``max_certificate_level``: 养老护理员 levels run 5 (junior) … 1 (senior technician); "level 4 or
+    above" is ``max_certificate_level=4``. ``min_minutes`` is the minimum time on site (0 = delivery).
+    """
+
+    code: str
+    skill: str
+    certificate_kind: str | None = None
+    max_certificate_level: int | None = None
+    same_gender: bool = False
+    min_minutes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Booking:
+    """A visit already booked for a caregiver, as a half-open UTC interval [start, end)."""
+
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaregiverProfile:
+    """A caregiver as matching sees it; the current position lives in :class:`CaregiverIndex`."""
+
+    id: int
+    gender: str
+    skills: frozenset[str]
+    certificates: tuple[CertificateInfo, ...]
+    shift_start: dt.time
+    shift_end: dt.time
+    work_days: frozenset[int]  # ISO weekdays, 1 = Monday
+    daily_capacity: int
+    rating: float  # 1.0 … 5.0
+    bookings: tuple[Booking, ...] = ()
+    is_active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """An order to match. ``start`` is the requested start; for ``asap`` it is the earliest start."""
+
+    elder_id: int
+    elder_gender: str
+    elder_allows_any_gender: bool
+    lat: float
+    lon: float
+    rural: bool
+    service: ServiceRule
+    start: dt.datetime
+    duration_s: int
+    asap: bool = False
+    urgent: bool = False
+    blocked: frozenset[int] = frozenset()
+    # Continuity of care: caregiver id → visits to this elder in the last 30 days.
+    continuity: Mapping[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MatchWeights:
+    """Weights of the soft preferences; each term is scaled to 0..1 before weighting."""
+
+    travel: float = 0.5
+    continuity: float = 0.25
+    fairness: float = 0.15
+    rating: float = 0.10
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPolicy:
+    """Dispatch norms of DOMAIN §6, loaded from ``policy_value`` (all keys ``dispatch.*``)."""
+
+    detour_factor: float = 1.3
+    urban_speed_kmh: float = 15.0
+    rural_speed_kmh: float = 30.0
+    urgent_eta_urban_min: float = 15.0
+    urgent_eta_rural_min: float = 30.0
+    max_eta_min: float = 60.0  # search horizon for non-urgent orders
+    continuity_saturation: int = 4  # this many visits in 30 days = full continuity score
+    weights: MatchWeights = field(default_factory=MatchWeights)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    caregiver_id: int
+    score: float
+    eta_s: int
+    start: dt.datetime  # when the visit would start (UTC)
+    distance_m: float
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    candidates: tuple[Candidate, ...]  # best first
+    rejected: Mapping[Rejection, int]  # how many caregivers in range failed each rule
+
+
+# --- Geometry ----------------------------------------------------------------------------------
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in metres."""
+    p1 = math.radians(lat1)
+    p2 = math.radians(lat2)
+    dp = p2 - p1
+    dl = math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def travel_seconds(distance_m: float, *, rural: bool, policy: MatchPolicy) -> int:
+    """Travel estimate: straight-line metres × detour factor at the area's speed, rounded up to seconds."""
+    speed_ms = (policy.rural_speed_kmh if rural else policy.urban_speed_kmh) / 3.6
+    return math.ceil(distance_m * policy.detour_factor / speed_ms)
+
+
+def max_distance_m(eta_min: float, *, rural: bool, policy: MatchPolicy) -> float:
+    """The straight-line distance reachable within ``eta_min`` minutes."""
+    speed_ms = (policy.rural_speed_kmh if rural else policy.urban_speed_kmh) / 3.6
+    return eta_min * 60.0 * speed_ms / policy.detour_factor
+
+
+class CaregiverIndex:
+    """A uniform lat/lon grid of buckets over caregivers' current positions, one grid per skill.
+
+    Chosen over a KD-tree because positions change every few seconds (an update is O(1) per skill
+    here, a tree would need rebuilding) and queries are small-radius (≤ ~12 km), so few cells are
+    scanned. Keeping one grid per skill means a query never even looks at caregivers who lack the
+    service's skill. ``cell_deg`` of 0.01° is about 1.1 km north-south in Xiaogan.
+    """
+
+    ANY = "*"
+
+    def __init__(self, cell_deg: float = 0.01) -> None:
+        self.cell_deg = cell_deg
+        self._grids: dict[str, dict[tuple[int, int], dict[int, tuple[float, float]]]] = {}
+        self._where: dict[int, tuple[tuple[int, int], frozenset[str], tuple[float, float]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def _cell(self, lat: float, lon: float) -> tuple[int, int]:
+        return (math.floor(lat / self.cell_deg), math.floor(lon / self.cell_deg))
+
+    def update(self, caregiver_id: int, lat: float, lon: float, skills: Iterable[str] | None = None) -> None:
+        """Insert or move a caregiver; ``skills`` (default: unchanged, or none) picks the grids."""
+        old = self._where.get(caregiver_id)
+        kept: frozenset[str] = old[1] if old is not None else frozenset()
+        tags = kept if skills is None else frozenset(skills)
+        self.remove(caregiver_id)
+        cell = self._cell(lat, lon)
+        for tag in (self.ANY, *tags):
+            self._grids.setdefault(tag, {}).setdefault(cell, {})[caregiver_id] = (lat, lon)
+        self._where[caregiver_id] = (cell, tags, (lat, lon))
+
+    def remove(self, caregiver_id: int) -> None:
+        entry = self._where.pop(caregiver_id, None)
+        if entry is None:
+            return
+        cell, tags, _ = entry
+        for tag in (self.ANY, *tags):
+            grid = self._grids[tag]
+            bucket = grid[cell]
+            del bucket[caregiver_id]
+            if not bucket:
+                del grid[cell]
+
+    def position(self, caregiver_id: int) -> tuple[float, float] | None:
+        entry = self._where.get(caregiver_id)
+        return None if entry is None else entry[2]
+
+    def rings(
+        self, lat: float, lon: float, radius_m: float, skill: str | None = None
+    ) -> Iterator[tuple[float, list[tuple[int, float]]]]:
+        """Yield (lower bound in metres, [(caregiver id, distance m)]) ring by ring outwards.
+
+        Every caregiver in a ring is at least the bound away; those farther than ``radius_m`` are
+        left out; with ``skill`` only caregivers having it are seen. Ring k holds the cells at
+        Chebyshev distance k from the query's cell; its bound is the distance from the query point
+        to the nearest edge of ring k.
+        """
+        grid = self._grids.get(self.ANY if skill is None else skill, {})
+        ci, cj = self._cell(lat, lon)
+        fi = lat / self.cell_deg - ci  # position inside the own cell, 0..1
+        fj = lon / self.cell_deg - cj
+        cell_h = self.cell_deg * METRES_PER_DEGREE_LAT
+        # The narrowest width of a cell in the rows that may be reached (cos falls towards the pole).
+        far_lat = min(89.0, abs(lat) + radius_m / METRES_PER_DEGREE_LAT + self.cell_deg)
+        cell_w = cell_h * max(math.cos(math.radians(far_lat)), 0.01)
+        edge = min(fi * cell_h, (1 - fi) * cell_h, fj * cell_w, (1 - fj) * cell_w)
+        cell_min = min(cell_h, cell_w)
+        k = 0
+        while True:
+            # 0.995: the grid's flat geometry may overstate a great-circle distance very slightly.
+            bound = 0.0 if k == 0 else 0.995 * ((k - 1) * cell_min + edge)
+            if bound > radius_m:
+                return
+            found: list[tuple[int, float]] = []
+            for i, j in _ring_cells(ci, cj, k):
+                bucket = grid.get((i, j))
+                if not bucket:
+                    continue
+                for cid, (clat, clon) in bucket.items():
+                    d = haversine_m(lat, lon, clat, clon)
+                    if d <= radius_m:
+                        found.append((cid, d))
+            yield bound, found
+            k += 1
+
+
+def _ring_cells(ci: int, cj: int, k: int) -> Iterable[tuple[int, int]]:
+    if k == 0:
+        return ((ci, cj),)
+    top = [(ci - k, cj + d) for d in range(-k, k + 1)]
+    bottom = [(ci + k, cj + d) for d in range(-k, k + 1)]
+    left = [(ci + d, cj - k) for d in range(-k + 1, k)]
+    right = [(ci + d, cj + k) for d in range(-k + 1, k)]
+    return top + bottom + left + right
+
+
+# --- Hard rules --------------------------------------------------------------------------------
+
+
+def local_date(instant: dt.datetime) -> dt.date:
+    """The Asia/Shanghai calendar date of a UTC instant."""
+    return instant.astimezone(LOCAL_TZ).date()
+
+
+def has_required_certificate(cg: CaregiverProfile, rule: ServiceRule, day: dt.date) -> bool:
+    """Whether the caregiver holds the service's certificate, valid on ``day``, at the required level."""
+    if rule.certificate_kind is None:
+        return True
+    for cert in cg.certificates:
+        if cert.kind != rule.certificate_kind or not cert.valid_on(day):
+            continue
+        if rule.max_certificate_level is None:
+            return True
+        if cert.level is not None and cert.level <= rule.max_certificate_level:
+            return True
+    return False
+
+
+def static_rejection(cg: CaregiverProfile, order: OrderRequest, day: dt.date) -> Rejection | None:
+    """The rules that do not depend on where the caregiver is or when the visit starts."""
+    if not cg.is_active:
+        return Rejection.INACTIVE
+    rule = order.service
+    if rule.skill not in cg.skills:
+        return Rejection.SKILL
+    if not has_required_certificate(cg, rule, day):
+        return Rejection.CERTIFICATE
+    if rule.same_gender and not order.elder_allows_any_gender and cg.gender != order.elder_gender:
+        return Rejection.GENDER
+    if cg.id in order.blocked:
+        return Rejection.BLOCKED
+    return None
+
+
+def timing_rejection(cg: CaregiverProfile, start: dt.datetime, end: dt.datetime) -> Rejection | None:
+    """Work day, working hours, overlap and daily capacity for a visit at [start, end)."""
+    local_start = start.astimezone(LOCAL_TZ)
+    local_end = end.astimezone(LOCAL_TZ)
+    day = local_start.date()
+    if day.isoweekday() not in cg.work_days:
+        return Rejection.OFF_DAY
+    shift_open = dt.datetime.combine(day, cg.shift_start, LOCAL_TZ)
+    shift_close = dt.datetime.combine(day, cg.shift_end, LOCAL_TZ)
+    if local_start < shift_open or local_end > shift_close:
+        return Rejection.OUTSIDE_HOURS
+    same_day = 0
+    for booking in cg.bookings:
+        if booking.start < end and start < booking.end:
+            return Rejection.OVERLAP
+        if local_date(booking.start) == day:
+            same_day += 1
+    if same_day >= cg.daily_capacity:
+        return Rejection.CAPACITY
+    return None
+
+
+def check_hard_rules(
+    cg: CaregiverProfile,
+    order: OrderRequest,
+    *,
+    distance_m: float,
+    policy: MatchPolicy,
+    now: dt.datetime,
+) -> tuple[Rejection | None, int, dt.datetime]:
+    """All hard rules for one caregiver at ``distance_m`` from the elder.
+
+    Returns (first failing rule or None, ETA in seconds, visit start). For ``asap`` orders the visit
+    starts at the later of ``now + ETA`` and ``order.start``; otherwise at ``order.start``, which the
+    caregiver must be able to reach in time.
+    """
+    eta = travel_seconds(distance_m, rural=order.rural, policy=policy)
+    arrival = now + dt.timedelta(seconds=eta)
+    start = max(arrival, order.start) if order.asap else order.start
+    reason = static_rejection(cg, order, local_date(start))
+    if reason is not None:
+        return reason, eta, start
+    if order.urgent:
+        limit_min = policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min
+        if eta > limit_min * 60:
+            return Rejection.TOO_FAR, eta, start
+    elif eta > policy.max_eta_min * 60:
+        return Rejection.TOO_FAR, eta, start
+    if not order.asap and arrival > order.start:
+        return Rejection.LATE, eta, start
+    end = start + dt.timedelta(seconds=order.duration_s)
+    return timing_rejection(cg, start, end), eta, start
+
+
+# --- Scoring -----------------------------------------------------------------------------------
+
+
+def score(
+    cg: CaregiverProfile, order: OrderRequest, *, eta_s: int, day: dt.date, policy: MatchPolicy
+) -> float:
+    """Weighted sum of soft preferences, each in 0..1 (higher is better)."""
+    w = policy.weights
+    horizon_s = 60.0 * (
+        (policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min)
+        if order.urgent
+        else policy.max_eta_min
+    )
+    travel = max(0.0, 1.0 - eta_s / horizon_s)
+    continuity = min(1.0, order.continuity.get(cg.id, 0) / max(1, policy.continuity_saturation))
+    booked_today = sum(1 for b in cg.bookings if local_date(b.start) == day)
+    fairness = 1.0 - min(1.0, booked_today / max(1, cg.daily_capacity))
+    rating = min(1.0, max(0.0, (cg.rating - 1.0) / 4.0))
+    return w.travel * travel + w.continuity * continuity + w.fairness * fairness + w.rating * rating
+
+
+def match(
+    order: OrderRequest,
+    *,
+    index: CaregiverIndex,
+    profiles: Mapping[int, CaregiverProfile],
+    policy: MatchPolicy,
+    now: dt.datetime,
+    limit: int = 5,
+) -> MatchResult:
+    """The best ``limit`` eligible caregivers for an order, best first.
+
+    The elder's continuity caregivers are scored first; then the grid is scanned ring by ring and
+    the scan stops as soon as no caregiver farther out could beat the current ``limit``-th best
+    (their travel term only falls with distance, continuity is 0 and the other terms are at most 1).
+    """
+    if order.urgent:
+        eta_min = policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min
+    else:
+        eta_min = policy.max_eta_min
+    radius = max_distance_m(eta_min, rural=order.rural, policy=policy)
+    w = policy.weights
+    other_max = w.fairness + w.rating
+    horizon_s = eta_min * 60.0
+    best: list[tuple[float, int, Candidate]] = []  # min-heap of the top `limit`
+    rejected: Counter[Rejection] = Counter()
+
+    def consider(cid: int, distance: float) -> None:
+        cg = profiles.get(cid)
+        if cg is None:
+            return
+        reason, eta, start = check_hard_rules(cg, order, distance_m=distance, policy=policy, now=now)
+        if reason is not None:
+            rejected[reason] += 1
+            return
+        s = score(cg, order, eta_s=eta, day=local_date(start), policy=policy)
+        item = (s, -cid, Candidate(caregiver_id=cid, score=s, eta_s=eta, start=start, distance_m=distance))
+        if len(best) < limit:
+            heapq.heappush(best, item)
+        elif (s, -cid) > best[0][:2]:
+            heapq.heapreplace(best, item)
+
+    for cid in order.continuity:
+        cg = profiles.get(cid)
+        pos = index.position(cid)
+        if cg is None or order.service.skill not in cg.skills:
+            continue
+        if pos is not None:
+            distance = haversine_m(order.lat, order.lon, pos[0], pos[1])
+            if distance <= radius:
+                consider(cid, distance)
+    for bound, found in index.rings(order.lat, order.lon, radius, order.service.skill):
+        if len(best) >= limit:
+            bound_eta = travel_seconds(bound, rural=order.rural, policy=policy)
+            ceiling = w.travel * max(0.0, 1.0 - bound_eta / horizon_s) + other_max
+            if ceiling < best[0][0]:
+                break
+        found.sort(key=lambda f: f[1])
+        for cid, distance in found:
+            if len(best) >= limit:
+                eta = travel_seconds(distance, rural=order.rural, policy=policy)
+                if w.travel * max(0.0, 1.0 - eta / horizon_s) + other_max < best[0][0]:
+                    break  # sorted by distance: nobody farther in this ring can do better
+            if cid not in order.continuity:
+                consider(cid, distance)
+    ranked = sorted(best, key=lambda t: (-t[0], -t[1]))
+    return MatchResult(candidates=tuple(c for _, _, c in ranked), rejected=dict(rejected))

@@ -1,0 +1,324 @@
+"""Marketplace and dispatch tables: catalogue, orders, offers, visits, verification, quality.
+
+Times are UTC ``timestamptz``; money is integer fen; state columns are checked against the enums of
+:mod:`dispatch.states` and :mod:`dispatch.verification`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import Base
+from dispatch.states import OrderState
+from dispatch.verification import CaptureMethod, VisitException
+
+
+def _now() -> Mapped[dt.datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _in(column: str, values: type[enum.StrEnum] | tuple[str, ...]) -> CheckConstraint:
+    items = [v.value for v in values] if isinstance(values, type) else list(values)
+    allowed = ", ".join(f"'{v}'" for v in items)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
+
+
+class OfferState(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    WITHDRAWN = "withdrawn"  # the order was cancelled or taken while this offer was open
+
+
+# --- Catalogue ----------------------------------------------------------------------------------
+
+
+class Service(Base):
+    """A catalogue service (DOMAIN §3) and what it asks of the caregiver."""
+
+    __tablename__ = "service"
+    __table_args__ = (
+        _in("unit", ("meal", "hour", "visit")),
+        CheckConstraint(
+            "max_certificate_level IS NULL OR max_certificate_level BETWEEN 1 AND 5", name="level"
+        ),
+    )
+
+    code: Mapped[str] = mapped_column(String(10), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    name_en: Mapped[str] = mapped_column(String(60))
+    unit: Mapped[str] = mapped_column(String(8))
+    min_minutes: Mapped[int] = mapped_column(SmallInteger, default=0)
+    skill: Mapped[str] = mapped_column(String(10))
+    certificate_kind: Mapped[str | None] = mapped_column(String(20))
+    max_certificate_level: Mapped[int | None] = mapped_column(SmallInteger)
+    same_gender: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ProviderService(Base):
+    """A service a provider is contracted to deliver, over a date range (valid_to inclusive)."""
+
+    __tablename__ = "provider_service"
+    __table_args__ = (CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="range_valid"),)
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"), primary_key=True)
+    service_code: Mapped[str] = mapped_column(ForeignKey("service.code"), primary_key=True)
+    valid_from: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+
+
+# --- Orders and offers --------------------------------------------------------------------------
+
+
+class RecurringOrder(Base):
+    """An RFC 5545 RRULE series; ``first_start_at`` is DTSTART, expanded on Asia/Shanghai wall time."""
+
+    __tablename__ = "recurring_order"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"), index=True)
+    service_code: Mapped[str] = mapped_column(ForeignKey("service.code"))
+    rrule: Mapped[str] = mapped_column(String(400))
+    first_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    duration_s: Mapped[int] = mapped_column(Integer)
+    window_s: Mapped[int] = mapped_column(Integer, default=1800)  # allowed lateness of the start
+    requirements: Mapped[str] = mapped_column(Text, default="")
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class ServiceOrder(Base):
+    """One requested visit. The visit must start in [window_start_at, window_end_at]."""
+
+    __tablename__ = "service_order"
+    __table_args__ = (
+        _in("state", OrderState),
+        CheckConstraint("window_end_at >= window_start_at", name="window_order"),
+        CheckConstraint("duration_s > 0", name="duration_positive"),
+        Index("ix_service_order_state_window", "state", "window_start_at"),
+        UniqueConstraint("recurring_order_id", "window_start_at", name="uq_service_order_occurrence"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id"), index=True)
+    service_code: Mapped[str] = mapped_column(ForeignKey("service.code"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"), index=True)
+    caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregiver.id"), index=True)
+    recurring_order_id: Mapped[int | None] = mapped_column(
+        ForeignKey("recurring_order.id", ondelete="SET NULL")
+    )
+    state: Mapped[str] = mapped_column(String(12), default=OrderState.CREATED.value)
+    asap: Mapped[bool] = mapped_column(Boolean, default=False)
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    window_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    window_end_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    duration_s: Mapped[int] = mapped_column(Integer)
+    requirements: Mapped[str] = mapped_column(Text, default="")
+    price_fen: Mapped[int] = mapped_column(Integer)  # the unit price on the service date, snapshotted
+    offer_attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    created_by_role: Mapped[str] = mapped_column(String(20))
+    cancelled_by_role: Mapped[str | None] = mapped_column(String(20))
+    cancel_reason: Mapped[str | None] = mapped_column(String(200))
+    cancellation_fee_fen: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+
+
+class OrderTransition(Base):
+    """Every state change of an order: who, when, from, to."""
+
+    __tablename__ = "order_transition"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("service_order.id", ondelete="CASCADE"), index=True)
+    from_state: Mapped[str] = mapped_column(String(12))
+    to_state: Mapped[str] = mapped_column(String(12))
+    actor_role: Mapped[str] = mapped_column(String(20))
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Offer(Base):
+    """An offer of an order to one caregiver, open until ``deadline_at`` (60 s by default policy)."""
+
+    __tablename__ = "offer"
+    __table_args__ = (
+        _in("state", OfferState),
+        # At most one open offer per order.
+        Index("uq_offer_one_pending", "order_id", unique=True, postgresql_where="state = 'pending'"),
+        Index("ix_offer_caregiver_state", "caregiver_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("service_order.id", ondelete="CASCADE"), index=True)
+    caregiver_id: Mapped[int] = mapped_column(ForeignKey("caregiver.id"))
+    rank: Mapped[int] = mapped_column(SmallInteger)
+    score: Mapped[float] = mapped_column(Double)
+    eta_s: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(10), default=OfferState.PENDING.value)
+    offered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    deadline_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    responded_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CaregiverPosition(Base):
+    """A caregiver's last known position and shift status (one row per caregiver)."""
+
+    __tablename__ = "caregiver_position"
+
+    caregiver_id: Mapped[int] = mapped_column(
+        ForeignKey("caregiver.id", ondelete="CASCADE"), primary_key=True
+    )
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    on_shift: Mapped[bool] = mapped_column(Boolean, default=False)
+    shift_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- Visits and verification --------------------------------------------------------------------
+
+
+class Visit(Base):
+    """The visit of an accepted order: the six EVV elements plus check-in/out evidence and sign-off."""
+
+    __tablename__ = "visit"
+    __table_args__ = (
+        _in("verification", ("pending", "verified", "exception")),
+        # NULL passes a CHECK, so the optional columns need no extra IS NULL.
+        _in("check_in_method", CaptureMethod),
+        _in("check_out_method", CaptureMethod),
+        _in("sign_off_method", ("pin", "family")),
+        CheckConstraint("check_out_at IS NULL OR check_out_at >= check_in_at", name="check_order"),
+        Index("ix_visit_caregiver_start", "caregiver_id", "scheduled_start_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("service_order.id", ondelete="CASCADE"), unique=True)
+    service_code: Mapped[str] = mapped_column(ForeignKey("service.code"))
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id"), index=True)
+    caregiver_id: Mapped[int] = mapped_column(ForeignKey("caregiver.id"))
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"), index=True)
+    scheduled_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    scheduled_end_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    check_in_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    check_in_lat: Mapped[float | None] = mapped_column(Double)
+    check_in_lon: Mapped[float | None] = mapped_column(Double)
+    check_in_method: Mapped[str | None] = mapped_column(String(8))
+    check_in_qr_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    check_out_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    check_out_lat: Mapped[float | None] = mapped_column(Double)
+    check_out_lon: Mapped[float | None] = mapped_column(Double)
+    check_out_method: Mapped[str | None] = mapped_column(String(8))
+    checklist: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    signed_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    sign_off_method: Mapped[str | None] = mapped_column(String(8))
+    signed_off_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    verification: Mapped[str] = mapped_column(String(10), default="pending")
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class VisitExceptionRecord(Base):
+    """An exception holding a visit from payment; resolved with reason + resolution codes by a named user."""
+
+    __tablename__ = "visit_exception"
+    __table_args__ = (
+        _in("code", VisitException),
+        _in("resolution_code", ("approved", "rejected", "corrected")),
+        UniqueConstraint("visit_id", "code", name="uq_visit_exception_visit_code"),
+        CheckConstraint(
+            "(resolved_at IS NULL) = (resolved_by_user_id IS NULL AND resolution_code IS NULL)",
+            name="resolution_complete",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(20))
+    detected_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    reason_code: Mapped[str | None] = mapped_column(String(30))
+    resolution_code: Mapped[str | None] = mapped_column(String(12))
+    resolved_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(String(400), default="")
+
+
+class VisitRating(Base):
+    __tablename__ = "visit_rating"
+    __table_args__ = (
+        CheckConstraint("score BETWEEN 1 AND 5", name="score_range"),
+        UniqueConstraint("visit_id", "by_user_id", name="uq_visit_rating_visit_user"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"), index=True)
+    by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    by_role: Mapped[str] = mapped_column(String(20))
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str] = mapped_column(String(400), default="")
+    created_at: Mapped[dt.datetime] = _now()
+
+
+class Complaint(Base):
+    __tablename__ = "complaint"
+    __table_args__ = (_in("status", ("open", "investigating", "upheld", "dismissed")),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("service_order.id", ondelete="SET NULL"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visit.id", ondelete="SET NULL"))
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id"), index=True)
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"), index=True)
+    caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregiver.id"))
+    filed_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(14), default="open")
+    resolution: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = _now()
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CallbackTask(Base):
+    """A phone callback (回访) for a sampled verified visit, recording satisfaction 1–5."""
+
+    __tablename__ = "callback_task"
+    __table_args__ = (
+        _in("status", ("open", "done", "unreachable")),
+        CheckConstraint("satisfaction IS NULL OR satisfaction BETWEEN 1 AND 5", name="satisfaction_range"),
+        CheckConstraint("status <> 'done' OR satisfaction IS NOT NULL", name="done_has_score"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visit.id", ondelete="CASCADE"), unique=True)
+    due_on: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(12), default="open")
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
+    done_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(String(400), default="")

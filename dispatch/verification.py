@@ -1,0 +1,216 @@
+"""Visit verification (EVV, DOMAIN §5): the six elements, the exception rules, callback sampling and
+the provider quality score. Pure; thresholds arrive as data (:class:`VerificationPolicy`).
+
+Units: metres, seconds, UTC instants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dispatch.matching import CertificateInfo, ServiceRule, haversine_m, local_date
+
+
+class CaptureMethod(enum.StrEnum):
+    GPS = "gps"  # the caregiver app's position
+    QR = "qr"  # the QR code at the elder's door
+    MANUAL = "manual"  # entered by a coordinator
+
+
+class VisitException(enum.StrEnum):
+    MISSING_CHECK_IN = "missing_check_in"
+    MISSING_CHECK_OUT = "missing_check_out"
+    CHECK_IN_TOO_FAR = "check_in_too_far"
+    SHORT_ON_SITE = "short_on_site"
+    OVERLAP = "overlap"
+    CERTIFICATE = "certificate"
+    NO_SIGN_OFF = "no_sign_off"
+    # Manual entries carry no position proof; a coordinator confirms them with a reason code.
+    MANUAL_ENTRY = "manual_entry"
+
+
+class Verdict(enum.StrEnum):
+    VERIFIED = "verified"
+    EXCEPTION = "exception"
+    PENDING = "pending"  # complete except the sign-off, whose 24 h have not yet passed
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """A check-in or check-out: when, where (None for manual entry) and how."""
+
+    at: dt.datetime
+    method: CaptureMethod
+    lat: float | None = None
+    lon: float | None = None
+    qr_matches: bool = False  # the scanned code belongs to this elder's door
+
+
+@dataclass(frozen=True, slots=True)
+class VisitRecord:
+    """The six elements (service, elder, caregiver, date, location, start/end) plus evidence."""
+
+    visit_id: int
+    service: ServiceRule
+    elder_id: int
+    caregiver_id: int
+    service_on: dt.date
+    home_lat: float
+    home_lon: float
+    rural: bool
+    check_in: Capture | None
+    check_out: Capture | None
+    signed_off_at: dt.datetime | None
+    caregiver_certificates: tuple[CertificateInfo, ...]
+    # The caregiver's other checked-in visits as [start, end) UTC intervals.
+    other_visits: tuple[tuple[dt.datetime, dt.datetime], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationPolicy:
+    """Thresholds of DOMAIN §5 (policy keys ``evv.*``)."""
+
+    max_check_in_distance_urban_m: float = 200.0
+    max_check_in_distance_rural_m: float = 500.0
+    min_on_site_ratio: float = 0.8
+    sign_off_within_s: int = 24 * 3600
+    callback_ratio: float = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationResult:
+    verdict: Verdict
+    exceptions: tuple[VisitException, ...]
+    on_site_s: int | None
+    check_in_distance_m: float | None
+
+
+def _has_certificate(visit: VisitRecord) -> bool:
+    rule = visit.service
+    if rule.certificate_kind is None:
+        return True
+    return any(
+        c.kind == rule.certificate_kind
+        and c.valid_on(visit.service_on)
+        and (
+            rule.max_certificate_level is None
+            or (c.level is not None and c.level <= rule.max_certificate_level)
+        )
+        for c in visit.caregiver_certificates
+    )
+
+
+def verify(visit: VisitRecord, *, policy: VerificationPolicy, now: dt.datetime) -> VerificationResult:
+    """Check one visit against every exception rule; all failing rules are reported, in a fixed order."""
+    found: list[VisitException] = []
+    distance: float | None = None
+    on_site: int | None = None
+    cin, cout = visit.check_in, visit.check_out
+    if cin is None:
+        found.append(VisitException.MISSING_CHECK_IN)
+    else:
+        if cin.method == CaptureMethod.MANUAL:
+            found.append(VisitException.MANUAL_ENTRY)
+        elif cin.method == CaptureMethod.QR and cin.qr_matches:
+            distance = 0.0 if cin.lat is None or cin.lon is None else _distance(visit, cin)
+        elif cin.lat is None or cin.lon is None:
+            found.append(VisitException.CHECK_IN_TOO_FAR)
+        else:
+            distance = _distance(visit, cin)
+            limit = (
+                policy.max_check_in_distance_rural_m if visit.rural else policy.max_check_in_distance_urban_m
+            )
+            if distance > limit:
+                found.append(VisitException.CHECK_IN_TOO_FAR)
+    if cout is None:
+        found.append(VisitException.MISSING_CHECK_OUT)
+    if cin is not None and cout is not None:
+        on_site = int((cout.at - cin.at).total_seconds())
+        if (
+            visit.service.min_minutes > 0
+            and on_site < policy.min_on_site_ratio * visit.service.min_minutes * 60
+        ):
+            found.append(VisitException.SHORT_ON_SITE)
+        for start, end in visit.other_visits:
+            if start < cout.at and cin.at < end:
+                found.append(VisitException.OVERLAP)
+                break
+    if not _has_certificate(visit):
+        found.append(VisitException.CERTIFICATE)
+    pending = False
+    if visit.signed_off_at is None:
+        since = cout.at if cout is not None else None
+        if since is not None and (now - since).total_seconds() < policy.sign_off_within_s:
+            pending = True
+        else:
+            found.append(VisitException.NO_SIGN_OFF)
+    elif cout is not None and (visit.signed_off_at - cout.at).total_seconds() > policy.sign_off_within_s:
+        found.append(VisitException.NO_SIGN_OFF)
+    if found:
+        verdict = Verdict.EXCEPTION
+    elif pending:
+        verdict = Verdict.PENDING
+    else:
+        verdict = Verdict.VERIFIED
+    return VerificationResult(verdict, tuple(found), on_site, distance)
+
+
+def _distance(visit: VisitRecord, cap: Capture) -> float:
+    if cap.lat is None or cap.lon is None:
+        raise ValueError("capture has no position")
+    return haversine_m(visit.home_lat, visit.home_lon, cap.lat, cap.lon)
+
+
+def service_date_of(check_in: Capture) -> dt.date:
+    """The Asia/Shanghai date a visit happened on."""
+    return local_date(check_in.at)
+
+
+def select_callbacks(visit_ids: Sequence[int], *, ratio: float, seed: int) -> frozenset[int]:
+    """A random sample of at least ``ratio`` of the verified visits (rounded up) for phone callbacks.
+
+    ``seed`` makes the choice reproducible for audit (e.g. the day's date as an integer).
+    """
+    if not visit_ids:
+        return frozenset()
+    k = min(len(visit_ids), math.ceil(ratio * len(visit_ids)))
+    return frozenset(random.Random(seed).sample(sorted(visit_ids), k))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStats:
+    """One provider's verified visits over a period and what happened to them."""
+
+    verified_visits: int
+    exception_visits: int
+    mean_rating: float | None  # 1..5 from elders/families
+    mean_callback_score: float | None  # 1..5 from callbacks
+    complaints: int
+
+
+@dataclass(frozen=True, slots=True)
+class QualityWeights:
+    rating: float = 0.35
+    callback: float = 0.25
+    exceptions: float = 0.2
+    complaints: float = 0.2
+
+
+def provider_quality(stats: ProviderStats, *, weights: QualityWeights) -> float | None:
+    """A quality score 0..100 (None with no visits). Missing ratings count as neutral (3 of 5)."""
+    total = stats.verified_visits + stats.exception_visits
+    if total == 0:
+        return None
+    rating = ((stats.mean_rating if stats.mean_rating is not None else 3.0) - 1.0) / 4.0
+    callback = ((stats.mean_callback_score if stats.mean_callback_score is not None else 3.0) - 1.0) / 4.0
+    clean = 1.0 - stats.exception_visits / total
+    # Complaints per 100 visits: 0 → 1.0, 10 or more → 0.
+    complaint = max(0.0, 1.0 - stats.complaints * 100 / total / 10)
+    w = weights
+    s = w.rating * rating + w.callback * callback + w.exceptions * clean + w.complaints * complaint
+    return round(100 * s / (w.rating + w.callback + w.exceptions + w.complaints), 1)

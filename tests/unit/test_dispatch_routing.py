@@ -1,0 +1,176 @@
+"""Day plans: hard rules on small hand-made instances, the independent checker, re-planning."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from bench.dispatch import dayplan_instance
+from dispatch.matching import CaregiverProfile, CertificateInfo, ServiceRule
+from dispatch.routing import (
+    DayPlan,
+    DayPlanInstance,
+    PlanCaregiver,
+    PlanPolicy,
+    PlanVisit,
+    Stop,
+    hard_rule_violations,
+    plan_day,
+    replan,
+)
+
+pytestmark = pytest.mark.unit
+
+DAY = dt.date(2026, 12, 3)  # Thursday
+BATH = ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_minutes=45)
+CLEAN = ServiceRule("CLEAN", "CLEAN", min_minutes=60)
+
+
+def cg(cid: int, **kw: object) -> PlanCaregiver:
+    prof: dict[str, object] = {
+        "id": cid,
+        "gender": "F",
+        "skills": frozenset({"BATH", "CLEAN"}),
+        "certificates": (CertificateInfo("eldercare_worker", 4, dt.date(2024, 1, 1), dt.date(2027, 1, 1)),),
+        "shift_start": dt.time(8),
+        "shift_end": dt.time(17),
+        "work_days": frozenset({1, 2, 3, 4, 5}),
+        "daily_capacity": 8,
+        "rating": 4.5,
+    }
+    prof.update(kw)
+    return PlanCaregiver(CaregiverProfile(**prof), 30.92, 113.91)  # type: ignore[arg-type]
+
+
+def visit(vid: int, **kw: object) -> PlanVisit:
+    base: dict[str, object] = {
+        "id": vid,
+        "elder_id": vid,
+        "lat": 30.925,
+        "lon": 113.915,
+        "rural": False,
+        "service": CLEAN,
+        "elder_gender": "F",
+        "elder_allows_any_gender": False,
+        "window_open_s": 9 * 3600,
+        "window_close_s": 12 * 3600,
+        "duration_s": 3600,
+    }
+    base.update(kw)
+    return PlanVisit(**base)  # type: ignore[arg-type]
+
+
+def inst(visits: list[PlanVisit], cgs: list[PlanCaregiver], day: dt.date = DAY) -> DayPlanInstance:
+    return DayPlanInstance(day, tuple(visits), tuple(cgs), PlanPolicy())
+
+
+def owner(plan: DayPlan, vid: int) -> int | None:
+    return next((c for c, stops in plan.routes.items() if any(s.visit_id == vid for s in stops)), None)
+
+
+# (name, caregivers, visit, expected owner or None)
+CASES: list[tuple[str, list[PlanCaregiver], PlanVisit, int | None]] = [
+    ("only the skilled caregiver", [cg(1, skills=frozenset({"CLEAN"})), cg(2)], visit(1, service=BATH), 2),
+    (
+        "certificate expires tomorrow: not planned the day after",
+        [
+            cg(
+                1,
+                certificates=(
+                    CertificateInfo("eldercare_worker", 4, dt.date(2024, 1, 1), DAY - dt.timedelta(days=1)),
+                ),
+            )
+        ],
+        visit(1, service=BATH),
+        None,
+    ),
+    (
+        "certificate expiring on the plan date is still valid",
+        [cg(1, certificates=(CertificateInfo("eldercare_worker", 4, dt.date(2024, 1, 1), DAY),))],
+        visit(1, service=BATH),
+        1,
+    ),
+    ("bathing a man needs a man", [cg(1), cg(2, gender="M")], visit(1, service=BATH, elder_gender="M"), 2),
+    (
+        "unless he allows otherwise (continuity decides)",
+        [cg(1), cg(2, gender="M")],
+        visit(1, service=BATH, elder_gender="M", elder_allows_any_gender=True, preferred_caregiver=1),
+        1,
+    ),
+    (
+        "blocked caregiver is never planned",
+        [cg(1), cg(2)],
+        visit(1, blocked=frozenset({1}), preferred_caregiver=1),
+        2,
+    ),
+    ("not a work day", [cg(1, work_days=frozenset({1, 2}))], visit(1), None),
+    ("window outside the shift", [cg(1)], visit(1, window_open_s=17 * 3600, window_close_s=18 * 3600), None),
+    ("continuity preferred", [cg(1), cg(2), cg(3)], visit(1, preferred_caregiver=3), 3),
+]
+
+
+@pytest.mark.parametrize(("name", "cgs", "v", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_hard_rules_in_plans(name: str, cgs: list[PlanCaregiver], v: PlanVisit, expected: int | None) -> None:
+    instance = inst([v], cgs)
+    plan = plan_day(instance, time_limit_s=0.5)
+    assert owner(plan, v.id) == expected, name
+    assert hard_rule_violations(instance, plan) == []
+    if expected is None:
+        assert plan.unassigned == (v.id,)
+
+
+def test_capacity_and_time_windows() -> None:
+    # Three one-hour visits, all 9:00–10:00 starts: one caregiver can do at most one on time... two
+    # caregivers with capacity 1 each: exactly two are planned, the third reported unassigned.
+    visits = [visit(i, window_open_s=9 * 3600, window_close_s=10 * 3600) for i in (1, 2, 3)]
+    instance = inst(visits, [cg(1, daily_capacity=1), cg(2, daily_capacity=1)])
+    plan = plan_day(instance, time_limit_s=0.5)
+    assert len(plan.unassigned) == 1
+    assert sum(len(s) for s in plan.routes.values()) == 2
+    assert hard_rule_violations(instance, plan) == []
+
+
+def test_checker_finds_what_the_planner_must_avoid() -> None:
+    v = visit(1, service=BATH, elder_gender="M")
+    instance = inst([v, visit(2)], [cg(1, daily_capacity=1)])
+    bad = DayPlan(
+        routes={1: (Stop(1, 8 * 3600), Stop(2, 9 * 3600))},
+        unassigned=(),
+        travel_s=0,
+        continuity_misses=0,
+        objective=0,
+    )
+    problems = hard_rule_violations(instance, bad)
+    assert any("capacity" in p for p in problems)
+    assert any("gender" in p for p in problems)
+    assert any("outside its window" in p for p in problems)
+    assert any("overlap" in p for p in problems)
+
+
+def test_generated_instance_plans_without_violations_and_replans_minimally() -> None:
+    instance = dayplan_instance(7, 60, 12)
+    plan = plan_day(instance, time_limit_s=1.5)
+    assert hard_rule_violations(instance, plan) == []
+    assert len(plan.unassigned) <= 6
+    # A caregiver calls in sick and one visit is cancelled.
+    sick = max(plan.routes, key=lambda c: len(plan.routes[c]))
+    other = next(c for c in plan.routes if c != sick)
+    cancelled = plan.routes[other][0].visit_id
+    new = replan(instance, plan, cancelled=frozenset({cancelled}), unavailable=frozenset({sick}))
+    assert sick not in new.routes
+    assert owner(new, cancelled) is None
+    assert cancelled not in new.unassigned
+    # Every visit not of the sick caregiver keeps its caregiver.
+    for c, stops in plan.routes.items():
+        if c == sick:
+            continue
+        for s in stops:
+            if s.visit_id != cancelled:
+                assert owner(new, s.visit_id) == c
+    # Violations are checked on the instance without the cancelled visit.
+    remaining = dataclasses.replace(instance, visits=tuple(v for v in instance.visits if v.id != cancelled))
+    assert hard_rule_violations(remaining, new) == []
+    moved = {s.visit_id for s in plan.routes[sick]}
+    assert moved <= {s.visit_id for stops in new.routes.values() for s in stops} | set(new.unassigned)
