@@ -37,6 +37,8 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     on web forms only behind the CSRF middleware.
     """
     rule = handler.opt.get("roles")
+    if rule is None and connection.scope.get("method") == "OPTIONS":
+        return  # Litestar's automatic OPTIONS answer: only an Allow header, no data
     if rule is None:
         raise Forbidden("This route declares no role rule.", code="auth.no_rule")
     token, from_cookie = _token(connection)

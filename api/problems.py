@@ -77,6 +77,8 @@ def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[
     code = codes.get(exc.status_code, f"http.{exc.status_code}")
     if isinstance(exc, PermissionDeniedException) and "CSRF" in str(exc.detail):
         code = "auth.csrf"
+    if exc.status_code == 400 and "malformed" in str(exc.detail).lower():
+        code = "validation.json"
     return problem(
         request, status=exc.status_code, code=code, title=str(exc.detail), headers=exc.headers or None
     )

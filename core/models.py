@@ -353,7 +353,7 @@ class Caregiver(Base):
 
 
 class Certificate(Base):
-    """A caregiver certificate: 健康证 food-handler health certificate, 养老护理员 elder-care worker (level 1–5)."""
+    """A caregiver certificate: 健康证 food-handler health cert, 养老护理员 elder-care worker (level 1–5)."""
 
     __tablename__ = "certificate"
     __table_args__ = (

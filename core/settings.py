@@ -43,15 +43,16 @@ class Settings:
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
+        d = cls()  # the defaults (with slots=True, class attributes are slot descriptors, not defaults)
         s = cls(
-            database_url=env.get("ELDERCARE_DATABASE_URL", cls.database_url),
-            mqtt_url=env.get("ELDERCARE_MQTT_URL", cls.mqtt_url),
+            database_url=env.get("ELDERCARE_DATABASE_URL", d.database_url),
+            mqtt_url=env.get("ELDERCARE_MQTT_URL", d.mqtt_url),
             secret_key=env.get("ELDERCARE_SECRET_KEY") or _secret(),
-            host=env.get("ELDERCARE_HOST", cls.host),
-            port=int(env.get("ELDERCARE_PORT", str(cls.port))),
+            host=env.get("ELDERCARE_HOST", d.host),
+            port=int(env.get("ELDERCARE_PORT", str(d.port))),
             debug=env.get("ELDERCARE_DEBUG", "") == "1",
             log_json=env.get("ELDERCARE_LOG_JSON", "1") == "1",
-            log_level=env.get("ELDERCARE_LOG_LEVEL", cls.log_level),
+            log_level=env.get("ELDERCARE_LOG_LEVEL", d.log_level),
             secure_cookies=env.get("ELDERCARE_SECURE_COOKIES", "") == "1",
         )
         return replace(s, **overrides)  # type: ignore[arg-type]

@@ -8,32 +8,109 @@ so two concurrent writers can never both move an order out of the same state.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
-from core.models import Elder, PolicyValue
-from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, ServiceRule, match
-from dispatch.models import Offer, OfferState, OrderTransition, Service, ServiceOrder, Visit
-from dispatch.states import Actor, OrderState, transition
+from core.authz import Principal, sees_all_elders
+from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
+from core.models import (
+    Caregiver,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    PolicyValue,
+    ProviderDistrict,
+    Role,
+)
+from core.registry.common import Paged, Window, get_or_404, page_of, require_ref
+from dispatch.matching import (
+    LOCAL_TZ,
+    Booking,
+    CaregiverIndex,
+    CaregiverProfile,
+    CertificateInfo,
+    MatchPolicy,
+    OrderRequest,
+    ServiceRule,
+    local_date,
+    match,
+    static_rejection,
+    timing_rejection,
+)
+from dispatch.models import (
+    CallbackTask,
+    CaregiverPosition,
+    Complaint,
+    Offer,
+    OfferState,
+    OrderTransition,
+    RecurringOrder,
+    Service,
+    ServiceOrder,
+    Visit,
+    VisitExceptionRecord,
+    VisitRating,
+)
+from dispatch.recurrence import RecurrenceError, expand
+from dispatch.states import (
+    Actor,
+    CancellationConsequence,
+    CancellationPolicy,
+    InvalidTransition,
+    OrderState,
+    cancellation,
+    transition,
+)
+from dispatch.verification import (
+    Capture,
+    CaptureMethod,
+    Verdict,
+    VerificationPolicy,
+    VerificationResult,
+    VisitException,
+    VisitRecord,
+    select_callbacks,
+    verify,
+)
 
 log = structlog.get_logger(__name__)
 
 
-class DispatchError(ValueError):
-    """A request that cannot be carried out; the message says why. Nothing was changed."""
+class DispatchError(DomainError, ValueError):
+    """A request that cannot be carried out; the message says why. Nothing was changed.
+
+    A :class:`core.errors.DomainError`, so the API answers it as a problem with a stable code.
+    """
+
+    status = 422
+    code = "dispatch.invalid"
+    title = "Invalid dispatch request"
 
 
 class StateConflict(DispatchError):
     """The order was no longer in the expected state (someone else changed it first)."""
 
+    status = 409
+    code = "dispatch.state_conflict"
+    title = "State conflict"
+
 
 class OfferNotOpen(DispatchError):
     """The offer was already answered, expired, withdrawn, or is not this caregiver's."""
+
+    status = 409
+    code = "dispatch.offer_not_open"
+    title = "Offer not open"
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +179,6 @@ async def create_order(
     elder = await session.get(Elder, elder_id)
     if elder is None or elder.status != "active":
         raise DispatchError(f"elder {elder_id} is unknown or not active")
-    from dispatch.matching import local_date
-
     price = await price_on(session=session, service_code=service_code, day=local_date(window_start_at))
     order = ServiceOrder(
         elder_id=elder_id,
@@ -246,7 +321,12 @@ async def accept_offer(*, session: AsyncSession, offer_id: int, caregiver_id: in
         actor=Actor.CAREGIVER,
         actor_user_id=None,
         now=now,
-        values={"caregiver_id": caregiver_id},
+        values={
+            "caregiver_id": caregiver_id,
+            "provider_id": select(Caregiver.provider_id)
+            .where(Caregiver.id == caregiver_id)
+            .scalar_subquery(),
+        },
     )
     order = await session.get(ServiceOrder, order_id, populate_existing=True)
     if order is None:  # pragma: no cover - the UPDATE above just found it
@@ -362,3 +442,1249 @@ async def offer_next(
     )
     log.info("dispatch.order.escalated", order_id=order_id, attempts=order.offer_attempts)
     return None
+
+
+# === Use cases behind the API and the jobs ========================================================
+# Every function below takes the signed-in :class:`Principal` (``actor``) and applies its scope; the
+# route layer only parses and serialises. Errors are :class:`core.errors.DomainError`s with stable codes.
+
+RECURRING_HORIZON_DAYS = 14  # recurring orders are materialised this many days ahead
+CONTINUITY_DAYS = 30
+# Reason codes for resolving a visit exception (DOMAIN §5); resolution codes are approved/rejected/corrected.
+EXCEPTION_REASON_CODES = (
+    "gps_drift",
+    "device_fault",
+    "elder_not_home",
+    "elder_unable_to_sign",
+    "coordinator_entry",
+    "caregiver_error",
+    "certificate_renewed",
+    "other",
+)
+_LIVE_ORDER_STATES = tuple(
+    s.value for s in OrderState if s not in (OrderState.CANCELLED, OrderState.NO_SHOW, OrderState.CREATED)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """The dated policy values (``dispatch.*``, ``verification.*``) valid on one day."""
+
+    match: MatchPolicy
+    offer: OfferPolicy
+    verification: VerificationPolicy
+    cancellation: CancellationPolicy
+
+
+async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
+    """Read every ``dispatch.*`` / ``verification.*`` policy value valid on ``day`` (one query).
+
+    Keys absent from ``policy_value`` fall back to the DOMAIN defaults of the policy dataclasses.
+    """
+    rows = await session.execute(
+        select(PolicyValue.key, PolicyValue.scope, PolicyValue.value)
+        .where(
+            or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
+            PolicyValue.valid_from <= day,
+            (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day),
+        )
+        .order_by(PolicyValue.valid_from)
+    )
+    values: dict[tuple[str, str], dict[str, Any]] = {}
+    for key, scope, value in rows:
+        values[(key, scope)] = value  # the latest valid_from wins
+
+    def num(key: str, scope: str, name: str, default: float) -> float:
+        v = values.get((key, scope), {}).get(name)
+        return float(v) if isinstance(v, int | float) else default
+
+    m = MatchPolicy()
+    match_policy = MatchPolicy(
+        detour_factor=num("dispatch.detour", "*", "bp", m.detour_factor * 10_000) / 10_000,
+        urban_speed_kmh=num("dispatch.speed", "urban", "kmh", m.urban_speed_kmh),
+        rural_speed_kmh=num("dispatch.speed", "rural", "kmh", m.rural_speed_kmh),
+        urgent_eta_urban_min=num("dispatch.urgent_eta_max", "urban", "seconds", m.urgent_eta_urban_min * 60)
+        / 60,
+        urgent_eta_rural_min=num("dispatch.urgent_eta_max", "rural", "seconds", m.urgent_eta_rural_min * 60)
+        / 60,
+    )
+    o = OfferPolicy()
+    offer_policy = OfferPolicy(
+        offer_seconds=int(num("dispatch.offer_window", "*", "seconds", o.offer_seconds)),
+        max_attempts=int(num("dispatch.max_offers", "*", "count", o.max_attempts)),
+    )
+    v = VerificationPolicy()
+    verification = VerificationPolicy(
+        max_check_in_distance_urban_m=num(
+            "verification.checkin_radius", "urban", "metres", v.max_check_in_distance_urban_m
+        ),
+        max_check_in_distance_rural_m=num(
+            "verification.checkin_radius", "rural", "metres", v.max_check_in_distance_rural_m
+        ),
+        min_on_site_ratio=num("verification.min_onsite", "*", "bp", v.min_on_site_ratio * 10_000) / 10_000,
+        sign_off_within_s=int(num("verification.signoff_window", "*", "seconds", v.sign_off_within_s)),
+        callback_ratio=num("verification.callback_sample", "*", "bp", v.callback_ratio * 10_000) / 10_000,
+    )
+    c = CancellationPolicy()
+    cancel = CancellationPolicy(
+        notice_s=int(num("dispatch.cancel_notice", "*", "seconds", c.notice_s)),
+        late_fee_fen=int(num("dispatch.late_cancel_fee", "*", "fen", c.late_fee_fen)),
+    )
+    return Policies(match_policy, offer_policy, verification, cancel)
+
+
+# --- Scope ------------------------------------------------------------------------------------------
+
+
+def can_see_order(
+    p: Principal, *, elder_id: int, district_id: int, provider_id: int | None, caregiver_id: int | None
+) -> bool:
+    """Staff see every order; civil affairs their districts'; a provider admin its provider's; a
+    caregiver the orders they took; an elder or family member their elders'."""
+    if sees_all_elders(p):
+        return True
+    if p.role == Role.CIVIL_AFFAIRS:
+        return district_id in p.district_ids
+    if p.role == Role.PROVIDER_ADMIN:
+        return provider_id is not None and provider_id == p.provider_id
+    if p.role == Role.CAREGIVER:
+        return caregiver_id is not None and caregiver_id == p.caregiver_id
+    if p.role in (Role.ELDER, Role.FAMILY):
+        return elder_id in p.elder_ids
+    return False
+
+
+def _scope_clause(
+    p: Principal,
+    *,
+    elder_col: QueryableAttribute[Any],
+    provider_col: QueryableAttribute[Any],
+    caregiver_col: QueryableAttribute[Any],
+) -> ColumnElement[bool]:
+    """The SQL twin of :func:`can_see_order`, over any table with elder/provider/caregiver columns."""
+    if sees_all_elders(p):
+        return true()
+    if p.role == Role.CIVIL_AFFAIRS:
+        if not p.district_ids:
+            return false()
+        return elder_col.in_(select(Elder.id).where(Elder.district_id.in_(sorted(p.district_ids))))
+    if p.role == Role.PROVIDER_ADMIN:
+        return provider_col == p.provider_id if p.provider_id is not None else false()
+    if p.role == Role.CAREGIVER:
+        return caregiver_col == p.caregiver_id if p.caregiver_id is not None else false()
+    if p.role in (Role.ELDER, Role.FAMILY):
+        return elder_col.in_(sorted(p.elder_ids)) if p.elder_ids else false()
+    return false()
+
+
+def order_clause(p: Principal) -> ColumnElement[bool]:
+    return _scope_clause(
+        p,
+        elder_col=ServiceOrder.elder_id,
+        provider_col=ServiceOrder.provider_id,
+        caregiver_col=ServiceOrder.caregiver_id,
+    )
+
+
+async def _elder_district(session: AsyncSession, elder_id: int) -> int:
+    district = await session.scalar(select(Elder.district_id).where(Elder.id == elder_id))
+    return int(district) if district is not None else 0
+
+
+async def visible_order(*, session: AsyncSession, actor: Principal, order_id: int) -> ServiceOrder:
+    """The order if ``actor`` may see it: 404 ``order.not_found`` / 403 ``scope.order``."""
+    order = await get_or_404(session, ServiceOrder, order_id, what="order")
+    district = await _elder_district(session, order.elder_id)
+    if not can_see_order(
+        actor,
+        elder_id=order.elder_id,
+        district_id=district,
+        provider_id=order.provider_id,
+        caregiver_id=order.caregiver_id,
+    ):
+        raise Forbidden("This order is outside your scope.", code="scope.order")
+    return order
+
+
+async def visible_visit(*, session: AsyncSession, actor: Principal, visit_id: int) -> Visit:
+    """The visit if ``actor`` may see it (same rule as its order)."""
+    visit = await get_or_404(session, Visit, visit_id, what="visit")
+    district = await _elder_district(session, visit.elder_id)
+    if not can_see_order(
+        actor,
+        elder_id=visit.elder_id,
+        district_id=district,
+        provider_id=visit.provider_id,
+        caregiver_id=visit.caregiver_id,
+    ):
+        raise Forbidden("This visit is outside your scope.", code="scope.visit")
+    return visit
+
+
+def _actor_of(p: Principal) -> Actor:
+    return Actor(p.role.value)
+
+
+async def _move(
+    *,
+    session: AsyncSession,
+    order: ServiceOrder,
+    target: OrderState,
+    actor: Actor,
+    actor_user_id: int | None,
+    now: dt.datetime,
+    note: str = "",
+    values: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`change_state` from the order's current state, answering a refused move with a 409."""
+    try:
+        await change_state(
+            session=session,
+            order_id=order.id,
+            expected=OrderState(order.state),
+            target=target,
+            actor=actor,
+            actor_user_id=actor_user_id,
+            now=now,
+            note=note,
+            values=values,
+        )
+    except InvalidTransition as exc:
+        raise Conflict(
+            f"An order in state {order.state} cannot become {target.value} by {actor.value}.",
+            code="dispatch.invalid_transition",
+            state=order.state,
+        ) from exc
+    await session.refresh(order)
+
+
+# --- Orders ---------------------------------------------------------------------------------------
+
+
+def _check_may_order_for(p: Principal, elder_id: int) -> None:
+    if p.role in (Role.ELDER, Role.FAMILY) and elder_id not in p.elder_ids:
+        raise Forbidden("You may order only for yourself or your own elders.", code="scope.elder")
+
+
+async def place_order(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    service_code: str,
+    now: dt.datetime,
+    window_start_at: dt.datetime | None = None,
+    window_end_at: dt.datetime | None = None,
+    duration_s: int | None = None,
+    asap: bool = False,
+    urgent: bool = False,
+    requirements: str = "",
+) -> ServiceOrder:
+    """Create a one-off order; as-soon-as-possible and same-day orders are dispatched at once (an
+    offer to the best caregiver, or the operator queue). Default window: 30 min from its start;
+    default duration: the service's minimum time on site (at least 30 min)."""
+    _check_may_order_for(actor, elder_id)
+    await require_ref(session, Elder, elder_id, field="elder_id", what="elder")
+    service = await session.get(Service, service_code)
+    if service is None or not service.is_active:
+        raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
+    start = window_start_at or now
+    if start < now - dt.timedelta(minutes=5):
+        raise Invalid("The window may not start in the past.", code="dispatch.window_past")
+    end = window_end_at or start + dt.timedelta(minutes=30)
+    if end < start:
+        raise Invalid("The window ends before it starts.", code="dispatch.window_order")
+    if end - start > dt.timedelta(hours=12):
+        raise Invalid("The window may be at most 12 hours long.", code="dispatch.window_too_long")
+    duration = duration_s or max(service.min_minutes, 30) * 60
+    order = await create_order(
+        session=session,
+        elder_id=elder_id,
+        service_code=service_code,
+        window_start_at=start,
+        window_end_at=end,
+        duration_s=duration,
+        actor=_actor_of(actor),
+        actor_user_id=actor.user_id,
+        now=now,
+        asap=asap,
+        urgent=urgent,
+        requirements=requirements,
+    )
+    if asap or urgent or local_date(start) == local_date(now):
+        await dispatch_order(session=session, order_id=order.id, now=now)
+        await session.refresh(order)
+    return order
+
+
+async def place_recurring_order(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    service_code: str,
+    rrule: str,
+    first_start_at: dt.datetime,
+    duration_s: int,
+    window_s: int,
+    now: dt.datetime,
+    requirements: str = "",
+) -> tuple[RecurringOrder, list[ServiceOrder]]:
+    """Register an RRULE series and materialise its visits of the next 14 days as orders."""
+    _check_may_order_for(actor, elder_id)
+    await require_ref(session, Elder, elder_id, field="elder_id", what="elder")
+    service = await session.get(Service, service_code)
+    if service is None or not service.is_active:
+        raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
+    local_first = first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
+    try:
+        occurrences = expand(rrule, first_start_local=local_first, duration_s=duration_s)
+    except RecurrenceError as exc:
+        raise Invalid(str(exc), code="dispatch.rrule_invalid") from exc
+    if not occurrences:
+        raise Invalid("The rule yields no visits.", code="dispatch.rrule_empty")
+    series = RecurringOrder(
+        elder_id=elder_id,
+        service_code=service_code,
+        rrule=rrule,
+        first_start_at=first_start_at,
+        duration_s=duration_s,
+        window_s=window_s,
+        requirements=requirements,
+        created_by_user_id=actor.user_id,
+        is_active=True,
+        created_at=now,
+    )
+    session.add(series)
+    await session.flush()
+    orders = await _materialise(session=session, series=series, now=now, actor=_actor_of(actor))
+    log.info("dispatch.recurring.created", recurring_order_id=series.id, orders=len(orders))
+    return series, orders
+
+
+async def _materialise(
+    *, session: AsyncSession, series: RecurringOrder, now: dt.datetime, actor: Actor
+) -> list[ServiceOrder]:
+    """Create the series' orders starting in [now, now + horizon) that do not exist yet."""
+    local_first = series.first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
+    occurrences = expand(
+        series.rrule,
+        first_start_local=local_first,
+        duration_s=series.duration_s,
+        window_from=now,
+        window_to=now + dt.timedelta(days=RECURRING_HORIZON_DAYS),
+    )
+    existing = set(
+        await session.scalars(
+            select(ServiceOrder.window_start_at).where(ServiceOrder.recurring_order_id == series.id)
+        )
+    )
+    created: list[ServiceOrder] = []
+    for occ in occurrences:
+        if occ.start in existing:
+            continue
+        order = await create_order(
+            session=session,
+            elder_id=series.elder_id,
+            service_code=series.service_code,
+            window_start_at=occ.start,
+            window_end_at=occ.start + dt.timedelta(seconds=series.window_s),
+            duration_s=series.duration_s,
+            actor=actor,
+            actor_user_id=series.created_by_user_id,
+            now=now,
+            requirements=series.requirements,
+        )
+        order.recurring_order_id = series.id
+        created.append(order)
+    await session.flush()
+    return created
+
+
+async def materialise_recurring(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: create the next 14 days' orders of every active series. Returns how many were created.
+
+    A series whose occurrence cannot be priced (no price valid that day) is logged and skipped.
+    """
+    total = 0
+    for series in list(await session.scalars(select(RecurringOrder).where(RecurringOrder.is_active))):
+        try:
+            async with session.begin_nested():
+                total += len(await _materialise(session=session, series=series, now=now, actor=Actor.SYSTEM))
+        except DispatchError as exc:
+            log.warning("dispatch.recurring.skipped", recurring_order_id=series.id, reason=str(exc))
+    return total
+
+
+async def list_orders(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    window: Window,
+    state: str | None = None,
+    elder_id: int | None = None,
+) -> Paged[ServiceOrder]:
+    stmt: Any = select(ServiceOrder).where(order_clause(actor))
+    if state is not None:
+        stmt = stmt.where(ServiceOrder.state == state)
+    if elder_id is not None:
+        stmt = stmt.where(ServiceOrder.elder_id == elder_id)
+    return await page_of(session, stmt.order_by(ServiceOrder.window_start_at.desc(), ServiceOrder.id), window)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetail:
+    order: ServiceOrder
+    transitions: list[OrderTransition]
+    visit: Visit | None
+    exceptions: list[VisitExceptionRecord]
+
+
+async def order_detail(*, session: AsyncSession, actor: Principal, order_id: int) -> OrderDetail:
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    return await _detail(session, order)
+
+
+async def _detail(session: AsyncSession, order: ServiceOrder) -> OrderDetail:
+    moves = list(
+        await session.scalars(
+            select(OrderTransition).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
+        )
+    )
+    visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
+    exceptions = await _exceptions(session, visit.id) if visit is not None else []
+    return OrderDetail(order, moves, visit, exceptions)
+
+
+async def _exceptions(session: AsyncSession, visit_id: int) -> list[VisitExceptionRecord]:
+    return list(
+        await session.scalars(
+            select(VisitExceptionRecord)
+            .where(VisitExceptionRecord.visit_id == visit_id)
+            .order_by(VisitExceptionRecord.id)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    order: ServiceOrder
+    consequence: CancellationConsequence
+    fee_fen: int
+
+
+async def cancel_order(
+    *, session: AsyncSession, actor: Principal, order_id: int, reason: str, now: dt.datetime
+) -> CancelOutcome:
+    """Cancel an order. A customer cancelling an accepted visit inside the notice period pays the late
+    fee (fen); a provider admin withdrawing its caregiver sends the order back for re-dispatch."""
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    who = _actor_of(actor)
+    state = OrderState(order.state)
+    visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
+    start = visit.scheduled_start_at if visit is not None else order.window_start_at
+    policies = await load_policies(session=session, day=local_date(now))
+    outcome = cancellation(state=state, actor=who, start=start, now=now, policy=policies.cancellation)
+    await session.execute(
+        update(Offer)
+        .where(Offer.order_id == order.id, Offer.state == OfferState.PENDING.value)
+        .values(state=OfferState.WITHDRAWN.value, responded_at=now)
+    )
+    if outcome.consequence == CancellationConsequence.REDISPATCH:
+        if visit is not None:
+            await session.delete(visit)
+            await session.flush()
+        await _move(
+            session=session,
+            order=order,
+            target=OrderState.CREATED,
+            actor=who,
+            actor_user_id=actor.user_id,
+            now=now,
+            note=f"withdrawn by provider: {reason}"[:200],
+            values={"caregiver_id": None, "provider_id": None},
+        )
+        if local_date(order.window_start_at) == local_date(now):
+            await dispatch_order(session=session, order_id=order.id, now=now)
+            await session.refresh(order)
+    else:
+        await _move(
+            session=session,
+            order=order,
+            target=OrderState.CANCELLED,
+            actor=who,
+            actor_user_id=actor.user_id,
+            now=now,
+            note=reason[:200],
+            values={
+                "cancelled_by_role": actor.role.value,
+                "cancel_reason": reason[:200],
+                "cancellation_fee_fen": outcome.fee_fen,
+            },
+        )
+    log.info("dispatch.order.cancelled", order_id=order.id, consequence=outcome.consequence.value)
+    return CancelOutcome(order, outcome.consequence, outcome.fee_fen)
+
+
+async def mark_no_show(
+    *, session: AsyncSession, actor: Principal, order_id: int, note: str, now: dt.datetime
+) -> ServiceOrder:
+    """Staff record that the visit did not happen (caregiver or elder absent)."""
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    await _move(
+        session=session,
+        order=order,
+        target=OrderState.NO_SHOW,
+        actor=_actor_of(actor),
+        actor_user_id=actor.user_id,
+        now=now,
+        note=note[:200],
+    )
+    return order
+
+
+async def assign_order(
+    *, session: AsyncSession, actor: Principal, order_id: int, caregiver_id: int, now: dt.datetime
+) -> Visit:
+    """Hand an escalated order to a caregiver (operator queue). Every hard rule except distance is checked;
+    a provider admin may assign only its own caregivers."""
+    order = await get_or_404(session, ServiceOrder, order_id, what="order")
+    if actor.role == Role.PROVIDER_ADMIN:
+        district = await _elder_district(session, order.elder_id)
+        serving = await session.scalar(
+            select(ProviderDistrict.provider_id).where(
+                ProviderDistrict.provider_id == actor.provider_id, ProviderDistrict.district_id == district
+            )
+        )
+        if serving is None:
+            raise Forbidden("Your provider does not serve this elder's district.", code="scope.order")
+    else:
+        await visible_order(session=session, actor=actor, order_id=order_id)
+    cg = await require_ref(session, Caregiver, caregiver_id, field="caregiver_id", what="caregiver")
+    if actor.role == Role.PROVIDER_ADMIN and cg.provider_id != actor.provider_id:
+        raise Forbidden("You may assign only your own provider's caregivers.", code="scope.provider")
+    request = await build_request(session=session, order=order, now=now)
+    profiles = await _profiles(session, [cg], request.start)
+    reason = static_rejection(profiles[cg.id], request, local_date(request.start)) or timing_rejection(
+        profiles[cg.id], request.start, request.start + dt.timedelta(seconds=order.duration_s)
+    )
+    if reason is not None:
+        raise Conflict(
+            f"Caregiver {cg.id} breaks the hard rule {reason.value!r} for this order.",
+            code="dispatch.hard_rule",
+            rule=reason.value,
+        )
+    if order.state != OrderState.ESCALATED.value:
+        raise Conflict(
+            "Only orders in the operator queue can be assigned by hand.", code="dispatch.not_escalated"
+        )
+    await _move(
+        session=session,
+        order=order,
+        target=OrderState.ACCEPTED,
+        actor=_actor_of(actor),
+        actor_user_id=actor.user_id,
+        now=now,
+        note="assigned by hand",
+        values={"caregiver_id": cg.id, "provider_id": cg.provider_id},
+    )
+    visit = Visit(
+        order_id=order.id,
+        service_code=order.service_code,
+        elder_id=order.elder_id,
+        caregiver_id=cg.id,
+        provider_id=cg.provider_id,
+        scheduled_start_at=request.start,
+        scheduled_end_at=request.start + dt.timedelta(seconds=order.duration_s),
+    )
+    session.add(visit)
+    await session.flush()
+    return visit
+
+
+# --- Real-time dispatch -----------------------------------------------------------------------------
+
+
+async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> OrderRequest:
+    """The matching view of an order: the elder's home, gender, block list and continuity of care."""
+    row = (
+        await session.execute(
+            select(Elder, Community.is_village, District.kind)
+            .join(Community, Community.id == Elder.community_id)
+            .join(District, District.id == Elder.district_id)
+            .where(Elder.id == order.elder_id)
+        )
+    ).one()
+    elder, is_village, kind = row
+    service = await session.get(Service, order.service_code)
+    if service is None:  # pragma: no cover - a foreign key
+        raise DispatchError(f"unknown service {order.service_code}")
+    blocked = frozenset(
+        await session.scalars(
+            select(ElderBlockedCaregiver.caregiver_id).where(ElderBlockedCaregiver.elder_id == elder.id)
+        )
+    )
+    since = now - dt.timedelta(days=CONTINUITY_DAYS)
+    continuity = {
+        int(cid): int(n)
+        for cid, n in await session.execute(
+            select(Visit.caregiver_id, func.count())
+            .where(Visit.elder_id == elder.id, Visit.check_in_at >= since)
+            .group_by(Visit.caregiver_id)
+        )
+    }
+    start = max(order.window_start_at, now) if order.asap else order.window_start_at
+    return OrderRequest(
+        elder_id=elder.id,
+        elder_gender=elder.gender,
+        elder_allows_any_gender=elder.allows_any_gender_bathing,
+        lat=elder.lat,
+        lon=elder.lon,
+        rural=bool(is_village) or kind == "rural",
+        service=service_rule(service),
+        start=start,
+        duration_s=order.duration_s,
+        asap=order.asap,
+        urgent=order.urgent,
+        blocked=blocked,
+        continuity=continuity,
+    )
+
+
+async def _profiles(
+    session: AsyncSession, caregivers: list[Caregiver], around: dt.datetime
+) -> dict[int, CaregiverProfile]:
+    """Matching profiles with each caregiver's bookings from the day before to the day after."""
+    ids = [c.id for c in caregivers]
+    bookings: dict[int, list[Booking]] = {i: [] for i in ids}
+    if ids:
+        rows = await session.execute(
+            select(Visit.caregiver_id, Visit.scheduled_start_at, Visit.scheduled_end_at)
+            .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
+            .where(
+                Visit.caregiver_id.in_(ids),
+                ServiceOrder.state.in_(_LIVE_ORDER_STATES),
+                Visit.scheduled_start_at >= around - dt.timedelta(days=1),
+                Visit.scheduled_start_at < around + dt.timedelta(days=1),
+            )
+        )
+        for cid, start, end in rows:
+            bookings[int(cid)].append(Booking(start, end))
+    return {
+        c.id: CaregiverProfile(
+            id=c.id,
+            gender=c.gender,
+            skills=frozenset(c.skills),
+            certificates=tuple(
+                CertificateInfo(x.kind, x.level, x.issued_on, x.expires_on) for x in c.certificates
+            ),
+            shift_start=c.shift_start,
+            shift_end=c.shift_end,
+            work_days=frozenset(c.work_days),
+            daily_capacity=c.daily_capacity,
+            rating=c.rating,
+            bookings=tuple(bookings[c.id]),
+            is_active=c.is_active,
+        )
+        for c in caregivers
+    }
+
+
+async def dispatch_order(*, session: AsyncSession, order_id: int, now: dt.datetime) -> Offer | None:
+    """Offer a ``created`` order to the best caregiver not yet asked, or escalate it.
+
+    Candidates are the active caregivers with the service's skill of providers serving the elder's
+    district. For as-soon-as-possible and urgent orders only caregivers on shift count, at their last
+    reported position; otherwise a caregiver off shift counts from home.
+    """
+    order = await session.get(ServiceOrder, order_id, populate_existing=True)
+    if order is None:
+        raise DispatchError(f"order {order_id} not found")
+    request = await build_request(session=session, order=order, now=now)
+    policies = await load_policies(session=session, day=local_date(request.start))
+    district = await _elder_district(session, order.elder_id)
+    realtime = order.asap or order.urgent
+    stmt = (
+        select(Caregiver, CaregiverPosition)
+        .outerjoin(CaregiverPosition, CaregiverPosition.caregiver_id == Caregiver.id)
+        .where(
+            Caregiver.is_active,
+            Caregiver.skills.contains([request.service.skill]),
+            Caregiver.provider_id.in_(
+                select(ProviderDistrict.provider_id).where(ProviderDistrict.district_id == district)
+            ),
+        )
+    )
+    if realtime:
+        stmt = stmt.where(CaregiverPosition.on_shift)
+    rows = (await session.execute(stmt)).all()
+    index = CaregiverIndex()
+    for cg, pos in rows:
+        if pos is not None and pos.on_shift:
+            index.update(cg.id, pos.lat, pos.lon, cg.skills)
+        else:
+            index.update(cg.id, cg.home_lat, cg.home_lon, cg.skills)
+    profiles = await _profiles(session, [cg for cg, _ in rows], request.start)
+    return await offer_next(
+        session=session,
+        order_id=order_id,
+        request=request,
+        index=index,
+        profiles=profiles,
+        match_policy=policies.match,
+        offer_policy=policies.offer,
+        now=now,
+    )
+
+
+async def expire_and_redispatch(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: expire offers past their deadline and offer each order to the next candidate (or escalate).
+    Returns the number of orders moved on."""
+    order_ids = await expire_offers(session=session, now=now)
+    for oid in order_ids:
+        await dispatch_order(session=session, order_id=oid, now=now)
+    if order_ids:
+        log.info("dispatch.offers.expired", orders=len(order_ids))
+    return len(order_ids)
+
+
+# --- Caregiver app ----------------------------------------------------------------------------------
+
+
+def _caregiver_id(p: Principal) -> int:
+    if p.caregiver_id is None:
+        raise Forbidden("Only caregivers have a shift.", code="scope.caregiver")
+    return p.caregiver_id
+
+
+async def set_position(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    lat: float,
+    lon: float,
+    now: dt.datetime,
+    on_shift: bool | None = None,
+) -> CaregiverPosition:
+    """Record the caregiver's position (degrees); ``on_shift`` starts (True) or ends (False) the shift."""
+    cid = _caregiver_id(actor)
+    pos = await session.get(CaregiverPosition, cid, populate_existing=True)
+    if pos is None:
+        pos = CaregiverPosition(caregiver_id=cid, lat=lat, lon=lon, at=now, on_shift=False)
+        session.add(pos)
+    pos.lat, pos.lon, pos.at = lat, lon, now
+    if on_shift is True:
+        if pos.on_shift:
+            raise Conflict("Your shift has already started.", code="dispatch.shift_started")
+        pos.on_shift, pos.shift_started_at = True, now
+    elif on_shift is False:
+        if not pos.on_shift:
+            raise Conflict("You are not on shift.", code="dispatch.shift_not_started")
+        pos.on_shift = False
+    await session.flush()
+    return pos
+
+
+async def end_shift(*, session: AsyncSession, actor: Principal, now: dt.datetime) -> CaregiverPosition:
+    cid = _caregiver_id(actor)
+    pos = await session.get(CaregiverPosition, cid, populate_existing=True)
+    if pos is None or not pos.on_shift:
+        raise Conflict("You are not on shift.", code="dispatch.shift_not_started")
+    pos.on_shift = False
+    await session.flush()
+    return pos
+
+
+@dataclass(frozen=True, slots=True)
+class OpenOffer:
+    offer: Offer
+    order: ServiceOrder
+
+
+async def my_offers(*, session: AsyncSession, actor: Principal, now: dt.datetime) -> list[OpenOffer]:
+    """The caregiver's open offers, soonest deadline first."""
+    cid = _caregiver_id(actor)
+    rows = await session.execute(
+        select(Offer, ServiceOrder)
+        .join(ServiceOrder, ServiceOrder.id == Offer.order_id)
+        .where(Offer.caregiver_id == cid, Offer.state == OfferState.PENDING.value, Offer.deadline_at >= now)
+        .order_by(Offer.deadline_at)
+    )
+    return [OpenOffer(o, so) for o, so in rows]
+
+
+async def accept(*, session: AsyncSession, actor: Principal, offer_id: int, now: dt.datetime) -> Visit:
+    return await accept_offer(session=session, offer_id=offer_id, caregiver_id=_caregiver_id(actor), now=now)
+
+
+async def decline(
+    *, session: AsyncSession, actor: Principal, offer_id: int, now: dt.datetime
+) -> ServiceOrder:
+    """Decline an offer; the order is offered to the next candidate at once (or escalated)."""
+    order_id = await decline_offer(
+        session=session, offer_id=offer_id, caregiver_id=_caregiver_id(actor), now=now
+    )
+    await dispatch_order(session=session, order_id=order_id, now=now)
+    order = await session.get(ServiceOrder, order_id, populate_existing=True)
+    if order is None:  # pragma: no cover
+        raise DispatchError(f"order {order_id} vanished")
+    return order
+
+
+@dataclass(frozen=True, slots=True)
+class PlanItem:
+    visit: Visit
+    order_state: str
+    elder_name: str
+    address: str
+    lat: float
+    lon: float
+
+
+async def day_plan(*, session: AsyncSession, actor: Principal, day: dt.date) -> list[PlanItem]:
+    """The caregiver's visits on an Asia/Shanghai day, in start order (cancelled ones left out)."""
+    cid = _caregiver_id(actor)
+    start = dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+    rows = await session.execute(
+        select(Visit, ServiceOrder.state, Elder.name, Elder.address, Elder.lat, Elder.lon)
+        .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
+        .join(Elder, Elder.id == Visit.elder_id)
+        .where(
+            Visit.caregiver_id == cid,
+            Visit.scheduled_start_at >= start,
+            Visit.scheduled_start_at < start + dt.timedelta(days=1),
+            ServiceOrder.state.notin_([OrderState.CANCELLED.value]),
+        )
+        .order_by(Visit.scheduled_start_at, Visit.id)
+    )
+    return [PlanItem(v, st, n, a, la, lo) for v, st, n, a, la, lo in rows]
+
+
+async def _my_visit(session: AsyncSession, actor: Principal, visit_id: int) -> tuple[Visit, ServiceOrder]:
+    cid = _caregiver_id(actor)
+    visit = await get_or_404(session, Visit, visit_id, what="visit")
+    if visit.caregiver_id != cid:
+        raise Forbidden("This is not your visit.", code="scope.visit")
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    if order is None:  # pragma: no cover - a foreign key
+        raise DispatchError(f"order {visit.order_id} not found")
+    return visit, order
+
+
+def door_code(secret: str, elder_id: int) -> str:
+    """The code printed as a QR sticker on the elder's door (an HMAC, so it cannot be guessed)."""
+    return hmac.new(secret.encode(), f"door:{elder_id}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def sign_off_pin(secret: str, visit_id: int) -> str:
+    """The visit's 6-digit sign-off PIN, shown to the elder and family in their app."""
+    digest = hmac.new(secret.encode(), f"signoff:{visit_id}".encode(), hashlib.sha256).digest()
+    return f"{int.from_bytes(digest[:4], 'big') % 1_000_000:06d}"
+
+
+async def en_route(*, session: AsyncSession, actor: Principal, visit_id: int, now: dt.datetime) -> Visit:
+    visit, order = await _my_visit(session, actor, visit_id)
+    await _move(
+        session=session,
+        order=order,
+        target=OrderState.EN_ROUTE,
+        actor=Actor.CAREGIVER,
+        actor_user_id=actor.user_id,
+        now=now,
+    )
+    return visit
+
+
+async def check_in(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    visit_id: int,
+    lat: float,
+    lon: float,
+    qr_code: str | None,
+    secret: str,
+    now: dt.datetime,
+) -> Visit:
+    """Check in at the door with the phone's GPS position (degrees) and, optionally, the door's QR code."""
+    visit, order = await _my_visit(session, actor, visit_id)
+    qr_ok = qr_code is not None and hmac.compare_digest(qr_code, door_code(secret, visit.elder_id))
+    if qr_code is not None and not qr_ok:
+        raise Invalid("The QR code does not belong to this elder's door.", code="dispatch.qr_mismatch")
+    await _move(
+        session=session,
+        order=order,
+        target=OrderState.CHECKED_IN,
+        actor=Actor.CAREGIVER,
+        actor_user_id=actor.user_id,
+        now=now,
+    )
+    visit.check_in_at, visit.check_in_lat, visit.check_in_lon = now, lat, lon
+    visit.check_in_method = (CaptureMethod.QR if qr_ok else CaptureMethod.GPS).value
+    visit.check_in_qr_ok = qr_ok
+    await session.flush()
+    return visit
+
+
+async def save_checklist(
+    *, session: AsyncSession, actor: Principal, visit_id: int, items: Mapping[str, bool]
+) -> Visit:
+    """Replace the visit's task checklist (task name → done), allowed while on site."""
+    visit, order = await _my_visit(session, actor, visit_id)
+    if order.state != OrderState.CHECKED_IN.value:
+        raise Conflict("The checklist can be filled in only while checked in.", code="dispatch.not_on_site")
+    visit.checklist = dict(items)
+    await session.flush()
+    return visit
+
+
+async def check_out(
+    *, session: AsyncSession, actor: Principal, visit_id: int, lat: float, lon: float, now: dt.datetime
+) -> tuple[Visit, VerificationResult]:
+    """Check out, then verify the visit at once (it stays pending while the sign-off may still come)."""
+    visit, order = await _my_visit(session, actor, visit_id)
+    await _move(
+        session=session,
+        order=order,
+        target=OrderState.CHECKED_OUT,
+        actor=Actor.CAREGIVER,
+        actor_user_id=actor.user_id,
+        now=now,
+    )
+    visit.check_out_at, visit.check_out_lat, visit.check_out_lon = now, lat, lon
+    visit.check_out_method = CaptureMethod.GPS.value
+    await session.flush()
+    result = await verify_visit(session=session, visit_id=visit.id, now=now)
+    return visit, result
+
+
+async def sign_off_by_pin(
+    *, session: AsyncSession, actor: Principal, visit_id: int, pin: str, secret: str, now: dt.datetime
+) -> tuple[Visit, VerificationResult]:
+    """The caregiver enters the PIN the elder reads from their app; the visit is verified again."""
+    visit, _ = await _my_visit(session, actor, visit_id)
+    if not hmac.compare_digest(pin, sign_off_pin(secret, visit.id)):
+        raise Invalid("The sign-off PIN is wrong.", code="dispatch.pin_wrong")
+    return await _sign_off(session, visit, method="pin", user_id=None, now=now)
+
+
+async def sign_off_code(*, session: AsyncSession, actor: Principal, visit_id: int, secret: str) -> str:
+    """The PIN for the elder or family to tell the caregiver."""
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    return sign_off_pin(secret, visit.id)
+
+
+async def confirm_by_family(
+    *, session: AsyncSession, actor: Principal, visit_id: int, now: dt.datetime
+) -> tuple[Visit, VerificationResult]:
+    """A family member (or the elder in their own app) confirms the visit took place."""
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    return await _sign_off(session, visit, method="family", user_id=actor.user_id, now=now)
+
+
+async def _sign_off(
+    session: AsyncSession, visit: Visit, *, method: str, user_id: int | None, now: dt.datetime
+) -> tuple[Visit, VerificationResult]:
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    open_states = (OrderState.CHECKED_IN.value, OrderState.CHECKED_OUT.value, OrderState.EXCEPTION.value)
+    if order is None or order.state not in open_states:
+        raise Conflict(
+            "Only a visit in progress or awaiting verification can be signed off.",
+            code="dispatch.sign_off_state",
+        )
+    if visit.signed_off_at is not None:
+        raise Conflict("The visit is already signed off.", code="dispatch.signed_off")
+    visit.signed_off_at, visit.sign_off_method, visit.signed_off_by_user_id = now, method, user_id
+    await session.flush()
+    if order.state == OrderState.CHECKED_OUT.value:
+        return visit, await verify_visit(session=session, visit_id=visit.id, now=now)
+    if order.state == OrderState.EXCEPTION.value:
+        # Already held for other reasons: the sign-off is recorded as evidence for the resolver.
+        open_codes = tuple(
+            VisitException(r.code) for r in await _exceptions(session, visit.id) if r.resolved_at is None
+        )
+        return visit, VerificationResult(Verdict.EXCEPTION, open_codes, None, None)
+    return visit, VerificationResult(Verdict.PENDING, (), None, None)
+
+
+# --- Verification ------------------------------------------------------------------------------------
+
+
+async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime) -> VerificationResult:
+    """Check a checked-out visit against DOMAIN §5; record the verdict, its exceptions and the order state.
+
+    A pending verdict (only the sign-off missing, inside its 24 h) changes nothing.
+    """
+    visit = await session.get(Visit, visit_id, populate_existing=True)
+    if visit is None:
+        raise DispatchError(f"visit {visit_id} not found")
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    if order is None or order.state != OrderState.CHECKED_OUT.value:
+        raise Conflict("Only a checked-out visit can be verified.", code="dispatch.verify_state")
+    request = await build_request(session=session, order=order, now=now)
+    policies = await load_policies(session=session, day=local_date(visit.check_in_at or now))
+    caregiver = await session.get(Caregiver, visit.caregiver_id)
+    certs = tuple(
+        CertificateInfo(c.kind, c.level, c.issued_on, c.expires_on)
+        for c in (caregiver.certificates if caregiver else [])
+    )
+    others: list[tuple[dt.datetime, dt.datetime]] = [
+        (a, b or a)
+        for a, b in await session.execute(
+            select(Visit.check_in_at, Visit.check_out_at).where(
+                Visit.caregiver_id == visit.caregiver_id,
+                Visit.id != visit.id,
+                Visit.check_in_at.is_not(None),
+                Visit.check_in_at < (visit.check_out_at or now),
+                func.coalesce(Visit.check_out_at, Visit.check_in_at) > (visit.check_in_at or now),
+            )
+        )
+        if a is not None
+    ]
+
+    def capture(
+        at: dt.datetime | None, method: str | None, lat: float | None, lon: float | None, qr: bool
+    ) -> Capture | None:
+        if at is None:
+            return None
+        return Capture(at, CaptureMethod(method or "gps"), lat, lon, qr)
+
+    record = VisitRecord(
+        visit_id=visit.id,
+        service=request.service,
+        elder_id=visit.elder_id,
+        caregiver_id=visit.caregiver_id,
+        service_on=local_date(visit.check_in_at or visit.scheduled_start_at),
+        home_lat=request.lat,
+        home_lon=request.lon,
+        rural=request.rural,
+        check_in=capture(
+            visit.check_in_at,
+            visit.check_in_method,
+            visit.check_in_lat,
+            visit.check_in_lon,
+            visit.check_in_qr_ok,
+        ),
+        check_out=capture(
+            visit.check_out_at, visit.check_out_method, visit.check_out_lat, visit.check_out_lon, False
+        ),
+        signed_off_at=visit.signed_off_at,
+        caregiver_certificates=certs,
+        other_visits=tuple(others),
+    )
+    result = verify(record, policy=policies.verification, now=now)
+    if result.verdict == Verdict.VERIFIED:
+        await _move(
+            session=session,
+            order=order,
+            target=OrderState.VERIFIED,
+            actor=Actor.SYSTEM,
+            actor_user_id=None,
+            now=now,
+        )
+        visit.verification, visit.verified_at = "verified", now
+    elif result.verdict == Verdict.EXCEPTION:
+        await session.execute(
+            pg_insert(VisitExceptionRecord)
+            .values(
+                [
+                    {"visit_id": visit.id, "code": e.value, "detected_at": now, "note": ""}
+                    for e in result.exceptions
+                ]
+            )
+            .on_conflict_do_nothing(constraint="uq_visit_exception_visit_code")
+        )
+        await _move(
+            session=session,
+            order=order,
+            target=OrderState.EXCEPTION,
+            actor=Actor.SYSTEM,
+            actor_user_id=None,
+            now=now,
+            note=",".join(e.value for e in result.exceptions)[:200],
+        )
+        visit.verification = "exception"
+    await session.flush()
+    log.info("dispatch.visit.verified", visit_id=visit.id, verdict=result.verdict.value)
+    return result
+
+
+async def verify_overdue(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: verify checked-out visits whose sign-off window has passed (they become exceptions if
+    still unsigned). Returns how many were verified."""
+    policies = await load_policies(session=session, day=local_date(now))
+    cutoff = now - dt.timedelta(seconds=policies.verification.sign_off_within_s)
+    ids = list(
+        await session.scalars(
+            select(Visit.id)
+            .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
+            .where(ServiceOrder.state == OrderState.CHECKED_OUT.value, Visit.check_out_at < cutoff)
+        )
+    )
+    for vid in ids:
+        await verify_visit(session=session, visit_id=vid, now=now)
+    return len(ids)
+
+
+RESOLVERS = frozenset({Role.PROVIDER_ADMIN, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.ADMIN})
+
+
+async def resolve_exception(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    visit_id: int,
+    code: str,
+    reason_code: str,
+    resolution_code: str,
+    note: str,
+    now: dt.datetime,
+) -> tuple[Visit, list[VisitExceptionRecord]]:
+    """Resolve one exception of a visit by a named user. When every exception is resolved and none was
+    rejected, the visit becomes verified (and payable)."""
+    if actor.role not in RESOLVERS:
+        raise Forbidden("Your role may not resolve visit exceptions.", code="auth.forbidden")
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    if reason_code not in EXCEPTION_REASON_CODES:
+        raise Invalid(f"Unknown reason code {reason_code!r}.", code="dispatch.reason_unknown")
+    record = await session.scalar(
+        select(VisitExceptionRecord).where(
+            VisitExceptionRecord.visit_id == visit.id, VisitExceptionRecord.code == code
+        )
+    )
+    if record is None:
+        raise NotFound(f"Visit {visit.id} has no exception {code!r}.", code="visit_exception.not_found")
+    if record.resolved_at is not None:
+        raise Conflict("This exception is already resolved.", code="dispatch.exception_resolved")
+    record.reason_code, record.resolution_code = reason_code, resolution_code
+    record.resolved_by_user_id, record.resolved_at, record.note = actor.user_id, now, note
+    await session.flush()
+    records = await _exceptions(session, visit.id)
+    if all(r.resolved_at is not None for r in records) and all(
+        r.resolution_code != "rejected" for r in records
+    ):
+        order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+        if order is not None and order.state == OrderState.EXCEPTION.value:
+            await _move(
+                session=session,
+                order=order,
+                target=OrderState.VERIFIED,
+                actor=_actor_of(actor),
+                actor_user_id=actor.user_id,
+                now=now,
+                note="exceptions resolved",
+            )
+            visit.verification, visit.verified_at = "verified", now
+            await session.flush()
+    return visit, records
+
+
+async def visit_detail(
+    *, session: AsyncSession, actor: Principal, visit_id: int
+) -> tuple[Visit, list[VisitExceptionRecord]]:
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    return visit, await _exceptions(session, visit.id)
+
+
+async def sample_callbacks(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: give a random ≥ 10 % (policy) of yesterday's verified visits a phone callback task.
+
+    Yesterday is the Asia/Shanghai day before ``now``; a day already sampled is left alone, and the
+    sample is seeded by the date so it can be reproduced for audit. Returns the tasks created.
+    """
+    day = local_date(now) - dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+    due = day + dt.timedelta(days=1)
+    if await session.scalar(select(CallbackTask.id).where(CallbackTask.due_on == due).limit(1)) is not None:
+        return 0
+    ids = list(
+        await session.scalars(
+            select(Visit.id).where(
+                Visit.verification == "verified",
+                Visit.verified_at >= start,
+                Visit.verified_at < start + dt.timedelta(days=1),
+            )
+        )
+    )
+    policies = await load_policies(session=session, day=day)
+    chosen = select_callbacks(
+        ids, ratio=policies.verification.callback_ratio, seed=int(day.strftime("%Y%m%d"))
+    )
+    for vid in sorted(chosen):
+        session.add(CallbackTask(visit_id=vid, due_on=due, status="open"))
+    await session.flush()
+    return len(chosen)
+
+
+# --- Ratings and complaints ----------------------------------------------------------------------
+
+
+async def rate_visit(
+    *, session: AsyncSession, actor: Principal, visit_id: int, score: int, comment: str, now: dt.datetime
+) -> VisitRating:
+    """An elder or family member rates a verified visit (1–5), once each; the order becomes rated."""
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    if order is None or order.state not in (OrderState.VERIFIED.value, OrderState.RATED.value):
+        raise Conflict("Only verified visits can be rated.", code="dispatch.rate_state")
+    exists_already = await session.scalar(
+        select(VisitRating.id).where(
+            VisitRating.visit_id == visit.id, VisitRating.by_user_id == actor.user_id
+        )
+    )
+    if exists_already is not None:
+        raise Conflict("You have already rated this visit.", code="dispatch.already_rated")
+    rating = VisitRating(
+        visit_id=visit.id,
+        by_user_id=actor.user_id,
+        by_role=actor.role.value,
+        score=score,
+        comment=comment,
+        created_at=now,
+    )
+    session.add(rating)
+    if order.state == OrderState.VERIFIED.value:
+        await _move(
+            session=session,
+            order=order,
+            target=OrderState.RATED,
+            actor=_actor_of(actor),
+            actor_user_id=actor.user_id,
+            now=now,
+        )
+    await session.flush()
+    return rating
+
+
+async def file_complaint(
+    *, session: AsyncSession, actor: Principal, order_id: int, text: str, now: dt.datetime
+) -> Complaint:
+    """An elder or family member complains about one of their orders."""
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    visit_id = await session.scalar(select(Visit.id).where(Visit.order_id == order.id))
+    complaint = Complaint(
+        order_id=order.id,
+        visit_id=visit_id,
+        elder_id=order.elder_id,
+        provider_id=order.provider_id,
+        caregiver_id=order.caregiver_id,
+        filed_by_user_id=actor.user_id,
+        text=text,
+        status="open",
+        created_at=now,
+    )
+    session.add(complaint)
+    await session.flush()
+    log.info("dispatch.complaint.filed", complaint_id=complaint.id, order_id=order.id)
+    return complaint
+
+
+async def list_complaints(*, session: AsyncSession, actor: Principal, window: Window) -> Paged[Complaint]:
+    clause = _scope_clause(
+        actor,
+        elder_col=Complaint.elder_id,
+        provider_col=Complaint.provider_id,
+        caregiver_col=Complaint.caregiver_id,
+    )
+    stmt: Any = select(Complaint).where(clause).order_by(Complaint.id.desc())
+    return await page_of(session, stmt, window)

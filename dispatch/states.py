@@ -34,6 +34,7 @@ class Actor(enum.StrEnum):
     PROVIDER_ADMIN = "provider_admin"
     OPERATOR = "operator"
     SUPERVISOR = "supervisor"
+    CIVIL_AFFAIRS = "civil_affairs"
     ADMIN = "admin"
 
 
@@ -58,16 +59,19 @@ TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
     (S.ESCALATED, S.CANCELLED): _CANCELLERS,
     (S.ACCEPTED, S.EN_ROUTE): frozenset({A.CAREGIVER}),
     (S.ACCEPTED, S.CHECKED_IN): frozenset({A.CAREGIVER}),  # already next door
-    (S.ACCEPTED, S.CREATED): frozenset({A.CAREGIVER}) | _STAFF,  # caregiver withdraws: re-dispatch
+    # The caregiver (or their provider) withdraws: re-dispatch.
+    (S.ACCEPTED, S.CREATED): frozenset({A.CAREGIVER, A.PROVIDER_ADMIN}) | _STAFF,
     (S.ACCEPTED, S.CANCELLED): _CANCELLERS,
     (S.ACCEPTED, S.NO_SHOW): frozenset({A.SYSTEM}) | _STAFF,
     (S.EN_ROUTE, S.CHECKED_IN): frozenset({A.CAREGIVER}),
+    (S.EN_ROUTE, S.CREATED): frozenset({A.CAREGIVER, A.PROVIDER_ADMIN}) | _STAFF,
     (S.EN_ROUTE, S.CANCELLED): _CANCELLERS,
     (S.EN_ROUTE, S.NO_SHOW): frozenset({A.CAREGIVER, A.SYSTEM}) | _STAFF,  # elder not at home
     (S.CHECKED_IN, S.CHECKED_OUT): frozenset({A.CAREGIVER}) | _STAFF,
     (S.CHECKED_OUT, S.VERIFIED): frozenset({A.SYSTEM}),
     (S.CHECKED_OUT, S.EXCEPTION): frozenset({A.SYSTEM}),
-    (S.EXCEPTION, S.VERIFIED): _STAFF | {A.PROVIDER_ADMIN},  # resolved with reason + resolution codes
+    # Resolved with reason + resolution codes by a named user.
+    (S.EXCEPTION, S.VERIFIED): _STAFF | {A.PROVIDER_ADMIN, A.CIVIL_AFFAIRS},
     (S.VERIFIED, S.RATED): _CUSTOMER | _STAFF,
 }
 

@@ -1,0 +1,1 @@
+"""Registry controllers (one module per area). Handlers parse, call one service, serialise."""

@@ -1,0 +1,72 @@
+"""``/api/v1/users``: admins manage logins, roles and scopes."""
+
+from __future__ import annotations
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from api.controllers.params import Id32Query, NamePrefix
+from api.pagination import PAGINATION, Page, PageWindow, page
+from api.schemas.common import given
+from api.schemas.users import UserCreate, UserRead, UserUpdate, user_read
+from core.authz import allow
+from core.http import CurrentPrincipal, Db, Now
+from core.models import Role
+from core.registry import users
+from core.registry.users import UserFilter
+
+ADMIN = allow(Role.ADMIN)
+
+
+class UserController(Controller):
+    path = "/api/v1/users"
+    tags = ["users"]  # noqa: RUF012
+    dependencies = PAGINATION
+
+    @get("/", opt=ADMIN, summary="List users")
+    async def list_users(
+        self,
+        db: Db,
+        window: PageWindow,
+        role: FromQuery[Role | None] = None,
+        provider_id: Id32Query = None,
+        district_id: Id32Query = None,
+        is_active: FromQuery[bool | None] = None,
+        name: NamePrefix = None,
+    ) -> Page[UserRead]:
+        filters = UserFilter(
+            role=role.value if role else None,
+            provider_id=provider_id,
+            district_id=district_id,
+            is_active=is_active,
+            name_prefix=name,
+        )
+        return page(await users.list_users(session=db, filters=filters, window=window), user_read)
+
+    @get("/{user_id:int}", opt=ADMIN, summary="One user")
+    async def get_user(self, db: Db, user_id: FromPath[int]) -> UserRead:
+        return user_read(await users.get_user(session=db, user_id=user_id))
+
+    @post("/", opt=ADMIN, summary="Create a user with a role and scope")
+    async def create_user(
+        self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[UserCreate]
+    ) -> UserRead:
+        return user_read(await users.create_user(session=db, actor=principal, data=given(data), now=now))
+
+    @patch("/{user_id:int}", opt=ADMIN, summary="Change a user (role, scope, password, lock)")
+    async def update_user(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        user_id: FromPath[int],
+        data: JSONBody[UserUpdate],
+    ) -> UserRead:
+        view = await users.update_user(
+            session=db, actor=principal, user_id=user_id, changes=given(data), now=now
+        )
+        return user_read(view)
+
+    @delete("/{user_id:int}", opt=ADMIN, summary="Delete a user who never acted")
+    async def delete_user(self, db: Db, principal: CurrentPrincipal, user_id: FromPath[int]) -> None:
+        await users.delete_user(session=db, actor=principal, user_id=user_id)

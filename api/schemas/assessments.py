@@ -1,0 +1,70 @@
+"""Ability assessments (GB/T 42195-2022): the 26 item scores in, the computed levels out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+
+from api.schemas.common import Name
+from core.assessment import LEVEL_NAMES
+from core.models import Assessment
+
+ItemKey = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
+Incident = Literal["fall", "choking", "wandering", "self_harm"]
+
+
+class AssessmentCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``items`` maps each of the 26 item keys (``eating`` … ``social``) to its score;
+    ``recent_incidents`` lists care-risk incidents of the last 30 days, one entry per incident."""
+
+    items: Annotated[dict[ItemKey, int], msgspec.Meta(max_length=40)]
+    assessor: Name
+    assessed_on: dt.date
+    has_dementia_dx: bool = False
+    has_other_mental_dx: bool = False
+    recent_incidents: Annotated[list[Incident], msgspec.Meta(max_length=30)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class AssessmentRead(msgspec.Struct):
+    """``total`` is 0-90; levels 0 intact … 4 complete impairment; ``valid_until`` inclusive."""
+
+    id: int
+    elder_id: int
+    items: dict[str, int]
+    has_dementia_dx: bool
+    has_other_mental_dx: bool
+    recent_incidents: list[str]
+    total: int
+    preliminary_level: int
+    final_level: int
+    level_name_zh: str
+    level_name_en: str
+    assessor: str
+    assessed_on: dt.date
+    valid_until: dt.date
+    created_at: dt.datetime
+
+
+def assessment_read(a: Assessment) -> AssessmentRead:
+    zh, en = LEVEL_NAMES[a.final_level]
+    return AssessmentRead(
+        id=a.id,
+        elder_id=a.elder_id,
+        items={str(k): int(v) for k, v in a.items.items()},
+        has_dementia_dx=a.has_dementia_dx,
+        has_other_mental_dx=a.has_other_mental_dx,
+        recent_incidents=list(a.recent_incidents),
+        total=a.total,
+        preliminary_level=a.preliminary_level,
+        final_level=a.final_level,
+        level_name_zh=zh,
+        level_name_en=en,
+        assessor=a.assessor,
+        assessed_on=a.assessed_on,
+        valid_until=a.valid_until,
+        created_at=a.created_at,
+    )

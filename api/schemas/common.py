@@ -1,0 +1,54 @@
+"""Constrained field types shared by the wire schemas and the helpers that turn a decoded
+``XCreate``/``XUpdate`` into the plain mappings the services take."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated, Any, Final
+
+import msgspec
+
+# PostgreSQL text cannot hold NUL characters; refuse them at the edge like any other bad value.
+NO_NUL: Final = r"^[^\x00]*$"
+INT32_MAX: Final = 2**31 - 1
+INT64_MAX: Final = 2**63 - 1
+
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+PlaceName = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=NO_NUL)]
+Code = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+Notes = Annotated[str, msgspec.Meta(max_length=2000, pattern=NO_NUL)]
+Reason = Annotated[str, msgspec.Meta(max_length=200, pattern=NO_NUL)]
+Relation = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=NO_NUL)]
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+# Phones are validated and normalised by core.phone (so "+86 138-1234-5678" is accepted).
+PhoneIn = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=NO_NUL)]
+# ID numbers are validated by core.idcard, which reports which rule failed.
+IdNumberIn = Annotated[str, msgspec.Meta(min_length=1, max_length=30, pattern=NO_NUL)]
+Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+Id32 = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
+Id64 = Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
+LocalTime = Annotated[dt.time, msgspec.Meta(tz=False)]
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {f: _plain(getattr(value, f)) for f in value.__struct_fields__}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def given(struct: msgspec.Struct) -> dict[str, Any]:
+    """The fields the client sent (``UNSET`` ones dropped), with enums and nested structs made plain."""
+    return {
+        name: _plain(value)
+        for name in struct.__struct_fields__
+        if (value := getattr(struct, name)) is not msgspec.UNSET
+    }

@@ -1,0 +1,236 @@
+"""Elders with their emergency contacts, subsidy categories, long-term-care coverage and status."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+
+from api.schemas.common import (
+    UNSET,
+    Address,
+    Code,
+    Id32,
+    Id64,
+    IdNumberIn,
+    Lat,
+    Lon,
+    Name,
+    Notes,
+    PhoneIn,
+    Reason,
+    Relation,
+    Unset,
+)
+from core.idcard import mask_id_number
+from core.models import (
+    ElderCategory,
+    ElderStatus,
+    EmergencyContact,
+    Gender,
+    LivingSituation,
+    LtcCoverage,
+    SubsidyCategory,
+)
+from core.registry.elders import BlockedView, ElderView
+
+MAX_CONTACTS = 5
+
+
+class ContactIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    relation: Relation
+    phone: PhoneIn
+
+
+class ContactRead(msgspec.Struct):
+    position: int
+    name: str
+    relation: str
+    phone: str
+
+
+class CategoryIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A subsidy category held from ``valid_from`` to ``valid_to`` (inclusive; null = open-ended)."""
+
+    category: SubsidyCategory
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+
+class CategoryUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    category: SubsidyCategory | Unset = UNSET
+    valid_from: dt.date | Unset = UNSET
+    valid_to: dt.date | Unset | None = UNSET
+
+
+class CategoryRead(msgspec.Struct):
+    id: int
+    category: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+
+
+class LtcIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Long-term-care insurance (长护险) coverage; ``valid_to`` inclusive, null = open-ended."""
+
+    policy_no: Code
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+
+class LtcUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    policy_no: Code | Unset = UNSET
+    valid_from: dt.date | Unset = UNSET
+    valid_to: dt.date | Unset | None = UNSET
+
+
+class LtcRead(msgspec.Struct):
+    id: int
+    policy_no: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+
+
+class ElderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """``gender`` and ``birth_on`` default to what the ID number encodes; ``lat``/``lon`` to the
+    community's centre."""
+
+    name: Name
+    id_number: IdNumberIn
+    address: Address
+    community_id: Id32
+    living_situation: LivingSituation
+    gender: Gender | None = None
+    birth_on: dt.date | None = None
+    phone: PhoneIn | None = None
+    lat: Lat | None = None
+    lon: Lon | None = None
+    has_dementia: bool = False
+    allows_any_gender_bathing: bool = False
+    medical_notes: Notes = ""
+    contacts: Annotated[list[ContactIn], msgspec.Meta(max_length=MAX_CONTACTS)] = msgspec.field(
+        default_factory=list
+    )
+    categories: Annotated[list[CategoryIn], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
+    ltc_coverages: Annotated[list[LtcIn], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
+
+
+class ElderUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | Unset = UNSET
+    id_number: IdNumberIn | Unset = UNSET
+    gender: Gender | Unset = UNSET
+    birth_on: dt.date | Unset = UNSET
+    phone: PhoneIn | Unset | None = UNSET
+    address: Address | Unset = UNSET
+    lat: Lat | Unset = UNSET
+    lon: Lon | Unset = UNSET
+    community_id: Id32 | Unset = UNSET
+    living_situation: LivingSituation | Unset = UNSET
+    has_dementia: bool | Unset = UNSET
+    allows_any_gender_bathing: bool | Unset = UNSET
+    medical_notes: Notes | Unset = UNSET
+
+
+class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
+    """The elder became ``status`` on ``on`` (a local date, not in the future)."""
+
+    status: ElderStatus
+    on: dt.date
+
+
+class ContactsReplace(msgspec.Struct, forbid_unknown_fields=True):
+    """The complete ordered list; the first contact is called first."""
+
+    contacts: Annotated[list[ContactIn], msgspec.Meta(max_length=MAX_CONTACTS)]
+
+
+class ElderRead(msgspec.Struct):
+    """``id_number`` is masked (``420902********1234``) unless ``id_number_masked`` is false;
+    ``level`` is the final level (0-4) of the assessment valid today, null when there is none."""
+
+    id: int
+    name: str
+    gender: str
+    birth_on: dt.date
+    id_number: str
+    id_number_masked: bool
+    phone: str | None
+    address: str
+    lat: float
+    lon: float
+    community_id: int
+    district_id: int
+    living_situation: str
+    has_dementia: bool
+    allows_any_gender_bathing: bool
+    medical_notes: str
+    status: str
+    status_on: dt.date | None
+    level: int | None
+    contacts: list[ContactRead]
+    categories: list[CategoryRead]
+    ltc_coverages: list[LtcRead]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class BlockIn(msgspec.Struct, forbid_unknown_fields=True):
+    caregiver_id: Id64
+    reason: Reason = ""
+
+
+class BlockedRead(msgspec.Struct):
+    caregiver_id: int
+    caregiver_name: str
+    reason: str
+    created_at: dt.datetime
+
+
+def contact_read(c: EmergencyContact) -> ContactRead:
+    return ContactRead(position=c.position, name=c.name, relation=c.relation, phone=c.phone)
+
+
+def category_read(c: ElderCategory) -> CategoryRead:
+    return CategoryRead(id=c.id, category=c.category, valid_from=c.valid_from, valid_to=c.valid_to)
+
+
+def ltc_read(c: LtcCoverage) -> LtcRead:
+    return LtcRead(id=c.id, policy_no=c.policy_no, valid_from=c.valid_from, valid_to=c.valid_to)
+
+
+def elder_read(view: ElderView) -> ElderRead:
+    e = view.elder
+    return ElderRead(
+        id=e.id,
+        name=e.name,
+        gender=e.gender,
+        birth_on=e.birth_on,
+        id_number=e.id_number if view.unmasked else mask_id_number(e.id_number),
+        id_number_masked=not view.unmasked,
+        phone=e.phone,
+        address=e.address,
+        lat=e.lat,
+        lon=e.lon,
+        community_id=e.community_id,
+        district_id=e.district_id,
+        living_situation=e.living_situation,
+        has_dementia=e.has_dementia,
+        allows_any_gender_bathing=e.allows_any_gender_bathing,
+        medical_notes=e.medical_notes,
+        status=e.status,
+        status_on=e.status_on,
+        level=view.level,
+        contacts=[contact_read(c) for c in e.contacts],
+        categories=[category_read(c) for c in e.categories],
+        ltc_coverages=[ltc_read(c) for c in e.ltc_coverages],
+        created_at=e.created_at,
+        updated_at=e.updated_at,
+    )
+
+
+def blocked_read(b: BlockedView) -> BlockedRead:
+    return BlockedRead(
+        caregiver_id=b.caregiver_id, caregiver_name=b.caregiver_name, reason=b.reason, created_at=b.created_at
+    )

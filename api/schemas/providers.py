@@ -1,0 +1,74 @@
+"""Providers (服务机构) and the districts they serve."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+import msgspec
+
+from api.schemas.common import NO_NUL, UNSET, Address, Code, Id32, PhoneIn, Unset
+from core.registry.providers import ProviderView
+
+ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=NO_NUL)]
+DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
+
+
+class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    name: ProviderName
+    licence_no: Code
+    contract_no: Code
+    contract_from: dt.date
+    phone: PhoneIn
+    address: Address
+    contract_to: dt.date | None = None
+    is_active: bool = True
+    district_ids: DistrictIds = msgspec.field(default_factory=list)
+
+
+class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    name: ProviderName | Unset = UNSET
+    licence_no: Code | Unset = UNSET
+    contract_no: Code | Unset = UNSET
+    contract_from: dt.date | Unset = UNSET
+    contract_to: dt.date | Unset | None = UNSET
+    phone: PhoneIn | Unset = UNSET
+    address: Address | Unset = UNSET
+    is_active: bool | Unset = UNSET
+
+
+class ProviderDistricts(msgspec.Struct, forbid_unknown_fields=True):
+    """The complete set of districts the provider is contracted to serve."""
+
+    district_ids: DistrictIds
+
+
+class ProviderRead(msgspec.Struct):
+    id: int
+    name: str
+    licence_no: str
+    contract_no: str
+    contract_from: dt.date
+    contract_to: dt.date | None
+    phone: str
+    address: str
+    is_active: bool
+    district_ids: list[int]
+    created_at: dt.datetime
+
+
+def provider_read(v: ProviderView) -> ProviderRead:
+    p = v.provider
+    return ProviderRead(
+        id=p.id,
+        name=p.name,
+        licence_no=p.licence_no,
+        contract_no=p.contract_no,
+        contract_from=p.contract_from,
+        contract_to=p.contract_to,
+        phone=p.phone,
+        address=p.address,
+        is_active=p.is_active,
+        district_ids=v.district_ids,
+        created_at=p.created_at,
+    )

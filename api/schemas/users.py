@@ -1,0 +1,93 @@
+"""Users, roles (DOMAIN §9) and scopes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+import msgspec
+
+from api.schemas.common import NO_NUL, UNSET, Id32, Id64, Name, PhoneIn, Unset
+from core.models import Role
+from core.registry.users import UserView
+
+Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]{2,39}$")]
+# Long passphrases are welcome; Argon2 hashes any length, the cap only bounds the work per request.
+Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200, pattern=NO_NUL)]
+Locale = Literal["zh-CN", "en"]
+DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """Scope fields by role: provider_admin → ``provider_id``; caregiver → ``caregiver_id``;
+    elder → ``elder_id``; family → ``guardian_id``; civil_affairs → ``district_ids`` (≥ 1);
+    operator/supervisor → optional ``district_ids``; admin → none."""
+
+    username: Username
+    display_name: Name
+    password: Password
+    role: Role
+    phone: PhoneIn | None = None
+    provider_id: Id32 | None = None
+    caregiver_id: Id64 | None = None
+    elder_id: Id64 | None = None
+    guardian_id: Id64 | None = None
+    district_ids: DistrictIds = msgspec.field(default_factory=list)
+    locale: Locale = "zh-CN"
+    is_active: bool = True
+
+
+class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """A new role clears the scope fields it does not take; ``unlock: true`` ends a lock-out."""
+
+    display_name: Name | Unset = UNSET
+    password: Password | Unset = UNSET
+    role: Role | Unset = UNSET
+    phone: PhoneIn | Unset | None = UNSET
+    provider_id: Id32 | Unset | None = UNSET
+    caregiver_id: Id64 | Unset | None = UNSET
+    elder_id: Id64 | Unset | None = UNSET
+    guardian_id: Id64 | Unset | None = UNSET
+    district_ids: DistrictIds | Unset = UNSET
+    locale: Locale | Unset = UNSET
+    is_active: bool | Unset = UNSET
+    unlock: bool | Unset = UNSET
+
+
+class UserRead(msgspec.Struct):
+    id: int
+    username: str
+    display_name: str
+    phone: str | None
+    role: str
+    provider_id: int | None
+    caregiver_id: int | None
+    elder_id: int | None
+    guardian_id: int | None
+    district_ids: list[int]
+    locale: str
+    is_active: bool
+    failed_logins: int
+    locked_until: dt.datetime | None
+    created_at: dt.datetime
+
+
+def user_read(v: UserView) -> UserRead:
+    u = v.user
+    return UserRead(
+        id=u.id,
+        username=u.username,
+        display_name=u.display_name,
+        phone=u.phone,
+        role=u.role,
+        provider_id=u.provider_id,
+        caregiver_id=u.caregiver_id,
+        elder_id=u.elder_id,
+        guardian_id=u.guardian_id,
+        district_ids=v.district_ids,
+        locale=u.locale,
+        is_active=u.is_active,
+        failed_logins=u.failed_logins,
+        locked_until=u.locked_until,
+        created_at=u.created_at,
+    )

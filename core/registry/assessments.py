@@ -1,0 +1,93 @@
+"""Ability assessments per GB/T 42195-2022: scored by the pure :func:`core.assessment.assess`,
+stored with their item scores, read by everyone who may see the elder."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.assessment import assess
+from core.authz import Principal
+from core.clock import local_date
+from core.errors import Invalid, NotFound
+from core.models import Assessment
+from core.registry.common import Paged, Window, in_key_range, page_of
+from core.registry.elders import editable_elder, visible_elder
+
+
+async def create_assessment(
+    *, session: AsyncSession, actor: Principal, elder_id: int, data: Mapping[str, Any], now: dt.datetime
+) -> Assessment:
+    """Score and store an assessment. ``data`` holds ``items`` (26 scores), ``has_dementia_dx``,
+    ``has_other_mental_dx``, ``recent_incidents`` (one entry per incident in the last 30 days),
+    ``assessor`` and ``assessed_on`` (not in the future, Asia/Shanghai)."""
+    elder = await editable_elder(session, actor, elder_id)
+    assessed_on: dt.date = data["assessed_on"]
+    if assessed_on > local_date(now):
+        raise Invalid(
+            f"assessed_on {assessed_on.isoformat()} is in the future.",
+            code="assessment.future_date",
+            field="assessed_on",
+        )
+    result = assess(
+        data["items"],
+        has_dementia_dx=data.get("has_dementia_dx", False),
+        has_other_mental_dx=data.get("has_other_mental_dx", False),
+        recent_incidents=data.get("recent_incidents", ()),
+        assessed_on=assessed_on,
+    )
+    row = Assessment(
+        elder_id=elder.id,
+        items=dict(result.items),
+        has_dementia_dx=data.get("has_dementia_dx", False),
+        has_other_mental_dx=data.get("has_other_mental_dx", False),
+        recent_incidents=list(data.get("recent_incidents", ())),
+        total=result.total,
+        preliminary_level=result.preliminary_level,
+        final_level=result.final_level,
+        assessor=data["assessor"],
+        assessed_on=assessed_on,
+        valid_until=result.valid_until,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="assessment",
+        entity_id=row.id,
+        after=audit.snapshot(row),
+    )
+    return row
+
+
+async def list_assessments(
+    *, session: AsyncSession, actor: Principal, elder_id: int, window: Window
+) -> Paged[Assessment]:
+    """An elder's assessments, newest first."""
+    elder = await visible_elder(session, actor, elder_id)
+    stmt = (
+        select(Assessment)
+        .where(Assessment.elder_id == elder.id)
+        .order_by(Assessment.assessed_on.desc(), Assessment.id.desc())
+    )
+    return await page_of(session, stmt, window)
+
+
+async def get_assessment(*, session: AsyncSession, actor: Principal, assessment_id: int) -> Assessment:
+    row = await session.get(Assessment, assessment_id) if in_key_range(assessment_id) else None
+    if row is not None:
+        try:
+            await visible_elder(session, actor, row.elder_id)
+        except NotFound:
+            row = None
+    if row is None:
+        raise NotFound(f"No assessment with id {assessment_id}.", code="assessment.not_found")
+    return row

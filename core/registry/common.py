@@ -1,0 +1,163 @@
+"""Shared helpers of the registry services: paging, lookups with clear errors, change auditing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
+
+from sqlalchemy import BigInteger, Select, func, inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.authz import Principal
+from core.errors import Conflict, Invalid, NotFound
+from core.models import Base
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Base)
+
+# Largest key PostgreSQL's bigint holds; larger ids cannot exist, so they are simply "not found".
+MAX_BIGINT: Final = 2**63 - 1
+MAX_INT: Final = 2**31 - 1
+MAX_LIMIT: Final = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A page request: at most ``limit`` rows (1-200) after skipping ``offset`` rows."""
+
+    limit: int = 50
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Paged(Generic[T]):
+    """One page of results and the total number of rows matching the filters."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+async def count_of(session: AsyncSession, stmt: Select[Any]) -> int:
+    total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    return int(total or 0)
+
+
+async def page_of(session: AsyncSession, stmt: Select[M], window: Window) -> Paged[M]:
+    """Run ``stmt`` (already ordered) for one page, with the total count of matching rows."""
+    total = await count_of(session, stmt)
+    rows = (await session.scalars(stmt.limit(window.limit).offset(window.offset))).all()
+    return Paged(items=list(rows), total=total, limit=window.limit, offset=window.offset)
+
+
+def in_key_range(key: int, *, limit: int = MAX_BIGINT) -> bool:
+    return 0 < key <= limit
+
+
+async def get_or_404(session: AsyncSession, model: type[M], key: int, *, what: str) -> M:
+    """The row with primary key ``key`` or :class:`NotFound` (also for keys outside the column range)."""
+    obj = await session.get(model, key) if in_key_range(key, limit=_max_key(model)) else None
+    if obj is None:
+        raise NotFound(f"No {what} with id {key}.", code=f"{what}.not_found")
+    return obj
+
+
+def unknown_reference(field: str, key: object, what: str) -> Invalid:
+    return Invalid(
+        f"{field} {key} does not refer to an existing {what}.",
+        code="reference.unknown",
+        field=field,
+    )
+
+
+async def require_ref(session: AsyncSession, model: type[M], key: int, *, field: str, what: str) -> M:
+    """The referenced row, or a 422 ``reference.unknown`` naming the field."""
+    obj = await session.get(model, key) if in_key_range(key, limit=_max_key(model)) else None
+    if obj is None:
+        raise unknown_reference(field, key, what)
+    return obj
+
+
+def check_range(valid_from: dt.date, valid_to: dt.date | None, *, field: str = "valid_to") -> None:
+    """Date ranges are inclusive; ``valid_to`` (if any) may not precede ``valid_from``."""
+    if valid_to is not None and valid_to < valid_from:
+        raise Invalid(
+            f"{field} ({valid_to.isoformat()}) is before the start ({valid_from.isoformat()}).",
+            code="date_range.invalid",
+            field=field,
+        )
+
+
+def like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching values that start with ``prefix`` literally (wildcards escaped)."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
+
+
+def apply_changes(obj: Base, changes: Mapping[str, Any]) -> None:
+    for key, value in changes.items():
+        setattr(obj, key, value)
+
+
+async def add_and_audit(session: AsyncSession, obj: M, *, actor: Principal, entity: str) -> M:
+    """Insert ``obj`` and record an audit row with its state after the insert."""
+    session.add(obj)
+    await session.flush()
+    audit.record(
+        session, actor=actor, action="create", entity=entity, entity_id=_key(obj), after=audit.snapshot(obj)
+    )
+    return obj
+
+
+async def update_and_audit(
+    session: AsyncSession, obj: M, changes: Mapping[str, Any], *, actor: Principal, entity: str
+) -> M:
+    """Apply ``changes`` and record before/after (no row when nothing changed)."""
+    before = audit.snapshot(obj)
+    apply_changes(obj, changes)
+    await session.flush()
+    after = audit.snapshot(obj)
+    if after != before:
+        audit.record(
+            session,
+            actor=actor,
+            action="update",
+            entity=entity,
+            entity_id=_key(obj),
+            before=before,
+            after=after,
+        )
+    return obj
+
+
+async def delete_and_audit(session: AsyncSession, obj: M, *, actor: Principal, entity: str) -> None:
+    """Delete ``obj``; a row still referenced elsewhere gives 409 ``conflict.in_use``, not a 500."""
+    before = audit.snapshot(obj)
+    key = _key(obj)
+    try:
+        async with session.begin_nested():
+            await session.delete(obj)
+            await session.flush()
+    except IntegrityError:
+        raise Conflict(
+            f"This {entity} is still referenced by other records; deactivate it instead.",
+            code="conflict.in_use",
+        ) from None
+    audit.record(session, actor=actor, action="delete", entity=entity, entity_id=key, before=before)
+
+
+def _max_key(model: type[Base]) -> int:
+    column = inspect(model).primary_key[0]
+    return MAX_BIGINT if isinstance(column.type, BigInteger) else MAX_INT
+
+
+def _key(obj: Base) -> str:
+    identity: Sequence[Any] | None = inspect(obj).identity
+    if not identity:
+        return ""
+    return "/".join(str(v) for v in identity)

@@ -1,0 +1,675 @@
+"""Elders (老年人): master data, emergency contacts, subsidy categories, long-term-care coverage,
+status changes and blocked caregivers.
+
+Resident ID numbers are validated (GB 11643) and stored once; callers get :class:`ElderView` with
+``unmasked`` telling whether the reader may see the full number. Only the detail read unmasks, and
+only for the roles of :data:`core.authz.UNMASKED_ID_ROLES`; each such read writes an audit row
+``read_unmasked``. Lists and write responses are always masked.
+
+A record the actor may not see is reported as "not found" (404), never 403, so its existence does
+not leak; a record they see but may not change gives 403.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ScalarSelect, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.authz import Principal, can_edit_elder, sees_unmasked_id_number
+from core.clock import local_date
+from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.idcard import validate_id_number
+from core.models import (
+    Assessment,
+    Caregiver,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    ElderCategory,
+    ElderStatus,
+    EmergencyContact,
+    LtcCoverage,
+    Role,
+)
+from core.phone import normalise_phone
+from core.registry.common import (
+    MAX_BIGINT,
+    Paged,
+    Window,
+    check_range,
+    count_of,
+    delete_and_audit,
+    in_key_range,
+    like_prefix,
+    require_ref,
+)
+from core.registry.places import district_of_community
+from core.registry.scope import can_manage_blocklist, elder_clause, sees_elder
+
+MAX_CONTACTS = 5
+Child = TypeVar("Child", ElderCategory, LtcCoverage)
+
+
+@dataclass(frozen=True, slots=True)
+class ElderFilter:
+    """List filters; ``level`` is the final level of the assessment valid today (none → no match)."""
+
+    district_code: str | None = None
+    district_id: int | None = None
+    street_id: int | None = None
+    community_id: int | None = None
+    status: str | None = None
+    living_situation: str | None = None
+    name_prefix: str | None = None
+    has_dementia: bool | None = None
+    level: int | None = None
+    id_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ElderView:
+    """An elder as one reader sees it: ``level`` is the current ability level (None when no valid
+    assessment), ``unmasked`` whether the full ID number may be shown."""
+
+    elder: Elder
+    level: int | None
+    unmasked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedView:
+    caregiver_id: int
+    caregiver_name: str
+    reason: str
+    created_at: dt.datetime
+
+
+# --- Lookups and permission checks --------------------------------------------------------------
+
+
+def current_level_expr(today: dt.date) -> ScalarSelect[int]:
+    """Final level of the latest assessment of ``Elder`` valid on ``today`` (correlated subquery)."""
+    return (
+        select(Assessment.final_level)
+        .where(
+            Assessment.elder_id == Elder.id,
+            Assessment.assessed_on <= today,
+            Assessment.valid_until >= today,
+        )
+        .order_by(Assessment.assessed_on.desc(), Assessment.id.desc())
+        .limit(1)
+        .correlate(Elder)
+        .scalar_subquery()
+    )
+
+
+async def current_level(session: AsyncSession, elder_id: int, today: dt.date) -> int | None:
+    level = await session.scalar(
+        select(Assessment.final_level)
+        .where(
+            Assessment.elder_id == elder_id,
+            Assessment.assessed_on <= today,
+            Assessment.valid_until >= today,
+        )
+        .order_by(Assessment.assessed_on.desc(), Assessment.id.desc())
+        .limit(1)
+    )
+    return level
+
+
+async def visible_elder(session: AsyncSession, actor: Principal, elder_id: int) -> Elder:
+    """The elder if ``actor`` may see it; otherwise the same 404 as for a missing record."""
+    elder = await session.get(Elder, elder_id) if in_key_range(elder_id, limit=MAX_BIGINT) else None
+    if elder is None or not await sees_elder(session, actor, elder):
+        raise NotFound(f"No elder with id {elder_id}.", code="elder.not_found")
+    return elder
+
+
+def _require_edit(actor: Principal, district_id: int) -> None:
+    if not can_edit_elder(actor, district_id=district_id):
+        raise Forbidden("You may change elders only in your own districts.", code="scope.district")
+
+
+async def editable_elder(session: AsyncSession, actor: Principal, elder_id: int) -> Elder:
+    """The elder if ``actor`` may change its master data (404 when not visible, 403 when read-only)."""
+    elder = await visible_elder(session, actor, elder_id)
+    _require_edit(actor, elder.district_id)
+    return elder
+
+
+def elder_snapshot(elder: Elder) -> dict[str, Any]:
+    """Audit snapshot including the ordered contacts, categories and coverages."""
+    out = audit.snapshot(elder)
+    out["contacts"] = [audit.snapshot(c) for c in elder.contacts]
+    out["categories"] = [audit.snapshot(c) for c in elder.categories]
+    out["ltc_coverages"] = [audit.snapshot(c) for c in elder.ltc_coverages]
+    return out
+
+
+async def _place(session: AsyncSession, community_id: int) -> tuple[Community, int]:
+    community = await require_ref(session, Community, community_id, field="community_id", what="community")
+    return community, await district_of_community(session, community)
+
+
+def _contacts(rows: Sequence[Mapping[str, Any]]) -> list[EmergencyContact]:
+    if len(rows) > MAX_CONTACTS:
+        raise Invalid(f"At most {MAX_CONTACTS} emergency contacts.", code="contacts.too_many")
+    return [
+        EmergencyContact(
+            position=i, name=row["name"], relation=row["relation"], phone=normalise_phone(row["phone"])
+        )
+        for i, row in enumerate(rows, start=1)
+    ]
+
+
+def _overlaps(a_from: dt.date, a_to: dt.date | None, b_from: dt.date, b_to: dt.date | None) -> bool:
+    return (b_to is None or a_from <= b_to) and (a_to is None or b_from <= a_to)
+
+
+def _check_identity(id_number: str, gender: str, birth_on: dt.date, today: dt.date) -> str:
+    """Validate the ID number and its agreement with gender and birth date; returns it normalised."""
+    parsed = validate_id_number(id_number, today=today)
+    if parsed.birth_on != birth_on:
+        raise Invalid(
+            f"birth_on {birth_on.isoformat()} differs from the birth date in the ID number "
+            f"({parsed.birth_on.isoformat()}).",
+            code="id_number.birth_mismatch",
+            field="birth_on",
+        )
+    if parsed.gender != gender:
+        raise Invalid(
+            f"gender {gender} differs from the gender encoded in the ID number ({parsed.gender}).",
+            code="id_number.gender_mismatch",
+            field="gender",
+        )
+    return parsed.value
+
+
+async def _unique_id_number(session: AsyncSession, id_number: str, *, except_id: int | None = None) -> None:
+    existing = await session.scalar(select(Elder.id).where(Elder.id_number == id_number))
+    if existing is not None and existing != except_id:
+        raise Conflict(
+            "An elder with this ID number is already registered.",
+            code="elder.duplicate_id_number",
+            field="id_number",
+        )
+
+
+# --- Elders -------------------------------------------------------------------------------------
+
+
+async def list_elders(
+    *, session: AsyncSession, actor: Principal, filters: ElderFilter, window: Window, now: dt.datetime
+) -> Paged[ElderView]:
+    """Elders ``actor`` may see, filtered, ordered by id; ID numbers masked."""
+    level = current_level_expr(local_date(now)).label("level")
+    stmt = select(Elder.id).where(elder_clause(actor))
+    f = filters
+    if f.district_code is not None:
+        stmt = stmt.where(
+            Elder.district_id == select(District.id).where(District.code == f.district_code).scalar_subquery()
+        )
+    if f.district_id is not None:
+        stmt = stmt.where(Elder.district_id == f.district_id)
+    if f.street_id is not None:
+        stmt = stmt.where(
+            Elder.community_id.in_(select(Community.id).where(Community.street_id == f.street_id))
+        )
+    if f.community_id is not None:
+        stmt = stmt.where(Elder.community_id == f.community_id)
+    if f.status is not None:
+        stmt = stmt.where(Elder.status == f.status)
+    if f.living_situation is not None:
+        stmt = stmt.where(Elder.living_situation == f.living_situation)
+    if f.name_prefix:
+        stmt = stmt.where(Elder.name.like(like_prefix(f.name_prefix)))
+    if f.has_dementia is not None:
+        stmt = stmt.where(Elder.has_dementia.is_(f.has_dementia))
+    if f.level is not None:
+        stmt = stmt.where(current_level_expr(local_date(now)) == f.level)
+    if f.id_number is not None:
+        stmt = stmt.where(Elder.id_number == f.id_number.strip().upper())
+    total = await count_of(session, stmt)
+    ids = stmt.order_by(Elder.id).limit(window.limit).offset(window.offset).subquery()
+    rows = (
+        await session.execute(select(Elder, level).join(ids, ids.c.id == Elder.id).order_by(Elder.id))
+    ).all()
+    items = [ElderView(elder=row[0], level=row[1]) for row in rows]
+    return Paged(items=items, total=total, limit=window.limit, offset=window.offset)
+
+
+async def get_elder(*, session: AsyncSession, actor: Principal, elder_id: int, now: dt.datetime) -> ElderView:
+    """One elder; for civil-affairs officers and admins unmasked, and that read is audited."""
+    elder = await visible_elder(session, actor, elder_id)
+    unmasked = sees_unmasked_id_number(actor)
+    if unmasked:
+        audit.record(
+            session,
+            actor=actor,
+            action="read_unmasked",
+            entity="elder",
+            entity_id=elder.id,
+            after={"fields": ["id_number"]},
+        )
+    return ElderView(
+        elder=elder, level=await current_level(session, elder.id, local_date(now)), unmasked=unmasked
+    )
+
+
+async def create_elder(
+    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+) -> ElderView:
+    """Register an elder. ``gender`` and ``birth_on`` default to what the ID number encodes; when
+    given they must agree with it. ``lat``/``lon`` default to the community's centre."""
+    today = local_date(now)
+    parsed = validate_id_number(data["id_number"], today=today)
+    gender = data.get("gender") or parsed.gender
+    birth_on = data.get("birth_on") or parsed.birth_on
+    id_number = _check_identity(parsed.value, gender, birth_on, today)
+    community, district_id = await _place(session, data["community_id"])
+    _require_edit(actor, district_id)
+    await _unique_id_number(session, id_number)
+    for row in data.get("categories", ()):
+        check_range(row["valid_from"], row.get("valid_to"))
+    for row in data.get("ltc_coverages", ()):
+        check_range(row["valid_from"], row.get("valid_to"))
+    phone = data.get("phone")
+    elder = Elder(
+        name=data["name"],
+        gender=gender,
+        birth_on=birth_on,
+        id_number=id_number,
+        phone=normalise_phone(phone) if phone else None,
+        address=data["address"],
+        lat=data["lat"] if data.get("lat") is not None else community.lat,
+        lon=data["lon"] if data.get("lon") is not None else community.lon,
+        community_id=community.id,
+        district_id=district_id,
+        living_situation=data["living_situation"],
+        has_dementia=data.get("has_dementia", False),
+        allows_any_gender_bathing=data.get("allows_any_gender_bathing", False),
+        medical_notes=data.get("medical_notes", ""),
+        status=ElderStatus.ACTIVE.value,
+        created_at=now,
+        updated_at=now,
+        contacts=_contacts(data.get("contacts", ())),
+        categories=[
+            ElderCategory(category=r["category"], valid_from=r["valid_from"], valid_to=r.get("valid_to"))
+            for r in data.get("categories", ())
+        ],
+        ltc_coverages=[
+            LtcCoverage(policy_no=r["policy_no"], valid_from=r["valid_from"], valid_to=r.get("valid_to"))
+            for r in data.get("ltc_coverages", ())
+        ],
+    )
+    session.add(elder)
+    await session.flush()
+    audit.record(
+        session, actor=actor, action="create", entity="elder", entity_id=elder.id, after=elder_snapshot(elder)
+    )
+    return ElderView(elder=elder, level=None)
+
+
+async def update_elder(
+    *, session: AsyncSession, actor: Principal, elder_id: int, changes: Mapping[str, Any], now: dt.datetime
+) -> ElderView:
+    """Change master data; moving to another community re-derives the district (which the actor
+    must also be allowed to edit)."""
+    elder = await editable_elder(session, actor, elder_id)
+    today = local_date(now)
+    values = dict(changes)
+    if {"id_number", "gender", "birth_on"} & values.keys():
+        values["id_number"] = _check_identity(
+            values.get("id_number", elder.id_number),
+            values.get("gender", elder.gender),
+            values.get("birth_on", elder.birth_on),
+            today,
+        )
+        await _unique_id_number(session, values["id_number"], except_id=elder.id)
+    if values.get("phone") is not None:
+        values["phone"] = normalise_phone(values["phone"])
+    if "community_id" in values:
+        _, district_id = await _place(session, values["community_id"])
+        _require_edit(actor, district_id)
+        values["district_id"] = district_id
+    before = elder_snapshot(elder)
+    for key, value in values.items():
+        setattr(elder, key, value)
+    elder.updated_at = now
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="update",
+        entity="elder",
+        entity_id=elder.id,
+        before=before,
+        after=elder_snapshot(elder),
+    )
+    return ElderView(elder=elder, level=await current_level(session, elder.id, today))
+
+
+async def delete_elder(*, session: AsyncSession, actor: Principal, elder_id: int) -> None:
+    """Erase an elder (admins only, e.g. a record entered twice). Elders with history (orders,
+    alarms…) cannot be erased: 409 ``conflict.in_use``; record a status change instead."""
+    elder = await editable_elder(session, actor, elder_id)
+    if actor.role != Role.ADMIN:
+        raise Forbidden("Only admins may erase an elder.", code="auth.forbidden")
+    await delete_and_audit(session, elder, actor=actor, entity="elder")
+
+
+async def change_status(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    status: str,
+    on: dt.date,
+    now: dt.datetime,
+) -> ElderView:
+    """Record that the elder is active again, hospitalised, moved away or deceased on ``on``.
+
+    The date may not be in the future (Asia/Shanghai); a deceased elder's status is final.
+    """
+    elder = await editable_elder(session, actor, elder_id)
+    today = local_date(now)
+    if on > today:
+        raise Invalid(
+            f"The status date {on.isoformat()} is in the future.", code="status.future_date", field="on"
+        )
+    if elder.status == ElderStatus.DECEASED.value and status != ElderStatus.DECEASED.value:
+        raise Conflict("A deceased elder's status cannot change.", code="elder.deceased")
+    before = {"status": elder.status, "status_on": elder.status_on}
+    elder.status = status
+    elder.status_on = on
+    elder.updated_at = now
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="status_change",
+        entity="elder",
+        entity_id=elder.id,
+        before=before,
+        after={"status": status, "status_on": on},
+    )
+    return ElderView(elder=elder, level=await current_level(session, elder.id, today))
+
+
+# --- Emergency contacts (ordered) ---------------------------------------------------------------
+
+
+async def replace_contacts(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    contacts: Sequence[Mapping[str, Any]],
+    now: dt.datetime,
+) -> list[EmergencyContact]:
+    """Replace the ordered emergency contacts (first = called first). Families may maintain them
+    for their own elders, as may the district's civil-affairs officers and admins."""
+    elder = await visible_elder(session, actor, elder_id)
+    if not (actor.role == Role.FAMILY and elder.id in actor.elder_ids):
+        _require_edit(actor, elder.district_id)
+    new = _contacts(contacts)
+    before = [audit.snapshot(c) for c in elder.contacts]
+    # Delete first: (elder_id, position) is unique and the unit of work inserts before it deletes.
+    elder.contacts.clear()
+    await session.flush()
+    elder.contacts.extend(new)
+    elder.updated_at = now
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="update",
+        entity="emergency_contact",
+        entity_id=elder.id,
+        before={"contacts": before},
+        after={"contacts": [audit.snapshot(c) for c in elder.contacts]},
+    )
+    return list(elder.contacts)
+
+
+# --- Subsidy categories and long-term-care coverage ---------------------------------------------
+
+
+async def _child(session: AsyncSession, model: type[Child], elder: Elder, key: int, what: str) -> Child:
+    row = await session.get(model, key) if in_key_range(key) else None
+    if row is None or row.elder_id != elder.id:
+        raise NotFound(f"Elder {elder.id} has no {what} with id {key}.", code=f"{what}.not_found")
+    return row
+
+
+def _check_category_overlap(
+    elder: Elder, category: str, start: dt.date, end: dt.date | None, skip: int | None
+) -> None:
+    for row in elder.categories:
+        if (
+            row.id != skip
+            and row.category == category
+            and _overlaps(start, end, row.valid_from, row.valid_to)
+        ):
+            raise Conflict(
+                f"The elder already holds category {category} from {row.valid_from.isoformat()}"
+                f" to {row.valid_to.isoformat() if row.valid_to else 'open end'}.",
+                code="elder_category.overlap",
+            )
+
+
+async def add_category(
+    *, session: AsyncSession, actor: Principal, elder_id: int, data: Mapping[str, Any]
+) -> ElderCategory:
+    """Add a subsidy category held from ``valid_from`` to ``valid_to`` (inclusive; None = open)."""
+    elder = await editable_elder(session, actor, elder_id)
+    check_range(data["valid_from"], data.get("valid_to"))
+    _check_category_overlap(elder, data["category"], data["valid_from"], data.get("valid_to"), None)
+    row = ElderCategory(
+        category=data["category"], valid_from=data["valid_from"], valid_to=data.get("valid_to")
+    )
+    elder.categories.append(row)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="elder_category",
+        entity_id=row.id,
+        after=audit.snapshot(row),
+    )
+    return row
+
+
+async def update_category(
+    *, session: AsyncSession, actor: Principal, elder_id: int, category_id: int, changes: Mapping[str, Any]
+) -> ElderCategory:
+    elder = await editable_elder(session, actor, elder_id)
+    row: ElderCategory = await _child(session, ElderCategory, elder, category_id, "elder_category")
+    category = changes.get("category", row.category)
+    start = changes.get("valid_from", row.valid_from)
+    end = changes.get("valid_to", row.valid_to)
+    check_range(start, end)
+    _check_category_overlap(elder, category, start, end, row.id)
+    before = audit.snapshot(row)
+    row.category, row.valid_from, row.valid_to = category, start, end
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="update",
+        entity="elder_category",
+        entity_id=row.id,
+        before=before,
+        after=audit.snapshot(row),
+    )
+    return row
+
+
+async def delete_category(
+    *, session: AsyncSession, actor: Principal, elder_id: int, category_id: int
+) -> None:
+    elder = await editable_elder(session, actor, elder_id)
+    row = await _child(session, ElderCategory, elder, category_id, "elder_category")
+    elder.categories.remove(row)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="delete",
+        entity="elder_category",
+        entity_id=category_id,
+        before=audit.snapshot(row),
+    )
+
+
+def _check_ltc_overlap(elder: Elder, start: dt.date, end: dt.date | None, skip: int | None) -> None:
+    for row in elder.ltc_coverages:
+        if row.id != skip and _overlaps(start, end, row.valid_from, row.valid_to):
+            raise Conflict(
+                f"Coverage {row.policy_no} already covers part of this period.", code="ltc_coverage.overlap"
+            )
+
+
+async def add_ltc_coverage(
+    *, session: AsyncSession, actor: Principal, elder_id: int, data: Mapping[str, Any]
+) -> LtcCoverage:
+    """Add long-term-care insurance (长护险) coverage; coverages of one elder may not overlap."""
+    elder = await editable_elder(session, actor, elder_id)
+    check_range(data["valid_from"], data.get("valid_to"))
+    _check_ltc_overlap(elder, data["valid_from"], data.get("valid_to"), None)
+    row = LtcCoverage(
+        policy_no=data["policy_no"], valid_from=data["valid_from"], valid_to=data.get("valid_to")
+    )
+    elder.ltc_coverages.append(row)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="ltc_coverage",
+        entity_id=row.id,
+        after=audit.snapshot(row),
+    )
+    return row
+
+
+async def update_ltc_coverage(
+    *, session: AsyncSession, actor: Principal, elder_id: int, coverage_id: int, changes: Mapping[str, Any]
+) -> LtcCoverage:
+    elder = await editable_elder(session, actor, elder_id)
+    row: LtcCoverage = await _child(session, LtcCoverage, elder, coverage_id, "ltc_coverage")
+    start = changes.get("valid_from", row.valid_from)
+    end = changes.get("valid_to", row.valid_to)
+    check_range(start, end)
+    _check_ltc_overlap(elder, start, end, row.id)
+    before = audit.snapshot(row)
+    row.policy_no = changes.get("policy_no", row.policy_no)
+    row.valid_from, row.valid_to = start, end
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="update",
+        entity="ltc_coverage",
+        entity_id=row.id,
+        before=before,
+        after=audit.snapshot(row),
+    )
+    return row
+
+
+async def delete_ltc_coverage(
+    *, session: AsyncSession, actor: Principal, elder_id: int, coverage_id: int
+) -> None:
+    elder = await editable_elder(session, actor, elder_id)
+    row = await _child(session, LtcCoverage, elder, coverage_id, "ltc_coverage")
+    elder.ltc_coverages.remove(row)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="delete",
+        entity="ltc_coverage",
+        entity_id=coverage_id,
+        before=audit.snapshot(row),
+    )
+
+
+# --- Blocked caregivers -------------------------------------------------------------------------
+
+
+async def list_blocked(*, session: AsyncSession, actor: Principal, elder_id: int) -> list[BlockedView]:
+    elder = await visible_elder(session, actor, elder_id)
+    rows = await session.execute(
+        select(ElderBlockedCaregiver, Caregiver.name)
+        .join(Caregiver, Caregiver.id == ElderBlockedCaregiver.caregiver_id)
+        .where(ElderBlockedCaregiver.elder_id == elder.id)
+        .order_by(ElderBlockedCaregiver.created_at, ElderBlockedCaregiver.caregiver_id)
+    )
+    return [
+        BlockedView(
+            caregiver_id=b.caregiver_id, caregiver_name=name, reason=b.reason, created_at=b.created_at
+        )
+        for b, name in rows.all()
+    ]
+
+
+async def _blocklist_elder(session: AsyncSession, actor: Principal, elder_id: int) -> Elder:
+    elder = await visible_elder(session, actor, elder_id)
+    if not can_manage_blocklist(actor, elder_id=elder.id, district_id=elder.district_id):
+        raise Forbidden("You may not change this elder's blocked caregivers.", code="auth.forbidden")
+    return elder
+
+
+async def block_caregiver(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    caregiver_id: int,
+    reason: str,
+    now: dt.datetime,
+) -> BlockedView:
+    """Never dispatch this caregiver to this elder again (DOMAIN §6 hard rule)."""
+    elder = await _blocklist_elder(session, actor, elder_id)
+    caregiver = await require_ref(session, Caregiver, caregiver_id, field="caregiver_id", what="caregiver")
+    if await session.get(ElderBlockedCaregiver, (elder.id, caregiver.id)) is not None:
+        raise Conflict("This caregiver is already blocked for this elder.", code="conflict.duplicate")
+    row = ElderBlockedCaregiver(elder_id=elder.id, caregiver_id=caregiver.id, reason=reason, created_at=now)
+    session.add(row)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="elder_blocked_caregiver",
+        entity_id=f"{elder.id}/{caregiver.id}",
+        after=audit.snapshot(row),
+    )
+    return BlockedView(
+        caregiver_id=caregiver.id, caregiver_name=caregiver.name, reason=reason, created_at=now
+    )
+
+
+async def unblock_caregiver(
+    *, session: AsyncSession, actor: Principal, elder_id: int, caregiver_id: int
+) -> None:
+    elder = await _blocklist_elder(session, actor, elder_id)
+    row = (
+        await session.get(ElderBlockedCaregiver, (elder.id, caregiver_id))
+        if in_key_range(caregiver_id)
+        else None
+    )
+    if row is None:
+        raise NotFound(
+            "This caregiver is not blocked for this elder.", code="elder_blocked_caregiver.not_found"
+        )
+    await delete_and_audit(session, row, actor=actor, entity="elder_blocked_caregiver")

@@ -1,0 +1,312 @@
+"""Users, their roles (DOMAIN §9) and scopes; managed by admins only (route rules).
+
+Each role carries exactly the scope it needs: a provider admin a provider, a caregiver their
+caregiver record (the provider follows from it), an elder their elder record, a family member their
+guardian record, a civil-affairs officer one or more districts (operators and supervisors may have
+districts too, for team views). Other scope fields must be empty.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.authz import Principal
+from core.errors import Conflict, Invalid
+from core.models import (
+    AppUser,
+    AuditLog,
+    AuthSession,
+    Caregiver,
+    District,
+    Elder,
+    Guardian,
+    Provider,
+    Role,
+    UserDistrict,
+)
+from core.passwords import hash_password
+from core.phone import normalise_phone
+from core.registry.common import (
+    MAX_INT,
+    Paged,
+    Window,
+    delete_and_audit,
+    get_or_404,
+    in_key_range,
+    like_prefix,
+    page_of,
+    require_ref,
+    unknown_reference,
+)
+
+REF_FIELDS: Final = ("provider_id", "caregiver_id", "elder_id", "guardian_id")
+# The reference each role needs (caregivers also get their provider, derived).
+ROLE_REF: Final[Mapping[Role, str | None]] = {
+    Role.PROVIDER_ADMIN: "provider_id",
+    Role.CAREGIVER: "caregiver_id",
+    Role.ELDER: "elder_id",
+    Role.FAMILY: "guardian_id",
+    Role.CIVIL_AFFAIRS: None,
+    Role.OPERATOR: None,
+    Role.SUPERVISOR: None,
+    Role.ADMIN: None,
+}
+DISTRICT_ROLES: Final = frozenset({Role.CIVIL_AFFAIRS, Role.OPERATOR, Role.SUPERVISOR})
+_REF_MODELS: Final = {
+    "provider_id": (Provider, "provider"),
+    "caregiver_id": (Caregiver, "caregiver"),
+    "elder_id": (Elder, "elder"),
+    "guardian_id": (Guardian, "guardian"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    user: AppUser
+    district_ids: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class UserFilter:
+    role: str | None = None
+    provider_id: int | None = None
+    district_id: int | None = None
+    is_active: bool | None = None
+    name_prefix: str | None = None
+
+
+async def _district_ids(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {uid: [] for uid in user_ids}
+    if out:
+        rows = await session.execute(
+            select(UserDistrict.user_id, UserDistrict.district_id)
+            .where(UserDistrict.user_id.in_(out))
+            .order_by(UserDistrict.district_id)
+        )
+        for user_id, district_id in rows.all():
+            out[user_id].append(district_id)
+    return out
+
+
+async def _scope(
+    session: AsyncSession, role: Role, refs: Mapping[str, int | None], district_ids: Sequence[int]
+) -> tuple[dict[str, int | None], list[int]]:
+    """Check that ``refs``/``district_ids`` fit ``role`` and exist; returns the values to store."""
+    needed = ROLE_REF[role]
+    out: dict[str, int | None] = dict.fromkeys(REF_FIELDS)
+    for field in REF_FIELDS:
+        value = refs.get(field)
+        if value is None:
+            continue
+        if field != needed and not (role == Role.CAREGIVER and field == "provider_id"):
+            raise Invalid(f"Role {role.value} takes no {field}.", code="user.scope_mismatch", field=field)
+        model, what = _REF_MODELS[field]
+        await require_ref(session, model, value, field=field, what=what)
+        out[field] = value
+    if needed is not None and out[needed] is None:
+        raise Invalid(f"Role {role.value} needs {needed}.", code="user.scope_missing", field=needed)
+    if role == Role.CAREGIVER and out["caregiver_id"] is not None:
+        provider_id = await session.scalar(
+            select(Caregiver.provider_id).where(Caregiver.id == out["caregiver_id"])
+        )
+        if out["provider_id"] is not None and out["provider_id"] != provider_id:
+            raise Invalid(
+                "provider_id must be the caregiver's own provider.",
+                code="user.scope_mismatch",
+                field="provider_id",
+            )
+        out["provider_id"] = provider_id
+    districts = sorted(set(district_ids))
+    if districts and role not in DISTRICT_ROLES:
+        raise Invalid(
+            f"Role {role.value} takes no districts.", code="user.scope_mismatch", field="district_ids"
+        )
+    if role == Role.CIVIL_AFFAIRS and not districts:
+        raise Invalid(
+            "A civil-affairs officer needs at least one district.",
+            code="user.scope_missing",
+            field="district_ids",
+        )
+    valid = [d for d in districts if in_key_range(d, limit=MAX_INT)]
+    found = (
+        set((await session.scalars(select(District.id).where(District.id.in_(valid)))).all())
+        if valid
+        else set()
+    )
+    for d in districts:
+        if d not in found:
+            raise unknown_reference("district_ids", d, "district")
+    return out, districts
+
+
+async def _unique(session: AsyncSession, field: str, value: str, except_id: int | None = None) -> None:
+    existing = await session.scalar(select(AppUser.id).where(getattr(AppUser, field) == value))
+    if existing is not None and existing != except_id:
+        raise Conflict(f"Another user already has this {field}.", code="conflict.duplicate", field=field)
+
+
+async def _revoke_sessions(session: AsyncSession, user_id: int, now: dt.datetime) -> None:
+    await session.execute(
+        update(AuthSession)
+        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def _snapshot(user: AppUser, district_ids: Sequence[int]) -> dict[str, Any]:
+    return audit.snapshot(user) | {"district_ids": list(district_ids)}
+
+
+async def list_users(*, session: AsyncSession, filters: UserFilter, window: Window) -> Paged[UserView]:
+    stmt = select(AppUser).order_by(AppUser.id)
+    f = filters
+    if f.role is not None:
+        stmt = stmt.where(AppUser.role == f.role)
+    if f.provider_id is not None:
+        stmt = stmt.where(AppUser.provider_id == f.provider_id)
+    if f.district_id is not None:
+        stmt = stmt.where(
+            AppUser.id.in_(select(UserDistrict.user_id).where(UserDistrict.district_id == f.district_id))
+        )
+    if f.is_active is not None:
+        stmt = stmt.where(AppUser.is_active.is_(f.is_active))
+    if f.name_prefix:
+        pattern = like_prefix(f.name_prefix)
+        stmt = stmt.where(AppUser.username.like(pattern) | AppUser.display_name.like(pattern))
+    page = await page_of(session, stmt, window)
+    districts = await _district_ids(session, [u.id for u in page.items])
+    return Paged(
+        items=[UserView(u, districts[u.id]) for u in page.items],
+        total=page.total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+
+
+async def get_user(*, session: AsyncSession, user_id: int) -> UserView:
+    user = await get_or_404(session, AppUser, user_id, what="user")
+    return UserView(user, (await _district_ids(session, [user.id]))[user.id])
+
+
+async def create_user(
+    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+) -> UserView:
+    """Create a login. ``password`` is hashed with Argon2id and never stored or logged in clear."""
+    role = Role(data["role"])
+    refs, districts = await _scope(session, role, data, data.get("district_ids", ()))
+    await _unique(session, "username", data["username"])
+    phone = normalise_phone(data["phone"]) if data.get("phone") else None
+    if phone is not None:
+        await _unique(session, "phone", phone)
+    user = AppUser(
+        username=data["username"],
+        phone=phone,
+        display_name=data["display_name"],
+        password_hash=hash_password(data["password"]),
+        role=role.value,
+        locale=data.get("locale", "zh-CN"),
+        is_active=data.get("is_active", True),
+        failed_logins=0,
+        created_at=now,
+        **refs,
+    )
+    session.add(user)
+    await session.flush()
+    for district_id in districts:
+        session.add(UserDistrict(user_id=user.id, district_id=district_id))
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="app_user",
+        entity_id=user.id,
+        after=_snapshot(user, districts),
+    )
+    return UserView(user, districts)
+
+
+async def update_user(
+    *, session: AsyncSession, actor: Principal, user_id: int, changes: Mapping[str, Any], now: dt.datetime
+) -> UserView:
+    """Change a user. A new role clears scope fields it does not take; a new password, a
+    deactivation or a change of role or scope ends the user's open sessions; ``unlock`` clears a
+    lock-out."""
+    user = await get_or_404(session, AppUser, user_id, what="user")
+    current_districts = (await _district_ids(session, [user.id]))[user.id]
+    before = _snapshot(user, current_districts)
+    role = Role(changes.get("role", user.role))
+    role_changed = role.value != user.role
+    refs_in = {
+        f: changes[f] if f in changes else (None if role_changed else getattr(user, f)) for f in REF_FIELDS
+    }
+    if role == Role.CAREGIVER and "caregiver_id" in changes and "provider_id" not in changes:
+        refs_in["provider_id"] = None  # re-derived from the new caregiver
+    district_in = changes.get(
+        "district_ids", [] if role_changed and role not in DISTRICT_ROLES else current_districts
+    )
+    refs, districts = await _scope(session, role, refs_in, district_in)
+    scope_changed = (
+        role_changed or districts != current_districts or any(refs[f] != getattr(user, f) for f in REF_FIELDS)
+    )
+    if user.id == actor.user_id and (role_changed or changes.get("is_active") is False):
+        raise Conflict("You cannot demote or deactivate yourself.", code="user.self")
+    if "phone" in changes:
+        phone = normalise_phone(changes["phone"]) if changes["phone"] else None
+        if phone is not None:
+            await _unique(session, "phone", phone, except_id=user.id)
+        user.phone = phone
+    for field in ("display_name", "locale", "is_active"):
+        if field in changes:
+            setattr(user, field, changes[field])
+    user.role = role.value
+    for field, value in refs.items():
+        setattr(user, field, value)
+    if districts != current_districts:
+        await session.execute(delete(UserDistrict).where(UserDistrict.user_id == user.id))
+        for district_id in districts:
+            session.add(UserDistrict(user_id=user.id, district_id=district_id))
+    if changes.get("password"):
+        user.password_hash = hash_password(changes["password"])
+    if changes.get("unlock"):
+        user.failed_logins = 0
+        user.locked_until = None
+    await session.flush()
+    if changes.get("password") or changes.get("is_active") is False or scope_changed:
+        await _revoke_sessions(session, user.id, now)
+    after = _snapshot(user, districts)
+    if changes.get("password"):
+        after["password_changed"] = True
+    if after != before:
+        audit.record(
+            session,
+            actor=actor,
+            action="update",
+            entity="app_user",
+            entity_id=user.id,
+            before=before,
+            after=after,
+        )
+    return UserView(user, districts)
+
+
+async def delete_user(*, session: AsyncSession, actor: Principal, user_id: int) -> None:
+    """Erase a login (its sessions go with it). The audit trail must keep naming who did what,
+    by id in the audit trail, so only accounts that never acted can be erased; deactivate the rest."""
+    user = await get_or_404(session, AppUser, user_id, what="user")
+    if user.id == actor.user_id:
+        raise Conflict("You cannot delete yourself.", code="user.self")
+    acted = await session.scalar(select(AuditLog.id).where(AuditLog.actor_user_id == user.id).limit(1))
+    if acted is not None:
+        raise Conflict(
+            "This user has acted on records; deactivate the account to keep the audit trail intact.",
+            code="user.has_history",
+        )
+    await delete_and_audit(session, user, actor=actor, entity="app_user")

@@ -1,0 +1,61 @@
+"""Scheduled dispatch work: offer expiry and re-dispatch, recurring-order materialisation, overdue
+verification and callback sampling.
+
+Each job is a plain ``async (session, now)`` function (flushes only; the runner owns the transaction),
+listed in :data:`JOBS` with its interval in seconds, and registered on :data:`core.scheduler.registry`
+when this module is imported (add ``"dispatch.jobs"`` to ``core.scheduler.DOMAIN_JOB_MODULES``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.scheduler import JobContext, every, registry
+from dispatch import service
+
+DispatchJob = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
+
+
+async def expire_offers(session: AsyncSession, now: dt.datetime) -> int:
+    """Offers past their 60 s deadline expire; each order goes to the next candidate or the operator
+    queue. Returns the orders moved on."""
+    return await service.expire_and_redispatch(session=session, now=now)
+
+
+async def materialise_recurring(session: AsyncSession, now: dt.datetime) -> int:
+    """Create the next 14 days' orders of every active RRULE series. Returns the orders created."""
+    return await service.materialise_recurring(session=session, now=now)
+
+
+async def verify_overdue(session: AsyncSession, now: dt.datetime) -> int:
+    """Verify checked-out visits whose 24 h sign-off window has passed. Returns the visits verified."""
+    return await service.verify_overdue(session=session, now=now)
+
+
+async def sample_callbacks(session: AsyncSession, now: dt.datetime) -> int:
+    """Give ≥ 10 % (policy) of yesterday's verified visits a phone-callback task. Returns tasks made."""
+    return await service.sample_callbacks(session=session, now=now)
+
+
+# (constant name, function, interval in seconds)
+JOBS: tuple[tuple[str, DispatchJob, int], ...] = (
+    ("dispatch.expire_offers", expire_offers, 10),
+    ("dispatch.materialise_recurring", materialise_recurring, 3600),
+    ("dispatch.verify_overdue", verify_overdue, 600),
+    ("dispatch.sample_callbacks", sample_callbacks, 3600),
+)
+
+
+def _runner(func: DispatchJob) -> Callable[[JobContext], Awaitable[None]]:
+    async def run(ctx: JobContext) -> None:
+        await func(ctx.session, ctx.now)
+
+    run.__name__ = func.__name__
+    return run
+
+
+for _name, _func, _seconds in JOBS:
+    registry.add(_name, _runner(_func), every(seconds=_seconds))

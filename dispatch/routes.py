@@ -1,0 +1,408 @@
+"""HTTP edge of marketplace and dispatch: orders, the caregiver app, visits, ratings and complaints.
+
+Handlers parse, call one service function and serialise; scope checks live in :mod:`dispatch.service`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from litestar import Controller, get, post, put
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from core.authz import allow
+from core.http import CurrentPrincipal, Db, Now
+from core.models import Role
+from core.registry.common import Window
+from dispatch import service
+from dispatch.matching import local_date
+from dispatch.models import CaregiverPosition
+from dispatch.schemas import (
+    AssignIn,
+    CancelIn,
+    CancelRead,
+    CheckInIn,
+    ChecklistIn,
+    ComplaintCreate,
+    ComplaintPage,
+    ComplaintRead,
+    ExceptionCode,
+    NoShowIn,
+    OfferRead,
+    OrderCreate,
+    OrderDetailRead,
+    OrderPage,
+    OrderRead,
+    PlanItemRead,
+    PositionIn,
+    PositionRead,
+    RatingIn,
+    RatingRead,
+    RecurringOrderCreate,
+    RecurringOrderRead,
+    ResolveIn,
+    SignOffCodeRead,
+    SignOffIn,
+    VerificationRead,
+    VisitRead,
+    complaint_page,
+    complaint_read,
+    offer_read,
+    order_detail_read,
+    order_page,
+    order_read,
+    rating_read,
+    verification_read,
+    visit_read,
+)
+
+R = Role
+ORDERING = allow(R.ELDER, R.FAMILY, R.OPERATOR)
+READ_ORDERS = allow(
+    R.ELDER, R.FAMILY, R.CAREGIVER, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN
+)
+CANCELLING = allow(R.ELDER, R.FAMILY, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
+STAFF_DESK = allow(R.OPERATOR, R.SUPERVISOR, R.ADMIN)
+ASSIGNING = allow(R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
+CAREGIVER = allow(R.CAREGIVER)
+CUSTOMER = allow(R.ELDER, R.FAMILY)
+RESOLVING = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+READ_COMPLAINTS = allow(
+    R.ELDER, R.FAMILY, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN
+)
+
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Rows per page (1-200)")]
+Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000, description="Rows to skip")]
+StateQuery = Annotated[
+    str | None,
+    QueryParameter(name="state", pattern=r"^[a-z_]{2,12}$", description="Order state, e.g. accepted"),
+]
+IdQuery = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)]
+
+
+class OrderController(Controller):
+    path = "/api/v1/orders"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @post("/", opt=ORDERING, summary="Order a visit (as-soon-as-possible and same-day orders are dispatched)")
+    async def create_order(
+        self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[OrderCreate]
+    ) -> OrderRead:
+        order = await service.place_order(
+            session=db,
+            actor=principal,
+            elder_id=data.elder_id,
+            service_code=data.service_code,
+            now=now,
+            window_start_at=data.window_start_at,
+            window_end_at=data.window_end_at,
+            duration_s=None if data.duration_minutes is None else data.duration_minutes * 60,
+            asap=data.asap,
+            urgent=data.urgent,
+            requirements=data.requirements,
+        )
+        return order_read(order)
+
+    @get("/", opt=READ_ORDERS, summary="Orders in your scope, latest window first")
+    async def list_orders(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        order_state: StateQuery = None,
+        elder_id: IdQuery = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> OrderPage:
+        result = await service.list_orders(
+            session=db, actor=principal, window=Window(limit, offset), state=order_state, elder_id=elder_id
+        )
+        return order_page(result)
+
+    @get("/{order_id:int}", opt=READ_ORDERS, summary="One order with its transitions and visit")
+    async def get_order(
+        self, db: Db, principal: CurrentPrincipal, order_id: FromPath[int]
+    ) -> OrderDetailRead:
+        return order_detail_read(await service.order_detail(session=db, actor=principal, order_id=order_id))
+
+    @post("/{order_id:int}/cancel", opt=CANCELLING, status_code=200, summary="Cancel; says what it costs")
+    async def cancel(
+        self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int], data: JSONBody[CancelIn]
+    ) -> CancelRead:
+        out = await service.cancel_order(
+            session=db, actor=principal, order_id=order_id, reason=data.reason, now=now
+        )
+        return CancelRead(order=order_read(out.order), consequence=out.consequence.value, fee_fen=out.fee_fen)
+
+    @post("/{order_id:int}/no-show", opt=STAFF_DESK, status_code=200, summary="Record a no-show")
+    async def no_show(
+        self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int], data: JSONBody[NoShowIn]
+    ) -> OrderRead:
+        order = await service.mark_no_show(
+            session=db, actor=principal, order_id=order_id, note=data.note, now=now
+        )
+        return order_read(order)
+
+    @post("/{order_id:int}/assign", opt=ASSIGNING, status_code=200, summary="Assign a queued order by hand")
+    async def assign(
+        self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int], data: JSONBody[AssignIn]
+    ) -> VisitRead:
+        visit = await service.assign_order(
+            session=db, actor=principal, order_id=order_id, caregiver_id=data.caregiver_id, now=now
+        )
+        return visit_read(visit)
+
+
+class RecurringOrderController(Controller):
+    path = "/api/v1/recurring-orders"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @post("/", opt=ORDERING, summary="Order a recurring visit (RFC 5545 RRULE); the next 14 days are created")
+    async def create(
+        self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[RecurringOrderCreate]
+    ) -> RecurringOrderRead:
+        series, orders = await service.place_recurring_order(
+            session=db,
+            actor=principal,
+            elder_id=data.elder_id,
+            service_code=data.service_code,
+            rrule=data.rrule,
+            first_start_at=data.first_start_at,
+            duration_s=data.duration_minutes * 60,
+            window_s=data.window_minutes * 60,
+            now=now,
+            requirements=data.requirements,
+        )
+        return RecurringOrderRead(
+            id=series.id,
+            elder_id=series.elder_id,
+            service_code=series.service_code,
+            rrule=series.rrule,
+            first_start_at=series.first_start_at,
+            duration_s=series.duration_s,
+            window_s=series.window_s,
+            orders=[order_read(o) for o in orders],
+        )
+
+
+class CaregiverAppController(Controller):
+    """What the caregiver's phone calls: shift, position, offers, day plan, the visit at the door."""
+
+    path = "/api/v1/caregiver"
+    tags = ["caregiver app"]  # noqa: RUF012
+
+    @post("/shift/start", opt=CAREGIVER, status_code=200, summary="Start the shift at a position")
+    async def start_shift(
+        self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[PositionIn]
+    ) -> PositionRead:
+        pos = await service.set_position(
+            session=db, actor=principal, lat=data.lat, lon=data.lon, now=now, on_shift=True
+        )
+        return _position(pos)
+
+    @post("/shift/end", opt=CAREGIVER, status_code=200, summary="End the shift")
+    async def end_shift(self, db: Db, principal: CurrentPrincipal, now: Now) -> PositionRead:
+        return _position(await service.end_shift(session=db, actor=principal, now=now))
+
+    @put("/position", opt=CAREGIVER, summary="Report the current position")
+    async def position(
+        self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[PositionIn]
+    ) -> PositionRead:
+        return _position(
+            await service.set_position(session=db, actor=principal, lat=data.lat, lon=data.lon, now=now)
+        )
+
+    @get("/offers", opt=CAREGIVER, summary="Open offers with their deadlines")
+    async def offers(self, db: Db, principal: CurrentPrincipal, now: Now) -> list[OfferRead]:
+        return [offer_read(o, now) for o in await service.my_offers(session=db, actor=principal, now=now)]
+
+    @post("/offers/{offer_id:int}/accept", opt=CAREGIVER, status_code=200, summary="Accept an offer")
+    async def accept(
+        self, db: Db, principal: CurrentPrincipal, now: Now, offer_id: FromPath[int]
+    ) -> VisitRead:
+        return visit_read(await service.accept(session=db, actor=principal, offer_id=offer_id, now=now))
+
+    @post("/offers/{offer_id:int}/decline", opt=CAREGIVER, status_code=200, summary="Decline an offer")
+    async def decline(
+        self, db: Db, principal: CurrentPrincipal, now: Now, offer_id: FromPath[int]
+    ) -> OrderRead:
+        return order_read(await service.decline(session=db, actor=principal, offer_id=offer_id, now=now))
+
+    @get("/plan", opt=CAREGIVER, summary="The day's visits in order (default: today, Asia/Shanghai)")
+    async def plan(
+        self, db: Db, principal: CurrentPrincipal, now: Now, day: FromQuery[dt.date | None] = None
+    ) -> list[PlanItemRead]:
+        items = await service.day_plan(session=db, actor=principal, day=day or local_date(now))
+        return [
+            PlanItemRead(visit_read(i.visit), i.order_state, i.elder_name, i.address, i.lat, i.lon)
+            for i in items
+        ]
+
+    @post("/visits/{visit_id:int}/en-route", opt=CAREGIVER, status_code=200, summary="On the way")
+    async def en_route(
+        self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int]
+    ) -> VisitRead:
+        return visit_read(await service.en_route(session=db, actor=principal, visit_id=visit_id, now=now))
+
+    @post("/visits/{visit_id:int}/check-in", opt=CAREGIVER, status_code=200, summary="Check in (GPS, QR)")
+    async def check_in(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        state: State,
+        visit_id: FromPath[int],
+        data: JSONBody[CheckInIn],
+    ) -> VisitRead:
+        visit = await service.check_in(
+            session=db,
+            actor=principal,
+            visit_id=visit_id,
+            lat=data.lat,
+            lon=data.lon,
+            qr_code=data.qr_code,
+            secret=state.settings.secret_key,
+            now=now,
+        )
+        return visit_read(visit)
+
+    @put("/visits/{visit_id:int}/checklist", opt=CAREGIVER, summary="Save the task checklist")
+    async def checklist(
+        self, db: Db, principal: CurrentPrincipal, visit_id: FromPath[int], data: JSONBody[ChecklistIn]
+    ) -> VisitRead:
+        visit = await service.save_checklist(session=db, actor=principal, visit_id=visit_id, items=data.items)
+        return visit_read(visit)
+
+    @post("/visits/{visit_id:int}/check-out", opt=CAREGIVER, status_code=200, summary="Check out and verify")
+    async def check_out(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        visit_id: FromPath[int],
+        data: JSONBody[PositionIn],
+    ) -> VerificationRead:
+        visit, result = await service.check_out(
+            session=db, actor=principal, visit_id=visit_id, lat=data.lat, lon=data.lon, now=now
+        )
+        return verification_read(visit, result)
+
+    @post("/visits/{visit_id:int}/sign-off", opt=CAREGIVER, status_code=200, summary="Elder's PIN sign-off")
+    async def sign_off(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        state: State,
+        visit_id: FromPath[int],
+        data: JSONBody[SignOffIn],
+    ) -> VerificationRead:
+        visit, result = await service.sign_off_by_pin(
+            session=db,
+            actor=principal,
+            visit_id=visit_id,
+            pin=data.pin,
+            secret=state.settings.secret_key,
+            now=now,
+        )
+        return verification_read(visit, result)
+
+
+class VisitController(Controller):
+    path = "/api/v1/visits"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @get("/{visit_id:int}", opt=READ_ORDERS, summary="One visit with its verification exceptions")
+    async def get_visit(self, db: Db, principal: CurrentPrincipal, visit_id: FromPath[int]) -> VisitRead:
+        visit, exceptions = await service.visit_detail(session=db, actor=principal, visit_id=visit_id)
+        return visit_read(visit, exceptions)
+
+    @post(
+        "/{visit_id:int}/exceptions/{code:str}/resolve",
+        opt=RESOLVING,
+        status_code=200,
+        summary="Resolve an exception with reason and resolution codes",
+    )
+    async def resolve(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        visit_id: FromPath[int],
+        code: FromPath[ExceptionCode],
+        data: JSONBody[ResolveIn],
+    ) -> VisitRead:
+        visit, exceptions = await service.resolve_exception(
+            session=db,
+            actor=principal,
+            visit_id=visit_id,
+            code=code,
+            reason_code=data.reason_code,
+            resolution_code=data.resolution_code,
+            note=data.note,
+            now=now,
+        )
+        return visit_read(visit, exceptions)
+
+    @get("/{visit_id:int}/sign-off-code", opt=CUSTOMER, summary="The PIN to tell the caregiver")
+    async def sign_off_code(
+        self, db: Db, principal: CurrentPrincipal, state: State, visit_id: FromPath[int]
+    ) -> SignOffCodeRead:
+        pin = await service.sign_off_code(
+            session=db, actor=principal, visit_id=visit_id, secret=state.settings.secret_key
+        )
+        return SignOffCodeRead(visit_id=visit_id, pin=pin)
+
+    @post("/{visit_id:int}/confirm", opt=CUSTOMER, status_code=200, summary="Confirm the visit took place")
+    async def confirm(
+        self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int]
+    ) -> VerificationRead:
+        visit, result = await service.confirm_by_family(
+            session=db, actor=principal, visit_id=visit_id, now=now
+        )
+        return verification_read(visit, result)
+
+    @post("/{visit_id:int}/rating", opt=CUSTOMER, summary="Rate a verified visit (1-5)")
+    async def rate(
+        self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int], data: JSONBody[RatingIn]
+    ) -> RatingRead:
+        rating = await service.rate_visit(
+            session=db, actor=principal, visit_id=visit_id, score=data.score, comment=data.comment, now=now
+        )
+        return rating_read(rating)
+
+
+class ComplaintController(Controller):
+    path = "/api/v1/complaints"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @post("/", opt=CUSTOMER, summary="Complain about one of your orders")
+    async def create(
+        self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[ComplaintCreate]
+    ) -> ComplaintRead:
+        complaint = await service.file_complaint(
+            session=db, actor=principal, order_id=data.order_id, text=data.text, now=now
+        )
+        return complaint_read(complaint)
+
+    @get("/", opt=READ_COMPLAINTS, summary="Complaints in your scope, newest first")
+    async def list_complaints(
+        self, db: Db, principal: CurrentPrincipal, limit: Limit = 50, offset: Offset = 0
+    ) -> ComplaintPage:
+        return complaint_page(
+            await service.list_complaints(session=db, actor=principal, window=Window(limit, offset))
+        )
+
+
+def _position(pos: CaregiverPosition) -> PositionRead:
+    return PositionRead(pos.caregiver_id, pos.lat, pos.lon, pos.at, pos.on_shift, pos.shift_started_at)
+
+
+CONTROLLERS = (
+    OrderController,
+    RecurringOrderController,
+    CaregiverAppController,
+    VisitController,
+    ComplaintController,
+)

@@ -1,0 +1,439 @@
+"""Wire types of the marketplace and dispatch API (``XCreate`` in, ``XRead`` out).
+
+Instants are ISO 8601 with a time zone (stored as UTC); money is integer fen; durations in the
+requests are minutes, in the responses seconds (``_s``); positions are WGS 84 degrees.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from core.registry.common import MAX_BIGINT, Paged
+from dispatch import service
+from dispatch.models import (
+    Complaint,
+    Offer,
+    OrderTransition,
+    ServiceOrder,
+    Visit,
+    VisitExceptionRecord,
+    VisitRating,
+)
+from dispatch.verification import VerificationResult
+
+NO_NUL = r"^[^\x00]*$"
+Id64 = Annotated[int, msgspec.Meta(ge=1, le=MAX_BIGINT)]
+ServiceCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$", description="Catalogue code, e.g. CLEAN")]
+Instant = Annotated[dt.datetime, msgspec.Meta(tz=True, description="ISO 8601 with a time zone")]
+Minutes = Annotated[int, msgspec.Meta(ge=1, le=720)]
+Requirements = Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)]
+Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
+Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
+Note = Annotated[str, msgspec.Meta(max_length=400, pattern=NO_NUL)]
+QrCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$")]
+TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+ReasonCode = Literal[
+    "gps_drift",
+    "device_fault",
+    "elder_not_home",
+    "elder_unable_to_sign",
+    "coordinator_entry",
+    "caregiver_error",
+    "certificate_renewed",
+    "other",
+]
+ExceptionCode = Literal[
+    "missing_check_in",
+    "missing_check_out",
+    "check_in_too_far",
+    "short_on_site",
+    "overlap",
+    "certificate",
+    "no_sign_off",
+    "manual_entry",
+]
+assert set(ReasonCode.__args__) == set(service.EXCEPTION_REASON_CODES)  # type: ignore[attr-defined]
+
+
+# --- In ---------------------------------------------------------------------------------------------
+
+
+class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A one-off order. ``asap``: as soon as possible (the window starts now). Without
+    ``window_end_at`` the window is 30 minutes; without ``duration_minutes`` the service's minimum."""
+
+    elder_id: Id64
+    service_code: ServiceCode
+    asap: bool = False
+    urgent: bool = False
+    window_start_at: Instant | None = None
+    window_end_at: Instant | None = None
+    duration_minutes: Minutes | None = None
+    requirements: Requirements = ""
+
+
+class RecurringOrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """An RFC 5545 RRULE series (COUNT or UNTIL required), e.g. ``FREQ=WEEKLY;BYDAY=MO,WE,FR;COUNT=12``,
+    evaluated on Asia/Shanghai wall time from ``first_start_at``. ``window_minutes``: allowed lateness."""
+
+    elder_id: Id64
+    service_code: ServiceCode
+    rrule: Annotated[str, msgspec.Meta(min_length=5, max_length=400, pattern=NO_NUL)]
+    first_start_at: Instant
+    duration_minutes: Minutes
+    window_minutes: Annotated[int, msgspec.Meta(ge=0, le=240)] = 30
+    requirements: Requirements = ""
+
+
+class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason: ShortText
+
+
+class NoShowIn(msgspec.Struct, forbid_unknown_fields=True):
+    note: ShortText
+
+
+class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
+    caregiver_id: Id64
+
+
+class PositionIn(msgspec.Struct, forbid_unknown_fields=True):
+    lat: Lat
+    lon: Lon
+
+
+class CheckInIn(msgspec.Struct, forbid_unknown_fields=True):
+    """GPS position at the door; ``qr_code``: the code scanned from the elder's door sticker, if any."""
+
+    lat: Lat
+    lon: Lon
+    qr_code: Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$")] | None = (
+        None
+    )
+
+
+class ChecklistIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Task name → done, e.g. ``{"mop floor": true}``."""
+
+    items: Annotated[dict[TaskName, bool], msgspec.Meta(max_length=30)]
+
+
+class SignOffIn(msgspec.Struct, forbid_unknown_fields=True):
+    pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+
+
+class ResolveIn(msgspec.Struct, forbid_unknown_fields=True):
+    reason_code: ReasonCode
+    resolution_code: Literal["approved", "rejected", "corrected"]
+    note: Note = ""
+
+
+class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
+    score: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    comment: Note = ""
+
+
+class ComplaintCreate(msgspec.Struct, forbid_unknown_fields=True):
+    order_id: Id64
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
+
+
+# --- Out --------------------------------------------------------------------------------------------
+
+
+class OrderRead(msgspec.Struct):
+    id: int
+    elder_id: int
+    service_code: str
+    state: str
+    asap: bool
+    urgent: bool
+    window_start_at: dt.datetime
+    window_end_at: dt.datetime
+    duration_s: int
+    requirements: str
+    price_fen: int
+    provider_id: int | None
+    caregiver_id: int | None
+    recurring_order_id: int | None
+    offer_attempts: int
+    created_by_role: str
+    cancelled_by_role: str | None
+    cancel_reason: str | None
+    cancellation_fee_fen: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class TransitionRead(msgspec.Struct):
+    from_state: str
+    to_state: str
+    actor_role: str
+    actor_user_id: int | None
+    at: dt.datetime
+    note: str
+
+
+class ExceptionRead(msgspec.Struct):
+    code: str
+    detected_at: dt.datetime
+    reason_code: str | None
+    resolution_code: str | None
+    resolved_by_user_id: int | None
+    resolved_at: dt.datetime | None
+    note: str
+
+
+class VisitRead(msgspec.Struct):
+    id: int
+    order_id: int
+    service_code: str
+    elder_id: int
+    caregiver_id: int
+    provider_id: int | None
+    scheduled_start_at: dt.datetime
+    scheduled_end_at: dt.datetime
+    check_in_at: dt.datetime | None
+    check_in_method: str | None
+    check_out_at: dt.datetime | None
+    check_out_method: str | None
+    checklist: dict[str, Any]
+    signed_off_at: dt.datetime | None
+    sign_off_method: str | None
+    verification: str
+    verified_at: dt.datetime | None
+    exceptions: list[ExceptionRead]
+
+
+class OrderDetailRead(msgspec.Struct):
+    order: OrderRead
+    transitions: list[TransitionRead]
+    visit: VisitRead | None
+
+
+class RecurringOrderRead(msgspec.Struct):
+    id: int
+    elder_id: int
+    service_code: str
+    rrule: str
+    first_start_at: dt.datetime
+    duration_s: int
+    window_s: int
+    orders: list[OrderRead]
+
+
+class CancelRead(msgspec.Struct):
+    order: OrderRead
+    consequence: str
+    fee_fen: int
+
+
+class PositionRead(msgspec.Struct):
+    caregiver_id: int
+    lat: float
+    lon: float
+    at: dt.datetime
+    on_shift: bool
+    shift_started_at: dt.datetime | None
+
+
+class OfferRead(msgspec.Struct):
+    id: int
+    order_id: int
+    service_code: str
+    window_start_at: dt.datetime
+    window_end_at: dt.datetime
+    duration_s: int
+    eta_s: int
+    offered_at: dt.datetime
+    deadline_at: dt.datetime
+    seconds_left: int
+
+
+class PlanItemRead(msgspec.Struct):
+    visit: VisitRead
+    order_state: str
+    elder_name: str
+    address: str
+    lat: float
+    lon: float
+
+
+class VerificationRead(msgspec.Struct):
+    """The verdict of DOMAIN §5 after check-out or sign-off (``pending``: waiting for the sign-off)."""
+
+    visit_id: int
+    verification: str
+    signed_off_at: dt.datetime | None
+    verdict: str
+    exceptions: list[str]
+    on_site_s: int | None
+    check_in_distance_m: float | None
+
+
+class SignOffCodeRead(msgspec.Struct):
+    visit_id: int
+    pin: str
+
+
+class RatingRead(msgspec.Struct):
+    id: int
+    visit_id: int
+    by_role: str
+    score: int
+    comment: str
+    created_at: dt.datetime
+
+
+class ComplaintRead(msgspec.Struct):
+    id: int
+    order_id: int | None
+    visit_id: int | None
+    elder_id: int
+    provider_id: int | None
+    caregiver_id: int | None
+    text: str
+    status: str
+    created_at: dt.datetime
+
+
+class OrderPage(msgspec.Struct):
+    items: list[OrderRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class ComplaintPage(msgspec.Struct):
+    items: list[ComplaintRead]
+    total: int
+    limit: int
+    offset: int
+
+
+# --- Converters -------------------------------------------------------------------------------------
+
+
+def order_read(o: ServiceOrder) -> OrderRead:
+    return OrderRead(
+        id=o.id,
+        elder_id=o.elder_id,
+        service_code=o.service_code,
+        state=o.state,
+        asap=o.asap,
+        urgent=o.urgent,
+        window_start_at=o.window_start_at,
+        window_end_at=o.window_end_at,
+        duration_s=o.duration_s,
+        requirements=o.requirements,
+        price_fen=o.price_fen,
+        provider_id=o.provider_id,
+        caregiver_id=o.caregiver_id,
+        recurring_order_id=o.recurring_order_id,
+        offer_attempts=o.offer_attempts,
+        created_by_role=o.created_by_role,
+        cancelled_by_role=o.cancelled_by_role,
+        cancel_reason=o.cancel_reason,
+        cancellation_fee_fen=o.cancellation_fee_fen,
+        created_at=o.created_at,
+        updated_at=o.updated_at,
+    )
+
+
+def transition_read(t: OrderTransition) -> TransitionRead:
+    return TransitionRead(t.from_state, t.to_state, t.actor_role, t.actor_user_id, t.at, t.note)
+
+
+def exception_read(e: VisitExceptionRecord) -> ExceptionRead:
+    return ExceptionRead(
+        e.code, e.detected_at, e.reason_code, e.resolution_code, e.resolved_by_user_id, e.resolved_at, e.note
+    )
+
+
+def visit_read(v: Visit, exceptions: list[VisitExceptionRecord] | None = None) -> VisitRead:
+    return VisitRead(
+        id=v.id,
+        order_id=v.order_id,
+        service_code=v.service_code,
+        elder_id=v.elder_id,
+        caregiver_id=v.caregiver_id,
+        provider_id=v.provider_id,
+        scheduled_start_at=v.scheduled_start_at,
+        scheduled_end_at=v.scheduled_end_at,
+        check_in_at=v.check_in_at,
+        check_in_method=v.check_in_method,
+        check_out_at=v.check_out_at,
+        check_out_method=v.check_out_method,
+        checklist=dict(v.checklist or {}),
+        signed_off_at=v.signed_off_at,
+        sign_off_method=v.sign_off_method,
+        verification=v.verification,
+        verified_at=v.verified_at,
+        exceptions=[exception_read(e) for e in exceptions or []],
+    )
+
+
+def order_detail_read(d: service.OrderDetail) -> OrderDetailRead:
+    return OrderDetailRead(
+        order=order_read(d.order),
+        transitions=[transition_read(t) for t in d.transitions],
+        visit=visit_read(d.visit, d.exceptions) if d.visit is not None else None,
+    )
+
+
+def offer_read(o: service.OpenOffer, now: dt.datetime) -> OfferRead:
+    offer: Offer = o.offer
+    return OfferRead(
+        id=offer.id,
+        order_id=offer.order_id,
+        service_code=o.order.service_code,
+        window_start_at=o.order.window_start_at,
+        window_end_at=o.order.window_end_at,
+        duration_s=o.order.duration_s,
+        eta_s=offer.eta_s,
+        offered_at=offer.offered_at,
+        deadline_at=offer.deadline_at,
+        seconds_left=max(0, int((offer.deadline_at - now).total_seconds())),
+    )
+
+
+def rating_read(r: VisitRating) -> RatingRead:
+    return RatingRead(r.id, r.visit_id, r.by_role, r.score, r.comment, r.created_at)
+
+
+def complaint_read(c: Complaint) -> ComplaintRead:
+    return ComplaintRead(
+        c.id,
+        c.order_id,
+        c.visit_id,
+        c.elder_id,
+        c.provider_id,
+        c.caregiver_id,
+        c.text,
+        c.status,
+        c.created_at,
+    )
+
+
+def verification_read(v: Visit, r: VerificationResult) -> VerificationRead:
+    return VerificationRead(
+        visit_id=v.id,
+        verification=v.verification,
+        signed_off_at=v.signed_off_at,
+        verdict=r.verdict.value,
+        exceptions=[e.value for e in r.exceptions],
+        on_site_s=r.on_site_s,
+        check_in_distance_m=None if r.check_in_distance_m is None else round(r.check_in_distance_m, 1),
+    )
+
+
+def order_page(p: Paged[ServiceOrder]) -> OrderPage:
+    return OrderPage([order_read(o) for o in p.items], p.total, p.limit, p.offset)
+
+
+def complaint_page(p: Paged[Complaint]) -> ComplaintPage:
+    return ComplaintPage([complaint_read(c) for c in p.items], p.total, p.limit, p.offset)

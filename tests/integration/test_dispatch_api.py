@@ -1,0 +1,660 @@
+"""The dispatch API end to end through HTTP on the real app and database: order → offer → accept →
+check in → check out → verification; exceptions resolved by a named user; ratings and complaints;
+wrong-role and wrong-scope denials; bad input answered with 4xx problems carrying a stable code.
+
+Each test runs inside the rolled-back test transaction with its own movable clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
+from core.settings import Settings
+from dispatch.models import CaregiverPosition, OrderTransition
+from dispatch.service import door_code
+from tests.conftest import DEMO_PASSWORD, TEST_NOW
+
+pytestmark = pytest.mark.integration
+
+Login = Callable[[str], Awaitable[dict[str, str]]]
+SERVICE = "VISIT"  # 探访关爱: no certificate, 30 min minimum on site
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += dt.timedelta(**kw)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(TEST_NOW)  # Friday 10:00 in Xiaogan
+
+
+@pytest.fixture
+async def api(
+    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
+) -> AsyncIterator[httpx.AsyncClient]:
+    from api.app import create_app
+
+    app = create_app(test_settings, sessionmaker=sessionmaker, clock=clock)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def as_user(api: httpx.AsyncClient) -> Login:
+    async def _login(username: str) -> dict[str, str]:
+        r = await api.post("/api/v1/auth/login", json={"login": username, "password": DEMO_PASSWORD})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    return _login
+
+
+@pytest.fixture
+async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dict[str, Any]:
+    """The demo elder and caregiver, made able to meet: the caregiver works every day 07-20 with the
+    VISIT skill, their provider serves the elder's district, nobody is on shift and nobody is blocked."""
+    h = {
+        role: await as_user(f"demo_{role}")
+        for role in (
+            "elder",
+            "family",
+            "caregiver",
+            "provider_admin",
+            "operator",
+            "supervisor",
+            "civil_affairs",
+            "admin",
+        )
+    }
+    me = {role: (await api.get("/api/v1/auth/me", headers=hdr)).json() for role, hdr in h.items()}
+    elder_id = me["elder"]["elder_id"]
+    caregiver_id = me["caregiver"]["caregiver_id"]
+    elder = await db.get(Elder, elder_id)
+    cg = await db.get(Caregiver, caregiver_id)
+    assert elder is not None
+    assert cg is not None
+    await db.execute(
+        update(Caregiver)
+        .where(Caregiver.id == caregiver_id)
+        .values(
+            shift_start=dt.time(7),
+            shift_end=dt.time(20),
+            work_days=[1, 2, 3, 4, 5, 6, 7],
+            skills=sorted({*cg.skills, SERVICE}),
+            is_active=True,
+            daily_capacity=8,
+        )
+    )
+    served = await db.scalar(
+        select(ProviderDistrict.provider_id).where(
+            ProviderDistrict.provider_id == cg.provider_id, ProviderDistrict.district_id == elder.district_id
+        )
+    )
+    if served is None:
+        db.add(ProviderDistrict(provider_id=cg.provider_id, district_id=elder.district_id))
+    await db.execute(delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id == elder_id))
+    await db.execute(delete(CaregiverPosition))
+    await db.commit()
+    assert elder_id in me["family"]["elder_ids"]
+    return {
+        "h": h,
+        "me": me,
+        "elder_id": elder_id,
+        "caregiver_id": caregiver_id,
+        "provider_id": cg.provider_id,
+        "home": (elder.lat, elder.lon),
+    }
+
+
+def _near(home: tuple[float, float], metres_north: float) -> dict[str, float]:
+    return {"lat": home[0] + metres_north / 111_195.0, "lon": home[1]}
+
+
+async def _offered_order(api: httpx.AsyncClient, w: dict[str, Any], who: str = "family") -> tuple[int, int]:
+    """Caregiver on shift 300 m away; an as-soon-as-possible order → the offer id and order id."""
+    h = w["h"]
+    r = await api.post("/api/v1/caregiver/shift/start", json=_near(w["home"], 300), headers=h["caregiver"])
+    assert r.status_code == 200, r.text
+    assert r.json()["on_shift"] is True
+    r = await api.post(
+        "/api/v1/orders",
+        json={"elder_id": w["elder_id"], "service_code": SERVICE, "asap": True, "requirements": "陪聊"},
+        headers=h[who],
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["state"] == "offered"
+    assert order["price_fen"] == 3000  # 30 yuan per caring visit, dated catalogue price
+    r = await api.get("/api/v1/caregiver/offers", headers=h["caregiver"])
+    assert r.status_code == 200
+    offers = [o for o in r.json() if o["order_id"] == order["id"]]
+    assert len(offers) == 1
+    assert offers[0]["seconds_left"] == 60
+    assert 0 < offers[0]["eta_s"] < 15 * 60
+    return offers[0]["id"], order["id"]
+
+
+async def test_order_offer_accept_check_in_out_verified_rated(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
+) -> None:
+    w, h = world, world["h"]
+    offer_id, order_id = await _offered_order(api, w)
+    clock.advance(seconds=20)
+    r = await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])
+    assert r.status_code == 200, r.text
+    visit = r.json()
+    visit_id = visit["id"]
+    assert (visit["caregiver_id"], visit["provider_id"]) == (w["caregiver_id"], w["provider_id"])
+    # A second accept of the same offer is refused with a stable code.
+    r = await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])
+    assert (r.status_code, r.json()["code"]) == (409, "dispatch.offer_not_open")
+
+    plan = (await api.get("/api/v1/caregiver/plan", headers=h["caregiver"])).json()
+    assert [p["visit"]["id"] for p in plan] == [visit_id]
+    assert plan[0]["order_state"] == "accepted"
+
+    assert (
+        await api.post(f"/api/v1/caregiver/visits/{visit_id}/en-route", headers=h["caregiver"])
+    ).status_code == 200
+    clock.advance(minutes=5)
+    r = await api.put("/api/v1/caregiver/position", json=_near(w["home"], 20), headers=h["caregiver"])
+    assert r.status_code == 200
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-in",
+        json={**_near(w["home"], 30), "qr_code": door_code("test-secret-" + "x" * 32, w["elder_id"])},
+        headers=h["caregiver"],
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["check_in_method"] == "qr"
+    r = await api.put(
+        f"/api/v1/caregiver/visits/{visit_id}/checklist",
+        json={"items": {"chat": True, "check medicine": True}},
+        headers=h["caregiver"],
+    )
+    assert r.json()["checklist"] == {"chat": True, "check medicine": True}
+
+    clock.advance(minutes=40)
+    # The elder reads their PIN from their app and tells the caregiver.
+    pin = (await api.get(f"/api/v1/visits/{visit_id}/sign-off-code", headers=h["elder"])).json()["pin"]
+    wrong = "000000" if pin != "000000" else "111111"
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/sign-off", json={"pin": wrong}, headers=h["caregiver"]
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "dispatch.pin_wrong")
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/sign-off", json={"pin": pin}, headers=h["caregiver"]
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["verdict"] == "pending"  # still on site
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=_near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert r.status_code == 200, r.text
+    result = r.json()
+    assert (result["verdict"], result["exceptions"], result["on_site_s"]) == ("verified", [], 40 * 60)
+    assert result["verification"] == "verified"
+
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/rating", json={"score": 5, "comment": "很好"}, headers=h["family"]
+    )
+    assert r.status_code == 201, r.text
+    r = await api.post(f"/api/v1/visits/{visit_id}/rating", json={"score": 4}, headers=h["family"])
+    assert (r.status_code, r.json()["code"]) == (409, "dispatch.already_rated")
+
+    detail = (await api.get(f"/api/v1/orders/{order_id}", headers=h["family"])).json()
+    assert detail["order"]["state"] == "rated"
+    assert [(t["from_state"], t["to_state"]) for t in detail["transitions"]] == [
+        ("none", "created"),
+        ("created", "offered"),
+        ("offered", "accepted"),
+        ("accepted", "en_route"),
+        ("en_route", "checked_in"),
+        ("checked_in", "checked_out"),
+        ("checked_out", "verified"),
+        ("verified", "rated"),
+    ]
+    assert detail["visit"]["sign_off_method"] == "pin"
+    # Scope: the provider admin and civil-affairs officer see it; the caregiver sees their own.
+    for role in ("provider_admin", "civil_affairs", "caregiver", "operator"):
+        r = await api.get(f"/api/v1/orders/{order_id}", headers=h[role])
+        assert r.status_code == 200, (role, r.text)
+    listed = (await api.get("/api/v1/orders", params={"state": "rated"}, headers=h["provider_admin"])).json()
+    assert order_id in [o["id"] for o in listed["items"]]
+
+    r = await api.post(
+        "/api/v1/complaints", json={"order_id": order_id, "text": "来晚了五分钟"}, headers=h["elder"]
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["provider_id"] == w["provider_id"]
+    mine = (await api.get("/api/v1/complaints", headers=h["provider_admin"])).json()
+    assert r.json()["id"] in [c["id"] for c in mine["items"]]
+    moves = (
+        await db.scalars(select(OrderTransition.actor_role).where(OrderTransition.order_id == order_id))
+    ).all()
+    assert "elder" not in moves[:1]  # ordered by the family
+    assert moves[0] == "family"
+
+
+async def test_exceptions_are_resolved_by_a_named_user(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock
+) -> None:
+    w, h = world, world["h"]
+    offer_id, order_id = await _offered_order(api, w, who="operator")
+    visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
+        "id"
+    ]
+    # Checked in 1 km from home and out after 10 minutes: too far, too short.
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=_near(w["home"], 1000), headers=h["caregiver"]
+    )
+    assert r.status_code == 200, r.text
+    clock.advance(minutes=10)
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=_near(w["home"], 1000), headers=h["caregiver"]
+    )
+    body = r.json()
+    assert body["verdict"] == "exception"  # held at once; the sign-off may still come
+    assert body["exceptions"] == ["check_in_too_far", "short_on_site"]
+    assert body["check_in_distance_m"] == pytest.approx(1000, abs=5)
+    r = await api.post(f"/api/v1/visits/{visit_id}/confirm", headers=h["family"])
+    assert r.status_code == 200, r.text
+    assert r.json()["signed_off_at"] is not None
+    assert r.json()["exceptions"] == ["check_in_too_far", "short_on_site"]
+
+    # Wrong role, unknown reason, unknown exception: 4xx problems with codes.
+    good = {"reason_code": "gps_drift", "resolution_code": "approved", "note": "GPS indoors"}
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/exceptions/check_in_too_far/resolve", json=good, headers=h["family"]
+    )
+    assert (r.status_code, r.json()["code"]) == (403, "auth.forbidden")
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/exceptions/check_in_too_far/resolve",
+        json={**good, "reason_code": "whatever"},
+        headers=h["supervisor"],
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "validation.invalid")
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/exceptions/overlap/resolve", json=good, headers=h["supervisor"]
+    )
+    assert (r.status_code, r.json()["code"]) == (404, "visit_exception.not_found")
+
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/exceptions/check_in_too_far/resolve", json=good, headers=h["supervisor"]
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["verification"] == "exception"  # one still open
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/exceptions/short_on_site/resolve",
+        json={"reason_code": "elder_unable_to_sign", "resolution_code": "corrected"},
+        headers=h["civil_affairs"],
+    )
+    assert r.status_code == 200, r.text
+    visit = r.json()
+    assert visit["verification"] == "verified"
+    resolvers = {e["code"]: e["resolved_by_user_id"] for e in visit["exceptions"]}
+    assert resolvers == {
+        "check_in_too_far": w["me"]["supervisor"]["user_id"],
+        "short_on_site": w["me"]["civil_affairs"]["user_id"],
+    }
+    r = await api.post(
+        f"/api/v1/visits/{visit_id}/exceptions/short_on_site/resolve", json=good, headers=h["supervisor"]
+    )
+    assert (r.status_code, r.json()["code"]) == (409, "dispatch.exception_resolved")
+    detail = (await api.get(f"/api/v1/orders/{order_id}", headers=h["operator"])).json()
+    assert detail["order"]["state"] == "verified"
+
+
+async def test_decline_escalates_and_cancel_costs(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock
+) -> None:
+    w, h = world, world["h"]
+    offer_id, order_id = await _offered_order(api, w)
+    # The only caregiver on shift declines: nobody else is eligible, so the order joins the operator queue.
+    r = await api.post(f"/api/v1/caregiver/offers/{offer_id}/decline", headers=h["caregiver"])
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "escalated"
+    # The operator assigns it by hand; the provider admin may not assign another provider's order scope.
+    r = await api.post(
+        f"/api/v1/orders/{order_id}/assign", json={"caregiver_id": w["caregiver_id"]}, headers=h["operator"]
+    )
+    assert r.status_code == 200, r.text
+    # The family cancels 10 minutes before the start of an accepted visit: late fee.
+    r = await api.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "身体不适"}, headers=h["family"])
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["consequence"], body["fee_fen"], body["order"]["state"]) == ("late_fee", 1000, "cancelled")
+    r = await api.post(f"/api/v1/orders/{order_id}/cancel", json={"reason": "again"}, headers=h["family"])
+    assert (r.status_code, r.json()["code"]) == (409, "dispatch.invalid_transition")
+
+    # An order for next week is free to cancel and is not dispatched yet.
+    start = (TEST_NOW + dt.timedelta(days=7)).isoformat()
+    r = await api.post(
+        "/api/v1/orders",
+        json={
+            "elder_id": w["elder_id"],
+            "service_code": "CLEAN",
+            "window_start_at": start,
+            "duration_minutes": 90,
+        },
+        headers=h["elder"],
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["state"], r.json()["duration_s"], r.json()["price_fen"]) == ("created", 5400, 4000)
+    r = await api.post(f"/api/v1/orders/{r.json()['id']}/cancel", json={"reason": "改期"}, headers=h["elder"])
+    assert (r.json()["consequence"], r.json()["fee_fen"]) == ("free", 0)
+
+
+async def test_recurring_weekday_meals(api: httpx.AsyncClient, world: dict[str, Any]) -> None:
+    h = world["h"]
+    # Lunch every weekday at 11:30 Xiaogan time for 30 occurrences from Monday 2026-11-23.
+    r = await api.post(
+        "/api/v1/recurring-orders",
+        json={
+            "elder_id": world["elder_id"],
+            "service_code": "MEAL",
+            "rrule": "FREQ=DAILY;BYDAY=MO,TU,WE,TH,FR;COUNT=30",
+            "first_start_at": "2026-11-23T11:30:00+08:00",
+            "duration_minutes": 15,
+        },
+        headers=h["family"],
+    )
+    assert r.status_code == 201, r.text
+    orders = r.json()["orders"]
+    # The next 14 days from Friday 2026-11-20 10:00 hold weekdays 23-27 Nov and 30 Nov-3 Dec.
+    assert len(orders) == 9
+    assert orders[0]["window_start_at"].startswith("2026-11-23T03:30:00")
+    assert {o["state"] for o in orders} == {"created"}
+    assert {o["price_fen"] for o in orders} == {1200}
+    r = await api.post(
+        "/api/v1/recurring-orders",
+        json={
+            "elder_id": world["elder_id"],
+            "service_code": "MEAL",
+            "rrule": "FREQ=DAILY",
+            "first_start_at": "2026-11-23T11:30:00+08:00",
+            "duration_minutes": 15,
+        },
+        headers=h["family"],
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "dispatch.rrule_invalid")
+
+
+async def test_denials_and_bad_input(api: httpx.AsyncClient, world: dict[str, Any], db: AsyncSession) -> None:
+    h, elder_id = world["h"], world["elder_id"]
+    other_elder = await db.scalar(select(Elder.id).where(Elder.id != elder_id).limit(1))
+    body = {"elder_id": elder_id, "service_code": SERVICE, "asap": True}
+    cases: list[tuple[str, str, dict[str, Any] | None, str, int, str]] = [
+        # (method, path, json, role, status, code)
+        ("post", "/api/v1/orders", body, "caregiver", 403, "auth.forbidden"),
+        ("post", "/api/v1/orders", body, "civil_affairs", 403, "auth.forbidden"),
+        ("post", "/api/v1/orders", {**body, "elder_id": other_elder}, "family", 403, "scope.elder"),
+        ("post", "/api/v1/orders", {**body, "elder_id": other_elder}, "elder", 403, "scope.elder"),
+        (
+            "post",
+            "/api/v1/orders",
+            {**body, "service_code": "NOPE"},
+            "operator",
+            422,
+            "dispatch.service_unknown",
+        ),
+        ("post", "/api/v1/orders", {**body, "service_code": "bad!"}, "operator", 422, "validation.invalid"),
+        (
+            "post",
+            "/api/v1/orders",
+            {**body, "window_start_at": "2026-11-21T10:00:00"},
+            "operator",
+            422,
+            "validation.invalid",
+        ),
+        (
+            "post",
+            "/api/v1/orders",
+            {**body, "window_start_at": "2026-11-19T10:00:00Z"},
+            "operator",
+            422,
+            "dispatch.window_past",
+        ),
+        (
+            "post",
+            "/api/v1/orders",
+            {**body, "requirements": "x" * 501},
+            "operator",
+            422,
+            "validation.invalid",
+        ),
+        ("post", "/api/v1/orders", {**body, "extra": 1}, "operator", 422, "validation.invalid"),
+        ("post", "/api/v1/orders", {**body, "elder_id": 2**62}, "operator", 422, "reference.unknown"),
+        ("get", "/api/v1/orders/999999999", None, "admin", 404, "order.not_found"),
+        ("get", "/api/v1/orders/99999999999999999999", None, "admin", 404, "order.not_found"),
+        (
+            "post",
+            "/api/v1/caregiver/shift/start",
+            {"lat": 91, "lon": 0},
+            "caregiver",
+            422,
+            "validation.invalid",
+        ),
+        ("post", "/api/v1/caregiver/shift/end", None, "caregiver", 409, "dispatch.shift_not_started"),
+        ("post", "/api/v1/caregiver/shift/start", {"lat": 30, "lon": 114}, "operator", 403, "auth.forbidden"),
+        ("post", "/api/v1/caregiver/offers/1/accept", None, "caregiver", 409, "dispatch.offer_not_open"),
+        (
+            "post",
+            "/api/v1/caregiver/visits/999999999/check-in",
+            {"lat": 30, "lon": 114},
+            "caregiver",
+            404,
+            "visit.not_found",
+        ),
+        ("get", "/api/v1/caregiver/plan?day=not-a-date", None, "caregiver", 422, "validation.invalid"),
+        ("get", "/api/v1/orders?limit=0", None, "admin", 422, "validation.invalid"),
+        ("post", "/api/v1/complaints", {"order_id": 1, "text": ""}, "family", 422, "validation.invalid"),
+    ]
+    for method, path, payload, role, status, code in cases:
+        r = await api.request(method.upper(), path, json=payload, headers=h[role])
+        assert r.headers["content-type"].startswith("application/problem+json"), (path, role, r.text)
+        assert (r.status_code, r.json()["code"]) == (status, code), (method, path, role, r.text)
+
+    # Wrong scope on a real order: another family's elder's order is hidden from this family.
+    offer_id, order_id = await _offered_order(api, world, who="operator")
+    r = await api.post(
+        "/api/v1/orders",
+        json={
+            **body,
+            "elder_id": other_elder,
+            "asap": False,
+            "window_start_at": (TEST_NOW + dt.timedelta(days=3)).isoformat(),
+        },
+        headers=h["operator"],
+    )
+    assert r.status_code == 201, r.text
+    foreign = r.json()["id"]
+    for role in ("family", "elder", "caregiver"):
+        r = await api.get(f"/api/v1/orders/{foreign}", headers=h[role])
+        assert (r.status_code, r.json()["code"]) == (403, "scope.order"), role
+    listed = (await api.get("/api/v1/orders", headers=h["family"])).json()
+    assert foreign not in [o["id"] for o in listed["items"]]
+    assert order_id in [o["id"] for o in listed["items"]]
+    # The provider admin sees an order only once its caregiver has taken it.
+    r = await api.get(f"/api/v1/orders/{order_id}", headers=h["provider_admin"])
+    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    assert (
+        await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])
+    ).status_code == 200
+    assert (await api.get(f"/api/v1/orders/{order_id}", headers=h["provider_admin"])).status_code == 200
+    # A caregiver cannot rate, an elder cannot check in.
+    r = await api.post("/api/v1/visits/1/rating", json={"score": 5}, headers=h["caregiver"])
+    assert (r.status_code, r.json()["code"]) == (403, "auth.forbidden")
+    r = await api.post(
+        "/api/v1/caregiver/visits/1/check-in", json={"lat": 30, "lon": 114}, headers=h["elder"]
+    )
+    assert (r.status_code, r.json()["code"]) == (403, "auth.forbidden")
+    # Rating a visit that is not verified yet is a conflict, not a crash.
+    visit_id = (await api.get(f"/api/v1/orders/{order_id}", headers=h["family"])).json()["visit"]["id"]
+    r = await api.post(f"/api/v1/visits/{visit_id}/rating", json={"score": 5}, headers=h["family"])
+    assert (r.status_code, r.json()["code"]) == (409, "dispatch.rate_state")
+    # A wrong QR code is refused and the visit stays unchecked.
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-in",
+        json={**_near(world["home"], 0), "qr_code": "deadbeefdeadbeef"},
+        headers=h["caregiver"],
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "dispatch.qr_mismatch")
+
+
+async def test_every_dispatch_route_answers_every_role_without_a_server_error(
+    api: httpx.AsyncClient, world: dict[str, Any]
+) -> None:
+    from dispatch.routes import CONTROLLERS
+
+    paths: list[tuple[str, str]] = []
+    for controller in CONTROLLERS:
+        for name in dir(controller):
+            handler = getattr(controller, name)
+            for method in getattr(handler, "http_methods", ()):
+                for sub in handler.paths:
+                    path = (controller.path + sub).rstrip("/") or "/"
+                    path = path.replace("{code:str}", "overlap")
+                    for param in ("order_id", "offer_id", "visit_id"):
+                        path = path.replace("{" + param + ":int}", "1")
+                    paths.append((method, path))
+    assert len(paths) >= 23
+    seen: set[int] = set()
+    for role, headers in world["h"].items():
+        for method, path in paths:
+            r = await api.request(
+                method, path, json={} if method in ("POST", "PUT") else None, headers=headers
+            )
+            seen.add(r.status_code)
+            assert r.status_code < 500, (method, path, role, r.text)
+            if r.status_code >= 400:
+                assert r.json()["code"], (method, path, role)
+    assert seen & {403, 422}
+
+
+# --- Jobs -----------------------------------------------------------------------------------------
+
+
+async def _checked_out_visit(api: httpx.AsyncClient, w: dict[str, Any], clock: Clock, *, sign: bool) -> int:
+    h = w["h"]
+    offer_id, _ = await _offered_order(api, w)
+    visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
+        "id"
+    ]
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=_near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert r.status_code == 200, r.text
+    clock.advance(minutes=35)
+    if sign:
+        assert (await api.post(f"/api/v1/visits/{visit_id}/confirm", headers=h["family"])).status_code == 200
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=_near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert r.json()["verdict"] == ("verified" if sign else "pending"), r.text
+    return int(visit_id)
+
+
+async def test_job_expiry_offers_the_next_caregiver_then_escalates(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
+) -> None:
+    from dispatch.jobs import JOBS, expire_offers
+
+    assert {name for name, _, _ in JOBS} >= {"dispatch.expire_offers", "dispatch.sample_callbacks"}
+    # A second caregiver of the same provider on shift a little farther away.
+    other = await db.scalar(
+        select(Caregiver.id).where(
+            Caregiver.provider_id == world["provider_id"], Caregiver.id != world["caregiver_id"]
+        )
+    )
+    assert other is not None
+    await db.execute(
+        update(Caregiver)
+        .where(Caregiver.id == other)
+        .values(
+            shift_start=dt.time(7),
+            shift_end=dt.time(20),
+            work_days=[1, 2, 3, 4, 5, 6, 7],
+            skills=[SERVICE],
+            is_active=True,
+        )
+    )
+    pos = _near(world["home"], 800)
+    db.add(CaregiverPosition(caregiver_id=other, lat=pos["lat"], lon=pos["lon"], at=TEST_NOW, on_shift=True))
+    await db.commit()
+    _, order_id = await _offered_order(api, world)
+    assert await expire_offers(db, TEST_NOW + dt.timedelta(seconds=30)) == 0  # not yet due
+    assert await expire_offers(db, TEST_NOW + dt.timedelta(seconds=61)) == 1
+    detail = (await api.get(f"/api/v1/orders/{order_id}", headers=world["h"]["operator"])).json()
+    assert detail["order"]["state"] == "offered"
+    assert detail["order"]["offer_attempts"] == 2
+    assert await expire_offers(db, TEST_NOW + dt.timedelta(seconds=125)) == 1
+    detail = (await api.get(f"/api/v1/orders/{order_id}", headers=world["h"]["operator"])).json()
+    assert detail["order"]["state"] == "escalated"  # both asked, nobody else eligible
+    assert [t["note"] for t in detail["transitions"]][-1] == "after 2 offers"
+
+
+async def test_job_overdue_sign_off_becomes_an_exception(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
+) -> None:
+    from dispatch.jobs import verify_overdue
+
+    visit_id = await _checked_out_visit(api, world, clock, sign=False)
+    assert await verify_overdue(db, clock.now + dt.timedelta(hours=23)) == 0
+    assert await verify_overdue(db, clock.now + dt.timedelta(hours=25)) == 1
+    r = await api.get(f"/api/v1/visits/{visit_id}", headers=world["h"]["civil_affairs"])
+    assert r.json()["verification"] == "exception"
+    assert [e["code"] for e in r.json()["exceptions"]] == ["no_sign_off"]
+
+
+async def test_job_callbacks_and_recurring_materialisation(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
+) -> None:
+    from dispatch.jobs import materialise_recurring, sample_callbacks
+    from dispatch.models import CallbackTask, RecurringOrder, ServiceOrder
+
+    visit_id = await _checked_out_visit(api, world, clock, sign=True)
+    tomorrow = clock.now + dt.timedelta(days=1)
+    assert await sample_callbacks(db, tomorrow) == 1  # ceil(10 % of 1)
+    assert await sample_callbacks(db, tomorrow) == 0  # that day is already sampled
+    task = await db.scalar(select(CallbackTask).where(CallbackTask.visit_id == visit_id))
+    assert task is not None
+    assert (task.status, task.due_on) == ("open", dt.date(2026, 11, 21))
+
+    series = RecurringOrder(
+        elder_id=world["elder_id"],
+        service_code="CLEAN",
+        rrule="FREQ=WEEKLY;BYDAY=SA;COUNT=8",
+        first_start_at=dt.datetime(2026, 11, 21, 1, 0, tzinfo=dt.UTC),  # Saturdays 09:00 Xiaogan
+        duration_s=3600,
+        window_s=1800,
+    )
+    db.add(series)
+    await db.flush()
+    assert await materialise_recurring(db, TEST_NOW) == 2  # 21 and 28 Nov
+    assert await materialise_recurring(db, TEST_NOW) == 0
+    assert await materialise_recurring(db, TEST_NOW + dt.timedelta(days=7)) == 1  # 5 Dec comes into range
+    starts = (
+        await db.scalars(
+            select(ServiceOrder.window_start_at)
+            .where(ServiceOrder.recurring_order_id == series.id)
+            .order_by(ServiceOrder.window_start_at)
+        )
+    ).all()
+    assert [s.astimezone(dt.UTC).day for s in starts] == [21, 28, 5]

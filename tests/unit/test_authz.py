@@ -1,0 +1,248 @@
+"""Pure scoping rules as tables of cases: who sees and edits which elder, provider, device."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.authz import (
+    ANY_AUTHENTICATED,
+    PUBLIC,
+    Principal,
+    allow,
+    authenticated,
+    can_edit_elder,
+    can_see_elder,
+    can_see_provider,
+    public,
+    roles_of,
+    rule_allows,
+    sees_unmasked_id_number,
+)
+from core.models import Role
+from core.registry.scope import (
+    can_edit_device,
+    can_manage_blocklist,
+    can_manage_caregivers,
+    can_see_device,
+    can_see_guardian,
+)
+
+pytestmark = pytest.mark.unit
+
+XIAONAN, HANCHUAN = 1, 2  # district ids used in the cases
+
+
+def p(role: Role, **kw: object) -> Principal:
+    return Principal(user_id=1, username=role.value, role=role, **kw)  # type: ignore[arg-type]
+
+
+ADMIN = p(Role.ADMIN)
+OPERATOR = p(Role.OPERATOR)
+SUPERVISOR = p(Role.SUPERVISOR)
+CIVIL = p(Role.CIVIL_AFFAIRS, district_ids=frozenset({XIAONAN}))
+CIVIL_NONE = p(Role.CIVIL_AFFAIRS)
+FAMILY = p(Role.FAMILY, guardian_id=7, elder_ids=frozenset({10, 11}))
+ELDER = p(Role.ELDER, elder_id=10, elder_ids=frozenset({10}))
+PROVIDER = p(Role.PROVIDER_ADMIN, provider_id=3)
+CAREGIVER = p(Role.CAREGIVER, provider_id=3, caregiver_id=30)
+ORPHAN_PROVIDER = p(Role.PROVIDER_ADMIN)  # misconfigured: no provider
+
+
+@pytest.mark.parametrize(
+    ("who", "elder_id", "district_id", "served_by", "expected"),
+    [
+        (ADMIN, 99, HANCHUAN, (), True),
+        (OPERATOR, 99, HANCHUAN, (), True),
+        (SUPERVISOR, 99, XIAONAN, (), True),
+        (CIVIL, 99, XIAONAN, (), True),
+        (CIVIL, 99, HANCHUAN, (), False),
+        (CIVIL_NONE, 99, XIAONAN, (), False),
+        (FAMILY, 10, XIAONAN, (), True),
+        (FAMILY, 11, HANCHUAN, (), True),
+        (FAMILY, 12, XIAONAN, (), False),
+        (ELDER, 10, XIAONAN, (), True),
+        (ELDER, 11, XIAONAN, (), False),
+        (PROVIDER, 99, XIAONAN, (3, 4), True),
+        (PROVIDER, 99, XIAONAN, (4,), False),
+        (PROVIDER, 99, XIAONAN, (), False),
+        (CAREGIVER, 99, XIAONAN, (3,), True),
+        (CAREGIVER, 99, XIAONAN, (5,), False),
+        (ORPHAN_PROVIDER, 99, XIAONAN, (3,), False),
+    ],
+)
+def test_can_see_elder(
+    who: Principal, elder_id: int, district_id: int, served_by: tuple[int, ...], expected: bool
+) -> None:
+    assert (
+        can_see_elder(who, elder_id=elder_id, district_id=district_id, served_by_provider_ids=served_by)
+        is expected
+    )
+
+
+@pytest.mark.parametrize(
+    ("who", "district_id", "expected"),
+    [
+        (ADMIN, HANCHUAN, True),
+        (CIVIL, XIAONAN, True),
+        (CIVIL, HANCHUAN, False),
+        (OPERATOR, XIAONAN, False),  # reads all elders, edits none
+        (SUPERVISOR, XIAONAN, False),
+        (FAMILY, XIAONAN, False),
+        (ELDER, XIAONAN, False),
+        (PROVIDER, XIAONAN, False),
+        (CAREGIVER, XIAONAN, False),
+    ],
+)
+def test_can_edit_elder(who: Principal, district_id: int, expected: bool) -> None:
+    assert can_edit_elder(who, district_id=district_id) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "provider_id", "expected"),
+    [
+        (ADMIN, 3, True),
+        (OPERATOR, 3, True),
+        (SUPERVISOR, 4, True),
+        (CIVIL, 4, True),
+        (PROVIDER, 3, True),
+        (PROVIDER, 4, False),
+        (CAREGIVER, 3, True),
+        (CAREGIVER, 4, False),
+        (ORPHAN_PROVIDER, 3, False),
+        (FAMILY, 3, False),
+        (ELDER, 3, False),
+    ],
+)
+def test_can_see_provider(who: Principal, provider_id: int, expected: bool) -> None:
+    assert can_see_provider(who, provider_id=provider_id) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "provider_id", "expected"),
+    [
+        (ADMIN, 4, True),
+        (PROVIDER, 3, True),
+        (PROVIDER, 4, False),
+        (CAREGIVER, 3, False),  # sees colleagues, manages nobody
+        (CIVIL, 3, False),
+        (OPERATOR, 3, False),
+        (ORPHAN_PROVIDER, 3, False),
+    ],
+)
+def test_can_manage_caregivers(who: Principal, provider_id: int, expected: bool) -> None:
+    assert can_manage_caregivers(who, provider_id=provider_id) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "elder_id", "district_id", "expected"),
+    [
+        (ADMIN, None, None, True),  # devices in stock
+        (OPERATOR, None, None, True),
+        (SUPERVISOR, 12, HANCHUAN, True),
+        (CIVIL, 12, XIAONAN, True),
+        (CIVIL, 12, HANCHUAN, False),
+        (CIVIL, None, None, False),
+        (FAMILY, 10, XIAONAN, True),
+        (FAMILY, 12, XIAONAN, False),
+        (ELDER, 10, XIAONAN, True),
+        (ELDER, None, None, False),
+        (PROVIDER, 10, XIAONAN, False),
+        (CAREGIVER, 10, XIAONAN, False),
+    ],
+)
+def test_can_see_device(
+    who: Principal, elder_id: int | None, district_id: int | None, expected: bool
+) -> None:
+    assert can_see_device(who, elder_id=elder_id, district_id=district_id) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "district_id", "expected"),
+    [
+        (ADMIN, None, True),
+        (ADMIN, HANCHUAN, True),
+        (CIVIL, XIAONAN, True),
+        (CIVIL, HANCHUAN, False),
+        (CIVIL, None, False),
+        (OPERATOR, XIAONAN, False),
+        (FAMILY, XIAONAN, False),
+    ],
+)
+def test_can_edit_device(who: Principal, district_id: int | None, expected: bool) -> None:
+    assert can_edit_device(who, district_id=district_id) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "elder_id", "district_id", "expected"),
+    [
+        (ADMIN, 12, HANCHUAN, True),
+        (CIVIL, 12, XIAONAN, True),
+        (CIVIL, 12, HANCHUAN, False),
+        (FAMILY, 10, HANCHUAN, True),
+        (FAMILY, 12, XIAONAN, False),
+        (ELDER, 10, XIAONAN, True),
+        (ELDER, 11, XIAONAN, False),
+        (OPERATOR, 10, XIAONAN, False),
+        (PROVIDER, 10, XIAONAN, False),
+        (CAREGIVER, 10, XIAONAN, False),
+    ],
+)
+def test_can_manage_blocklist(who: Principal, elder_id: int, district_id: int, expected: bool) -> None:
+    assert can_manage_blocklist(who, elder_id=elder_id, district_id=district_id) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "guardian_id", "districts", "expected"),
+    [
+        (ADMIN, 7, (), True),
+        (OPERATOR, 8, (HANCHUAN,), True),
+        (CIVIL, 8, (HANCHUAN, XIAONAN), True),
+        (CIVIL, 8, (HANCHUAN,), False),
+        (CIVIL, 8, (), False),
+        (FAMILY, 7, (), True),
+        (FAMILY, 8, (XIAONAN,), False),
+        (ELDER, 7, (XIAONAN,), False),
+        (PROVIDER, 7, (XIAONAN,), False),
+    ],
+)
+def test_can_see_guardian(
+    who: Principal, guardian_id: int, districts: tuple[int, ...], expected: bool
+) -> None:
+    assert can_see_guardian(who, guardian_id=guardian_id, elder_district_ids=districts) is expected
+
+
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [(ADMIN, True), (CIVIL, True), (OPERATOR, False), (SUPERVISOR, False), (FAMILY, False), (ELDER, False),
+     (PROVIDER, False), (CAREGIVER, False)],
+)  # fmt: skip
+def test_unmasked_id_numbers_only_for_civil_affairs_and_admin(who: Principal, expected: bool) -> None:
+    assert sees_unmasked_id_number(who) is expected
+
+
+@pytest.mark.parametrize(
+    ("rule", "role", "expected"),
+    [
+        (PUBLIC, None, True),
+        (PUBLIC, Role.ADMIN, True),
+        (ANY_AUTHENTICATED, None, False),
+        (ANY_AUTHENTICATED, Role.ELDER, True),
+        (allow(Role.ADMIN)["roles"], Role.ADMIN, True),
+        (allow(Role.ADMIN)["roles"], Role.CIVIL_AFFAIRS, False),
+        (allow(Role.ADMIN)["roles"], None, False),
+        (None, Role.ADMIN, False),  # no rule: nobody
+        ("admin", Role.ADMIN, False),  # a bare string is not a rule
+    ],
+)
+def test_rule_allows(rule: object, role: Role | None, expected: bool) -> None:
+    assert rule_allows(rule, role) is expected
+
+
+def test_rule_constructors() -> None:
+    assert public() == {"roles": PUBLIC}
+    assert authenticated() == {"roles": ANY_AUTHENTICATED}
+    assert roles_of(allow(Role.FAMILY, Role.ELDER)["roles"]) == {Role.FAMILY, Role.ELDER}
+    assert roles_of(PUBLIC) == frozenset(Role)
+    assert roles_of(None) == frozenset()
+    with pytest.raises(ValueError, match="at least one role"):
+        allow()
