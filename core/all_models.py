@@ -9,7 +9,7 @@ import importlib
 
 import core.models  # noqa: F401
 
-DOMAIN_MODEL_MODULES: tuple[str, ...] = ()
+DOMAIN_MODEL_MODULES: tuple[str, ...] = ("iot_ingest.models", "callcentre.models", "dispatch.models")
 
 for _name in DOMAIN_MODEL_MODULES:
     importlib.import_module(_name)

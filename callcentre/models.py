@@ -1,0 +1,111 @@
+"""Call-centre tables: the alarm (DOMAIN §7).
+
+Lifecycle after ThingsBoard: active/cleared × unacknowledged/acknowledged. An alarm is *active* while
+``cleared_at`` is NULL and *acknowledged* once ``acknowledged_at`` is set. At most one active alarm
+exists per (device, type) — or per (elder, type) for elder-level alarms without a device such as
+INACTIVITY — enforced by partial unique indexes; a repeat increments ``count`` and moves
+``last_seen_at``. Migration 0002 adds an AFTER INSERT trigger that ``NOTIFY``s channel ``alarm``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import Base
+
+
+class AlarmType(enum.StrEnum):
+    SOS = "SOS"
+    FALL = "FALL"
+    SMOKE = "SMOKE"
+    GAS = "GAS"
+    WANDERING = "WANDERING"
+    WATER_LEAK = "WATER_LEAK"
+    VITALS = "VITALS"
+    INACTIVITY = "INACTIVITY"
+    DOOR_OPEN_NIGHT = "DOOR_OPEN_NIGHT"
+    TAMPER = "TAMPER"
+    DEVICE_OFFLINE = "DEVICE_OFFLINE"
+    LOW_BATTERY = "LOW_BATTERY"
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "CRITICAL"
+    MAJOR = "MAJOR"
+    MINOR = "MINOR"
+    WARNING = "WARNING"
+
+
+ALARM_NOTIFY_CHANNEL = "alarm"
+
+
+def _in(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
+    allowed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
+
+
+class Alarm(Base):
+    """One alarm; times are UTC and recorded to the second or better (DOMAIN §7 service levels).
+
+    ``received_at``: the platform committed it; ``presented_at``: first shown on a console;
+    ``acknowledged_at``/``cleared_at``: operator actions. ``first_seen_at``/``last_seen_at`` are the
+    device-side times of the first and latest triggering message.
+    """
+
+    __tablename__ = "alarm"
+    __table_args__ = (
+        _in("type", AlarmType),
+        _in("severity", Severity),
+        CheckConstraint("device_id IS NOT NULL OR elder_id IS NOT NULL", name="has_subject"),
+        CheckConstraint("count >= 1", name="count_positive"),
+        Index(
+            "uq_alarm_active_device_type",
+            "device_id",
+            "type",
+            unique=True,
+            postgresql_where=text("cleared_at IS NULL AND device_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_alarm_active_elder_type",
+            "elder_id",
+            "type",
+            unique=True,
+            postgresql_where=text("cleared_at IS NULL AND device_id IS NULL"),
+        ),
+        Index("ix_alarm_open", "received_at", postgresql_where=text("cleared_at IS NULL")),
+        Index("ix_alarm_elder_received", "elder_id", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    type: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(10))
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="SET NULL"))
+    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id", ondelete="SET NULL"))
+    count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    presented_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    cleared_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))

@@ -1,0 +1,111 @@
+"""Scheduled ingest work: telemetry partitions and retention, rollups, de-dup window, offline and inactivity.
+
+Each job takes an open asyncpg connection and ``now`` (UTC) and owns its short transaction; the
+scheduler (APScheduler, wired by the lead) decides how often to call them. Suggested cadence:
+``maintain_telemetry`` hourly, ``refresh_rollups`` every minute, ``prune_dedup`` every 5 minutes,
+``check_offline`` every minute, ``check_inactivity`` every 5 minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+import structlog
+
+from iot_ingest import storage
+from iot_ingest.rules import AlarmThresholds, DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
+
+log = structlog.get_logger("iot_ingest.jobs")
+
+DEFAULT_RETENTION_DAYS = 400
+DEFAULT_DEDUP_WINDOW = dt.timedelta(hours=6)
+ACTIVITY_EVENTS = ("motion", "door_open")
+
+
+async def maintain_telemetry(
+    conn: asyncpg.Connection,
+    *,
+    now: dt.datetime,
+    days_ahead: int = 7,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> dict[str, object]:
+    """Create storage ``days_ahead`` days ahead and drop telemetry older than ``retention_days``."""
+    store = await storage.make_store(conn)
+    today = now.astimezone(dt.UTC).date()
+    made = await store.create_ahead(conn, today=today, days_ahead=days_ahead)
+    dropped = await store.drop_expired(conn, today=today, retention_days=retention_days)
+    log.info("telemetry.maintained", backend=store.backend, created=made, dropped=len(dropped))
+    return {"backend": store.backend, "created": made, "dropped": dropped}
+
+
+async def refresh_rollups(
+    conn: asyncpg.Connection, *, now: dt.datetime, lookback: dt.timedelta = dt.timedelta(hours=2)
+) -> None:
+    """Recompute the minute and hour rollups over the last ``lookback`` (late data included)."""
+    store = await storage.make_store(conn)
+    await store.refresh_rollups(conn, start=now - lookback, end=now)
+
+
+async def prune_dedup(
+    conn: asyncpg.Connection, *, now: dt.datetime, window: dt.timedelta = DEFAULT_DEDUP_WINDOW
+) -> int:
+    """Forget de-duplication keys older than the window (seconds-level precision is enough)."""
+    return await storage.prune_dedup(conn, older_than=now - window)
+
+
+async def check_offline(
+    conn: asyncpg.Connection, *, now: dt.datetime, thresholds: AlarmThresholds | None = None
+) -> int:
+    """Raise DEVICE_OFFLINE for silent devices (10 min mains / 25 h battery); returns alarms raised."""
+    th = thresholds or AlarmThresholds()
+    rows = await conn.fetch(
+        """SELECT d.id, d.elder_id, d.kind, d.power, d.last_seen_at,
+                  coalesce(e.has_dementia, false) AS dementia
+           FROM device d LEFT JOIN elder e ON e.id = d.elder_id
+           WHERE d.status = 'active' AND d.last_seen_at IS NOT NULL
+             AND d.last_seen_at < $1
+             AND NOT EXISTS (SELECT 1 FROM alarm a WHERE a.device_id = d.id AND a.type = 'DEVICE_OFFLINE'
+                             AND a.cleared_at IS NULL)""",
+        now - dt.timedelta(seconds=min(th.offline_mains_s, th.offline_battery_s)),
+    )
+    raised = 0
+    async with conn.transaction():
+        for r in rows:
+            ctx = DeviceContext(r["id"], r["elder_id"], r["kind"], r["power"], r["dementia"])
+            alarm = offline_alarm(ctx, r["last_seen_at"], now, th)
+            if alarm is None:
+                continue
+            await storage.raise_alarm(conn, alarm)
+            await conn.execute("UPDATE device SET online = false WHERE id = $1", r["id"])
+            raised += 1
+    if raised:
+        log.info("alarm.offline_raised", count=raised)
+    return raised
+
+
+async def check_inactivity(conn: asyncpg.Connection, *, now: dt.datetime) -> int:
+    """Raise INACTIVITY for elders without motion or door events for their daytime allowance."""
+    rows = await conn.fetch(
+        """SELECT m.elder_id, m.inactivity_hours, m.day_start_minute, m.day_end_minute, m.updated_at,
+                  (SELECT max(ev.at) FROM device_event ev JOIN device d ON d.id = ev.device_id
+                   WHERE d.elder_id = m.elder_id AND ev.type = ANY($1::text[])) AS last_activity
+           FROM elder_monitoring m
+           WHERE NOT EXISTS (SELECT 1 FROM alarm a WHERE a.elder_id = m.elder_id AND a.type = 'INACTIVITY'
+                             AND a.device_id IS NULL AND a.cleared_at IS NULL)""",
+        list(ACTIVITY_EVENTS),
+    )
+    raised = 0
+    async with conn.transaction():
+        for r in rows:
+            alarm = inactivity_alarm(
+                elder_id=r["elder_id"],
+                last_activity_at=r["last_activity"],
+                monitored_since=r["updated_at"],
+                schedule=DaySchedule(r["day_start_minute"], r["day_end_minute"], r["inactivity_hours"]),
+                now=now,
+            )
+            if alarm is not None:
+                await storage.raise_alarm(conn, alarm)
+                raised += 1
+    return raised

@@ -1,0 +1,139 @@
+"""IoT ingest tables: telemetry, device events, dead letters, de-duplication keys, rollups, monitoring.
+
+``telemetry`` is declared as a plain Core table here; migration 0002 creates it either as a native
+range-partitioned table (one partition per UTC day) or as a TimescaleDB hypertable (1-day chunks),
+depending on whether the extension is available. Both have the same columns, so readers and the
+COPY writer never need to know which back end is in use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.models import Base
+
+# One row per (device, metric, instant). ``value`` units are the metric's canonical unit (see
+# ``iot_ingest.normalise.METRIC_UNITS``); ``seq`` is the device's message sequence number if it sent one.
+telemetry = Table(
+    "telemetry",
+    Base.metadata,
+    Column("device_id", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("metric", String(40), nullable=False),
+    Column("value", Double, nullable=False),
+    Column("seq", BigInteger),
+    Index("ix_telemetry_device_metric_at", "device_id", "metric", "at"),
+    info={"partitioned": True},
+)
+
+
+def _rollup(name: str) -> Table:
+    """Per-bucket aggregates; plain tables maintained by a job, or TimescaleDB continuous aggregates."""
+    return Table(
+        name,
+        Base.metadata,
+        Column("device_id", BigInteger, primary_key=True),
+        Column("metric", String(40), primary_key=True),
+        Column("bucket", DateTime(timezone=True), primary_key=True),
+        Column("n", BigInteger, nullable=False),
+        Column("sum", Double, nullable=False),
+        Column("min", Double, nullable=False),
+        Column("max", Double, nullable=False),
+        info={"rollup": True},
+    )
+
+
+telemetry_1m = _rollup("telemetry_1m")
+telemetry_1h = _rollup("telemetry_1h")
+
+
+class DeviceEvent(Base):
+    """A discrete device event (SOS press, fall, leak, door contact, availability change...)."""
+
+    __tablename__ = "device_event"
+    __table_args__ = (Index("ix_device_event_device_at", "device_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    type: Mapped[str] = mapped_column(String(40))
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    seq: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeadLetter(Base):
+    """A message we could not accept, kept byte for byte with a stable reason code."""
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (Index("ix_dead_letter_received_at", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    topic: Mapped[str] = mapped_column(Text)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    reason: Mapped[str] = mapped_column(String(40), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class IngestDedup(Base):
+    """Keys of messages already stored, for the de-duplication window.
+
+    ``msg_key`` is a signed 64-bit digest of (sequence number, device timestamp) when the device sends
+    them, else of the raw topic and payload. Rows older than the window are deleted by a job.
+    """
+
+    __tablename__ = "ingest_dedup"
+
+    device_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    msg_key: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ElderMonitoring(Base):
+    """Per-elder monitoring settings used by the alarm rules.
+
+    ``safe_zone`` is ``{"circle": {"lat", "lon", "radius_m"}}`` or ``{"polygon": [[lat, lon], ...]}``;
+    ``day_start_minute``/``day_end_minute`` bound the waking day (Asia/Shanghai, minutes after
+    midnight) in which ``inactivity_hours`` without motion or door events raises INACTIVITY.
+    """
+
+    __tablename__ = "elder_monitoring"
+
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"), primary_key=True)
+    safe_zone: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    inactivity_hours: Mapped[int] = mapped_column(SmallInteger, default=12)
+    day_start_minute: Mapped[int] = mapped_column(Integer, default=7 * 60)
+    day_end_minute: Mapped[int] = mapped_column(Integer, default=22 * 60)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeviceCredential(Base):
+    """The broker account of a device or gateway. The password is never stored, only whether it is live."""
+
+    __tablename__ = "device_credential"
+
+    username: Mapped[str] = mapped_column(String(60), primary_key=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"), index=True)
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateway.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,678 @@
+"""The ingest service: MQTT 5 shared subscription → normalise → rules → PostgreSQL, ack after commit.
+
+Flow per message: paho's network thread appends it to an inbox and wakes the asyncio loop; the loop
+normalises it (pure), looks the device up in an in-memory cache, runs the alarm rules, and routes it:
+
+- plain telemetry goes to the batch writer (COPY, flushed at ``batch_max_msgs`` or ``batch_max_ms``);
+- events, availability changes and anything that raised an alarm go to the priority writer, which has
+  its own connection and never waits behind a telemetry batch;
+- rejected input goes to ``dead_letter`` (with the batch writer) and the service carries on.
+
+QoS 1 messages are acknowledged (paho ``manual_ack``) only after the transaction holding their rows
+commits. The session is persistent (clean start off, session expiry set) so messages published while
+the service is down are queued by the broker; duplicates from redelivery are dropped by
+``ingest_dedup`` inside the same transaction that stores the rows. If the connection to the broker
+drops, packet ids of messages not yet acknowledged are void: the broker redelivers them, so acks
+from an older connection are discarded (they would acknowledge someone else's packet id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import asyncpg
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from core.settings import Settings
+from iot_ingest import storage
+from iot_ingest.normalise import DeviceInfo, Ignored, Message, Rejection, check_device, dedup_key, normalise
+from iot_ingest.rules import (
+    AlarmCandidate,
+    AlarmThresholds,
+    DeviceContext,
+    VitalsTrack,
+    alarms_for_event,
+    alarms_for_readings,
+    geofence_alarm,
+    vitals_step,
+)
+
+log = structlog.get_logger("iot_ingest")
+
+SUBSCRIPTION = "$share/ingest/eldercare/v1/#"
+_DB_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """Tuning of the consumer. Times in seconds unless the name says ms."""
+
+    client_id: str = field(default_factory=lambda: f"ingest-{os.getpid()}")
+    subscription: str = SUBSCRIPTION
+    session_expiry_s: int = 7 * 24 * 3600
+    receive_maximum: int = 20_000
+    keepalive_s: int = 30
+    batch_max_msgs: int = 5_000
+    batch_max_ms: int = 200
+    priority_max_msgs: int = 500
+    touch_interval_s: float = 2.0
+    cache_refresh_s: float = 60.0
+    max_age: dt.timedelta = dt.timedelta(days=30)
+    retry_backoff_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    info: DeviceInfo
+    ctx: DeviceContext
+    safe_zone: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class _Raw:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+    received_at: dt.datetime
+
+
+@dataclass(slots=True)
+class _Item:
+    raw: _Raw
+    device: DeviceRecord | None = None
+    message: Message | None = None
+    key: int = 0
+    alarms: list[AlarmCandidate] = field(default_factory=list)
+    dead: tuple[str, str] | None = None
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    telemetry_msgs: int = 0
+    priority_msgs: int = 0
+    dead_letters: int = 0
+    duplicates: int = 0
+    alarms_new: int = 0
+    alarms_repeat: int = 0
+    db_errors: int = 0
+
+
+_DEVICE_QUERY = """
+    SELECT d.id, d.uid, d.serial, d.status, g.uid AS gateway_uid, d.friendly_name, d.elder_id, d.kind,
+           d.power, coalesce(e.has_dementia, false) AS has_dementia, m.safe_zone
+    FROM device d
+    LEFT JOIN gateway g ON g.id = d.gateway_id
+    LEFT JOIN elder e ON e.id = d.elder_id
+    LEFT JOIN elder_monitoring m ON m.elder_id = d.elder_id
+"""
+
+
+def _record(row: asyncpg.Record) -> DeviceRecord:
+    zone = row["safe_zone"]
+    if isinstance(zone, str):
+        zone = json.loads(zone)
+    info = DeviceInfo(row["id"], row["uid"], row["serial"], row["status"], row["gateway_uid"])
+    ctx = DeviceContext(row["id"], row["elder_id"], row["kind"], row["power"], row["has_dementia"])
+    return DeviceRecord(info, ctx, zone)
+
+
+class DeviceCache:
+    """Devices by uid and by (gateway uid, friendly name); misses are looked up once and remembered."""
+
+    def __init__(self) -> None:
+        self.by_uid: dict[str, DeviceRecord] = {}
+        self.by_z2m: dict[tuple[str, str], DeviceRecord] = {}
+        self._misses: dict[tuple[str, str, str | None], float] = {}
+
+    def _add(self, row: asyncpg.Record) -> DeviceRecord:
+        rec = _record(row)
+        self.by_uid[rec.info.uid] = rec
+        if row["gateway_uid"] and row["friendly_name"]:
+            self.by_z2m[(row["gateway_uid"], row["friendly_name"])] = rec
+        return rec
+
+    async def load(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(_DEVICE_QUERY)
+        self.by_uid.clear()
+        self.by_z2m.clear()
+        self._misses.clear()
+        for row in rows:
+            self._add(row)
+
+    def peek(self, message: Message) -> DeviceRecord | None:
+        src = message.source
+        if src.scheme == "z2m":
+            if src.friendly_name is None:
+                return None
+            return self.by_z2m.get((src.uid, src.friendly_name))
+        return self.by_uid.get(src.uid)
+
+    async def get(self, conn: asyncpg.Connection, message: Message) -> DeviceRecord | None:
+        found = self.peek(message)
+        if found is not None:
+            return found
+        src = message.source
+        miss_key = (src.scheme, src.uid, src.friendly_name)
+        if time.monotonic() - self._misses.get(miss_key, -1e9) < 30.0:
+            return None
+        if src.scheme == "z2m":
+            row = await conn.fetchrow(
+                _DEVICE_QUERY + " WHERE g.uid = $1 AND d.friendly_name = $2", src.uid, src.friendly_name
+            )
+        else:
+            row = await conn.fetchrow(_DEVICE_QUERY + " WHERE d.uid = $1", src.uid)
+        if row is None:
+            self._misses[miss_key] = time.monotonic()
+            return None
+        return self._add(row)
+
+
+def _mqtt_target(url: str) -> tuple[str, int, str | None, str | None]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class IngestService:
+    """One ingest worker. Start several with distinct ``client_id``s to share the subscription."""
+
+    def __init__(self, settings: Settings, config: IngestConfig | None = None) -> None:
+        self.settings = settings
+        self.config = config or IngestConfig()
+        self.stats = IngestStats()
+        self.cache = DeviceCache()
+        self.thresholds = AlarmThresholds()
+        self._inbox: collections.deque[_Raw] = collections.deque()
+        self._wake = asyncio.Event()
+        self._wake_pending = False
+        self._generation = 0
+        self._stopping = asyncio.Event()
+        self._writers_stop = asyncio.Event()
+        self._accepting = True
+        self._vitals: dict[tuple[int, str], VitalsTrack] = {}
+        self._batch: list[_Item] = []
+        self._batch_started = 0.0
+        self._batch_ready = asyncio.Event()
+        self._priority: collections.deque[_Item] = collections.deque()
+        self._priority_ready = asyncio.Event()
+        self._last_seen: dict[int, dt.datetime] = {}
+        self._gateway_seen: dict[str, dt.datetime] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
+        self._store: storage.TelemetryStore | None = None
+        self.connected = asyncio.Event()
+
+    # --- MQTT (paho network thread) ---------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        _host, _port, user, password = _mqtt_target(self.settings.mqtt_url)
+        if user:
+            client.username_pw_set(user, password)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.max_queued_messages_set(0)
+        return client
+
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.config.session_expiry_s
+        props.ReceiveMaximum = self.config.receive_maximum
+        return props
+
+    def _on_connect(self, client: mqtt.Client, _ud: object, flags: Any, rc: Any, _props: Any) -> None:
+        if rc.is_failure:
+            log.error("ingest.mqtt_refused", reason=str(rc))
+            return
+        self._generation += 1
+        client.subscribe(self.config.subscription, options=SubscribeOptions(qos=1))
+        log.info(
+            "ingest.mqtt_connected", session_present=bool(flags.session_present), generation=self._generation
+        )
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: object, _flags: Any, rc: Any, _props: Any) -> None:
+        # Packet ids handed out on the old connection must not be acknowledged on the next one.
+        self._generation += 1
+        log.warning("ingest.mqtt_disconnected", reason=str(rc))
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.connected.clear)
+
+    def _on_message(self, _c: mqtt.Client, _ud: object, msg: mqtt.MQTTMessage) -> None:
+        if not self._accepting:
+            return  # not acknowledged: the broker keeps it for the next session
+        self._inbox.append(_Raw(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, _utcnow()))
+        if not self._wake_pending and self._loop is not None:
+            self._wake_pending = True
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _ack(self, items: list[_Item]) -> None:
+        client, gen = self._client, self._generation
+        if client is None:
+            return
+        for it in items:
+            if it.raw.qos > 0 and it.raw.generation == gen:
+                client.ack(it.raw.mid, it.raw.qos)
+
+    # --- Routing (asyncio thread) -----------------------------------------------------------------
+
+    async def _route(self, conn: asyncpg.Connection, raw: _Raw) -> None:
+        self.stats.received += 1
+        item = _Item(raw)
+        try:
+            out = normalise(raw.topic, raw.payload, now=raw.received_at, max_age=self.config.max_age)
+            if isinstance(out, Ignored):
+                self._ack([item])
+                return
+            if isinstance(out, Rejection):
+                item.dead = (out.reason, out.detail)
+                self._to_batch(item)
+                return
+            if out.source.scheme == "z2m" and out.source.friendly_name is None:
+                # The gateway's own bridge state: only its last-seen time is tracked.
+                self._gateway_seen[out.source.uid] = raw.received_at
+                self._ack([item])
+                return
+            device = await self.cache.get(conn, out)
+            bad = check_device(out, device.info if device else None)
+            if bad is not None or device is None:
+                item.dead = (bad.reason, bad.detail) if bad else ("unknown_device", "")
+                self._to_batch(item)
+                return
+            item.device, item.message = device, out
+            item.key = dedup_key(raw.topic, raw.payload, out)
+            self._last_seen[device.info.id] = raw.received_at
+            if out.source.scheme == "z2m":
+                self._gateway_seen[out.source.uid] = raw.received_at
+            item.alarms = self._rules(device, out)
+            if out.events or out.availability or item.alarms:
+                self._priority.append(item)
+                self._priority_ready.set()
+            else:
+                self._to_batch(item)
+        except _DB_ERRORS:
+            raise
+        except Exception as e:  # never crash on input: park it with the reason
+            log.exception("ingest.route_failed", topic=raw.topic[:200])
+            item.dead = ("internal_error", repr(e)[:500])
+            self._to_batch(item)
+
+    def _rules(self, device: DeviceRecord, msg: Message) -> list[AlarmCandidate]:
+        ctx, th = device.ctx, self.thresholds
+        alarms: list[AlarmCandidate] = []
+        for event in msg.events:
+            alarms.extend(alarms_for_event(event, ctx, th))
+        if msg.readings:
+            alarms.extend(alarms_for_readings(msg.readings, ctx, th))
+            for reading in msg.readings:
+                key = (ctx.device_id, reading.metric)
+                track, alarm = vitals_step(self._vitals.get(key), reading, ctx, th)
+                if track is not None:
+                    self._vitals[key] = track
+                if alarm is not None:
+                    alarms.append(alarm)
+            fence = geofence_alarm(ctx, msg.readings, device.safe_zone)
+            if fence is not None:
+                alarms.append(fence)
+        return alarms
+
+    def _to_batch(self, item: _Item) -> None:
+        if not self._batch:
+            self._batch_started = time.monotonic()
+        self._batch.append(item)
+        if len(self._batch) >= self.config.batch_max_msgs:
+            self._batch_ready.set()
+
+    # --- Writers ----------------------------------------------------------------------------------
+
+    async def _with_retry(self, what: str, fn: Callable[[], Any]) -> None:
+        """Run a transaction until it succeeds: unacked messages stay with the broker meanwhile."""
+        while True:
+            try:
+                await fn()
+                return
+            except _DB_ERRORS as e:
+                self.stats.db_errors += 1
+                log.warning("ingest.db_unavailable", writer=what, error=repr(e)[:200])
+                await asyncio.sleep(self.config.retry_backoff_s)
+
+    async def _connect_db(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self.settings.asyncpg_dsn)
+        await storage.prepare_connection(conn)
+        return conn
+
+    async def _batch_writer(self) -> None:
+        conn: asyncpg.Connection | None = None
+        while not self._writers_stop.is_set() or self._batch:
+            if not self._batch:
+                await self._sleep_or(self._batch_ready, self.config.batch_max_ms / 1000)
+                continue
+            age_ms = (time.monotonic() - self._batch_started) * 1000
+            if len(self._batch) < self.config.batch_max_msgs and age_ms < self.config.batch_max_ms:
+                await self._sleep_or(self._batch_ready, (self.config.batch_max_ms - age_ms) / 1000)
+                continue
+            batch, self._batch = self._batch, []
+            self._batch_ready.clear()
+
+            async def write(batch: list[_Item] = batch) -> None:
+                nonlocal conn
+                if conn is None or conn.is_closed():
+                    conn = await self._connect_db()
+                try:
+                    await self._write_batch(conn, batch)
+                except _DB_ERRORS:
+                    conn.terminate()
+                    conn = None
+                    raise
+
+            try:
+                await self._with_retry("batch", write)
+            except Exception:
+                log.exception("ingest.batch_failed", size=len(batch))
+                conn = None
+                await self._fallback_dead_letter(batch)
+            self._ack(batch)
+        if conn is not None:
+            await conn.close()
+
+    async def _write_batch(self, conn: asyncpg.Connection, batch: list[_Item]) -> None:
+        assert self._store is not None
+        dead: list[storage.DeadLetterRow] = []
+        keyed: list[_Item] = []
+        for it in batch:
+            if it.dead is not None:
+                dead.append((it.raw.received_at, it.raw.topic, it.raw.payload, it.dead[0], it.dead[1]))
+            else:
+                keyed.append(it)
+        async with conn.transaction():
+            fresh: set[storage.MsgKey] = set()
+            if keyed:
+                fresh = await storage.claim_keys_copy(
+                    conn, [(it.device.info.id, it.key, it.raw.received_at) for it in keyed if it.device]
+                )
+            rows: list[storage.TelemetryRow] = []
+            for it in keyed:
+                assert it.device is not None
+                assert it.message is not None
+                k = (it.device.info.id, it.key)
+                if k not in fresh:
+                    self.stats.duplicates += 1
+                    continue
+                fresh.discard(k)  # a second copy inside the same batch is a duplicate too
+                seq = it.message.seq
+                rows.extend((k[0], r.at, r.metric, r.value, seq) for r in it.message.readings)
+            if rows:
+                await self._store.ensure_days(conn, {r[1].date() for r in rows})
+            await storage.copy_telemetry(conn, rows)
+            await storage.copy_dead_letters(conn, dead)
+        self.stats.telemetry_msgs += len(keyed)
+        self.stats.dead_letters += len(dead)
+
+    async def _fallback_dead_letter(self, batch: list[_Item]) -> None:
+        """A batch that fails for a reason other than connectivity: park each message, keep going."""
+        conn = await self._connect_db()
+        try:
+            for it in batch:
+                reason, detail = it.dead or ("storage_error", "batch insert failed")
+                await storage.copy_dead_letters(
+                    conn, [(it.raw.received_at, it.raw.topic, it.raw.payload, reason, detail)]
+                )
+        finally:
+            await conn.close()
+
+    async def _priority_writer(self) -> None:
+        conn: asyncpg.Connection | None = None
+        while not self._writers_stop.is_set() or self._priority:
+            if not self._priority:
+                await self._sleep_or(self._priority_ready, 0.5)
+                self._priority_ready.clear()
+                continue
+            items = [
+                self._priority.popleft()
+                for _ in range(min(len(self._priority), self.config.priority_max_msgs))
+            ]
+
+            async def write(items: list[_Item] = items) -> None:
+                nonlocal conn
+                if conn is None or conn.is_closed():
+                    conn = await self._connect_db()
+                try:
+                    await self._write_priority(conn, items)
+                except _DB_ERRORS:
+                    conn.terminate()
+                    conn = None
+                    raise
+
+            try:
+                await self._with_retry("priority", write)
+            except Exception as e:
+                log.exception("ingest.priority_failed", size=len(items))
+                conn = None
+                for it in items:
+                    it.dead = ("storage_error", repr(e)[:500])
+                await self._fallback_dead_letter(items)
+            self._ack(items)
+        if conn is not None:
+            await conn.close()
+
+    async def _write_priority(self, conn: asyncpg.Connection, items: list[_Item]) -> None:
+        assert self._store is not None
+        new_alarms: list[storage.AlarmWrite] = []
+        async with conn.transaction():
+            fresh = await storage.claim_keys(
+                conn, [(it.device.info.id, it.key, it.raw.received_at) for it in items if it.device]
+            )
+            events: list[tuple[int, dt.datetime, str, dict[str, Any], int | None]] = []
+            rows: list[storage.TelemetryRow] = []
+            availability: list[tuple[int, bool, dt.datetime]] = []
+            alarms: list[AlarmCandidate] = []
+            for it in items:
+                assert it.device is not None
+                assert it.message is not None
+                k = (it.device.info.id, it.key)
+                if k not in fresh:
+                    self.stats.duplicates += 1
+                    continue
+                fresh.discard(k)
+                m = it.message
+                events.extend((k[0], e.at, e.type, dict(e.data), m.seq) for e in m.events)
+                rows.extend((k[0], r.at, r.metric, r.value, m.seq) for r in m.readings)
+                if m.availability is not None:
+                    availability.append((k[0], m.availability == "online", it.raw.received_at))
+                    events.append((k[0], it.raw.received_at, m.availability, {}, m.seq))
+                alarms.extend(it.alarms)
+            await storage.insert_events(conn, events)
+            if rows:
+                await self._store.ensure_days(conn, {r[1].date() for r in rows})
+                await storage.copy_telemetry(conn, rows)
+            await storage.set_availability(conn, availability)
+            for alarm in sorted(alarms, key=lambda a: (a.device_id or 0, a.type)):
+                new_alarms.append(await storage.raise_alarm(conn, alarm))
+        self.stats.priority_msgs += len(items)
+        for w in new_alarms:
+            if w.created:
+                self.stats.alarms_new += 1
+                log.info("alarm.raised", alarm_id=w.alarm_id)
+            else:
+                self.stats.alarms_repeat += 1
+
+    async def _toucher(self) -> None:
+        """Flush device/gateway last-seen times every few seconds (one ordered UPDATE each)."""
+        conn: asyncpg.Connection | None = None
+        while not self._stopping.is_set():
+            await self._sleep_or(self._stopping, self.config.touch_interval_s)
+            seen, self._last_seen = self._last_seen, {}
+            gws, self._gateway_seen = self._gateway_seen, {}
+            if not seen and not gws:
+                continue
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self.settings.asyncpg_dsn)
+                async with conn.transaction():
+                    await storage.touch_devices(conn, seen)
+                    await storage.touch_gateways(conn, gws)
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
+                log.warning("ingest.touch_failed", error=repr(e)[:200])
+                conn = None
+                for k, v in seen.items():  # try again next round
+                    self._last_seen[k] = max(v, self._last_seen.get(k, v))
+        if conn is not None:
+            await conn.close()
+
+    async def _router(self) -> None:
+        conn: asyncpg.Connection | None = None
+        last_refresh = time.monotonic()
+        while not self._stopping.is_set() or self._inbox:
+            await self._sleep_or(self._wake, 0.5)
+            self._wake.clear()
+            self._wake_pending = False
+            if not self._inbox:
+                continue
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await asyncpg.connect(self.settings.asyncpg_dsn)
+                if time.monotonic() - last_refresh > self.config.cache_refresh_s:
+                    await self.cache.load(conn)
+                    last_refresh = time.monotonic()
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
+                log.warning("ingest.db_unavailable", writer="router", error=repr(e)[:200])
+                conn = None
+                await asyncio.sleep(self.config.retry_backoff_s)
+                self._wake.set()
+                continue
+            n = 0
+            while self._inbox:
+                raw = self._inbox.popleft()
+                try:
+                    await self._route(conn, raw)
+                except _DB_ERRORS:
+                    # Device lookup failed: put it back and retry once the database is back.
+                    self._inbox.appendleft(raw)
+                    self.stats.received -= 1
+                    conn = None
+                    await asyncio.sleep(self.config.retry_backoff_s)
+                    self._wake.set()
+                    break
+                n += 1
+                if n % 2000 == 0:
+                    await asyncio.sleep(0)  # let the writers run during a flood
+        if conn is not None:
+            await conn.close()
+
+    @staticmethod
+    async def _sleep_or(event: asyncio.Event, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=max(seconds, 0.001))
+
+    # --- Lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        conn = await asyncpg.connect(self.settings.asyncpg_dsn)
+        try:
+            self._store = await storage.make_store(conn)
+            await self.cache.load(conn)
+            policy = await conn.fetchval(
+                """SELECT value FROM policy_value WHERE key = 'alarm.thresholds' AND scope = '*'
+                   AND valid_from <= current_date AND (valid_to IS NULL OR valid_to >= current_date)
+                   ORDER BY valid_from DESC LIMIT 1"""
+            )
+        finally:
+            await conn.close()
+        if policy:
+            self.thresholds = AlarmThresholds.from_policy(json.loads(policy))
+        self._tasks = [
+            asyncio.create_task(self._router(), name="ingest-router"),
+            asyncio.create_task(self._batch_writer(), name="ingest-batch"),
+            asyncio.create_task(self._priority_writer(), name="ingest-priority"),
+            asyncio.create_task(self._toucher(), name="ingest-touch"),
+        ]
+        client = self._make_client()
+        self._client = client
+        host, port, _, _ = _mqtt_target(self.settings.mqtt_url)
+        client.connect_async(
+            host,
+            port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
+        client.loop_start()
+        log.info("ingest.started", client_id=self.config.client_id, backend=self._store.backend)
+
+    async def stop(self, *, end_session: bool = False) -> None:
+        """Stop taking messages, write and acknowledge what is in hand, then disconnect.
+
+        The broker session is kept (messages keep queueing for the next start) unless ``end_session``.
+        """
+        self._accepting = False
+        self._stopping.set()
+        self._wake.set()
+        router, batch, priority, toucher = self._tasks
+        await asyncio.gather(router, toucher, return_exceptions=True)
+        self._writers_stop.set()
+        self._batch_ready.set()
+        self._priority_ready.set()
+        await asyncio.gather(batch, priority, return_exceptions=True)
+        if self._client is not None:
+            props = None
+            if end_session:
+                props = Properties(PacketTypes.DISCONNECT)
+                props.SessionExpiryInterval = 0
+            self._client.disconnect(properties=props)
+            self._client.loop_stop()
+        log.info("ingest.stopped", **self.stats.__dict__)
+
+    async def run_forever(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await self.stop()
+
+
+async def run_async(settings: Settings, config: IngestConfig | None = None) -> None:
+    """Run one ingest worker until SIGINT/SIGTERM."""
+    await IngestService(settings, config).run_forever()
+
+
+def run(settings: Settings, config: IngestConfig | None = None) -> None:
+    """Entry point for ``eldercare ingest``."""
+    asyncio.run(run_async(settings, config))
+
+
+def new_client_id() -> str:
+    return f"ingest-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,335 @@
+"""Telemetry storage: one interface over two back ends, plus the ingest write paths (asyncpg).
+
+The back end is fixed by migration 0002 (native daily range partitions, or a TimescaleDB hypertable);
+:func:`detect_backend` reads which one the database has. Everything the consumer and the jobs need
+goes through :class:`TelemetryStore`, so callers never branch on the back end themselves.
+
+All functions take an open asyncpg connection; the caller owns the transaction (``async with
+conn.transaction()``), except the maintenance methods, which are single statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
+
+import asyncpg
+
+from iot_ingest.rules import AlarmCandidate
+
+Backend = Literal["partitioned", "timescale"]
+
+TELEMETRY_COLUMNS: Final = ("device_id", "at", "metric", "value", "seq")
+DEAD_LETTER_COLUMNS: Final = ("received_at", "topic", "payload", "reason", "detail")
+ROLLUPS: Final = (("telemetry_1m", dt.timedelta(minutes=1)), ("telemetry_1h", dt.timedelta(hours=1)))
+
+_STAGE_DDL: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS ingest_stage_msg "
+    "(device_id bigint, msg_key bigint, seen_at timestamptz) ON COMMIT DELETE ROWS"
+)
+_CLAIM_STAGED: Final = """
+    INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
+    SELECT DISTINCT ON (device_id, msg_key) device_id, msg_key, seen_at FROM ingest_stage_msg
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, msg_key
+"""
+_CLAIM_ARRAYS: Final = """
+    INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
+    SELECT DISTINCT ON (device_id, msg_key) device_id, msg_key, seen_at
+    FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS m(device_id, msg_key, seen_at)
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, msg_key
+"""
+
+TelemetryRow = tuple[int, dt.datetime, str, float, int | None]
+DeadLetterRow = tuple[dt.datetime, str, bytes, str, str]
+MsgKey = tuple[int, int]
+
+
+async def detect_backend(conn: asyncpg.Connection) -> Backend:
+    """Which back end migration 0002 created: a hypertable, or a natively partitioned table."""
+    is_hypertable = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
+           AND to_regclass('timescaledb_information.hypertables') IS NOT NULL"""
+    )
+    if is_hypertable:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'telemetry'"
+        )
+        if found:
+            return "timescale"
+    return "partitioned"
+
+
+class TelemetryStore(Protocol):
+    """Back-end specific maintenance; the write path (COPY into ``telemetry``) is shared."""
+
+    backend: Backend
+
+    async def ensure_days(self, conn: asyncpg.Connection, days: Iterable[dt.date]) -> None:
+        """Make sure rows dated on these UTC days can be inserted."""
+
+    async def create_ahead(self, conn: asyncpg.Connection, *, today: dt.date, days_ahead: int) -> int:
+        """Create storage for the coming days; returns how many partitions were created."""
+
+    async def drop_expired(
+        self, conn: asyncpg.Connection, *, today: dt.date, retention_days: int
+    ) -> list[str]:
+        """Drop telemetry older than the retention; returns the partitions dropped."""
+
+    async def refresh_rollups(
+        self, conn: asyncpg.Connection, *, start: dt.datetime, end: dt.datetime
+    ) -> None:
+        """Bring the per-minute and per-hour rollups up to date for [start, end)."""
+
+
+@dataclass
+class PartitionedStore:
+    """Native PostgreSQL range partitions, one per UTC day, named ``telemetry_pYYYYMMDD``."""
+
+    backend: Backend = "partitioned"
+
+    def __post_init__(self) -> None:
+        self._known: set[dt.date] = set()
+
+    async def ensure_days(self, conn: asyncpg.Connection, days: Iterable[dt.date]) -> None:
+        missing = sorted(set(days) - self._known)
+        if not missing:
+            return
+        await conn.execute("SELECT ensure_telemetry_partitions($1, $2)", missing[0], missing[-1])
+        self._known.update(
+            missing[0] + dt.timedelta(days=i) for i in range((missing[-1] - missing[0]).days + 1)
+        )
+
+    async def create_ahead(self, conn: asyncpg.Connection, *, today: dt.date, days_ahead: int) -> int:
+        made = await conn.fetchval(
+            "SELECT ensure_telemetry_partitions($1, $2)", today, today + dt.timedelta(days=days_ahead)
+        )
+        return int(made)
+
+    async def drop_expired(
+        self, conn: asyncpg.Connection, *, today: dt.date, retention_days: int
+    ) -> list[str]:
+        cutoff = today - dt.timedelta(days=retention_days)
+        names = await conn.fetch(
+            """SELECT c.relname FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid
+               WHERE i.inhparent = 'telemetry'::regclass AND c.relname ~ '^telemetry_p[0-9]{8}$'"""
+        )
+        dropped: list[str] = []
+        for (name,) in names:
+            day = dt.datetime.strptime(name[len("telemetry_p") :], "%Y%m%d").date()  # noqa: DTZ007 - a date
+            if day < cutoff:
+                # Detach first so concurrent inserts into current partitions never wait on the drop.
+                await conn.execute(f'ALTER TABLE telemetry DETACH PARTITION "{name}"')
+                await conn.execute(f'DROP TABLE "{name}"')
+                self._known.discard(day)
+                dropped.append(name)
+        return sorted(dropped)
+
+    async def refresh_rollups(
+        self, conn: asyncpg.Connection, *, start: dt.datetime, end: dt.datetime
+    ) -> None:
+        for table, width in ROLLUPS:
+            lo, hi = _align(start, width), _align(end, width)
+            if hi <= lo:
+                continue
+            # Whole buckets are recomputed, so re-running for the same window is idempotent.
+            await conn.execute(
+                f"""INSERT INTO {table} (device_id, metric, bucket, n, sum, min, max)
+                    SELECT device_id, metric, date_bin($3::interval, at, TIMESTAMPTZ '2000-01-01'),
+                           count(*), sum(value), min(value), max(value)
+                    FROM telemetry WHERE at >= $1 AND at < $2
+                    GROUP BY 1, 2, 3
+                    ON CONFLICT (device_id, metric, bucket) DO UPDATE
+                    SET n = excluded.n, sum = excluded.sum, min = excluded.min, max = excluded.max""",  # noqa: S608
+                lo,
+                hi,
+                width,
+            )
+
+
+@dataclass
+class TimescaleStore:
+    """TimescaleDB hypertable: chunks, compression, retention and continuous aggregates are policies."""
+
+    backend: Backend = "timescale"
+
+    async def ensure_days(self, conn: asyncpg.Connection, days: Iterable[dt.date]) -> None:
+        return None  # chunks are created on insert
+
+    async def create_ahead(self, conn: asyncpg.Connection, *, today: dt.date, days_ahead: int) -> int:
+        return 0
+
+    async def drop_expired(
+        self, conn: asyncpg.Connection, *, today: dt.date, retention_days: int
+    ) -> list[str]:
+        # The retention policy added by the migration runs inside TimescaleDB's job scheduler; an
+        # explicit call keeps this job meaningful if the policy was removed or a shorter one is wanted.
+        rows = await conn.fetch(
+            "SELECT drop_chunks('telemetry', older_than => $1::interval)",
+            dt.timedelta(days=retention_days),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def refresh_rollups(
+        self, conn: asyncpg.Connection, *, start: dt.datetime, end: dt.datetime
+    ) -> None:
+        for table, _width in ROLLUPS:
+            await conn.execute(f"CALL refresh_continuous_aggregate('{table}', $1, $2)", start, end)
+
+
+async def make_store(conn: asyncpg.Connection) -> TelemetryStore:
+    return TimescaleStore() if await detect_backend(conn) == "timescale" else PartitionedStore()
+
+
+def _align(t: dt.datetime, width: dt.timedelta) -> dt.datetime:
+    epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    return epoch + ((t - epoch) // width) * width
+
+
+# --- Write paths -----------------------------------------------------------------------------------
+
+
+async def prepare_connection(conn: asyncpg.Connection) -> None:
+    """Per-connection setup for the batch writer (temp staging table for de-duplication keys)."""
+    await conn.execute(_STAGE_DDL)
+
+
+async def claim_keys_copy(
+    conn: asyncpg.Connection, keys: Sequence[tuple[int, int, dt.datetime]]
+) -> set[MsgKey]:
+    """Record message keys via COPY; returns the keys not seen before (the ones to store)."""
+    if not keys:
+        return set()
+    await conn.copy_records_to_table("ingest_stage_msg", records=keys)
+    rows = await conn.fetch(_CLAIM_STAGED)
+    await conn.execute("TRUNCATE ingest_stage_msg")
+    return {(r[0], r[1]) for r in rows}
+
+
+async def claim_keys(conn: asyncpg.Connection, keys: Sequence[tuple[int, int, dt.datetime]]) -> set[MsgKey]:
+    """Like :func:`claim_keys_copy` for small sets (one round trip, no staging table)."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(_CLAIM_ARRAYS, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    return {(r[0], r[1]) for r in rows}
+
+
+async def copy_telemetry(conn: asyncpg.Connection, rows: Sequence[TelemetryRow]) -> None:
+    if rows:
+        await conn.copy_records_to_table("telemetry", records=rows, columns=TELEMETRY_COLUMNS)
+
+
+async def copy_dead_letters(conn: asyncpg.Connection, rows: Sequence[DeadLetterRow]) -> None:
+    if rows:
+        await conn.copy_records_to_table("dead_letter", records=rows, columns=DEAD_LETTER_COLUMNS)
+
+
+async def insert_events(
+    conn: asyncpg.Connection, rows: Sequence[tuple[int, dt.datetime, str, dict[str, Any], int | None]]
+) -> None:
+    """Insert device events: (device_id, at, type, data, seq)."""
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO device_event (device_id, at, type, data, seq)
+           SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::jsonb[], $5::bigint[])""",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [json.dumps(r[3], default=str) for r in rows],
+        [r[4] for r in rows],
+    )
+
+
+async def set_availability(
+    conn: asyncpg.Connection, changes: Sequence[tuple[int, bool, dt.datetime]]
+) -> None:
+    """Set ``online`` and advance ``last_seen_at`` for (device_id, online, at); rows locked in id order."""
+    if not changes:
+        return
+    latest: dict[int, tuple[bool, dt.datetime]] = {}
+    for device_id, online, at in changes:
+        latest[device_id] = (online, at)
+    ids = sorted(latest)
+    await conn.execute(
+        """UPDATE device d SET online = v.online,
+               last_seen_at = GREATEST(d.last_seen_at, v.at)
+           FROM unnest($1::bigint[], $2::bool[], $3::timestamptz[]) AS v(id, online, at)
+           WHERE d.id = v.id""",
+        ids,
+        [latest[i][0] for i in ids],
+        [latest[i][1] for i in ids],
+    )
+
+
+async def touch_devices(conn: asyncpg.Connection, last_seen: dict[int, dt.datetime]) -> None:
+    """Advance ``last_seen_at`` (and mark online) for many devices; rows are updated in id order."""
+    if not last_seen:
+        return
+    ids = sorted(last_seen)
+    await conn.execute(
+        """UPDATE device d SET last_seen_at = GREATEST(d.last_seen_at, v.at), online = true
+           FROM unnest($1::bigint[], $2::timestamptz[]) AS v(id, at)
+           WHERE d.id = v.id AND (d.last_seen_at IS NULL OR d.last_seen_at < v.at OR d.online IS NOT TRUE)""",
+        ids,
+        [last_seen[i] for i in ids],
+    )
+
+
+async def touch_gateways(conn: asyncpg.Connection, last_seen: dict[str, dt.datetime]) -> None:
+    if not last_seen:
+        return
+    uids = sorted(last_seen)
+    await conn.execute(
+        """UPDATE gateway g SET last_seen_at = GREATEST(g.last_seen_at, v.at)
+           FROM unnest($1::text[], $2::timestamptz[]) AS v(uid, at) WHERE g.uid = v.uid""",
+        uids,
+        [last_seen[u] for u in uids],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmWrite:
+    alarm_id: int
+    created: bool
+    count: int
+
+
+async def raise_alarm(conn: asyncpg.Connection, alarm: AlarmCandidate) -> AlarmWrite:
+    """Insert the alarm, or count a repeat on the active one for the same (device, type).
+
+    The partial unique index decides; a new row fires the ``alarm`` NOTIFY trigger. ``received_at``
+    is the wall-clock time of the write (not the transaction start), for latency accounting.
+    """
+    if alarm.device_id is not None:
+        target = "(device_id, type) WHERE cleared_at IS NULL AND device_id IS NOT NULL"
+    else:
+        target = "(elder_id, type) WHERE cleared_at IS NULL AND device_id IS NULL"
+    row = await conn.fetchrow(
+        f"""INSERT INTO alarm (type, severity, device_id, elder_id, count, first_seen_at, last_seen_at,
+                               received_at, details)
+            VALUES ($1, $2, $3, $4, 1, $5, $5, clock_timestamp(), $6::jsonb)
+            ON CONFLICT {target} DO UPDATE
+            SET count = alarm.count + 1,
+                last_seen_at = GREATEST(alarm.last_seen_at, excluded.last_seen_at)
+            RETURNING id, (xmax = 0) AS created, count""",  # noqa: S608 - target is one of two constants
+        alarm.type,
+        alarm.severity,
+        alarm.device_id,
+        alarm.elder_id,
+        alarm.at,
+        json.dumps(dict(alarm.details), default=str),
+    )
+    assert row is not None
+    return AlarmWrite(row["id"], row["created"], row["count"])
+
+
+async def prune_dedup(conn: asyncpg.Connection, *, older_than: dt.datetime) -> int:
+    """Forget message keys seen before ``older_than`` (end of the de-duplication window)."""
+    status = await conn.execute("DELETE FROM ingest_dedup WHERE seen_at < $1", older_than)
+    return int(status.split()[-1])

@@ -1,0 +1,299 @@
+"""Device simulator: realistic native, Zigbee2MQTT, SenML and OwnTracks traffic with injected incidents.
+
+``eldercare simulate devices --homes N --rate R`` (wired by the CLI to :func:`main`) publishes for a
+number of simulated homes; every incident injected (SOS, fall, leak, vitals excursion, wandering) is
+written to a ground-truth JSON-lines log so tests and the benchmark can check what the platform did.
+
+The simulator depends only on the wire formats (DOMAIN §8); it imports nothing from the domains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+
+ROOT = "eldercare/v1"
+XIAOGAN = (30.9246, 113.9169)  # 孝感 city centre
+
+
+# --- Message builders ------------------------------------------------------------------------------
+
+
+def native_telemetry(uid: str, *, seq: int, ts_ms: int, values: dict[str, float]) -> tuple[str, bytes]:
+    return f"{ROOT}/dev/{uid}/telemetry", json.dumps({"ts": ts_ms, "seq": seq, "values": values}).encode()
+
+
+def native_event(
+    uid: str, *, seq: int, ts_ms: int, type: str, data: dict[str, Any] | None = None
+) -> tuple[str, bytes]:
+    body = {"ts": ts_ms, "seq": seq, "type": type, "data": data or {}}
+    return f"{ROOT}/dev/{uid}/event", json.dumps(body).encode()
+
+
+def native_status(uid: str, state: str) -> tuple[str, bytes]:
+    return f"{ROOT}/dev/{uid}/status", json.dumps({"state": state}).encode()
+
+
+def z2m_state(gateway: str, friendly_name: str, state: dict[str, Any]) -> tuple[str, bytes]:
+    return f"{ROOT}/z2m/{gateway}/{friendly_name}", json.dumps(state).encode()
+
+
+def z2m_availability(gateway: str, friendly_name: str, state: str) -> tuple[str, bytes]:
+    return f"{ROOT}/z2m/{gateway}/{friendly_name}/availability", json.dumps({"state": state}).encode()
+
+
+def senml(uid: str, records: list[dict[str, Any]]) -> tuple[str, bytes]:
+    return f"{ROOT}/dev/{uid}/senml", json.dumps(records).encode()
+
+
+def owntracks(
+    uid: str, *, lat: float, lon: float, tst: int, acc: float = 10, batt: int = 80, device: str = "watch"
+) -> tuple[str, bytes]:
+    body = {"_type": "location", "lat": lat, "lon": lon, "tst": tst, "acc": acc, "batt": batt}
+    return f"{ROOT}/owntracks/{uid}/{device}", json.dumps(body).encode()
+
+
+# --- Publishing ------------------------------------------------------------------------------------
+
+
+def mqtt_target(url: str) -> tuple[str, int, str | None, str | None]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
+
+
+@dataclass
+class PublishResult:
+    sent: int = 0
+    acked: int = 0
+    seconds: float = 0.0
+    failed: int = 0  # refused by the broker (e.g. an ACL denial reported with an MQTT 5 reason code)
+
+
+def publish(
+    messages: Iterable[tuple[str, bytes]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 1883,
+    username: str | None = None,
+    password: str | None = None,
+    qos: int = 1,
+    client_id: str = "",
+    window: int = 1000,
+    timeout_s: float = 60.0,
+) -> PublishResult:
+    """Publish and wait until the broker acknowledged every QoS 1 message (PUBACK).
+
+    At most ``window`` messages are unacknowledged at any time. The condition lock is never held
+    while calling into paho, whose network thread holds its own locks when it runs ``on_publish``.
+    """
+    result = PublishResult()
+    done = threading.Condition()
+
+    def on_publish(_c: mqtt.Client, _ud: object, _mid: int, rc: mqtt.ReasonCode, _p: object) -> None:
+        with done:
+            if rc.is_failure:
+                result.failed += 1
+            else:
+                result.acked += 1
+            done.notify_all()
+
+    def outstanding() -> int:
+        return result.sent - result.acked - result.failed
+
+    client = mqtt.Client(
+        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    if username:
+        client.username_pw_set(username, password)
+    client.on_publish = on_publish
+    client.max_inflight_messages_set(window)
+    client.max_queued_messages_set(0)
+    client.connect(host, port, keepalive=30)
+    client.loop_start()
+    started = time.monotonic()
+    try:
+        for topic, payload in messages:
+            with done:
+                if not done.wait_for(lambda: outstanding() < window, timeout=timeout_s):
+                    raise TimeoutError("broker stopped acknowledging")
+                result.sent += 1
+            client.publish(topic, payload, qos=qos)
+        with done:
+            done.wait_for(lambda: outstanding() <= 0, timeout=timeout_s)
+        if qos == 0:
+            result.acked = result.sent
+    finally:
+        result.seconds = time.monotonic() - started
+        client.disconnect()
+        client.loop_stop()
+    return result
+
+
+# --- Simulated homes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Home:
+    """One simulated home: a vitals band (native), a Zigbee gateway with sensors, a SenML meter, a watch."""
+
+    index: int
+    band: str
+    gateway: str
+    meter: str
+    watch: str
+    lat: float
+    lon: float
+    seq: int = 0
+
+    @classmethod
+    def make(cls, index: int, prefix: str, rng: random.Random) -> Home:
+        return cls(
+            index,
+            band=f"{prefix}band{index}",
+            gateway=f"{prefix}gw{index}",
+            meter=f"{prefix}meter{index}",
+            watch=f"{prefix}watch{index}",
+            lat=XIAOGAN[0] + rng.uniform(-0.05, 0.05),
+            lon=XIAOGAN[1] + rng.uniform(-0.05, 0.05),
+        )
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+
+def home_messages(home: Home, now_s: float, rng: random.Random) -> list[tuple[str, bytes]]:
+    """One round of ordinary traffic from a home."""
+    ts_ms = int(now_s * 1000)
+    return [
+        native_telemetry(
+            home.band,
+            seq=home.next_seq(),
+            ts_ms=ts_ms,
+            values={"hr": rng.randint(58, 95), "spo2": rng.randint(94, 99), "battery": rng.randint(40, 100)},
+        ),
+        z2m_state(
+            home.gateway,
+            "hall_motion",
+            {
+                "occupancy": rng.random() < 0.2,
+                "battery": rng.randint(50, 100),
+                "linkquality": rng.randint(20, 200),
+            },
+        ),
+        z2m_state(
+            home.gateway,
+            "bath_leak",
+            {"water_leak": False, "battery_low": False, "battery": 91, "voltage": 3005, "linkquality": 87},
+        ),
+        senml(
+            home.meter,
+            [{"bn": f"urn:dev:ow:{home.meter}:", "n": "voltage", "u": "V", "v": 220.0 + rng.random()}],
+        ),
+        owntracks(home.watch, lat=home.lat, lon=home.lon, tst=int(now_s), acc=10, batt=rng.randint(30, 100)),
+    ]
+
+
+INCIDENTS = ("sos", "fall", "water_leak", "hr_high", "wandering")
+
+
+def incident_messages(home: Home, kind: str, now_s: float) -> list[tuple[str, bytes]]:
+    ts_ms = int(now_s * 1000)
+    if kind == "sos":
+        return [
+            native_event(home.band, seq=home.next_seq(), ts_ms=ts_ms, type="sos", data={"sim_ts_ms": ts_ms})
+        ]
+    if kind == "fall":
+        return [z2m_state(home.gateway, "bed_radar", {"presence": True, "fall_down_status": "fall"})]
+    if kind == "water_leak":
+        return [z2m_state(home.gateway, "bath_leak", {"water_leak": True, "battery": 90, "linkquality": 80})]
+    if kind == "hr_high":
+        return [
+            native_telemetry(home.band, seq=home.next_seq(), ts_ms=ts_ms + i * 60_000, values={"hr": 150})
+            for i in range(3)
+        ]
+    if kind == "wandering":
+        return [owntracks(home.watch, lat=home.lat + 0.05, lon=home.lon, tst=int(now_s))]
+    raise ValueError(kind)
+
+
+def simulate(
+    *,
+    homes: int,
+    rate: float,
+    duration_s: float,
+    mqtt_url: str,
+    truth_log: Path | None,
+    prefix: str = "sim",
+    incident_every: int = 200,
+    seed: int = 1,
+) -> PublishResult:
+    """Publish about ``rate`` messages per second for ``duration_s`` from ``homes`` homes."""
+    rng = random.Random(seed)
+    fleet = [Home.make(i, prefix, rng) for i in range(homes)]
+    host, port, user, password = mqtt_target(mqtt_url)
+    truth = truth_log.open("a") if truth_log else None
+
+    def stream() -> Iterator[tuple[str, bytes]]:
+        started = time.time()
+        sent = 0
+        rounds = 0
+        while time.time() - started < duration_s:
+            for home in fleet:
+                now_s = time.time()
+                batch = home_messages(home, now_s, rng)
+                rounds += 1
+                if rounds % incident_every == 0:
+                    kind = rng.choice(INCIDENTS)
+                    batch += incident_messages(home, kind, now_s)
+                    if truth:
+                        truth.write(json.dumps({"at": now_s, "home": home.index, "incident": kind}) + "\n")
+                for m in batch:
+                    yield m
+                    sent += 1
+                ahead = sent / rate - (time.time() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+                if time.time() - started >= duration_s:
+                    return
+
+    try:
+        return publish(stream(), host=host, port=port, username=user, password=password)
+    finally:
+        if truth:
+            truth.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="eldercare simulate devices")
+    parser.add_argument("--homes", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    parser.add_argument("--truth-log", type=Path, default=None)
+    parser.add_argument("--prefix", default="sim")
+    args = parser.parse_args(argv)
+    res = simulate(
+        homes=args.homes,
+        rate=args.rate,
+        duration_s=args.duration,
+        mqtt_url=args.mqtt_url,
+        truth_log=args.truth_log,
+        prefix=args.prefix,
+    )
+    print(json.dumps({"sent": res.sent, "acked": res.acked, "seconds": round(res.seconds, 2)}))
+    return 0 if res.acked == res.sent else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

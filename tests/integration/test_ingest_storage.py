@@ -1,0 +1,118 @@
+"""Telemetry storage back ends and the ingest jobs, against real PostgreSQL.
+
+Uses the migrated database of tests/integration/test_ingest.py (fixtures imported from there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+import pytest
+
+from iot_ingest import jobs, storage
+from tests.integration.test_ingest import ingest_db, pg, seed_home  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+async def test_partitions_created_ahead_and_dropped_by_retention(pg: asyncpg.Connection) -> None:  # noqa: F811
+    assert await storage.detect_backend(pg) == "partitioned"
+    now = dt.datetime.now(dt.UTC)
+    today = now.date()
+    old_day = today - dt.timedelta(days=30)
+    await pg.execute("SELECT ensure_telemetry_partitions($1, $1)", old_day)
+    old_at = dt.datetime.combine(old_day, dt.time(12), dt.UTC)
+    await pg.execute("INSERT INTO telemetry VALUES (1, $1, 'hr', 60, NULL)", old_at)
+    result = await jobs.maintain_telemetry(pg, now=now, days_ahead=10, retention_days=20)
+    names = {
+        r[0]
+        for r in await pg.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'telemetry'::regclass"
+        )
+    }
+    assert f"telemetry_p{(today + dt.timedelta(days=10)):%Y%m%d}" in names
+    assert f"telemetry_p{old_day:%Y%m%d}" not in names
+    assert result["dropped"] == [f"telemetry_p{old_day:%Y%m%d}"]
+    assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE at = $1", old_at) == 0
+    brin = await pg.fetchval(
+        "SELECT count(*) FROM pg_indexes WHERE tablename = $1 AND indexdef LIKE '%USING brin%'",
+        f"telemetry_p{today:%Y%m%d}",
+    )
+    assert brin == 1
+
+
+async def test_rollups_bucket_by_minute_and_hour(pg: asyncpg.Connection) -> None:  # noqa: F811
+    device = 900_000 + dt.datetime.now(dt.UTC).microsecond
+    base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
+    rows = [(device, base + dt.timedelta(seconds=20 * i), "hr", float(60 + i), None) for i in range(9)]
+    await storage.copy_telemetry(pg, rows)
+    await jobs.refresh_rollups(pg, now=base + dt.timedelta(hours=1), lookback=dt.timedelta(hours=1))
+    minutes = await pg.fetch(
+        "SELECT bucket, n, min, max, sum FROM telemetry_1m WHERE device_id = $1 ORDER BY bucket", device
+    )
+    assert [(m["n"], m["min"], m["max"]) for m in minutes] == [(3, 60, 62), (3, 63, 65), (3, 66, 68)]
+    hour = await pg.fetchrow("SELECT n, sum FROM telemetry_1h WHERE device_id = $1", device)
+    assert hour["n"] == 9
+    assert hour["sum"] == sum(60 + i for i in range(9))
+    # Idempotent: running again does not double count.
+    await jobs.refresh_rollups(pg, now=base + dt.timedelta(hours=1), lookback=dt.timedelta(hours=1))
+    assert await pg.fetchval("SELECT n FROM telemetry_1h WHERE device_id = $1", device) == 9
+
+
+async def test_offline_job_raises_once_and_marks_offline(pg: asyncpg.Connection) -> None:  # noqa: F811
+    home = await seed_home(pg)
+    meter = home.ids[home.uid("meter")]  # mains powered
+    now = dt.datetime.now(dt.UTC)
+    await pg.execute(
+        "UPDATE device SET last_seen_at = $2, online = true WHERE id = $1",
+        meter,
+        now - dt.timedelta(minutes=11),
+    )
+    assert await jobs.check_offline(pg, now=now) >= 1
+    await jobs.check_offline(pg, now=now)  # a second run must not repeat it
+    alarm = await pg.fetchrow("SELECT type, severity, count FROM alarm WHERE device_id = $1", meter)
+    assert tuple(alarm) == ("DEVICE_OFFLINE", "WARNING", 1)
+    assert await pg.fetchval("SELECT online FROM device WHERE id = $1", meter) is False
+
+
+async def test_inactivity_job(pg: asyncpg.Connection) -> None:  # noqa: F811
+    home = await seed_home(pg)
+    now = dt.datetime.now(dt.UTC)
+    await pg.execute(
+        "UPDATE elder_monitoring SET updated_at = $2, day_start_minute = 0, day_end_minute = 1440 "
+        "WHERE elder_id = $1",
+        home.elder_id,
+        now - dt.timedelta(hours=13),
+    )
+    await jobs.check_inactivity(pg, now=now)
+    row = await pg.fetchrow(
+        "SELECT severity, device_id FROM alarm WHERE elder_id = $1 AND type = 'INACTIVITY'", home.elder_id
+    )
+    assert row is not None
+    assert row["severity"] == "MAJOR"
+    assert row["device_id"] is None
+
+
+async def test_dedup_window_prune(pg: asyncpg.Connection) -> None:  # noqa: F811
+    now = dt.datetime.now(dt.UTC)
+    await pg.execute(
+        "INSERT INTO ingest_dedup VALUES (-1, 1, $1), (-1, 2, $2)", now - dt.timedelta(days=1), now
+    )
+    await jobs.prune_dedup(pg, now=now)
+    assert [r[0] for r in await pg.fetch("SELECT msg_key FROM ingest_dedup WHERE device_id = -1")] == [2]
+
+
+@pytest.mark.timescale
+async def test_timescale_backend(pg: asyncpg.Connection) -> None:  # noqa: F811
+    if await storage.detect_backend(pg) != "timescale":
+        pytest.skip("TimescaleDB extension not installed on this server")
+    store = await storage.make_store(pg)
+    now = dt.datetime.now(dt.UTC)
+    await storage.copy_telemetry(pg, [(1, now, "hr", 60.0, None)])
+    await store.refresh_rollups(pg, start=now - dt.timedelta(hours=2), end=now)
+    policies = await pg.fetchval(
+        "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'telemetry'"
+    )
+    assert policies >= 2
