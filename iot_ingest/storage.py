@@ -179,7 +179,9 @@ class TimescaleStore:
         self, conn: asyncpg.Connection, *, start: dt.datetime, end: dt.datetime
     ) -> None:
         for table, _width in ROLLUPS:
-            await conn.execute(f"CALL refresh_continuous_aggregate('{table}', $1, $2)", start, end)
+            await conn.execute(
+                f"CALL refresh_continuous_aggregate('{table}', $1::timestamptz, $2::timestamptz)", start, end
+            )
 
 
 async def make_store(conn: asyncpg.Connection) -> TelemetryStore:

@@ -313,8 +313,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # TimescaleDB continuous aggregates appear as views in pg_class; the plain rollups are tables.
     is_cagg = (
-        op.get_bind().execute(sa.text("SELECT 1 FROM pg_matviews WHERE matviewname = 'telemetry_1m'")).first()
+        op.get_bind()
+        .execute(sa.text("SELECT 1 FROM pg_class WHERE relname = 'telemetry_1m' AND relkind IN ('v', 'm')"))
+        .first()
     )
     if is_cagg:
         with op.get_context().autocommit_block():

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 async def test_partitions_created_ahead_and_dropped_by_retention(pg: asyncpg.Connection) -> None:  # noqa: F811
-    assert await storage.detect_backend(pg) == "partitioned"
+    if await storage.detect_backend(pg) != "partitioned":
+        pytest.skip("native partitions are the fallback back end; this server has TimescaleDB")
     now = dt.datetime.now(dt.UTC)
     today = now.date()
     old_day = today - dt.timedelta(days=30)
