@@ -11,6 +11,7 @@ from api.controllers.places import PlaceController
 from api.controllers.providers import CaregiverController, ProviderController
 from api.controllers.users import UserController
 from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
+from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
 
 
 def domain_controllers() -> list[ControllerRouterHandler]:
@@ -24,5 +25,6 @@ def domain_controllers() -> list[ControllerRouterHandler]:
         DeviceController,
         UserController,
         *DISPATCH_CONTROLLERS,
+        *IOT_CONTROLLERS,
     ]
     return controllers

@@ -6,15 +6,21 @@
    ``dayplan_travel_ratio_vs_ortools`` (our travel ÷ OR-Tools guided local search given
    ``--ortools-seconds`` on the same instance, same run; target ≤ 1.05) and ``hard_rule_violations``
    (checked independently of the planner; must be 0).
+3. ``order_to_offer_ms_p99`` end to end (target ≤ 50 ms): an as-soon-as-possible order placed through
+   the service layer against real PostgreSQL — order row, candidate search, offer row — timed until
+   its transaction has committed. The database (``--database-url``, recreated and migrated) holds
+   ``--caregivers`` caregivers on shift and ``--elders`` elders spread like the matching instance.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as dt
 import gc
 import json
+import math
 import random
 import statistics
 import time
@@ -236,6 +242,180 @@ def bench_dayplan(
     }
 
 
+BENCH_DB_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/eldercare_bench_dispatch"
+
+
+async def _order_to_offer(
+    url: str, seed: int, n_caregivers: int, n_elders: int, n_orders: int
+) -> dict[str, float]:
+    import asyncpg
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import insert, select, text
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    from core.authz import Principal
+    from core.logging import configure_logging
+    from core.models import (
+        AppUser,
+        Caregiver,
+        Community,
+        District,
+        Elder,
+        Provider,
+        ProviderDistrict,
+        Role,
+        Street,
+    )
+    from core.seed import seed_reference
+    from core.settings import PROJECT_ROOT
+
+    configure_logging(json=True, level="WARNING")
+    from dispatch import service
+    from dispatch.models import CaregiverPosition
+
+    base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
+    conn = await asyncpg.connect(base + "/postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
+    cfg.attributes["url"] = url
+    await asyncio.to_thread(command.upgrade, cfg, "heads")
+    engine = create_async_engine(url, pool_size=2)
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    rnd = random.Random(seed)
+    now = dt.datetime.combine(DAY, dt.time(10), LOCAL_TZ).astimezone(dt.UTC)
+    async with factory() as s, s.begin():
+        await seed_reference(s, today=DAY)
+        districts = (await s.execute(select(District.id, District.lat, District.lon, District.kind))).all()
+        communities: dict[int, list[int]] = {}
+        for cid, did in await s.execute(
+            select(Community.id, Street.district_id).join(Street, Street.id == Community.street_id)
+        ):
+            communities.setdefault(did, []).append(cid)
+        providers = await s.scalars(
+            insert(Provider).returning(Provider.id),
+            [
+                {
+                    "name": f"bench provider {d.id}",
+                    "licence_no": f"B-{d.id}",
+                    "contract_no": f"C-{d.id}",
+                    "contract_from": dt.date(2026, 1, 1),
+                    "phone": "07120000000",
+                    "address": "bench",
+                }
+                for d in districts
+            ],
+        )
+        provider_of = dict(zip([d.id for d in districts], providers.all(), strict=True))
+        await s.execute(
+            insert(ProviderDistrict), [{"provider_id": p, "district_id": d} for d, p in provider_of.items()]
+        )
+        near = {(round(d.lat, 2), round(d.lon, 2)): d.id for d in districts}
+
+        def district_at(lat: float, lon: float) -> int:
+            return min(near.items(), key=lambda kv: (kv[0][0] - lat) ** 2 + (kv[0][1] - lon) ** 2)[1]
+
+        cg_rows, pos_rows = [], []
+        for i in range(n_caregivers):
+            lat, lon, _ = _place(rnd, 0.04)
+            cg_rows.append(
+                {
+                    "provider_id": provider_of[district_at(lat, lon)],
+                    "name": f"护理员{i}",
+                    "gender": rnd.choice("MF"),
+                    "phone": f"139{i:08d}",
+                    "skills": ["CLEAN", "ESCORT", "VISIT"],
+                    "shift_start": dt.time(7),
+                    "shift_end": dt.time(19),
+                    "work_days": [1, 2, 3, 4, 5, 6, 7],
+                    "home_lat": lat,
+                    "home_lon": lon,
+                    "daily_capacity": 8,
+                    "rating": round(rnd.uniform(3.5, 5.0), 2),
+                }
+            )
+            pos_rows.append((lat + rnd.gauss(0, 0.005), lon + rnd.gauss(0, 0.005)))
+        cg_ids = (await s.scalars(insert(Caregiver).returning(Caregiver.id), cg_rows)).all()
+        await s.execute(
+            insert(CaregiverPosition),
+            [
+                {
+                    "caregiver_id": c,
+                    "lat": la,
+                    "lon": lo,
+                    "at": now,
+                    "on_shift": True,
+                    "shift_started_at": now,
+                }
+                for c, (la, lo) in zip(cg_ids, pos_rows, strict=True)
+            ],
+        )
+        elder_rows = []
+        for i in range(n_elders):
+            lat, lon, _ = _place(rnd, 0.05)
+            did = district_at(lat, lon)
+            elder_rows.append(
+                {
+                    "name": f"老人{i}",
+                    "gender": rnd.choice("MF"),
+                    "birth_on": dt.date(1940, 1, 1),
+                    "id_number": f"BENCH{i:013d}",
+                    "address": "bench",
+                    "lat": lat,
+                    "lon": lon,
+                    "community_id": rnd.choice(communities[did]),
+                    "district_id": did,
+                    "living_situation": "alone",
+                }
+            )
+        for k in range(0, n_elders, 10_000):
+            await s.execute(insert(Elder), elder_rows[k : k + 10_000])
+        elder_ids = (await s.scalars(select(Elder.id))).all()
+        operator = await s.scalar(
+            insert(AppUser)
+            .values(username="bench_operator", display_name="bench", password_hash="!", role="operator")  # noqa: S106 - unusable
+            .returning(AppUser.id)
+        )
+    async with engine.connect() as conn:
+        await conn.execute(text("ANALYZE"))
+    actor = Principal(user_id=int(operator or 0), username="bench_operator", role=Role.OPERATOR)
+    timings: list[float] = []
+    offered = 0
+    for i in range(n_orders + 20):
+        t0 = time.perf_counter()
+        async with factory() as s, s.begin():
+            order = await service.place_order(
+                session=s,
+                actor=actor,
+                elder_id=rnd.choice(elder_ids),
+                service_code=rnd.choice(["CLEAN", "VISIT", "ESCORT"]),
+                now=now,
+                asap=True,
+            )
+        elapsed = (time.perf_counter() - t0) * 1000
+        if i >= 20:  # warm-up: connection pool, statement caches
+            timings.append(elapsed)
+            offered += order.state == "offered"
+    await engine.dispose()
+    timings.sort()
+    return {
+        "order_to_offer_ms_p50": round(statistics.median(timings), 2),
+        "order_to_offer_ms_p99": round(timings[max(0, math.ceil(0.99 * len(timings)) - 1)], 2),
+        "order_to_offer_orders": len(timings),
+        "order_to_offer_offered_share": round(offered / len(timings), 3),
+    }
+
+
+def bench_order_to_offer(
+    url: str, seed: int, n_caregivers: int, n_elders: int, n_orders: int
+) -> dict[str, float]:
+    return asyncio.run(_order_to_offer(url, seed, n_caregivers, n_elders, n_orders))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="eldercare bench dispatch", description=__doc__)
     ap.add_argument("--json", type=Path, help="write the figures to this file")
@@ -247,7 +427,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--plan-caregivers", type=int, default=60)
     ap.add_argument("--ortools-seconds", type=float, default=60.0)
     ap.add_argument("--plan-seconds", type=float, default=10.0, help="our planner's local-search budget")
-    ap.add_argument("--only", choices=["match", "dayplan"])
+    ap.add_argument("--only", choices=["match", "dayplan", "offer"])
+    ap.add_argument("--database-url", default=BENCH_DB_URL, help="throwaway database for order_to_offer")
+    ap.add_argument("--offer-orders", type=int, default=500)
     args = ap.parse_args(argv)
     out: dict[str, float] = {}
     if args.only in (None, "match"):
@@ -256,6 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.update(
             bench_dayplan(
                 args.seed, args.visits, args.plan_caregivers, args.ortools_seconds, args.plan_seconds
+            )
+        )
+    if args.only in (None, "offer"):
+        out.update(
+            bench_order_to_offer(
+                args.database_url, args.seed, args.caregivers, args.elders, args.offer_orders
             )
         )
     text = json.dumps(out, indent=2)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, and_, false, func, insert, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, case, false, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
@@ -24,6 +25,7 @@ from core.authz import Principal, sees_all_elders
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
 from core.models import (
     Caregiver,
+    Certificate,
     Community,
     District,
     Elder,
@@ -32,9 +34,18 @@ from core.models import (
     ProviderDistrict,
     Role,
 )
-from core.registry.common import Paged, Window, get_or_404, page_of, require_ref
+from core.registry.common import (
+    Paged,
+    Window,
+    get_or_404,
+    in_key_range,
+    page_of,
+    require_ref,
+    unknown_reference,
+)
 from dispatch.matching import (
     LOCAL_TZ,
+    METRES_PER_DEGREE_LAT,
     Booking,
     CaregiverIndex,
     CaregiverProfile,
@@ -44,6 +55,7 @@ from dispatch.matching import (
     ServiceRule,
     local_date,
     match,
+    max_distance_m,
     static_rejection,
     timing_rejection,
 )
@@ -176,8 +188,8 @@ async def create_order(
     service = await session.get(Service, service_code)
     if service is None or not service.is_active:
         raise DispatchError(f"unknown or inactive service {service_code!r}")
-    elder = await session.get(Elder, elder_id)
-    if elder is None or elder.status != "active":
+    status = await session.scalar(select(Elder.status).where(Elder.id == elder_id))
+    if status != "active":
         raise DispatchError(f"elder {elder_id} is unknown or not active")
     price = await price_on(session=session, service_code=service_code, day=local_date(window_start_at))
     order = ServiceOrder(
@@ -450,6 +462,7 @@ async def offer_next(
 
 RECURRING_HORIZON_DAYS = 14  # recurring orders are materialised this many days ahead
 CONTINUITY_DAYS = 30
+CANDIDATE_POOL = 32  # nearest caregivers fetched per dispatch; the matching core ranks them
 # Reason codes for resolving a visit exception (DOMAIN §5); resolution codes are approved/rejected/corrected.
 EXCEPTION_REASON_CODES = (
     "gps_drift",
@@ -661,6 +674,15 @@ async def _move(
 # --- Orders ---------------------------------------------------------------------------------------
 
 
+async def _require_elder(session: AsyncSession, elder_id: int) -> None:
+    """A 422 ``reference.unknown`` unless the elder exists (a column read: no relationships loaded)."""
+    found = (
+        await session.scalar(select(Elder.id).where(Elder.id == elder_id)) if in_key_range(elder_id) else None
+    )
+    if found is None:
+        raise unknown_reference("elder_id", elder_id, "elder")
+
+
 def _check_may_order_for(p: Principal, elder_id: int) -> None:
     if p.role in (Role.ELDER, Role.FAMILY) and elder_id not in p.elder_ids:
         raise Forbidden("You may order only for yourself or your own elders.", code="scope.elder")
@@ -684,7 +706,7 @@ async def place_order(
     offer to the best caregiver, or the operator queue). Default window: 30 min from its start;
     default duration: the service's minimum time on site (at least 30 min)."""
     _check_may_order_for(actor, elder_id)
-    await require_ref(session, Elder, elder_id, field="elder_id", what="elder")
+    await _require_elder(session, elder_id)
     service = await session.get(Service, service_code)
     if service is None or not service.is_active:
         raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
@@ -732,10 +754,15 @@ async def place_recurring_order(
 ) -> tuple[RecurringOrder, list[ServiceOrder]]:
     """Register an RRULE series and materialise its visits of the next 14 days as orders."""
     _check_may_order_for(actor, elder_id)
-    await require_ref(session, Elder, elder_id, field="elder_id", what="elder")
+    await _require_elder(session, elder_id)
     service = await session.get(Service, service_code)
     if service is None or not service.is_active:
         raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
+    if any(f"FREQ={f}" in rrule.upper() for f in ("SECONDLY", "MINUTELY", "HOURLY")):
+        raise Invalid(
+            "Visits recur at most daily (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY).",
+            code="dispatch.rrule_invalid",
+        )
     local_first = first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
     try:
         occurrences = expand(rrule, first_start_local=local_first, duration_s=duration_s)
@@ -1007,15 +1034,22 @@ async def assign_order(
 
 async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> OrderRequest:
     """The matching view of an order: the elder's home, gender, block list and continuity of care."""
-    row = (
+    elder = (
         await session.execute(
-            select(Elder, Community.is_village, District.kind)
+            select(
+                Elder.id,
+                Elder.gender,
+                Elder.allows_any_gender_bathing,
+                Elder.lat,
+                Elder.lon,
+                Community.is_village,
+                District.kind,
+            )
             .join(Community, Community.id == Elder.community_id)
             .join(District, District.id == Elder.district_id)
             .where(Elder.id == order.elder_id)
         )
     ).one()
-    elder, is_village, kind = row
     service = await session.get(Service, order.service_code)
     if service is None:  # pragma: no cover - a foreign key
         raise DispatchError(f"unknown service {order.service_code}")
@@ -1040,7 +1074,7 @@ async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.d
         elder_allows_any_gender=elder.allows_any_gender_bathing,
         lat=elder.lat,
         lon=elder.lon,
-        rural=bool(is_village) or kind == "rural",
+        rural=bool(elder.is_village) or elder.kind == "rural",
         service=service_rule(service),
         start=start,
         duration_s=order.duration_s,
@@ -1052,11 +1086,14 @@ async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.d
 
 
 async def _profiles(
-    session: AsyncSession, caregivers: list[Caregiver], around: dt.datetime
+    session: AsyncSession, caregivers: Sequence[Any], around: dt.datetime
 ) -> dict[int, CaregiverProfile]:
-    """Matching profiles with each caregiver's bookings from the day before to the day after."""
-    ids = [c.id for c in caregivers]
+    """Matching profiles of caregivers (rows or :class:`Caregiver` objects: id, gender, skills, shift,
+    work days, capacity, rating, is_active) with their certificates and bookings from the day before
+    to the day after ``around``. Two queries whatever the number of caregivers."""
+    ids = [int(c.id) for c in caregivers]
     bookings: dict[int, list[Booking]] = {i: [] for i in ids}
+    certificates: dict[int, list[CertificateInfo]] = {i: [] for i in ids}
     if ids:
         rows = await session.execute(
             select(Visit.caregiver_id, Visit.scheduled_start_at, Visit.scheduled_end_at)
@@ -1070,20 +1107,29 @@ async def _profiles(
         )
         for cid, start, end in rows:
             bookings[int(cid)].append(Booking(start, end))
+        certs = await session.execute(
+            select(
+                Certificate.caregiver_id,
+                Certificate.kind,
+                Certificate.level,
+                Certificate.issued_on,
+                Certificate.expires_on,
+            ).where(Certificate.caregiver_id.in_(ids))
+        )
+        for cid, kind, level, issued, expires in certs:
+            certificates[int(cid)].append(CertificateInfo(kind, level, issued, expires))
     return {
-        c.id: CaregiverProfile(
-            id=c.id,
+        int(c.id): CaregiverProfile(
+            id=int(c.id),
             gender=c.gender,
             skills=frozenset(c.skills),
-            certificates=tuple(
-                CertificateInfo(x.kind, x.level, x.issued_on, x.expires_on) for x in c.certificates
-            ),
+            certificates=tuple(certificates[int(c.id)]),
             shift_start=c.shift_start,
             shift_end=c.shift_end,
             work_days=frozenset(c.work_days),
             daily_capacity=c.daily_capacity,
             rating=c.rating,
-            bookings=tuple(bookings[c.id]),
+            bookings=tuple(bookings[int(c.id)]),
             is_active=c.is_active,
         )
         for c in caregivers
@@ -1094,44 +1140,112 @@ async def dispatch_order(*, session: AsyncSession, order_id: int, now: dt.dateti
     """Offer a ``created`` order to the best caregiver not yet asked, or escalate it.
 
     Candidates are the active caregivers with the service's skill of providers serving the elder's
-    district. For as-soon-as-possible and urgent orders only caregivers on shift count, at their last
-    reported position; otherwise a caregiver off shift counts from home.
+    district, within reach of the elder (the matching radius of the policy). For as-soon-as-possible
+    and urgent orders only caregivers on shift count, at their last reported position; otherwise a
+    caregiver off shift counts from home. The database returns the :data:`CANDIDATE_POOL` nearest
+    (plus the elder's continuity caregivers); the matching core applies every hard rule and scores
+    them. Travel is half the score, so the best candidate is in practice always among the nearest.
     """
-    order = await session.get(ServiceOrder, order_id, populate_existing=True)
+    # Only fields fixed at creation are read here, so the identity map's copy will do.
+    order = await session.get(ServiceOrder, order_id)
     if order is None:
         raise DispatchError(f"order {order_id} not found")
     request = await build_request(session=session, order=order, now=now)
     policies = await load_policies(session=session, day=local_date(request.start))
+    mp = policies.match
     district = await _elder_district(session, order.elder_id)
     realtime = order.asap or order.urgent
-    stmt = (
-        select(Caregiver, CaregiverPosition)
+    if order.urgent:
+        eta_min = mp.urgent_eta_rural_min if request.rural else mp.urgent_eta_urban_min
+    else:
+        eta_min = mp.max_eta_min
+    radius = max_distance_m(eta_min, rural=request.rural, policy=mp)
+    shrink = max(math.cos(math.radians(request.lat)), 0.01)
+    dlat = radius / METRES_PER_DEGREE_LAT
+    dlon = dlat / shrink
+    on_shift = CaregiverPosition.on_shift.is_(True)
+    if realtime:
+        lat_c: ColumnElement[float] = CaregiverPosition.__table__.c.lat
+        lon_c: ColumnElement[float] = CaregiverPosition.__table__.c.lon
+    else:
+        lat_c = case((on_shift, CaregiverPosition.lat), else_=Caregiver.home_lat)
+        lon_c = case((on_shift, CaregiverPosition.lon), else_=Caregiver.home_lon)
+    in_box = and_(
+        lat_c.between(request.lat - dlat, request.lat + dlat),
+        lon_c.between(request.lon - dlon, request.lon + dlon),
+    )
+    dist2 = (lat_c - request.lat) * (lat_c - request.lat) + (lon_c - request.lon) * (lon_c - request.lon) * (
+        shrink * shrink
+    )
+    profile_columns = (
+        Caregiver.id,
+        Caregiver.gender,
+        Caregiver.skills,
+        Caregiver.shift_start,
+        Caregiver.shift_end,
+        Caregiver.work_days,
+        Caregiver.daily_capacity,
+        Caregiver.rating,
+        Caregiver.is_active,
+    )
+    eligible = (
+        Caregiver.is_active,
+        Caregiver.skills.contains([request.service.skill]),
+        Caregiver.provider_id.in_(
+            select(ProviderDistrict.provider_id).where(ProviderDistrict.district_id == district)
+        ),
+    )
+    base = (
+        select(*profile_columns, lat_c.label("lat"), lon_c.label("lon"))
         .outerjoin(CaregiverPosition, CaregiverPosition.caregiver_id == Caregiver.id)
-        .where(
-            Caregiver.is_active,
-            Caregiver.skills.contains([request.service.skill]),
-            Caregiver.provider_id.in_(
-                select(ProviderDistrict.provider_id).where(ProviderDistrict.district_id == district)
-            ),
-        )
+        .where(*eligible)
     )
     if realtime:
-        stmt = stmt.where(CaregiverPosition.on_shift)
-    rows = (await session.execute(stmt)).all()
-    index = CaregiverIndex()
-    for cg, pos in rows:
-        if pos is not None and pos.on_shift:
-            index.update(cg.id, pos.lat, pos.lon, cg.skills)
-        else:
-            index.update(cg.id, cg.home_lat, cg.home_lon, cg.skills)
-    profiles = await _profiles(session, [cg for cg, _ in rows], request.start)
+        base = base.where(on_shift)
+
+    def nearest(pool: int) -> Any:
+        if not realtime:
+            return base.where(in_box).order_by(dist2).limit(pool)
+        # Nearest positions first (one pass over the small position table), then their caregivers.
+        near = (
+            select(CaregiverPosition.caregiver_id, lat_c.label("lat"), lon_c.label("lon"), dist2.label("d2"))
+            .where(on_shift, in_box)
+            .order_by(dist2)
+            .limit(4 * pool)
+            .subquery()
+        )
+        return (
+            select(*profile_columns, near.c.lat, near.c.lon)
+            .join(near, near.c.caregiver_id == Caregiver.id)
+            .where(*eligible)
+            .order_by(near.c.d2)
+            .limit(pool)
+        )
+
+    async def candidates(pool: int) -> tuple[CaregiverIndex, dict[int, CaregiverProfile], int]:
+        rows = list((await session.execute(nearest(pool))).all())
+        fetched = len(rows)
+        missing = set(request.continuity) - {int(r.id) for r in rows}
+        if missing:
+            rows += (await session.execute(base.where(Caregiver.id.in_(sorted(missing))))).all()
+        index = CaregiverIndex()
+        for r in rows:
+            index.update(int(r.id), r.lat, r.lon, r.skills)
+        return index, await _profiles(session, rows, request.start), fetched
+
+    index, profiles, fetched = await candidates(CANDIDATE_POOL)
+    enough = policies.offer.max_attempts + 1
+    if fetched >= CANDIDATE_POOL:
+        found = match(request, index=index, profiles=profiles, policy=mp, now=now, limit=enough)
+        if len(found.candidates) < enough:  # the nearest are busy: look farther before escalating
+            index, profiles, _ = await candidates(CANDIDATE_POOL * 8)
     return await offer_next(
         session=session,
         order_id=order_id,
         request=request,
         index=index,
         profiles=profiles,
-        match_policy=policies.match,
+        match_policy=mp,
         offer_policy=policies.offer,
         now=now,
     )

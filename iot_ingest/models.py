@@ -128,12 +128,15 @@ class ElderMonitoring(Base):
 
 
 class DeviceCredential(Base):
-    """The broker account of a device or gateway. The password is never stored, only whether it is live."""
+    """The broker account of a device or gateway. The password is never stored, only its hash and
+    whether it is live."""
 
     __tablename__ = "device_credential"
 
     username: Mapped[str] = mapped_column(String(60), primary_key=True)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"), index=True)
     gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateway.id", ondelete="CASCADE"), index=True)
+    # Mosquitto ``$7$`` PBKDF2-SHA512 hash of the issued password (the password is never stored).
+    password_hash: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -393,7 +393,20 @@ async def test_recurring_weekday_meals(api: httpx.AsyncClient, world: dict[str, 
         },
         headers=h["family"],
     )
-    assert (r.status_code, r.json()["code"]) == (422, "dispatch.rrule_invalid")
+    assert (r.status_code, r.json()["code"]) == (422, "dispatch.rrule_invalid")  # unbounded
+    for rule in ("FREQ=MINUTELY;COUNT=400", "FREQ=WEEKLY;BYDAY=XX;COUNT=3", "FREQ=DAILY;COUNT=401"):
+        r = await api.post(
+            "/api/v1/recurring-orders",
+            json={
+                "elder_id": world["elder_id"],
+                "service_code": "MEAL",
+                "rrule": rule,
+                "first_start_at": "2026-11-23T11:30:00+08:00",
+                "duration_minutes": 15,
+            },
+            headers=h["family"],
+        )
+        assert (r.status_code, r.json()["code"]) == (422, "dispatch.rrule_invalid"), rule
 
 
 async def test_denials_and_bad_input(api: httpx.AsyncClient, world: dict[str, Any], db: AsyncSession) -> None:
@@ -574,9 +587,17 @@ async def _checked_out_visit(api: httpx.AsyncClient, w: dict[str, Any], clock: C
 async def test_job_expiry_offers_the_next_caregiver_then_escalates(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
 ) -> None:
+    from core.scheduler import load_domain_jobs
     from dispatch.jobs import JOBS, expire_offers
 
-    assert {name for name, _, _ in JOBS} >= {"dispatch.expire_offers", "dispatch.sample_callbacks"}
+    names = {name for name, _, _ in JOBS}
+    assert names == {
+        "dispatch.expire_offers",
+        "dispatch.materialise_recurring",
+        "dispatch.verify_overdue",
+        "dispatch.sample_callbacks",
+    }
+    assert names <= set(load_domain_jobs(["dispatch.jobs"]).names())
     # A second caregiver of the same provider on shift a little farther away.
     other = await db.scalar(
         select(Caregiver.id).where(
@@ -658,3 +679,84 @@ async def test_job_callbacks_and_recurring_materialisation(
         )
     ).all()
     assert [s.astimezone(dt.UTC).day for s in starts] == [21, 28, 5]
+
+
+async def test_civil_affairs_sees_only_its_districts(
+    api: httpx.AsyncClient, world: dict[str, Any], db: AsyncSession
+) -> None:
+    h = world["h"]
+    home = await db.scalar(select(Elder.district_id).where(Elder.id == world["elder_id"]))
+    outsider = await db.scalar(
+        select(Elder.id).where(Elder.district_id != home, Elder.status == "active").limit(1)
+    )
+    assert outsider is not None
+    start = (TEST_NOW + dt.timedelta(days=2)).isoformat()
+    ids = []
+    for elder in (world["elder_id"], outsider):
+        r = await api.post(
+            "/api/v1/orders",
+            json={"elder_id": elder, "service_code": "CLEAN", "window_start_at": start},
+            headers=h["operator"],
+        )
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    listed = {o["id"] for o in (await api.get("/api/v1/orders", headers=h["civil_affairs"])).json()["items"]}
+    assert ids[0] in listed
+    assert ids[1] not in listed
+    r = await api.get(f"/api/v1/orders/{ids[1]}", headers=h["civil_affairs"])
+    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    # Staff of the call centre see both; nobody may cancel outside their scope.
+    assert {ids[0], ids[1]} <= {
+        o["id"] for o in (await api.get("/api/v1/orders?limit=200", headers=h["supervisor"])).json()["items"]
+    }
+    r = await api.post(f"/api/v1/orders/{ids[1]}/cancel", json={"reason": "x"}, headers=h["family"])
+    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+
+
+async def test_provider_withdrawal_redispatches_and_no_show(
+    api: httpx.AsyncClient, world: dict[str, Any], db: AsyncSession
+) -> None:
+    from dispatch.models import Visit
+
+    h = world["h"]
+    offer_id, order_id = await _offered_order(api, world)
+    visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
+        "id"
+    ]
+    # The provider withdraws its caregiver: no fee, the order goes back to dispatch; the only caregiver on
+    # shift was already asked, so it lands in the operator queue, and the old visit is gone.
+    r = await api.post(
+        f"/api/v1/orders/{order_id}/cancel", json={"reason": "护理员生病"}, headers=h["provider_admin"]
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["consequence"], body["fee_fen"]) == ("redispatch", 0)
+    assert (body["order"]["state"], body["order"]["caregiver_id"]) == ("escalated", None)
+    assert await db.get(Visit, visit_id, populate_existing=True) is None
+    # The provider admin no longer sees it (not its order any more); the operator assigns it again.
+    r = await api.get(f"/api/v1/orders/{order_id}", headers=h["provider_admin"])
+    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    r = await api.post(
+        f"/api/v1/orders/{order_id}/assign",
+        json={"caregiver_id": world["caregiver_id"]},
+        headers=h["provider_admin"],
+    )
+    assert r.status_code == 200, r.text  # its own caregiver, its district
+    r = await api.post(f"/api/v1/orders/{order_id}/no-show", json={"note": "老人不在家"}, headers=h["family"])
+    assert (r.status_code, r.json()["code"]) == (403, "auth.forbidden")
+    r = await api.post(
+        f"/api/v1/orders/{order_id}/no-show", json={"note": "老人不在家"}, headers=h["operator"]
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["state"] == "no_show"
+    moves = (await api.get(f"/api/v1/orders/{order_id}", headers=h["operator"])).json()["transitions"]
+    assert [m["to_state"] for m in moves] == [
+        "created",
+        "offered",
+        "accepted",
+        "created",
+        "escalated",
+        "accepted",
+        "no_show",
+    ]
+    assert [m["actor_role"] for m in moves][3:] == ["provider_admin", "system", "provider_admin", "operator"]
