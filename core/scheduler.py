@@ -41,7 +41,7 @@ from core.settings import Settings
 log = structlog.get_logger()
 
 # Modules whose import registers jobs on ``registry``. Add yours here (explicit, not discovered).
-DOMAIN_JOB_MODULES: tuple[str, ...] = ("dispatch.jobs",)
+DOMAIN_JOB_MODULES: tuple[str, ...] = ("dispatch.jobs", "iot_ingest.jobs")
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -13,6 +13,7 @@ import datetime as dt
 import asyncpg
 import structlog
 
+from core.scheduler import JobContext, every, registry
 from iot_ingest import storage
 from iot_ingest.rules import AlarmThresholds, DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
 
@@ -109,3 +110,41 @@ async def check_inactivity(conn: asyncpg.Connection, *, now: dt.datetime) -> int
                 await storage.raise_alarm(conn, alarm)
                 raised += 1
     return raised
+
+
+# --- Registration with the platform scheduler ---------------------------------------------------
+# The scheduler hands each run an SQLAlchemy session inside one transaction; these jobs speak asyncpg,
+# so they use that session's driver connection (their own ``conn.transaction()`` blocks become
+# savepoints inside the run's transaction, which the scheduler commits).
+
+
+async def _driver_connection(ctx: JobContext) -> asyncpg.Connection:
+    connection = await ctx.session.connection()
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    return driver
+
+
+@registry.job("ingest.maintain_telemetry", every(hours=1))
+async def _maintain_telemetry_job(ctx: JobContext) -> None:
+    await maintain_telemetry(await _driver_connection(ctx), now=ctx.now)
+
+
+@registry.job("ingest.refresh_rollups", every(minutes=1))
+async def _refresh_rollups_job(ctx: JobContext) -> None:
+    await refresh_rollups(await _driver_connection(ctx), now=ctx.now)
+
+
+@registry.job("ingest.prune_dedup", every(minutes=5))
+async def _prune_dedup_job(ctx: JobContext) -> None:
+    await prune_dedup(await _driver_connection(ctx), now=ctx.now)
+
+
+@registry.job("ingest.check_offline", every(minutes=1))
+async def _check_offline_job(ctx: JobContext) -> None:
+    await check_offline(await _driver_connection(ctx), now=ctx.now)
+
+
+@registry.job("ingest.check_inactivity", every(minutes=5))
+async def _check_inactivity_job(ctx: JobContext) -> None:
+    await check_inactivity(await _driver_connection(ctx), now=ctx.now)
