@@ -11,6 +11,7 @@ from litestar import Litestar, Router
 from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -42,9 +43,10 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
     """Counts and times every HTTP request (Prometheus) and logs one structured line for it."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
+        method = str(scope.get("method", ""))
         t0 = time.perf_counter()
         status = 500
 
@@ -59,11 +61,11 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             elapsed = time.perf_counter() - t0
             route = scope.get("path_template") or "unmatched"
-            REQUESTS.labels(scope["method"], route, str(status)).inc()
-            LATENCY.labels(scope["method"], route).observe(elapsed)
+            REQUESTS.labels(method, route, str(status)).inc()
+            LATENCY.labels(method, route).observe(elapsed)
             log.info(
                 "http.request",
-                method=scope["method"],
+                method=method,
                 path=scope["path"],
                 status=status,
                 ms=round(elapsed * 1000, 1),

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     defaults = Settings()
     parser = argparse.ArgumentParser(prog="python -m iot_ingest")
     parser.add_argument(
-        "--database-url", default=os.environ.get("ELDERCARE_DATABASE_URL", Settings.database_url)
+        "--database-url", default=os.environ.get("ELDERCARE_DATABASE_URL", defaults.database_url)
     )
     parser.add_argument("--mqtt-url", default=os.environ.get("ELDERCARE_MQTT_URL", defaults.mqtt_url))
     parser.add_argument("--client-id", default=None)

@@ -65,6 +65,7 @@ async def _figures(db: AsyncSession, p: Principal) -> list[tuple[str, int]]:
         .where(scope, Elder.status == "active", Elder.living_situation == "alone")
     )
     devices = await db.scalar(select(func.count()).select_from(Device).join(Elder).where(scope))
+    providers: int | None
     if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
         providers = 1
         caregivers = await db.scalar(

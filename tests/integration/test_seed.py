@@ -39,12 +39,14 @@ from core.phone import normalise_phone
 from core.seed import SeedSummary, seed_demo, seed_reference
 from core.seed_data import DEMO_PASSWORD, Z2M_ALWAYS
 from core.settings import PROJECT_ROOT
+from tests.conftest import TEST_DB_URL
 
 pytestmark = pytest.mark.integration
 
 DB_NAME = "eldercare_h_seed"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-DB_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{DB_NAME}"
+_SERVER = TEST_DB_URL.rsplit("/", 1)[0]  # the test server (ELDERCARE_TEST_DATABASE_URL), another database
+ADMIN_DSN = _SERVER.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
+DB_URL = f"{_SERVER}/{DB_NAME}"
 TODAY = dt.date(2026, 11, 20)
 
 
