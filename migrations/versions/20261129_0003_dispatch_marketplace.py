@@ -179,7 +179,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
-            "state IN ('created', 'offered', 'escalated', 'accepted', 'en_route', 'checked_in', 'checked_out', 'verified', 'exception', 'rated', 'cancelled', 'no_show')",  # noqa: E501
+            "state IN ('created', 'offered', 'escalated', 'accepted', 'en_route', 'checked_in', 'checked_out', 'verified', 'exception', 'rated', 'cancelled', 'no_show')",
             name=op.f("ck_service_order_state_valid"),
         ),
         sa.CheckConstraint("duration_s > 0", name=op.f("ck_service_order_duration_positive")),
@@ -427,7 +427,7 @@ def upgrade() -> None:
         sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("note", sa.String(length=400), nullable=False),
         sa.CheckConstraint(
-            "code IN ('missing_check_in', 'missing_check_out', 'check_in_too_far', 'short_on_site', 'overlap', 'certificate', 'no_sign_off', 'manual_entry')",  # noqa: E501
+            "code IN ('missing_check_in', 'missing_check_out', 'check_in_too_far', 'short_on_site', 'overlap', 'certificate', 'no_sign_off', 'manual_entry')",
             name=op.f("ck_visit_exception_code_valid"),
         ),
         sa.CheckConstraint(
