@@ -191,6 +191,7 @@ _SRC_VOUCHER = "DOMAIN §4.2 养老服务消费补贴 from 2026-01-01 [R]; rate/
 _SRC_LOCAL = "DOMAIN §4.3 政府购买居家养老服务 category defaults [E]"
 _SRC_VERIFY = "DOMAIN §5 visit verification thresholds [E]"
 _SRC_DISPATCH = "DOMAIN §6 dispatch norms [E]"
+_SRC_CANCEL = "cancellation terms, project default [E] (not in DOMAIN)"
 _SRC_ALARM = "DOMAIN §7 alarm defaults"
 
 
@@ -294,6 +295,9 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         PolicyDefault("dispatch.offer_window", "*", {"seconds": 60}, _SRC_DISPATCH),
         PolicyDefault("dispatch.max_offers", "*", {"count": 3}, _SRC_DISPATCH),
         PolicyDefault("dispatch.continuity_window", "*", {"days": 30}, _SRC_DISPATCH),
+        # A customer cancelling an accepted visit less than this before its start pays the late fee.
+        PolicyDefault("dispatch.cancel_notice", "*", {"seconds": 2 * 3600}, _SRC_CANCEL),
+        PolicyDefault("dispatch.late_cancel_fee", "*", {"fen": 1000}, _SRC_CANCEL),
     ]
     severities = {
         "SOS": "CRITICAL",

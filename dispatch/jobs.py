@@ -1,5 +1,5 @@
 """Scheduled dispatch work: offer expiry and re-dispatch, recurring-order materialisation, overdue
-verification and callback sampling.
+verification, callback sampling and tomorrow's day plans.
 
 Each job is a plain ``async (session, now)`` function (flushes only; the runner owns the transaction),
 listed in :data:`JOBS` with its interval in seconds, and registered on :data:`core.scheduler.registry`
@@ -40,12 +40,19 @@ async def sample_callbacks(session: AsyncSession, now: dt.datetime) -> int:
     return await service.sample_callbacks(session=session, now=now)
 
 
+async def plan_tomorrow(session: AsyncSession, now: dt.datetime) -> int:
+    """Plan tomorrow's scheduled orders per provider (new orders are inserted into an existing plan
+    without moving anything). Returns the plans written."""
+    return await service.plan_tomorrow(session=session, now=now)
+
+
 # (constant name, function, interval in seconds)
 JOBS: tuple[tuple[str, DispatchJob, int], ...] = (
     ("dispatch.expire_offers", expire_offers, 10),
     ("dispatch.materialise_recurring", materialise_recurring, 3600),
     ("dispatch.verify_overdue", verify_overdue, 600),
     ("dispatch.sample_callbacks", sample_callbacks, 3600),
+    ("dispatch.plan_tomorrow", plan_tomorrow, 3600),
 )
 
 

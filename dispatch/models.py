@@ -25,8 +25,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.models import Base
@@ -188,9 +189,21 @@ class Offer(Base):
 
 
 class CaregiverPosition(Base):
-    """A caregiver's last known position and shift status (one row per caregiver)."""
+    """A caregiver's last known position and shift status (one row per caregiver).
+
+    The GiST index over ``point(lon, lat)`` of those on shift serves nearest-first (KNN ``<->``)
+    candidate search; ``caregiver`` has the same over ``point(home_lon, home_lat)`` (migration 0006).
+    """
 
     __tablename__ = "caregiver_position"
+    __table_args__ = (
+        Index(
+            "ix_caregiver_position_on_shift_point",
+            text("point(lon, lat)"),
+            postgresql_using="gist",
+            postgresql_where=text("on_shift"),
+        ),
+    )
 
     caregiver_id: Mapped[int] = mapped_column(
         ForeignKey("caregiver.id", ondelete="CASCADE"), primary_key=True
@@ -322,3 +335,50 @@ class CallbackTask(Base):
     done_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str] = mapped_column(String(400), default="")
+
+
+# --- Day plans ------------------------------------------------------------------------------------
+
+
+class ProviderDayPlan(Base):
+    """A provider's plan of one Asia/Shanghai day: its stops are in :class:`DayPlanStop`.
+
+    ``revision`` counts builds (1) plus re-plans; caregivers reported unavailable (sick) stay out of
+    every later re-plan of the day; orders that fit nowhere are listed in ``unassigned_order_ids``.
+    """
+
+    __tablename__ = "day_plan"
+    __table_args__ = (
+        UniqueConstraint("provider_id", "plan_on", name="uq_day_plan_provider_day"),
+        CheckConstraint("revision >= 1", name="revision_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id", ondelete="CASCADE"))
+    plan_on: Mapped[dt.date] = mapped_column(Date, index=True)
+    built_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    replanned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    revision: Mapped[int] = mapped_column(SmallInteger, default=1)
+    travel_s: Mapped[int] = mapped_column(Integer)  # total planned travel, seconds
+    unassigned_order_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
+    unavailable_caregiver_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
+
+
+class DayPlanStop(Base):
+    """One planned visit: the order, its caregiver, its place (1, 2, …) in that caregiver's route and
+    the planned start (UTC)."""
+
+    __tablename__ = "day_plan_stop"
+    __table_args__ = (
+        UniqueConstraint("plan_id", "caregiver_id", "seq", name="uq_day_plan_stop_route_seq"),
+        CheckConstraint("seq >= 1", name="seq_positive"),
+        Index("ix_day_plan_stop_caregiver_start", "caregiver_id", "planned_start_at"),
+    )
+
+    plan_id: Mapped[int] = mapped_column(ForeignKey("day_plan.id", ondelete="CASCADE"), primary_key=True)
+    order_id: Mapped[int] = mapped_column(
+        ForeignKey("service_order.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    caregiver_id: Mapped[int] = mapped_column(ForeignKey("caregiver.id"))
+    seq: Mapped[int] = mapped_column(SmallInteger)
+    planned_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -13,6 +13,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from core.authz import allow
+from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
 from core.registry.common import Window
@@ -28,6 +29,7 @@ from dispatch.schemas import (
     ComplaintCreate,
     ComplaintPage,
     ComplaintRead,
+    DayPlanRead,
     ExceptionCode,
     NoShowIn,
     OfferRead,
@@ -42,6 +44,7 @@ from dispatch.schemas import (
     RatingRead,
     RecurringOrderCreate,
     RecurringOrderRead,
+    ReplanIn,
     ResolveIn,
     SignOffCodeRead,
     SignOffIn,
@@ -49,6 +52,7 @@ from dispatch.schemas import (
     VisitRead,
     complaint_page,
     complaint_read,
+    day_plan_read,
     offer_read,
     order_detail_read,
     order_page,
@@ -69,6 +73,8 @@ ASSIGNING = allow(R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 CAREGIVER = allow(R.CAREGIVER)
 CUSTOMER = allow(R.ELDER, R.FAMILY)
 RESOLVING = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+READ_DAYPLANS = allow(R.CAREGIVER, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
+REPLANNING = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.ADMIN)
 READ_COMPLAINTS = allow(
     R.ELDER, R.FAMILY, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN
 )
@@ -395,6 +401,53 @@ class ComplaintController(Controller):
         )
 
 
+class DayPlanController(Controller):
+    """Stored day plans (built by the ``dispatch.plan_tomorrow`` job) and their re-planning."""
+
+    path = "/api/v1/dayplans"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @get("/{day:str}", opt=READ_DAYPLANS, summary="The day's plans in your scope (a caregiver: own route)")
+    async def get_plans(
+        self, db: Db, principal: CurrentPrincipal, day: FromPath[str], provider_id: IdQuery = None
+    ) -> list[DayPlanRead]:
+        views = await service.day_plans(
+            session=db, actor=principal, day=_plan_day(day), provider_id=provider_id
+        )
+        full = principal.role != R.CAREGIVER
+        return [day_plan_read(v, full=full) for v in views]
+
+    @post(
+        "/{day:str}/replan",
+        opt=REPLANNING,
+        status_code=200,
+        summary="Re-plan after caregivers call in sick or orders are cancelled, moving as little as possible",
+    )
+    async def replan(
+        self, db: Db, principal: CurrentPrincipal, now: Now, day: FromPath[str], data: JSONBody[ReplanIn]
+    ) -> DayPlanRead:
+        view = await service.replan_day(
+            session=db,
+            actor=principal,
+            day=_plan_day(day),
+            provider_id=data.provider_id,
+            sick_caregiver_ids=data.sick_caregiver_ids,
+            cancelled_order_ids=data.cancelled_order_ids,
+            now=now,
+        )
+        return day_plan_read(view)
+
+
+def _plan_day(text: str) -> dt.date:
+    """The path's date, YYYY-MM-DD (parsed here so a bad date is a 422 with a code, after the role check)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise Invalid(f"{text[:20]!r} is not a date (YYYY-MM-DD).", code="dayplan.date_invalid") from None
+
+
 def _position(pos: CaregiverPosition) -> PositionRead:
     return PositionRead(pos.caregiver_id, pos.lat, pos.lon, pos.at, pos.on_shift, pos.shift_started_at)
 
@@ -405,4 +458,5 @@ CONTROLLERS = (
     CaregiverAppController,
     VisitController,
     ComplaintController,
+    DayPlanController,
 )

@@ -437,3 +437,68 @@ def order_page(p: Paged[ServiceOrder]) -> OrderPage:
 
 def complaint_page(p: Paged[Complaint]) -> ComplaintPage:
     return ComplaintPage([complaint_read(c) for c in p.items], p.total, p.limit, p.offset)
+
+
+# --- Day plans ----------------------------------------------------------------------------------
+
+
+class ReplanIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Re-plan a stored day plan. ``provider_id`` is required for supervisors and admins (a provider
+    admin re-plans its own provider's day)."""
+
+    provider_id: Id64 | None = None
+    sick_caregiver_ids: Annotated[list[Id64], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=list
+    )
+    cancelled_order_ids: Annotated[list[Id64], msgspec.Meta(max_length=2000)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class DayPlanStopRead(msgspec.Struct):
+    order_id: int
+    seq: int  # 1, 2, … in the caregiver's route
+    planned_start_at: dt.datetime
+
+
+class DayPlanRouteRead(msgspec.Struct):
+    caregiver_id: int
+    stops: list[DayPlanStopRead]
+
+
+class DayPlanRead(msgspec.Struct):
+    """A provider's plan of one day; ``moved`` counts orders that changed caregiver in the re-plan
+    that produced this answer (0 for a plain read)."""
+
+    id: int
+    provider_id: int
+    plan_on: dt.date
+    built_at: dt.datetime
+    replanned_at: dt.datetime | None
+    revision: int
+    travel_s: int
+    routes: list[DayPlanRouteRead]
+    unassigned_order_ids: list[int]
+    unavailable_caregiver_ids: list[int]
+    moved: int = 0
+
+
+def day_plan_read(view: service.DayPlanView, *, full: bool = True) -> DayPlanRead:
+    """``full=False`` (a caregiver's view) leaves out the provider-wide lists."""
+    routes: dict[int, list[DayPlanStopRead]] = {}
+    for s in sorted(view.stops, key=lambda s: (s.caregiver_id, s.seq)):
+        routes.setdefault(s.caregiver_id, []).append(DayPlanStopRead(s.order_id, s.seq, s.planned_start_at))
+    p = view.plan
+    return DayPlanRead(
+        id=p.id,
+        provider_id=p.provider_id,
+        plan_on=p.plan_on,
+        built_at=p.built_at,
+        replanned_at=p.replanned_at,
+        revision=p.revision,
+        travel_s=p.travel_s if full else 0,
+        routes=[DayPlanRouteRead(cid, stops) for cid, stops in routes.items()],
+        unassigned_order_ids=list(p.unassigned_order_ids) if full else [],
+        unavailable_caregiver_ids=list(p.unavailable_caregiver_ids) if full else [],
+        moved=view.moved,
+    )

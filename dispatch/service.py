@@ -8,18 +8,44 @@ so two concurrent writers can never both move an order out of the same state.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, and_, case, false, func, insert, or_, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    DateTime,
+    Double,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSON, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, aliased
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 
 from core.authz import Principal, sees_all_elders
 from core.errors import Conflict, DomainError, Forbidden, Invalid, NotFound
@@ -43,6 +69,7 @@ from core.registry.common import (
     require_ref,
     unknown_reference,
 )
+from dispatch import routing
 from dispatch.matching import (
     LOCAL_TZ,
     METRES_PER_DEGREE_LAT,
@@ -63,9 +90,11 @@ from dispatch.models import (
     CallbackTask,
     CaregiverPosition,
     Complaint,
+    DayPlanStop,
     Offer,
     OfferState,
     OrderTransition,
+    ProviderDayPlan,
     RecurringOrder,
     Service,
     ServiceOrder,
@@ -147,7 +176,11 @@ async def price_on(*, session: AsyncSession, service_code: str, day: dt.date) ->
 
     Raises :class:`DispatchError` if no price is valid that day.
     """
-    value = await session.scalar(
+    return _price_fen(await session.scalar(_price_select(service_code, day)), service_code, day)
+
+
+def _price_select(service_code: Any, day: Any) -> Any:
+    return (
         select(PolicyValue.value)
         .where(
             PolicyValue.key == "service.price_fen",
@@ -158,6 +191,9 @@ async def price_on(*, session: AsyncSession, service_code: str, day: dt.date) ->
         .order_by(PolicyValue.valid_from.desc())
         .limit(1)
     )
+
+
+def _price_fen(value: Mapping[str, Any] | None, service_code: str, day: dt.date) -> int:
     if value is None or "fen" not in value:
         raise DispatchError(f"service {service_code} has no price valid on {day.isoformat()}")
     return int(value["fen"])
@@ -192,36 +228,97 @@ async def create_order(
     if status != "active":
         raise DispatchError(f"elder {elder_id} is unknown or not active")
     price = await price_on(session=session, service_code=service_code, day=local_date(window_start_at))
-    order = ServiceOrder(
-        elder_id=elder_id,
-        service_code=service_code,
-        window_start_at=window_start_at,
-        window_end_at=window_end_at,
-        duration_s=duration_s,
-        asap=asap,
-        urgent=urgent,
-        requirements=requirements,
-        price_fen=price,
-        state=OrderState.CREATED.value,
-        created_by_role=actor.value,
-        created_by_user_id=actor_user_id,
-        created_at=now,
-        updated_at=now,
+    return await _insert_order(
+        session,
+        {
+            "elder_id": elder_id,
+            "service_code": service_code,
+            "window_start_at": window_start_at,
+            "window_end_at": window_end_at,
+            "duration_s": duration_s,
+            "asap": asap,
+            "urgent": urgent,
+            "requirements": requirements,
+            "price_fen": price,
+        },
+        actor=actor,
+        actor_user_id=actor_user_id,
+        now=now,
     )
-    session.add(order)
-    await session.flush()
-    session.add(
-        OrderTransition(
-            order_id=order.id,
-            from_state="none",
-            to_state=OrderState.CREATED.value,
-            actor_role=actor.value,
-            actor_user_id=actor_user_id,
-            at=now,
+
+
+def _logged(order_id: Any) -> Any:
+    """INSERT … SELECT of an order transition, for use inside a data-modifying CTE. Parameters:
+    from_state, to_state, actor_role, actor_user_id, at."""
+    return insert(OrderTransition).from_select(
+        ["order_id", "from_state", "to_state", "actor_role", "actor_user_id", "at", "note"],
+        select(
+            order_id,
+            bindparam("from_state", type_=String),
+            bindparam("to_state", type_=String),
+            bindparam("actor_role", type_=String),
+            bindparam("actor_user_id", type_=BigInteger),
+            bindparam("at", type_=DateTime(timezone=True)),
+            literal("", String),
+        ),
+    )
+
+
+_ORDER_VALUES = (
+    "elder_id",
+    "service_code",
+    "window_start_at",
+    "window_end_at",
+    "duration_s",
+    "asap",
+    "urgent",
+    "requirements",
+    "price_fen",
+)
+
+
+@functools.cache
+def _insert_order_statement() -> Any:
+    """Built once: INSERT of an order (parameters :data:`_ORDER_VALUES`, created_by_role,
+    created_by_user_id, at) and of its first transition, returning the order as an entity."""
+    table = cast(Table, ServiceOrder.__table__)
+    new = (
+        insert(table)
+        .values(
+            {
+                **{name: bindparam(name, type_=table.c[name].type) for name in _ORDER_VALUES},
+                "state": OrderState.CREATED.value,
+                "created_by_role": bindparam("actor_role", type_=String),
+                "created_by_user_id": bindparam("actor_user_id", type_=BigInteger),
+                "created_at": bindparam("at", type_=DateTime(timezone=True)),
+                "updated_at": bindparam("at", type_=DateTime(timezone=True)),
+            }
         )
+        .returning(*table.c)
+        .cte("new_order")
     )
-    await session.flush()
-    log.info("dispatch.order.created", order_id=order.id, elder_id=elder_id, service=service_code)
+    return select(aliased(ServiceOrder, new)).add_cte(_logged(new.c.id).cte("first_transition"))
+
+
+async def _insert_order(
+    session: AsyncSession,
+    values: Mapping[str, Any],
+    *,
+    actor: Actor,
+    actor_user_id: int | None,
+    now: dt.datetime,
+) -> ServiceOrder:
+    """Insert a ``created`` order and its first transition in one statement (one round trip)."""
+    params = {
+        **{name: values.get(name) for name in _ORDER_VALUES},
+        "from_state": "none",
+        "to_state": OrderState.CREATED.value,
+        "actor_role": actor.value,
+        "actor_user_id": actor_user_id,
+        "at": now,
+    }
+    order: ServiceOrder = (await session.scalars(_insert_order_statement(), params)).one()
+    log.info("dispatch.order.created", order_id=order.id, elder_id=order.elder_id, service=order.service_code)
     return order
 
 
@@ -264,6 +361,43 @@ async def change_state(
     )
 
 
+@functools.cache
+def _make_offer_statement() -> Any:
+    """Built once: the order's conditional move to ``offered`` (``offer_attempts`` + 1), its
+    transition row and the offer row, returning the offer (no row: the order had left ``expected``)."""
+    at = bindparam("at", type_=DateTime(timezone=True))
+    moved = (
+        update(ServiceOrder)
+        .where(
+            ServiceOrder.id == bindparam("order_id", type_=BigInteger),
+            ServiceOrder.state == bindparam("expected", type_=String),
+        )
+        .values(state=OrderState.OFFERED.value, updated_at=at, offer_attempts=ServiceOrder.offer_attempts + 1)
+        .returning(ServiceOrder.id, ServiceOrder.offer_attempts)
+        .cte("moved")
+    )
+    made = (
+        insert(cast(Table, Offer.__table__))
+        .from_select(
+            ["order_id", "caregiver_id", "rank", "score", "eta_s", "state", "offered_at", "deadline_at"],
+            select(
+                moved.c.id,
+                bindparam("offer_caregiver_id", type_=BigInteger),
+                moved.c.offer_attempts,
+                bindparam("score", type_=Double),
+                bindparam("eta_s", type_=Integer),
+                literal(OfferState.PENDING.value, String),
+                at,
+                bindparam("deadline_at", type_=DateTime(timezone=True)),
+            ),
+        )
+        .returning(*Offer.__table__.c)
+        .cte("made")
+    )
+    # A SELECT over the data-modifying CTEs (an ORM INSERT given parameters would be a bulk insert).
+    return select(aliased(Offer, made)).add_cte(_logged(moved.c.id).cte("logged"))
+
+
 async def make_offer(
     *,
     session: AsyncSession,
@@ -274,33 +408,41 @@ async def make_offer(
     now: dt.datetime,
     policy: OfferPolicy,
     actor: Actor = Actor.SYSTEM,
+    expected: OrderState | None = None,
 ) -> Offer:
-    """Offer a ``created`` (or, by staff, an ``escalated``) order to one caregiver until now + 60 s."""
-    order = await session.get(ServiceOrder, order_id, populate_existing=True)
-    if order is None:
-        raise DispatchError(f"order {order_id} not found")
-    await change_state(
-        session=session,
-        order_id=order_id,
-        expected=OrderState(order.state),
-        target=OrderState.OFFERED,
-        actor=actor,
-        actor_user_id=None,
-        now=now,
-        values={"offer_attempts": ServiceOrder.offer_attempts + 1},
-    )
-    offer = Offer(
-        order_id=order_id,
-        caregiver_id=caregiver_id,
-        rank=order.offer_attempts + 1,
-        score=score,
-        eta_s=eta_s,
-        state=OfferState.PENDING.value,
-        offered_at=now,
-        deadline_at=now + dt.timedelta(seconds=policy.offer_seconds),
-    )
-    session.add(offer)
-    await session.flush()
+    """Offer a ``created`` (or, by staff, an ``escalated``) order to one caregiver until now + 60 s.
+
+    ``expected`` is the order's current state if the caller has just read it (else it is read here).
+    The state change, its transition row and the offer row are one statement: one round trip.
+    """
+    if expected is None:
+        state = await session.scalar(select(ServiceOrder.state).where(ServiceOrder.id == order_id))
+        if state is None:
+            raise DispatchError(f"order {order_id} not found")
+        expected = OrderState(state)
+    transition(expected, OrderState.OFFERED, actor=actor, now=now)
+    params = {
+        "order_id": order_id,
+        "expected": expected.value,
+        "from_state": expected.value,
+        "to_state": OrderState.OFFERED.value,
+        "actor_role": actor.value,
+        "actor_user_id": None,
+        "at": now,
+        "offer_caregiver_id": caregiver_id,  # not "caregiver_id": the UPDATE would take it as a SET value
+        "score": score,
+        "eta_s": eta_s,
+        "deadline_at": now + dt.timedelta(seconds=policy.offer_seconds),
+    }
+    offer: Offer | None = (await session.scalars(_make_offer_statement(), params)).one_or_none()
+    if offer is None:
+        raise StateConflict(f"order {order_id} is no longer {expected.value}")
+    # Keep a loaded copy of the order in step without another round trip.
+    order = session.identity_map.get(identity_key(ServiceOrder, order_id))
+    if isinstance(order, ServiceOrder):
+        set_committed_value(order, "state", OrderState.OFFERED.value)
+        set_committed_value(order, "offer_attempts", offer.rank)
+        set_committed_value(order, "updated_at", now)
     log.info("dispatch.offer.made", order_id=order_id, offer_id=offer.id, caregiver_id=caregiver_id)
     return offer
 
@@ -424,10 +566,40 @@ async def offer_next(
     order = await session.get(ServiceOrder, order_id, populate_existing=True)
     if order is None:
         raise DispatchError(f"order {order_id} not found")
-    if order.state != OrderState.CREATED.value:
-        raise StateConflict(f"order {order_id} is {order.state}, not created")
-    asked = set(await session.scalars(select(Offer.caregiver_id).where(and_(Offer.order_id == order_id))))
-    if order.offer_attempts < offer_policy.max_attempts:
+    asked = frozenset(await session.scalars(select(Offer.caregiver_id).where(Offer.order_id == order_id)))
+    return await _offer_or_escalate(
+        session=session,
+        order_id=order_id,
+        state=order.state,
+        attempts=order.offer_attempts,
+        asked=asked,
+        request=request,
+        index=index,
+        profiles=profiles,
+        match_policy=match_policy,
+        offer_policy=offer_policy,
+        now=now,
+    )
+
+
+async def _offer_or_escalate(
+    *,
+    session: AsyncSession,
+    order_id: int,
+    state: str,
+    attempts: int,
+    asked: frozenset[int],
+    request: OrderRequest,
+    index: CaregiverIndex,
+    profiles: Mapping[int, CaregiverProfile],
+    match_policy: MatchPolicy,
+    offer_policy: OfferPolicy,
+    now: dt.datetime,
+) -> Offer | None:
+    """:func:`offer_next` given the order's state, offer count and the caregivers already asked."""
+    if state != OrderState.CREATED.value:
+        raise StateConflict(f"order {order_id} is {state}, not created")
+    if attempts < offer_policy.max_attempts:
         result = match(
             request, index=index, profiles=profiles, policy=match_policy, now=now, limit=len(asked) + 5
         )
@@ -441,6 +613,7 @@ async def offer_next(
                     eta_s=cand.eta_s,
                     now=now,
                     policy=offer_policy,
+                    expected=OrderState.CREATED,
                 )
     await change_state(
         session=session,
@@ -450,9 +623,13 @@ async def offer_next(
         actor=Actor.SYSTEM,
         actor_user_id=None,
         now=now,
-        note=f"after {order.offer_attempts} offers",
+        note=f"after {attempts} offers",
     )
-    log.info("dispatch.order.escalated", order_id=order_id, attempts=order.offer_attempts)
+    order = session.identity_map.get(identity_key(ServiceOrder, order_id))
+    if isinstance(order, ServiceOrder):
+        set_committed_value(order, "state", OrderState.ESCALATED.value)
+        set_committed_value(order, "updated_at", now)
+    log.info("dispatch.order.escalated", order_id=order_id, attempts=attempts)
     return None
 
 
@@ -494,18 +671,34 @@ async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
 
     Keys absent from ``policy_value`` fall back to the DOMAIN defaults of the policy dataclasses.
     """
-    rows = await session.execute(
-        select(PolicyValue.key, PolicyValue.scope, PolicyValue.value)
-        .where(
-            or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
-            PolicyValue.valid_from <= day,
-            (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day),
-        )
-        .order_by(PolicyValue.valid_from)
+    stmt = select(PolicyValue.key, PolicyValue.scope, PolicyValue.value).where(*_policy_filter(day))
+    rows = await session.execute(stmt.order_by(PolicyValue.valid_from))
+    return policies_from([(str(k), str(sc), v) for k, sc, v in rows])
+
+
+def _policy_filter(day: Any) -> tuple[ColumnElement[bool], ...]:
+    return (
+        or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
+        PolicyValue.valid_from <= day,
+        (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day),
     )
-    values: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _policy_rows_json(day: Any) -> Any:
+    """A scalar subquery: the rows of :func:`load_policies` as a JSON array of [key, scope, value]."""
+    row = func.json_build_array(PolicyValue.key, PolicyValue.scope, PolicyValue.value)
+    return (
+        select(func.json_agg(aggregate_order_by(row, PolicyValue.valid_from.asc()), type_=JSON))
+        .where(*_policy_filter(day))
+        .scalar_subquery()
+    )
+
+
+def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policies:
+    """Policies from (key, scope, value) rows ordered by ``valid_from`` (the latest wins)."""
+    values: dict[tuple[str, str], Mapping[str, Any]] = {}
     for key, scope, value in rows:
-        values[(key, scope)] = value  # the latest valid_from wins
+        values[(key, scope)] = value
 
     def num(key: str, scope: str, name: str, default: float) -> float:
         v = values.get((key, scope), {}).get(name)
@@ -688,6 +881,20 @@ def _check_may_order_for(p: Principal, elder_id: int) -> None:
         raise Forbidden("You may order only for yourself or your own elders.", code="scope.elder")
 
 
+@functools.cache
+def _order_check_statement() -> Any:
+    """Built once: the service (an entity), the elder's status and the price of the day (parameters
+    elder_id, service_code, day); no row when the service is unknown."""
+    code = bindparam("service_code", type_=String)
+    elder_status = select(Elder.status).where(Elder.id == bindparam("elder_id", type_=BigInteger))
+    price = _price_select(code, bindparam("day", type_=Date))
+    return select(
+        Service,
+        elder_status.scalar_subquery().label("elder_status"),
+        price.scalar_subquery().label("price"),
+    ).where(Service.code == code)
+
+
 async def place_order(
     *,
     session: AsyncSession,
@@ -706,11 +913,26 @@ async def place_order(
     offer to the best caregiver, or the operator queue). Default window: 30 min from its start;
     default duration: the service's minimum time on site (at least 30 min)."""
     _check_may_order_for(actor, elder_id)
-    await _require_elder(session, elder_id)
-    service = await session.get(Service, service_code)
-    if service is None or not service.is_active:
-        raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
     start = window_start_at or now
+    if start.tzinfo is None:
+        raise Invalid("Times must carry a time zone.", code="dispatch.window_naive")
+    # Elder, service and the price of the service day in one round trip.
+    found = (
+        await session.execute(
+            _order_check_statement(),
+            {"elder_id": elder_id, "service_code": service_code, "day": local_date(start)},
+        )
+        if in_key_range(elder_id)
+        else None
+    )
+    row = found.one_or_none() if found is not None else None
+    if row is None:
+        await _require_elder(session, elder_id)  # a 422 naming the elder if that is what is missing
+    if row is None or not row.Service.is_active:
+        raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
+    if row.elder_status is None:
+        raise unknown_reference("elder_id", elder_id, "elder")
+    service = row.Service
     if start < now - dt.timedelta(minutes=5):
         raise Invalid("The window may not start in the past.", code="dispatch.window_past")
     end = window_end_at or start + dt.timedelta(minutes=30)
@@ -718,24 +940,28 @@ async def place_order(
         raise Invalid("The window ends before it starts.", code="dispatch.window_order")
     if end - start > dt.timedelta(hours=12):
         raise Invalid("The window may be at most 12 hours long.", code="dispatch.window_too_long")
-    duration = duration_s or max(service.min_minutes, 30) * 60
-    order = await create_order(
-        session=session,
-        elder_id=elder_id,
-        service_code=service_code,
-        window_start_at=start,
-        window_end_at=end,
-        duration_s=duration,
+    if row.elder_status != "active":
+        raise DispatchError(f"elder {elder_id} is unknown or not active")
+    order = await _insert_order(
+        session,
+        {
+            "elder_id": elder_id,
+            "service_code": service_code,
+            "window_start_at": start,
+            "window_end_at": end,
+            "duration_s": duration_s or max(service.min_minutes, 30) * 60,
+            "asap": asap,
+            "urgent": urgent,
+            "requirements": requirements,
+            "price_fen": _price_fen(row.price, service_code, local_date(start)),
+        },
         actor=_actor_of(actor),
         actor_user_id=actor.user_id,
         now=now,
-        asap=asap,
-        urgent=urgent,
-        requirements=requirements,
     )
     if asap or urgent or local_date(start) == local_date(now):
+        # make_offer / the escalation keep ``order`` in step, so no refresh is needed.
         await dispatch_order(session=session, order_id=order.id, now=now)
-        await session.refresh(order)
     return order
 
 
@@ -1136,6 +1362,318 @@ async def _profiles(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _DispatchFacts:
+    """What dispatching one order needs, read in one round trip."""
+
+    request: OrderRequest
+    district_id: int
+    provider_ids: frozenset[int]  # providers serving the elder's district
+    policies: Policies
+    state: str
+    attempts: int
+    asked: frozenset[int]
+
+
+@functools.cache
+def _facts_statement() -> Any:
+    """The statement behind :func:`_dispatch_facts`, built once (parameters: order_id, elder_id, since,
+    day); reusing the object spares SQLAlchemy rebuilding it and its cache key on every order."""
+    elder_id = bindparam("elder_id", type_=BigInteger)
+    counts = (
+        select(Visit.caregiver_id.label("cid"), func.count().label("n"))
+        .where(
+            Visit.elder_id == elder_id, Visit.check_in_at >= bindparam("since", type_=DateTime(timezone=True))
+        )
+        .group_by(Visit.caregiver_id)
+        .subquery()
+    )
+    continuity = select(func.json_agg(func.json_build_array(counts.c.cid, counts.c.n), type_=JSON))
+    blocked = select(func.array_agg(ElderBlockedCaregiver.caregiver_id, type_=ARRAY(BigInteger))).where(
+        ElderBlockedCaregiver.elder_id == elder_id
+    )
+    asked = select(func.array_agg(Offer.caregiver_id, type_=ARRAY(BigInteger))).where(
+        Offer.order_id == bindparam("order_id", type_=BigInteger)
+    )
+    providers = select(func.array_agg(ProviderDistrict.provider_id, type_=ARRAY(BigInteger))).where(
+        ProviderDistrict.district_id == Elder.district_id
+    )
+    return (
+        select(
+            ServiceOrder.state,
+            ServiceOrder.offer_attempts,
+            Elder.id,
+            Elder.gender,
+            Elder.allows_any_gender_bathing,
+            Elder.lat,
+            Elder.lon,
+            Elder.district_id,
+            Community.is_village,
+            District.kind,
+            Service.code,
+            Service.skill,
+            Service.certificate_kind,
+            Service.max_certificate_level,
+            Service.same_gender,
+            Service.min_minutes,
+            blocked.scalar_subquery().label("blocked"),
+            continuity.scalar_subquery().label("continuity"),
+            asked.scalar_subquery().label("asked"),
+            providers.scalar_subquery().label("providers"),
+            _policy_rows_json(bindparam("day", type_=Date)).label("policies"),
+        )
+        .join(Elder, Elder.id == ServiceOrder.elder_id)
+        .join(Community, Community.id == Elder.community_id)
+        .join(District, District.id == Elder.district_id)
+        .join(Service, Service.code == ServiceOrder.service_code)
+        .where(ServiceOrder.id == bindparam("order_id", type_=BigInteger))
+    )
+
+
+async def _dispatch_facts(session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> _DispatchFacts:
+    """The order's current state and offers, the elder's home and block list, continuity of care, the
+    service's rule and the policies of the service day: one statement (scalar subqueries)."""
+    start = max(order.window_start_at, now) if order.asap else order.window_start_at
+    params = {
+        "order_id": order.id,
+        "elder_id": order.elder_id,
+        "since": now - dt.timedelta(days=CONTINUITY_DAYS),
+        "day": local_date(start),
+    }
+    row = (await session.execute(_facts_statement(), params)).one()
+    request = OrderRequest(
+        elder_id=row.id,
+        elder_gender=row.gender,
+        elder_allows_any_gender=row.allows_any_gender_bathing,
+        lat=row.lat,
+        lon=row.lon,
+        rural=bool(row.is_village) or row.kind == "rural",
+        service=ServiceRule(
+            code=row.code,
+            skill=row.skill,
+            certificate_kind=row.certificate_kind,
+            max_certificate_level=row.max_certificate_level,
+            same_gender=row.same_gender,
+            min_minutes=row.min_minutes,
+        ),
+        start=start,
+        duration_s=order.duration_s,
+        asap=order.asap,
+        urgent=order.urgent,
+        blocked=frozenset(row.blocked or ()),
+        continuity={int(c): int(n) for c, n in row.continuity or ()},
+    )
+    return _DispatchFacts(
+        request=request,
+        district_id=int(row.district_id),
+        provider_ids=frozenset(row.providers or ()),
+        policies=policies_from([(k, sc, v) for k, sc, v in row.policies or ()]),
+        state=row.state,
+        attempts=int(row.offer_attempts),
+        asked=frozenset(row.asked or ()),
+    )
+
+
+_PROFILE_COLUMNS = (
+    Caregiver.id,
+    Caregiver.gender,
+    Caregiver.skills,
+    Caregiver.shift_start,
+    Caregiver.shift_end,
+    Caregiver.work_days,
+    Caregiver.daily_capacity,
+    Caregiver.rating,
+    Caregiver.is_active,
+)
+
+
+@functools.cache
+def _candidate_statement(*, realtime: bool, continuity: bool) -> Any:
+    """The statement behind :func:`_candidate_rows`, built once per variant. Parameters: lat, lon
+    (degrees), dlon (the radius in degrees of longitude), shrink2 (cos² of the latitude), window,
+    pool, skill, providers, continuity (ids), since and until (the bookings' span)."""
+    lat = bindparam("lat", type_=Double)
+    lon = bindparam("lon", type_=Double)
+    dlon = bindparam("dlon", type_=Double)
+    window = bindparam("window", type_=Integer)
+    here = func.point(lon, lat)
+    eligible = (
+        Caregiver.is_active,
+        Caregiver.skills.contains(bindparam("skill", type_=ARRAY(String))),
+        Caregiver.provider_id.in_(bindparam("providers", expanding=True, type_=BigInteger)),
+    )
+    pos_distance = func.point(CaregiverPosition.lon, CaregiverPosition.lat).op("<->", return_type=Double)(
+        here
+    )
+    pos_window = (
+        select(CaregiverPosition.caregiver_id.label("id"), CaregiverPosition.lat, CaregiverPosition.lon)
+        .where(CaregiverPosition.on_shift, pos_distance <= dlon)
+        .order_by(pos_distance)
+        .limit(window)
+        .cte("pos_window")
+    )
+    windows = [pos_window]
+
+    def fit(window_id: Any) -> Any:
+        # LATERAL with LIMIT (which PostgreSQL does not flatten): one primary-key probe per window
+        # row; as a plain join the planner tends to hash the provider's whole roster instead.
+        return select(Caregiver.id).where(Caregiver.id == window_id, *eligible).limit(1).lateral()
+
+    fit_on_shift = fit(pos_window.c.id)
+    parts = [select(pos_window.c.id, pos_window.c.lat, pos_window.c.lon).join(fit_on_shift, true())]
+    if not realtime:  # caregivers off shift count from home
+        home_distance = func.point(Caregiver.home_lon, Caregiver.home_lat).op("<->", return_type=Double)(here)
+        home_window = (
+            select(Caregiver.id.label("id"), Caregiver.home_lat.label("lat"), Caregiver.home_lon.label("lon"))
+            .where(home_distance <= dlon)
+            .order_by(home_distance)
+            .limit(window)
+            .cte("home_window")
+        )
+        windows.append(home_window)
+        shift_open = exists().where(
+            CaregiverPosition.caregiver_id == home_window.c.id, CaregiverPosition.on_shift
+        )
+        fit_at_home = fit(home_window.c.id)
+        parts.append(
+            select(home_window.c.id, home_window.c.lat, home_window.c.lon)
+            .join(fit_at_home, true())
+            .where(~shift_open)
+        )
+    near = union_all(*parts).subquery("near")
+    d2 = (near.c.lat - lat) * (near.c.lat - lat) + (near.c.lon - lon) * (near.c.lon - lon) * bindparam(
+        "shrink2", type_=Double
+    )
+    nearest = (
+        select(near.c.id, near.c.lat, near.c.lon, literal(True).label("is_near"))
+        .order_by(d2)
+        .limit(bindparam("pool", type_=Integer))
+    )
+    chosen: Any = nearest
+    if continuity:
+        shift_on = CaregiverPosition.on_shift.is_(True)
+        lat_c = (
+            CaregiverPosition.lat
+            if realtime
+            else case((shift_on, CaregiverPosition.lat), else_=Caregiver.home_lat)
+        )
+        lon_c = (
+            CaregiverPosition.lon
+            if realtime
+            else case((shift_on, CaregiverPosition.lon), else_=Caregiver.home_lon)
+        )
+        known = (
+            select(Caregiver.id, lat_c.label("lat"), lon_c.label("lon"), literal(False).label("is_near"))
+            .outerjoin(CaregiverPosition, CaregiverPosition.caregiver_id == Caregiver.id)
+            .where(Caregiver.id.in_(bindparam("continuity", expanding=True, type_=BigInteger)), *eligible)
+        )
+        if realtime:
+            known = known.where(shift_on)
+        chosen = union_all(nearest.subquery().select(), known)
+    picked = chosen.subquery("picked")
+    bookings = (
+        select(
+            func.json_agg(
+                func.json_build_array(
+                    func.extract("epoch", Visit.scheduled_start_at),
+                    func.extract("epoch", Visit.scheduled_end_at),
+                ),
+                type_=JSON,
+            )
+        )
+        .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
+        .where(
+            Visit.caregiver_id == picked.c.id,
+            ServiceOrder.state.in_(_LIVE_ORDER_STATES),
+            Visit.scheduled_start_at >= bindparam("since", type_=DateTime(timezone=True)),
+            Visit.scheduled_start_at < bindparam("until", type_=DateTime(timezone=True)),
+        )
+        .scalar_subquery()
+    )
+    certificates = (
+        select(
+            func.json_agg(
+                func.json_build_array(
+                    Certificate.kind, Certificate.level, Certificate.issued_on, Certificate.expires_on
+                ),
+                type_=JSON,
+            )
+        )
+        .where(Certificate.caregiver_id == picked.c.id)
+        .scalar_subquery()
+    )
+    full = or_(*(select(func.count()).select_from(w).scalar_subquery() >= window for w in windows))
+    return select(
+        *_PROFILE_COLUMNS,
+        picked.c.lat,
+        picked.c.lon,
+        picked.c.is_near,
+        bookings.label("bookings"),
+        certificates.label("certificates"),
+        full.label("window_full"),
+    ).join(picked, picked.c.id == Caregiver.id)
+
+
+async def _candidate_rows(
+    session: AsyncSession, facts: _DispatchFacts, *, realtime: bool, radius_m: float, pool: int
+) -> tuple[list[Any], int, bool]:
+    """The ``pool`` eligible caregivers nearest the elder (plus the elder's continuity caregivers), each
+    with its matching profile, bookings and certificates: one statement.
+
+    Returns (rows, how many of them are among the nearest, whether a search window was full).
+
+    Nearest-first comes from the GiST indexes on ``point(lon, lat)`` (migration 0006): a KNN index
+    scan (``<->``, plain degrees) takes the ``8 × pool`` nearest positions (and, for scheduled orders,
+    homes) inside the matching radius; the eligible ones among them are re-ranked by the
+    latitude-scaled distance (a degree of longitude is 0.86 of one of latitude in Xiaogan). The
+    window is a single-table subquery with LIMIT so the planner cannot trade the KNN scan for a scan
+    of everything in range; when a window is full but yields fewer than ``pool`` eligible caregivers,
+    the caller searches again with a larger pool.
+    """
+    request = facts.request
+    shrink = max(math.cos(math.radians(request.lat)), 0.01)
+    params = {
+        "lat": request.lat,
+        "lon": request.lon,
+        "dlon": radius_m / METRES_PER_DEGREE_LAT / shrink,  # bounds the radius in any direction
+        "shrink2": shrink * shrink,
+        "window": 8 * pool,
+        "pool": pool,
+        "skill": [request.service.skill],
+        "providers": sorted(facts.provider_ids),
+        "since": request.start - dt.timedelta(days=1),
+        "until": request.start + dt.timedelta(days=1),
+    }
+    if request.continuity:
+        params["continuity"] = sorted(request.continuity)
+    stmt = _candidate_statement(realtime=realtime, continuity=bool(request.continuity))
+    rows = list((await session.execute(stmt, params)).all())
+    return rows, sum(1 for r in rows if r.is_near), any(r.window_full for r in rows)
+
+
+def _profile_of(row: Any) -> CaregiverProfile:
+    """A :class:`CaregiverProfile` from a :func:`_candidate_rows` row (epoch seconds, ISO dates)."""
+    return CaregiverProfile(
+        id=int(row.id),
+        gender=row.gender,
+        skills=frozenset(row.skills),
+        certificates=tuple(
+            CertificateInfo(kind, level, dt.date.fromisoformat(issued), dt.date.fromisoformat(expires))
+            for kind, level, issued, expires in row.certificates or ()
+        ),
+        shift_start=row.shift_start,
+        shift_end=row.shift_end,
+        work_days=frozenset(row.work_days),
+        daily_capacity=row.daily_capacity,
+        rating=row.rating,
+        bookings=tuple(
+            Booking(dt.datetime.fromtimestamp(float(a), dt.UTC), dt.datetime.fromtimestamp(float(b), dt.UTC))
+            for a, b in row.bookings or ()
+        ),
+        is_active=row.is_active,
+    )
+
+
 async def dispatch_order(*, session: AsyncSession, order_id: int, now: dt.datetime) -> Offer | None:
     """Offer a ``created`` order to the best caregiver not yet asked, or escalate it.
 
@@ -1145,103 +1683,48 @@ async def dispatch_order(*, session: AsyncSession, order_id: int, now: dt.dateti
     caregiver off shift counts from home. The database returns the :data:`CANDIDATE_POOL` nearest
     (plus the elder's continuity caregivers); the matching core applies every hard rule and scores
     them. Travel is half the score, so the best candidate is in practice always among the nearest.
+
+    Round trips: the order's facts (one statement), the candidates with their profiles (one), the
+    offer with its state change (one); a second, wider candidate search only when the nearest are busy.
     """
-    # Only fields fixed at creation are read here, so the identity map's copy will do.
+    # Only fields fixed at creation are read from this copy; state and offers come with the facts.
     order = await session.get(ServiceOrder, order_id)
     if order is None:
         raise DispatchError(f"order {order_id} not found")
-    request = await build_request(session=session, order=order, now=now)
-    policies = await load_policies(session=session, day=local_date(request.start))
+    facts = await _dispatch_facts(session, order, now)
+    request, policies = facts.request, facts.policies
     mp = policies.match
-    district = await _elder_district(session, order.elder_id)
-    realtime = order.asap or order.urgent
     if order.urgent:
         eta_min = mp.urgent_eta_rural_min if request.rural else mp.urgent_eta_urban_min
     else:
         eta_min = mp.max_eta_min
     radius = max_distance_m(eta_min, rural=request.rural, policy=mp)
-    shrink = max(math.cos(math.radians(request.lat)), 0.01)
-    dlat = radius / METRES_PER_DEGREE_LAT
-    dlon = dlat / shrink
-    on_shift = CaregiverPosition.on_shift.is_(True)
-    if realtime:
-        lat_c: ColumnElement[float] = CaregiverPosition.__table__.c.lat
-        lon_c: ColumnElement[float] = CaregiverPosition.__table__.c.lon
-    else:
-        lat_c = case((on_shift, CaregiverPosition.lat), else_=Caregiver.home_lat)
-        lon_c = case((on_shift, CaregiverPosition.lon), else_=Caregiver.home_lon)
-    in_box = and_(
-        lat_c.between(request.lat - dlat, request.lat + dlat),
-        lon_c.between(request.lon - dlon, request.lon + dlon),
-    )
-    dist2 = (lat_c - request.lat) * (lat_c - request.lat) + (lon_c - request.lon) * (lon_c - request.lon) * (
-        shrink * shrink
-    )
-    profile_columns = (
-        Caregiver.id,
-        Caregiver.gender,
-        Caregiver.skills,
-        Caregiver.shift_start,
-        Caregiver.shift_end,
-        Caregiver.work_days,
-        Caregiver.daily_capacity,
-        Caregiver.rating,
-        Caregiver.is_active,
-    )
-    eligible = (
-        Caregiver.is_active,
-        Caregiver.skills.contains([request.service.skill]),
-        Caregiver.provider_id.in_(
-            select(ProviderDistrict.provider_id).where(ProviderDistrict.district_id == district)
-        ),
-    )
-    base = (
-        select(*profile_columns, lat_c.label("lat"), lon_c.label("lon"))
-        .outerjoin(CaregiverPosition, CaregiverPosition.caregiver_id == Caregiver.id)
-        .where(*eligible)
-    )
-    if realtime:
-        base = base.where(on_shift)
+    realtime = order.asap or order.urgent
 
-    def nearest(pool: int) -> Any:
-        if not realtime:
-            return base.where(in_box).order_by(dist2).limit(pool)
-        # Nearest positions first (one pass over the small position table), then their caregivers.
-        near = (
-            select(CaregiverPosition.caregiver_id, lat_c.label("lat"), lon_c.label("lon"), dist2.label("d2"))
-            .where(on_shift, in_box)
-            .order_by(dist2)
-            .limit(4 * pool)
-            .subquery()
+    async def candidates(pool: int) -> tuple[CaregiverIndex, dict[int, CaregiverProfile], bool]:
+        rows, fetched, full = await _candidate_rows(
+            session, facts, realtime=realtime, radius_m=radius, pool=pool
         )
-        return (
-            select(*profile_columns, near.c.lat, near.c.lon)
-            .join(near, near.c.caregiver_id == Caregiver.id)
-            .where(*eligible)
-            .order_by(near.c.d2)
-            .limit(pool)
-        )
-
-    async def candidates(pool: int) -> tuple[CaregiverIndex, dict[int, CaregiverProfile], int]:
-        rows = list((await session.execute(nearest(pool))).all())
-        fetched = len(rows)
-        missing = set(request.continuity) - {int(r.id) for r in rows}
-        if missing:
-            rows += (await session.execute(base.where(Caregiver.id.in_(sorted(missing))))).all()
         index = CaregiverIndex()
+        profiles: dict[int, CaregiverProfile] = {}
         for r in rows:
             index.update(int(r.id), r.lat, r.lon, r.skills)
-        return index, await _profiles(session, rows, request.start), fetched
+            profiles[int(r.id)] = _profile_of(r)
+        # Someone in range may have been left out: the pool or a KNN window was full.
+        return index, profiles, fetched >= pool or full
 
-    index, profiles, fetched = await candidates(CANDIDATE_POOL)
+    index, profiles, more_in_range = await candidates(CANDIDATE_POOL)
     enough = policies.offer.max_attempts + 1
-    if fetched >= CANDIDATE_POOL:
+    if more_in_range:
         found = match(request, index=index, profiles=profiles, policy=mp, now=now, limit=enough)
         if len(found.candidates) < enough:  # the nearest are busy: look farther before escalating
             index, profiles, _ = await candidates(CANDIDATE_POOL * 8)
-    return await offer_next(
+    return await _offer_or_escalate(
         session=session,
         order_id=order_id,
+        state=facts.state,
+        attempts=facts.attempts,
+        asked=facts.asked,
         request=request,
         index=index,
         profiles=profiles,
@@ -1802,3 +2285,432 @@ async def list_complaints(*, session: AsyncSession, actor: Principal, window: Wi
     )
     stmt: Any = select(Complaint).where(clause).order_by(Complaint.id.desc())
     return await page_of(session, stmt, window)
+
+
+# --- Day plans ----------------------------------------------------------------------------------------
+# The next day's scheduled orders (state ``created``, not as-soon-as-possible or urgent) are planned per
+# provider with :mod:`dispatch.routing`: which caregiver serves which order, in what sequence and from
+# when. Providers are taken in id order and each plans the orders of the districts it serves that no
+# other plan of the day holds. The plan is a proposal stored in ``day_plan`` / ``day_plan_stop``; the
+# orders stay ``created``.
+
+DAYPLAN_SECONDS = 5.0  # the planner's search budget per provider at most, wall seconds
+DAYPLAN_MIN_SECONDS = 0.2  # … and at least, growing by the next figure for each visit to plan
+DAYPLAN_SECONDS_PER_VISIT = 0.02
+DAYPLAN_READERS = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
+DAYPLAN_REPLANNERS = frozenset({Role.PROVIDER_ADMIN, Role.SUPERVISOR, Role.ADMIN})
+
+
+def _day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+
+
+async def _plan_instance(
+    session: AsyncSession,
+    *,
+    provider_id: int,
+    day: dt.date,
+    order_ids: Sequence[int],
+    extra_caregivers: Sequence[int],
+    now: dt.datetime,
+) -> routing.DayPlanInstance:
+    """The routing instance of ``order_ids`` on ``day`` for the provider's caregivers (plus
+    ``extra_caregivers``, e.g. ones in an earlier plan who have since left the provider)."""
+    midnight = _day_start(day)
+    rows = (
+        await session.execute(
+            select(
+                ServiceOrder.id,
+                ServiceOrder.elder_id,
+                ServiceOrder.service_code,
+                ServiceOrder.window_start_at,
+                ServiceOrder.window_end_at,
+                ServiceOrder.duration_s,
+                Elder.lat,
+                Elder.lon,
+                Elder.gender,
+                Elder.allows_any_gender_bathing,
+                Community.is_village,
+                District.kind,
+            )
+            .join(Elder, Elder.id == ServiceOrder.elder_id)
+            .join(Community, Community.id == Elder.community_id)
+            .join(District, District.id == Elder.district_id)
+            .where(ServiceOrder.id.in_(sorted(order_ids)))
+            .order_by(ServiceOrder.id)
+        )
+    ).all()
+    elders = sorted({int(r.elder_id) for r in rows})
+    rules = {s.code: service_rule(s) for s in await session.scalars(select(Service))}
+    blocked: dict[int, set[int]] = {}
+    for eid, cid in await session.execute(
+        select(ElderBlockedCaregiver.elder_id, ElderBlockedCaregiver.caregiver_id).where(
+            ElderBlockedCaregiver.elder_id.in_(elders)
+        )
+    ):
+        blocked.setdefault(int(eid), set()).add(int(cid))
+    preferred: dict[int, tuple[int, int]] = {}  # elder → (visits, caregiver): most visits, then lowest id
+    for eid, cid, n in await session.execute(
+        select(Visit.elder_id, Visit.caregiver_id, func.count())
+        .where(Visit.elder_id.in_(elders), Visit.check_in_at >= now - dt.timedelta(days=CONTINUITY_DAYS))
+        .group_by(Visit.elder_id, Visit.caregiver_id)
+    ):
+        best = preferred.get(int(eid))
+        if best is None or (int(n), -int(cid)) > (best[0], -best[1]):
+            preferred[int(eid)] = (int(n), int(cid))
+    visits = tuple(
+        routing.PlanVisit(
+            id=int(r.id),
+            elder_id=int(r.elder_id),
+            lat=r.lat,
+            lon=r.lon,
+            rural=bool(r.is_village) or r.kind == "rural",
+            service=rules[r.service_code],
+            elder_gender=r.gender,
+            elder_allows_any_gender=r.allows_any_gender_bathing,
+            window_open_s=int((r.window_start_at - midnight).total_seconds()),
+            window_close_s=int((r.window_end_at - midnight).total_seconds()),
+            duration_s=int(r.duration_s),
+            blocked=frozenset(blocked.get(int(r.elder_id), ())),
+            preferred_caregiver=preferred[int(r.elder_id)][1] if int(r.elder_id) in preferred else None,
+        )
+        for r in rows
+    )
+    caregivers = list(
+        await session.scalars(
+            select(Caregiver)
+            .where(or_(Caregiver.provider_id == provider_id, Caregiver.id.in_(sorted(extra_caregivers))))
+            .order_by(Caregiver.id)
+        )
+    )
+    profiles = await _profiles(session, caregivers, midnight + dt.timedelta(hours=12))
+    policies = await load_policies(session=session, day=day)
+    return routing.DayPlanInstance(
+        day=day,
+        visits=visits,
+        caregivers=tuple(
+            routing.PlanCaregiver(profiles[int(c.id)], c.home_lat, c.home_lon, rural=False)
+            for c in caregivers
+        ),
+        policy=routing.PlanPolicy(match=policies.match),
+    )
+
+
+def _stops_of(plan: routing.DayPlan) -> dict[int, tuple[int, int]]:
+    """order id → (caregiver id, start in seconds after local midnight)."""
+    return {s.visit_id: (cid, s.start_s) for cid, stops in plan.routes.items() for s in stops}
+
+
+async def _store_plan(
+    session: AsyncSession, record: ProviderDayPlan, plan: routing.DayPlan, *, day: dt.date
+) -> None:
+    """Replace the stops of ``record`` with ``plan``'s (sequence 1, 2, … per caregiver)."""
+    midnight = _day_start(day)
+    await session.execute(delete(DayPlanStop).where(DayPlanStop.plan_id == record.id))
+    rows = [
+        {
+            "plan_id": record.id,
+            "order_id": stop.visit_id,
+            "caregiver_id": cid,
+            "seq": seq,
+            "planned_start_at": midnight + dt.timedelta(seconds=stop.start_s),
+        }
+        for cid, stops in plan.routes.items()
+        for seq, stop in enumerate(stops, start=1)
+    ]
+    if rows:
+        await session.execute(insert(DayPlanStop), rows)
+    record.travel_s = plan.travel_s
+    record.unassigned_order_ids = list(plan.unassigned)
+    await session.flush()
+
+
+def _unplanned_orders(provider_id: int, day: dt.date) -> Any:
+    """Scheduled ``created`` orders of ``day`` in the provider's districts that no plan holds yet."""
+    midnight = _day_start(day)
+    return (
+        select(ServiceOrder.id)
+        .join(Elder, Elder.id == ServiceOrder.elder_id)
+        .where(
+            ServiceOrder.state == OrderState.CREATED.value,
+            ServiceOrder.asap.is_(False),
+            ServiceOrder.urgent.is_(False),
+            ServiceOrder.window_start_at >= midnight,
+            ServiceOrder.window_start_at < midnight + dt.timedelta(days=1),
+            Elder.district_id.in_(
+                select(ProviderDistrict.district_id).where(ProviderDistrict.provider_id == provider_id)
+            ),
+            ~exists().where(
+                DayPlanStop.order_id == ServiceOrder.id,
+                DayPlanStop.plan_id.in_(select(ProviderDayPlan.id).where(ProviderDayPlan.plan_on == day)),
+            ),
+        )
+        .order_by(ServiceOrder.id)
+    )
+
+
+async def _planned_elsewhere(session: AsyncSession, *, plan_id: int, day: dt.date) -> set[int]:
+    """Orders that another plan of ``day`` has given a caregiver."""
+    return set(
+        await session.scalars(
+            select(DayPlanStop.order_id)
+            .join(ProviderDayPlan, ProviderDayPlan.id == DayPlanStop.plan_id)
+            .where(ProviderDayPlan.plan_on == day, ProviderDayPlan.id != plan_id)
+        )
+    )
+
+
+def _previous_plan(
+    record: ProviderDayPlan, stops: Sequence[DayPlanStop], extra: Sequence[int]
+) -> routing.DayPlan:
+    midnight = _day_start(record.plan_on)
+    routes: dict[int, list[routing.Stop]] = {}
+    for s in sorted(stops, key=lambda s: (s.caregiver_id, s.seq)):
+        start_s = int((s.planned_start_at - midnight).total_seconds())
+        routes.setdefault(s.caregiver_id, []).append(routing.Stop(s.order_id, start_s))
+    unassigned = tuple(sorted({*record.unassigned_order_ids, *extra}))
+    return routing.DayPlan({c: tuple(r) for c, r in routes.items()}, unassigned, record.travel_s, 0, 0)
+
+
+async def plan_provider_day(
+    *,
+    session: AsyncSession,
+    provider_id: int,
+    day: dt.date,
+    now: dt.datetime,
+    time_limit_s: float = DAYPLAN_SECONDS,
+) -> ProviderDayPlan | None:
+    """Plan the provider's unplanned scheduled orders of ``day``. A first build runs the full planner;
+    when a plan exists, new orders are only inserted into it (nothing planned moves). Returns the plan,
+    or None when there was nothing to plan."""
+    new_ids = list(await session.scalars(_unplanned_orders(provider_id, day)))
+    record = await session.scalar(
+        select(ProviderDayPlan).where(
+            ProviderDayPlan.provider_id == provider_id, ProviderDayPlan.plan_on == day
+        )
+    )
+    if record is None and not new_ids:
+        return None
+    if record is None:
+        inst = await _plan_instance(
+            session, provider_id=provider_id, day=day, order_ids=new_ids, extra_caregivers=(), now=now
+        )
+        # The planner searches until its budget is spent; a small day does not need the full one.
+        budget = min(time_limit_s, DAYPLAN_MIN_SECONDS + DAYPLAN_SECONDS_PER_VISIT * len(inst.visits))
+        plan = routing.plan_day(inst, time_limit_s=budget)
+        record = ProviderDayPlan(
+            provider_id=provider_id,
+            plan_on=day,
+            built_at=now,
+            revision=1,
+            travel_s=plan.travel_s,
+            unassigned_order_ids=[],
+            unavailable_caregiver_ids=[],
+        )
+        session.add(record)
+        await session.flush()
+        await _store_plan(session, record, plan, day=day)
+        log.info("dispatch.dayplan.stored", provider_id=provider_id, day=day.isoformat(), orders=len(new_ids))
+        return record
+    fresh = set(new_ids) - set(record.unassigned_order_ids)
+    if not fresh:
+        return record
+    await _replan_record(session, record, cancelled=set(), unavailable=set(), extra=sorted(fresh), now=now)
+    return record
+
+
+async def _replan_record(
+    session: AsyncSession,
+    record: ProviderDayPlan,
+    *,
+    cancelled: set[int],
+    unavailable: set[int],
+    extra: Sequence[int],
+    now: dt.datetime,
+) -> tuple[routing.DayPlan, int]:
+    """Repair the stored plan with :func:`dispatch.routing.replan`; returns the plan and how many
+    orders that kept a place changed caregiver."""
+    stops = list(await session.scalars(select(DayPlanStop).where(DayPlanStop.plan_id == record.id)))
+    previous = _previous_plan(record, stops, extra)
+    elsewhere = await _planned_elsewhere(session, plan_id=record.id, day=record.plan_on)
+    all_ids = sorted({*(s.order_id for s in stops), *previous.unassigned})
+    # Orders that left ``created`` (cancelled, dispatched in real time) no longer belong to the plan.
+    states = dict(
+        (
+            await session.execute(
+                select(ServiceOrder.id, ServiceOrder.state).where(ServiceOrder.id.in_(all_ids))
+            )
+        ).all()
+    )
+    gone = {oid for oid in all_ids if states.get(oid) != OrderState.CREATED.value}
+    dropped = cancelled | gone | (elsewhere & set(previous.unassigned))
+    off = {*record.unavailable_caregiver_ids, *unavailable}
+    inst = await _plan_instance(
+        session,
+        provider_id=record.provider_id,
+        day=record.plan_on,
+        order_ids=[oid for oid in all_ids if oid in states],
+        extra_caregivers=sorted({*previous.routes, *off}),
+        now=now,
+    )
+    missing = set(all_ids) - set(states)  # deleted orders: their stops went with them (cascade)
+    previous = routing.DayPlan(
+        {c: tuple(s for s in r if s.visit_id not in missing) for c, r in previous.routes.items()},
+        tuple(v for v in previous.unassigned if v not in missing),
+        previous.travel_s,
+        0,
+        0,
+    )
+    plan = routing.replan(inst, previous, cancelled=frozenset(dropped), unavailable=frozenset(off))
+    before, after = _stops_of(previous), _stops_of(plan)
+    moved = sum(1 for oid, (cid, _) in after.items() if oid in before and before[oid][0] != cid)
+    record.revision += 1
+    record.replanned_at = now
+    record.unavailable_caregiver_ids = sorted(off)
+    await _store_plan(session, record, plan, day=record.plan_on)
+    log.info(
+        "dispatch.dayplan.replanned",
+        plan_id=record.id,
+        dropped=len(dropped),
+        unavailable=len(off),
+        moved=moved,
+        unassigned=len(plan.unassigned),
+    )
+    return plan, moved
+
+
+async def plan_tomorrow(
+    *, session: AsyncSession, now: dt.datetime, time_limit_s: float = DAYPLAN_SECONDS
+) -> int:
+    """Job: plan tomorrow's (Asia/Shanghai) scheduled orders for every provider with active caregivers,
+    in provider id order; a provider already planned only gets its new orders inserted. Returns the
+    number of plans written."""
+    day = local_date(now) + dt.timedelta(days=1)
+    providers = list(
+        await session.scalars(
+            select(Caregiver.provider_id)
+            .where(Caregiver.is_active)
+            .distinct()
+            .order_by(Caregiver.provider_id)
+        )
+    )
+    written = 0
+    for pid in providers:
+        if await plan_provider_day(
+            session=session, provider_id=int(pid), day=day, now=now, time_limit_s=time_limit_s
+        ):
+            written += 1
+    return written
+
+
+@dataclass(frozen=True, slots=True)
+class DayPlanView:
+    plan: ProviderDayPlan
+    stops: list[DayPlanStop]
+    moved: int = 0  # orders that changed caregiver in the re-plan that produced this view
+
+
+async def day_plans(
+    *, session: AsyncSession, actor: Principal, day: dt.date, provider_id: int | None = None
+) -> list[DayPlanView]:
+    """The stored plans of ``day`` in the actor's scope: staff every provider's (or ``provider_id``'s),
+    a provider admin its own, a caregiver only their own route (and not the unassigned list)."""
+    stmt = select(ProviderDayPlan).where(ProviderDayPlan.plan_on == day).order_by(ProviderDayPlan.provider_id)
+    stop_filter: list[ColumnElement[bool]] = []
+    if actor.role in DAYPLAN_READERS:
+        if provider_id is not None:
+            stmt = stmt.where(ProviderDayPlan.provider_id == provider_id)
+    elif actor.role == Role.PROVIDER_ADMIN and actor.provider_id is not None:
+        if provider_id is not None and provider_id != actor.provider_id:
+            raise Forbidden("You may see only your own provider's plans.", code="scope.provider")
+        stmt = stmt.where(ProviderDayPlan.provider_id == actor.provider_id)
+    elif actor.role == Role.CAREGIVER and actor.caregiver_id is not None:
+        stmt = stmt.where(
+            ProviderDayPlan.id.in_(
+                select(DayPlanStop.plan_id).where(DayPlanStop.caregiver_id == actor.caregiver_id)
+            )
+        )
+        stop_filter.append(DayPlanStop.caregiver_id == actor.caregiver_id)
+    else:
+        raise Forbidden("Your role has no day plans.", code="auth.forbidden")
+    plans = list(await session.scalars(stmt))
+    views = []
+    for plan in plans:
+        stops = list(
+            await session.scalars(
+                select(DayPlanStop)
+                .where(DayPlanStop.plan_id == plan.id, *stop_filter)
+                .order_by(DayPlanStop.caregiver_id, DayPlanStop.seq)
+            )
+        )
+        views.append(DayPlanView(plan, stops))
+    return views
+
+
+async def replan_day(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    day: dt.date,
+    provider_id: int | None,
+    sick_caregiver_ids: Sequence[int],
+    cancelled_order_ids: Sequence[int],
+    now: dt.datetime,
+) -> DayPlanView:
+    """Re-plan a provider's stored plan of ``day`` after caregivers call in sick and/or orders are
+    cancelled, changing as little as possible: only the orders of the sick caregivers (and those left
+    unplanned before) look for a new place; every other order keeps its caregiver and sequence.
+    Orders no longer ``created`` (cancelled, dispatched in real time) drop out as well."""
+    if actor.role not in DAYPLAN_REPLANNERS:
+        raise Forbidden("Your role may not re-plan a day.", code="auth.forbidden")
+    if actor.role == Role.PROVIDER_ADMIN:
+        if provider_id is not None and provider_id != actor.provider_id:
+            raise Forbidden("You may re-plan only your own provider's day.", code="scope.provider")
+        provider_id = actor.provider_id
+    if provider_id is None:
+        raise Invalid("Name the provider whose day to re-plan.", code="dayplan.provider_required")
+    record = await session.scalar(
+        select(ProviderDayPlan)
+        .where(ProviderDayPlan.provider_id == provider_id, ProviderDayPlan.plan_on == day)
+        .with_for_update()
+    )
+    if record is None:
+        raise NotFound(
+            f"Provider {provider_id} has no plan for {day.isoformat()}.", code="day_plan.not_found"
+        )
+    sick = set(sick_caregiver_ids)
+    if sick:
+        known = set(
+            await session.scalars(
+                select(Caregiver.id).where(
+                    Caregiver.id.in_(sorted(sick)), Caregiver.provider_id == provider_id
+                )
+            )
+        )
+        if sick - known:
+            raise Invalid(
+                f"Not caregivers of provider {provider_id}: {sorted(sick - known)}.",
+                code="dayplan.caregiver_unknown",
+            )
+    cancelled = set(cancelled_order_ids)
+    if cancelled:
+        in_plan = set(
+            await session.scalars(
+                select(DayPlanStop.order_id).where(
+                    DayPlanStop.plan_id == record.id, DayPlanStop.order_id.in_(sorted(cancelled))
+                )
+            )
+        ) | (cancelled & set(record.unassigned_order_ids))
+        if cancelled - in_plan:
+            raise Invalid(
+                f"Not in this plan: orders {sorted(cancelled - in_plan)}.", code="dayplan.order_unknown"
+            )
+    _, moved = await _replan_record(session, record, cancelled=cancelled, unavailable=sick, extra=(), now=now)
+    stops = list(
+        await session.scalars(
+            select(DayPlanStop)
+            .where(DayPlanStop.plan_id == record.id)
+            .order_by(DayPlanStop.caregiver_id, DayPlanStop.seq)
+        )
+    )
+    return DayPlanView(record, stops, moved)

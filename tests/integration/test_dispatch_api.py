@@ -596,6 +596,7 @@ async def test_job_expiry_offers_the_next_caregiver_then_escalates(
         "dispatch.materialise_recurring",
         "dispatch.verify_overdue",
         "dispatch.sample_callbacks",
+        "dispatch.plan_tomorrow",
     }
     assert names <= set(load_domain_jobs(["dispatch.jobs"]).names())
     # A second caregiver of the same provider on shift a little farther away.
