@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from api.auth import AuthController, authorize
 from api.deps import provide_db, provide_now, provide_principal
 from api.health import HealthController
 from api.problems import EXCEPTION_HANDLERS
+from core import audit
 from core.authz import public
 from core.clock import Clock, utc_now
 from core.db import make_engine, make_sessionmaker
@@ -39,8 +42,12 @@ REQUESTS = Counter("eldercare_http_requests_total", "HTTP requests", ["method", 
 LATENCY = Histogram("eldercare_http_request_seconds", "HTTP request latency", ["method", "route"])
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,40}")
+
+
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
-    """Counts and times every HTTP request (Prometheus) and logs one structured line for it."""
+    """Counts and times every HTTP request (Prometheus), logs one structured line for it, and gives it
+    a request id (the caller's ``X-Request-ID`` when well-formed) that audit rows and logs carry."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -49,16 +56,23 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         method = str(scope.get("method", ""))
         t0 = time.perf_counter()
         status = 500
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        client = scope.get("client")
+        token = audit.bind_request(ip=client[0] if client else None, request_id=request_id)
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
             await app(scope, receive, send_wrapper)
         finally:
+            audit.unbind_request(token)
             elapsed = time.perf_counter() - t0
             route = scope.get("path_template") or "unmatched"
             REQUESTS.labels(method, route, str(status)).inc()
@@ -70,6 +84,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
                 status=status,
                 ms=round(elapsed * 1000, 1),
             )
+            structlog.contextvars.unbind_contextvars("request_id")
 
     return middleware
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import ipaddress
 import uuid
 from collections.abc import Mapping
+from contextvars import ContextVar, Token
 from typing import Any
 
 from sqlalchemy import inspect
@@ -14,6 +16,23 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Principal
 from core.models import AuditLog, Base
+
+# The current request's client address and id, bound by the HTTP middleware, so every audit row
+# written while serving it carries them without each service passing them along.
+_REQUEST: ContextVar[tuple[str | None, str | None]] = ContextVar("audit_request", default=(None, None))
+
+
+def bind_request(*, ip: str | None, request_id: str | None) -> Token[tuple[str | None, str | None]]:
+    try:
+        valid_ip = str(ipaddress.ip_address(ip)) if ip else None
+    except ValueError:  # e.g. an in-process test client's pseudo address
+        valid_ip = None
+    return _REQUEST.set((valid_ip, request_id))
+
+
+def unbind_request(token: Token[tuple[str | None, str | None]]) -> None:
+    _REQUEST.reset(token)
+
 
 # Columns whose values never go into the audit trail in clear.
 _REDACTED = frozenset({"password_hash", "id_number"})
@@ -55,7 +74,10 @@ def record(
     ip: str | None = None,
     request_id: str | None = None,
 ) -> None:
-    """Add an audit row to the caller's unit of work (committed with the change it describes)."""
+    """Add an audit row to the caller's unit of work (committed with the change it describes).
+
+    ``ip`` and ``request_id`` default to those of the HTTP request being served, if any."""
+    bound_ip, bound_request_id = _REQUEST.get()
     session.add(
         AuditLog(
             actor_user_id=actor.user_id if actor else None,
@@ -65,7 +87,7 @@ def record(
             entity_id=None if entity_id is None else str(entity_id),
             before=_jsonable(before) if before is not None else None,
             after=_jsonable(after) if after is not None else None,
-            ip=ip,
-            request_id=request_id,
+            ip=ip or bound_ip,
+            request_id=request_id or bound_request_id,
         )
     )

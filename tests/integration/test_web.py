@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AppUser
+from core.models import AppUser, AuditLog
 from core.passwords import hash_password
 from tests.conftest import Client
 
@@ -94,3 +95,27 @@ async def test_wrong_password_shows_message_not_500(client: Client, web_user: Ap
     )
     assert r.status_code == 401
     assert "用户名或密码错误" in r.text
+
+
+async def test_audit_rows_carry_the_request_id_and_client_address(
+    client: Client, web_user: AppUser, db: AsyncSession
+) -> None:
+    r = await client.post(
+        "/api/v1/auth/login",
+        json={"login": web_user.username, "password": PASSWORD},
+        headers={"X-Request-ID": "req-audit-0001"},
+    )
+    assert r.status_code == 200
+    assert r.headers["x-request-id"] == "req-audit-0001"
+    row = (
+        await db.execute(
+            select(AuditLog.ip, AuditLog.request_id).where(
+                AuditLog.action == "login", AuditLog.entity_id == str(web_user.id)
+            )
+        )
+    ).one()
+    assert (str(row.ip), row.request_id) == ("127.0.0.1", "req-audit-0001")
+
+    # A malformed caller id is replaced by a fresh one.
+    r = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert len(r.headers["x-request-id"]) == 32
