@@ -65,6 +65,21 @@ async def create_assessment(
         entity_id=row.id,
         after=audit.snapshot(row),
     )
+    if row.has_dementia_dx and not elder.has_dementia:
+        # A diagnosed dementia found by the assessor is a fact about the elder: alarm rules
+        # (wandering severity, door open at night) read the elder's flag.
+        before = audit.snapshot(elder)
+        elder.has_dementia = True
+        await session.flush()
+        audit.record(
+            session,
+            actor=actor,
+            action="update",
+            entity="elder",
+            entity_id=elder.id,
+            before=before,
+            after=audit.snapshot(elder),
+        )
     return row
 
 

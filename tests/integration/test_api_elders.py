@@ -416,6 +416,8 @@ def items_totalling(total: int) -> dict[str, int]:
 async def test_assessment_levels_are_computed(client: httpx.AsyncClient, db: AsyncSession) -> None:
     civil = await headers_for(db, "demo_civil_affairs")
     own = await elder_in(db, "420902")
+    own.has_dementia = False
+    await db.flush()
     base = f"/api/v1/elders/{own.id}/assessments"
     body = {
         "items": items_totalling(65),
@@ -429,7 +431,9 @@ async def test_assessment_levels_are_computed(client: httpx.AsyncClient, db: Asy
     assert (a["total"], a["preliminary_level"], a["final_level"]) == (65, 2, 3)
     assert a["valid_until"] == str(dt.date(TODAY.year + 1, TODAY.month, TODAY.day) - dt.timedelta(days=1))
     assert a["level_name_zh"] == "重度失能"
-    assert (await client.get(f"/api/v1/elders/{own.id}", headers=civil)).json()["level"] == 3
+    elder_after = (await client.get(f"/api/v1/elders/{own.id}", headers=civil)).json()
+    assert elder_after["level"] == 3
+    assert elder_after["has_dementia"] is True  # the diagnosis found by the assessor marks the elder
     listed = (await client.get(base, headers=civil)).json()
     assert listed["items"][0]["id"] == a["id"]
     assert (await client.get(f"/api/v1/assessments/{a['id']}", headers=civil)).json()["total"] == 65
