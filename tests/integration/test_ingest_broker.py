@@ -57,7 +57,9 @@ def broker(tmp_path: Path) -> Iterator[tuple[int, BrokerFiles, dict[str, str]]]:
     conf = tmp_path / "mosquitto.conf"
     conf.write_text("\n".join(kept) + "\n")
     proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        ["mosquitto", "-c", str(conf)],  # noqa: S607 - found on PATH, see skipif stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ["mosquitto", "-c", str(conf)],  # noqa: S607 - found on PATH, see skipif
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         for _ in range(100):
