@@ -1,18 +1,25 @@
-# ruff: noqa: S603, S607, ASYNC220, ASYNC221 - a benchmark driving local processes
+# ruff: noqa: S603, S607, ASYNC221 - a benchmark driving local processes
 """Ingest benchmark: ``eldercare bench ingest --json FILE`` (or ``python -m bench.ingest``).
 
 Starts a private Mosquitto with deploy/mosquitto/mosquitto.conf (port and paths rewritten, anonymous
-access allowed for the bench), a database of its own, and one ingest worker; then measures
+access allowed for the bench), a database of its own, and ``--workers`` ingest processes sharing the
+subscription; then measures
 
-- ``telemetry_msgs_per_s``: telemetry committed per second while publishers flood for ``--duration`` s,
-  with SOS events mixed in (``alarm_latency_ms_p50/p99``: publish → alarm row committed);
-- ``drain_msgs_per_s``: ingest stopped, ``--drain`` QoS 1 messages queued in its persistent session,
-  ingest started: committed per second until the backlog is empty;
-- ceilings in the same run: ``ceiling_mosquitto_msgs_per_s`` (``mosquitto_sub`` reading the same
-  flood) and ``ceiling_copy_rows_per_s`` (asyncpg COPY of telemetry-shaped rows).
+- ``telemetry_msgs_per_s``: messages committed per second from the first publish until the last
+  message of a ``--duration`` s flood was committed, with SOS events mixed in
+  (``alarm_latency_ms_p50/p99``: publish → alarm row written, for each new alarm);
+- ``drain_msgs_per_s``: ingest stopped, ``--drain`` QoS 1 messages queued in its persistent
+  session(s), ingest started: committed per second from the first commit until the backlog is empty
+  (``drain_msgs_per_s_incl_startup`` counts from the process start);
+- ceilings in the same run: ``ceiling_mosquitto_msgs_per_s`` (the C client ``mosquitto_sub`` at QoS 1
+  reading the same flood, unpaced, just before the live phase: run concurrently it would take a
+  third of this 2-core machine from the ingest) and ``ceiling_copy_rows_per_s`` (asyncpg COPY of
+  telemetry-shaped rows into a temp table).
 
-Publishers are separate processes, each waiting for every PUBACK; ``lost`` and ``duplicates`` compare
-what was acknowledged by the broker with what is in ``telemetry``.
+Publishers are ``--publishers`` processes running :class:`simulators.devices.RawPublisher` (a lean
+MQTT 5 client that tracks every packet id until its PUBACK), paced to ``--rate`` messages per second
+in total (0 = as fast as they can). ``lost`` and ``duplicates`` compare what the broker acknowledged
+with what is in ``telemetry`` and ``device_event``.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from simulators import devices as sim
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy" / "mosquitto"
+ROOT_C = "bench/ceiling"  # the ceiling flood's topic root: the ingest does not subscribe to it
 
 
 def _free_port() -> int:
@@ -106,45 +114,103 @@ async def prepare_db(admin_dsn: str, db_url: str, name: str, devices: int) -> No
         await conn.close()
 
 
-def _publisher(port: int, part: int, parts: int, devices: int, until: float, sos_every: int, q: Any) -> None:
-    """One publisher process: telemetry for its share of devices, an SOS every ``sos_every`` messages."""
+def _publisher(
+    port: int,
+    part: int,
+    parts: int,
+    devices: int,
+    until: float,
+    rate: float,
+    sos_every: int,
+    seq_base: int,
+    limit: int,
+    root: str,
+    q: Any,
+) -> None:
+    """One publisher process: telemetry for its share of devices, an SOS every ``sos_every`` messages.
 
-    def stream() -> Any:
-        n = 0
-        seq = 0
-        while time.time() < until:
-            for d in range(part, devices, parts):
-                seq += 1
-                ms = int(time.time() * 1000)
-                if n % sos_every == sos_every - 1:
-                    yield sim.native_event(f"b{d}", seq=seq, ts_ms=ms, type="sos", data={"pub_ms": ms})
-                else:
-                    yield sim.native_telemetry(f"b{d}", seq=seq, ts_ms=ms, values={"hr": 60 + n % 40})
-                n += 1
-                if time.time() >= until:
-                    return
-
-    res = sim.publish(stream(), host="127.0.0.1", port=port, window=2000, client_id=f"bench-pub-{part}")
+    ``rate`` is this process's target in messages per second (0: unpaced); it stops at ``until``
+    (epoch seconds) or after ``limit`` messages. Puts (sent, acked, failed) on ``q``.
+    """
+    pub = sim.RawPublisher(port=port, client_id=f"bench-pub-{part}-{os.getpid()}", window=20_000)
+    mine = list(range(part, devices, parts))
+    chunk_size = 250
+    n, seq = 0, seq_base
+    started = time.time()
+    while True:
+        now = time.time()
+        if now >= until or n >= limit:
+            break
+        ms = int(now * 1000)
+        chunk: list[tuple[str, bytes]] = []
+        for _ in range(min(chunk_size, limit - n)):
+            d = mine[n % len(mine)]
+            if n % len(mine) == 0:
+                seq += 1  # one sequence number per device per round
+            if (n + n // len(mine)) % sos_every == sos_every - 1:  # shifts by one device a round
+                body = b'{"ts":%d,"seq":%d,"type":"sos","data":{"pub_ms":%d}}' % (ms, seq, ms)
+                chunk.append((f"{root}/dev/b{d}/event", body))
+            else:
+                body = b'{"ts":%d,"seq":%d,"values":{"hr":%d}}' % (ms, seq, 60 + n % 40)
+                chunk.append((f"{root}/dev/b{d}/telemetry", body))
+            n += 1
+        pub.send(chunk)
+        if rate > 0:
+            ahead = n / rate - (time.time() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+    res = pub.close()
     q.put((res.sent, res.acked, res.failed))
 
 
-def flood(port: int, devices: int, seconds: float, publishers: int, sos_every: int) -> tuple[int, int]:
+def flood(
+    port: int,
+    devices: int,
+    seconds: float,
+    publishers: int,
+    rate: float,
+    sos_every: int,
+    seq_base: int,
+    limit: int = 2**62,
+    root: str = "eldercare/v1",
+) -> tuple[int, int, int]:
+    """Run the publishers for ``seconds`` or ``limit`` messages in total.
+
+    Returns (sent, acknowledged by the broker, refused by the broker).
+    """
     q: mp.Queue[tuple[int, int, int]] = mp.Queue()
     until = time.time() + seconds
+    share = -(-limit // publishers)
     procs = [
-        mp.Process(target=_publisher, args=(port, i, publishers, devices, until, sos_every, q))
+        mp.Process(
+            target=_publisher,
+            args=(
+                port,
+                i,
+                publishers,
+                devices,
+                until,
+                rate / publishers,
+                sos_every,
+                seq_base,
+                share,
+                root,
+                q,
+            ),
+        )
         for i in range(publishers)
     ]
     for p in procs:
         p.start()
-    sent = acked = 0
+    sent = acked = failed = 0
     for _ in procs:
-        s, a, _f = q.get(timeout=seconds + 120)
+        s, a, f = q.get(timeout=seconds + 300)
         sent += s
         acked += a
+        failed += f
     for p in procs:
         p.join()
-    return sent, acked
+    return sent, acked, failed
 
 
 def spawn_ingest(db_url: str, port: int, client_id: str) -> subprocess.Popen[bytes]:
@@ -169,16 +235,6 @@ def spawn_ingest(db_url: str, port: int, client_id: str) -> subprocess.Popen[byt
     )
 
 
-async def count(dsn: str) -> tuple[int, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        tele = await conn.fetchval("SELECT count(*) FROM telemetry")
-        ev = await conn.fetchval("SELECT count(*) FROM device_event")
-        return int(tele), int(ev)
-    finally:
-        await conn.close()
-
-
 async def copy_ceiling(dsn: str, rows: int = 200_000) -> float:
     conn = await asyncpg.connect(dsn)
     try:
@@ -195,21 +251,79 @@ async def copy_ceiling(dsn: str, rows: int = 200_000) -> float:
         await conn.close()
 
 
-async def wait_stable(dsn: str, target: int, timeout: float) -> tuple[int, float]:  # noqa: ASYNC109
-    """Poll telemetry+event counts until ``target`` is reached or nothing moves for 5 s."""
+async def wait_stored(dsn: str, target: int, *, idle_s: float = 15.0) -> tuple[int, float, float | None]:
+    """Poll telemetry + event rows until ``target`` or no progress for ``idle_s``.
+
+    Returns (rows, seconds waited, seconds until the first row appeared or None).
+    """
     t0 = time.monotonic()
-    last, last_change = -1, time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        tele, ev = await count(dsn)
-        total = tele + ev
-        if total >= target:
-            return total, time.monotonic() - t0
-        if total != last:
-            last, last_change = total, time.monotonic()
-        elif time.monotonic() - last_change > 5:
-            break
-        await asyncio.sleep(0.2)
-    return last, time.monotonic() - t0
+    first: float | None = None
+    conn = await asyncpg.connect(dsn)
+    try:
+        base = await _stored(conn)
+        last, last_change = base, time.monotonic()
+        while True:
+            total = await _stored(conn)
+            now = time.monotonic()
+            if first is None and total > base:
+                first = now - t0
+            if total >= target:
+                return total, now - t0, first
+            if total != last:
+                last, last_change = total, now
+            elif now - last_change > idle_s:
+                return total, now - t0, first
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+async def _stored(conn: asyncpg.Connection) -> int:
+    return int(
+        await conn.fetchval("SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM device_event)")
+    )
+
+
+class SubCounter:
+    """``mosquitto_sub`` (C client) reading a flood at QoS 1; counts lines and times them."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-p", str(port), "-q", "1", "-t", topic, "-i", "bench-ceiling"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        self.n, self.first, self.last = 0, 0.0, 0.0
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        while chunk := os.read(self.proc.stdout.fileno(), 1 << 20):
+            now = time.monotonic()
+            self.first = self.first or now
+            self.last = now
+            self.n += chunk.count(b"\n")
+
+    def stop(self) -> float:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+        self._thread.join(timeout=5)
+        return self.n / max(self.last - self.first, 1e-6)
+
+
+def spawn_workers(db_url: str, port: int, n: int) -> list[subprocess.Popen[bytes]]:
+    return [spawn_ingest(db_url, port, f"bench-ingest-{i + 1}") for i in range(n)]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            w.kill()
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -225,42 +339,52 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "devices": args.devices,
         "duration_s": args.duration,
         "publishers": args.publishers,
+        "workers": args.workers,
+        "offered_rate_msgs_per_s": args.rate or "unpaced",
+        "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
-    ingest = spawn_ingest(db_url, port, "bench-ingest-1")
+    workers = spawn_workers(db_url, port, args.workers)
     try:
-        await asyncio.sleep(3)
-        # --- live flood, with mosquitto_sub reading the same flood for the broker ceiling
-        sub = subprocess.Popen(
-            ["mosquitto_sub", "-p", str(port), "-q", "1", "-t", "eldercare/v1/dev/#", "-i", "bench-ceiling"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-        )
-        counter = {"n": 0, "first": 0.0, "last": 0.0}
-
-        def read_sub() -> None:
-            assert sub.stdout is not None
-            for _ in sub.stdout:
-                now = time.monotonic()
-                counter["first"] = counter["first"] or now
-                counter["last"] = now
-                counter["n"] += 1
-
-        reader = threading.Thread(target=read_sub, daemon=True)
-        reader.start()
+        await asyncio.sleep(4)  # imports, device cache, CONNECT + SUBSCRIBE
+        # --- broker ceiling: the same flood (unpaced, under a root the ingest does not subscribe to)
+        # read by the C client mosquitto_sub, before the live phase so they do not share the CPU.
+        sub = SubCounter(port, f"{ROOT_C}/#")
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
-        sent, acked = await asyncio.to_thread(
-            flood, port, args.devices, args.duration, args.publishers, args.sos_every
+        _s, c_acked, _f = await asyncio.to_thread(
+            flood,
+            port,
+            args.devices,
+            min(args.duration, 10.0),
+            args.publishers,
+            0,
+            10**9,
+            0,
+            2**62,
+            ROOT_C,
+        )
+        c_publish_s = time.monotonic() - t0
+        await asyncio.sleep(1)
+        ceiling = sub.stop()
+        result.update(
+            ceiling_mosquitto_msgs_per_s=round(ceiling),
+            ceiling_run_published_msgs_per_s=round(c_acked / c_publish_s),
+            ceiling_run_received=sub.n,
+        )
+        # --- live flood
+        t0 = time.monotonic()
+        sent, acked, failed = await asyncio.to_thread(
+            flood, port, args.devices, args.duration, args.publishers, args.rate, args.sos_every, 0
         )
         publish_s = time.monotonic() - t0
-        stored, elapsed = await wait_stable(dsn, acked, timeout=120)
-        await asyncio.sleep(1)
-        sub.terminate()
-        reader.join(timeout=5)
-        ceiling = counter["n"] / max(counter["last"] - counter["first"], 1e-6)
         conn = await asyncpg.connect(dsn)
         try:
-            dup = await conn.fetchval("SELECT count(*) - count(DISTINCT (device_id, seq)) FROM telemetry")
+            at_flood_end = await _stored(conn)
+        finally:
+            await conn.close()
+        stored, waited, _ = await wait_stored(dsn, acked)
+        conn = await asyncpg.connect(dsn)
+        try:
             lat = [
                 r[0]
                 for r in await conn.fetch(
@@ -274,46 +398,63 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await conn.close()
         lat.sort()
         result.update(
-            published=sent,
-            acked_by_broker=acked,
-            stored=stored,
-            lost=acked - stored,
-            duplicates=int(dup),
-            # Committed per second from the first publish until the last message was committed.
-            telemetry_msgs_per_s=round(stored / (publish_s + elapsed)),
+            live_published=sent,
+            live_acked_by_broker=acked,
+            live_refused_by_broker=failed,
             live_publish_msgs_per_s=round(acked / publish_s),
+            # Committed per second from the first publish until the last message was committed.
+            telemetry_msgs_per_s=round(stored / (publish_s + waited)),
+            committed_during_flood_msgs_per_s=round(at_flood_end / publish_s),
+            backlog_at_flood_end=acked - at_flood_end,
             alarm_latency_ms_p50=round(statistics.median(lat), 1) if lat else None,
             alarm_latency_ms_p99=round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
+            alarm_latency_ms_max=round(lat[-1], 1) if lat else None,
             alarms_measured=len(lat),
-            ceiling_mosquitto_msgs_per_s=round(ceiling),
         )
+        live_stored = stored
         # --- drain: stop ingest, queue a backlog, start ingest, time until empty
-        ingest.send_signal(signal.SIGTERM)
-        ingest.wait(timeout=60)
-        before = sum(await count(dsn))
-        _dsent, dacked = await asyncio.to_thread(
-            flood, port, args.devices, max(1.0, args.drain / 20_000), args.publishers, 10**9
+        stop_workers(workers)
+        workers = []
+        dsent, dacked, dfailed = await asyncio.to_thread(
+            flood, port, args.devices, 600, args.publishers, 0, 10**9, 10_000_000, args.drain
         )
-        ingest = spawn_ingest(db_url, port, "bench-ingest-1")
         t0 = time.monotonic()
-        total, _ = await wait_stable(dsn, before + dacked, timeout=300)
-        drain_s = time.monotonic() - t0
+        workers = spawn_workers(db_url, port, args.workers)
+        total, drain_s, first = await wait_stored(dsn, live_stored + dacked, idle_s=30)
+        drained = total - live_stored
         result.update(
             drain_backlog=dacked,
-            drain_stored=total - before,
-            drain_msgs_per_s=round((total - before) / drain_s),
+            drain_refused_by_broker=dfailed,
+            drain_stored=drained,
+            drain_msgs_per_s=round(drained / (drain_s - (first or 0.0))),
+            drain_msgs_per_s_incl_startup=round(drained / drain_s),
+            drain_s=round(drain_s, 2),
+            drain_startup_s=round(first or 0.0, 2),
             ceiling_copy_rows_per_s=round(await copy_ceiling(dsn)),
         )
-        result["ratio_live_to_mosquitto"] = round(result["telemetry_msgs_per_s"] / max(ceiling, 1), 3)
-        result["ratio_drain_to_copy"] = round(
-            result["drain_msgs_per_s"] / result["ceiling_copy_rows_per_s"], 3
+        stop_workers(workers)
+        workers = []
+        conn = await asyncpg.connect(dsn)
+        try:
+            dup = await conn.fetchval(
+                """SELECT (SELECT count(*) - count(DISTINCT (device_id, seq)) FROM telemetry)
+                        + (SELECT count(*) - count(DISTINCT (device_id, seq)) FROM device_event)"""
+            )
+            stored_all = await _stored(conn)
+        finally:
+            await conn.close()
+        result.update(
+            published=sent + dsent,
+            acked_by_broker=acked + dacked,
+            stored=stored_all,
+            lost=acked + dacked - stored_all,
+            duplicates=int(dup),
+            ratio_live_to_mosquitto=round(result["telemetry_msgs_per_s"] / max(ceiling, 1), 3),
+            ratio_drain_to_copy=round(result["drain_msgs_per_s"] / result["ceiling_copy_rows_per_s"], 3),
+            loadavg_1m_at_end=round(os.getloadavg()[0], 2),
         )
     finally:
-        ingest.send_signal(signal.SIGTERM)
-        try:
-            ingest.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            ingest.kill()
+        stop_workers(workers)
         broker.terminate()
         broker.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -326,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=60.0, help="live flood, seconds")
     parser.add_argument("--drain", type=int, default=300_000, help="approximate backlog size, messages")
-    parser.add_argument("--publishers", type=int, default=3)
+    parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument("--rate", type=float, default=0.0, help="offered msgs/s in total, 0 = unpaced")
+    parser.add_argument("--workers", type=int, default=1, help="ingest processes on the shared subscription")
     parser.add_argument("--sos-every", type=int, default=1000)
     parser.add_argument("--database", default="eldercare_bench_ingest")
     args = parser.parse_args(argv)

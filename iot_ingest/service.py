@@ -5,7 +5,11 @@ normalises it (pure), looks the device up in an in-memory cache, runs the alarm 
 
 - plain telemetry goes to the batch writer (COPY, flushed at ``batch_max_msgs`` or ``batch_max_ms``);
 - events, availability changes and anything that raised an alarm go to the priority writer, which has
-  its own connection and never waits behind a telemetry batch;
+  its own connection and never waits behind a telemetry batch. Event and status topics also reach
+  the service through a second MQTT session (``…-prio``, see :func:`priority_filters`), so that an
+  SOS does not queue in the broker behind a telemetry backlog either; the router takes that
+  session's messages first, and the copy that arrives through the main session is acknowledged as
+  a duplicate;
 - rejected input goes to ``dead_letter`` (with the batch writer) and the service carries on.
 
 QoS 1 messages are acknowledged (paho ``manual_ack``) only after the transaction holding their rows
@@ -22,9 +26,12 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
+import re
 import signal
+import struct
 import time
 import uuid
 from collections.abc import Callable
@@ -35,13 +42,24 @@ from urllib.parse import urlsplit
 import asyncpg
 import paho.mqtt.client as mqtt
 import structlog
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from core.settings import Settings
 from iot_ingest import storage
-from iot_ingest.normalise import DeviceInfo, Ignored, Message, Rejection, check_device, dedup_key, normalise
+from iot_ingest.normalise import (
+    TOPIC_ROOT,
+    DeviceInfo,
+    Ignored,
+    Message,
+    Rejection,
+    check_device,
+    dedup_key,
+    normalise,
+)
 from iot_ingest.rules import (
     AlarmCandidate,
     AlarmThresholds,
@@ -65,8 +83,13 @@ class IngestConfig:
 
     client_id: str = field(default_factory=lambda: f"ingest-{os.getpid()}")
     subscription: str = SUBSCRIPTION
+    # A second session, subscribed only to event and status topics, so that an SOS never queues
+    # in the broker behind a telemetry backlog. Its filters are derived from ``subscription``.
+    priority_session: bool = True
     session_expiry_s: int = 7 * 24 * 3600
-    receive_maximum: int = 20_000
+    # QoS 1 messages the broker may have in flight to us (MQTT 5 caps it at 65535). Acks wait for
+    # the commit, so this must cover several batches or it, not the database, caps throughput.
+    receive_maximum: int = 65_535
     keepalive_s: int = 30
     batch_max_msgs: int = 5_000
     batch_max_ms: int = 200
@@ -92,6 +115,7 @@ class _Raw:
     qos: int
     generation: int
     received_at: dt.datetime
+    session: int = 0  # 0: the main session, 1: the priority session
 
 
 @dataclass(slots=True)
@@ -186,6 +210,169 @@ class DeviceCache:
         return self._add(row)
 
 
+_RECV_BYTES = 256 * 1024
+_ROUTER_SLICE_S = 0.001
+_REMEMBER_KEYS = 100_000  # longest the router runs before letting the writers in
+_PUBACK_HEAD = b"\x40\x02"
+
+
+class _IngestClient(mqtt.Client):
+    """paho's MQTT 5 client with the consumer's hot path made lean.
+
+    Stock paho reads each packet with three ``recv`` calls (type, length, body) and returns to
+    ``select`` after every packet, then builds an ``MQTTMessage`` with its ``Properties``: tens of
+    microseconds per message. Here one ``recv`` fetches up to 256 KiB and every complete packet in
+    it is handled at once; a QoS 1 PUBLISH is decoded in place and handed to ``on_raw(topic,
+    payload, mid, qos, received_at)``. Every other packet (CONNACK, SUBACK, pings, DISCONNECT,
+    QoS 0/2) goes to paho's own handler unchanged. :meth:`ack_many` queues the PUBACKs of a
+    committed batch as one write instead of one packet (and one wake-up of the network thread)
+    each.
+
+    These overrides use paho 2.x internals (``_in_packet``, ``_packet_handle``, ``_packet_queue``);
+    ``tests/integration/test_ingest.py`` exercises them end to end.
+    """
+
+    on_raw: Callable[[str, bytes, int, int, dt.datetime], None]
+    _rbuf: bytes = b""  # bytes of an incomplete packet, kept for the next read
+
+    def _create_socket(self) -> Any:
+        self._rbuf = b""  # never carry a partial packet over to a new connection
+        return super()._create_socket()
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        for _ in range(64):  # each round is one recv of up to 256 KiB
+            if self._sock is None:
+                return MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
+                break
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _packet_read(self) -> MQTTErrorCode:
+        try:
+            data = self._sock_recv(_RECV_BYTES)
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except OSError as err:
+            log.warning("ingest.mqtt_read_failed", error=repr(err)[:200])
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        if not data:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()
+        received_at = _utcnow()  # one clock reading per read: they are microseconds apart
+        buf = self._rbuf + data if self._rbuf else data
+        fast = self._protocol == mqtt.MQTTv5
+        on_raw = self.on_raw
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            cmd = buf[pos]
+            length, mult, i, whole = 0, 1, pos + 1, False
+            while i < n and i - pos <= 4:
+                b = buf[i]
+                i += 1
+                length += (b & 0x7F) * mult
+                mult <<= 7
+                if not b & 0x80:
+                    whole = True
+                    break
+            if not whole:
+                if i - pos > 4:
+                    return MQTTErrorCode.MQTT_ERR_PROTOCOL  # more than 4 length bytes
+                break  # the fixed header is incomplete: wait for more bytes
+            end = i + length
+            if end > n:
+                break  # the body is incomplete
+            if fast and cmd & 0xF6 == 0x32:  # PUBLISH at QoS 1 (dup and retain flags allowed)
+                raw = self._fast_publish(buf, i, end)
+                if raw is not None:
+                    on_raw(raw[0], raw[1], raw[2], 1, received_at)
+                    pos = end
+                    continue
+            rc = self._handle_one(cmd, buf[i:end])
+            pos = end
+            if rc:
+                self._rbuf = b""
+                return rc
+        self._rbuf = buf[pos:]
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    @staticmethod
+    def _fast_publish(buf: bytes, i: int, end: int) -> tuple[str, bytes, int] | None:
+        """(topic, payload, packet id) of an MQTT 5 QoS 1 PUBLISH in ``buf[i:end]``; None if odd."""
+        if end - i < 5:
+            return None
+        t_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
+        if t_end == i + 2 or t_end + 3 > end:
+            return None  # empty topic (topic alias, never enabled) or malformed: paho decides
+        mid = (buf[t_end] << 8) | buf[t_end + 1]
+        j, props, mult = t_end + 2, 0, 1
+        while j < end:
+            b = buf[j]
+            j += 1
+            props += (b & 0x7F) * mult
+            mult <<= 7
+            if not b & 0x80:
+                break
+        j += props
+        if j > end:
+            return None
+        try:
+            topic = buf[i + 2 : t_end].decode()
+        except UnicodeDecodeError:
+            return None
+        return topic, buf[j:end], mid
+
+    def _handle_one(self, cmd: int, body: bytes) -> MQTTErrorCode:
+        """Hand one whole packet to paho's own dispatcher."""
+        self._in_packet = {
+            "command": cmd,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": len(body),
+            "packet": bytearray(body),
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            return self._packet_handle()
+        except (MalformedPacket, IndexError, struct.error):
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+
+    def ack_many(self, mids: list[int]) -> None:
+        """Acknowledge QoS 1 messages by packet id, all in one write."""
+        if mids:
+            blob = b"".join([_PUBACK_HEAD + m.to_bytes(2, "big") for m in mids])
+            self._packet_queue(PacketTypes.PUBACK << 4, blob, 0, 0)
+
+
+PRIORITY_TOPICS = ("dev/+/event", "dev/+/status")  # under the root; rare, and may raise alarms
+
+
+def priority_filters(subscription: str) -> list[str]:
+    """Filters of the priority session for a main subscription of ``[$share/GROUP/]ROOT/#``.
+
+    ``$share/ingest/eldercare/v1/#`` gives ``$share/ingest-prio/eldercare/v1/dev/+/event`` and
+    ``…/dev/+/status``: a group of its own, so that every worker's priority session shares the
+    events. Any other subscription gets no priority session ([]).
+    Events reach both sessions; whichever copy is committed first is stored, the other is a
+    duplicate (``ingest_dedup``) and is only acknowledged.
+    """
+    prefix = ""
+    rest = subscription
+    if subscription.startswith("$share/"):
+        parts = subscription.split("/", 2)
+        if len(parts) < 3:
+            return []
+        prefix, rest = f"$share/{parts[1]}-prio/", parts[2]
+    if rest != TOPIC_ROOT.rstrip("/") + "/#":
+        return []
+    return [f"{prefix}{TOPIC_ROOT.rstrip('/')}/{t}" for t in PRIORITY_TOPICS]
+
+
 def _mqtt_target(url: str) -> tuple[str, int, str | None, str | None]:
     parts = urlsplit(url)
     return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
@@ -207,7 +394,12 @@ class IngestService:
         self._inbox: collections.deque[_Raw] = collections.deque()
         self._wake = asyncio.Event()
         self._wake_pending = False
-        self._generation = 0
+        self._pinbox: collections.deque[_Raw] = collections.deque()
+        self._priority_topic: re.Pattern[str] | None = None  # set when the priority session runs
+        # Keys of events committed from the priority session, so that the main session's copies
+        # (usually later, behind the telemetry) are acknowledged without another transaction.
+        self._stored_by_priority: dict[storage.MsgKey, None] = {}
+        self._generations = [0, 0]  # per session, bumped on every connect and disconnect
         self._stopping = asyncio.Event()
         self._writers_stop = asyncio.Event()
         self._accepting = True
@@ -217,21 +409,24 @@ class IngestService:
         self._batch_ready = asyncio.Event()
         self._priority: collections.deque[_Item] = collections.deque()
         self._priority_ready = asyncio.Event()
+        self._priority_busy = False  # a priority transaction is in flight
         self._last_seen: dict[int, dt.datetime] = {}
         self._gateway_seen: dict[str, dt.datetime] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        self._clients: list[_IngestClient] = []
         self._store: storage.TelemetryStore | None = None
         self.connected = asyncio.Event()
 
     # --- MQTT (paho network thread) ---------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id,
+    def _make_client(self, session: int) -> _IngestClient:
+        suffix = "-prio" if session else ""
+        client = _IngestClient(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=self.config.client_id + suffix,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
+            userdata=session,
         )
         _host, _port, user, password = _mqtt_target(self.settings.mqtt_url)
         if user:
@@ -239,71 +434,104 @@ class IngestService:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_raw = functools.partial(self._on_raw, session)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
         client.max_queued_messages_set(0)
         return client
 
     def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self.config.session_expiry_s
         props.ReceiveMaximum = self.config.receive_maximum
         return props
 
-    def _on_connect(self, client: mqtt.Client, _ud: object, flags: Any, rc: Any, _props: Any) -> None:
+    def _is_priority_topic(self, topic: str) -> bool:
+        return self._priority_topic is not None and self._priority_topic.fullmatch(topic) is not None
+
+    def _subscriptions(self, session: int) -> list[tuple[str, SubscribeOptions]]:
+        qos1 = SubscribeOptions(qos=1)
+        if session == 0:
+            return [(self.config.subscription, qos1)]
+        return [(f, qos1) for f in priority_filters(self.config.subscription)]
+
+    def _on_connect(self, client: mqtt.Client, session: int, flags: Any, rc: Any, _props: Any) -> None:
         if rc.is_failure:
-            log.error("ingest.mqtt_refused", reason=str(rc))
+            log.error("ingest.mqtt_refused", reason=str(rc), session=session)
             return
-        self._generation += 1
-        client.subscribe(self.config.subscription, options=SubscribeOptions(qos=1))
+        self._generations[session] += 1
+        client.subscribe(self._subscriptions(session))
         log.info(
-            "ingest.mqtt_connected", session_present=bool(flags.session_present), generation=self._generation
+            "ingest.mqtt_connected",
+            session=session,
+            session_present=bool(flags.session_present),
+            generation=self._generations[session],
         )
-        if self._loop is not None:
+        if session == 0 and self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.set)
 
-    def _on_disconnect(self, _c: mqtt.Client, _ud: object, _flags: Any, rc: Any, _props: Any) -> None:
+    def _on_disconnect(self, _c: mqtt.Client, session: int, _flags: Any, rc: Any, _props: Any) -> None:
         # Packet ids handed out on the old connection must not be acknowledged on the next one.
-        self._generation += 1
-        log.warning("ingest.mqtt_disconnected", reason=str(rc))
-        if self._loop is not None:
+        self._generations[session] += 1
+        log.warning("ingest.mqtt_disconnected", reason=str(rc), session=session)
+        if session == 0 and self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.clear)
 
-    def _on_message(self, _c: mqtt.Client, _ud: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: mqtt.Client, session: int, msg: mqtt.MQTTMessage) -> None:
+        """Messages paho decodes itself (QoS 0, or anything the fast path hands back)."""
+        self._on_raw(session, msg.topic, bytes(msg.payload), msg.mid, msg.qos, _utcnow())
+
+    def _on_raw(
+        self, session: int, topic: str, payload: bytes, mid: int, qos: int, received_at: dt.datetime
+    ) -> None:
         if not self._accepting:
             return  # not acknowledged: the broker keeps it for the next session
-        self._inbox.append(_Raw(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, _utcnow()))
+        raw = _Raw(topic, payload, mid, qos, self._generations[session], received_at, session)
+        (self._pinbox if session else self._inbox).append(raw)
         if not self._wake_pending and self._loop is not None:
             self._wake_pending = True
             self._loop.call_soon_threadsafe(self._wake.set)
 
     def _ack(self, items: list[_Item]) -> None:
-        client, gen = self._client, self._generation
-        if client is None:
-            return
-        for it in items:
-            if it.raw.qos > 0 and it.raw.generation == gen:
-                client.ack(it.raw.mid, it.raw.qos)
+        for session, client in enumerate(self._clients):
+            gen = self._generations[session]
+            mine = [it.raw for it in items if it.raw.session == session and it.raw.generation == gen]
+            client.ack_many([r.mid for r in mine if r.qos == 1])
+            for r in mine:
+                if r.qos == 2:
+                    client.ack(r.mid, 2)
 
     # --- Routing (asyncio thread) -----------------------------------------------------------------
 
-    async def _route(self, conn: asyncpg.Connection, raw: _Raw) -> None:
+    def _classify(self, raw: _Raw) -> tuple[_Item, Message | None]:
+        """Normalise one message; returns its message when it still needs its device looked up.
+
+        Ignored and rejected input is dealt with here (acknowledged, or queued for ``dead_letter``).
+        """
         self.stats.received += 1
         item = _Item(raw)
         try:
             out = normalise(raw.topic, raw.payload, now=raw.received_at, max_age=self.config.max_age)
             if isinstance(out, Ignored):
                 self._ack([item])
-                return
+                return item, None
             if isinstance(out, Rejection):
                 item.dead = (out.reason, out.detail)
                 self._to_batch(item)
-                return
+                return item, None
             if out.source.scheme == "z2m" and out.source.friendly_name is None:
                 # The gateway's own bridge state: only its last-seen time is tracked.
                 self._gateway_seen[out.source.uid] = raw.received_at
                 self._ack([item])
-                return
-            device = await self.cache.get(conn, out)
+                return item, None
+        except Exception as e:  # never crash on input: park it with the reason
+            self._route_failed(item, e)
+            return item, None
+        return item, out
+
+    def _dispatch(self, item: _Item, out: Message, device: DeviceRecord | None) -> None:
+        """Registry checks, alarm rules, then the batch or the priority path."""
+        raw = item.raw
+        try:
             bad = check_device(out, device.info if device else None)
             if bad is not None or device is None:
                 item.dead = (bad.reason, bad.detail) if bad else ("unknown_device", "")
@@ -311,6 +539,11 @@ class IngestService:
                 return
             item.device, item.message = device, out
             item.key = dedup_key(raw.topic, raw.payload, out)
+            if raw.session == 0 and (device.info.id, item.key) in self._stored_by_priority:
+                # The priority session's copy of this event is already committed: just ack this one.
+                self.stats.duplicates += 1
+                self._ack([item])
+                return
             self._last_seen[device.info.id] = raw.received_at
             if out.source.scheme == "z2m":
                 self._gateway_seen[out.source.uid] = raw.received_at
@@ -320,12 +553,14 @@ class IngestService:
                 self._priority_ready.set()
             else:
                 self._to_batch(item)
-        except _DB_ERRORS:
-            raise
         except Exception as e:  # never crash on input: park it with the reason
-            log.exception("ingest.route_failed", topic=raw.topic[:200])
-            item.dead = ("internal_error", repr(e)[:500])
-            self._to_batch(item)
+            self._route_failed(item, e)
+
+    def _route_failed(self, item: _Item, e: Exception) -> None:
+        log.exception("ingest.route_failed", topic=item.raw.topic[:200])
+        item.device = item.message = None
+        item.dead = ("internal_error", repr(e)[:500])
+        self._to_batch(item)
 
     def _rules(self, device: DeviceRecord, msg: Message) -> list[AlarmCandidate]:
         ctx, th = device.ctx, self.thresholds
@@ -347,6 +582,10 @@ class IngestService:
         return alarms
 
     def _to_batch(self, item: _Item) -> None:
+        if item.dead is not None and item.raw.session == 0 and self._is_priority_topic(item.raw.topic):
+            # The priority session got its own copy and dead-letters that one: store it once.
+            self._ack([item])
+            return
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append(item)
@@ -381,8 +620,13 @@ class IngestService:
             if len(self._batch) < self.config.batch_max_msgs and age_ms < self.config.batch_max_ms:
                 await self._sleep_or(self._batch_ready, (self.config.batch_max_ms - age_ms) / 1000)
                 continue
-            batch, self._batch = self._batch, []
-            self._batch_ready.clear()
+            # Bounded batches: a backlog arrives faster than one transaction should grow.
+            limit = self.config.batch_max_msgs
+            batch, self._batch = self._batch[:limit], self._batch[limit:]
+            if len(self._batch) < limit:
+                self._batch_ready.clear()
+            if self._batch:
+                self._batch_started = time.monotonic()
 
             async def write(batch: list[_Item] = batch) -> None:
                 nonlocal conn
@@ -395,8 +639,12 @@ class IngestService:
                     conn = None
                     raise
 
+            started = time.monotonic()
             try:
                 await self._with_retry("batch", write)
+                log.debug(
+                    "ingest.batch_written", size=len(batch), ms=round((time.monotonic() - started) * 1000, 1)
+                )
             except Exception:
                 log.exception("ingest.batch_failed", size=len(batch))
                 conn = None
@@ -473,6 +721,7 @@ class IngestService:
                     conn = None
                     raise
 
+            self._priority_busy = True
             try:
                 await self._with_retry("priority", write)
             except Exception as e:
@@ -481,6 +730,8 @@ class IngestService:
                 for it in items:
                     it.dead = ("storage_error", repr(e)[:500])
                 await self._fallback_dead_letter(items)
+            finally:
+                self._priority_busy = False
             self._ack(items)
         if conn is not None:
             await conn.close()
@@ -488,6 +739,7 @@ class IngestService:
     async def _write_priority(self, conn: asyncpg.Connection, items: list[_Item]) -> None:
         assert self._store is not None
         new_alarms: list[storage.AlarmWrite] = []
+        txn_started = _utcnow()
         async with conn.transaction():
             fresh = await storage.claim_keys(
                 conn, [(it.device.info.id, it.key, it.raw.received_at) for it in items if it.device]
@@ -519,6 +771,21 @@ class IngestService:
             for alarm in sorted(alarms, key=lambda a: (a.device_id or 0, a.type)):
                 new_alarms.append(await storage.raise_alarm(conn, alarm))
         self.stats.priority_msgs += len(items)
+        remembered = self._stored_by_priority
+        for it in items:
+            if it.raw.session == 1 and it.device is not None:
+                remembered[(it.device.info.id, it.key)] = None
+        while len(remembered) > _REMEMBER_KEYS:
+            del remembered[next(iter(remembered))]  # oldest first (dicts keep insertion order)
+        if items:
+            oldest = min(it.raw.received_at for it in items)
+            log.debug(
+                "ingest.priority_written",
+                sessions=sorted({it.raw.session for it in items}),
+                size=len(items),
+                waited_ms=round((txn_started - oldest).total_seconds() * 1000, 1),
+                ms=round((_utcnow() - oldest).total_seconds() * 1000, 1),
+            )
         for w in new_alarms:
             if w.created:
                 self.stats.alarms_new += 1
@@ -552,11 +819,11 @@ class IngestService:
     async def _router(self) -> None:
         conn: asyncpg.Connection | None = None
         last_refresh = time.monotonic()
-        while not self._stopping.is_set() or self._inbox:
+        while not self._stopping.is_set() or self._inbox or self._pinbox:
             await self._sleep_or(self._wake, 0.5)
             self._wake.clear()
             self._wake_pending = False
-            if not self._inbox:
+            if not self._inbox and not self._pinbox:
                 continue
             try:
                 if conn is None or conn.is_closed():
@@ -571,21 +838,37 @@ class IngestService:
                 self._wake.set()
                 continue
             n = 0
-            while self._inbox:
-                raw = self._inbox.popleft()
+            slice_end = time.monotonic() + _ROUTER_SLICE_S
+            while self._inbox or self._pinbox:
+                # Events from the priority session first, then the bulk of telemetry.
+                raw = self._pinbox.popleft() if self._pinbox else self._inbox.popleft()
+                item, out = self._classify(raw)
+                if out is None:
+                    continue
                 try:
-                    await self._route(conn, raw)
+                    device = self.cache.peek(out) or await self.cache.get(conn, out)
                 except _DB_ERRORS:
                     # Device lookup failed: put it back and retry once the database is back.
-                    self._inbox.appendleft(raw)
+                    (self._pinbox if raw.session else self._inbox).appendleft(raw)
                     self.stats.received -= 1
                     conn = None
                     await asyncio.sleep(self.config.retry_backoff_s)
                     self._wake.set()
                     break
+                queued = len(self._priority)
+                self._dispatch(item, out, device)
                 n += 1
-                if n % 2000 == 0:
-                    await asyncio.sleep(0)  # let the writers run during a flood
+                # Let the writers run during a flood: every await of theirs (each database round
+                # trip) waits for the router to yield, so a long slice would hold up commits and
+                # acks. An event or alarm must not wait at all: after queueing one, and while its
+                # transaction is in flight, yield after every message.
+                if (
+                    self._priority_busy
+                    or len(self._priority) > queued
+                    or (n & 15 == 0 and time.monotonic() > slice_end)
+                ):
+                    await asyncio.sleep(0)
+                    slice_end = time.monotonic() + _ROUTER_SLICE_S
         if conn is not None:
             await conn.close()
 
@@ -617,17 +900,25 @@ class IngestService:
             asyncio.create_task(self._priority_writer(), name="ingest-priority"),
             asyncio.create_task(self._toucher(), name="ingest-touch"),
         ]
-        client = self._make_client()
-        self._client = client
+        filters = priority_filters(self.config.subscription) if self.config.priority_session else []
+        if filters:
+            self._priority_topic = re.compile(
+                "|".join(
+                    re.escape(f.split("/", 2)[2] if f.startswith("$share/") else f) for f in filters
+                ).replace(r"\+", "[^/]+")
+            )
+        sessions = 2 if filters else 1
+        self._clients = [self._make_client(i) for i in range(sessions)]
         host, port, _, _ = _mqtt_target(self.settings.mqtt_url)
-        client.connect_async(
-            host,
-            port,
-            keepalive=self.config.keepalive_s,
-            clean_start=False,
-            properties=self._connect_properties(),
-        )
-        client.loop_start()
+        for client in self._clients:
+            client.connect_async(
+                host,
+                port,
+                keepalive=self.config.keepalive_s,
+                clean_start=False,
+                properties=self._connect_properties(),
+            )
+            client.loop_start()
         log.info("ingest.started", client_id=self.config.client_id, backend=self._store.backend)
 
     async def stop(self, *, end_session: bool = False) -> None:
@@ -644,13 +935,13 @@ class IngestService:
         self._batch_ready.set()
         self._priority_ready.set()
         await asyncio.gather(batch, priority, return_exceptions=True)
-        if self._client is not None:
+        for client in self._clients:
             props = None
             if end_session:
-                props = Properties(PacketTypes.DISCONNECT)
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = 0
-            self._client.disconnect(properties=props)
-            self._client.loop_stop()
+            client.disconnect(properties=props)
+            client.loop_stop()
         log.info("ingest.stopped", **self.stats.__dict__)
 
     async def run_forever(self) -> None:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import socket
+import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 ROOT = "eldercare/v1"
 XIAOGAN = (30.9246, 113.9169)  # 孝感 city centre
@@ -99,7 +103,7 @@ def publish(
     result = PublishResult()
     done = threading.Condition()
 
-    def on_publish(_c: mqtt.Client, _ud: object, _mid: int, rc: mqtt.ReasonCode, _p: object) -> None:
+    def on_publish(_c: mqtt.Client, _ud: object, _mid: int, rc: ReasonCode, _p: object) -> None:
         with done:
             if rc.is_failure:
                 result.failed += 1
@@ -111,7 +115,7 @@ def publish(
         return result.sent - result.acked - result.failed
 
     client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
     )
     if username:
         client.username_pw_set(username, password)
@@ -137,6 +141,198 @@ def publish(
         client.disconnect()
         client.loop_stop()
     return result
+
+
+class RawPublisher:
+    """A lean MQTT 5 QoS 1 publisher over a plain socket, for floods (benchmarks, load tests).
+
+    paho spends tens of microseconds per message in Python; this encodes PUBLISH packets directly,
+    writes them in chunks, and reads PUBACKs, keeping at most ``window`` messages unacknowledged.
+    Every packet id is tracked until its PUBACK arrives, so ``acked`` counts exactly what the broker
+    accepted; a PUBACK with a failure reason code (MQTT 5, e.g. an ACL denial) counts as ``failed``.
+    Not thread-safe: one publisher per thread or process.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        *,
+        client_id: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        window: int = 10_000,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.result = PublishResult()
+        self._timeout_s = timeout_s
+        self._inflight = bytearray(65536)  # 1 = packet id awaiting its PUBACK
+        self._next_mid = 0
+        self._buf = bytearray()
+        self._started = time.monotonic()
+        self._sock = socket.create_connection((host, port), timeout=timeout_s)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        flags = 0x02 | (0x80 if username else 0) | (0x40 if password else 0)
+        body = b"\x00\x04MQTT\x05" + bytes([flags]) + struct.pack("!H", 60) + b"\x00" + _mqtt_str(client_id)
+        if username:
+            body += _mqtt_str(username)
+        if password:
+            body += _mqtt_str(password)
+        self._sock.sendall(b"\x10" + _varint(len(body)) + body)
+        cmd, pkt = self._read_packet()
+        if cmd != 0x20 or len(pkt) < 2 or pkt[1] >= 0x80:
+            raise ConnectionError(f"broker refused the connection: {pkt[1:2].hex()}")
+        self.window = min(window, _receive_maximum(pkt[2:]) or 65535, 65000)
+
+    def _read_packet(self) -> tuple[int, bytes]:
+        """Block until one whole packet is buffered; return (first byte, variable part)."""
+        while True:
+            parsed = _split_packet(self._buf)
+            if parsed is not None:
+                cmd, start, end = parsed
+                pkt = bytes(self._buf[start:end])
+                del self._buf[:end]
+                return cmd, pkt
+            self._recv(block=True)
+
+    def _recv(self, *, block: bool) -> None:
+        self._sock.settimeout(self._timeout_s if block else 0.0)
+        try:
+            data = self._sock.recv(1 << 18)
+        except BlockingIOError:
+            return
+        except TimeoutError as e:
+            raise TimeoutError("broker stopped acknowledging") from e
+        if not data:
+            raise ConnectionError("broker closed the connection")
+        self._buf += data
+
+    def _drain_acks(self, *, block: bool) -> None:
+        self._recv(block=block)
+        buf, res, inflight = self._buf, self.result, self._inflight
+        pos = 0
+        while True:
+            parsed = _split_packet(buf, pos)
+            if parsed is None:
+                break
+            cmd, start, end = parsed
+            if cmd == 0x40:
+                mid = (buf[start] << 8) | buf[start + 1]
+                if not inflight[mid]:
+                    raise ConnectionError(f"PUBACK for a packet id not in flight: {mid}")
+                inflight[mid] = 0
+                if end - start > 2 and buf[start + 2] >= 0x80:
+                    res.failed += 1
+                else:
+                    res.acked += 1
+            elif cmd == 0xE0:
+                raise ConnectionError(f"broker disconnected us: {bytes(buf[start:end]).hex()}")
+            pos = end
+        del buf[:pos]
+
+    def outstanding(self) -> int:
+        return self.result.sent - self.result.acked - self.result.failed
+
+    def send(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish these at QoS 1 in one write (after waiting for room in the window)."""
+        if len(messages) > self.window:
+            for i in range(0, len(messages), self.window):
+                self.send(messages[i : i + self.window])
+            return
+        while self.outstanding() + len(messages) > self.window:
+            self._drain_acks(block=True)
+        inflight, mid = self._inflight, self._next_mid
+        parts: list[bytes] = []
+        pack = struct.pack
+        for topic, payload in messages:
+            mid = mid % 65535 + 1
+            if inflight[mid]:
+                raise RuntimeError("packet id still in flight")  # window < 65535 makes this impossible
+            inflight[mid] = 1
+            t = topic.encode()
+            n = len(t) + len(payload) + 5
+            parts.append(b"\x32" + _varint(n) + pack("!H", len(t)) + t + pack("!HB", mid, 0) + payload)
+        self._next_mid = mid
+        self._sock.settimeout(self._timeout_s)
+        self._sock.sendall(b"".join(parts))
+        self.result.sent += len(messages)
+        self._drain_acks(block=False)
+
+    def close(self) -> PublishResult:
+        """Wait for every outstanding PUBACK, disconnect, and return the counts."""
+        try:
+            while self.outstanding() > 0:
+                self._drain_acks(block=True)
+            self._sock.sendall(b"\xe0\x00")
+        finally:
+            self._sock.close()
+            self.result.seconds = time.monotonic() - self._started
+        return self.result
+
+
+def _mqtt_str(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _split_packet(buf: bytearray, pos: int = 0) -> tuple[int, int, int] | None:
+    """(command byte, start, end) of the whole packet at ``pos`` in ``buf``, or None if incomplete."""
+    if len(buf) - pos < 2:
+        return None
+    length, mult, i = 0, 1, pos + 1
+    while True:
+        if i >= len(buf):
+            return None
+        b = buf[i]
+        length += (b & 0x7F) * mult
+        mult <<= 7
+        i += 1
+        if not b & 0x80:
+            break
+    if len(buf) < i + length:
+        return None
+    return buf[pos], i, i + length
+
+
+_PROP_SIZES = {0x01: 1, 0x02: 4, 0x11: 4, 0x13: 2, 0x17: 1, 0x19: 1, 0x21: 2, 0x22: 2, 0x23: 2}
+_PROP_SIZES |= {0x24: 1, 0x25: 1, 0x27: 4, 0x28: 1, 0x29: 1, 0x2A: 1}
+
+
+def _receive_maximum(props: bytes) -> int | None:
+    """The Receive Maximum a broker sets in CONNACK properties (``props`` starts at their length)."""
+    if not props:
+        return None
+    length, mult, i = 0, 1, 0
+    while True:
+        b = props[i]
+        length += (b & 0x7F) * mult
+        mult <<= 7
+        i += 1
+        if not b & 0x80:
+            break
+    end = i + length
+    while i < end:
+        pid = props[i]
+        i += 1
+        if pid == 0x21:
+            return int(struct.unpack_from("!H", props, i)[0])
+        if pid in _PROP_SIZES:
+            i += _PROP_SIZES[pid]
+        elif pid == 0x26:  # user property: two strings
+            i += 2 + struct.unpack_from("!H", props, i)[0]
+            i += 2 + struct.unpack_from("!H", props, i)[0]
+        else:  # strings and binary data: two-byte length prefix
+            i += 2 + struct.unpack_from("!H", props, i)[0]
+    return None
 
 
 # --- Simulated homes -------------------------------------------------------------------------------

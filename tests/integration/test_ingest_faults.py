@@ -1,0 +1,352 @@
+"""Ingest fault tests: every QoS 1 message published is stored exactly once despite the fault.
+
+Each test runs its own Mosquitto (deploy/mosquitto config, spare port, persistence in a tmp dir)
+and ingest workers as ``python -m iot_ingest`` processes against a database of its own
+(``<test db>_ingest_faults``). A flood mixes events (priority path, ``device_event``) and
+telemetry (batch path, ``telemetry``) from one device with sequence numbers 1..N; at the end the
+stored sequence numbers must be exactly 1..N, each once, and nothing may be dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from core.settings import Settings
+from simulators import devices as sim
+from tests.integration.ingest_faults_support import (
+    MONITOR_USER,
+    BrokerStats,
+    PgProxy,
+    PrivateBroker,
+    PublishReport,
+    publish_with_retry,
+    spawn_ingest,
+    stop_ingest,
+)
+from tests.integration.test_ingest import ROOT, Home, seed_home
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto binary not installed"),
+]
+
+_SERVER_URL = os.environ.get("ELDERCARE_TEST_DATABASE_URL", Settings().database_url)
+_SERVER = urlsplit(_SERVER_URL)
+TEST_DB = os.environ.get("ELDERCARE_INGEST_FAULTS_TEST_DB") or _SERVER.path.strip("/") + "_ingest_faults"
+DB_URL = urlunsplit(_SERVER._replace(path=f"/{TEST_DB}"))
+DSN = DB_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+INGEST_USER = "eldercare-ingest"
+
+
+@pytest.fixture(scope="session")
+async def faults_db() -> str:
+    admin = await asyncpg.connect(urlunsplit(urlsplit(DSN)._replace(path="/postgres")))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{TEST_DB}"')
+    finally:
+        await admin.close()
+    proc = await asyncio.create_subprocess_exec(
+        str(ROOT / ".venv/bin/alembic"),
+        "-x",
+        f"url={DB_URL}",
+        "upgrade",
+        "heads",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    return DSN
+
+
+@pytest.fixture
+async def pg(faults_db: str) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(faults_db)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def home(pg: asyncpg.Connection) -> Home:
+    return await seed_home(pg)
+
+
+@pytest.fixture
+async def broker(tmp_path: Path, home: Home) -> AsyncIterator[PrivateBroker]:
+    """A private broker with accounts for the ingest, the flooding device and a probe device."""
+    b = PrivateBroker(tmp_path)
+    for user in (INGEST_USER, MONITOR_USER, home.uid("band"), home.uid("probe")):
+        await b.add_account(user)
+    b.start()
+    yield b
+    b.stop()
+
+
+def is_event(seq: int) -> bool:
+    """Every third message is an event. Not every other one: Mosquitto hands a shared
+    subscription's messages round-robin, so with two workers one would get all the events."""
+    return seq % 3 == 1
+
+
+def flood(uid: str, n: int) -> list[tuple[str, bytes]]:
+    """``n`` messages with seqs 1..n: ``button`` events (see :func:`is_event`) and heart-rate
+    telemetry."""
+    ms = int(time.time() * 1000)
+    out = []
+    for seq in range(1, n + 1):
+        if is_event(seq):
+            out.append(sim.native_event(uid, seq=seq, ts_ms=ms + seq, type="button", data={"n": seq}))
+        else:
+            out.append(sim.native_telemetry(uid, seq=seq, ts_ms=ms + seq, values={"hr": 60 + seq % 30}))
+    return out
+
+
+async def stored(pg: asyncpg.Connection, device_id: int) -> int:
+    return int(
+        await pg.fetchval(
+            "SELECT (SELECT count(*) FROM device_event WHERE device_id = $1)"
+            " + (SELECT count(*) FROM telemetry WHERE device_id = $1)",
+            device_id,
+        )
+    )
+
+
+async def wait_stored(pg: asyncpg.Connection, device_id: int, *, at_least: int, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    count = await stored(pg, device_id)
+    while count < at_least and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        count = await stored(pg, device_id)
+    return count
+
+
+async def assert_each_seq_once(pg: asyncpg.Connection, home: Home, n: int) -> None:
+    """Wait (bounded) until all ``n`` messages of the flooding device are in, settle briefly for
+    late duplicates, then check the stored sequence numbers are exactly 1..n, each once, events and
+    telemetry apart, and that none was parked in ``dead_letter`` (e.g. as a storage error)."""
+    device_id = home.ids[home.uid("band")]
+    await wait_stored(pg, device_id, at_least=n, timeout_s=45)
+    await asyncio.sleep(0.5)  # a duplicate written just after the last original would show up now
+    events = await pg.fetch("SELECT seq FROM device_event WHERE device_id = $1", device_id)
+    telemetry = await pg.fetch("SELECT seq FROM telemetry WHERE device_id = $1", device_id)
+    ev = sorted(r["seq"] for r in events)
+    te = sorted(r["seq"] for r in telemetry)
+    want_ev = [seq for seq in range(1, n + 1) if is_event(seq)]
+    want_te = [seq for seq in range(1, n + 1) if not is_event(seq)]
+    assert (len(ev), len(te)) == (len(want_ev), len(want_te))
+    assert ev == want_ev
+    assert te == want_te
+    parked = await pg.fetchval(
+        "SELECT count(*) FROM dead_letter WHERE topic LIKE $1", f"%/{home.uid('band')}/%"
+    )
+    assert parked == 0
+
+
+async def wait_subscribed(pg: asyncpg.Connection, broker: PrivateBroker, probe_uid: str) -> None:
+    """Publish probes from an unregistered device until one is dead-lettered: a worker listens."""
+    topic = f"eldercare/v1/dev/{probe_uid}/telemetry"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        await publish(broker, probe_uid, [(topic, b'{"values": {"hr": 60}}')])
+        for _ in range(10):
+            if await pg.fetchval("SELECT count(*) > 0 FROM dead_letter WHERE topic = $1", topic):
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("no ingest worker subscribed")
+
+
+async def publish(
+    broker: PrivateBroker, uid: str, messages: list[tuple[str, bytes]], **kw: Any
+) -> PublishReport:
+    report = await asyncio.to_thread(
+        publish_with_retry,
+        messages,
+        port=broker.port,
+        username=uid,
+        password=broker.passwords[uid],
+        **kw,
+    )
+    assert report.acked == len(messages), report
+    return report
+
+
+async def wait_log(log: Path, text: bytes, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in await asyncio.to_thread(log.read_bytes):
+        assert time.monotonic() < deadline, f"{log.name} never logged {text!r}"
+        await asyncio.sleep(0.05)
+
+
+def _group() -> tuple[str, str]:
+    group = uuid.uuid4().hex[:8]
+    return group, f"$share/t{group}/eldercare/v1/#"
+
+
+async def test_database_unreachable_for_20s(
+    pg: asyncpg.Connection, home: Home, broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """The worker reaches PostgreSQL through a proxy that is cut for 20 s (refused connects, open
+    connections aborted) while 125 msg/s keep arriving; it retries, and once the database is back
+    it stores everything once. Nothing it could not commit was acknowledged and lost."""
+    band = home.uid("band")
+    device_id = home.ids[band]
+    n = 3000
+    messages = flood(band, n)
+    proxy = PgProxy(_SERVER.hostname or "127.0.0.1", _SERVER.port or 5432)
+    await proxy.start()
+    userinfo = _SERVER.netloc.rpartition("@")[0]
+    db_via_proxy = urlunsplit(
+        _SERVER._replace(netloc=f"{userinfo}@127.0.0.1:{proxy.port}", path=f"/{TEST_DB}")
+    )
+    group, subscription = _group()
+    worker = spawn_ingest(
+        database_url=db_via_proxy,
+        mqtt_url=broker.url(INGEST_USER),
+        client_id=f"t-dbcut-{group}",
+        subscription=subscription,
+        log=tmp_path / "ingest.log",
+    )
+    broker_store = BrokerStats(
+        broker.port, broker.passwords[MONITOR_USER], "$SYS/broker/store/messages/count"
+    )
+    try:
+        await wait_subscribed(pg, broker, home.uid("probe"))
+        publisher = asyncio.create_task(publish(broker, band, messages, rate=125.0, window=50))
+        before_cut = await wait_stored(pg, device_id, at_least=200, timeout_s=20)
+        await proxy.cut()
+        cut_at = time.monotonic()
+        await asyncio.sleep(1.0)  # a commit already on its way may still land
+        frozen = await stored(pg, device_id)
+        await asyncio.sleep(18 - (time.monotonic() - cut_at))
+        # What the worker has not committed it must not have acknowledged: the broker still holds
+        # it (its message store counts each message once, plus about 50 retained $SYS messages).
+        held = broker_store.latest_since(cut_at + 16)
+        while held is None and time.monotonic() - cut_at < 19.5:
+            await asyncio.sleep(0.05)
+            held = broker_store.latest_since(cut_at + 16)
+        await asyncio.sleep(20 - (time.monotonic() - cut_at))
+        during = await stored(pg, device_id) - frozen
+        assert worker.poll() is None, "the worker must ride out the outage"
+        await proxy.start()
+        report = await publisher
+        await assert_each_seq_once(pg, home, n)
+        assert worker.poll() is None
+    finally:
+        status = await asyncio.to_thread(stop_ingest, worker)  # the proxy runs on this loop
+        await proxy.cut()
+        broker_store.close()
+    (tmp_path / "figures.txt").write_text(f"{before_cut=} {frozen=} {held=} {report}\n")
+    assert status == 0, "after the outage the worker still stops cleanly on SIGTERM"
+    assert 0 < before_cut < n // 2, before_cut
+    assert during == 0, "nothing can be committed while the database is unreachable"
+    assert frozen < n - 1000, "most of the flood arrived while the database was unreachable"
+    # By 18 s into the outage about 2,200 more messages had been published; none was committed.
+    assert held is not None
+    assert held >= 1500, f"the broker holds only {held} messages: acknowledged before commit?"
+    assert report.connections == 1
+
+
+async def test_broker_restart(
+    pg: asyncpg.Connection,
+    home: Home,
+    broker: PrivateBroker,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM the broker mid-flood and start it again on the same port and persistence file:
+    the worker's persistent session (with its unacknowledged messages) comes back, the worker
+    reconnects, and the publisher resends whatever the broker had not acknowledged."""
+    band = home.uid("band")
+    device_id = home.ids[band]
+    n = 3000
+    messages = flood(band, n)
+    group, subscription = _group()
+    worker = spawn_ingest(
+        database_url=DB_URL,
+        mqtt_url=broker.url(INGEST_USER),
+        client_id=f"t-brk-{group}",
+        subscription=subscription,
+        log=tmp_path / "ingest.log",
+    )
+    try:
+        await wait_subscribed(pg, broker, home.uid("probe"))
+        # Mosquitto 2.0 does not persist shared subscriptions: until the worker has reconnected and
+        # subscribed again, the restarted broker answers PUBACK 0x10 "no matching subscribers" and
+        # drops the message. The publisher sends those again, as a careful device would.
+        publisher = asyncio.create_task(
+            publish(broker, band, messages, rate=400.0, window=100, retry_unmatched=True)
+        )
+        before = await wait_stored(pg, device_id, at_least=600, timeout_s=20)
+        await asyncio.to_thread(broker.stop)
+        await asyncio.sleep(1.0)  # publisher and worker both see the broker gone
+        await asyncio.to_thread(broker.start)
+        report = await publisher
+        await assert_each_seq_once(pg, home, n)
+        assert worker.poll() is None, "the worker must reconnect, not die"
+    finally:
+        await asyncio.to_thread(stop_ingest, worker)
+    (tmp_path / "figures.txt").write_text(f"{before=} {report}\n")  # for a look after a run
+    assert 0 < before < n, before
+    assert report.connections >= 2, report
+    assert report.sends >= n, report
+
+
+async def test_two_workers_one_killed(
+    pg: asyncpg.Connection, home: Home, broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """Two workers share the subscription; one is SIGKILLed mid-flood. The survivor keeps storing;
+    Mosquitto keeps queueing the dead worker's share (and its unacknowledged messages) in its
+    session, which the restarted worker (same client id) drains."""
+    band = home.uid("band")
+    device_id = home.ids[band]
+    n = 4000
+    messages = flood(band, n)
+    group, subscription = _group()
+    ids = (f"t-w1-{group}", f"t-w2-{group}")
+    logs = (tmp_path / "w1.log", tmp_path / "w2.log")
+
+    def spawn(i: int) -> subprocess.Popen[bytes]:
+        return spawn_ingest(
+            database_url=DB_URL,
+            mqtt_url=broker.url(INGEST_USER),
+            client_id=ids[i],
+            subscription=subscription,
+            log=logs[i],
+        )
+
+    workers = [spawn(0), spawn(1)]
+    try:
+        await wait_subscribed(pg, broker, home.uid("probe"))
+        for log in logs:  # the probe proves one worker is in; wait for the other's connection too
+            await wait_log(log, b"mqtt_connected")
+        await asyncio.sleep(0.3)  # SUBACK
+        publisher = asyncio.create_task(publish(broker, band, messages, rate=800.0, window=200))
+        killed_at = await wait_stored(pg, device_id, at_least=800, timeout_s=20)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait()
+        after_kill = await stored(pg, device_id)
+        # The survivor carries on alone while the flood continues.
+        survivor_progress = await wait_stored(pg, device_id, at_least=after_kill + 100, timeout_s=15)
+        await publisher
+        workers[0] = spawn(0)  # same client id: its persistent session hands back its share
+        await assert_each_seq_once(pg, home, n)
+        assert workers[1].poll() is None
+    finally:
+        for w in workers:
+            await asyncio.to_thread(stop_ingest, w)
+    assert 0 < killed_at < n, killed_at
+    assert survivor_progress >= after_kill + 100, (after_kill, survivor_progress)
