@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import signal
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -245,7 +247,49 @@ DEMO_SIM_RATE_PER_S = 20
 DEMO_SIM_DURATION_S = 10 * 365 * 24 * 3600  # "until stopped"; the simulator exits after its duration
 
 
-def demo_components(*, host: str, port: int, broker: BrokerChoice) -> tuple[list[Component], list[str]]:
+# The seeded homes the demo simulator speaks for: a gateway with its Zigbee sensors, and the owner's
+# native devices (vitals band, fall sensor, GPS watch) where the seed gave them some.
+_SIM_HOMES_SQL = """
+SELECT g.uid AS gateway, e.lat, e.lon,
+       max(d.friendly_name) FILTER (WHERE d.friendly_name = 'motion') AS motion,
+       max(d.friendly_name) FILTER (WHERE d.friendly_name = 'water_leak') AS leak,
+       (SELECT n.uid FROM device n WHERE n.elder_id = g.elder_id AND n.kind = 'vitals_band'
+         AND n.status = 'active' ORDER BY n.id LIMIT 1) AS band,
+       (SELECT n.uid FROM device n WHERE n.elder_id = g.elder_id AND n.kind = 'fall_sensor'
+         AND n.status = 'active' ORDER BY n.id LIMIT 1) AS fall,
+       (SELECT n.uid FROM device n WHERE n.elder_id = g.elder_id AND n.kind = 'gps_watch'
+         AND n.status = 'active' ORDER BY n.id LIMIT 1) AS watch
+FROM gateway g
+JOIN elder e ON e.id = g.elder_id
+JOIN device d ON d.gateway_id = g.id AND d.status = 'active'
+WHERE g.status = 'active'
+GROUP BY g.id, g.uid, g.elder_id, e.lat, e.lon
+HAVING count(*) FILTER (WHERE d.friendly_name IN ('motion', 'water_leak')) = 2
+ORDER BY g.id
+LIMIT $1
+"""
+
+
+async def write_sim_homes(settings: Settings, path: Path, *, limit: int) -> int:
+    """Write the seeded homes for ``simulate devices --homes-file``; returns how many."""
+    conn = await asyncpg.connect(settings.asyncpg_dsn)
+    try:
+        rows = await conn.fetch(_SIM_HOMES_SQL, limit)
+    finally:
+        await conn.close()
+    text = json.dumps([dict(r) for r in rows], ensure_ascii=False)
+
+    def _write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    await asyncio.to_thread(_write)
+    return len(rows)
+
+
+def demo_components(
+    *, host: str, port: int, broker: BrokerChoice, homes_file: Path | None = None
+) -> tuple[list[Component], list[str]]:
     """The processes ``eldercare demo`` supervises, in start order, and notes on what was left out.
 
     Explicit on purpose: a new component is added here when its module exists (docs/architecture.md,
@@ -267,14 +311,12 @@ def demo_components(*, host: str, port: int, broker: BrokerChoice) -> tuple[list
                 *ELDERCARE,
                 "simulate",
                 "devices",
-                "--homes",
-                str(DEMO_SIM_HOMES),
+                *(("--homes-file", str(homes_file)) if homes_file else ("--homes", str(DEMO_SIM_HOMES))),
                 "--rate",
                 str(DEMO_SIM_RATE_PER_S),
                 "--duration",
                 str(DEMO_SIM_DURATION_S),
-                "--mqtt-url",
-                broker.url,
+                # The broker URL (with its password) comes from ELDERCARE_MQTT_URL, not the command line.
             ),
         ),
     ]
@@ -398,7 +440,12 @@ async def _demo(args: argparse.Namespace) -> int:
             "ELDERCARE_LOG_JSON": "1" if json_logs else "0",
             "PYTHONUNBUFFERED": "1",
         }
-        components, notes = demo_components(host=host, port=port, broker=broker)
+        homes_file = state_dir / "demo_homes.json"
+        sim_homes = await write_sim_homes(settings, homes_file, limit=DEMO_SIM_HOMES)
+        log.info("demo.simulated_homes", homes=sim_homes, file=str(homes_file))
+        components, notes = demo_components(
+            host=host, port=port, broker=broker, homes_file=homes_file if sim_homes else None
+        )
         supervisor = Supervisor(components, env=child_env, cwd=PROJECT_ROOT)
         running = asyncio.create_task(supervisor.run(stop))
         ready = await _wait_ready(host, port, stop, timeout_s=60)

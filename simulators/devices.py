@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import socket
 import struct
@@ -340,16 +341,24 @@ def _receive_maximum(props: bytes) -> int | None:
 
 @dataclass
 class Home:
-    """One simulated home: a vitals band (native), a Zigbee gateway with sensors, a SenML meter, a watch."""
+    """One simulated home: a vitals band (native), a Zigbee gateway with sensors, a SenML meter, a watch.
+
+    Homes made by :meth:`make` use invented ids (for tests and benchmarks, which register them);
+    :meth:`from_spec` takes the ids of devices that exist in a database (the demo's seeded homes),
+    where a home may lack a band, meter or watch and its Zigbee names differ."""
 
     index: int
-    band: str
+    band: str | None
     gateway: str
-    meter: str
-    watch: str
+    meter: str | None
+    watch: str | None
     lat: float
     lon: float
     seq: int = 0
+    motion_name: str = "hall_motion"
+    leak_name: str = "bath_leak"
+    fall_name: str = "bed_radar"
+    fall_device: str | None = None  # a native fall sensor, used instead of the Zigbee radar
 
     @classmethod
     def make(cls, index: int, prefix: str, rng: random.Random) -> Home:
@@ -363,6 +372,23 @@ class Home:
             lon=XIAOGAN[1] + rng.uniform(-0.05, 0.05),
         )
 
+    @classmethod
+    def from_spec(cls, index: int, spec: dict[str, Any]) -> Home:
+        """A home from a JSON object: ``gateway`` (uid), ``motion``/``leak`` (Zigbee friendly names),
+        ``band``/``watch``/``fall`` (native device uids or null), ``lat``, ``lon``."""
+        return cls(
+            index,
+            band=spec.get("band"),
+            gateway=str(spec["gateway"]),
+            meter=None,
+            watch=spec.get("watch"),
+            lat=float(spec["lat"]),
+            lon=float(spec["lon"]),
+            motion_name=str(spec.get("motion") or "motion"),
+            leak_name=str(spec.get("leak") or "water_leak"),
+            fall_device=spec.get("fall"),
+        )
+
     def next_seq(self) -> int:
         self.seq += 1
         return self.seq
@@ -371,16 +397,24 @@ class Home:
 def home_messages(home: Home, now_s: float, rng: random.Random) -> list[tuple[str, bytes]]:
     """One round of ordinary traffic from a home."""
     ts_ms = int(now_s * 1000)
-    return [
-        native_telemetry(
-            home.band,
-            seq=home.next_seq(),
-            ts_ms=ts_ms,
-            values={"hr": rng.randint(58, 95), "spo2": rng.randint(94, 99), "battery": rng.randint(40, 100)},
-        ),
+    out: list[tuple[str, bytes]] = []
+    if home.band:
+        out.append(
+            native_telemetry(
+                home.band,
+                seq=home.next_seq(),
+                ts_ms=ts_ms,
+                values={
+                    "hr": rng.randint(58, 95),
+                    "spo2": rng.randint(94, 99),
+                    "battery": rng.randint(40, 100),
+                },
+            )
+        )
+    out += [
         z2m_state(
             home.gateway,
-            "hall_motion",
+            home.motion_name,
             {
                 "occupancy": rng.random() < 0.2,
                 "battery": rng.randint(50, 100),
@@ -389,36 +423,56 @@ def home_messages(home: Home, now_s: float, rng: random.Random) -> list[tuple[st
         ),
         z2m_state(
             home.gateway,
-            "bath_leak",
+            home.leak_name,
             {"water_leak": False, "battery_low": False, "battery": 91, "voltage": 3005, "linkquality": 87},
         ),
-        senml(
-            home.meter,
-            [{"bn": f"urn:dev:ow:{home.meter}:", "n": "voltage", "u": "V", "v": 220.0 + rng.random()}],
-        ),
-        owntracks(home.watch, lat=home.lat, lon=home.lon, tst=int(now_s), acc=10, batt=rng.randint(30, 100)),
     ]
+    if home.meter:
+        out.append(
+            senml(
+                home.meter,
+                [{"bn": f"urn:dev:ow:{home.meter}:", "n": "voltage", "u": "V", "v": 220.0 + rng.random()}],
+            )
+        )
+    if home.watch:
+        out.append(
+            owntracks(
+                home.watch, lat=home.lat, lon=home.lon, tst=int(now_s), acc=10, batt=rng.randint(30, 100)
+            )
+        )
+    return out
 
 
 INCIDENTS = ("sos", "fall", "water_leak", "hr_high", "wandering")
 
 
 def incident_messages(home: Home, kind: str, now_s: float) -> list[tuple[str, bytes]]:
+    """The messages of one injected incident; ``[]`` when the home lacks the device for it."""
     ts_ms = int(now_s * 1000)
     if kind == "sos":
+        if home.band is None:
+            return [z2m_state(home.gateway, "sos_button", {"action": "emergency", "battery": 90})]
         return [
             native_event(home.band, seq=home.next_seq(), ts_ms=ts_ms, type="sos", data={"sim_ts_ms": ts_ms})
         ]
     if kind == "fall":
-        return [z2m_state(home.gateway, "bed_radar", {"presence": True, "fall_down_status": "fall"})]
+        if home.fall_device is not None:
+            return [native_event(home.fall_device, seq=home.next_seq(), ts_ms=ts_ms, type="fall")]
+        return [z2m_state(home.gateway, home.fall_name, {"presence": True, "fall_down_status": "fall"})]
     if kind == "water_leak":
-        return [z2m_state(home.gateway, "bath_leak", {"water_leak": True, "battery": 90, "linkquality": 80})]
+        return [
+            z2m_state(home.gateway, home.leak_name, {"water_leak": True, "battery": 90, "linkquality": 80})
+        ]
     if kind == "hr_high":
+        if home.band is None:
+            return []
         return [
             native_telemetry(home.band, seq=home.next_seq(), ts_ms=ts_ms + i * 60_000, values={"hr": 150})
             for i in range(3)
         ]
     if kind == "wandering":
+        if home.watch is None:
+            return []
         return [owntracks(home.watch, lat=home.lat + 0.05, lon=home.lon, tst=int(now_s))]
     raise ValueError(kind)
 
@@ -433,10 +487,15 @@ def simulate(
     prefix: str = "sim",
     incident_every: int = 200,
     seed: int = 1,
+    home_specs: Sequence[dict[str, Any]] = (),
 ) -> PublishResult:
-    """Publish about ``rate`` messages per second for ``duration_s`` from ``homes`` homes."""
+    """Publish about ``rate`` messages per second for ``duration_s`` from ``homes`` homes (or from the
+    homes described by ``home_specs``, when given)."""
     rng = random.Random(seed)
-    fleet = [Home.make(i, prefix, rng) for i in range(homes)]
+    if home_specs:
+        fleet = [Home.from_spec(i, spec) for i, spec in enumerate(home_specs)]
+    else:
+        fleet = [Home.make(i, prefix, rng) for i in range(homes)]
     host, port, user, password = mqtt_target(mqtt_url)
     truth = truth_log.open("a") if truth_log else None
 
@@ -475,10 +534,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--homes", type=int, default=100)
     parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
-    parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883")
+    parser.add_argument(
+        "--mqtt-url",
+        default=os.environ.get("ELDERCARE_MQTT_URL", "mqtt://127.0.0.1:1883"),
+        help="broker URL (default: ELDERCARE_MQTT_URL, so a password need not appear in the process list)",
+    )
     parser.add_argument("--truth-log", type=Path, default=None)
     parser.add_argument("--prefix", default="sim")
+    parser.add_argument(
+        "--homes-file",
+        type=Path,
+        default=None,
+        help="JSON list of homes with the uids of existing devices (see Home.from_spec); overrides --homes",
+    )
     args = parser.parse_args(argv)
+    specs = json.loads(args.homes_file.read_text()) if args.homes_file else []
     res = simulate(
         homes=args.homes,
         rate=args.rate,
@@ -486,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
         mqtt_url=args.mqtt_url,
         truth_log=args.truth_log,
         prefix=args.prefix,
+        home_specs=specs,
     )
     print(json.dumps({"sent": res.sent, "acked": res.acked, "seconds": round(res.seconds, 2)}))
     return 0 if res.acked == res.sent else 1

@@ -413,7 +413,28 @@ async def test_demo_runs_everything_embedded_and_stops_cleanly_on_sigint(state_d
         assert token["role"] == "admin"
 
         pgdata = state_dir / "pgdata"
-        assert EmbeddedPostgres(pgdata).running_port() is not None
+        pg_port = EmbeddedPostgres(pgdata).running_port()
+        assert pg_port is not None
+
+        # The device simulator speaks for seeded homes, so its traffic is stored, not dead-lettered.
+        homes = json.loads((state_dir / "demo_homes.json").read_text())
+        assert homes
+        assert all(h["gateway"].startswith("gw-") for h in homes)
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{pg_port}/eldercare")
+        try:
+            stored = 0
+            for _ in range(120):
+                stored = await conn.fetchval(
+                    "SELECT count(*) FROM telemetry t JOIN device d ON d.id = t.device_id "
+                    "JOIN gateway g ON g.id = d.gateway_id WHERE g.uid = ANY($1::text[])",
+                    [h["gateway"] for h in homes],
+                )
+                if stored:
+                    break
+                await asyncio.sleep(0.5)
+            assert stored > 0
+        finally:
+            await conn.close()
         proc.send_signal(signal.SIGINT)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     assert EmbeddedPostgres(pgdata).running_port() is None
