@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--visits", type=int, default=500)
     ap.add_argument("--plan-caregivers", type=int, default=60)
     ap.add_argument("--ortools-seconds", type=float, default=60.0)
-    ap.add_argument("--plan-seconds", type=float, default=10.0, help="our planner's local-search budget")
+    ap.add_argument("--plan-seconds", type=float, default=14.0, help="our planner's local-search budget")
     ap.add_argument("--only", choices=["match", "dayplan", "offer"])
     ap.add_argument("--database-url", default=BENCH_DB_URL, help="throwaway database for order_to_offer")
     ap.add_argument("--offer-orders", type=int, default=500)
