@@ -22,6 +22,9 @@ from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition
 from dispatch.schemas import (
     AssignIn,
+    CallbackCompleteIn,
+    CallbackPage,
+    CallbackRead,
     CancelIn,
     CancelRead,
     CheckInIn,
@@ -40,6 +43,7 @@ from dispatch.schemas import (
     PlanItemRead,
     PositionIn,
     PositionRead,
+    QualityRead,
     RatingIn,
     RatingRead,
     RecurringOrderCreate,
@@ -50,6 +54,8 @@ from dispatch.schemas import (
     SignOffIn,
     VerificationRead,
     VisitRead,
+    callback_page,
+    callback_read,
     complaint_page,
     complaint_read,
     day_plan_read,
@@ -57,6 +63,7 @@ from dispatch.schemas import (
     order_detail_read,
     order_page,
     order_read,
+    quality_read,
     rating_read,
     verification_read,
     visit_read,
@@ -86,6 +93,17 @@ StateQuery = Annotated[
     QueryParameter(name="state", pattern=r"^[a-z_]{2,12}$", description="Order state, e.g. accepted"),
 ]
 IdQuery = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)]
+CALLBACKS = allow(R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+READ_QUALITY = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+CallbackState = Annotated[
+    str | None, QueryParameter(name="state", pattern=r"^(open|done)$", description="open or done")
+]
+FromDay = Annotated[
+    str | None, QueryParameter(name="from", max_length=40, description="First day, YYYY-MM-DD, Shanghai")
+]
+ToDay = Annotated[
+    str | None, QueryParameter(name="to", max_length=40, description="Last day, YYYY-MM-DD, Shanghai")
+]
 
 
 class OrderController(Controller):
@@ -448,6 +466,84 @@ def _plan_day(text: str) -> dt.date:
         raise Invalid(f"{text[:20]!r} is not a date (YYYY-MM-DD).", code="dayplan.date_invalid") from None
 
 
+class CallbackController(Controller):
+    """Phone callbacks (回访) of sampled verified visits, worked by the call centre."""
+
+    path = "/api/v1/callbacks"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @get("/", opt=CALLBACKS, summary="Callback tasks in your scope, earliest due first")
+    async def list_callbacks(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        callback_state: CallbackState = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> CallbackPage:
+        result = await service.list_callbacks(
+            session=db, actor=principal, window=Window(limit, offset), state=callback_state
+        )
+        return callback_page(result)
+
+    @post("/{callback_id:int}/complete", opt=CALLBACKS, status_code=200, summary="Record a callback outcome")
+    async def complete(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        callback_id: FromPath[int],
+        data: JSONBody[CallbackCompleteIn],
+    ) -> CallbackRead:
+        task = await service.complete_callback(
+            session=db,
+            actor=principal,
+            callback_id=callback_id,
+            satisfaction=data.satisfaction,
+            reached=data.reached,
+            note=data.note,
+            now=now,
+        )
+        return callback_read(task)
+
+
+class ProviderQualityController(Controller):
+    path = "/api/v1/providers"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @get("/{provider_id:int}/quality", opt=READ_QUALITY, summary="A provider's quality score and its inputs")
+    async def quality(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        provider_id: FromPath[int],
+        from_day: FromDay = None,
+        to_day: ToDay = None,
+    ) -> QualityRead:
+        report = await service.provider_quality_report(
+            session=db,
+            actor=principal,
+            provider_id=provider_id,
+            start=None if from_day is None else _query_day(from_day, "from"),
+            end=None if to_day is None else _query_day(to_day, "to"),
+            now=now,
+        )
+        return quality_read(report)
+
+
+def _query_day(text: str, name: str) -> dt.date:
+    """A query date, YYYY-MM-DD (parsed here so a bad date is a 422 with a code)."""
+    try:
+        if len(text) != 10:
+            raise ValueError(text)
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise Invalid(
+            f"{name}={text[:20]!r} is not a date (YYYY-MM-DD).", code="quality.date_invalid", field=name
+        ) from None
+
+
 def _position(pos: CaregiverPosition) -> PositionRead:
     return PositionRead(pos.caregiver_id, pos.lat, pos.lon, pos.at, pos.on_shift, pos.shift_started_at)
 
@@ -459,4 +555,6 @@ CONTROLLERS = (
     VisitController,
     ComplaintController,
     DayPlanController,
+    CallbackController,
+    ProviderQualityController,
 )

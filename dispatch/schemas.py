@@ -14,6 +14,7 @@ import msgspec
 from core.registry.common import MAX_BIGINT, Paged
 from dispatch import service
 from dispatch.models import (
+    CallbackTask,
     Complaint,
     Offer,
     OrderTransition,
@@ -501,4 +502,81 @@ def day_plan_read(view: service.DayPlanView, *, full: bool = True) -> DayPlanRea
         unassigned_order_ids=list(p.unassigned_order_ids) if full else [],
         unavailable_caregiver_ids=list(p.unavailable_caregiver_ids) if full else [],
         moved=view.moved,
+    )
+
+
+# --- Callbacks and provider quality ----------------------------------------------------------------
+
+
+class CallbackCompleteIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The outcome of a phone callback: a satisfaction 1–5 when the elder or family was reached,
+    none when nobody answered (``reached`` false)."""
+
+    satisfaction: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    reached: bool = True
+    note: Note = ""
+
+
+class CallbackRead(msgspec.Struct):
+    id: int
+    visit_id: int
+    due_on: dt.date
+    status: str  # open | done | unreachable
+    satisfaction: int | None
+    done_by_user_id: int | None
+    done_at: dt.datetime | None
+    note: str
+
+
+class CallbackPage(msgspec.Struct):
+    items: list[CallbackRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class QualityRead(msgspec.Struct):
+    """A provider's quality score 0..100 (null without visits) over inclusive Asia/Shanghai days, with
+    the inputs of :func:`dispatch.verification.provider_quality` and the weights applied."""
+
+    provider_id: int
+    from_date: dt.date
+    to_date: dt.date
+    score: float | None
+    verified_visits: int
+    exception_visits: int
+    mean_rating: float | None
+    mean_callback_score: float | None
+    complaints: int
+    weights: dict[str, float]
+
+
+def callback_read(t: CallbackTask) -> CallbackRead:
+    return CallbackRead(
+        t.id, t.visit_id, t.due_on, t.status, t.satisfaction, t.done_by_user_id, t.done_at, t.note
+    )
+
+
+def callback_page(p: Paged[CallbackTask]) -> CallbackPage:
+    return CallbackPage([callback_read(t) for t in p.items], p.total, p.limit, p.offset)
+
+
+def quality_read(r: service.QualityReport) -> QualityRead:
+    s, w = r.stats, r.weights
+    return QualityRead(
+        provider_id=r.provider_id,
+        from_date=r.start,
+        to_date=r.end,
+        score=r.score,
+        verified_visits=s.verified_visits,
+        exception_visits=s.exception_visits,
+        mean_rating=s.mean_rating,
+        mean_callback_score=s.mean_callback_score,
+        complaints=s.complaints,
+        weights={
+            "rating": w.rating,
+            "callback": w.callback,
+            "exceptions": w.exceptions,
+            "complaints": w.complaints,
+        },
     )
