@@ -298,6 +298,19 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         # A customer cancelling an accepted visit less than this before its start pays the late fee.
         PolicyDefault("dispatch.cancel_notice", "*", {"seconds": 2 * 3600}, _SRC_CANCEL),
         PolicyDefault("dispatch.late_cancel_fee", "*", {"fen": 1000}, _SRC_CANCEL),
+        # Soft-preference weights of matching (DOMAIN §6) and of the provider quality score [E].
+        PolicyDefault(
+            "dispatch.match_weights",
+            "*",
+            {"travel_bp": 5000, "continuity_bp": 2500, "fairness_bp": 1500, "rating_bp": 1000},
+            _SRC_DISPATCH,
+        ),
+        PolicyDefault(
+            "dispatch.quality_weights",
+            "*",
+            {"rating_bp": 3500, "callback_bp": 2500, "exceptions_bp": 2000, "complaints_bp": 2000},
+            "DOMAIN §3/§5 evaluation [E]",
+        ),
     ]
     severities = {
         "SOS": "CRITICAL",

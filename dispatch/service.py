@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import structlog
@@ -79,6 +79,7 @@ from dispatch.matching import (
     CaregiverProfile,
     CertificateInfo,
     MatchPolicy,
+    MatchWeights,
     OrderRequest,
     ServiceRule,
     local_date,
@@ -668,6 +669,7 @@ class Policies:
     offer: OfferPolicy
     verification: VerificationPolicy
     cancellation: CancellationPolicy
+    quality: QualityWeights = field(default_factory=QualityWeights)
 
 
 async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
@@ -709,7 +711,14 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
         return float(v) if isinstance(v, int | float) else default
 
     m = MatchPolicy()
+    w = m.weights
     match_policy = MatchPolicy(
+        weights=MatchWeights(
+            travel=num("dispatch.match_weights", "*", "travel_bp", w.travel * 10_000) / 10_000,
+            continuity=num("dispatch.match_weights", "*", "continuity_bp", w.continuity * 10_000) / 10_000,
+            fairness=num("dispatch.match_weights", "*", "fairness_bp", w.fairness * 10_000) / 10_000,
+            rating=num("dispatch.match_weights", "*", "rating_bp", w.rating * 10_000) / 10_000,
+        ),
         detour_factor=num("dispatch.detour", "*", "bp", m.detour_factor * 10_000) / 10_000,
         urban_speed_kmh=num("dispatch.speed", "urban", "kmh", m.urban_speed_kmh),
         rural_speed_kmh=num("dispatch.speed", "rural", "kmh", m.rural_speed_kmh),
@@ -740,7 +749,14 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
         notice_s=int(num("dispatch.cancel_notice", "*", "seconds", c.notice_s)),
         late_fee_fen=int(num("dispatch.late_cancel_fee", "*", "fen", c.late_fee_fen)),
     )
-    return Policies(match_policy, offer_policy, verification, cancel)
+    q = QualityWeights()
+    quality = QualityWeights(
+        rating=num("dispatch.quality_weights", "*", "rating_bp", q.rating * 10_000) / 10_000,
+        callback=num("dispatch.quality_weights", "*", "callback_bp", q.callback * 10_000) / 10_000,
+        exceptions=num("dispatch.quality_weights", "*", "exceptions_bp", q.exceptions * 10_000) / 10_000,
+        complaints=num("dispatch.quality_weights", "*", "complaints_bp", q.complaints * 10_000) / 10_000,
+    )
+    return Policies(match_policy, offer_policy, verification, cancel, quality)
 
 
 # --- Scope ------------------------------------------------------------------------------------------
@@ -2887,5 +2903,5 @@ async def provider_quality_report(
         mean_callback_score=None if mean_callback is None else round(float(mean_callback), 3),
         complaints=int(complaints or 0),
     )
-    weights = QualityWeights()
+    weights = (await load_policies(session=session, day=end)).quality
     return QualityReport(provider_id, start, end, provider_quality(stats, weights=weights), stats, weights)
