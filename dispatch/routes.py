@@ -12,7 +12,7 @@ from litestar import Controller, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from core.authz import allow
+from core.authz import allow, authenticated
 from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
@@ -50,6 +50,7 @@ from dispatch.schemas import (
     RecurringOrderRead,
     ReplanIn,
     ResolveIn,
+    ServiceRead,
     SignOffCodeRead,
     SignOffIn,
     VerificationRead,
@@ -65,6 +66,7 @@ from dispatch.schemas import (
     order_read,
     quality_read,
     rating_read,
+    service_read,
     verification_read,
     visit_read,
 )
@@ -507,6 +509,21 @@ class CallbackController(Controller):
         return callback_read(task)
 
 
+OnDay = Annotated[
+    str | None, QueryParameter(name="on", max_length=40, description="Price date, YYYY-MM-DD, Shanghai")
+]
+
+
+class CatalogueController(Controller):
+    path = "/api/v1/services"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @get("/", opt=authenticated(), summary="The service catalogue with unit prices (fen) valid on a day")
+    async def list_services(self, db: Db, now: Now, on_day: OnDay = None) -> list[ServiceRead]:
+        day = local_date(now) if on_day is None else _query_day(on_day, "on", "catalogue.date_invalid")
+        return [service_read(e) for e in await service.catalogue(session=db, day=day)]
+
+
 class ProviderQualityController(Controller):
     path = "/api/v1/providers"
     tags = ["dispatch"]  # noqa: RUF012
@@ -532,16 +549,14 @@ class ProviderQualityController(Controller):
         return quality_read(report)
 
 
-def _query_day(text: str, name: str) -> dt.date:
+def _query_day(text: str, name: str, code: str = "quality.date_invalid") -> dt.date:
     """A query date, YYYY-MM-DD (parsed here so a bad date is a 422 with a code)."""
     try:
         if len(text) != 10:
             raise ValueError(text)
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise Invalid(
-            f"{name}={text[:20]!r} is not a date (YYYY-MM-DD).", code="quality.date_invalid", field=name
-        ) from None
+        raise Invalid(f"{name}={text[:20]!r} is not a date (YYYY-MM-DD).", code=code, field=name) from None
 
 
 def _position(pos: CaregiverPosition) -> PositionRead:
@@ -557,4 +572,5 @@ CONTROLLERS = (
     DayPlanController,
     CallbackController,
     ProviderQualityController,
+    CatalogueController,
 )

@@ -580,3 +580,34 @@ def quality_read(r: service.QualityReport) -> QualityRead:
             "complaints": w.complaints,
         },
     )
+
+
+class ServiceRead(msgspec.Struct):
+    """A catalogue service (DOMAIN §3) and its unit price in fen on the asked day."""
+
+    code: str
+    name: str
+    name_en: str
+    unit: str
+    price_fen: int | None
+    min_minutes: int
+    skill: str
+    certificate_kind: str | None
+    max_certificate_level: int | None
+    same_gender: bool
+
+
+def service_read(entry: Any) -> ServiceRead:
+    s = entry.service
+    return ServiceRead(
+        code=s.code,
+        name=s.name,
+        name_en=s.name_en,
+        unit=s.unit,
+        price_fen=entry.price_fen,
+        min_minutes=s.min_minutes,
+        skill=s.skill,
+        certificate_kind=s.certificate_kind,
+        max_certificate_level=s.max_certificate_level,
+        same_gender=s.same_gender,
+    )

@@ -2905,3 +2905,26 @@ async def provider_quality_report(
     )
     weights = (await load_policies(session=session, day=end)).quality
     return QualityReport(provider_id, start, end, provider_quality(stats, weights=weights), stats, weights)
+
+
+# --- Catalogue -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueEntry:
+    """A catalogue service with the unit price (fen) valid on the asked day, ``None`` if it has none."""
+
+    service: Service
+    price_fen: int | None
+
+
+async def catalogue(*, session: AsyncSession, day: dt.date) -> list[CatalogueEntry]:
+    """The active services and their prices on ``day`` (Asia/Shanghai), in code order."""
+    services = (
+        await session.scalars(select(Service).where(Service.is_active.is_(True)).order_by(Service.code))
+    ).all()
+    out = []
+    for s in services:
+        value = await session.scalar(_price_select(s.code, day))
+        out.append(CatalogueEntry(s, int(value["fen"]) if value and "fen" in value else None))
+    return out
