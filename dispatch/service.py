@@ -817,33 +817,30 @@ async def _elder_district(session: AsyncSession, elder_id: int) -> int:
     return int(district) if district is not None else 0
 
 
+async def _check_scope(session: AsyncSession, actor: Principal, row: ServiceOrder | Visit, what: str) -> None:
+    """403 ``scope.<what>`` unless ``actor`` may see this order or visit (both carry the same keys)."""
+    district = await _elder_district(session, row.elder_id)
+    if not can_see_order(
+        actor,
+        elder_id=row.elder_id,
+        district_id=district,
+        provider_id=row.provider_id,
+        caregiver_id=row.caregiver_id,
+    ):
+        raise Forbidden(f"This {what} is outside your scope.", code=f"scope.{what}")
+
+
 async def visible_order(*, session: AsyncSession, actor: Principal, order_id: int) -> ServiceOrder:
     """The order if ``actor`` may see it: 404 ``order.not_found`` / 403 ``scope.order``."""
     order = await get_or_404(session, ServiceOrder, order_id, what="order")
-    district = await _elder_district(session, order.elder_id)
-    if not can_see_order(
-        actor,
-        elder_id=order.elder_id,
-        district_id=district,
-        provider_id=order.provider_id,
-        caregiver_id=order.caregiver_id,
-    ):
-        raise Forbidden("This order is outside your scope.", code="scope.order")
+    await _check_scope(session, actor, order, "order")
     return order
 
 
 async def visible_visit(*, session: AsyncSession, actor: Principal, visit_id: int) -> Visit:
-    """The visit if ``actor`` may see it (same rule as its order)."""
+    """The visit if ``actor`` may see it (same rule as its order): 404 / 403 ``scope.visit``."""
     visit = await get_or_404(session, Visit, visit_id, what="visit")
-    district = await _elder_district(session, visit.elder_id)
-    if not can_see_order(
-        actor,
-        elder_id=visit.elder_id,
-        district_id=district,
-        provider_id=visit.provider_id,
-        caregiver_id=visit.caregiver_id,
-    ):
-        raise Forbidden("This visit is outside your scope.", code="scope.visit")
+    await _check_scope(session, actor, visit, "visit")
     return visit
 
 
