@@ -452,6 +452,33 @@ async def make_offer(
     return offer
 
 
+async def _close_offer(
+    session: AsyncSession,
+    *,
+    offer_id: int,
+    caregiver_id: int,
+    to: OfferState,
+    now: dt.datetime,
+    in_time: bool,
+) -> int:
+    """Move this caregiver's pending offer to ``to`` with one conditional UPDATE (the race-safe step);
+    ``in_time`` also requires the deadline not to have passed. Returns the order id, or raises
+    :class:`OfferNotOpen` when the offer was not open (taken, answered, expired or someone else's)."""
+    conditions = [
+        Offer.id == offer_id,
+        Offer.caregiver_id == caregiver_id,
+        Offer.state == OfferState.PENDING.value,
+    ]
+    if in_time:
+        conditions.append(Offer.deadline_at >= now)
+    order_id = await session.scalar(
+        update(Offer).where(*conditions).values(state=to.value, responded_at=now).returning(Offer.order_id)
+    )
+    if order_id is None:
+        raise OfferNotOpen(f"offer {offer_id} is not open for caregiver {caregiver_id}")
+    return int(order_id)
+
+
 async def accept_offer(*, session: AsyncSession, offer_id: int, caregiver_id: int, now: dt.datetime) -> Visit:
     """Accept an open offer. Of any number of simultaneous accepts exactly one succeeds.
 
@@ -459,19 +486,9 @@ async def accept_offer(*, session: AsyncSession, offer_id: int, caregiver_id: in
     PostgreSQL row locking makes every concurrent claimer wait and then re-check the condition, so
     only the first commit wins and the others get :class:`OfferNotOpen`.
     """
-    order_id = await session.scalar(
-        update(Offer)
-        .where(
-            Offer.id == offer_id,
-            Offer.caregiver_id == caregiver_id,
-            Offer.state == OfferState.PENDING.value,
-            Offer.deadline_at >= now,
-        )
-        .values(state=OfferState.ACCEPTED.value, responded_at=now)
-        .returning(Offer.order_id)
+    order_id = await _close_offer(
+        session, offer_id=offer_id, caregiver_id=caregiver_id, to=OfferState.ACCEPTED, now=now, in_time=True
     )
-    if order_id is None:
-        raise OfferNotOpen(f"offer {offer_id} is not open for caregiver {caregiver_id}")
     await change_state(
         session=session,
         order_id=order_id,
@@ -508,16 +525,9 @@ async def accept_offer(*, session: AsyncSession, offer_id: int, caregiver_id: in
 
 async def decline_offer(*, session: AsyncSession, offer_id: int, caregiver_id: int, now: dt.datetime) -> int:
     """Decline an open offer; the order goes back to ``created`` for the next candidate. Returns its id."""
-    order_id = await session.scalar(
-        update(Offer)
-        .where(
-            Offer.id == offer_id, Offer.caregiver_id == caregiver_id, Offer.state == OfferState.PENDING.value
-        )
-        .values(state=OfferState.DECLINED.value, responded_at=now)
-        .returning(Offer.order_id)
+    order_id = await _close_offer(
+        session, offer_id=offer_id, caregiver_id=caregiver_id, to=OfferState.DECLINED, now=now, in_time=False
     )
-    if order_id is None:
-        raise OfferNotOpen(f"offer {offer_id} is not open for caregiver {caregiver_id}")
     await change_state(
         session=session,
         order_id=order_id,
