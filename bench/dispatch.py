@@ -271,7 +271,7 @@ async def _order_to_offer(
     from core.settings import PROJECT_ROOT
 
     configure_logging(json=True, level="WARNING")
-    from dispatch import service
+    from dispatch import orders
     from dispatch.models import CaregiverPosition
 
     base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
@@ -388,7 +388,7 @@ async def _order_to_offer(
     for i in range(n_orders + 20):
         t0 = time.perf_counter()
         async with factory() as s, s.begin():
-            order = await service.place_order(
+            order = await orders.place_order(
                 session=s,
                 actor=actor,
                 elder_id=rnd.choice(elder_ids),

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.scheduler import JobContext, every, registry
-from dispatch import service
+from dispatch import dayplans, offers, orders, visits
 
 DispatchJob = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
 
@@ -22,28 +22,28 @@ DispatchJob = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
 async def expire_offers(session: AsyncSession, now: dt.datetime) -> int:
     """Offers past their 60 s deadline expire; each order goes to the next candidate or the operator
     queue. Returns the orders moved on."""
-    return await service.expire_and_redispatch(session=session, now=now)
+    return await offers.expire_and_redispatch(session=session, now=now)
 
 
 async def materialise_recurring(session: AsyncSession, now: dt.datetime) -> int:
     """Create the next 14 days' orders of every active RRULE series. Returns the orders created."""
-    return await service.materialise_recurring(session=session, now=now)
+    return await orders.materialise_recurring(session=session, now=now)
 
 
 async def verify_overdue(session: AsyncSession, now: dt.datetime) -> int:
     """Verify checked-out visits whose 24 h sign-off window has passed. Returns the visits verified."""
-    return await service.verify_overdue(session=session, now=now)
+    return await visits.verify_overdue(session=session, now=now)
 
 
 async def sample_callbacks(session: AsyncSession, now: dt.datetime) -> int:
     """Give ≥ 10 % (policy) of yesterday's verified visits a phone-callback task. Returns tasks made."""
-    return await service.sample_callbacks(session=session, now=now)
+    return await visits.sample_callbacks(session=session, now=now)
 
 
 async def plan_tomorrow(session: AsyncSession, now: dt.datetime) -> int:
     """Plan tomorrow's scheduled orders per provider (new orders are inserted into an existing plan
     without moving anything). Returns the plans written."""
-    return await service.plan_tomorrow(session=session, now=now)
+    return await dayplans.plan_tomorrow(session=session, now=now)
 
 
 # (constant name, function, interval in seconds)

@@ -1,6 +1,8 @@
 """HTTP edge of marketplace and dispatch: orders, the caregiver app, visits, ratings and complaints.
 
-Handlers parse, call one service function and serialise; scope checks live in :mod:`dispatch.service`.
+Handlers parse, call one use case and serialise; the use cases (:mod:`dispatch.orders`,
+:mod:`dispatch.caregiver_app`, :mod:`dispatch.visits`, :mod:`dispatch.dayplans`, :mod:`dispatch.quality`)
+apply the actor's scope.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
 from core.registry.common import Window
-from dispatch import service
+from dispatch import caregiver_app, dayplans, orders, quality, visits
 from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition
 from dispatch.schemas import (
@@ -116,7 +118,7 @@ class OrderController(Controller):
     async def create_order(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[OrderCreate]
     ) -> OrderRead:
-        order = await service.place_order(
+        order = await orders.place_order(
             session=db,
             actor=principal,
             elder_id=data.elder_id,
@@ -141,7 +143,7 @@ class OrderController(Controller):
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> OrderPage:
-        result = await service.list_orders(
+        result = await orders.list_orders(
             session=db, actor=principal, window=Window(limit, offset), state=order_state, elder_id=elder_id
         )
         return order_page(result)
@@ -150,13 +152,13 @@ class OrderController(Controller):
     async def get_order(
         self, db: Db, principal: CurrentPrincipal, order_id: FromPath[int]
     ) -> OrderDetailRead:
-        return order_detail_read(await service.order_detail(session=db, actor=principal, order_id=order_id))
+        return order_detail_read(await orders.order_detail(session=db, actor=principal, order_id=order_id))
 
     @post("/{order_id:int}/cancel", opt=CANCELLING, status_code=200, summary="Cancel; says what it costs")
     async def cancel(
         self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int], data: JSONBody[CancelIn]
     ) -> CancelRead:
-        out = await service.cancel_order(
+        out = await orders.cancel_order(
             session=db, actor=principal, order_id=order_id, reason=data.reason, now=now
         )
         return CancelRead(order=order_read(out.order), consequence=out.consequence.value, fee_fen=out.fee_fen)
@@ -165,7 +167,7 @@ class OrderController(Controller):
     async def no_show(
         self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int], data: JSONBody[NoShowIn]
     ) -> OrderRead:
-        order = await service.mark_no_show(
+        order = await orders.mark_no_show(
             session=db, actor=principal, order_id=order_id, note=data.note, now=now
         )
         return order_read(order)
@@ -174,7 +176,7 @@ class OrderController(Controller):
     async def assign(
         self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int], data: JSONBody[AssignIn]
     ) -> VisitRead:
-        visit = await service.assign_order(
+        visit = await orders.assign_order(
             session=db, actor=principal, order_id=order_id, caregiver_id=data.caregiver_id, now=now
         )
         return visit_read(visit)
@@ -188,7 +190,7 @@ class RecurringOrderController(Controller):
     async def create(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[RecurringOrderCreate]
     ) -> RecurringOrderRead:
-        series, orders = await service.place_recurring_order(
+        series, created = await orders.place_recurring_order(
             session=db,
             actor=principal,
             elder_id=data.elder_id,
@@ -208,7 +210,7 @@ class RecurringOrderController(Controller):
             first_start_at=series.first_start_at,
             duration_s=series.duration_s,
             window_s=series.window_s,
-            orders=[order_read(o) for o in orders],
+            orders=[order_read(o) for o in created],
         )
 
 
@@ -222,44 +224,48 @@ class CaregiverAppController(Controller):
     async def start_shift(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[PositionIn]
     ) -> PositionRead:
-        pos = await service.set_position(
+        pos = await caregiver_app.set_position(
             session=db, actor=principal, lat=data.lat, lon=data.lon, now=now, on_shift=True
         )
         return _position(pos)
 
     @post("/shift/end", opt=CAREGIVER, status_code=200, summary="End the shift")
     async def end_shift(self, db: Db, principal: CurrentPrincipal, now: Now) -> PositionRead:
-        return _position(await service.end_shift(session=db, actor=principal, now=now))
+        return _position(await caregiver_app.end_shift(session=db, actor=principal, now=now))
 
     @put("/position", opt=CAREGIVER, summary="Report the current position")
     async def position(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[PositionIn]
     ) -> PositionRead:
         return _position(
-            await service.set_position(session=db, actor=principal, lat=data.lat, lon=data.lon, now=now)
+            await caregiver_app.set_position(session=db, actor=principal, lat=data.lat, lon=data.lon, now=now)
         )
 
     @get("/offers", opt=CAREGIVER, summary="Open offers with their deadlines")
     async def offers(self, db: Db, principal: CurrentPrincipal, now: Now) -> list[OfferRead]:
-        return [offer_read(o, now) for o in await service.my_offers(session=db, actor=principal, now=now)]
+        return [
+            offer_read(o, now) for o in await caregiver_app.my_offers(session=db, actor=principal, now=now)
+        ]
 
     @post("/offers/{offer_id:int}/accept", opt=CAREGIVER, status_code=200, summary="Accept an offer")
     async def accept(
         self, db: Db, principal: CurrentPrincipal, now: Now, offer_id: FromPath[int]
     ) -> VisitRead:
-        return visit_read(await service.accept(session=db, actor=principal, offer_id=offer_id, now=now))
+        return visit_read(await caregiver_app.accept(session=db, actor=principal, offer_id=offer_id, now=now))
 
     @post("/offers/{offer_id:int}/decline", opt=CAREGIVER, status_code=200, summary="Decline an offer")
     async def decline(
         self, db: Db, principal: CurrentPrincipal, now: Now, offer_id: FromPath[int]
     ) -> OrderRead:
-        return order_read(await service.decline(session=db, actor=principal, offer_id=offer_id, now=now))
+        return order_read(
+            await caregiver_app.decline(session=db, actor=principal, offer_id=offer_id, now=now)
+        )
 
     @get("/plan", opt=CAREGIVER, summary="The day's visits in order (default: today, Asia/Shanghai)")
     async def plan(
         self, db: Db, principal: CurrentPrincipal, now: Now, day: FromQuery[dt.date | None] = None
     ) -> list[PlanItemRead]:
-        items = await service.day_plan(session=db, actor=principal, day=day or local_date(now))
+        items = await caregiver_app.day_plan(session=db, actor=principal, day=day or local_date(now))
         return [
             PlanItemRead(visit_read(i.visit), i.order_state, i.elder_name, i.address, i.lat, i.lon)
             for i in items
@@ -269,7 +275,9 @@ class CaregiverAppController(Controller):
     async def en_route(
         self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int]
     ) -> VisitRead:
-        return visit_read(await service.en_route(session=db, actor=principal, visit_id=visit_id, now=now))
+        return visit_read(
+            await caregiver_app.en_route(session=db, actor=principal, visit_id=visit_id, now=now)
+        )
 
     @post("/visits/{visit_id:int}/check-in", opt=CAREGIVER, status_code=200, summary="Check in (GPS, QR)")
     async def check_in(
@@ -281,7 +289,7 @@ class CaregiverAppController(Controller):
         visit_id: FromPath[int],
         data: JSONBody[CheckInIn],
     ) -> VisitRead:
-        visit = await service.check_in(
+        visit = await caregiver_app.check_in(
             session=db,
             actor=principal,
             visit_id=visit_id,
@@ -297,7 +305,9 @@ class CaregiverAppController(Controller):
     async def checklist(
         self, db: Db, principal: CurrentPrincipal, visit_id: FromPath[int], data: JSONBody[ChecklistIn]
     ) -> VisitRead:
-        visit = await service.save_checklist(session=db, actor=principal, visit_id=visit_id, items=data.items)
+        visit = await caregiver_app.save_checklist(
+            session=db, actor=principal, visit_id=visit_id, items=data.items
+        )
         return visit_read(visit)
 
     @post("/visits/{visit_id:int}/check-out", opt=CAREGIVER, status_code=200, summary="Check out and verify")
@@ -309,7 +319,7 @@ class CaregiverAppController(Controller):
         visit_id: FromPath[int],
         data: JSONBody[PositionIn],
     ) -> VerificationRead:
-        visit, result = await service.check_out(
+        visit, result = await caregiver_app.check_out(
             session=db, actor=principal, visit_id=visit_id, lat=data.lat, lon=data.lon, now=now
         )
         return verification_read(visit, result)
@@ -324,7 +334,7 @@ class CaregiverAppController(Controller):
         visit_id: FromPath[int],
         data: JSONBody[SignOffIn],
     ) -> VerificationRead:
-        visit, result = await service.sign_off_by_pin(
+        visit, result = await caregiver_app.sign_off_by_pin(
             session=db,
             actor=principal,
             visit_id=visit_id,
@@ -341,7 +351,7 @@ class VisitController(Controller):
 
     @get("/{visit_id:int}", opt=READ_ORDERS, summary="One visit with its verification exceptions")
     async def get_visit(self, db: Db, principal: CurrentPrincipal, visit_id: FromPath[int]) -> VisitRead:
-        visit, exceptions = await service.visit_detail(session=db, actor=principal, visit_id=visit_id)
+        visit, exceptions = await visits.visit_detail(session=db, actor=principal, visit_id=visit_id)
         return visit_read(visit, exceptions)
 
     @post(
@@ -359,7 +369,7 @@ class VisitController(Controller):
         code: FromPath[ExceptionCode],
         data: JSONBody[ResolveIn],
     ) -> VisitRead:
-        visit, exceptions = await service.resolve_exception(
+        visit, exceptions = await visits.resolve_exception(
             session=db,
             actor=principal,
             visit_id=visit_id,
@@ -375,7 +385,7 @@ class VisitController(Controller):
     async def sign_off_code(
         self, db: Db, principal: CurrentPrincipal, state: State, visit_id: FromPath[int]
     ) -> SignOffCodeRead:
-        pin = await service.sign_off_code(
+        pin = await caregiver_app.sign_off_code(
             session=db, actor=principal, visit_id=visit_id, secret=state.settings.secret_key
         )
         return SignOffCodeRead(visit_id=visit_id, pin=pin)
@@ -384,7 +394,7 @@ class VisitController(Controller):
     async def confirm(
         self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int]
     ) -> VerificationRead:
-        visit, result = await service.confirm_by_family(
+        visit, result = await caregiver_app.confirm_by_family(
             session=db, actor=principal, visit_id=visit_id, now=now
         )
         return verification_read(visit, result)
@@ -393,7 +403,7 @@ class VisitController(Controller):
     async def rate(
         self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int], data: JSONBody[RatingIn]
     ) -> RatingRead:
-        rating = await service.rate_visit(
+        rating = await visits.rate_visit(
             session=db, actor=principal, visit_id=visit_id, score=data.score, comment=data.comment, now=now
         )
         return rating_read(rating)
@@ -407,7 +417,7 @@ class ComplaintController(Controller):
     async def create(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[ComplaintCreate]
     ) -> ComplaintRead:
-        complaint = await service.file_complaint(
+        complaint = await visits.file_complaint(
             session=db, actor=principal, order_id=data.order_id, text=data.text, now=now
         )
         return complaint_read(complaint)
@@ -417,7 +427,7 @@ class ComplaintController(Controller):
         self, db: Db, principal: CurrentPrincipal, limit: Limit = 50, offset: Offset = 0
     ) -> ComplaintPage:
         return complaint_page(
-            await service.list_complaints(session=db, actor=principal, window=Window(limit, offset))
+            await visits.list_complaints(session=db, actor=principal, window=Window(limit, offset))
         )
 
 
@@ -431,7 +441,7 @@ class DayPlanController(Controller):
     async def get_plans(
         self, db: Db, principal: CurrentPrincipal, day: FromPath[str], provider_id: IdQuery = None
     ) -> list[DayPlanRead]:
-        views = await service.day_plans(
+        views = await dayplans.day_plans(
             session=db, actor=principal, day=_plan_day(day), provider_id=provider_id
         )
         full = principal.role != R.CAREGIVER
@@ -446,7 +456,7 @@ class DayPlanController(Controller):
     async def replan(
         self, db: Db, principal: CurrentPrincipal, now: Now, day: FromPath[str], data: JSONBody[ReplanIn]
     ) -> DayPlanRead:
-        view = await service.replan_day(
+        view = await dayplans.replan_day(
             session=db,
             actor=principal,
             day=_plan_day(day),
@@ -483,7 +493,7 @@ class CallbackController(Controller):
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> CallbackPage:
-        result = await service.list_callbacks(
+        result = await quality.list_callbacks(
             session=db, actor=principal, window=Window(limit, offset), state=callback_state
         )
         return callback_page(result)
@@ -497,7 +507,7 @@ class CallbackController(Controller):
         callback_id: FromPath[int],
         data: JSONBody[CallbackCompleteIn],
     ) -> CallbackRead:
-        task = await service.complete_callback(
+        task = await quality.complete_callback(
             session=db,
             actor=principal,
             callback_id=callback_id,
@@ -521,7 +531,7 @@ class CatalogueController(Controller):
     @get("/", opt=authenticated(), summary="The service catalogue with unit prices (fen) valid on a day")
     async def list_services(self, db: Db, now: Now, on_day: OnDay = None) -> list[ServiceRead]:
         day = local_date(now) if on_day is None else _query_day(on_day, "on", "catalogue.date_invalid")
-        return [service_read(e) for e in await service.catalogue(session=db, day=day)]
+        return [service_read(e) for e in await quality.catalogue(session=db, day=day)]
 
 
 class ProviderQualityController(Controller):
@@ -538,7 +548,7 @@ class ProviderQualityController(Controller):
         from_day: FromDay = None,
         to_day: ToDay = None,
     ) -> QualityRead:
-        report = await service.provider_quality_report(
+        report = await quality.provider_quality_report(
             session=db,
             actor=principal,
             provider_id=provider_id,

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from core.registry.common import MAX_BIGINT, Paged
-from dispatch import service
+from dispatch.caregiver_app import OpenOffer
+from dispatch.dayplans import DayPlanView
 from dispatch.models import (
     CallbackTask,
     Complaint,
@@ -23,7 +24,10 @@ from dispatch.models import (
     VisitExceptionRecord,
     VisitRating,
 )
+from dispatch.orders import OrderDetail
+from dispatch.quality import QualityReport
 from dispatch.verification import VerificationResult
+from dispatch.visits import EXCEPTION_REASON_CODES
 
 NO_NUL = r"^[^\x00]*$"
 Id64 = Annotated[int, msgspec.Meta(ge=1, le=MAX_BIGINT)]
@@ -57,7 +61,7 @@ ExceptionCode = Literal[
     "no_sign_off",
     "manual_entry",
 ]
-assert set(ReasonCode.__args__) == set(service.EXCEPTION_REASON_CODES)  # type: ignore[attr-defined]
+assert set(ReasonCode.__args__) == set(EXCEPTION_REASON_CODES)  # type: ignore[attr-defined]
 
 
 # --- In ---------------------------------------------------------------------------------------------
@@ -378,7 +382,7 @@ def visit_read(v: Visit, exceptions: list[VisitExceptionRecord] | None = None) -
     )
 
 
-def order_detail_read(d: service.OrderDetail) -> OrderDetailRead:
+def order_detail_read(d: OrderDetail) -> OrderDetailRead:
     return OrderDetailRead(
         order=order_read(d.order),
         transitions=[transition_read(t) for t in d.transitions],
@@ -386,7 +390,7 @@ def order_detail_read(d: service.OrderDetail) -> OrderDetailRead:
     )
 
 
-def offer_read(o: service.OpenOffer, now: dt.datetime) -> OfferRead:
+def offer_read(o: OpenOffer, now: dt.datetime) -> OfferRead:
     offer: Offer = o.offer
     return OfferRead(
         id=offer.id,
@@ -484,7 +488,7 @@ class DayPlanRead(msgspec.Struct):
     moved: int = 0
 
 
-def day_plan_read(view: service.DayPlanView, *, full: bool = True) -> DayPlanRead:
+def day_plan_read(view: DayPlanView, *, full: bool = True) -> DayPlanRead:
     """``full=False`` (a caregiver's view) leaves out the provider-wide lists."""
     routes: dict[int, list[DayPlanStopRead]] = {}
     for s in sorted(view.stops, key=lambda s: (s.caregiver_id, s.seq)):
@@ -561,7 +565,7 @@ def callback_page(p: Paged[CallbackTask]) -> CallbackPage:
     return CallbackPage([callback_read(t) for t in p.items], p.total, p.limit, p.offset)
 
 
-def quality_read(r: service.QualityReport) -> QualityRead:
+def quality_read(r: QualityReport) -> QualityRead:
     s, w = r.stats, r.weights
     return QualityRead(
         provider_id=r.provider_id,

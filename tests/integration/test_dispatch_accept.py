@@ -15,21 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core.models import Caregiver, Community, District, Elder, Provider, Street
+from dispatch.common import DispatchError, OfferNotOpen, OfferPolicy, StateConflict, change_state
 from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, ServiceRule
 from dispatch.models import Offer, OrderTransition, ServiceOrder, Visit
-from dispatch.service import (
-    DispatchError,
-    OfferNotOpen,
-    OfferPolicy,
-    StateConflict,
-    accept_offer,
-    change_state,
-    create_order,
-    decline_offer,
-    expire_offers,
-    make_offer,
-    offer_next,
-)
+from dispatch.offers import accept_offer, decline_offer, expire_offers, make_offer, offer_next
+from dispatch.orders import create_order
 from dispatch.states import Actor, InvalidTransition, OrderState
 
 pytestmark = pytest.mark.integration

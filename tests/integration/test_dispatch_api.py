@@ -8,154 +8,34 @@ Each test runs inside the rolled-back test transaction with its own movable cloc
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
-from core.settings import Settings
+from core.models import Caregiver, Elder
+from dispatch.caregiver_app import door_code
 from dispatch.models import CaregiverPosition, OrderTransition
-from dispatch.service import door_code
-from tests.conftest import DEMO_PASSWORD, TEST_NOW
+from tests.conftest import TEST_NOW
+from tests.integration import dispatch_support as support
+from tests.integration.dispatch_support import SERVICE, Clock, checked_out_visit, near, offered_order
 
 pytestmark = pytest.mark.integration
 
-Login = Callable[[str], Awaitable[dict[str, str]]]
-SERVICE = "VISIT"  # 探访关爱: no certificate, 30 min minimum on site
-
-
-class Clock:
-    def __init__(self, now: dt.datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, **kw: float) -> None:
-        self.now += dt.timedelta(**kw)
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock(TEST_NOW)  # Friday 10:00 in Xiaogan
-
-
-@pytest.fixture
-async def api(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
-) -> AsyncIterator[httpx.AsyncClient]:
-    from api.app import create_app
-
-    app = create_app(test_settings, sessionmaker=sessionmaker, clock=clock)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
-        yield c
-
-
-@pytest.fixture
-def as_user(api: httpx.AsyncClient) -> Login:
-    async def _login(username: str) -> dict[str, str]:
-        r = await api.post("/api/v1/auth/login", json={"login": username, "password": DEMO_PASSWORD})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
-
-    return _login
-
-
-@pytest.fixture
-async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dict[str, Any]:
-    """The demo elder and caregiver, made able to meet: the caregiver works every day 07-20 with the
-    VISIT skill, their provider serves the elder's district, nobody is on shift and nobody is blocked."""
-    h = {
-        role: await as_user(f"demo_{role}")
-        for role in (
-            "elder",
-            "family",
-            "caregiver",
-            "provider_admin",
-            "operator",
-            "supervisor",
-            "civil_affairs",
-            "admin",
-        )
-    }
-    me = {role: (await api.get("/api/v1/auth/me", headers=hdr)).json() for role, hdr in h.items()}
-    elder_id = me["elder"]["elder_id"]
-    caregiver_id = me["caregiver"]["caregiver_id"]
-    elder = await db.get(Elder, elder_id)
-    cg = await db.get(Caregiver, caregiver_id)
-    assert elder is not None
-    assert cg is not None
-    await db.execute(
-        update(Caregiver)
-        .where(Caregiver.id == caregiver_id)
-        .values(
-            shift_start=dt.time(7),
-            shift_end=dt.time(20),
-            work_days=[1, 2, 3, 4, 5, 6, 7],
-            skills=sorted({*cg.skills, SERVICE}),
-            is_active=True,
-            daily_capacity=8,
-        )
-    )
-    served = await db.scalar(
-        select(ProviderDistrict.provider_id).where(
-            ProviderDistrict.provider_id == cg.provider_id, ProviderDistrict.district_id == elder.district_id
-        )
-    )
-    if served is None:
-        db.add(ProviderDistrict(provider_id=cg.provider_id, district_id=elder.district_id))
-    await db.execute(delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id == elder_id))
-    await db.execute(delete(CaregiverPosition))
-    await db.commit()
-    assert elder_id in me["family"]["elder_ids"]
-    return {
-        "h": h,
-        "me": me,
-        "elder_id": elder_id,
-        "caregiver_id": caregiver_id,
-        "provider_id": cg.provider_id,
-        "home": (elder.lat, elder.lon),
-    }
-
-
-def _near(home: tuple[float, float], metres_north: float) -> dict[str, float]:
-    return {"lat": home[0] + metres_north / 111_195.0, "lon": home[1]}
-
-
-async def _offered_order(api: httpx.AsyncClient, w: dict[str, Any], who: str = "family") -> tuple[int, int]:
-    """Caregiver on shift 300 m away; an as-soon-as-possible order → the offer id and order id."""
-    h = w["h"]
-    r = await api.post("/api/v1/caregiver/shift/start", json=_near(w["home"], 300), headers=h["caregiver"])
-    assert r.status_code == 200, r.text
-    assert r.json()["on_shift"] is True
-    r = await api.post(
-        "/api/v1/orders",
-        json={"elder_id": w["elder_id"], "service_code": SERVICE, "asap": True, "requirements": "陪聊"},
-        headers=h[who],
-    )
-    assert r.status_code == 201, r.text
-    order = r.json()
-    assert order["state"] == "offered"
-    assert order["price_fen"] == 3000  # 30 yuan per caring visit, dated catalogue price
-    r = await api.get("/api/v1/caregiver/offers", headers=h["caregiver"])
-    assert r.status_code == 200
-    offers = [o for o in r.json() if o["order_id"] == order["id"]]
-    assert len(offers) == 1
-    assert offers[0]["seconds_left"] == 60
-    assert 0 < offers[0]["eta_s"] < 15 * 60
-    return offers[0]["id"], order["id"]
+# The shared fixtures: an app on a settable clock, a login helper and the demo world.
+api = support.api
+as_user = support.as_user
+clock = support.clock
+world = support.world
 
 
 async def test_order_offer_accept_check_in_out_verified_rated(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
 ) -> None:
     w, h = world, world["h"]
-    offer_id, order_id = await _offered_order(api, w)
+    offer_id, order_id = await offered_order(api, w)
     clock.advance(seconds=20)
     r = await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])
     assert r.status_code == 200, r.text
@@ -174,11 +54,11 @@ async def test_order_offer_accept_check_in_out_verified_rated(
         await api.post(f"/api/v1/caregiver/visits/{visit_id}/en-route", headers=h["caregiver"])
     ).status_code == 200
     clock.advance(minutes=5)
-    r = await api.put("/api/v1/caregiver/position", json=_near(w["home"], 20), headers=h["caregiver"])
+    r = await api.put("/api/v1/caregiver/position", json=near(w["home"], 20), headers=h["caregiver"])
     assert r.status_code == 200
     r = await api.post(
         f"/api/v1/caregiver/visits/{visit_id}/check-in",
-        json={**_near(w["home"], 30), "qr_code": door_code("test-secret-" + "x" * 32, w["elder_id"])},
+        json={**near(w["home"], 30), "qr_code": door_code("test-secret-" + "x" * 32, w["elder_id"])},
         headers=h["caregiver"],
     )
     assert r.status_code == 200, r.text
@@ -204,7 +84,7 @@ async def test_order_offer_accept_check_in_out_verified_rated(
     assert r.status_code == 200, r.text
     assert r.json()["verdict"] == "pending"  # still on site
     r = await api.post(
-        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=_near(w["home"], 10), headers=h["caregiver"]
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=near(w["home"], 10), headers=h["caregiver"]
     )
     assert r.status_code == 200, r.text
     result = r.json()
@@ -256,18 +136,18 @@ async def test_exceptions_are_resolved_by_a_named_user(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock
 ) -> None:
     w, h = world, world["h"]
-    offer_id, order_id = await _offered_order(api, w, who="operator")
+    offer_id, order_id = await offered_order(api, w, who="operator")
     visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
         "id"
     ]
     # Checked in 1 km from home and out after 10 minutes: too far, too short.
     r = await api.post(
-        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=_near(w["home"], 1000), headers=h["caregiver"]
+        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=near(w["home"], 1000), headers=h["caregiver"]
     )
     assert r.status_code == 200, r.text
     clock.advance(minutes=10)
     r = await api.post(
-        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=_near(w["home"], 1000), headers=h["caregiver"]
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=near(w["home"], 1000), headers=h["caregiver"]
     )
     body = r.json()
     assert body["verdict"] == "exception"  # held at once; the sign-off may still come
@@ -325,7 +205,7 @@ async def test_decline_escalates_and_cancel_costs(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock
 ) -> None:
     w, h = world, world["h"]
-    offer_id, order_id = await _offered_order(api, w)
+    offer_id, order_id = await offered_order(api, w)
     # The only caregiver on shift declines: nobody else is eligible, so the order joins the operator queue.
     r = await api.post(f"/api/v1/caregiver/offers/{offer_id}/decline", headers=h["caregiver"])
     assert r.status_code == 200, r.text
@@ -485,7 +365,7 @@ async def test_denials_and_bad_input(api: httpx.AsyncClient, world: dict[str, An
         assert (r.status_code, r.json()["code"]) == (status, code), (method, path, role, r.text)
 
     # Wrong scope on a real order: another family's elder's order is hidden from this family.
-    offer_id, order_id = await _offered_order(api, world, who="operator")
+    offer_id, order_id = await offered_order(api, world, who="operator")
     r = await api.post(
         "/api/v1/orders",
         json={
@@ -525,7 +405,7 @@ async def test_denials_and_bad_input(api: httpx.AsyncClient, world: dict[str, An
     # A wrong QR code is refused and the visit stays unchecked.
     r = await api.post(
         f"/api/v1/caregiver/visits/{visit_id}/check-in",
-        json={**_near(world["home"], 0), "qr_code": "deadbeefdeadbeef"},
+        json={**near(world["home"], 0), "qr_code": "deadbeefdeadbeef"},
         headers=h["caregiver"],
     )
     assert (r.status_code, r.json()["code"]) == (422, "dispatch.qr_mismatch")
@@ -564,26 +444,6 @@ async def test_every_dispatch_route_answers_every_role_without_a_server_error(
 # --- Jobs -----------------------------------------------------------------------------------------
 
 
-async def _checked_out_visit(api: httpx.AsyncClient, w: dict[str, Any], clock: Clock, *, sign: bool) -> int:
-    h = w["h"]
-    offer_id, _ = await _offered_order(api, w)
-    visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
-        "id"
-    ]
-    r = await api.post(
-        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=_near(w["home"], 10), headers=h["caregiver"]
-    )
-    assert r.status_code == 200, r.text
-    clock.advance(minutes=35)
-    if sign:
-        assert (await api.post(f"/api/v1/visits/{visit_id}/confirm", headers=h["family"])).status_code == 200
-    r = await api.post(
-        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=_near(w["home"], 10), headers=h["caregiver"]
-    )
-    assert r.json()["verdict"] == ("verified" if sign else "pending"), r.text
-    return int(visit_id)
-
-
 async def test_job_expiry_offers_the_next_caregiver_then_escalates(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
 ) -> None:
@@ -617,10 +477,10 @@ async def test_job_expiry_offers_the_next_caregiver_then_escalates(
             is_active=True,
         )
     )
-    pos = _near(world["home"], 800)
+    pos = near(world["home"], 800)
     db.add(CaregiverPosition(caregiver_id=other, lat=pos["lat"], lon=pos["lon"], at=TEST_NOW, on_shift=True))
     await db.commit()
-    _, order_id = await _offered_order(api, world)
+    _, order_id = await offered_order(api, world)
     assert await expire_offers(db, TEST_NOW + dt.timedelta(seconds=30)) == 0  # not yet due
     assert await expire_offers(db, TEST_NOW + dt.timedelta(seconds=61)) == 1
     detail = (await api.get(f"/api/v1/orders/{order_id}", headers=world["h"]["operator"])).json()
@@ -637,7 +497,7 @@ async def test_job_overdue_sign_off_becomes_an_exception(
 ) -> None:
     from dispatch.jobs import verify_overdue
 
-    visit_id = await _checked_out_visit(api, world, clock, sign=False)
+    visit_id = await checked_out_visit(api, world, clock, sign=False)
     assert await verify_overdue(db, clock.now + dt.timedelta(hours=23)) == 0
     assert await verify_overdue(db, clock.now + dt.timedelta(hours=25)) == 1
     r = await api.get(f"/api/v1/visits/{visit_id}", headers=world["h"]["civil_affairs"])
@@ -651,7 +511,7 @@ async def test_job_callbacks_and_recurring_materialisation(
     from dispatch.jobs import materialise_recurring, sample_callbacks
     from dispatch.models import CallbackTask, RecurringOrder, ServiceOrder
 
-    visit_id = await _checked_out_visit(api, world, clock, sign=True)
+    visit_id = await checked_out_visit(api, world, clock, sign=True)
     tomorrow = clock.now + dt.timedelta(days=1)
     assert await sample_callbacks(db, tomorrow) == 1  # ceil(10 % of 1)
     assert await sample_callbacks(db, tomorrow) == 0  # that day is already sampled
@@ -720,7 +580,7 @@ async def test_provider_withdrawal_redispatches_and_no_show(
     from dispatch.models import Visit
 
     h = world["h"]
-    offer_id, order_id = await _offered_order(api, world)
+    offer_id, order_id = await offered_order(api, world)
     visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
         "id"
     ]

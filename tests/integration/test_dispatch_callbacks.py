@@ -1,6 +1,6 @@
 """Callback tasks worked through the API, and a provider's quality score read back (issue 4).
 
-Visits are made and verified through the HTTP API with the helpers of :mod:`test_dispatch_api`;
+Visits are made and verified through the HTTP API with the helpers of :mod:`dispatch_support`;
 callbacks come from the real sampling job.
 """
 
@@ -17,21 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.models import Elder, Provider
 from dispatch.jobs import sample_callbacks
 from dispatch.models import CallbackTask
-from tests.integration import test_dispatch_api as base
+from tests.integration import dispatch_support as support
+from tests.integration.dispatch_support import Clock, checked_out_visit
 
 pytestmark = pytest.mark.integration
 
-# The fixtures of the dispatch API tests: an app on a settable clock and the demo world.
-api = base.api
-as_user = base.as_user
-clock = base.clock
-world = base.world
-Clock = base.Clock
+# The shared fixtures of the dispatch API tests: an app on a settable clock and the demo world.
+api = support.api
+as_user = support.as_user
+clock = support.clock
+world = support.world
 
 
 async def _callback(api: httpx.AsyncClient, w: dict[str, Any], clock: Clock, db: AsyncSession) -> int:
     """A verified visit of today and its callback task (sampled by the job the next day) → task id."""
-    visit_id = await base._checked_out_visit(api, w, clock, sign=True)
+    visit_id = await checked_out_visit(api, w, clock, sign=True)
     assert await sample_callbacks(db, clock.now + dt.timedelta(days=1)) == 1
     task_id = await db.scalar(select(CallbackTask.id).where(CallbackTask.visit_id == visit_id))
     assert task_id is not None

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Principal
 from core.models import AppUser, Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict, Role
-from dispatch import service
+from dispatch import common, offers, orders
 from dispatch.matching import CaregiverIndex, CaregiverProfile, local_date, match
 from dispatch.models import CaregiverPosition, Offer
 from tests.conftest import TEST_NOW
@@ -85,15 +85,15 @@ async def test_offer_goes_to_the_nearest_eligible_caregiver(db: AsyncSession) ->
     await db.flush()
     operator = await db.scalar(select(AppUser.id).where(AppUser.username == "demo_operator"))
     actor = Principal(user_id=int(operator or 0), username="demo_operator", role=Role.OPERATOR)
-    policies = await service.load_policies(session=db, day=local_date(TEST_NOW))
+    policies = await common.load_policies(session=db, day=local_date(TEST_NOW))
     for e in elders:
-        order = await service.place_order(
+        order = await orders.place_order(
             session=db, actor=actor, elder_id=e.id, service_code="VISIT", now=TEST_NOW, asap=True
         )
         offer = await db.scalar(select(Offer).where(Offer.order_id == order.id))
         assert offer is not None, "a caregiver is on shift a few hundred metres away"
         # The same order matched by the pure core over all caregivers, without any database search.
-        request = await service.build_request(session=db, order=order, now=TEST_NOW)
+        request = await offers.build_request(session=db, order=order, now=TEST_NOW)
         index = CaregiverIndex()
         profiles = {}
         for (cid, (la, lo)), row in zip(positions.items(), rows, strict=True):

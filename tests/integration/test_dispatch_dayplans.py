@@ -20,9 +20,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.models import Caregiver, Certificate, Elder, ElderBlockedCaregiver, ProviderDistrict
-from dispatch import jobs, service
+from dispatch import dayplans, jobs
 from dispatch.matching import LOCAL_TZ
 from dispatch.models import DayPlanStop, ProviderDayPlan, ServiceOrder
+from dispatch.orders import create_order
 from dispatch.states import Actor
 from tests.conftest import TEST_NOW
 
@@ -107,7 +108,7 @@ async def _world(db: AsyncSession, client: httpx.AsyncClient, login: Login) -> d
     for k, eid in enumerate(elders):
         bath = k == 7
         start = _at(8 + k, 30 * (k % 2))
-        order = await service.create_order(
+        order = await create_order(
             session=db,
             elder_id=eid,
             service_code="BATH" if bath else "VISIT",
@@ -191,10 +192,10 @@ async def test_job_plans_tomorrow_and_reads_are_scoped(
 
     # Running the job again changes nothing; a new order is only inserted.
     before = {oid: (s.caregiver_id, s.planned_start_at) for oid, s in stops.items()}
-    await service.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(plan)
     assert plan.revision == 1
-    late = await service.create_order(
+    late = await create_order(
         session=db,
         elder_id=(await db.get(ServiceOrder, w["orders"][0])).elder_id,  # type: ignore[union-attr]
         service_code="VISIT",
@@ -205,7 +206,7 @@ async def test_job_plans_tomorrow_and_reads_are_scoped(
         actor_user_id=None,
         now=TEST_NOW,
     )
-    await service.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(plan)
     assert plan.revision == 2
     stops = await _stops(db, plan.id)
@@ -247,7 +248,7 @@ async def test_replan_after_sick_caregiver_and_cancelled_visit_moves_little(
     db: AsyncSession, client: httpx.AsyncClient, login: Login
 ) -> None:
     w = await _world(db, client, login)
-    plan = await service.plan_provider_day(
+    plan = await dayplans.plan_provider_day(
         session=db, provider_id=w["provider_id"], day=TOMORROW, now=TEST_NOW, time_limit_s=PLAN_SECONDS
     )
     assert plan is not None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.seed_data import POLICY_DEFAULTS
+from dispatch.common import policies_from
 from dispatch.matching import MatchWeights
-from dispatch.service import policies_from
 from dispatch.verification import QualityWeights
 
 pytestmark = pytest.mark.unit

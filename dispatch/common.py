@@ -1,0 +1,406 @@
+"""What every dispatch use case shares: the errors they raise, the dated policies they read
+(:func:`load_policies`), catalogue prices, the scope rule for orders and visits (who may see which
+order, in Python and as SQL) and the one way an order changes state.
+
+Services flush; the caller (request, job) owns the transaction. Every state change goes through
+:func:`change_state`, a conditional ``UPDATE … WHERE state = :expected`` that records the transition,
+so two concurrent writers can never both move an order out of the same state; :func:`move` is the same
+for a use case acting for a signed-in :class:`~core.authz.Principal`, answering a refused move with a 409.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    String,
+    bindparam,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
+
+from core.authz import Principal, sees_all_elders
+from core.errors import Conflict, DomainError, Forbidden
+from core.models import Elder, PolicyValue, Role
+from core.registry.common import get_or_404
+from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule
+from dispatch.models import OrderTransition, Service, ServiceOrder, Visit, VisitExceptionRecord
+from dispatch.states import Actor, CancellationPolicy, InvalidTransition, OrderState, transition
+from dispatch.verification import QualityWeights, VerificationPolicy
+
+
+class DispatchError(DomainError, ValueError):
+    """A request that cannot be carried out; the message says why. Nothing was changed.
+
+    A :class:`core.errors.DomainError`, so the API answers it as a problem with a stable code.
+    """
+
+    status = 422
+    code = "dispatch.invalid"
+    title = "Invalid dispatch request"
+
+
+class StateConflict(DispatchError):
+    """The order was no longer in the expected state (someone else changed it first)."""
+
+    status = 409
+    code = "dispatch.state_conflict"
+    title = "State conflict"
+
+
+class OfferNotOpen(DispatchError):
+    """The offer was already answered, expired, withdrawn, or is not this caregiver's."""
+
+    status = 409
+    code = "dispatch.offer_not_open"
+    title = "Offer not open"
+
+
+@dataclass(frozen=True, slots=True)
+class OfferPolicy:
+    offer_seconds: int = 60
+    max_attempts: int = 3
+
+
+def service_rule(s: Service) -> ServiceRule:
+    return ServiceRule(
+        code=s.code,
+        skill=s.skill,
+        certificate_kind=s.certificate_kind,
+        max_certificate_level=s.max_certificate_level,
+        same_gender=s.same_gender,
+        min_minutes=s.min_minutes,
+    )
+
+
+async def price_on(*, session: AsyncSession, service_code: str, day: dt.date) -> int:
+    """The unit price in fen valid on ``day`` (policy ``service.price_fen``, scope = service code).
+
+    Raises :class:`DispatchError` if no price is valid that day.
+    """
+    return price_fen(await session.scalar(price_select(service_code, day)), service_code, day)
+
+
+def price_select(service_code: Any, day: Any) -> Any:
+    return (
+        select(PolicyValue.value)
+        .where(
+            PolicyValue.key == "service.price_fen",
+            PolicyValue.scope == service_code,
+            PolicyValue.valid_from <= day,
+            (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day),
+        )
+        .order_by(PolicyValue.valid_from.desc())
+        .limit(1)
+    )
+
+
+def price_fen(value: Mapping[str, Any] | None, service_code: str, day: dt.date) -> int:
+    if value is None or "fen" not in value:
+        raise DispatchError(f"service {service_code} has no price valid on {day.isoformat()}")
+    return int(value["fen"])
+
+
+def logged(order_id: Any) -> Any:
+    """INSERT … SELECT of an order transition, for use inside a data-modifying CTE. Parameters:
+    from_state, to_state, actor_role, actor_user_id, at."""
+    return insert(OrderTransition).from_select(
+        ["order_id", "from_state", "to_state", "actor_role", "actor_user_id", "at", "note"],
+        select(
+            order_id,
+            bindparam("from_state", type_=String),
+            bindparam("to_state", type_=String),
+            bindparam("actor_role", type_=String),
+            bindparam("actor_user_id", type_=BigInteger),
+            bindparam("at", type_=DateTime(timezone=True)),
+            literal("", String),
+        ),
+    )
+
+
+async def change_state(
+    *,
+    session: AsyncSession,
+    order_id: int,
+    expected: OrderState,
+    target: OrderState,
+    actor: Actor,
+    actor_user_id: int | None,
+    now: dt.datetime,
+    note: str = "",
+    values: Mapping[str, Any] | None = None,
+) -> None:
+    """Move an order from ``expected`` to ``target`` if (and only if) it is still in ``expected``.
+
+    Raises :class:`dispatch.states.InvalidTransition` for a transition the state machine forbids and
+    :class:`StateConflict` if the order has meanwhile left ``expected``.
+    """
+    transition(expected, target, actor=actor, now=now)
+    moved = await session.scalar(
+        update(ServiceOrder)
+        .where(ServiceOrder.id == order_id, ServiceOrder.state == expected.value)
+        .values(state=target.value, updated_at=now, **dict(values or {}))
+        .returning(ServiceOrder.id)
+    )
+    if moved is None:
+        raise StateConflict(f"order {order_id} is no longer {expected.value}")
+    await session.execute(
+        insert(OrderTransition).values(
+            order_id=order_id,
+            from_state=expected.value,
+            to_state=target.value,
+            actor_role=actor.value,
+            actor_user_id=actor_user_id,
+            at=now,
+            note=note,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Policies:
+    """The dated policy values (``dispatch.*``, ``verification.*``) valid on one day."""
+
+    match: MatchPolicy
+    offer: OfferPolicy
+    verification: VerificationPolicy
+    cancellation: CancellationPolicy
+    quality: QualityWeights = field(default_factory=QualityWeights)
+
+
+async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
+    """Read every ``dispatch.*`` / ``verification.*`` policy value valid on ``day`` (one query).
+
+    Keys absent from ``policy_value`` fall back to the DOMAIN defaults of the policy dataclasses.
+    """
+    stmt = select(PolicyValue.key, PolicyValue.scope, PolicyValue.value).where(*_policy_filter(day))
+    rows = await session.execute(stmt.order_by(PolicyValue.valid_from))
+    return policies_from([(str(k), str(sc), v) for k, sc, v in rows])
+
+
+def _policy_filter(day: Any) -> tuple[ColumnElement[bool], ...]:
+    return (
+        or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
+        PolicyValue.valid_from <= day,
+        (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day),
+    )
+
+
+def policy_rows_json(day: Any) -> Any:
+    """A scalar subquery: the rows of :func:`load_policies` as a JSON array of [key, scope, value]."""
+    row = func.json_build_array(PolicyValue.key, PolicyValue.scope, PolicyValue.value)
+    return (
+        select(func.json_agg(aggregate_order_by(row, PolicyValue.valid_from.asc()), type_=JSON))
+        .where(*_policy_filter(day))
+        .scalar_subquery()
+    )
+
+
+def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policies:
+    """Policies from (key, scope, value) rows ordered by ``valid_from`` (the latest wins)."""
+    values: dict[tuple[str, str], Mapping[str, Any]] = {}
+    for key, scope, value in rows:
+        values[(key, scope)] = value
+
+    def num(key: str, scope: str, name: str, default: float) -> float:
+        v = values.get((key, scope), {}).get(name)
+        return float(v) if isinstance(v, int | float) else default
+
+    m = MatchPolicy()
+    w = m.weights
+    match_policy = MatchPolicy(
+        weights=MatchWeights(
+            travel=num("dispatch.match_weights", "*", "travel_bp", w.travel * 10_000) / 10_000,
+            continuity=num("dispatch.match_weights", "*", "continuity_bp", w.continuity * 10_000) / 10_000,
+            fairness=num("dispatch.match_weights", "*", "fairness_bp", w.fairness * 10_000) / 10_000,
+            rating=num("dispatch.match_weights", "*", "rating_bp", w.rating * 10_000) / 10_000,
+        ),
+        detour_factor=num("dispatch.detour", "*", "bp", m.detour_factor * 10_000) / 10_000,
+        urban_speed_kmh=num("dispatch.speed", "urban", "kmh", m.urban_speed_kmh),
+        rural_speed_kmh=num("dispatch.speed", "rural", "kmh", m.rural_speed_kmh),
+        urgent_eta_urban_min=num("dispatch.urgent_eta_max", "urban", "seconds", m.urgent_eta_urban_min * 60)
+        / 60,
+        urgent_eta_rural_min=num("dispatch.urgent_eta_max", "rural", "seconds", m.urgent_eta_rural_min * 60)
+        / 60,
+    )
+    o = OfferPolicy()
+    offer_policy = OfferPolicy(
+        offer_seconds=int(num("dispatch.offer_window", "*", "seconds", o.offer_seconds)),
+        max_attempts=int(num("dispatch.max_offers", "*", "count", o.max_attempts)),
+    )
+    v = VerificationPolicy()
+    verification = VerificationPolicy(
+        max_check_in_distance_urban_m=num(
+            "verification.checkin_radius", "urban", "metres", v.max_check_in_distance_urban_m
+        ),
+        max_check_in_distance_rural_m=num(
+            "verification.checkin_radius", "rural", "metres", v.max_check_in_distance_rural_m
+        ),
+        min_on_site_ratio=num("verification.min_onsite", "*", "bp", v.min_on_site_ratio * 10_000) / 10_000,
+        sign_off_within_s=int(num("verification.signoff_window", "*", "seconds", v.sign_off_within_s)),
+        callback_ratio=num("verification.callback_sample", "*", "bp", v.callback_ratio * 10_000) / 10_000,
+    )
+    c = CancellationPolicy()
+    cancel = CancellationPolicy(
+        notice_s=int(num("dispatch.cancel_notice", "*", "seconds", c.notice_s)),
+        late_fee_fen=int(num("dispatch.late_cancel_fee", "*", "fen", c.late_fee_fen)),
+    )
+    q = QualityWeights()
+    quality = QualityWeights(
+        rating=num("dispatch.quality_weights", "*", "rating_bp", q.rating * 10_000) / 10_000,
+        callback=num("dispatch.quality_weights", "*", "callback_bp", q.callback * 10_000) / 10_000,
+        exceptions=num("dispatch.quality_weights", "*", "exceptions_bp", q.exceptions * 10_000) / 10_000,
+        complaints=num("dispatch.quality_weights", "*", "complaints_bp", q.complaints * 10_000) / 10_000,
+    )
+    return Policies(match_policy, offer_policy, verification, cancel, quality)
+
+
+# --- Scope ------------------------------------------------------------------------------------------
+
+
+def can_see_order(
+    p: Principal, *, elder_id: int, district_id: int, provider_id: int | None, caregiver_id: int | None
+) -> bool:
+    """Staff see every order; civil affairs their districts'; a provider admin its provider's; a
+    caregiver the orders they took; an elder or family member their elders'."""
+    if sees_all_elders(p):
+        return True
+    if p.role == Role.CIVIL_AFFAIRS:
+        return district_id in p.district_ids
+    if p.role == Role.PROVIDER_ADMIN:
+        return provider_id is not None and provider_id == p.provider_id
+    if p.role == Role.CAREGIVER:
+        return caregiver_id is not None and caregiver_id == p.caregiver_id
+    if p.role in (Role.ELDER, Role.FAMILY):
+        return elder_id in p.elder_ids
+    return False
+
+
+def scope_clause(
+    p: Principal,
+    *,
+    elder_col: QueryableAttribute[Any],
+    provider_col: QueryableAttribute[Any],
+    caregiver_col: QueryableAttribute[Any],
+) -> ColumnElement[bool]:
+    """The SQL twin of :func:`can_see_order`, over any table with elder/provider/caregiver columns."""
+    if sees_all_elders(p):
+        return true()
+    if p.role == Role.CIVIL_AFFAIRS:
+        if not p.district_ids:
+            return false()
+        return elder_col.in_(select(Elder.id).where(Elder.district_id.in_(sorted(p.district_ids))))
+    if p.role == Role.PROVIDER_ADMIN:
+        return provider_col == p.provider_id if p.provider_id is not None else false()
+    if p.role == Role.CAREGIVER:
+        return caregiver_col == p.caregiver_id if p.caregiver_id is not None else false()
+    if p.role in (Role.ELDER, Role.FAMILY):
+        return elder_col.in_(sorted(p.elder_ids)) if p.elder_ids else false()
+    return false()
+
+
+def order_clause(p: Principal) -> ColumnElement[bool]:
+    return scope_clause(
+        p,
+        elder_col=ServiceOrder.elder_id,
+        provider_col=ServiceOrder.provider_id,
+        caregiver_col=ServiceOrder.caregiver_id,
+    )
+
+
+async def elder_district(session: AsyncSession, elder_id: int) -> int:
+    district = await session.scalar(select(Elder.district_id).where(Elder.id == elder_id))
+    return int(district) if district is not None else 0
+
+
+async def _check_scope(session: AsyncSession, actor: Principal, row: ServiceOrder | Visit, what: str) -> None:
+    """403 ``scope.<what>`` unless ``actor`` may see this order or visit (both carry the same keys)."""
+    district = await elder_district(session, row.elder_id)
+    if not can_see_order(
+        actor,
+        elder_id=row.elder_id,
+        district_id=district,
+        provider_id=row.provider_id,
+        caregiver_id=row.caregiver_id,
+    ):
+        raise Forbidden(f"This {what} is outside your scope.", code=f"scope.{what}")
+
+
+async def visible_order(*, session: AsyncSession, actor: Principal, order_id: int) -> ServiceOrder:
+    """The order if ``actor`` may see it: 404 ``order.not_found`` / 403 ``scope.order``."""
+    order = await get_or_404(session, ServiceOrder, order_id, what="order")
+    await _check_scope(session, actor, order, "order")
+    return order
+
+
+async def visible_visit(*, session: AsyncSession, actor: Principal, visit_id: int) -> Visit:
+    """The visit if ``actor`` may see it (same rule as its order): 404 / 403 ``scope.visit``."""
+    visit = await get_or_404(session, Visit, visit_id, what="visit")
+    await _check_scope(session, actor, visit, "visit")
+    return visit
+
+
+def actor_of(p: Principal) -> Actor:
+    return Actor(p.role.value)
+
+
+async def move(
+    *,
+    session: AsyncSession,
+    order: ServiceOrder,
+    target: OrderState,
+    actor: Actor,
+    actor_user_id: int | None,
+    now: dt.datetime,
+    note: str = "",
+    values: Mapping[str, Any] | None = None,
+) -> None:
+    """:func:`change_state` from the order's current state, answering a refused move with a 409."""
+    try:
+        await change_state(
+            session=session,
+            order_id=order.id,
+            expected=OrderState(order.state),
+            target=target,
+            actor=actor,
+            actor_user_id=actor_user_id,
+            now=now,
+            note=note,
+            values=values,
+        )
+    except InvalidTransition as exc:
+        raise Conflict(
+            f"An order in state {order.state} cannot become {target.value} by {actor.value}.",
+            code="dispatch.invalid_transition",
+            state=order.state,
+        ) from exc
+    await session.refresh(order)
+
+
+async def exception_records(session: AsyncSession, visit_id: int) -> list[VisitExceptionRecord]:
+    return list(
+        await session.scalars(
+            select(VisitExceptionRecord)
+            .where(VisitExceptionRecord.visit_id == visit_id)
+            .order_by(VisitExceptionRecord.id)
+        )
+    )
+
+
+def day_start(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), LOCAL_TZ)

@@ -1,0 +1,549 @@
+"""Orders: creating one (priced on its service day), placing one-off and recurring (RFC 5545 RRULE)
+orders for an elder, materialising recurring series ahead, listing and reading orders in the actor's
+scope, cancelling (with its late fee or re-dispatch), recording a no-show and assigning an escalated
+order by hand. As-soon-as-possible and same-day orders go straight to
+:func:`dispatch.offers.dispatch_order`. Every function taking ``actor`` applies its scope; errors are
+:class:`core.errors.DomainError` subclasses with stable codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import structlog
+from sqlalchemy import BigInteger, Date, DateTime, String, Table, bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+
+from core.authz import Principal
+from core.errors import Conflict, Forbidden, Invalid
+from core.models import Caregiver, Elder, ProviderDistrict, Role
+from core.registry.common import (
+    Paged,
+    Window,
+    get_or_404,
+    in_key_range,
+    page_of,
+    require_ref,
+    unknown_reference,
+)
+from dispatch.common import (
+    DispatchError,
+    actor_of,
+    elder_district,
+    exception_records,
+    load_policies,
+    logged,
+    move,
+    order_clause,
+    price_fen,
+    price_on,
+    price_select,
+    visible_order,
+)
+from dispatch.matching import LOCAL_TZ, local_date, static_rejection, timing_rejection
+from dispatch.models import (
+    Offer,
+    OfferState,
+    OrderTransition,
+    RecurringOrder,
+    Service,
+    ServiceOrder,
+    Visit,
+    VisitExceptionRecord,
+)
+from dispatch.offers import build_request, caregiver_profiles, dispatch_order
+from dispatch.recurrence import RecurrenceError, expand
+from dispatch.states import Actor, CancellationConsequence, OrderState, cancellation
+
+log = structlog.get_logger(__name__)
+
+RECURRING_HORIZON_DAYS = 14  # recurring orders are materialised this many days ahead
+
+
+async def create_order(
+    *,
+    session: AsyncSession,
+    elder_id: int,
+    service_code: str,
+    window_start_at: dt.datetime,
+    window_end_at: dt.datetime,
+    duration_s: int,
+    actor: Actor,
+    actor_user_id: int | None,
+    now: dt.datetime,
+    asap: bool = False,
+    urgent: bool = False,
+    requirements: str = "",
+) -> ServiceOrder:
+    """Create an order in state ``created``; the price of the service date is snapshotted (fen)."""
+    if window_end_at < window_start_at:
+        raise DispatchError("window end is before its start")
+    if duration_s <= 0:
+        raise DispatchError("duration must be positive")
+    if window_start_at.tzinfo is None:
+        raise DispatchError("times must carry a time zone")
+    service = await session.get(Service, service_code)
+    if service is None or not service.is_active:
+        raise DispatchError(f"unknown or inactive service {service_code!r}")
+    status = await session.scalar(select(Elder.status).where(Elder.id == elder_id))
+    if status != "active":
+        raise DispatchError(f"elder {elder_id} is unknown or not active")
+    price = await price_on(session=session, service_code=service_code, day=local_date(window_start_at))
+    return await _insert_order(
+        session,
+        {
+            "elder_id": elder_id,
+            "service_code": service_code,
+            "window_start_at": window_start_at,
+            "window_end_at": window_end_at,
+            "duration_s": duration_s,
+            "asap": asap,
+            "urgent": urgent,
+            "requirements": requirements,
+            "price_fen": price,
+        },
+        actor=actor,
+        actor_user_id=actor_user_id,
+        now=now,
+    )
+
+
+_ORDER_VALUES = (
+    "elder_id",
+    "service_code",
+    "window_start_at",
+    "window_end_at",
+    "duration_s",
+    "asap",
+    "urgent",
+    "requirements",
+    "price_fen",
+)
+
+
+@functools.cache
+def _insert_order_statement() -> Any:
+    """Built once: INSERT of an order (parameters :data:`_ORDER_VALUES`, created_by_role,
+    created_by_user_id, at) and of its first transition, returning the order as an entity."""
+    table = cast(Table, ServiceOrder.__table__)
+    new = (
+        insert(table)
+        .values(
+            {
+                **{name: bindparam(name, type_=table.c[name].type) for name in _ORDER_VALUES},
+                "state": OrderState.CREATED.value,
+                "created_by_role": bindparam("actor_role", type_=String),
+                "created_by_user_id": bindparam("actor_user_id", type_=BigInteger),
+                "created_at": bindparam("at", type_=DateTime(timezone=True)),
+                "updated_at": bindparam("at", type_=DateTime(timezone=True)),
+            }
+        )
+        .returning(*table.c)
+        .cte("new_order")
+    )
+    return select(aliased(ServiceOrder, new)).add_cte(logged(new.c.id).cte("first_transition"))
+
+
+async def _insert_order(
+    session: AsyncSession,
+    values: Mapping[str, Any],
+    *,
+    actor: Actor,
+    actor_user_id: int | None,
+    now: dt.datetime,
+) -> ServiceOrder:
+    """Insert a ``created`` order and its first transition in one statement (one round trip)."""
+    params = {
+        **{name: values.get(name) for name in _ORDER_VALUES},
+        "from_state": "none",
+        "to_state": OrderState.CREATED.value,
+        "actor_role": actor.value,
+        "actor_user_id": actor_user_id,
+        "at": now,
+    }
+    order: ServiceOrder = (await session.scalars(_insert_order_statement(), params)).one()
+    log.info("dispatch.order.created", order_id=order.id, elder_id=order.elder_id, service=order.service_code)
+    return order
+
+
+async def _require_elder(session: AsyncSession, elder_id: int) -> None:
+    """A 422 ``reference.unknown`` unless the elder exists (a column read: no relationships loaded)."""
+    found = (
+        await session.scalar(select(Elder.id).where(Elder.id == elder_id)) if in_key_range(elder_id) else None
+    )
+    if found is None:
+        raise unknown_reference("elder_id", elder_id, "elder")
+
+
+def _check_may_order_for(p: Principal, elder_id: int) -> None:
+    if p.role in (Role.ELDER, Role.FAMILY) and elder_id not in p.elder_ids:
+        raise Forbidden("You may order only for yourself or your own elders.", code="scope.elder")
+
+
+@functools.cache
+def _order_check_statement() -> Any:
+    """Built once: the service (an entity), the elder's status and the price of the day (parameters
+    elder_id, service_code, day); no row when the service is unknown."""
+    code = bindparam("service_code", type_=String)
+    elder_status = select(Elder.status).where(Elder.id == bindparam("elder_id", type_=BigInteger))
+    price = price_select(code, bindparam("day", type_=Date))
+    return select(
+        Service,
+        elder_status.scalar_subquery().label("elder_status"),
+        price.scalar_subquery().label("price"),
+    ).where(Service.code == code)
+
+
+async def place_order(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    service_code: str,
+    now: dt.datetime,
+    window_start_at: dt.datetime | None = None,
+    window_end_at: dt.datetime | None = None,
+    duration_s: int | None = None,
+    asap: bool = False,
+    urgent: bool = False,
+    requirements: str = "",
+) -> ServiceOrder:
+    """Create a one-off order; as-soon-as-possible and same-day orders are dispatched at once (an
+    offer to the best caregiver, or the operator queue). Default window: 30 min from its start;
+    default duration: the service's minimum time on site (at least 30 min)."""
+    _check_may_order_for(actor, elder_id)
+    start = window_start_at or now
+    if start.tzinfo is None:
+        raise Invalid("Times must carry a time zone.", code="dispatch.window_naive")
+    # Elder, service and the price of the service day in one round trip.
+    found = (
+        await session.execute(
+            _order_check_statement(),
+            {"elder_id": elder_id, "service_code": service_code, "day": local_date(start)},
+        )
+        if in_key_range(elder_id)
+        else None
+    )
+    row = found.one_or_none() if found is not None else None
+    if row is None:
+        await _require_elder(session, elder_id)  # a 422 naming the elder if that is what is missing
+    if row is None or not row.Service.is_active:
+        raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
+    if row.elder_status is None:
+        raise unknown_reference("elder_id", elder_id, "elder")
+    service = row.Service
+    if start < now - dt.timedelta(minutes=5):
+        raise Invalid("The window may not start in the past.", code="dispatch.window_past")
+    end = window_end_at or start + dt.timedelta(minutes=30)
+    if end < start:
+        raise Invalid("The window ends before it starts.", code="dispatch.window_order")
+    if end - start > dt.timedelta(hours=12):
+        raise Invalid("The window may be at most 12 hours long.", code="dispatch.window_too_long")
+    if row.elder_status != "active":
+        raise DispatchError(f"elder {elder_id} is unknown or not active")
+    order = await _insert_order(
+        session,
+        {
+            "elder_id": elder_id,
+            "service_code": service_code,
+            "window_start_at": start,
+            "window_end_at": end,
+            "duration_s": duration_s or max(service.min_minutes, 30) * 60,
+            "asap": asap,
+            "urgent": urgent,
+            "requirements": requirements,
+            "price_fen": price_fen(row.price, service_code, local_date(start)),
+        },
+        actor=actor_of(actor),
+        actor_user_id=actor.user_id,
+        now=now,
+    )
+    if asap or urgent or local_date(start) == local_date(now):
+        # make_offer / the escalation keep ``order`` in step, so no refresh is needed.
+        await dispatch_order(session=session, order_id=order.id, now=now)
+    return order
+
+
+async def place_recurring_order(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    elder_id: int,
+    service_code: str,
+    rrule: str,
+    first_start_at: dt.datetime,
+    duration_s: int,
+    window_s: int,
+    now: dt.datetime,
+    requirements: str = "",
+) -> tuple[RecurringOrder, list[ServiceOrder]]:
+    """Register an RRULE series and materialise its visits of the next 14 days as orders."""
+    _check_may_order_for(actor, elder_id)
+    await _require_elder(session, elder_id)
+    service = await session.get(Service, service_code)
+    if service is None or not service.is_active:
+        raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
+    if any(f"FREQ={f}" in rrule.upper() for f in ("SECONDLY", "MINUTELY", "HOURLY")):
+        raise Invalid(
+            "Visits recur at most daily (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY).",
+            code="dispatch.rrule_invalid",
+        )
+    local_first = first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
+    try:
+        occurrences = expand(rrule, first_start_local=local_first, duration_s=duration_s)
+    except RecurrenceError as exc:
+        raise Invalid(str(exc), code="dispatch.rrule_invalid") from exc
+    if not occurrences:
+        raise Invalid("The rule yields no visits.", code="dispatch.rrule_empty")
+    series = RecurringOrder(
+        elder_id=elder_id,
+        service_code=service_code,
+        rrule=rrule,
+        first_start_at=first_start_at,
+        duration_s=duration_s,
+        window_s=window_s,
+        requirements=requirements,
+        created_by_user_id=actor.user_id,
+        is_active=True,
+        created_at=now,
+    )
+    session.add(series)
+    await session.flush()
+    orders = await _materialise(session=session, series=series, now=now, actor=actor_of(actor))
+    log.info("dispatch.recurring.created", recurring_order_id=series.id, orders=len(orders))
+    return series, orders
+
+
+async def _materialise(
+    *, session: AsyncSession, series: RecurringOrder, now: dt.datetime, actor: Actor
+) -> list[ServiceOrder]:
+    """Create the series' orders starting in [now, now + horizon) that do not exist yet."""
+    local_first = series.first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
+    occurrences = expand(
+        series.rrule,
+        first_start_local=local_first,
+        duration_s=series.duration_s,
+        window_from=now,
+        window_to=now + dt.timedelta(days=RECURRING_HORIZON_DAYS),
+    )
+    existing = set(
+        await session.scalars(
+            select(ServiceOrder.window_start_at).where(ServiceOrder.recurring_order_id == series.id)
+        )
+    )
+    created: list[ServiceOrder] = []
+    for occ in occurrences:
+        if occ.start in existing:
+            continue
+        order = await create_order(
+            session=session,
+            elder_id=series.elder_id,
+            service_code=series.service_code,
+            window_start_at=occ.start,
+            window_end_at=occ.start + dt.timedelta(seconds=series.window_s),
+            duration_s=series.duration_s,
+            actor=actor,
+            actor_user_id=series.created_by_user_id,
+            now=now,
+            requirements=series.requirements,
+        )
+        order.recurring_order_id = series.id
+        created.append(order)
+    await session.flush()
+    return created
+
+
+async def materialise_recurring(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: create the next 14 days' orders of every active series. Returns how many were created.
+
+    A series whose occurrence cannot be priced (no price valid that day) is logged and skipped.
+    """
+    total = 0
+    for series in list(await session.scalars(select(RecurringOrder).where(RecurringOrder.is_active))):
+        try:
+            async with session.begin_nested():
+                total += len(await _materialise(session=session, series=series, now=now, actor=Actor.SYSTEM))
+        except DispatchError as exc:
+            log.warning("dispatch.recurring.skipped", recurring_order_id=series.id, reason=str(exc))
+    return total
+
+
+async def list_orders(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    window: Window,
+    state: str | None = None,
+    elder_id: int | None = None,
+) -> Paged[ServiceOrder]:
+    stmt: Any = select(ServiceOrder).where(order_clause(actor))
+    if state is not None:
+        stmt = stmt.where(ServiceOrder.state == state)
+    if elder_id is not None:
+        stmt = stmt.where(ServiceOrder.elder_id == elder_id)
+    return await page_of(session, stmt.order_by(ServiceOrder.window_start_at.desc(), ServiceOrder.id), window)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetail:
+    order: ServiceOrder
+    transitions: list[OrderTransition]
+    visit: Visit | None
+    exceptions: list[VisitExceptionRecord]
+
+
+async def order_detail(*, session: AsyncSession, actor: Principal, order_id: int) -> OrderDetail:
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    return await _detail(session, order)
+
+
+async def _detail(session: AsyncSession, order: ServiceOrder) -> OrderDetail:
+    moves = list(
+        await session.scalars(
+            select(OrderTransition).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
+        )
+    )
+    visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
+    exceptions = await exception_records(session, visit.id) if visit is not None else []
+    return OrderDetail(order, moves, visit, exceptions)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOutcome:
+    order: ServiceOrder
+    consequence: CancellationConsequence
+    fee_fen: int
+
+
+async def cancel_order(
+    *, session: AsyncSession, actor: Principal, order_id: int, reason: str, now: dt.datetime
+) -> CancelOutcome:
+    """Cancel an order. A customer cancelling an accepted visit inside the notice period pays the late
+    fee (fen); a provider admin withdrawing its caregiver sends the order back for re-dispatch."""
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    who = actor_of(actor)
+    state = OrderState(order.state)
+    visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
+    start = visit.scheduled_start_at if visit is not None else order.window_start_at
+    policies = await load_policies(session=session, day=local_date(now))
+    outcome = cancellation(state=state, actor=who, start=start, now=now, policy=policies.cancellation)
+    await session.execute(
+        update(Offer)
+        .where(Offer.order_id == order.id, Offer.state == OfferState.PENDING.value)
+        .values(state=OfferState.WITHDRAWN.value, responded_at=now)
+    )
+    if outcome.consequence == CancellationConsequence.REDISPATCH:
+        if visit is not None:
+            await session.delete(visit)
+            await session.flush()
+        await move(
+            session=session,
+            order=order,
+            target=OrderState.CREATED,
+            actor=who,
+            actor_user_id=actor.user_id,
+            now=now,
+            note=f"withdrawn by provider: {reason}"[:200],
+            values={"caregiver_id": None, "provider_id": None},
+        )
+        if local_date(order.window_start_at) == local_date(now):
+            await dispatch_order(session=session, order_id=order.id, now=now)
+            await session.refresh(order)
+    else:
+        await move(
+            session=session,
+            order=order,
+            target=OrderState.CANCELLED,
+            actor=who,
+            actor_user_id=actor.user_id,
+            now=now,
+            note=reason[:200],
+            values={
+                "cancelled_by_role": actor.role.value,
+                "cancel_reason": reason[:200],
+                "cancellation_fee_fen": outcome.fee_fen,
+            },
+        )
+    log.info("dispatch.order.cancelled", order_id=order.id, consequence=outcome.consequence.value)
+    return CancelOutcome(order, outcome.consequence, outcome.fee_fen)
+
+
+async def mark_no_show(
+    *, session: AsyncSession, actor: Principal, order_id: int, note: str, now: dt.datetime
+) -> ServiceOrder:
+    """Staff record that the visit did not happen (caregiver or elder absent)."""
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    await move(
+        session=session,
+        order=order,
+        target=OrderState.NO_SHOW,
+        actor=actor_of(actor),
+        actor_user_id=actor.user_id,
+        now=now,
+        note=note[:200],
+    )
+    return order
+
+
+async def assign_order(
+    *, session: AsyncSession, actor: Principal, order_id: int, caregiver_id: int, now: dt.datetime
+) -> Visit:
+    """Hand an escalated order to a caregiver (operator queue). Every hard rule except distance is checked;
+    a provider admin may assign only its own caregivers."""
+    order = await get_or_404(session, ServiceOrder, order_id, what="order")
+    if actor.role == Role.PROVIDER_ADMIN:
+        district = await elder_district(session, order.elder_id)
+        serving = await session.scalar(
+            select(ProviderDistrict.provider_id).where(
+                ProviderDistrict.provider_id == actor.provider_id, ProviderDistrict.district_id == district
+            )
+        )
+        if serving is None:
+            raise Forbidden("Your provider does not serve this elder's district.", code="scope.order")
+    else:
+        await visible_order(session=session, actor=actor, order_id=order_id)
+    cg = await require_ref(session, Caregiver, caregiver_id, field="caregiver_id", what="caregiver")
+    if actor.role == Role.PROVIDER_ADMIN and cg.provider_id != actor.provider_id:
+        raise Forbidden("You may assign only your own provider's caregivers.", code="scope.provider")
+    request = await build_request(session=session, order=order, now=now)
+    profiles = await caregiver_profiles(session, [cg], request.start)
+    reason = static_rejection(profiles[cg.id], request, local_date(request.start)) or timing_rejection(
+        profiles[cg.id], request.start, request.start + dt.timedelta(seconds=order.duration_s)
+    )
+    if reason is not None:
+        raise Conflict(
+            f"Caregiver {cg.id} breaks the hard rule {reason.value!r} for this order.",
+            code="dispatch.hard_rule",
+            rule=reason.value,
+        )
+    if order.state != OrderState.ESCALATED.value:
+        raise Conflict(
+            "Only orders in the operator queue can be assigned by hand.", code="dispatch.not_escalated"
+        )
+    await move(
+        session=session,
+        order=order,
+        target=OrderState.ACCEPTED,
+        actor=actor_of(actor),
+        actor_user_id=actor.user_id,
+        now=now,
+        note="assigned by hand",
+        values={"caregiver_id": cg.id, "provider_id": cg.provider_id},
+    )
+    visit = Visit(
+        order_id=order.id,
+        service_code=order.service_code,
+        elder_id=order.elder_id,
+        caregiver_id=cg.id,
+        provider_id=cg.provider_id,
+        scheduled_start_at=request.start,
+        scheduled_end_at=request.start + dt.timedelta(seconds=order.duration_s),
+    )
+    session.add(visit)
+    await session.flush()
+    return visit

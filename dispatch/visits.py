@@ -1,0 +1,336 @@
+"""Visits once the caregiver has left: verification against DOMAIN §5 (at check-out, and by job once the
+sign-off window has passed), resolving exceptions by a named user, reading a visit with its
+exceptions, the daily phone-callback sample of verified visits, ratings and complaints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.authz import Principal
+from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.models import Caregiver, Role
+from core.registry.common import Paged, Window, page_of
+from dispatch.common import (
+    DispatchError,
+    actor_of,
+    exception_records,
+    load_policies,
+    move,
+    scope_clause,
+    visible_order,
+    visible_visit,
+)
+from dispatch.matching import LOCAL_TZ, CertificateInfo, local_date
+from dispatch.models import CallbackTask, Complaint, ServiceOrder, Visit, VisitExceptionRecord, VisitRating
+from dispatch.offers import build_request
+from dispatch.states import Actor, OrderState
+from dispatch.verification import (
+    Capture,
+    CaptureMethod,
+    Verdict,
+    VerificationResult,
+    VisitRecord,
+    select_callbacks,
+    verify,
+)
+
+log = structlog.get_logger(__name__)
+
+# Reason codes for resolving a visit exception (DOMAIN §5); resolution codes are approved/rejected/corrected.
+EXCEPTION_REASON_CODES = (
+    "gps_drift",
+    "device_fault",
+    "elder_not_home",
+    "elder_unable_to_sign",
+    "coordinator_entry",
+    "caregiver_error",
+    "certificate_renewed",
+    "other",
+)
+
+
+async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime) -> VerificationResult:
+    """Check a checked-out visit against DOMAIN §5; record the verdict, its exceptions and the order state.
+
+    A pending verdict (only the sign-off missing, inside its 24 h) changes nothing.
+    """
+    visit = await session.get(Visit, visit_id, populate_existing=True)
+    if visit is None:
+        raise DispatchError(f"visit {visit_id} not found")
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    if order is None or order.state != OrderState.CHECKED_OUT.value:
+        raise Conflict("Only a checked-out visit can be verified.", code="dispatch.verify_state")
+    request = await build_request(session=session, order=order, now=now)
+    policies = await load_policies(session=session, day=local_date(visit.check_in_at or now))
+    caregiver = await session.get(Caregiver, visit.caregiver_id)
+    certs = tuple(
+        CertificateInfo(c.kind, c.level, c.issued_on, c.expires_on)
+        for c in (caregiver.certificates if caregiver else [])
+    )
+    others: list[tuple[dt.datetime, dt.datetime]] = [
+        (a, b or a)
+        for a, b in await session.execute(
+            select(Visit.check_in_at, Visit.check_out_at).where(
+                Visit.caregiver_id == visit.caregiver_id,
+                Visit.id != visit.id,
+                Visit.check_in_at.is_not(None),
+                Visit.check_in_at < (visit.check_out_at or now),
+                func.coalesce(Visit.check_out_at, Visit.check_in_at) > (visit.check_in_at or now),
+            )
+        )
+        if a is not None
+    ]
+
+    def capture(
+        at: dt.datetime | None, method: str | None, lat: float | None, lon: float | None, qr: bool
+    ) -> Capture | None:
+        if at is None:
+            return None
+        return Capture(at, CaptureMethod(method or "gps"), lat, lon, qr)
+
+    record = VisitRecord(
+        visit_id=visit.id,
+        service=request.service,
+        elder_id=visit.elder_id,
+        caregiver_id=visit.caregiver_id,
+        service_on=local_date(visit.check_in_at or visit.scheduled_start_at),
+        home_lat=request.lat,
+        home_lon=request.lon,
+        rural=request.rural,
+        check_in=capture(
+            visit.check_in_at,
+            visit.check_in_method,
+            visit.check_in_lat,
+            visit.check_in_lon,
+            visit.check_in_qr_ok,
+        ),
+        check_out=capture(
+            visit.check_out_at, visit.check_out_method, visit.check_out_lat, visit.check_out_lon, False
+        ),
+        signed_off_at=visit.signed_off_at,
+        caregiver_certificates=certs,
+        other_visits=tuple(others),
+    )
+    result = verify(record, policy=policies.verification, now=now)
+    if result.verdict == Verdict.VERIFIED:
+        await move(
+            session=session,
+            order=order,
+            target=OrderState.VERIFIED,
+            actor=Actor.SYSTEM,
+            actor_user_id=None,
+            now=now,
+        )
+        visit.verification, visit.verified_at = "verified", now
+    elif result.verdict == Verdict.EXCEPTION:
+        await session.execute(
+            pg_insert(VisitExceptionRecord)
+            .values(
+                [
+                    {"visit_id": visit.id, "code": e.value, "detected_at": now, "note": ""}
+                    for e in result.exceptions
+                ]
+            )
+            .on_conflict_do_nothing(constraint="uq_visit_exception_visit_code")
+        )
+        await move(
+            session=session,
+            order=order,
+            target=OrderState.EXCEPTION,
+            actor=Actor.SYSTEM,
+            actor_user_id=None,
+            now=now,
+            note=",".join(e.value for e in result.exceptions)[:200],
+        )
+        visit.verification = "exception"
+    await session.flush()
+    log.info("dispatch.visit.verified", visit_id=visit.id, verdict=result.verdict.value)
+    return result
+
+
+async def verify_overdue(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: verify checked-out visits whose sign-off window has passed (they become exceptions if
+    still unsigned). Returns how many were verified."""
+    policies = await load_policies(session=session, day=local_date(now))
+    cutoff = now - dt.timedelta(seconds=policies.verification.sign_off_within_s)
+    ids = list(
+        await session.scalars(
+            select(Visit.id)
+            .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
+            .where(ServiceOrder.state == OrderState.CHECKED_OUT.value, Visit.check_out_at < cutoff)
+        )
+    )
+    for vid in ids:
+        await verify_visit(session=session, visit_id=vid, now=now)
+    return len(ids)
+
+
+RESOLVERS = frozenset({Role.PROVIDER_ADMIN, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.ADMIN})
+
+
+async def resolve_exception(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    visit_id: int,
+    code: str,
+    reason_code: str,
+    resolution_code: str,
+    note: str,
+    now: dt.datetime,
+) -> tuple[Visit, list[VisitExceptionRecord]]:
+    """Resolve one exception of a visit by a named user. When every exception is resolved and none was
+    rejected, the visit becomes verified (and payable)."""
+    if actor.role not in RESOLVERS:
+        raise Forbidden("Your role may not resolve visit exceptions.", code="auth.forbidden")
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    if reason_code not in EXCEPTION_REASON_CODES:
+        raise Invalid(f"Unknown reason code {reason_code!r}.", code="dispatch.reason_unknown")
+    record = await session.scalar(
+        select(VisitExceptionRecord).where(
+            VisitExceptionRecord.visit_id == visit.id, VisitExceptionRecord.code == code
+        )
+    )
+    if record is None:
+        raise NotFound(f"Visit {visit.id} has no exception {code!r}.", code="visit_exception.not_found")
+    if record.resolved_at is not None:
+        raise Conflict("This exception is already resolved.", code="dispatch.exception_resolved")
+    record.reason_code, record.resolution_code = reason_code, resolution_code
+    record.resolved_by_user_id, record.resolved_at, record.note = actor.user_id, now, note
+    await session.flush()
+    records = await exception_records(session, visit.id)
+    if all(r.resolved_at is not None for r in records) and all(
+        r.resolution_code != "rejected" for r in records
+    ):
+        order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+        if order is not None and order.state == OrderState.EXCEPTION.value:
+            await move(
+                session=session,
+                order=order,
+                target=OrderState.VERIFIED,
+                actor=actor_of(actor),
+                actor_user_id=actor.user_id,
+                now=now,
+                note="exceptions resolved",
+            )
+            visit.verification, visit.verified_at = "verified", now
+            await session.flush()
+    return visit, records
+
+
+async def visit_detail(
+    *, session: AsyncSession, actor: Principal, visit_id: int
+) -> tuple[Visit, list[VisitExceptionRecord]]:
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    return visit, await exception_records(session, visit.id)
+
+
+async def sample_callbacks(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: give a random ≥ 10 % (policy) of yesterday's verified visits a phone callback task.
+
+    Yesterday is the Asia/Shanghai day before ``now``; a day already sampled is left alone, and the
+    sample is seeded by the date so it can be reproduced for audit. Returns the tasks created.
+    """
+    day = local_date(now) - dt.timedelta(days=1)
+    start = dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+    due = day + dt.timedelta(days=1)
+    if await session.scalar(select(CallbackTask.id).where(CallbackTask.due_on == due).limit(1)) is not None:
+        return 0
+    ids = list(
+        await session.scalars(
+            select(Visit.id).where(
+                Visit.verification == "verified",
+                Visit.verified_at >= start,
+                Visit.verified_at < start + dt.timedelta(days=1),
+            )
+        )
+    )
+    policies = await load_policies(session=session, day=day)
+    chosen = select_callbacks(
+        ids, ratio=policies.verification.callback_ratio, seed=int(day.strftime("%Y%m%d"))
+    )
+    for vid in sorted(chosen):
+        session.add(CallbackTask(visit_id=vid, due_on=due, status="open"))
+    await session.flush()
+    return len(chosen)
+
+
+# --- Ratings and complaints ----------------------------------------------------------------------
+
+
+async def rate_visit(
+    *, session: AsyncSession, actor: Principal, visit_id: int, score: int, comment: str, now: dt.datetime
+) -> VisitRating:
+    """An elder or family member rates a verified visit (1–5), once each; the order becomes rated."""
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    if order is None or order.state not in (OrderState.VERIFIED.value, OrderState.RATED.value):
+        raise Conflict("Only verified visits can be rated.", code="dispatch.rate_state")
+    exists_already = await session.scalar(
+        select(VisitRating.id).where(
+            VisitRating.visit_id == visit.id, VisitRating.by_user_id == actor.user_id
+        )
+    )
+    if exists_already is not None:
+        raise Conflict("You have already rated this visit.", code="dispatch.already_rated")
+    rating = VisitRating(
+        visit_id=visit.id,
+        by_user_id=actor.user_id,
+        by_role=actor.role.value,
+        score=score,
+        comment=comment,
+        created_at=now,
+    )
+    session.add(rating)
+    if order.state == OrderState.VERIFIED.value:
+        await move(
+            session=session,
+            order=order,
+            target=OrderState.RATED,
+            actor=actor_of(actor),
+            actor_user_id=actor.user_id,
+            now=now,
+        )
+    await session.flush()
+    return rating
+
+
+async def file_complaint(
+    *, session: AsyncSession, actor: Principal, order_id: int, text: str, now: dt.datetime
+) -> Complaint:
+    """An elder or family member complains about one of their orders."""
+    order = await visible_order(session=session, actor=actor, order_id=order_id)
+    visit_id = await session.scalar(select(Visit.id).where(Visit.order_id == order.id))
+    complaint = Complaint(
+        order_id=order.id,
+        visit_id=visit_id,
+        elder_id=order.elder_id,
+        provider_id=order.provider_id,
+        caregiver_id=order.caregiver_id,
+        filed_by_user_id=actor.user_id,
+        text=text,
+        status="open",
+        created_at=now,
+    )
+    session.add(complaint)
+    await session.flush()
+    log.info("dispatch.complaint.filed", complaint_id=complaint.id, order_id=order.id)
+    return complaint
+
+
+async def list_complaints(*, session: AsyncSession, actor: Principal, window: Window) -> Paged[Complaint]:
+    clause = scope_clause(
+        actor,
+        elder_col=Complaint.elder_id,
+        provider_col=Complaint.provider_id,
+        caregiver_col=Complaint.caregiver_id,
+    )
+    stmt: Any = select(Complaint).where(clause).order_by(Complaint.id.desc())
+    return await page_of(session, stmt, window)

@@ -1,0 +1,169 @@
+"""Shared setup for the dispatch API tests: an app on a settable clock, a login helper, the demo
+world (an elder and a caregiver made able to meet) and the steps that bring a visit to an offer or to
+check-out through HTTP.
+
+Import the fixtures into a test module by assignment (``api = dispatch_support.api``) so pytest finds
+them there; each test runs inside the rolled-back test transaction with its own movable clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
+from core.settings import Settings
+from dispatch.models import CaregiverPosition
+from tests.conftest import DEMO_PASSWORD, TEST_NOW
+
+Login = Callable[[str], Awaitable[dict[str, str]]]
+SERVICE = "VISIT"  # 探访关爱: no certificate, 30 min minimum on site
+
+
+class Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += dt.timedelta(**kw)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(TEST_NOW)  # Friday 10:00 in Xiaogan
+
+
+@pytest.fixture
+async def api(
+    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
+) -> AsyncIterator[httpx.AsyncClient]:
+    from api.app import create_app
+
+    app = create_app(test_settings, sessionmaker=sessionmaker, clock=clock)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def as_user(api: httpx.AsyncClient) -> Login:
+    async def _login(username: str) -> dict[str, str]:
+        r = await api.post("/api/v1/auth/login", json={"login": username, "password": DEMO_PASSWORD})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    return _login
+
+
+@pytest.fixture
+async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dict[str, Any]:
+    """The demo elder and caregiver, made able to meet: the caregiver works every day 07-20 with the
+    VISIT skill, their provider serves the elder's district, nobody is on shift and nobody is blocked."""
+    h = {
+        role: await as_user(f"demo_{role}")
+        for role in (
+            "elder",
+            "family",
+            "caregiver",
+            "provider_admin",
+            "operator",
+            "supervisor",
+            "civil_affairs",
+            "admin",
+        )
+    }
+    me = {role: (await api.get("/api/v1/auth/me", headers=hdr)).json() for role, hdr in h.items()}
+    elder_id = me["elder"]["elder_id"]
+    caregiver_id = me["caregiver"]["caregiver_id"]
+    elder = await db.get(Elder, elder_id)
+    cg = await db.get(Caregiver, caregiver_id)
+    assert elder is not None
+    assert cg is not None
+    await db.execute(
+        update(Caregiver)
+        .where(Caregiver.id == caregiver_id)
+        .values(
+            shift_start=dt.time(7),
+            shift_end=dt.time(20),
+            work_days=[1, 2, 3, 4, 5, 6, 7],
+            skills=sorted({*cg.skills, SERVICE}),
+            is_active=True,
+            daily_capacity=8,
+        )
+    )
+    served = await db.scalar(
+        select(ProviderDistrict.provider_id).where(
+            ProviderDistrict.provider_id == cg.provider_id, ProviderDistrict.district_id == elder.district_id
+        )
+    )
+    if served is None:
+        db.add(ProviderDistrict(provider_id=cg.provider_id, district_id=elder.district_id))
+    await db.execute(delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id == elder_id))
+    await db.execute(delete(CaregiverPosition))
+    await db.commit()
+    assert elder_id in me["family"]["elder_ids"]
+    return {
+        "h": h,
+        "me": me,
+        "elder_id": elder_id,
+        "caregiver_id": caregiver_id,
+        "provider_id": cg.provider_id,
+        "home": (elder.lat, elder.lon),
+    }
+
+
+def near(home: tuple[float, float], metres_north: float) -> dict[str, float]:
+    return {"lat": home[0] + metres_north / 111_195.0, "lon": home[1]}
+
+
+async def offered_order(api: httpx.AsyncClient, w: dict[str, Any], who: str = "family") -> tuple[int, int]:
+    """Caregiver on shift 300 m away; an as-soon-as-possible order → the offer id and order id."""
+    h = w["h"]
+    r = await api.post("/api/v1/caregiver/shift/start", json=near(w["home"], 300), headers=h["caregiver"])
+    assert r.status_code == 200, r.text
+    assert r.json()["on_shift"] is True
+    r = await api.post(
+        "/api/v1/orders",
+        json={"elder_id": w["elder_id"], "service_code": SERVICE, "asap": True, "requirements": "陪聊"},
+        headers=h[who],
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["state"] == "offered"
+    assert order["price_fen"] == 3000  # 30 yuan per caring visit, dated catalogue price
+    r = await api.get("/api/v1/caregiver/offers", headers=h["caregiver"])
+    assert r.status_code == 200
+    offers = [o for o in r.json() if o["order_id"] == order["id"]]
+    assert len(offers) == 1
+    assert offers[0]["seconds_left"] == 60
+    assert 0 < offers[0]["eta_s"] < 15 * 60
+    return offers[0]["id"], order["id"]
+
+
+async def checked_out_visit(api: httpx.AsyncClient, w: dict[str, Any], clock: Clock, *, sign: bool) -> int:
+    h = w["h"]
+    offer_id, _ = await offered_order(api, w)
+    visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
+        "id"
+    ]
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert r.status_code == 200, r.text
+    clock.advance(minutes=35)
+    if sign:
+        assert (await api.post(f"/api/v1/visits/{visit_id}/confirm", headers=h["family"])).status_code == 200
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert r.json()["verdict"] == ("verified" if sign else "pending"), r.text
+    return int(visit_id)
