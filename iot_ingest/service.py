@@ -59,6 +59,7 @@ from iot_ingest.normalise import (
     check_device,
     dedup_key,
     normalise,
+    raw_key,
 )
 from iot_ingest.rules import (
     AlarmCandidate,
@@ -582,10 +583,12 @@ class IngestService:
         return alarms
 
     def _to_batch(self, item: _Item) -> None:
-        if item.dead is not None and item.raw.session == 0 and self._is_priority_topic(item.raw.topic):
-            # The priority session got its own copy and dead-letters that one: store it once.
-            self._ack([item])
-            return
+        if item.dead is not None:
+            # Both sessions may carry a rejected event (or only one of them, e.g. before the priority
+            # session has subscribed): a key on the raw bytes lets whichever copy commits first be
+            # stored and the other be dropped as a duplicate.
+            raw = item.raw
+            item.key = raw_key(raw.topic, raw.payload) if self._is_priority_topic(raw.topic) else 0
         if not self._batch:
             self._batch_started = time.monotonic()
         self._batch.append(item)
@@ -657,17 +660,26 @@ class IngestService:
         assert self._store is not None
         dead: list[storage.DeadLetterRow] = []
         keyed: list[_Item] = []
+        claims: list[tuple[int, int, dt.datetime]] = []
         for it in batch:
-            if it.dead is not None:
-                dead.append((it.raw.received_at, it.raw.topic, it.raw.payload, it.dead[0], it.dead[1]))
-            else:
+            if it.dead is None:
                 keyed.append(it)
+                if it.device is not None:
+                    claims.append((it.device.info.id, it.key, it.raw.received_at))
+            elif it.key:
+                claims.append((storage.DEAD_LETTER_DEVICE, it.key, it.raw.received_at))
         async with conn.transaction():
-            fresh: set[storage.MsgKey] = set()
-            if keyed:
-                fresh = await storage.claim_keys_copy(
-                    conn, [(it.device.info.id, it.key, it.raw.received_at) for it in keyed if it.device]
-                )
+            fresh = await storage.claim_keys_copy(conn, claims)
+            for it in batch:
+                if it.dead is None:
+                    continue
+                if it.key:
+                    k = (storage.DEAD_LETTER_DEVICE, it.key)
+                    if k not in fresh:
+                        self.stats.duplicates += 1
+                        continue
+                    fresh.discard(k)
+                dead.append((it.raw.received_at, it.raw.topic, it.raw.payload, it.dead[0], it.dead[1]))
             rows: list[storage.TelemetryRow] = []
             for it in keyed:
                 assert it.device is not None

@@ -47,6 +47,9 @@ _CLAIM_ARRAYS: Final = """
 TelemetryRow = tuple[int, dt.datetime, str, float, int | None]
 DeadLetterRow = tuple[dt.datetime, str, bytes, str, str]
 MsgKey = tuple[int, int]
+# The ``ingest_dedup.device_id`` under which keys of dead-lettered messages are claimed (no device
+# has id 0), so that a rejected event arriving through both MQTT sessions is stored once.
+DEAD_LETTER_DEVICE: Final = 0
 
 
 async def detect_backend(conn: asyncpg.Connection) -> Backend:

@@ -227,6 +227,9 @@ async def test_each_format_end_to_end(pg: asyncpg.Connection, ingest: IngestServ
     )
     ids = list(home.ids.values())
     assert await wait_for(pg, "SELECT count(*) FROM alarm WHERE device_id = ANY($1)", ids, expect=3) == 3
+    # Plain telemetry takes the batch path, which may commit after the alarms.
+    senders = "SELECT count(DISTINCT device_id) FROM telemetry WHERE device_id = ANY($1)"
+    assert await wait_for(pg, senders, ids, expect=4) == 4
     telemetry = {
         (r["uid"], r["metric"]): r["value"]
         for r in await pg.fetch(

@@ -255,3 +255,65 @@ def test_dedup_key_stable_for_retries() -> None:
     assert dedup_key("eldercare/v1/z2m/g/x", b'{"battery":1}', z) != dedup_key(
         "eldercare/v1/z2m/g/x", b'{"battery":2}', z
     )
+
+
+# The fast path for plain native telemetry must agree with the general path on everything it accepts,
+# and hand everything else over (so that rejections keep their reasons).
+FAST_CASES = [
+    {"ts": NOW_MS - 1000, "seq": 7, "values": {"hr": 72, "spo2": 97.5}},
+    {"values": {"hr": 60}},
+    {"seq": 0, "values": {}},
+    {"ts": NOW_MS, "values": {"temperature": -12.5, "x_custom": 1e11}, "extra": {"a": [1, 2]}},
+    {"ts": float(NOW_MS) - 0.5, "values": {"battery": 100}},
+    {"values": {"hr": True}},  # booleans: general path (0/1)
+    {"values": {"hr": "72"}},
+    {"values": {"hr": 900}},
+    {"values": {"bad name!": 1}},
+    {"values": {"x": 123456789012345678901234567890}},
+    {"seq": -1, "values": {"hr": 70}},
+    {"seq": 2**63, "values": {"hr": 70}},
+    {"ts": NOW_MS + 3_600_000, "values": {"hr": 70}},
+    {"ts": NOW_MS - 90 * 86_400_000, "values": {"hr": 70}},
+    {"ts": True, "values": {"hr": 70}},
+    {"ts": -5, "values": {"hr": 70}},
+    {"device_id": "d1", "values": {"hr": 70}},
+    {"device_id": "other", "values": {"hr": 70}},
+    {"device": None, "device_id": None, "values": {"hr": 70}},
+    {"values": {f"m{i}": i for i in range(501)}},
+    {"values": {"hr": 70}, "deep": [[[[[[[[[[1]]]]]]]]]]},
+    {"seq": 3},
+    [1, 2],
+]
+
+
+@pytest.mark.parametrize("body", FAST_CASES)
+def test_fast_telemetry_agrees_with_the_general_path(body: object) -> None:
+    from iot_ingest.normalise import SourceRef as Src
+    from iot_ingest.normalise import _decode, _fast_telemetry, _native_telemetry, _Reject
+
+    payload = json.dumps(body).encode()
+    src = Src("dev", "d1")
+    age = dt.timedelta(days=30)
+    fast = _fast_telemetry(src, payload, NOW, age)
+    try:
+        general: Message | str = _native_telemetry(src, _decode(payload), NOW, age)
+    except _Reject as r:
+        general = r.reason
+    if fast is not None:
+        assert fast == general
+    out = normalise(DEV, payload, now=NOW)
+    if isinstance(general, Message):
+        assert out == general
+    else:
+        assert isinstance(out, Rejection)
+        assert out.reason == general
+
+
+def test_fast_telemetry_takes_the_common_shape() -> None:
+    from iot_ingest.normalise import _fast_telemetry
+
+    payload = json.dumps({"ts": NOW_MS, "seq": 9, "values": {"hr": 70, "spo2": 98}}).encode()
+    fast = _fast_telemetry(SourceRef("dev", "d1"), payload, NOW, dt.timedelta(days=30))
+    assert fast is not None
+    assert fast.seq == 9
+    assert _metrics(fast) == {"hr": 70.0, "spo2": 98.0}
