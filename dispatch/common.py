@@ -18,9 +18,11 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Date,
     DateTime,
     String,
     bindparam,
+    exists,
     false,
     func,
     insert,
@@ -39,7 +41,14 @@ from core.errors import Conflict, DomainError, Forbidden
 from core.models import Elder, PolicyValue, Role
 from core.registry.common import get_or_404
 from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule
-from dispatch.models import OrderTransition, Service, ServiceOrder, Visit, VisitExceptionRecord
+from dispatch.models import (
+    OrderTransition,
+    ProviderService,
+    Service,
+    ServiceOrder,
+    Visit,
+    VisitExceptionRecord,
+)
 from dispatch.states import Actor, CancellationPolicy, InvalidTransition, OrderState, transition
 from dispatch.verification import QualityWeights, VerificationPolicy
 
@@ -404,3 +413,22 @@ async def exception_records(session: AsyncSession, visit_id: int) -> list[VisitE
 
 def day_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+
+
+def local_day_of(at: Any) -> Any:
+    """SQL: the Asia/Shanghai calendar date of a ``timestamptz`` column or value."""
+    return func.timezone(LOCAL_TZ.key, at).cast(Date)
+
+
+def contracted(provider_id: Any, service_code: Any, day: Any) -> ColumnElement[bool]:
+    """SQL: the provider holds a contract for the service valid on ``day`` (``valid_to`` inclusive).
+
+    Each argument may be a column, an expression or a plain value, so the same rule filters candidate
+    caregivers (``Caregiver.provider_id``), the orders a provider plans, and a hand assignment.
+    """
+    return exists().where(
+        ProviderService.provider_id == provider_id,
+        ProviderService.service_code == service_code,
+        ProviderService.valid_from <= day,
+        or_(ProviderService.valid_to.is_(None), ProviderService.valid_to >= day),
+    )
