@@ -31,10 +31,10 @@ import getpass
 import json
 import multiprocessing as mp
 import os
+import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,7 +89,7 @@ def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-async def prepare_db(admin_dsn: str, db_url: str, name: str, devices: int) -> None:
+async def prepare_db(admin_dsn: str, db_url: str, name: str, devices: int, probes: int = 0) -> None:
     conn = await asyncpg.connect(admin_dsn)
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -109,6 +109,13 @@ async def prepare_db(admin_dsn: str, db_url: str, name: str, devices: int) -> No
                SELECT 'b' || i, 'vitals_band', 'bench', 'SNb' || i, 'battery', 'active'
                FROM generate_series(0, $1 - 1) AS i""",
             devices,
+        )
+        # SOS buttons for the latency probe (see :func:`_prober`): one alarm each.
+        await conn.execute(
+            """INSERT INTO device (uid, kind, model, serial, power, status)
+               SELECT 'p' || i, 'sos_button', 'bench', 'SNp' || i, 'battery', 'active'
+               FROM generate_series(0, $1 - 1) AS i""",
+            probes,
         )
     finally:
         await conn.close()
@@ -161,6 +168,72 @@ def _publisher(
                 time.sleep(ahead)
     res = pub.close()
     q.put((res.sent, res.acked, res.failed))
+
+
+PROBE_CONNECTIONS = 10
+
+
+def _prober(port: int, until: float, rate: float, root: str, q: Any) -> None:
+    """SOS buttons during the flood, each event from a device of its own (``p0``, ``p1``, …) over
+    one of a few connections that carry nothing else, as an SOS button in a home would: it measures
+    broker + ingest + database, not the publisher's own queue. Puts (sent, acked, failed) on ``q``.
+    """
+    pubs = [
+        sim.RawPublisher(port=port, client_id=f"bench-probe-{i}-{os.getpid()}", window=100)
+        for i in range(PROBE_CONNECTIONS)
+    ]
+    n, started = 0, time.time()
+    while time.time() < until:
+        ms = int(time.time() * 1000)
+        body = b'{"ts":%d,"seq":1,"type":"sos","data":{"pub_ms":%d}}' % (ms, ms)
+        pubs[n % PROBE_CONNECTIONS].send([(f"{root}/dev/p{n}/event", body)])
+        n += 1
+        ahead = n / rate - (time.time() - started)
+        if ahead > 0:
+            time.sleep(ahead)
+    sent = acked = failed = 0
+    for pub in pubs:
+        res = pub.close()
+        sent, acked, failed = sent + res.sent, acked + res.acked, failed + res.failed
+    q.put((sent, acked, failed))
+
+
+def _proc_cpu_s(pid: int) -> tuple[str, int, float]:
+    """(command name, parent pid, user + system CPU seconds) of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        head, _, rest = f.read().rpartition(")")
+    fields = rest.split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return head.split("(", 1)[1], int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks
+
+
+def cpu_by_part(ingest_pids: set[int], broker_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the ingest workers, the broker, PostgreSQL (every ``postgres``
+    process) and this benchmark with its children that have exited (the publishers)."""
+    parts = {"ingest": 0.0, "broker": 0.0, "postgres": 0.0}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            comm, _ppid, cpu = _proc_cpu_s(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        if int(entry) in ingest_pids:
+            parts["ingest"] += cpu
+        elif int(entry) == broker_pid:
+            parts["broker"] += cpu
+        elif comm == "postgres":
+            parts["postgres"] += cpu
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    parts["publishers"] = children.ru_utime + children.ru_stime
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    parts["bench"] = me.ru_utime + me.ru_stime
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq = (int(x) for x in f.readline().split()[1:8])
+    ticks = os.sysconf("SC_CLK_TCK")
+    parts["machine_busy"] = (user + nice + system + irq + softirq) / ticks
+    parts["machine_idle"] = (idle + iowait) / ticks
+    return parts
 
 
 def flood(
@@ -278,6 +351,28 @@ async def wait_stored(dsn: str, target: int, *, idle_s: float = 15.0) -> tuple[i
         await conn.close()
 
 
+async def _latencies(conn: asyncpg.Connection, uid_prefix: str) -> list[float]:
+    """Publish → alarm row written (ms) for each SOS alarm of devices whose uid starts with the prefix
+    (the first SOS of the alarm; repeats only count on the open alarm), sorted."""
+    rows = await conn.fetch(
+        """SELECT (extract(epoch FROM a.received_at) * 1000 - min((e.data->>'pub_ms')::bigint))::float8
+           FROM alarm a
+           JOIN device d ON d.id = a.device_id
+           JOIN device_event e ON e.device_id = a.device_id AND e.type = 'sos'
+           WHERE a.type = 'SOS' AND d.uid LIKE $1 || '%'
+           GROUP BY a.id, a.received_at""",
+        uid_prefix,
+    )
+    return sorted(r[0] for r in rows)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of sorted ``values``."""
+    if not values:
+        return None
+    return round(values[min(len(values) - 1, int(len(values) * q))], 1)
+
+
 async def _stored(conn: asyncpg.Connection) -> int:
     return int(
         await conn.fetchval("SELECT (SELECT count(*) FROM telemetry) + (SELECT count(*) FROM device_event)")
@@ -332,7 +427,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     db_url = server.rsplit("/", 1)[0] + "/" + args.database
     dsn = db_url.replace("postgresql+asyncpg://", "postgresql://")
     admin = dsn.rsplit("/", 1)[0] + "/postgres"
-    await prepare_db(admin, db_url, args.database, args.devices)
+    await prepare_db(admin, db_url, args.database, args.devices, int(args.probe_rate * args.duration) + 100)
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     broker, port = start_broker(workdir)
     result: dict[str, Any] = {
@@ -371,32 +466,45 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ceiling_run_published_msgs_per_s=round(c_acked / c_publish_s),
             ceiling_run_received=sub.n,
         )
-        # --- live flood
+        # --- live flood, with the SOS latency probe alongside
+        worker_pids = {w.pid for w in workers}
+        cpu0 = cpu_by_part(worker_pids, broker.pid)
+        probe_q: mp.Queue[tuple[int, int, int]] = mp.Queue()
+        prober = mp.Process(
+            target=_prober, args=(port, time.time() + args.duration, args.probe_rate, "eldercare/v1", probe_q)
+        )
         t0 = time.monotonic()
+        prober.start()
         sent, acked, failed = await asyncio.to_thread(
             flood, port, args.devices, args.duration, args.publishers, args.rate, args.sos_every, 0
         )
         publish_s = time.monotonic() - t0
+        p_sent, p_acked, p_failed = await asyncio.to_thread(probe_q.get, True, 120)
+        prober.join()
+        sent, acked, failed = sent + p_sent, acked + p_acked, failed + p_failed
         conn = await asyncpg.connect(dsn)
         try:
             at_flood_end = await _stored(conn)
         finally:
             await conn.close()
         stored, waited, _ = await wait_stored(dsn, acked)
+        cpu1 = cpu_by_part(worker_pids, broker.pid)
         conn = await asyncpg.connect(dsn)
         try:
-            lat = [
-                r[0]
-                for r in await conn.fetch(
-                    """SELECT (extract(epoch FROM a.received_at) * 1000
-                               - min((e.data->>'pub_ms')::bigint))::float8
-                       FROM alarm a JOIN device_event e ON e.device_id = a.device_id AND e.type = 'sos'
-                       WHERE a.type = 'SOS' GROUP BY a.id, a.received_at"""
-                )
-            ]
+            lat, in_stream = [await _latencies(conn, prefix) for prefix in ("p", "b")]
         finally:
             await conn.close()
-        lat.sort()
+        busy = cpu1["machine_busy"] - cpu0["machine_busy"]
+        idle = cpu1["machine_idle"] - cpu0["machine_idle"]
+        result.update(
+            # CPU per committed message during the live phase, by part of the pipeline; the machine's
+            # busy time includes everything else running (the kernel's network stack among it).
+            live_cpu_us_per_msg={
+                k: round((cpu1[k] - cpu0[k]) / max(stored, 1) * 1e6, 1)
+                for k in ("ingest", "postgres", "broker", "publishers", "bench", "machine_busy")
+            },
+            live_machine_busy_share=round(busy / max(busy + idle, 1e-9), 3),
+        )
         result.update(
             live_published=sent,
             live_acked_by_broker=acked,
@@ -406,10 +514,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             telemetry_msgs_per_s=round(stored / (publish_s + waited)),
             committed_during_flood_msgs_per_s=round(at_flood_end / publish_s),
             backlog_at_flood_end=acked - at_flood_end,
-            alarm_latency_ms_p50=round(statistics.median(lat), 1) if lat else None,
-            alarm_latency_ms_p99=round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
-            alarm_latency_ms_max=round(lat[-1], 1) if lat else None,
+            alarm_latency_ms_p50=_pct(lat, 0.5),
+            alarm_latency_ms_p99=_pct(lat, 0.99),
+            alarm_latency_ms_max=_pct(lat, 1.0),
             alarms_measured=len(lat),
+            probe_rate_per_s=args.probe_rate,
+            # SOS events inside the flood publishers' own streams: each waits behind the telemetry
+            # that its publisher has queued ahead of it (up to its window), before the broker sees it.
+            alarm_in_stream_latency_ms_p50=_pct(in_stream, 0.5),
+            alarm_in_stream_latency_ms_p99=_pct(in_stream, 0.99),
+            alarms_in_stream_measured=len(in_stream),
         )
         live_stored = stored
         # --- drain: stop ingest, queue a backlog, start ingest, time until empty
@@ -470,7 +584,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
     parser.add_argument("--rate", type=float, default=0.0, help="offered msgs/s in total, 0 = unpaced")
     parser.add_argument("--workers", type=int, default=1, help="ingest processes on the shared subscription")
-    parser.add_argument("--sos-every", type=int, default=1000)
+    parser.add_argument("--sos-every", type=int, default=1000, help="an SOS in the flood every N messages")
+    parser.add_argument(
+        "--probe-rate", type=float, default=10.0, help="SOS/s from devices on their own connections"
+    )
     parser.add_argument("--database", default="eldercare_bench_ingest")
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from iot_ingest.normalise import Event, Reading
 
 LOCAL_TZ: Final = ZoneInfo("Asia/Shanghai")
@@ -141,8 +143,7 @@ def alarms_for_readings(
 # --- Vital signs held for a duration ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class VitalsTrack:
+class VitalsTrack(msgspec.Struct, frozen=True):  # one per reading on the hot path: cheap to build
     """Per (device, metric) state: when the current breach began, and whether it already alarmed."""
 
     last_at: dt.datetime

@@ -1,7 +1,11 @@
 """The ingest service: MQTT 5 shared subscription → normalise → rules → PostgreSQL, ack after commit.
 
-Flow per message: paho's network thread appends it to an inbox and wakes the asyncio loop; the loop
-normalises it (pure), looks the device up in an in-memory cache, runs the alarm rules, and routes it:
+Everything runs on one thread, in one asyncio loop: paho is driven as an external event loop
+(``add_reader``/``add_writer`` on its socket, ``loop_misc`` on a timer, reconnects by
+:meth:`IngestService._keep_connected`), so no network thread competes with the router and the
+writers for the GIL. Flow per message: a read of the socket appends it to an inbox and wakes the
+router, which normalises it (pure), looks the device up in an in-memory cache, runs the alarm
+rules, and routes it:
 
 - plain telemetry goes to the batch writer (COPY, flushed at ``batch_max_msgs`` or ``batch_max_ms``);
 - events, availability changes and anything that raised an alarm go to the priority writer, which has
@@ -32,6 +36,8 @@ import os
 import re
 import signal
 import struct
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -96,6 +102,10 @@ class IngestConfig:
     batch_max_ms: int = 200
     priority_max_msgs: int = 500
     touch_interval_s: float = 2.0
+    # A device's stored last-seen time is moved on only when it has advanced this much (or the device
+    # changed availability meanwhile): offline limits are minutes (mains) and hours (battery), and
+    # rewriting 10,000 device rows every few seconds cost the database more than the telemetry did.
+    touch_min_advance_s: float = 30.0
     cache_refresh_s: float = 60.0
     max_age: dt.timedelta = dt.timedelta(days=30)
     retry_backoff_s: float = 1.0
@@ -211,7 +221,7 @@ class DeviceCache:
         return self._add(row)
 
 
-_RECV_BYTES = 256 * 1024
+_RECV_BYTES = 64 * 1024
 _ROUTER_SLICE_S = 0.001
 _REMEMBER_KEYS = 100_000  # longest the router runs before letting the writers in
 _PUBACK_HEAD = b"\x40\x02"
@@ -226,8 +236,7 @@ class _IngestClient(mqtt.Client):
     it is handled at once; a QoS 1 PUBLISH is decoded in place and handed to ``on_raw(topic,
     payload, mid, qos, received_at)``. Every other packet (CONNACK, SUBACK, pings, DISCONNECT,
     QoS 0/2) goes to paho's own handler unchanged. :meth:`ack_many` queues the PUBACKs of a
-    committed batch as one write instead of one packet (and one wake-up of the network thread)
-    each.
+    committed batch as one write instead of one packet each.
 
     These overrides use paho 2.x internals (``_in_packet``, ``_packet_handle``, ``_packet_queue``);
     ``tests/integration/test_ingest.py`` exercises them end to end.
@@ -235,13 +244,14 @@ class _IngestClient(mqtt.Client):
 
     on_raw: Callable[[str, bytes, int, int, dt.datetime], None]
     _rbuf: bytes = b""  # bytes of an incomplete packet, kept for the next read
+    split_packets: int = 0  # reads that ended inside a packet (its rest came with a later read)
 
     def _create_socket(self) -> Any:
         self._rbuf = b""  # never carry a partial packet over to a new connection
         return super()._create_socket()
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        for _ in range(64):  # each round is one recv of up to 256 KiB
+        for _ in range(1):  # one recv of up to 64 KiB (~1,000 messages); then the router gets its turn
             if self._sock is None:
                 return MQTTErrorCode.MQTT_ERR_NO_CONN
             rc = self._packet_read()
@@ -298,6 +308,8 @@ class _IngestClient(mqtt.Client):
                 self._rbuf = b""
                 return rc
         self._rbuf = buf[pos:]
+        if pos < n:
+            self.split_packets += 1
         return MQTTErrorCode.MQTT_ERR_SUCCESS
 
     @staticmethod
@@ -394,7 +406,6 @@ class IngestService:
         self.thresholds = AlarmThresholds()
         self._inbox: collections.deque[_Raw] = collections.deque()
         self._wake = asyncio.Event()
-        self._wake_pending = False
         self._pinbox: collections.deque[_Raw] = collections.deque()
         self._priority_topic: re.Pattern[str] | None = None  # set when the priority session runs
         # Keys of events committed from the priority session, so that the main session's copies
@@ -408,17 +419,27 @@ class IngestService:
         self._batch: list[_Item] = []
         self._batch_started = 0.0
         self._batch_ready = asyncio.Event()
-        self._priority: collections.deque[_Item] = collections.deque()
-        self._priority_ready = asyncio.Event()
+        # The priority lane: a thread of its own running the priority writer on its own loop, so
+        # that an alarm's round trips to the database never queue behind the routing of a flood
+        # on the main loop (they only wait for the GIL, see :func:`run`).
+        self._priority: collections.deque[_Item] = collections.deque()  # appended by the router
+        self._lane: threading.Thread | None = None
+        self._lane_loop: asyncio.AbstractEventLoop | None = None
+        self._priority_ready: asyncio.Event | None = None  # bound to the lane's loop
         self._priority_busy = False  # a priority transaction is in flight
         self._last_seen: dict[int, dt.datetime] = {}
+        self._seen_written: dict[int, dt.datetime] = {}  # the last-seen time last stored per device
         self._gateway_seen: dict[str, dt.datetime] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clients: list[_IngestClient] = []
+        self._connectors: list[asyncio.Task[None]] = []
+        self._socket_closed: list[asyncio.Event] = []
+        self._misc: dict[int, asyncio.Task[None]] = {}
+        self._mqtt_closing = False
         self._store: storage.TelemetryStore | None = None
         self.connected = asyncio.Event()
 
-    # --- MQTT (paho network thread) ---------------------------------------------------------------
+    # --- MQTT (paho callbacks, on the loop) ---------------------------------------------------------------
 
     def _make_client(self, session: int) -> _IngestClient:
         suffix = "-prio" if session else ""
@@ -436,9 +457,69 @@ class IngestService:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_raw = functools.partial(self._on_raw, session)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client.on_socket_open = self._on_socket_open
+        client.on_socket_close = self._on_socket_close
+        client.on_socket_register_write = self._on_socket_register_write
+        client.on_socket_unregister_write = self._on_socket_unregister_write
         client.max_queued_messages_set(0)
         return client
+
+    # --- paho on the asyncio loop -----------------------------------------------------------------
+
+    def _on_socket_open(self, client: mqtt.Client, session: int, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_reader(sock, client.loop_read)
+        self._misc[session] = self._loop.create_task(self._misc_loop(client), name=f"mqtt-misc-{session}")
+
+    def _on_socket_close(self, _client: mqtt.Client, session: int, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        misc = self._misc.pop(session, None)
+        if misc is not None:
+            misc.cancel()
+        self._socket_closed[session].set()
+
+    def _on_socket_register_write(self, client: mqtt.Client, _session: int, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.add_writer(sock, client.loop_write)
+
+    def _on_socket_unregister_write(self, _client: mqtt.Client, _session: int, sock: Any) -> None:
+        assert self._loop is not None
+        self._loop.remove_writer(sock)
+
+    @staticmethod
+    async def _misc_loop(client: mqtt.Client) -> None:
+        """Keepalive pings and the ping timeout (what paho's own loop does once a second)."""
+        while client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 - a timer, no event
+            await asyncio.sleep(1.0)
+
+    async def _keep_connected(self, session: int, client: _IngestClient) -> None:
+        """Connect, and reconnect after every loss (1 s, doubling to 10 s while the broker is away),
+        until :meth:`stop` closes the session. The TCP connect itself blocks the loop for at most
+        the client's connect timeout; the MQTT handshake does not."""
+        host, port, _, _ = _mqtt_target(self.settings.mqtt_url)
+        client.connect_async(
+            host,
+            port,
+            keepalive=self.config.keepalive_s,
+            clean_start=False,
+            properties=self._connect_properties(),
+        )
+        delay = 1.0
+        while not self._mqtt_closing:
+            self._socket_closed[session].clear()
+            try:
+                client.reconnect()
+            except (OSError, ValueError) as e:
+                log.warning("ingest.mqtt_connect_failed", session=session, error=repr(e)[:200])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 1.0
+            await self._socket_closed[session].wait()
+            if not self._mqtt_closing:
+                await asyncio.sleep(1.0)
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -468,14 +549,14 @@ class IngestService:
             generation=self._generations[session],
         )
         if session == 0 and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.connected.set)
+            self.connected.set()
 
     def _on_disconnect(self, _c: mqtt.Client, session: int, _flags: Any, rc: Any, _props: Any) -> None:
         # Packet ids handed out on the old connection must not be acknowledged on the next one.
         self._generations[session] += 1
         log.warning("ingest.mqtt_disconnected", reason=str(rc), session=session)
         if session == 0 and self._loop is not None:
-            self._loop.call_soon_threadsafe(self.connected.clear)
+            self.connected.clear()
 
     def _on_message(self, _c: mqtt.Client, session: int, msg: mqtt.MQTTMessage) -> None:
         """Messages paho decodes itself (QoS 0, or anything the fast path hands back)."""
@@ -488,9 +569,7 @@ class IngestService:
             return  # not acknowledged: the broker keeps it for the next session
         raw = _Raw(topic, payload, mid, qos, self._generations[session], received_at, session)
         (self._pinbox if session else self._inbox).append(raw)
-        if not self._wake_pending and self._loop is not None:
-            self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._wake.set)
+        self._wake.set()
 
     def _ack(self, items: list[_Item]) -> None:
         for session, client in enumerate(self._clients):
@@ -501,7 +580,7 @@ class IngestService:
                 if r.qos == 2:
                     client.ack(r.mid, 2)
 
-    # --- Routing (asyncio thread) -----------------------------------------------------------------
+    # --- Routing -----------------------------------------------------------------
 
     def _classify(self, raw: _Raw) -> tuple[_Item, Message | None]:
         """Normalise one message; returns its message when it still needs its device looked up.
@@ -551,7 +630,7 @@ class IngestService:
             item.alarms = self._rules(device, out)
             if out.events or out.availability or item.alarms:
                 self._priority.append(item)
-                self._priority_ready.set()
+                self._wake_priority()
             else:
                 self._to_batch(item)
         except Exception as e:  # never crash on input: park it with the reason
@@ -710,7 +789,23 @@ class IngestService:
         finally:
             await conn.close()
 
+    def _wake_priority(self) -> None:
+        if self._lane_loop is not None and self._priority_ready is not None:
+            self._lane_loop.call_soon_threadsafe(self._priority_ready.set)
+
+    def _lane_main(self, started: threading.Event) -> None:
+        async def lane() -> None:
+            self._lane_loop = asyncio.get_running_loop()
+            self._priority_ready = asyncio.Event()
+            started.set()
+            await self._priority_writer()
+
+        asyncio.run(lane())
+
     async def _priority_writer(self) -> None:
+        """Runs on the lane's loop; acknowledgements go back to the main loop, which owns MQTT."""
+        assert self._priority_ready is not None
+        assert self._loop is not None
         conn: asyncpg.Connection | None = None
         while not self._writers_stop.is_set() or self._priority:
             if not self._priority:
@@ -744,7 +839,7 @@ class IngestService:
                 await self._fallback_dead_letter(items)
             finally:
                 self._priority_busy = False
-            self._ack(items)
+            self._loop.call_soon_threadsafe(self._ack, items)
         if conn is not None:
             await conn.close()
 
@@ -773,6 +868,7 @@ class IngestService:
                 rows.extend((k[0], r.at, r.metric, r.value, m.seq) for r in m.readings)
                 if m.availability is not None:
                     availability.append((k[0], m.availability == "online", it.raw.received_at))
+                    self._seen_written.pop(k[0], None)  # the next message stores last-seen (and online)
                     events.append((k[0], it.raw.received_at, m.availability, {}, m.seq))
                 alarms.extend(it.alarms)
             await storage.insert_events(conn, events)
@@ -812,6 +908,8 @@ class IngestService:
             await self._sleep_or(self._stopping, self.config.touch_interval_s)
             seen, self._last_seen = self._last_seen, {}
             gws, self._gateway_seen = self._gateway_seen, {}
+            written, advance = self._seen_written, dt.timedelta(seconds=self.config.touch_min_advance_s)
+            seen = {d: at for d, at in seen.items() if d not in written or at - written[d] >= advance}
             if not seen and not gws:
                 continue
             try:
@@ -820,6 +918,7 @@ class IngestService:
                 async with conn.transaction():
                     await storage.touch_devices(conn, seen)
                     await storage.touch_gateways(conn, gws)
+                written.update(seen)
             except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as e:
                 log.warning("ingest.touch_failed", error=repr(e)[:200])
                 conn = None
@@ -832,9 +931,9 @@ class IngestService:
         conn: asyncpg.Connection | None = None
         last_refresh = time.monotonic()
         while not self._stopping.is_set() or self._inbox or self._pinbox:
-            await self._sleep_or(self._wake, 0.5)
+            if not self._wake.is_set():
+                await self._wake.wait()  # set by new messages, by stop(), and by the retry paths
             self._wake.clear()
-            self._wake_pending = False
             if not self._inbox and not self._pinbox:
                 continue
             try:
@@ -909,9 +1008,14 @@ class IngestService:
         self._tasks = [
             asyncio.create_task(self._router(), name="ingest-router"),
             asyncio.create_task(self._batch_writer(), name="ingest-batch"),
-            asyncio.create_task(self._priority_writer(), name="ingest-priority"),
             asyncio.create_task(self._toucher(), name="ingest-touch"),
         ]
+        lane_started = threading.Event()
+        self._lane = threading.Thread(
+            target=self._lane_main, args=(lane_started,), name="ingest-priority", daemon=True
+        )
+        self._lane.start()
+        await asyncio.to_thread(lane_started.wait, 10)
         filters = priority_filters(self.config.subscription) if self.config.priority_session else []
         if filters:
             self._priority_topic = re.compile(
@@ -921,16 +1025,11 @@ class IngestService:
             )
         sessions = 2 if filters else 1
         self._clients = [self._make_client(i) for i in range(sessions)]
-        host, port, _, _ = _mqtt_target(self.settings.mqtt_url)
-        for client in self._clients:
-            client.connect_async(
-                host,
-                port,
-                keepalive=self.config.keepalive_s,
-                clean_start=False,
-                properties=self._connect_properties(),
-            )
-            client.loop_start()
+        self._socket_closed = [asyncio.Event() for _ in self._clients]
+        self._connectors = [
+            asyncio.create_task(self._keep_connected(i, c), name=f"mqtt-connect-{i}")
+            for i, c in enumerate(self._clients)
+        ]
         log.info("ingest.started", client_id=self.config.client_id, backend=self._store.backend)
 
     async def stop(self, *, end_session: bool = False) -> None:
@@ -941,19 +1040,29 @@ class IngestService:
         self._accepting = False
         self._stopping.set()
         self._wake.set()
-        router, batch, priority, toucher = self._tasks
+        router, batch, toucher = self._tasks
         await asyncio.gather(router, toucher, return_exceptions=True)
         self._writers_stop.set()
         self._batch_ready.set()
-        self._priority_ready.set()
-        await asyncio.gather(batch, priority, return_exceptions=True)
+        self._wake_priority()
+        await asyncio.gather(batch, return_exceptions=True)
+        if self._lane is not None:
+            await asyncio.to_thread(self._lane.join)
+        await asyncio.sleep(0)  # run the lane's last acknowledgements (queued with call_soon_threadsafe)
+        self._mqtt_closing = True
         for client in self._clients:
             props = None
             if end_session:
                 props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
                 props.SessionExpiryInterval = 0
-            client.disconnect(properties=props)
-            client.loop_stop()
+            client.disconnect(properties=props)  # written by the loop; the socket closes after it
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._socket_closed)), 5.0)
+        for task in self._connectors:
+            task.cancel()
+        await asyncio.gather(*self._connectors, return_exceptions=True)
+        for client in self._clients:
+            client._sock_close()  # if the broker never took the DISCONNECT (it is gone)
         log.info("ingest.stopped", **self.stats.__dict__)
 
     async def run_forever(self) -> None:
@@ -974,6 +1083,9 @@ async def run_async(settings: Settings, config: IngestConfig | None = None) -> N
 
 def run(settings: Settings, config: IngestConfig | None = None) -> None:
     """Entry point for ``eldercare ingest``."""
+    # The priority lane's thread waits for the GIL whenever its database answers; hand it over
+    # within 1 ms rather than CPython's default 5 ms.
+    sys.setswitchinterval(0.001)
     asyncio.run(run_async(settings, config))
 
 

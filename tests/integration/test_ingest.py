@@ -353,6 +353,31 @@ async def test_duplicates_are_stored_once(pg: asyncpg.Connection, ingest: Ingest
     assert leak_rows == 1
 
 
+async def test_packets_split_across_socket_reads(pg: asyncpg.Connection, ingest: IngestService) -> None:
+    """Large PUBLISH packets straddle the consumer's 256 KiB reads (and the fixed header may be cut
+    after its first byte): every message must still be decoded whole, exactly once."""
+    home = await seed_home(pg)
+    band = home.uid("band")
+    ms = int(time.time() * 1000)
+    messages = []
+    for i in range(40):
+        # Sizes from 1 KiB to just under the 64 KiB limit, so packet boundaries land everywhere.
+        pad = b"x" * (1_000 + (i * 7_919) % 63_000)
+        body = b'{"ts":%d,"seq":%d,"values":{"hr":%d},"pad":"%s"}' % (ms + i, i + 1, 60 + i, pad)
+        messages.append((f"eldercare/v1/dev/{band}/telemetry", body))
+    await publish(messages)
+    rows = await wait_for(
+        pg, "SELECT count(*) FROM telemetry WHERE device_id = $1", home.ids[band], expect=len(messages)
+    )
+    assert rows == len(messages)
+    values = await pg.fetch(
+        "SELECT seq, value FROM telemetry WHERE device_id = $1 ORDER BY seq", home.ids[band]
+    )
+    assert [(r["seq"], r["value"]) for r in values] == [(i + 1, 60.0 + i) for i in range(40)]
+    assert await pg.fetchval("SELECT count(*) FROM dead_letter WHERE topic LIKE $1", f"%{band}%") == 0
+    assert ingest._clients[0].split_packets > 0  # the reassembly path really ran
+
+
 async def _wait_subscribed(pg: asyncpg.Connection, probe_uid: str) -> None:
     """Publish probes from an unknown device until the worker dead-letters one: it is subscribed."""
     topic = f"eldercare/v1/dev/{probe_uid}/telemetry"
