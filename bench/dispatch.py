@@ -9,7 +9,8 @@
 3. ``order_to_offer_ms_p99`` end to end (target ≤ 50 ms): an as-soon-as-possible order placed through
    the service layer against real PostgreSQL — order row, candidate search, offer row — timed until
    its transaction has committed. The database (``--database-url``, recreated and migrated) holds
-   ``--caregivers`` caregivers on shift and ``--elders`` elders spread like the matching instance.
+   ``--caregivers`` caregivers on shift and ``--elders`` elders spread like the matching instance;
+   one provider per district, contracted for the services its caregivers do.
 """
 
 from __future__ import annotations
@@ -243,6 +244,7 @@ def bench_dayplan(
 
 
 BENCH_DB_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/eldercare_bench_dispatch"
+BENCH_SKILLS = ("CLEAN", "ESCORT", "VISIT")  # what the order-to-offer caregivers do and are contracted for
 
 
 async def _order_to_offer(
@@ -272,7 +274,7 @@ async def _order_to_offer(
 
     configure_logging(json=True, level="WARNING")
     from dispatch import orders
-    from dispatch.models import CaregiverPosition
+    from dispatch.models import CaregiverPosition, ProviderService
 
     base, _, name = url.replace("postgresql+asyncpg://", "postgresql://").rpartition("/")
     conn = await asyncpg.connect(base + "/postgres")
@@ -314,6 +316,15 @@ async def _order_to_offer(
         await s.execute(
             insert(ProviderDistrict), [{"provider_id": p, "district_id": d} for d, p in provider_of.items()]
         )
+        # Every provider is contracted for the services its caregivers do (and the orders ask for).
+        await s.execute(
+            insert(ProviderService),
+            [
+                {"provider_id": p, "service_code": code, "valid_from": dt.date(2026, 1, 1), "valid_to": None}
+                for p in provider_of.values()
+                for code in BENCH_SKILLS
+            ],
+        )
         near = {(round(d.lat, 2), round(d.lon, 2)): d.id for d in districts}
 
         def district_at(lat: float, lon: float) -> int:
@@ -328,7 +339,7 @@ async def _order_to_offer(
                     "name": f"护理员{i}",
                     "gender": rnd.choice("MF"),
                     "phone": f"139{i:08d}",
-                    "skills": ["CLEAN", "ESCORT", "VISIT"],
+                    "skills": list(BENCH_SKILLS),
                     "shift_start": dt.time(7),
                     "shift_end": dt.time(19),
                     "work_days": [1, 2, 3, 4, 5, 6, 7],
@@ -392,6 +403,7 @@ async def _order_to_offer(
                 session=s,
                 actor=actor,
                 elder_id=rnd.choice(elder_ids),
+                # BENCH_SKILLS, listed in the order earlier runs drew from (same orders, comparable runs)
                 service_code=rnd.choice(["CLEAN", "VISIT", "ESCORT"]),
                 now=now,
                 asap=True,

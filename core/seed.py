@@ -4,15 +4,21 @@ Both functions only add rows and flush; the caller owns the transaction. Both ar
 reference rows are inserted with ``ON CONFLICT DO NOTHING`` on their natural keys (division codes,
 ``(key, scope, valid_from)`` for policy values); the demo set is skipped when its marker, the
 ``demo_admin`` login, already exists.
+
+Domains add their own demo rows through a hook: a module listed in :data:`DOMAIN_SEED_MODULES` with
+``async def seed(session, *, today) -> dict[str, int]`` (its table row counts), run after the kernel's
+demo data on every ``seed_demo`` call, so it must be idempotent itself. The kernel may not import
+domains, so the modules are loaded by name (like ``core.scheduler.DOMAIN_JOB_MODULES``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +68,10 @@ DEMO_HOMES_WITH_DEVICES = 500
 DEMO_MARKER_USERNAME = "demo_admin"
 CIVIL_AFFAIRS_DISTRICT = "420902"  # the demo civil-affairs officer covers 孝南区
 _LAYOUT_SEED = "eldercare-reference-layout-v1"  # reference geometry never depends on the demo seed
+
+# Modules whose ``seed(session, today=...)`` adds a domain's demo rows. Add yours here (explicit).
+DOMAIN_SEED_MODULES: tuple[str, ...] = ("dispatch.seed",)
+DomainSeed = Callable[..., Awaitable[dict[str, int]]]
 
 COUNTED_TABLES: tuple[type[Base], ...] = (
     District,
@@ -860,21 +870,36 @@ async def _load_places(session: AsyncSession) -> list[_Place]:
     return [_Place(*row) for row in (await session.execute(stmt)).all()]
 
 
+async def seed_domains(
+    session: AsyncSession, *, today: dt.date, modules: Sequence[str] = DOMAIN_SEED_MODULES
+) -> dict[str, int]:
+    """Run each domain's demo seed hook in order; returns the row counts they report."""
+    counts: dict[str, int] = {}
+    for name in modules:
+        hook: DomainSeed = importlib.import_module(name).seed
+        counts.update(await hook(session, today=today))
+    return counts
+
+
 async def seed_demo(session: AsyncSession, *, today: dt.date, seed: int = DEFAULT_SEED) -> SeedSummary:
     """Reference data plus a deterministic demo data set for ``today``; skipped if already present.
 
     About 2,000 elders over the 7 divisions (weighted by population) with assessments, guardians,
     contacts, subsidy categories and long-term-care coverage; 20 providers with 300 caregivers and
     their certificates; 500 homes with a Zigbee gateway and devices; one login per role
-    (``demo_<role>``, password :data:`core.seed_data.DEMO_PASSWORD`). Only flushes.
+    (``demo_<role>``, password :data:`core.seed_data.DEMO_PASSWORD`); then the domains' demo rows
+    (:func:`seed_domains`, also when the kernel's set already existed). Only flushes.
     """
     started = time.perf_counter()
     await seed_reference(session, today=today)
     marker = await session.execute(select(AppUser.id).where(AppUser.username == DEMO_MARKER_USERNAME))
     if marker.first() is not None:
         log.info("seed.demo.skipped", reason="already_seeded")
+        domains = await seed_domains(session, today=today)
         return SeedSummary(
-            created=False, counts=await _counts(session), logins=await _existing_logins(session)
+            created=False,
+            counts=await _counts(session) | domains,
+            logins=await _existing_logins(session),
         )
 
     rng = random.Random(seed)
@@ -1021,7 +1046,7 @@ async def seed_demo(session: AsyncSession, *, today: dt.date, seed: int = DEFAUL
     )
     await session.flush()
 
-    counts = await _counts(session)
+    counts = await _counts(session) | await seed_domains(session, today=today)
     log.info(
         "seed.demo.created",
         seed=seed,

@@ -281,6 +281,14 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         PolicyDefault("verification.checkin_radius", "rural", {"metres": 500}, _SRC_VERIFY),
         PolicyDefault("verification.min_onsite", "*", {"bp": 8000}, _SRC_VERIFY),
         PolicyDefault("verification.signoff_window", "*", {"seconds": 24 * 3600}, _SRC_VERIFY),
+        # After this many wrong sign-off PINs for one visit, PIN sign-off of it is refused for a while:
+        # a 6-digit PIN cannot be guessed by trying (family confirmation still works).
+        PolicyDefault(
+            "verification.signoff_pin",
+            "*",
+            {"max_failures": 5, "lock_minutes": 15},
+            "sign-off PIN guessing limit [E]",
+        ),
         PolicyDefault("verification.callback_sample", "*", {"bp": 1000}, _SRC_VERIFY),
         PolicyDefault(
             "dispatch.urgent_eta_max", "urban", {"seconds": 15 * 60}, _SRC_DISPATCH + "; [R] 15-min circle"
@@ -295,6 +303,10 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         PolicyDefault("dispatch.offer_window", "*", {"seconds": 60}, _SRC_DISPATCH),
         PolicyDefault("dispatch.max_offers", "*", {"count": 3}, _SRC_DISPATCH),
         PolicyDefault("dispatch.continuity_window", "*", {"days": 30}, _SRC_DISPATCH),
+        # The day planner's search budget per provider: min + per visit, capped (wall milliseconds).
+        PolicyDefault(
+            "dispatch.dayplan", "*", {"max_ms": 5000, "min_ms": 200, "per_visit_ms": 20}, "planner budget [E]"
+        ),
         # A customer cancelling an accepted visit less than this before its start pays the late fee.
         PolicyDefault("dispatch.cancel_notice", "*", {"seconds": 2 * 3600}, _SRC_CANCEL),
         PolicyDefault("dispatch.late_cancel_fee", "*", {"fen": 1000}, _SRC_CANCEL),

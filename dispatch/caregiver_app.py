@@ -2,7 +2,8 @@
 open offers, read the day's own visits, and work the visit at the door (en route, check-in by GPS and
 the door's QR code, checklist, check-out, the elder's PIN sign-off), plus the elder's and family's side
 of the sign-off (the PIN to tell, the confirmation). Check-out and sign-off verify the visit through
-:func:`dispatch.visits.verify_visit`.
+:func:`dispatch.visits.verify_visit`. Wrong PINs are counted per visit, and after a few PIN sign-off of
+that visit is refused for a while (policy ``verification.signoff_pin``), so a PIN cannot be guessed.
 """
 
 from __future__ import annotations
@@ -10,18 +11,27 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.authz import Principal
-from core.errors import Conflict, Forbidden, Invalid
+from core.errors import Conflict, DomainError, Forbidden, Invalid, TooManyRequests
 from core.models import Elder
 from core.registry.common import get_or_404
-from dispatch.common import DispatchError, exception_records, move, visible_visit
-from dispatch.matching import LOCAL_TZ
+from dispatch.common import (
+    DispatchError,
+    SignOffPinPolicy,
+    exception_records,
+    load_policies,
+    move,
+    visible_visit,
+)
+from dispatch.matching import LOCAL_TZ, local_date
 from dispatch.models import CaregiverPosition, Offer, OfferState, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, dispatch_order
 from dispatch.states import Actor, OrderState
@@ -143,9 +153,13 @@ async def _my_visit(session: AsyncSession, actor: Principal, visit_id: int) -> t
     visit = await get_or_404(session, Visit, visit_id, what="visit")
     if visit.caregiver_id != cid:
         raise Forbidden("This is not your visit.", code="scope.visit")
-    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
+    # A day-plan re-plan hands visits to other caregivers under the order's row lock: take that lock,
+    # then check again that the visit is still this caregiver's (and not withdrawn).
+    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True, with_for_update=True)
     if order is None:  # pragma: no cover - a foreign key
         raise DispatchError(f"order {visit.order_id} not found")
+    if await session.scalar(select(Visit.caregiver_id).where(Visit.id == visit_id)) != cid:
+        raise Forbidden("This is not your visit.", code="scope.visit")
     return visit, order
 
 
@@ -236,14 +250,90 @@ async def check_out(
     return visit, result
 
 
+class SignOffLocked(TooManyRequests):
+    """Too many wrong PINs for this visit: PIN sign-off is refused until the lock passes."""
+
+    code = "signoff.locked"
+    title = "PIN sign-off locked"
+
+
+@dataclass(frozen=True, slots=True)
+class PinSignOff:
+    """What a PIN sign-off attempt produced: the visit verified again, or ``error`` (a wrong PIN, a
+    locked visit), which the caller raises only after committing, so that the wrong PIN counts."""
+
+    visit: Visit
+    result: VerificationResult | None = None
+    error: DomainError | None = None
+
+    def unwrap(self) -> tuple[Visit, VerificationResult]:
+        """The visit and its verification, or raise the attempt's error."""
+        if self.error is not None:
+            raise self.error
+        if self.result is None:  # pragma: no cover - a success always carries its result
+            raise DispatchError(f"visit {self.visit.id}: sign-off without a result")
+        return self.visit, self.result
+
+
 async def sign_off_by_pin(
-    *, session: AsyncSession, actor: Principal, visit_id: int, pin: str, secret: str, now: dt.datetime
-) -> tuple[Visit, VerificationResult]:
-    """The caregiver enters the PIN the elder reads from their app; the visit is verified again."""
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    visit_id: int,
+    pin: str,
+    secret: str,
+    now: dt.datetime,
+    policy: SignOffPinPolicy | None = None,
+) -> PinSignOff:
+    """The caregiver enters the PIN the elder reads from their app; the visit is verified again.
+
+    Wrong PINs are counted on the visit; the ``policy.max_failures``-th in a row locks PIN sign-off of
+    that visit for ``policy.lock_s`` seconds (429 ``signoff.locked``, the right PIN included; family
+    confirmation still works), after which the count starts again. A wrong PIN is therefore a change
+    too: like a failed login, the caller must commit even when the outcome carries an ``error``, and
+    raise it afterwards (:meth:`PinSignOff.unwrap`). Errors of scope and state are raised at once.
+    ``policy`` defaults to the one valid today (Asia/Shanghai).
+    """
     visit, _ = await _my_visit(session, actor, visit_id)
-    if not hmac.compare_digest(pin, sign_off_pin(secret, visit.id)):
-        raise Invalid("The sign-off PIN is wrong.", code="dispatch.pin_wrong")
-    return await _sign_off(session, visit, method="pin", user_id=None, now=now)
+    # Lock the row: concurrent guesses for one visit take turns, each seeing the others' count.
+    await session.refresh(visit, attribute_names=["pin_failures", "pin_locked_until"], with_for_update=True)
+    if visit.pin_locked_until is not None and visit.pin_locked_until > now:
+        return PinSignOff(visit, error=_locked(visit.pin_locked_until, now))
+    if hmac.compare_digest(pin, sign_off_pin(secret, visit.id)):
+        visit.pin_failures, visit.pin_locked_until = 0, None
+        _, result = await _sign_off(session, visit, method="pin", user_id=None, now=now)
+        return PinSignOff(visit, result)
+    if policy is None:
+        policy = (await load_policies(session=session, day=local_date(now))).sign_off_pin
+    failures = visit.pin_failures + 1
+    if failures < policy.max_failures:
+        visit.pin_failures, visit.pin_locked_until = failures, None
+        await session.flush()
+        wrong = Invalid(
+            "The sign-off PIN is wrong.",
+            code="dispatch.pin_wrong",
+            attempts_left=policy.max_failures - failures,
+        )
+        return PinSignOff(visit, error=wrong)
+    visit.pin_failures, visit.pin_locked_until = 0, now + dt.timedelta(seconds=policy.lock_s)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="signoff_pin_locked",
+        entity="visit",
+        entity_id=visit.id,
+        after={"failures": failures, "locked_until": visit.pin_locked_until},
+    )
+    return PinSignOff(visit, error=_locked(visit.pin_locked_until, now))
+
+
+def _locked(until: dt.datetime, now: dt.datetime) -> SignOffLocked:
+    return SignOffLocked(
+        "Too many wrong sign-off PINs for this visit; try again later, or ask the family to confirm.",
+        locked_until=until.isoformat(),
+        retry_after_s=max(1, math.ceil((until - now).total_seconds())),
+    )
 
 
 async def sign_off_code(*, session: AsyncSession, actor: Principal, visit_id: int, secret: str) -> str:

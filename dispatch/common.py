@@ -20,8 +20,12 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
+    Double,
+    Integer,
     String,
     bindparam,
+    case,
+    cast,
     exists,
     false,
     func,
@@ -80,10 +84,32 @@ class OfferNotOpen(DispatchError):
     title = "Offer not open"
 
 
+class NotContracted(DispatchError):
+    """The caregiver's provider holds no contract for the order's service on its service day."""
+
+    status = 409
+    code = "dispatch.not_contracted"
+    title = "Provider not contracted for the service"
+
+
 @dataclass(frozen=True, slots=True)
 class OfferPolicy:
     offer_seconds: int = 60
     max_attempts: int = 3
+
+
+# Continuity of care counts the visits of the last this many days (DOMAIN §6), unless the policy
+# ``dispatch.continuity_window`` says otherwise.
+CONTINUITY_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class SignOffPinPolicy:
+    """Wrong sign-off PINs one visit may see before PIN sign-off of that visit is refused for
+    ``lock_s`` seconds (policy ``verification.signoff_pin``)."""
+
+    max_failures: int = 5
+    lock_s: int = 15 * 60
 
 
 def service_rule(s: Service) -> ServiceRule:
@@ -181,6 +207,22 @@ async def change_state(
     )
 
 
+def new_visit(
+    order: ServiceOrder, *, caregiver_id: int, provider_id: int | None, start: dt.datetime
+) -> Visit:
+    """The visit of an order just accepted by (or assigned to) a caregiver: it is scheduled from
+    ``start`` for the order's duration. The caller adds it to the session."""
+    return Visit(
+        order_id=order.id,
+        service_code=order.service_code,
+        elder_id=order.elder_id,
+        caregiver_id=caregiver_id,
+        provider_id=provider_id,
+        scheduled_start_at=start,
+        scheduled_end_at=start + dt.timedelta(seconds=order.duration_s),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Policies:
     """The dated policy values (``dispatch.*``, ``verification.*``) valid on one day."""
@@ -190,6 +232,8 @@ class Policies:
     verification: VerificationPolicy
     cancellation: CancellationPolicy
     quality: QualityWeights = field(default_factory=QualityWeights)
+    continuity_days: int = CONTINUITY_DAYS
+    sign_off_pin: SignOffPinPolicy = field(default_factory=SignOffPinPolicy)
 
 
 async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
@@ -205,9 +249,12 @@ async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
 def _policy_filter(day: Any) -> tuple[ColumnElement[bool], ...]:
     return (
         or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
-        PolicyValue.valid_from <= day,
-        (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day),
+        *_valid_on(day),
     )
+
+
+def _valid_on(day: Any) -> tuple[ColumnElement[bool], ...]:
+    return PolicyValue.valid_from <= day, (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day)
 
 
 def policy_rows_json(day: Any) -> Any:
@@ -220,6 +267,21 @@ def policy_rows_json(day: Any) -> Any:
     )
 
 
+def policy_number(key: str, scope: str, name: str, day: Any, default: float) -> ColumnElement[float]:
+    """SQL twin of how :func:`policies_from` reads one number: ``value[name]`` of the latest row of
+    (``key``, ``scope``) valid on ``day`` if that is a JSON number, else ``default``. For statements
+    that need a policy value inside the same round trip as the policies themselves."""
+    item = PolicyValue.value[name]
+    latest = (
+        select(case((func.jsonb_typeof(item) == "number", cast(item, Double))))
+        .where(PolicyValue.key == key, PolicyValue.scope == scope, *_valid_on(day))
+        .order_by(PolicyValue.valid_from.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return func.coalesce(latest, literal(default, Double), type_=Double)
+
+
 def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policies:
     """Policies from (key, scope, value) rows ordered by ``valid_from`` (the latest wins)."""
     values: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -228,7 +290,8 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
 
     def num(key: str, scope: str, name: str, default: float) -> float:
         v = values.get((key, scope), {}).get(name)
-        return float(v) if isinstance(v, int | float) else default
+        # A JSON number only (not true/false), as :func:`policy_number` reads it in SQL.
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
 
     m = MatchPolicy()
     w = m.weights
@@ -276,7 +339,27 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
         exceptions=num("dispatch.quality_weights", "*", "exceptions_bp", q.exceptions * 10_000) / 10_000,
         complaints=num("dispatch.quality_weights", "*", "complaints_bp", q.complaints * 10_000) / 10_000,
     )
-    return Policies(match_policy, offer_policy, verification, cancel, quality)
+    pin = SignOffPinPolicy()
+    sign_off_pin = SignOffPinPolicy(
+        max_failures=max(1, int(num("verification.signoff_pin", "*", "max_failures", pin.max_failures))),
+        lock_s=max(0, int(num("verification.signoff_pin", "*", "lock_minutes", pin.lock_s / 60) * 60)),
+    )
+    return Policies(
+        match_policy,
+        offer_policy,
+        verification,
+        cancel,
+        quality,
+        # Whole days, as :func:`continuity_days_sql` counts them.
+        continuity_days=max(0, int(num("dispatch.continuity_window", "*", "days", CONTINUITY_DAYS))),
+        sign_off_pin=sign_off_pin,
+    )
+
+
+def continuity_days_sql(day: Any) -> ColumnElement[int]:
+    """SQL twin of :attr:`Policies.continuity_days` valid on ``day`` (whole days, at least 0)."""
+    days = policy_number("dispatch.continuity_window", "*", "days", day, CONTINUITY_DAYS)
+    return cast(func.greatest(0, func.trunc(days)), Integer)
 
 
 # --- Scope ------------------------------------------------------------------------------------------
@@ -425,10 +508,16 @@ def contracted(provider_id: Any, service_code: Any, day: Any) -> ColumnElement[b
 
     Each argument may be a column, an expression or a plain value, so the same rule filters candidate
     caregivers (``Caregiver.provider_id``), the orders a provider plans, and a hand assignment.
+    Columns correlate to the statement they come from at any depth of nesting (auto-correlation
+    would look only one level up and otherwise pull their table into the subquery's FROM).
     """
-    return exists().where(
-        ProviderService.provider_id == provider_id,
-        ProviderService.service_code == service_code,
-        ProviderService.valid_from <= day,
-        or_(ProviderService.valid_to.is_(None), ProviderService.valid_to >= day),
+    return (
+        exists()
+        .where(
+            ProviderService.provider_id == provider_id,
+            ProviderService.service_code == service_code,
+            ProviderService.valid_from <= day,
+            or_(ProviderService.valid_to.is_(None), ProviderService.valid_to >= day),
+        )
+        .correlate_except(ProviderService)
     )

@@ -41,8 +41,8 @@ async def sample_callbacks(session: AsyncSession, now: dt.datetime) -> int:
 
 
 async def plan_tomorrow(session: AsyncSession, now: dt.datetime) -> int:
-    """Plan tomorrow's scheduled orders per provider (new orders are inserted into an existing plan
-    without moving anything). Returns the plans written."""
+    """Plan and publish tomorrow's scheduled orders per provider (each planned order accepted with its
+    visit; new orders are inserted into an existing plan without moving anything). Returns the plans."""
     return await dayplans.plan_tomorrow(session=session, now=now)
 
 

@@ -219,7 +219,8 @@ class CaregiverPosition(Base):
 
 
 class Visit(Base):
-    """The visit of an accepted order: the six EVV elements plus check-in/out evidence and sign-off."""
+    """The visit of an accepted order: the six EVV elements plus check-in/out evidence and sign-off
+    (with the count of wrong sign-off PINs that rate-limits guessing)."""
 
     __tablename__ = "visit"
     __table_args__ = (
@@ -229,6 +230,7 @@ class Visit(Base):
         _in("check_out_method", CaptureMethod),
         _in("sign_off_method", ("pin", "family")),
         CheckConstraint("check_out_at IS NULL OR check_out_at >= check_in_at", name="check_order"),
+        CheckConstraint("pin_failures >= 0", name="pin_failures_nonnegative"),
         Index("ix_visit_caregiver_start", "caregiver_id", "scheduled_start_at"),
     )
 
@@ -253,6 +255,10 @@ class Visit(Base):
     signed_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     sign_off_method: Mapped[str | None] = mapped_column(String(8))
     signed_off_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    # Wrong sign-off PINs since the last lock (or right PIN); PIN sign-off is refused until
+    # ``pin_locked_until`` (policy ``verification.signoff_pin``).
+    pin_failures: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    pin_locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     verification: Mapped[str] = mapped_column(String(10), default="pending")
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = _now()
@@ -345,6 +351,7 @@ class ProviderDayPlan(Base):
 
     ``revision`` counts builds (1) plus re-plans; caregivers reported unavailable (sick) stay out of
     every later re-plan of the day; orders that fit nowhere are listed in ``unassigned_order_ids``.
+    A plan is an assignment: from ``published_at`` on, every stop's order is accepted with a visit.
     """
 
     __tablename__ = "day_plan"
@@ -362,11 +369,12 @@ class ProviderDayPlan(Base):
     travel_s: Mapped[int] = mapped_column(Integer)  # total planned travel, seconds
     unassigned_order_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
     unavailable_caregiver_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class DayPlanStop(Base):
-    """One planned visit: the order, its caregiver, its place (1, 2, …) in that caregiver's route and
-    the planned start (UTC)."""
+    """One planned visit: the order, its caregiver, its place (1, 2, …) in that caregiver's route, the
+    planned start (UTC) and the visit that publishing it created (NULL once that visit is withdrawn)."""
 
     __tablename__ = "day_plan_stop"
     __table_args__ = (
@@ -382,3 +390,4 @@ class DayPlanStop(Base):
     caregiver_id: Mapped[int] = mapped_column(ForeignKey("caregiver.id"))
     seq: Mapped[int] = mapped_column(SmallInteger)
     planned_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visit.id", ondelete="SET NULL"), unique=True)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Double,
     Integer,
+    Interval,
     String,
     Table,
     bindparam,
@@ -51,13 +52,20 @@ from core.models import (
     ProviderDistrict,
 )
 from dispatch.common import (
+    CONTINUITY_DAYS as CONTINUITY_DAYS,  # re-exported: the policy's default, still imported from here
+)
+from dispatch.common import (
     DispatchError,
     OfferNotOpen,
     OfferPolicy,
     Policies,
     StateConflict,
     change_state,
+    continuity_days_sql,
+    contracted,
+    load_policies,
     logged,
+    new_visit,
     policies_from,
     policy_rows_json,
     service_rule,
@@ -80,7 +88,6 @@ from dispatch.states import Actor, OrderState, transition
 
 log = structlog.get_logger(__name__)
 
-CONTINUITY_DAYS = 30
 CANDIDATE_POOL = 32  # nearest caregivers fetched per dispatch; the matching core ranks them
 _LIVE_ORDER_STATES = tuple(
     s.value for s in OrderState if s not in (OrderState.CANCELLED, OrderState.NO_SHOW, OrderState.CREATED)
@@ -229,15 +236,7 @@ async def accept_offer(*, session: AsyncSession, offer_id: int, caregiver_id: in
     if order is None:  # pragma: no cover - the UPDATE above just found it
         raise DispatchError(f"order {order_id} vanished")
     start = max(order.window_start_at, now) if order.asap else order.window_start_at
-    visit = Visit(
-        order_id=order_id,
-        service_code=order.service_code,
-        elder_id=order.elder_id,
-        caregiver_id=caregiver_id,
-        provider_id=order.provider_id,
-        scheduled_start_at=start,
-        scheduled_end_at=start + dt.timedelta(seconds=order.duration_s),
-    )
+    visit = new_visit(order, caregiver_id=caregiver_id, provider_id=order.provider_id, start=start)
     session.add(visit)
     await session.flush()
     log.info("dispatch.offer.accepted", order_id=order_id, offer_id=offer_id, caregiver_id=caregiver_id)
@@ -372,8 +371,12 @@ async def _offer_or_escalate(
 # --- Real-time dispatch -----------------------------------------------------------------------------
 
 
-async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> OrderRequest:
-    """The matching view of an order: the elder's home, gender, block list and continuity of care."""
+async def build_request(
+    *, session: AsyncSession, order: ServiceOrder, now: dt.datetime, policies: Policies | None = None
+) -> OrderRequest:
+    """The matching view of an order: the elder's home, gender, block list and continuity of care
+    (visits checked in during the policy's continuity window before ``now``). ``policies`` are those
+    of the service day; read here when not given."""
     elder = (
         await session.execute(
             select(
@@ -398,7 +401,10 @@ async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.d
             select(ElderBlockedCaregiver.caregiver_id).where(ElderBlockedCaregiver.elder_id == elder.id)
         )
     )
-    since = now - dt.timedelta(days=CONTINUITY_DAYS)
+    start = max(order.window_start_at, now) if order.asap else order.window_start_at
+    if policies is None:
+        policies = await load_policies(session=session, day=local_date(start))
+    since = now - dt.timedelta(days=policies.continuity_days)
     continuity = {
         int(cid): int(n)
         for cid, n in await session.execute(
@@ -407,7 +413,6 @@ async def build_request(*, session: AsyncSession, order: ServiceOrder, now: dt.d
             .group_by(Visit.caregiver_id)
         )
     }
-    start = max(order.window_start_at, now) if order.asap else order.window_start_at
     return OrderRequest(
         elder_id=elder.id,
         elder_gender=elder.gender,
@@ -482,7 +487,7 @@ class _DispatchFacts:
 
     request: OrderRequest
     district_id: int
-    provider_ids: frozenset[int]  # providers serving the elder's district
+    provider_ids: frozenset[int]  # serving the elder's district, contracted for the service that day
     policies: Policies
     state: str
     attempts: int
@@ -491,14 +496,18 @@ class _DispatchFacts:
 
 @functools.cache
 def _facts_statement() -> Any:
-    """The statement behind :func:`_dispatch_facts`, built once (parameters: order_id, elder_id, since,
-    day); reusing the object spares SQLAlchemy rebuilding it and its cache key on every order."""
+    """The statement behind :func:`_dispatch_facts`, built once (parameters: order_id, elder_id,
+    service_code, now, day); reusing the object spares SQLAlchemy rebuilding it and its cache key on
+    every order."""
     elder_id = bindparam("elder_id", type_=BigInteger)
+    day = bindparam("day", type_=Date)
+    # The continuity window comes from the policy of the service day, read in this same statement.
+    since = bindparam("now", type_=DateTime(timezone=True)) - func.make_interval(
+        0, 0, 0, continuity_days_sql(day), type_=Interval
+    )
     counts = (
         select(Visit.caregiver_id.label("cid"), func.count().label("n"))
-        .where(
-            Visit.elder_id == elder_id, Visit.check_in_at >= bindparam("since", type_=DateTime(timezone=True))
-        )
+        .where(Visit.elder_id == elder_id, Visit.check_in_at >= since)
         .group_by(Visit.caregiver_id)
         .subquery()
     )
@@ -509,8 +518,11 @@ def _facts_statement() -> Any:
     asked = select(func.array_agg(Offer.caregiver_id, type_=ARRAY(BigInteger))).where(
         Offer.order_id == bindparam("order_id", type_=BigInteger)
     )
+    # Providers serving the district and contracted for the service on the service day: the contract
+    # rule is applied once per provider here, not once per caregiver in the candidate search.
     providers = select(func.array_agg(ProviderDistrict.provider_id, type_=ARRAY(BigInteger))).where(
-        ProviderDistrict.district_id == Elder.district_id
+        ProviderDistrict.district_id == Elder.district_id,
+        contracted(ProviderDistrict.provider_id, bindparam("service_code", type_=String), day),
     )
     return (
         select(
@@ -534,7 +546,7 @@ def _facts_statement() -> Any:
             continuity.scalar_subquery().label("continuity"),
             asked.scalar_subquery().label("asked"),
             providers.scalar_subquery().label("providers"),
-            policy_rows_json(bindparam("day", type_=Date)).label("policies"),
+            policy_rows_json(day).label("policies"),
         )
         .join(Elder, Elder.id == ServiceOrder.elder_id)
         .join(Community, Community.id == Elder.community_id)
@@ -551,7 +563,8 @@ async def _dispatch_facts(session: AsyncSession, order: ServiceOrder, now: dt.da
     params = {
         "order_id": order.id,
         "elder_id": order.elder_id,
-        "since": now - dt.timedelta(days=CONTINUITY_DAYS),
+        "service_code": order.service_code,
+        "now": now,
         "day": local_date(start),
     }
     row = (await session.execute(_facts_statement(), params)).one()
@@ -792,7 +805,8 @@ async def dispatch_order(*, session: AsyncSession, order_id: int, now: dt.dateti
     """Offer a ``created`` order to the best caregiver not yet asked, or escalate it.
 
     Candidates are the active caregivers with the service's skill of providers serving the elder's
-    district, within reach of the elder (the matching radius of the policy). For as-soon-as-possible
+    district and holding a contract for the service valid on its (Asia/Shanghai) service day, within
+    reach of the elder (the matching radius of the policy). For as-soon-as-possible
     and urgent orders only caregivers on shift count, at their last reported position; otherwise a
     caregiver off shift counts from home. The database returns the :data:`CANDIDATE_POOL` nearest
     (plus the elder's continuity caregivers); the matching core applies every hard rule and scores

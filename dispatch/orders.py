@@ -33,12 +33,15 @@ from core.registry.common import (
 )
 from dispatch.common import (
     DispatchError,
+    NotContracted,
     actor_of,
+    contracted,
     elder_district,
     exception_records,
     load_policies,
     logged,
     move,
+    new_visit,
     order_clause,
     price_fen,
     price_on,
@@ -493,7 +496,8 @@ async def mark_no_show(
 async def assign_order(
     *, session: AsyncSession, actor: Principal, order_id: int, caregiver_id: int, now: dt.datetime
 ) -> Visit:
-    """Hand an escalated order to a caregiver (operator queue). Every hard rule except distance is checked;
+    """Hand an escalated order to a caregiver (operator queue). Every hard rule except distance is checked,
+    including the provider's contract for the service on the service day (409 ``dispatch.not_contracted``);
     a provider admin may assign only its own caregivers."""
     order = await get_or_404(session, ServiceOrder, order_id, what="order")
     if actor.role == Role.PROVIDER_ADMIN:
@@ -511,8 +515,16 @@ async def assign_order(
     if actor.role == Role.PROVIDER_ADMIN and cg.provider_id != actor.provider_id:
         raise Forbidden("You may assign only your own provider's caregivers.", code="scope.provider")
     request = await build_request(session=session, order=order, now=now)
+    day = local_date(request.start)
+    if not await session.scalar(select(contracted(cg.provider_id, order.service_code, day))):
+        raise NotContracted(
+            f"Provider {cg.provider_id} holds no contract for {order.service_code} on {day.isoformat()}.",
+            provider_id=cg.provider_id,
+            service_code=order.service_code,
+            day=day.isoformat(),
+        )
     profiles = await caregiver_profiles(session, [cg], request.start)
-    reason = static_rejection(profiles[cg.id], request, local_date(request.start)) or timing_rejection(
+    reason = static_rejection(profiles[cg.id], request, day) or timing_rejection(
         profiles[cg.id], request.start, request.start + dt.timedelta(seconds=order.duration_s)
     )
     if reason is not None:
@@ -535,15 +547,7 @@ async def assign_order(
         note="assigned by hand",
         values={"caregiver_id": cg.id, "provider_id": cg.provider_id},
     )
-    visit = Visit(
-        order_id=order.id,
-        service_code=order.service_code,
-        elder_id=order.elder_id,
-        caregiver_id=cg.id,
-        provider_id=cg.provider_id,
-        scheduled_start_at=request.start,
-        scheduled_end_at=request.start + dt.timedelta(seconds=order.duration_s),
-    )
+    visit = new_visit(order, caregiver_id=cg.id, provider_id=cg.provider_id, start=request.start)
     session.add(visit)
     await session.flush()
     return visit

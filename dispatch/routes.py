@@ -19,7 +19,7 @@ from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
 from core.registry.common import Window
-from dispatch import caregiver_app, dayplans, orders, quality, visits
+from dispatch import caregiver_app, contracts, dayplans, orders, quality, visits
 from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition
 from dispatch.schemas import (
@@ -34,6 +34,8 @@ from dispatch.schemas import (
     ComplaintCreate,
     ComplaintPage,
     ComplaintRead,
+    ContractList,
+    ContractRead,
     DayPlanRead,
     ExceptionCode,
     NoShowIn,
@@ -61,6 +63,7 @@ from dispatch.schemas import (
     callback_read,
     complaint_page,
     complaint_read,
+    contract_read,
     day_plan_read,
     offer_read,
     order_detail_read,
@@ -99,6 +102,8 @@ StateQuery = Annotated[
 IdQuery = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)]
 CALLBACKS = allow(R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
 READ_QUALITY = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+READ_CONTRACTS = allow(R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+CONTRACTING = allow(R.CIVIL_AFFAIRS, R.ADMIN)
 CallbackState = Annotated[
     str | None, QueryParameter(name="state", pattern=r"^(open|done)$", description="open or done")
 ]
@@ -324,24 +329,32 @@ class CaregiverAppController(Controller):
         )
         return verification_read(visit, result)
 
-    @post("/visits/{visit_id:int}/sign-off", opt=CAREGIVER, status_code=200, summary="Elder's PIN sign-off")
+    @post(
+        "/visits/{visit_id:int}/sign-off",
+        opt=CAREGIVER,
+        status_code=200,
+        summary="Elder's PIN sign-off (locked for a while after too many wrong PINs)",
+    )
     async def sign_off(
         self,
-        db: Db,
         principal: CurrentPrincipal,
         now: Now,
         state: State,
         visit_id: FromPath[int],
         data: JSONBody[SignOffIn],
     ) -> VerificationRead:
-        visit, result = await caregiver_app.sign_off_by_pin(
-            session=db,
-            actor=principal,
-            visit_id=visit_id,
-            pin=data.pin,
-            secret=state.settings.secret_key,
-            now=now,
-        )
+        # Its own transaction, like a login: a wrong PIN is committed (it counts towards the visit's
+        # lock) before its error is raised, which would roll back the request's transaction.
+        async with state.sessionmaker() as session, session.begin():
+            outcome = await caregiver_app.sign_off_by_pin(
+                session=session,
+                actor=principal,
+                visit_id=visit_id,
+                pin=data.pin,
+                secret=state.settings.secret_key,
+                now=now,
+            )
+        visit, result = outcome.unwrap()
         return verification_read(visit, result)
 
 
@@ -559,6 +572,39 @@ class ProviderQualityController(Controller):
         return quality_read(report)
 
 
+ContractDay = Annotated[
+    str | None,
+    QueryParameter(name="on", max_length=40, description="Only contracts valid this day, YYYY-MM-DD"),
+]
+
+
+class ProviderContractController(Controller):
+    """The services a provider is contracted to deliver, over dates (dispatch offers only those)."""
+
+    path = "/api/v1/providers/{provider_id:int}/services"
+    tags = ["dispatch"]  # noqa: RUF012
+
+    @get("/", opt=READ_CONTRACTS, summary="A provider's contracted services (optionally: valid on a day)")
+    async def list_contracts(
+        self, db: Db, principal: CurrentPrincipal, provider_id: FromPath[int], on_day: ContractDay = None
+    ) -> list[ContractRead]:
+        day = None if on_day is None else _query_day(on_day, "on", "contract.date_invalid")
+        rows = await contracts.provider_contracts(
+            session=db, actor=principal, provider_id=provider_id, on=day
+        )
+        return [contract_read(c) for c in rows]
+
+    @put("/", opt=CONTRACTING, summary="Replace a provider's contracted services")
+    async def replace_contracts(
+        self, db: Db, principal: CurrentPrincipal, provider_id: FromPath[int], data: JSONBody[ContractList]
+    ) -> list[ContractRead]:
+        terms = [contracts.ContractTerm(c.service_code, c.valid_from, c.valid_to) for c in data]
+        rows = await contracts.replace_contracts(
+            session=db, actor=principal, provider_id=provider_id, terms=terms
+        )
+        return [contract_read(c) for c in rows]
+
+
 def _query_day(text: str, name: str, code: str = "quality.date_invalid") -> dt.date:
     """A query date, YYYY-MM-DD (parsed here so a bad date is a 422 with a code)."""
     try:
@@ -582,5 +628,6 @@ CONTROLLERS = (
     DayPlanController,
     CallbackController,
     ProviderQualityController,
+    ProviderContractController,
     CatalogueController,
 )

@@ -11,11 +11,14 @@ Method: regret-2 parallel insertion with O(1) time-window checks (earliest/lates
 then relocate / exchange local search; :func:`solve_ortools` runs OR-Tools routing with guided local
 search on the same model, cold (the benchmark's reference) or warm-started from our plan.
 :func:`replan` repairs a plan after cancellations or a caregiver calling in sick, moving nothing that
-does not have to move. Times are seconds after local midnight of the plan date (Asia/Shanghai).
+does not have to move. A visit with ``assigned_to`` is fixed (under way, or booked outside the plan): it
+stays with that caregiver at ``window_open_s`` and the other visits are planned around it. Times are
+seconds after local midnight of the plan date (Asia/Shanghai).
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import math
@@ -48,7 +51,10 @@ class PlanVisit:
     window_close_s: int
     duration_s: int
     blocked: frozenset[int] = frozenset()
-    preferred_caregiver: int | None = None  # who served this elder most in the last 30 days
+    preferred_caregiver: int | None = None  # who served this elder most in the continuity window
+    # Fixed: this caregiver's already (under way, or booked outside the plan); it starts at window_open_s
+    # (the caller pins the window) and no hard rule is re-checked for it.
+    assigned_to: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,12 +124,41 @@ class _Model:
         self.close = [v.window_close_s for v in vs] + [_shift_s(c.profile.shift_end) for c in cs]
         self.dur = [v.duration_s for v in vs] + [0] * self.C
         self.cap = [c.profile.daily_capacity for c in cs]
-        self.elig = [[ci for ci, c in enumerate(cs) if eligible(c, v, inst.day)] for v in vs]
         ids = {c.profile.id: ci for ci, c in enumerate(cs)}
+        # Caregiver index of each fixed visit (-1: its caregiver is not in the instance), None if free.
+        self.fixed: list[int | None] = [
+            None if v.assigned_to is None else ids.get(v.assigned_to, -1) for v in vs
+        ]
+        self.elig: list[list[int]] = []
+        for v, f in zip(vs, self.fixed, strict=True):
+            if f is None:
+                self.elig.append([ci for ci, c in enumerate(cs) if eligible(c, v, inst.day)])
+            else:  # a fixed visit goes only to its own caregiver, if present
+                self.elig.append([f] if f >= 0 else [])
         self.pref = [
             ids.get(v.preferred_caregiver, -1) if v.preferred_caregiver is not None else -1 for v in vs
         ]
         self.pen = inst.policy.continuity_penalty_s
+
+    def admit_fixed(self, c: int, route: list[int]) -> None:
+        """Make the model accept ``route``, caregiver ``c``'s fixed visits in start order, whatever the
+        shift or capacity say: the shift is widened just enough to reach the first and get home from the
+        last (which leaves no room for another visit before or after them), the capacity raised to hold
+        them, and fixed visits that overlap one another may run late."""
+        if not route:
+            return
+        home = self.V + c
+        self.cap[c] = max(self.cap[c], len(route))
+        first, last = route[0], route[-1]
+        self.open[home] = min(self.open[home], self.open[first] - self.travel[home][first])
+        close, self.close[home] = self.close[home], INF
+        if self.schedule(c, route) is None:
+            for v in route:
+                self.close[v] = INF
+        starts = self.schedule(c, route)
+        if starts is None:  # pragma: no cover - nothing is left that could fail
+            raise AssertionError("internal error: fixed visits could not be admitted")
+        self.close[home] = max(close, starts[-1] + self.dur[last] + self.travel[last][home])
 
     def pen_of(self, v: int, c: int) -> int:
         p = self.pref[v]
@@ -254,6 +289,20 @@ class _Routes:
         self.refresh(c)
 
 
+def _place_fixed(routes: _Routes, skip: frozenset[int] = frozenset()) -> None:
+    """Start each caregiver's route with their fixed visits (indices in ``skip`` left out)."""
+    m = routes.m
+    by_c: dict[int, list[int]] = {}
+    for v, c in enumerate(m.fixed):
+        if c is not None and c >= 0 and v not in skip:
+            by_c.setdefault(c, []).append(v)
+    for c, vs in by_c.items():
+        vs.sort(key=m.open.__getitem__)
+        m.admit_fixed(c, vs)
+        routes.r[c] = vs
+        routes.refresh(c)
+
+
 def _regret_insert(routes: _Routes, todo: Iterable[int], touched: set[int] | None = None) -> list[int]:
     """Insert visits by regret-2 (largest gap between best and second-best route first).
 
@@ -306,7 +355,7 @@ def _local_search(routes: _Routes, deadline: float, neighbours: list[list[int]])
         # Relocate: take a visit out and put it back at its cheapest place anywhere.
         for v in range(m.V):
             c0 = where.get(v)
-            if c0 is None:
+            if c0 is None or m.fixed[v] is not None:
                 continue
             old = routes.r[c0]
             i = old.index(v)
@@ -331,7 +380,7 @@ def _local_search(routes: _Routes, deadline: float, neighbours: list[list[int]])
         # Exchange two visits of different routes (nearby pairs only).
         for v in range(m.V):
             cv = where.get(v)
-            if cv is None:
+            if cv is None or m.fixed[v] is not None:
                 continue
             for w in neighbours[v]:
                 cw = where.get(w)
@@ -372,7 +421,7 @@ def _ruin_recreate(
         where = {v: c for c in range(m.C) for v in routes.r[c]}
         centre = rnd.choice(unassigned) if unassigned and rnd.random() < 0.5 else rnd.randrange(m.V)
         size = rnd.randint(8, 30)
-        cluster = [w for w in [centre, *neighbours[centre]][:size] if w in where]
+        cluster = [w for w in [centre, *neighbours[centre]][:size] if w in where and m.fixed[w] is None]
         if not cluster:
             continue
         saved = {c: list(routes.r[c]) for c in {where[w] for w in cluster}}
@@ -431,8 +480,9 @@ def plan_day(inst: DayPlanInstance, *, time_limit_s: float = 10.0, seed: int = 1
     deadline = t0 + time_limit_s
     m = _Model(inst)
     routes = _Routes(m)
+    _place_fixed(routes)
     near = _neighbours(m, 40)
-    left = _regret_insert(routes, range(m.V))
+    left = _regret_insert(routes, [v for v in range(m.V) if m.fixed[v] is None or m.fixed[v] == -1])
     _local_search(routes, deadline, [n[:12] for n in near])
     left = _ruin_recreate(routes, left, t0 + 0.85 * time_limit_s, near, seed)
     _local_search(routes, deadline, [n[:12] for n in near])
@@ -456,35 +506,54 @@ def replan(
     *,
     cancelled: frozenset[int] = frozenset(),
     unavailable: frozenset[int] = frozenset(),
+    not_before_s: int | None = None,
 ) -> DayPlan:
     """Repair ``previous`` after visits are cancelled or caregivers become unavailable (ids).
 
-    Removing visits keeps every other route feasible (travel obeys the triangle inequality), so only
-    the visits of unavailable caregivers (and earlier unplanned ones) are re-inserted; every other
-    visit keeps its caregiver and order. ``inst`` must still list the cancelled visits.
+    Minimal change: a visit that keeps a place keeps its caregiver, its place in the route and its start.
+    Only the visits of unavailable caregivers, earlier unplanned ones and ones their caregiver can no
+    longer take (a hard rule broke since, e.g. the elder blocked them) look for a new place, by regret
+    insertion into the gaps, starting no earlier than ``not_before_s`` (now, in seconds after midnight).
+    Fixed visits (``assigned_to``) stay where they are even with an unavailable caregiver, who gets
+    nothing else. ``inst`` must still list the cancelled visits; they end up neither planned nor
+    unassigned.
     """
     m = _Model(inst)
     vidx = {v.id: i for i, v in enumerate(inst.visits)}
     cidx = {c.profile.id: i for i, c in enumerate(inst.caregivers)}
+    gone = frozenset(vidx[v] for v in cancelled if v in vidx)
     routes = _Routes(m)
-    orphans = [vidx[v] for v in previous.unassigned if v not in cancelled]
+    _place_fixed(routes, skip=gone)
+    orphans = [vidx[v] for v in previous.unassigned if v in vidx and vidx[v] not in gone]
+    orphans = [v for v in orphans if m.fixed[v] is None or m.fixed[v] == -1]
     for cid, stops in previous.routes.items():
         c = cidx[cid]
-        kept = [vidx[s.visit_id] for s in stops if s.visit_id not in cancelled]
-        if cid in unavailable:
-            orphans.extend(kept)
-            continue
-        # Mixed urban/rural speeds can break the triangle inequality; drop what no longer fits.
-        fitting: list[int] = []
-        for v in kept:
-            if m.schedule(c, [*fitting, v]) is not None:
-                fitting.append(v)
-            else:
+        for s in stops:
+            v, f = vidx[s.visit_id], m.fixed[vidx[s.visit_id]]
+            if v in gone or (f is not None and f >= 0):
+                continue  # fixed visits are placed already
+            if f is not None or cid in unavailable or c not in m.elig[v]:
+                orphans.append(v)  # (a fixed visit whose caregiver is missing ends up unassigned)
+                continue
+            # Keep the start; mixed urban/rural speeds can break the triangle inequality, so check.
+            window = m.open[v], m.close[v]
+            m.open[v] = m.close[v] = s.start_s
+            route = routes.r[c]
+            pos = bisect.bisect_right([m.open[w] for w in route], s.start_s)
+            candidate = [*route[:pos], v, *route[pos:]]
+            if m.schedule(c, candidate) is None:
+                m.open[v], m.close[v] = window
                 orphans.append(v)
-        routes.r[c] = fitting
+            else:
+                routes.r[c] = candidate
+    for c in range(m.C):
         routes.refresh(c)
     for cid in unavailable:
-        m.cap[cidx[cid]] = 0
+        if cid in cidx:
+            m.cap[cidx[cid]] = len(routes.r[cidx[cid]])
+    if not_before_s is not None:
+        for v in orphans:
+            m.open[v] = max(m.open[v], not_before_s)
     left = _regret_insert(routes, orphans)
     return _to_plan(m, routes.r, left)
 

@@ -19,6 +19,7 @@ from dispatch.models import (
     Complaint,
     Offer,
     OrderTransition,
+    ProviderService,
     ServiceOrder,
     Visit,
     VisitExceptionRecord,
@@ -615,3 +616,29 @@ def service_read(entry: Any) -> ServiceRead:
         max_certificate_level=s.max_certificate_level,
         same_gender=s.same_gender,
     )
+
+
+# --- Provider contracts -------------------------------------------------------------------------------
+
+
+class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A service the provider is contracted for, ``valid_from``..``valid_to`` (inclusive; omitted or
+    null: open-ended)."""
+
+    service_code: ServiceCode
+    valid_from: dt.date
+    valid_to: dt.date | None = None
+
+
+ContractList = Annotated[list[ContractIn], msgspec.Meta(max_length=200)]
+
+
+class ContractRead(msgspec.Struct):
+    provider_id: int
+    service_code: str
+    valid_from: dt.date
+    valid_to: dt.date | None
+
+
+def contract_read(c: ProviderService) -> ContractRead:
+    return ContractRead(c.provider_id, c.service_code, c.valid_from, c.valid_to)

@@ -49,6 +49,8 @@ TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
     (S.CREATED, S.OFFERED): frozenset({A.SYSTEM}) | _STAFF,
     (S.CREATED, S.ESCALATED): frozenset({A.SYSTEM}),
     (S.CREATED, S.CANCELLED): _CANCELLERS,
+    # A published day plan assigns its scheduled orders (dispatch.dayplans).
+    (S.CREATED, S.ACCEPTED): frozenset({A.SYSTEM}),
     (S.OFFERED, S.ACCEPTED): frozenset({A.CAREGIVER}),
     # Declined or expired: back to the pool for the next candidate.
     (S.OFFERED, S.CREATED): frozenset({A.CAREGIVER, A.SYSTEM}),
@@ -63,6 +65,8 @@ TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
     (S.ACCEPTED, S.CREATED): frozenset({A.CAREGIVER, A.PROVIDER_ADMIN}) | _STAFF,
     (S.ACCEPTED, S.CANCELLED): _CANCELLERS,
     (S.ACCEPTED, S.NO_SHOW): frozenset({A.SYSTEM}) | _STAFF,
+    # A re-plan (sick caregiver) finds nobody for a planned visit not yet started: to the operator queue.
+    (S.ACCEPTED, S.ESCALATED): frozenset({A.SYSTEM}),
     (S.EN_ROUTE, S.CHECKED_IN): frozenset({A.CAREGIVER}),
     (S.EN_ROUTE, S.CREATED): frozenset({A.CAREGIVER, A.PROVIDER_ADMIN}) | _STAFF,
     (S.EN_ROUTE, S.CANCELLED): _CANCELLERS,

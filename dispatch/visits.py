@@ -67,8 +67,8 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
     order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
     if order is None or order.state != OrderState.CHECKED_OUT.value:
         raise Conflict("Only a checked-out visit can be verified.", code="dispatch.verify_state")
-    request = await build_request(session=session, order=order, now=now)
     policies = await load_policies(session=session, day=local_date(visit.check_in_at or now))
+    request = await build_request(session=session, order=order, now=now, policies=policies)
     caregiver = await session.get(Caregiver, visit.caregiver_id)
     certs = tuple(
         CertificateInfo(c.kind, c.level, c.issued_on, c.expires_on)

@@ -15,15 +15,18 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
 from core.settings import Settings
-from dispatch.models import CaregiverPosition
+from dispatch.models import CaregiverPosition, ProviderService
+from dispatch.seed import CONTRACTS_FROM
 from tests.conftest import DEMO_PASSWORD, TEST_NOW
 
 Login = Callable[[str], Awaitable[dict[str, str]]]
 SERVICE = "VISIT"  # 探访关爱: no certificate, 30 min minimum on site
+CONTRACTED_FROM = CONTRACTS_FROM  # the demo world's provider holds a VISIT contract from then on, as seeded
 
 
 class Clock:
@@ -67,7 +70,8 @@ def as_user(api: httpx.AsyncClient) -> Login:
 @pytest.fixture
 async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dict[str, Any]:
     """The demo elder and caregiver, made able to meet: the caregiver works every day 07-20 with the
-    VISIT skill, their provider serves the elder's district, nobody is on shift and nobody is blocked."""
+    VISIT skill, their provider serves the elder's district and holds a VISIT contract, nobody is on
+    shift and nobody is blocked."""
     h = {
         role: await as_user(f"demo_{role}")
         for role in (
@@ -107,6 +111,11 @@ async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dic
     )
     if served is None:
         db.add(ProviderDistrict(provider_id=cg.provider_id, district_id=elder.district_id))
+    await db.execute(
+        pg_insert(ProviderService)
+        .values(provider_id=cg.provider_id, service_code=SERVICE, valid_from=CONTRACTED_FROM)
+        .on_conflict_do_nothing()
+    )
     await db.execute(delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id == elder_id))
     await db.execute(delete(CaregiverPosition))
     await db.commit()

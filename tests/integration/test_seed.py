@@ -330,3 +330,26 @@ async def test_policy_defaults_are_dated_data(db: AsyncSession) -> None:
         db, select(func.count()).select_from(PolicyValue).where(PolicyValue.source == "")
     )
     assert empty_source == 0
+
+
+async def test_every_provider_is_contracted_for_what_its_caregivers_do(
+    seeded: tuple[SeedSummary, SeedSummary], db: AsyncSession
+) -> None:
+    """The dispatch seed hook (``core.seed.DOMAIN_SEED_MODULES``) contracts each provider, open-ended
+    from before the demo day, for the services its caregivers are skilled in; the second run adds none."""
+    from dispatch.models import ProviderService, Service
+
+    first, second = seeded
+    assert first.counts["provider_service"] == second.counts["provider_service"] > 0
+    by_skill: dict[str, set[str]] = {}
+    for code, skill in (await db.execute(select(Service.code, Service.skill))).all():
+        by_skill.setdefault(skill, set()).add(code)
+    expected: dict[int, set[str]] = {}
+    for provider_id, skills in (await db.execute(select(Caregiver.provider_id, Caregiver.skills))).all():
+        expected.setdefault(provider_id, set()).update(c for s in skills for c in by_skill.get(s, ()))
+    contracted: dict[int, set[str]] = {}
+    for c in (await db.execute(select(ProviderService))).scalars():
+        assert (c.valid_from, c.valid_to) == (dt.date(2026, 1, 1), None)
+        contracted.setdefault(c.provider_id, set()).add(c.service_code)
+    assert contracted == expected
+    assert len(contracted) == first.counts["provider"]

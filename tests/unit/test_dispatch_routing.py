@@ -174,3 +174,98 @@ def test_generated_instance_plans_without_violations_and_replans_minimally() -> 
     assert hard_rule_violations(remaining, new) == []
     moved = {s.visit_id for s in plan.routes[sick]}
     assert moved <= {s.visit_id for stops in new.routes.values() for s in stops} | set(new.unassigned)
+
+
+def starts(plan: DayPlan) -> dict[int, tuple[int, int]]:
+    """visit id → (caregiver, start)."""
+    return {s.visit_id: (c, s.start_s) for c, stops in plan.routes.items() for s in stops}
+
+
+def test_a_fixed_visit_stays_and_the_plan_routes_around_it() -> None:
+    # Caregiver 2 is already booked 9:00-10:00 (outside the plan); the elder of visit 1 prefers 2, but
+    # 2 cannot be there 9:00-9:30, so 1 goes to caregiver 1 and the booking stays where it is.
+    booked = visit(10, window_open_s=9 * 3600, window_close_s=9 * 3600, assigned_to=2)
+    free = visit(1, window_open_s=9 * 3600, window_close_s=9 * 3600 + 1800, preferred_caregiver=2)
+    instance = inst([booked, free], [cg(1), cg(2)])
+    plan = plan_day(instance, time_limit_s=0.3)
+    assert starts(plan) == {10: (2, 9 * 3600), 1: (1, 9 * 3600)}
+    assert hard_rule_violations(instance, plan) == []
+
+
+def test_fixed_visits_outside_the_shift_are_kept_and_nothing_is_added_beyond_them() -> None:
+    # Booked 7:00 (before the 8:00 shift) and 16:30-17:30 (past its end): both kept, the shift widened
+    # just enough to reach and leave them; a visit before the first or after the last is not planned,
+    # one at noon is.
+    early = visit(10, window_open_s=7 * 3600, window_close_s=7 * 3600, assigned_to=1)
+    late = visit(11, window_open_s=16 * 3600 + 1800, window_close_s=16 * 3600 + 1800, assigned_to=1)
+    dawn = visit(1, window_open_s=6 * 3600, window_close_s=6 * 3600 + 1800, duration_s=1200)
+    dusk = visit(3, window_open_s=17 * 3600 + 2400, window_close_s=18 * 3600, duration_s=1200)
+    noon = visit(2, window_open_s=12 * 3600, window_close_s=13 * 3600)
+    instance = inst([early, late, dawn, noon, dusk], [cg(1)])
+    plan = plan_day(instance, time_limit_s=0.3)
+    assert [s.visit_id for s in plan.routes[1]] == [10, 2, 11]
+    assert starts(plan)[10] == (1, 7 * 3600)
+    assert starts(plan)[11] == (1, 16 * 3600 + 1800)
+    assert plan.unassigned == (1, 3)
+    # The checker still sees the bookings' own breaches (they are not the plan's doing) and nothing else.
+    problems = hard_rule_violations(instance, plan)
+    assert problems
+    assert all("visit 10" in p or "back home" in p for p in problems), problems
+
+
+def test_replan_keeps_starts_and_a_sick_caregivers_visit_under_way() -> None:
+    instance = dayplan_instance(7, 60, 12)
+    plan = plan_day(instance, time_limit_s=1.0)
+    sick = max(plan.routes, key=lambda c: len(plan.routes[c]))
+    under_way = plan.routes[sick][0]
+    assert len(plan.routes[sick]) >= 2
+    # The sick caregiver's first visit has started: a fixed point at its planned start.
+    instance = dataclasses.replace(
+        instance,
+        visits=tuple(
+            dataclasses.replace(
+                v, window_open_s=under_way.start_s, window_close_s=under_way.start_s, assigned_to=sick
+            )
+            if v.id == under_way.visit_id
+            else v
+            for v in instance.visits
+        ),
+    )
+    new = replan(instance, plan, unavailable=frozenset({sick}))
+    old, got = starts(plan), starts(new)
+    assert new.routes[sick] == (under_way,)
+    for vid, (c, start) in old.items():
+        if c != sick:
+            assert got[vid] == (c, start)  # caregiver and start kept
+    for c, stops in plan.routes.items():
+        if c != sick:
+            kept = [s.visit_id for s in stops]
+            assert [s.visit_id for s in new.routes[c] if s.visit_id in kept] == kept  # sequence kept
+    rest = {s.visit_id for s in plan.routes[sick][1:]}
+    assert rest <= set(got) | set(new.unassigned)
+    assert all(got[v][0] != sick for v in rest if v in got)
+    assert hard_rule_violations(instance, new) == []
+
+
+def test_replan_places_orphans_no_earlier_than_now_and_moves_what_broke_a_rule() -> None:
+    # Caregiver 1 held visits 1 (9:00-10:00) and 2 (10:00-13:00) and calls in sick at 11:00; visit 3 was
+    # caregiver 2's, whose elder has blocked 2 since.
+    v1 = visit(1, window_open_s=9 * 3600, window_close_s=10 * 3600, duration_s=1800)
+    v2 = visit(2, window_open_s=10 * 3600, window_close_s=13 * 3600, duration_s=1800)
+    v3 = visit(3, window_open_s=14 * 3600, window_close_s=15 * 3600, duration_s=1800, blocked=frozenset({2}))
+    instance = inst([v1, v2, v3], [cg(1), cg(2), cg(3)])
+    previous = DayPlan(
+        routes={1: (Stop(1, 9 * 3600), Stop(2, 10 * 3600)), 2: (Stop(3, 14 * 3600),)},
+        unassigned=(),
+        travel_s=0,
+        continuity_misses=0,
+        objective=0,
+    )
+    new = replan(instance, previous, unavailable=frozenset({1}), not_before_s=11 * 3600)
+    got = starts(new)
+    assert new.unassigned == (1,)  # its window closed before now
+    assert got[2][0] in (2, 3)
+    assert got[2][1] >= 11 * 3600
+    assert got[3][0] == 3
+    assert 1 not in new.routes
+    assert hard_rule_violations(instance, new) == []

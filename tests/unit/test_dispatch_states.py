@@ -117,3 +117,16 @@ def test_cancellation_consequences(
     got = cancellation(state=state, actor=actor, start=START, now=now, policy=POLICY)
     assert got.consequence == CancellationConsequence(consequence), name
     assert got.fee_fen == fee
+
+
+def test_day_plans_assign_and_withdraw_only_as_the_system() -> None:
+    # Publishing a day plan accepts a created order for its planned caregiver; a re-plan that finds
+    # nobody for a planned visit not yet started hands it to the operator queue. Nobody else may.
+    for current, target in ((S.CREATED, S.ACCEPTED), (S.ACCEPTED, S.ESCALATED)):
+        t = transition(current, target, actor=Actor.SYSTEM, now=NOW)
+        assert (t.from_state, t.to_state) == (current, target)
+        for actor in set(Actor) - {Actor.SYSTEM}:
+            with pytest.raises(InvalidTransition, match="actor may not"):
+                transition(current, target, actor=actor, now=NOW)
+    # The operator queue can then hand the order to someone by hand.
+    assert Actor.OPERATOR in TRANSITIONS[(S.ESCALATED, S.ACCEPTED)]
