@@ -844,40 +844,34 @@ class IngestService:
             await conn.close()
 
     async def _write_priority(self, conn: asyncpg.Connection, items: list[_Item]) -> None:
+        """One statement (:func:`storage.write_priority`): a single round trip, however busy the
+        machine, is what keeps an alarm's commit fast."""
         assert self._store is not None
-        new_alarms: list[storage.AlarmWrite] = []
         txn_started = _utcnow()
-        async with conn.transaction():
-            fresh = await storage.claim_keys(
-                conn, [(it.device.info.id, it.key, it.raw.received_at) for it in items if it.device]
-            )
-            events: list[tuple[int, dt.datetime, str, dict[str, Any], int | None]] = []
-            rows: list[storage.TelemetryRow] = []
-            availability: list[tuple[int, bool, dt.datetime]] = []
-            alarms: list[AlarmCandidate] = []
-            for it in items:
-                assert it.device is not None
-                assert it.message is not None
-                k = (it.device.info.id, it.key)
-                if k not in fresh:
-                    self.stats.duplicates += 1
-                    continue
-                fresh.discard(k)
-                m = it.message
-                events.extend((k[0], e.at, e.type, dict(e.data), m.seq) for e in m.events)
-                rows.extend((k[0], r.at, r.metric, r.value, m.seq) for r in m.readings)
-                if m.availability is not None:
-                    availability.append((k[0], m.availability == "online", it.raw.received_at))
-                    self._seen_written.pop(k[0], None)  # the next message stores last-seen (and online)
-                    events.append((k[0], it.raw.received_at, m.availability, {}, m.seq))
-                alarms.extend(it.alarms)
-            await storage.insert_events(conn, events)
-            if rows:
-                await self._store.ensure_days(conn, {r[1].date() for r in rows})
-                await storage.copy_telemetry(conn, rows)
-            await storage.set_availability(conn, availability)
-            for alarm in sorted(alarms, key=lambda a: (a.device_id or 0, a.type)):
-                new_alarms.append(await storage.raise_alarm(conn, alarm))
+        batch = storage.PriorityBatch()
+        firsts: dict[storage.MsgKey, _Item] = {}
+        for it in items:
+            assert it.device is not None
+            assert it.message is not None
+            k = (it.device.info.id, it.key)
+            if k in firsts:  # a second copy inside the batch: a duplicate
+                continue
+            firsts[k] = it
+            m, d, key = it.message, k[0], k[1]
+            batch.keys.append((d, key, it.raw.received_at))
+            batch.events.extend((d, key, e.at, e.type, dict(e.data), m.seq) for e in m.events)
+            batch.readings.extend((d, key, r.at, r.metric, r.value, m.seq) for r in m.readings)
+            if m.availability is not None:
+                batch.availability.append((d, key, m.availability == "online", it.raw.received_at))
+                batch.events.append((d, key, it.raw.received_at, m.availability, {}, m.seq))
+            batch.alarms.extend((key, a) for a in it.alarms)
+        if batch.readings:
+            await self._store.ensure_days(conn, {r[2].date() for r in batch.readings})
+        fresh, new_alarms = await storage.write_priority(conn, batch)
+        self.stats.duplicates += len(items) - len(fresh)
+        for k in fresh:
+            if firsts[k].message.availability is not None:  # type: ignore[union-attr]
+                self._seen_written.pop(k[0], None)  # the next message stores last-seen (and online)
         self.stats.priority_msgs += len(items)
         remembered = self._stored_by_priority
         for it in items:

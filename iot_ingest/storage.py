@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 import asyncpg
@@ -33,13 +33,6 @@ _STAGE_DDL: Final = (
 _CLAIM_STAGED: Final = """
     INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
     SELECT DISTINCT ON (device_id, msg_key) device_id, msg_key, seen_at FROM ingest_stage_msg
-    ON CONFLICT DO NOTHING
-    RETURNING device_id, msg_key
-"""
-_CLAIM_ARRAYS: Final = """
-    INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
-    SELECT DISTINCT ON (device_id, msg_key) device_id, msg_key, seen_at
-    FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS m(device_id, msg_key, seen_at)
     ON CONFLICT DO NOTHING
     RETURNING device_id, msg_key
 """
@@ -216,14 +209,6 @@ async def claim_keys_copy(
     return {(r[0], r[1]) for r in rows}
 
 
-async def claim_keys(conn: asyncpg.Connection, keys: Sequence[tuple[int, int, dt.datetime]]) -> set[MsgKey]:
-    """Like :func:`claim_keys_copy` for small sets (one round trip, no staging table)."""
-    if not keys:
-        return set()
-    rows = await conn.fetch(_CLAIM_ARRAYS, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-    return {(r[0], r[1]) for r in rows}
-
-
 async def copy_telemetry(conn: asyncpg.Connection, rows: Sequence[TelemetryRow]) -> None:
     if rows:
         await conn.copy_records_to_table("telemetry", records=rows, columns=TELEMETRY_COLUMNS)
@@ -232,44 +217,6 @@ async def copy_telemetry(conn: asyncpg.Connection, rows: Sequence[TelemetryRow])
 async def copy_dead_letters(conn: asyncpg.Connection, rows: Sequence[DeadLetterRow]) -> None:
     if rows:
         await conn.copy_records_to_table("dead_letter", records=rows, columns=DEAD_LETTER_COLUMNS)
-
-
-async def insert_events(
-    conn: asyncpg.Connection, rows: Sequence[tuple[int, dt.datetime, str, dict[str, Any], int | None]]
-) -> None:
-    """Insert device events: (device_id, at, type, data, seq)."""
-    if not rows:
-        return
-    await conn.execute(
-        """INSERT INTO device_event (device_id, at, type, data, seq)
-           SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::jsonb[], $5::bigint[])""",
-        [r[0] for r in rows],
-        [r[1] for r in rows],
-        [r[2] for r in rows],
-        [json.dumps(r[3], default=str) for r in rows],
-        [r[4] for r in rows],
-    )
-
-
-async def set_availability(
-    conn: asyncpg.Connection, changes: Sequence[tuple[int, bool, dt.datetime]]
-) -> None:
-    """Set ``online`` and advance ``last_seen_at`` for (device_id, online, at); rows locked in id order."""
-    if not changes:
-        return
-    latest: dict[int, tuple[bool, dt.datetime]] = {}
-    for device_id, online, at in changes:
-        latest[device_id] = (online, at)
-    ids = sorted(latest)
-    await conn.execute(
-        """UPDATE device d SET online = v.online,
-               last_seen_at = GREATEST(d.last_seen_at, v.at)
-           FROM unnest($1::bigint[], $2::bool[], $3::timestamptz[]) AS v(id, online, at)
-           WHERE d.id = v.id""",
-        ids,
-        [latest[i][0] for i in ids],
-        [latest[i][1] for i in ids],
-    )
 
 
 async def touch_devices(conn: asyncpg.Connection, last_seen: dict[int, dt.datetime]) -> None:
@@ -332,6 +279,119 @@ async def raise_alarm(conn: asyncpg.Connection, alarm: AlarmCandidate) -> AlarmW
     )
     assert row is not None
     return AlarmWrite(row["id"], row["created"], row["count"])
+
+
+# --- The priority write: one statement ---------------------------------------------------------------
+
+_PRIORITY_WRITE: Final = """
+WITH claimed AS (
+    INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+    ON CONFLICT DO NOTHING
+    RETURNING device_id, msg_key
+), ev AS (
+    INSERT INTO device_event (device_id, at, type, data, seq)
+    SELECT e.d, e.at, e.t, e.data, e.seq
+    FROM unnest($4::bigint[], $5::bigint[], $6::timestamptz[], $7::text[], $8::jsonb[], $9::bigint[])
+         AS e(d, k, at, t, data, seq)
+    JOIN claimed c ON c.device_id = e.d AND c.msg_key = e.k
+), tl AS (
+    INSERT INTO telemetry (device_id, at, metric, value, seq)
+    SELECT r.d, r.at, r.metric, r.value, r.seq
+    FROM unnest($10::bigint[], $11::bigint[], $12::timestamptz[], $13::text[], $14::float8[], $15::bigint[])
+         AS r(d, k, at, metric, value, seq)
+    JOIN claimed c ON c.device_id = r.d AND c.msg_key = r.k
+), av AS (
+    UPDATE device dv SET online = a.online, last_seen_at = GREATEST(dv.last_seen_at, a.at)
+    FROM (
+        SELECT DISTINCT ON (a.d) a.d, a.online, a.at
+        FROM unnest($16::bigint[], $17::bigint[], $18::bool[], $19::timestamptz[], $20::int[])
+             AS a(d, k, online, at, ord)
+        JOIN claimed c ON c.device_id = a.d AND c.msg_key = a.k
+        ORDER BY a.d, a.ord DESC
+    ) a
+    WHERE dv.id = a.d
+), al AS (
+    INSERT INTO alarm (type, severity, device_id, elder_id, count, first_seen_at, last_seen_at,
+                       received_at, details)
+    SELECT x.t, (array_agg(x.sev ORDER BY x.ord))[1], x.d, (array_agg(x.elder ORDER BY x.ord))[1],
+           count(*), min(x.at), max(x.at), clock_timestamp(), (array_agg(x.details ORDER BY x.ord))[1]
+    FROM unnest($21::bigint[], $22::bigint[], $23::text[], $24::text[], $25::bigint[],
+                $26::timestamptz[], $27::jsonb[], $28::int[]) AS x(d, k, t, sev, elder, at, details, ord)
+    JOIN claimed c ON c.device_id = x.d AND c.msg_key = x.k
+    GROUP BY x.d, x.t
+    ORDER BY x.d, x.t
+    ON CONFLICT (device_id, type) WHERE cleared_at IS NULL AND device_id IS NOT NULL DO UPDATE
+    SET count = alarm.count + excluded.count,
+        last_seen_at = GREATEST(alarm.last_seen_at, excluded.last_seen_at)
+    RETURNING id, (xmax = 0) AS created, count
+)
+SELECT (SELECT array_agg(ARRAY[device_id, msg_key]) FROM claimed) AS claimed,
+       (SELECT array_agg(ARRAY[id, created::int, count]) FROM al) AS alarms
+"""
+
+
+@dataclass(slots=True)
+class PriorityBatch:
+    """Rows of one priority write, each tagged with its message's (device id, key): only the rows
+    of messages whose key is claimed (not seen before) are stored. Every key must occur once."""
+
+    keys: list[tuple[int, int, dt.datetime]] = field(default_factory=list)  # device, key, seen at
+    events: list[tuple[int, int, dt.datetime, str, dict[str, Any], int | None]] = field(default_factory=list)
+    readings: list[tuple[int, int, dt.datetime, str, float, int | None]] = field(default_factory=list)
+    availability: list[tuple[int, int, bool, dt.datetime]] = field(default_factory=list)
+    alarms: list[tuple[int, AlarmCandidate]] = field(default_factory=list)  # key, device alarm
+
+
+async def write_priority(
+    conn: asyncpg.Connection, batch: PriorityBatch
+) -> tuple[set[MsgKey], list[AlarmWrite]]:
+    """Store a priority batch in one statement (so in one round trip, its own transaction):
+    claim the keys, then insert the events and readings, set availability (the last change per
+    device wins) and raise or count the alarms of the claimed messages only. Alarms of one
+    (device, type) are folded into one row first (``count`` adds up), as one INSERT may touch a row
+    once; rows are locked in (device, type) order. Returns the claimed keys and the alarm writes.
+    """
+    ev, rd, av = batch.events, batch.readings, batch.availability
+    al = batch.alarms
+    for _, a in al:
+        if a.device_id is None:  # the ingest's rules always name the device
+            raise ValueError(f"a device alarm without a device: {a.type}")
+    row = await conn.fetchrow(
+        _PRIORITY_WRITE,
+        [k[0] for k in batch.keys],
+        [k[1] for k in batch.keys],
+        [k[2] for k in batch.keys],
+        [e[0] for e in ev],
+        [e[1] for e in ev],
+        [e[2] for e in ev],
+        [e[3] for e in ev],
+        [json.dumps(e[4], default=str) for e in ev],
+        [e[5] for e in ev],
+        [r[0] for r in rd],
+        [r[1] for r in rd],
+        [r[2] for r in rd],
+        [r[3] for r in rd],
+        [r[4] for r in rd],
+        [r[5] for r in rd],
+        [a[0] for a in av],
+        [a[1] for a in av],
+        [a[2] for a in av],
+        [a[3] for a in av],
+        list(range(len(av))),
+        [a.device_id for _, a in al],
+        [k for k, _ in al],
+        [a.type for _, a in al],
+        [a.severity for _, a in al],
+        [a.elder_id for _, a in al],
+        [a.at for _, a in al],
+        [json.dumps(dict(a.details), default=str) for _, a in al],
+        list(range(len(al))),
+    )
+    assert row is not None
+    claimed = {(int(d), int(k)) for d, k in row["claimed"] or ()}
+    writes = [AlarmWrite(int(i), bool(c), int(n)) for i, c, n in row["alarms"] or ()]
+    return claimed, writes
 
 
 async def prune_dedup(conn: asyncpg.Connection, *, older_than: dt.datetime) -> int:

@@ -117,3 +117,54 @@ async def test_timescale_backend(pg: asyncpg.Connection) -> None:  # noqa: F811
         "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'telemetry'"
     )
     assert policies >= 2
+
+
+async def test_priority_write_claims_once_and_folds_alarms(pg: asyncpg.Connection) -> None:  # noqa: F811
+    """One statement: only claimed keys store rows; two alarms of one (device, type) fold into one
+    row with their count; the last availability change per device wins; a replay stores nothing."""
+    from iot_ingest.rules import AlarmCandidate
+
+    home = await seed_home(pg)
+    band, door = home.ids[home.uid("band")], home.ids[home.uid("door")]
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def sos(key: int, seconds: int) -> tuple[int, AlarmCandidate]:
+        at = now + dt.timedelta(seconds=seconds)
+        return key, AlarmCandidate("SOS", "CRITICAL", band, home.elder_id, at, {"n": key})
+
+    batch = storage.PriorityBatch(
+        keys=[(band, 11, now), (band, 12, now), (door, 13, now), (door, 14, now)],
+        events=[
+            (band, 11, now, "sos", {"n": 11}, 1),
+            (band, 12, now + dt.timedelta(seconds=5), "sos", {"n": 12}, 2),
+            (door, 13, now, "offline", {}, None),
+            (door, 14, now + dt.timedelta(seconds=1), "online", {}, None),
+        ],
+        readings=[(band, 11, now, "hr", 72.0, 1)],
+        availability=[(door, 13, False, now), (door, 14, True, now + dt.timedelta(seconds=1))],
+        alarms=[sos(11, 0), sos(12, 5)],
+    )
+    claimed, alarms = await storage.write_priority(pg, batch)
+    assert claimed == {(band, 11), (band, 12), (door, 13), (door, 14)}
+    assert [(a.created, a.count) for a in alarms] == [(True, 2)]
+    row = await pg.fetchrow(
+        "SELECT count, first_seen_at, last_seen_at FROM alarm WHERE id = $1", alarms[0].alarm_id
+    )
+    assert (row["count"], row["first_seen_at"], row["last_seen_at"]) == (
+        2,
+        now,
+        now + dt.timedelta(seconds=5),
+    )
+    assert await pg.fetchval("SELECT count(*) FROM device_event WHERE device_id = ANY($1)", [band, door]) == 4
+    assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE device_id = $1", band) == 1
+    assert await pg.fetchval("SELECT online FROM device WHERE id = $1", door) is True
+
+    # A replay of the same keys plus one new SOS: only the new one is stored, the alarm counts it.
+    batch.keys.append((band, 15, now))
+    batch.events.append((band, 15, now + dt.timedelta(seconds=9), "sos", {"n": 15}, 3))
+    batch.alarms.append(sos(15, 9))
+    claimed, alarms = await storage.write_priority(pg, batch)
+    assert claimed == {(band, 15)}
+    assert [(a.created, a.count) for a in alarms] == [(False, 3)]
+    assert await pg.fetchval("SELECT count(*) FROM device_event WHERE device_id = $1", band) == 3
+    assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE device_id = $1", band) == 1
