@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -18,9 +19,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
+from core.models import (
+    Caregiver,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    Provider,
+    ProviderDistrict,
+    Street,
+)
 from core.settings import Settings
-from dispatch.models import CaregiverPosition, ProviderService
+from dispatch.models import CaregiverPosition, ProviderDayPlan, ProviderService, ServiceOrder
 from dispatch.seed import CONTRACTS_FROM
 from tests.conftest import DEMO_PASSWORD, TEST_NOW
 
@@ -176,3 +186,66 @@ async def checked_out_visit(api: httpx.AsyncClient, w: dict[str, Any], clock: Cl
     )
     assert r.json()["verdict"] == ("verified" if sign else "pending"), r.text
     return int(visit_id)
+
+
+# --- A committed place of its own (for tests that race two connections) --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    district: District
+    street: Street
+    community: Community
+    elder: Elder
+    provider: Provider
+
+
+async def add_place(s: AsyncSession, *, n: int, id_number: str, birth_on: dt.date) -> Place:
+    """Test district ``99990n`` with one street, community, elder (``id_number`` must be valid) and an
+    unattached provider, flushed. Remove it with :func:`remove_place`."""
+    d = District(
+        code=f"99990{n}", name=f"测试区{n}", name_en=f"Test {n}", kind="urban", lat=30.92, lon=113.91
+    )
+    s.add(d)
+    await s.flush()
+    st = Street(district_id=d.id, code=f"99990{n}001", name=f"测试街道{n}")
+    s.add(st)
+    await s.flush()
+    c = Community(street_id=st.id, code=f"99990{n}001001", name=f"测试社区{n}", lat=30.92, lon=113.91)
+    s.add(c)
+    await s.flush()
+    e = Elder(
+        name=f"测试老人{n}",
+        gender="F",
+        birth_on=birth_on,
+        id_number=id_number,
+        address=f"测试路{2 * n - 1}号",
+        lat=30.92,
+        lon=113.91,
+        community_id=c.id,
+        district_id=d.id,
+        living_situation="alone",
+    )
+    p = Provider(
+        name=f"测试服务机构-{n}",
+        licence_no=f"T-PLACE-{n}",
+        contract_no=f"C-{n}",
+        contract_from=dt.date(2026, 1, 1),
+        phone=f"071200000{n:02d}",
+        address=f"测试路{2 * n}号",
+    )
+    s.add_all([e, p])
+    await s.flush()
+    return Place(d, st, c, e, p)
+
+
+async def remove_place(s: AsyncSession, place: Place) -> None:
+    """Delete what :func:`add_place` made and what tests hung on it (orders, plans, caregivers)."""
+    await s.execute(delete(ServiceOrder).where(ServiceOrder.elder_id == place.elder.id))
+    await s.execute(delete(ProviderDayPlan).where(ProviderDayPlan.provider_id == place.provider.id))
+    await s.execute(delete(Caregiver).where(Caregiver.provider_id == place.provider.id))
+    await s.execute(delete(Elder).where(Elder.id == place.elder.id))
+    await s.execute(delete(Provider).where(Provider.id == place.provider.id))
+    await s.execute(delete(Community).where(Community.id == place.community.id))
+    await s.execute(delete(Street).where(Street.id == place.street.id))
+    await s.execute(delete(District).where(District.id == place.district.id))

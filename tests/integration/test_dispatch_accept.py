@@ -10,17 +10,18 @@ import datetime as dt
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.models import Caregiver, Community, District, Elder, Provider, Street
+from core.models import Caregiver
 from dispatch.common import DispatchError, OfferNotOpen, OfferPolicy, StateConflict, change_state
 from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, ServiceRule
 from dispatch.models import Offer, OrderTransition, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, expire_offers, make_offer, offer_next
 from dispatch.orders import create_order
 from dispatch.states import Actor, InvalidTransition, OrderState
+from tests.integration import dispatch_support as support
 
 pytestmark = pytest.mark.integration
 
@@ -33,37 +34,8 @@ async def world(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIterator
     # ``seeded`` brings the dated catalogue prices (policy ``service.price_fen``).
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory() as s, s.begin():
-        d = District(code="999901", name="测试区", name_en="Test", kind="urban", lat=30.92, lon=113.91)
-        s.add(d)
-        await s.flush()
-        st = Street(district_id=d.id, code="999901001", name="测试街道")
-        s.add(st)
-        await s.flush()
-        c = Community(street_id=st.id, code="999901001001", name="测试社区", lat=30.92, lon=113.91)
-        s.add(c)
-        await s.flush()
-        e = Elder(
-            name="测试老人",
-            gender="F",
-            birth_on=dt.date(1940, 5, 1),
-            id_number="42090219400501999X",
-            address="测试路1号",
-            lat=30.92,
-            lon=113.91,
-            community_id=c.id,
-            district_id=d.id,
-            living_situation="alone",
-        )
-        p = Provider(
-            name="测试服务机构-dispatch",
-            licence_no="T-DISPATCH-1",
-            contract_no="C-1",
-            contract_from=dt.date(2026, 1, 1),
-            phone="07120000000",
-            address="测试路2号",
-        )
-        s.add_all([e, p])
-        await s.flush()
+        place = await support.add_place(s, n=1, id_number="42090219400501999X", birth_on=dt.date(1940, 5, 1))
+        d, st, c, e, p = place.district, place.street, place.community, place.elder, place.provider
         cgs = [
             Caregiver(
                 provider_id=p.id,
@@ -84,13 +56,7 @@ async def world(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIterator
         ids["caregivers"] = [cg.id for cg in cgs]  # type: ignore[assignment]
     yield ids
     async with factory() as s, s.begin():
-        await s.execute(delete(ServiceOrder).where(ServiceOrder.elder_id == ids["elder"]))
-        await s.execute(delete(Caregiver).where(Caregiver.provider_id == ids["provider"]))
-        await s.execute(delete(Elder).where(Elder.id == ids["elder"]))
-        await s.execute(delete(Provider).where(Provider.id == ids["provider"]))
-        await s.execute(delete(Community).where(Community.id == ids["community"]))
-        await s.execute(delete(Street).where(Street.id == ids["street"]))
-        await s.execute(delete(District).where(District.id == ids["district"]))
+        await support.remove_place(s, place)
 
 
 async def _new_order(factory: async_sessionmaker[AsyncSession], elder_id: int) -> int:

@@ -29,15 +29,11 @@ from core.models import (
     AppUser,
     Caregiver,
     Certificate,
-    Community,
-    District,
     Elder,
     ElderBlockedCaregiver,
     PolicyValue,
-    Provider,
     ProviderDistrict,
     Role,
-    Street,
 )
 from dispatch import caregiver_app, dayplans, jobs, offers, routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
@@ -54,6 +50,7 @@ from dispatch.orders import create_order
 from dispatch.seed import CONTRACTS_FROM
 from dispatch.states import Actor, OrderState
 from tests.conftest import TEST_NOW
+from tests.integration import dispatch_support as support
 
 pytestmark = pytest.mark.integration
 
@@ -726,37 +723,8 @@ async def committed_world(engine: AsyncEngine, seeded: dict[str, object]) -> Asy
     for tomorrow; committed, so that two connections can race over it, and deleted afterwards."""
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory() as s, s.begin():
-        d = District(code="999902", name="测试区二", name_en="Test 2", kind="urban", lat=30.92, lon=113.91)
-        s.add(d)
-        await s.flush()
-        st = Street(district_id=d.id, code="999902001", name="测试街道二")
-        s.add(st)
-        await s.flush()
-        c = Community(street_id=st.id, code="999902001001", name="测试社区二", lat=30.92, lon=113.91)
-        s.add(c)
-        await s.flush()
-        e = Elder(
-            name="测试老人二",
-            gender="F",
-            birth_on=dt.date(1940, 5, 2),
-            id_number="420902194005029990",
-            address="测试路3号",
-            lat=30.92,
-            lon=113.91,
-            community_id=c.id,
-            district_id=d.id,
-            living_situation="alone",
-        )
-        p = Provider(
-            name="测试服务机构-dayplan",
-            licence_no="T-DAYPLAN-1",
-            contract_no="C-2",
-            contract_from=dt.date(2026, 1, 1),
-            phone="07120000001",
-            address="测试路4号",
-        )
-        s.add_all([e, p])
-        await s.flush()
+        place = await support.add_place(s, n=2, id_number="420902194005029990", birth_on=dt.date(1940, 5, 2))
+        d, e, p = place.district, place.elder, place.provider
         s.add(ProviderDistrict(provider_id=p.id, district_id=d.id))
         s.add(ProviderService(provider_id=p.id, service_code="VISIT", valid_from=CONTRACTS_FROM))
         cgs = [
@@ -782,14 +750,7 @@ async def committed_world(engine: AsyncEngine, seeded: dict[str, object]) -> Asy
         ids["user"] = user  # only recorded as the actor of the caregiver app's transition
     yield ids
     async with factory() as s, s.begin():
-        await s.execute(delete(ServiceOrder).where(ServiceOrder.elder_id == e.id))
-        await s.execute(delete(ProviderDayPlan).where(ProviderDayPlan.provider_id == p.id))
-        await s.execute(delete(Caregiver).where(Caregiver.provider_id == p.id))
-        await s.execute(delete(Elder).where(Elder.id == e.id))
-        await s.execute(delete(Provider).where(Provider.id == p.id))
-        await s.execute(delete(Community).where(Community.id == c.id))
-        await s.execute(delete(Street).where(Street.id == st.id))
-        await s.execute(delete(District).where(District.id == d.id))
+        await support.remove_place(s, place)
 
 
 async def test_a_caregiver_setting_off_waits_for_the_replan_that_takes_the_visit(
