@@ -132,7 +132,18 @@ async def _maintain_telemetry_job(ctx: JobContext) -> None:
 
 @registry.job("ingest.refresh_rollups", every(minutes=1))
 async def _refresh_rollups_job(ctx: JobContext) -> None:
-    await refresh_rollups(await _driver_connection(ctx), now=ctx.now)
+    conn = await _driver_connection(ctx)
+    if await storage.detect_backend(conn) != "timescale":
+        await refresh_rollups(conn, now=ctx.now)
+        return
+    # TimescaleDB refuses refresh_continuous_aggregate() inside a transaction block (even a
+    # savepoint), and the scheduler's run is one; refresh on a separate autocommit connection
+    # while the run's transaction holds the job's advisory lock.
+    own = await asyncpg.connect(ctx.settings.asyncpg_dsn)
+    try:
+        await refresh_rollups(own, now=ctx.now)
+    finally:
+        await own.close()
 
 
 @registry.job("ingest.prune_dedup", every(minutes=5))
