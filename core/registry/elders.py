@@ -449,6 +449,37 @@ async def _child(session: AsyncSession, model: type[Child], elder: Elder, key: i
     return row
 
 
+async def _updated(
+    session: AsyncSession, actor: Principal, row: Child, entity: str, before: dict[str, Any]
+) -> Child:
+    """Flush an edited child row and audit it against its ``before`` snapshot."""
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="update",
+        entity=entity,
+        entity_id=row.id,
+        before=before,
+        after=audit.snapshot(row),
+    )
+    return row
+
+
+async def _delete_child(
+    session: AsyncSession, actor: Principal, elder_id: int, model: type[Child], key: int, entity: str
+) -> None:
+    """Remove one of an editable elder's dated rows (categories, LTC coverages), audited."""
+    elder = await editable_elder(session, actor, elder_id)
+    row = await _child(session, model, elder, key, entity)
+    rows: list[Child] = elder.categories if model is ElderCategory else elder.ltc_coverages  # type: ignore[assignment]
+    rows.remove(row)  # delete-orphan: the flush deletes it, and the loaded elder stays current
+    await session.flush()
+    audit.record(
+        session, actor=actor, action="delete", entity=entity, entity_id=key, before=audit.snapshot(row)
+    )
+
+
 def _check_category_overlap(
     elder: Elder, category: str, start: dt.date, end: dt.date | None, skip: int | None
 ) -> None:
@@ -500,34 +531,13 @@ async def update_category(
     _check_category_overlap(elder, category, start, end, row.id)
     before = audit.snapshot(row)
     row.category, row.valid_from, row.valid_to = category, start, end
-    await session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="update",
-        entity="elder_category",
-        entity_id=row.id,
-        before=before,
-        after=audit.snapshot(row),
-    )
-    return row
+    return await _updated(session, actor, row, "elder_category", before)
 
 
 async def delete_category(
     *, session: AsyncSession, actor: Principal, elder_id: int, category_id: int
 ) -> None:
-    elder = await editable_elder(session, actor, elder_id)
-    row = await _child(session, ElderCategory, elder, category_id, "elder_category")
-    elder.categories.remove(row)
-    await session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="delete",
-        entity="elder_category",
-        entity_id=category_id,
-        before=audit.snapshot(row),
-    )
+    await _delete_child(session, actor, elder_id, ElderCategory, category_id, "elder_category")
 
 
 def _check_ltc_overlap(elder: Elder, start: dt.date, end: dt.date | None, skip: int | None) -> None:
@@ -573,34 +583,13 @@ async def update_ltc_coverage(
     before = audit.snapshot(row)
     row.policy_no = changes.get("policy_no", row.policy_no)
     row.valid_from, row.valid_to = start, end
-    await session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="update",
-        entity="ltc_coverage",
-        entity_id=row.id,
-        before=before,
-        after=audit.snapshot(row),
-    )
-    return row
+    return await _updated(session, actor, row, "ltc_coverage", before)
 
 
 async def delete_ltc_coverage(
     *, session: AsyncSession, actor: Principal, elder_id: int, coverage_id: int
 ) -> None:
-    elder = await editable_elder(session, actor, elder_id)
-    row = await _child(session, LtcCoverage, elder, coverage_id, "ltc_coverage")
-    elder.ltc_coverages.remove(row)
-    await session.flush()
-    audit.record(
-        session,
-        actor=actor,
-        action="delete",
-        entity="ltc_coverage",
-        entity_id=coverage_id,
-        before=audit.snapshot(row),
-    )
+    await _delete_child(session, actor, elder_id, LtcCoverage, coverage_id, "ltc_coverage")
 
 
 # --- Blocked caregivers -------------------------------------------------------------------------

@@ -337,6 +337,10 @@ async def test_categories_coverage_contacts_and_status(client: httpx.AsyncClient
         f"{base}/ltc-coverages/{ltc.json()['id']}", json={"valid_to": "2026-12-31"}, headers=admin
     )
     assert ended.json()["valid_to"] == "2026-12-31"
+    coverage = f"{base}/ltc-coverages/{ltc.json()['id']}"
+    assert (await client.delete(coverage, headers=admin)).status_code == 204
+    assert (await client.delete(coverage, headers=admin)).status_code == 404
+    assert (await client.get(base, headers=admin)).json()["ltc_coverages"] == []
 
     order = [
         {"name": "甲", "relation": "daughter", "phone": "13911110001"},
