@@ -465,6 +465,7 @@ class DayPlanStopRead(msgspec.Struct):
     order_id: int
     seq: int  # 1, 2, … in the caregiver's route
     planned_start_at: dt.datetime
+    visit_id: int | None  # the visit the plan created for the order (None: withdrawn since)
 
 
 class DayPlanRouteRead(msgspec.Struct):
@@ -481,6 +482,7 @@ class DayPlanRead(msgspec.Struct):
     plan_on: dt.date
     built_at: dt.datetime
     replanned_at: dt.datetime | None
+    published_at: dt.datetime | None  # when its stops became accepted orders with visits
     revision: int
     travel_s: int
     routes: list[DayPlanRouteRead]
@@ -493,7 +495,9 @@ def day_plan_read(view: DayPlanView, *, full: bool = True) -> DayPlanRead:
     """``full=False`` (a caregiver's view) leaves out the provider-wide lists."""
     routes: dict[int, list[DayPlanStopRead]] = {}
     for s in sorted(view.stops, key=lambda s: (s.caregiver_id, s.seq)):
-        routes.setdefault(s.caregiver_id, []).append(DayPlanStopRead(s.order_id, s.seq, s.planned_start_at))
+        routes.setdefault(s.caregiver_id, []).append(
+            DayPlanStopRead(s.order_id, s.seq, s.planned_start_at, s.visit_id)
+        )
     p = view.plan
     return DayPlanRead(
         id=p.id,
@@ -501,6 +505,7 @@ def day_plan_read(view: DayPlanView, *, full: bool = True) -> DayPlanRead:
         plan_on=p.plan_on,
         built_at=p.built_at,
         replanned_at=p.replanned_at,
+        published_at=p.published_at,
         revision=p.revision,
         travel_s=p.travel_s if full else 0,
         routes=[DayPlanRouteRead(cid, stops) for cid, stops in routes.items()],

@@ -372,6 +372,11 @@ async def test_job_publishes_tomorrow_and_reads_are_scoped(
     [body] = r.json()
     assert body["provider_id"] == w["provider_id"]
     assert sorted(o["order_id"] for route in body["routes"] for o in route["stops"]) == sorted(stops)
+    assert body["published_at"] is not None
+    visit_of = dict(
+        (await db.execute(select(Visit.order_id, Visit.id).where(Visit.order_id.in_(stops)))).all()
+    )
+    assert {o["order_id"]: o["visit_id"] for route in body["routes"] for o in route["stops"]} == visit_of
     r = await client.get(f"/api/v1/dayplans/{TOMORROW.isoformat()}", headers=h["caregiver"])
     assert r.status_code == 200, r.text
     mine_ids = [s.order_id for s in stops.values() if s.caregiver_id == w["demo_caregiver"]]
