@@ -303,9 +303,13 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         PolicyDefault("dispatch.offer_window", "*", {"seconds": 60}, _SRC_DISPATCH),
         PolicyDefault("dispatch.max_offers", "*", {"count": 3}, _SRC_DISPATCH),
         PolicyDefault("dispatch.continuity_window", "*", {"days": 30}, _SRC_DISPATCH),
-        # The day planner's search budget per provider: min + per visit, capped (wall milliseconds).
+        # The day planner's search budget per provider: min + per visit, capped (wall milliseconds);
+        # from escalate_at_minute (20:00) the evening before, orders no plan placed go to the operators.
         PolicyDefault(
-            "dispatch.dayplan", "*", {"max_ms": 5000, "min_ms": 200, "per_visit_ms": 20}, "planner budget [E]"
+            "dispatch.dayplan",
+            "*",
+            {"max_ms": 5000, "min_ms": 200, "per_visit_ms": 20, "escalate_at_minute": 1200},
+            "planner budget; unplaced orders go to the operator queue from 20:00 the evening before [E]",
         ),
         # A customer cancelling an accepted visit less than this before its start pays the late fee.
         PolicyDefault("dispatch.cancel_notice", "*", {"seconds": 2 * 3600}, _SRC_CANCEL),

@@ -40,7 +40,7 @@ from dispatch.common import (
     policy_number,
     service_rule,
 )
-from dispatch.matching import local_date
+from dispatch.matching import LOCAL_TZ, local_date
 from dispatch.models import DayPlanStop, OrderTransition, ProviderDayPlan, Service, ServiceOrder, Visit
 from dispatch.offers import caregiver_profiles
 from dispatch.states import Actor, OrderState
@@ -54,6 +54,10 @@ S = OrderState
 UNDER_WAY = frozenset({S.EN_ROUTE, S.CHECKED_IN, S.CHECKED_OUT, S.VERIFIED, S.EXCEPTION, S.RATED, S.NO_SHOW})
 # Visits that occupy their caregiver's time (a plan must route around those it does not hold).
 BOOKED = tuple(sorted(s.value for s in ({S.ACCEPTED} | UNDER_WAY) - {S.NO_SHOW}))
+
+
+# Local minute of the evening before from which orders no plan could place go to the operator queue.
+ESCALATE_AT_MINUTE = 20 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -727,7 +731,62 @@ async def plan_tomorrow(*, session: AsyncSession, now: dt.datetime, time_limit_s
             session=session, provider_id=int(pid), day=day, now=now, time_limit_s=time_limit_s
         ):
             written += 1
+    await escalate_unplaced(session=session, day=day, now=now)
     return written
+
+
+async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.datetime) -> list[int]:
+    """From the evening cut-off on (policy ``dispatch.dayplan`` ``escalate_at_minute``, minutes after
+    local midnight, default 20:00), hand ``day``'s scheduled orders that no provider's plan could place
+    to the operator queue (``created → escalated``, system), so that none waits unseen for a plan run
+    that will not place it either. Before the cut-off they stay ``created`` for the next run, which may
+    find room (a new caregiver, a cancellation). Returns the escalated order ids."""
+    cutoff = (
+        await session.execute(
+            select(policy_number("dispatch.dayplan", "*", "escalate_at_minute", day, ESCALATE_AT_MINUTE))
+        )
+    ).scalar_one()
+    local = now.astimezone(LOCAL_TZ)
+    evening_before = local.date() == day - dt.timedelta(days=1) and local.hour * 60 + local.minute >= cutoff
+    if not (evening_before or local.date() >= day):
+        return []
+    midnight = day_start(day)
+    ids = list(
+        await session.scalars(
+            select(ServiceOrder.id)
+            .where(
+                ServiceOrder.state == S.CREATED.value,
+                ServiceOrder.asap.is_(False),
+                ServiceOrder.urgent.is_(False),
+                ServiceOrder.window_start_at >= midnight,
+                ServiceOrder.window_start_at < midnight + dt.timedelta(days=1),
+                ~exists().where(
+                    DayPlanStop.order_id == ServiceOrder.id,
+                    DayPlanStop.plan_id.in_(select(ProviderDayPlan.id).where(ProviderDayPlan.plan_on == day)),
+                ),
+            )
+            .order_by(ServiceOrder.id)
+        )
+    )
+    escalated = []
+    for oid in ids:
+        try:
+            await change_state(
+                session=session,
+                order_id=oid,
+                expected=S.CREATED,
+                target=S.ESCALATED,
+                actor=Actor.SYSTEM,
+                actor_user_id=None,
+                now=now,
+                note="no day plan could place it",
+            )
+        except StateConflict:
+            continue  # changed meanwhile (cancelled, dispatched): nothing to escalate
+        escalated.append(oid)
+    if escalated:
+        log.info("dispatch.dayplan.escalated", day=day.isoformat(), orders=escalated)
+    return escalated
 
 
 @dataclass(frozen=True, slots=True)

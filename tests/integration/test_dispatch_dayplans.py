@@ -806,3 +806,34 @@ async def test_a_caregiver_setting_off_waits_for_the_replan_that_takes_the_visit
         assert order is not None
         assert visit is not None
         assert (order.state, order.caregiver_id, visit.caregiver_id) == ("accepted", other, other)
+
+
+async def test_orders_no_plan_can_place_go_to_the_operators_from_the_evening_cutoff(
+    db: AsyncSession, client: httpx.AsyncClient, login: Login
+) -> None:
+    """A visit wanted at 03:00 fits nobody's shift: during the day it stays ``created`` for later
+    runs; from 20:00 (policy ``dispatch.dayplan`` ``escalate_at_minute``) the job escalates it, and
+    leaves the planned orders alone."""
+    w = await _world(db, client, login)
+    night = await _order(db, w["elders"][0], "VISIT", _at(3))
+    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)  # 10:00 local
+    assert (await _orders(db, [night]))[night].state == "created"
+
+    today = TEST_NOW.astimezone(LOCAL_TZ).date()
+    await dayplans.plan_tomorrow(
+        session=db, now=dt.datetime.combine(today, dt.time(19, 59), LOCAL_TZ), time_limit_s=PLAN_SECONDS
+    )
+    assert (await _orders(db, [night]))[night].state == "created"
+    evening = dt.datetime.combine(today, dt.time(20, 0), LOCAL_TZ)
+    await dayplans.plan_tomorrow(session=db, now=evening, time_limit_s=PLAN_SECONDS)
+    states = await _orders(db, [night, *w["orders"]])
+    assert states[night].state == "escalated"
+    assert (await _transitions(db, night))[-1] == (
+        "created",
+        "escalated",
+        "system",
+        "no day plan could place it",
+    )
+    assert {states[o].state for o in w["orders"]} <= {"accepted"}
+    # Rerunning escalates nothing twice.
+    assert await dayplans.escalate_unplaced(session=db, day=TOMORROW, now=evening) == []
