@@ -200,12 +200,17 @@ async def prepare_connection(conn: asyncpg.Connection) -> None:
 async def claim_keys_copy(
     conn: asyncpg.Connection, keys: Sequence[tuple[int, int, dt.datetime]]
 ) -> set[MsgKey]:
-    """Record message keys via COPY; returns the keys not seen before (the ones to store)."""
+    """Record message keys via COPY; returns the keys not seen before (the ones to store).
+
+    Call it once per transaction: the staging table empties itself at commit (``ON COMMIT DELETE
+    ROWS``), which is also why it cannot work outside one.
+    """
     if not keys:
         return set()
+    if not conn.is_in_transaction():
+        raise RuntimeError("claim_keys_copy needs a transaction (its staging table empties at commit)")
     await conn.copy_records_to_table("ingest_stage_msg", records=keys)
     rows = await conn.fetch(_CLAIM_STAGED)
-    await conn.execute("TRUNCATE ingest_stage_msg")
     return {(r[0], r[1]) for r in rows}
 
 
