@@ -82,6 +82,8 @@ log = structlog.get_logger("iot_ingest")
 
 SUBSCRIPTION = "$share/ingest/eldercare/v1/#"
 _DB_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+# The transaction was rolled back and may simply be run again (the connection is fine).
+_TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -686,6 +688,10 @@ class IngestService:
                 self.stats.db_errors += 1
                 log.warning("ingest.db_unavailable", writer=what, error=repr(e)[:200])
                 await asyncio.sleep(self.config.retry_backoff_s)
+            except _TRANSIENT as e:  # never dead-letter good messages for a lost lock race
+                self.stats.db_errors += 1
+                log.warning("ingest.db_retry", writer=what, error=repr(e)[:200])
+                await asyncio.sleep(0.01)
 
     async def _connect_db(self) -> asyncpg.Connection:
         conn = await asyncpg.connect(self.settings.asyncpg_dsn)

@@ -33,6 +33,7 @@ _STAGE_DDL: Final = (
 _CLAIM_STAGED: Final = """
     INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
     SELECT DISTINCT ON (device_id, msg_key) device_id, msg_key, seen_at FROM ingest_stage_msg
+    ORDER BY device_id, msg_key  -- key order, like the priority write: no deadlock between writers
     ON CONFLICT DO NOTHING
     RETURNING device_id, msg_key
 """
@@ -291,7 +292,8 @@ async def raise_alarm(conn: asyncpg.Connection, alarm: AlarmCandidate) -> AlarmW
 _PRIORITY_WRITE: Final = """
 WITH claimed AS (
     INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
-    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[])
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS m(d, k, seen)
+    ORDER BY d, k  -- every writer claims in key order: overlapping claims wait, never deadlock
     ON CONFLICT DO NOTHING
     RETURNING device_id, msg_key
 ), ev AS (

@@ -168,3 +168,43 @@ async def test_priority_write_claims_once_and_folds_alarms(pg: asyncpg.Connectio
     assert [(a.created, a.count) for a in alarms] == [(False, 3)]
     assert await pg.fetchval("SELECT count(*) FROM device_event WHERE device_id = $1", band) == 3
     assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE device_id = $1", band) == 1
+
+
+async def test_concurrent_priority_writes_of_the_same_events_do_not_deadlock(
+    pg: asyncpg.Connection,  # noqa: F811
+    ingest_db: str,  # noqa: F811
+) -> None:
+    """Both MQTT sessions carry events, so two workers' priority writes often claim the same keys at
+    once, in whatever order their batches hold them. Claims go in key order: they wait, never deadlock,
+    and each event is stored exactly once."""
+    import asyncio
+
+    from iot_ingest.rules import AlarmCandidate
+
+    home = await seed_home(pg)
+    band = home.ids[home.uid("band")]
+    now = dt.datetime.now(dt.UTC)
+    a, b = await asyncpg.connect(ingest_db), await asyncpg.connect(ingest_db)
+    try:
+        for round_ in range(20):
+            keys = [round_ * 1000 + i for i in range(40)]
+
+            def batch(order: list[int]) -> storage.PriorityBatch:
+                return storage.PriorityBatch(
+                    keys=[(band, k, now) for k in order],
+                    events=[(band, k, now, "button", {"k": k}, k) for k in order],
+                    alarms=[
+                        (k, AlarmCandidate("SOS", "CRITICAL", band, home.elder_id, now, {})) for k in order
+                    ],
+                )
+
+            (fresh_a, _), (fresh_b, _) = await asyncio.gather(
+                storage.write_priority(a, batch(keys)), storage.write_priority(b, batch(keys[::-1]))
+            )
+            assert fresh_a.isdisjoint(fresh_b)
+            assert fresh_a | fresh_b == {(band, k) for k in keys}
+        assert await pg.fetchval("SELECT count(*) FROM device_event WHERE device_id = $1", band) == 800
+        assert await pg.fetchval("SELECT count FROM alarm WHERE device_id = $1 AND type = 'SOS'", band) == 800
+    finally:
+        await a.close()
+        await b.close()
