@@ -467,26 +467,33 @@ async def _store_plan(
 def _unplanned_orders(provider_id: int, day: dt.date) -> Any:
     """Scheduled ``created`` orders of ``day`` in the provider's districts, of a service the provider
     is contracted for that day, that no plan holds yet."""
-    midnight = day_start(day)
     return (
         select(ServiceOrder.id)
         .join(Elder, Elder.id == ServiceOrder.elder_id)
         .where(
-            ServiceOrder.state == S.CREATED.value,
-            ServiceOrder.asap.is_(False),
-            ServiceOrder.urgent.is_(False),
-            ServiceOrder.window_start_at >= midnight,
-            ServiceOrder.window_start_at < midnight + dt.timedelta(days=1),
+            *_waiting_for_a_plan(day),
             Elder.district_id.in_(
                 select(ProviderDistrict.district_id).where(ProviderDistrict.provider_id == provider_id)
             ),
             contracted(provider_id, ServiceOrder.service_code, day),
-            ~exists().where(
-                DayPlanStop.order_id == ServiceOrder.id,
-                DayPlanStop.plan_id.in_(select(ProviderDayPlan.id).where(ProviderDayPlan.plan_on == day)),
-            ),
         )
         .order_by(ServiceOrder.id)
+    )
+
+
+def _waiting_for_a_plan(day: dt.date) -> tuple[ColumnElement[bool], ...]:
+    """Scheduled orders of ``day`` still ``created`` that no plan of the day holds."""
+    midnight = day_start(day)
+    return (
+        ServiceOrder.state == S.CREATED.value,
+        ServiceOrder.asap.is_(False),
+        ServiceOrder.urgent.is_(False),
+        ServiceOrder.window_start_at >= midnight,
+        ServiceOrder.window_start_at < midnight + dt.timedelta(days=1),
+        ~exists().where(
+            DayPlanStop.order_id == ServiceOrder.id,
+            DayPlanStop.plan_id.in_(select(ProviderDayPlan.id).where(ProviderDayPlan.plan_on == day)),
+        ),
     )
 
 
@@ -750,22 +757,9 @@ async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.date
     evening_before = local.date() == day - dt.timedelta(days=1) and local.hour * 60 + local.minute >= cutoff
     if not (evening_before or local.date() >= day):
         return []
-    midnight = day_start(day)
     ids = list(
         await session.scalars(
-            select(ServiceOrder.id)
-            .where(
-                ServiceOrder.state == S.CREATED.value,
-                ServiceOrder.asap.is_(False),
-                ServiceOrder.urgent.is_(False),
-                ServiceOrder.window_start_at >= midnight,
-                ServiceOrder.window_start_at < midnight + dt.timedelta(days=1),
-                ~exists().where(
-                    DayPlanStop.order_id == ServiceOrder.id,
-                    DayPlanStop.plan_id.in_(select(ProviderDayPlan.id).where(ProviderDayPlan.plan_on == day)),
-                ),
-            )
-            .order_by(ServiceOrder.id)
+            select(ServiceOrder.id).where(*_waiting_for_a_plan(day)).order_by(ServiceOrder.id)
         )
     )
     escalated = []

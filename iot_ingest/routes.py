@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from core.authz import allow
 from core.http import CurrentPrincipal, Db, Now
-from core.models import Role
+from core.models import Device, Gateway, Role
 from iot_ingest import provisioning, queries
 from iot_ingest.provisioning import BrokerFiles, IssuedCredential, NewDevice, broker_from_env, topic_prefix
 from iot_ingest.schemas import (
@@ -149,6 +149,17 @@ async def register_gateway(
     )
 
 
+def _revoked(row: Device | Gateway, revoked: provisioning.RevokedCredential) -> DeviceRevoked:
+    return DeviceRevoked(
+        id=row.id,
+        uid=row.uid,
+        status=row.status,
+        credential_revoked=revoked.known,
+        broker_updated=revoked.broker_updated,
+        broker_reloaded=revoked.broker_reloaded,
+    )
+
+
 class RevocationController(Controller):
     path = "/api/v1"
     tags = ["devices"]  # noqa: RUF012
@@ -166,14 +177,7 @@ class RevocationController(Controller):
         device, revoked = await provisioning.revoke_device(
             session=db, actor=principal, broker=broker, device_id=device_id, now=now
         )
-        return DeviceRevoked(
-            id=device.id,
-            uid=device.uid,
-            status=device.status,
-            credential_revoked=revoked.known,
-            broker_updated=revoked.broker_updated,
-            broker_reloaded=revoked.broker_reloaded,
-        )
+        return _revoked(device, revoked)
 
     @post(
         "/gateways/{gateway_id:int}/revoke",
@@ -187,14 +191,7 @@ class RevocationController(Controller):
         gateway, revoked = await provisioning.revoke_gateway(
             session=db, actor=principal, broker=broker, gateway_id=gateway_id, now=now
         )
-        return DeviceRevoked(
-            id=gateway.id,
-            uid=gateway.uid,
-            status=gateway.status,
-            credential_revoked=revoked.known,
-            broker_updated=revoked.broker_updated,
-            broker_reloaded=revoked.broker_reloaded,
-        )
+        return _revoked(gateway, revoked)
 
 
 class TelemetryController(Controller):

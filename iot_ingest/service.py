@@ -853,7 +853,7 @@ class IngestService:
         """One statement (:func:`storage.write_priority`): a single round trip, however busy the
         machine, is what keeps an alarm's commit fast."""
         assert self._store is not None
-        txn_started = _utcnow()
+        started = _utcnow()
         batch = storage.PriorityBatch()
         firsts: dict[storage.MsgKey, _Item] = {}
         for it in items:
@@ -891,7 +891,7 @@ class IngestService:
                 "ingest.priority_written",
                 sessions=sorted({it.raw.session for it in items}),
                 size=len(items),
-                waited_ms=round((txn_started - oldest).total_seconds() * 1000, 1),
+                waited_ms=round((started - oldest).total_seconds() * 1000, 1),
                 ms=round((_utcnow() - oldest).total_seconds() * 1000, 1),
             )
         for w in new_alarms:

@@ -24,10 +24,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from alembic import command
 
 from core.settings import Settings
 from iot_ingest.service import IngestConfig, IngestService
 from simulators import devices as sim
+from tests.conftest import alembic_config, recreate_database
 
 pytestmark = pytest.mark.integration
 
@@ -45,24 +47,9 @@ MQTT_HOST, MQTT_PORT, _, _ = sim.mqtt_target(MQTT_URL)
 
 @pytest.fixture(scope="session")
 async def ingest_db() -> str:
-    admin = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{TEST_DB}"')
-    finally:
-        await admin.close()
-    proc = await asyncio.create_subprocess_exec(
-        str(ROOT / ".venv/bin/alembic"),
-        "-x",
-        f"url={DB_URL}",
-        "upgrade",
-        "heads",  # other domains' migrations may still branch from 0001 until the lead orders them
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()
+    """A database of our own, recreated and migrated to head once per session."""
+    await recreate_database(DB_URL)
+    await asyncio.to_thread(command.upgrade, alembic_config(DB_URL), "heads")
     return DSN
 
 

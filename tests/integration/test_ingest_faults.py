@@ -23,9 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from alembic import command
 
 from core.settings import Settings
 from simulators import devices as sim
+from tests.conftest import alembic_config, recreate_database
 from tests.integration.ingest_faults_support import (
     MONITOR_USER,
     BrokerStats,
@@ -36,7 +38,7 @@ from tests.integration.ingest_faults_support import (
     spawn_ingest,
     stop_ingest,
 )
-from tests.integration.test_ingest import ROOT, Home, seed_home
+from tests.integration.test_ingest import Home, seed_home
 
 pytestmark = [
     pytest.mark.integration,
@@ -53,24 +55,9 @@ INGEST_USER = "eldercare-ingest"
 
 @pytest.fixture(scope="session")
 async def faults_db() -> str:
-    admin = await asyncpg.connect(urlunsplit(urlsplit(DSN)._replace(path="/postgres")))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{TEST_DB}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{TEST_DB}"')
-    finally:
-        await admin.close()
-    proc = await asyncio.create_subprocess_exec(
-        str(ROOT / ".venv/bin/alembic"),
-        "-x",
-        f"url={DB_URL}",
-        "upgrade",
-        "heads",
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    out, _ = await proc.communicate()
-    assert proc.returncode == 0, out.decode()
+    """A database of our own, recreated and migrated to head once per session."""
+    await recreate_database(DB_URL)
+    await asyncio.to_thread(command.upgrade, alembic_config(DB_URL), "heads")
     return DSN
 
 
