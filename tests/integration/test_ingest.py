@@ -421,7 +421,14 @@ async def test_sigkill_mid_flood_then_restart_stores_every_event_once(
     proc = _spawn_ingest(client_id, subscription, tmp_path / "ingest.log")
     try:
         await _wait_subscribed(pg, f"{home.tag}probe")
-        publisher = asyncio.create_task(publish(flood, window=50))
+
+        async def paced() -> None:
+            # In chunks, so the worker is killed mid-flood however fast it commits.
+            for i in range(0, len(flood), 40):
+                await publish(flood[i : i + 40], window=50)
+                await asyncio.sleep(0.02)
+
+        publisher = asyncio.create_task(paced())
         stored = 0
         deadline = time.monotonic() + 20
         while stored < 100 and time.monotonic() < deadline:
