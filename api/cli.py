@@ -32,7 +32,13 @@ from alembic.config import Config
 from core.logging import configure_logging
 from core.platform.broker import BrokerChoice, BrokerUnavailable, EmbeddedKind, find_broker, redact
 from core.platform.net import http_status, port_free
-from core.platform.postgres import DatabaseChoice, DatabaseUnavailable, find_database
+from core.platform.postgres import (
+    DatabaseChoice,
+    DatabaseUnavailable,
+    database_name,
+    find_database,
+    require_database,
+)
 from core.platform.supervisor import Component, Supervisor
 from core.settings import PROJECT_ROOT, STATE_DIR, Settings
 
@@ -100,6 +106,18 @@ async def seed(settings: Settings, *, demo: bool, today: dt.date) -> Any:
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(json=settings.log_json, level=settings.log_level)
+    if getattr(args, "url", None):
+        source = "--url"
+    else:
+        source = "ELDERCARE_DATABASE_URL" if os.environ.get("ELDERCARE_DATABASE_URL") else "the default URL"
+    try:
+        # A missing database is created, as ``demo`` does; a server that does not answer is one line.
+        created = asyncio.run(require_database(settings.database_url, source=source))
+    except DatabaseUnavailable as exc:
+        _err(f"eldercare migrate: {exc} — start PostgreSQL or point --url / ELDERCARE_DATABASE_URL at one.")
+        return 1
+    if created:
+        _out(f"Database {database_name(settings.database_url)} created.")
     upgrade_heads(settings.database_url)
     _out("Database migrated to the latest revision (alembic upgrade heads).")
     return 0

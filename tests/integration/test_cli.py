@@ -90,17 +90,15 @@ def state_dir() -> Iterator[Path]:
 # --- migrate + seed through the CLI ----------------------------------------------------------------
 
 
-async def test_migrate_on_fresh_database_then_seed_demo_twice_adds_nothing() -> None:
+async def test_migrate_on_missing_database_creates_it_then_seed_demo_twice_adds_nothing() -> None:
     await _drop(CLI_DB_URL)
     env = {**os.environ, "ELDERCARE_DATABASE_URL": CLI_DB_URL, "ELDERCARE_LOG_LEVEL": "WARNING"}
     try:
-        # ``migrate`` creates nothing itself: the database must exist (``demo`` creates it).
-        admin = await asyncpg.connect(asyncpg_dsn(CLI_DB_URL, database="postgres"))
-        await admin.execute(f'CREATE DATABASE "{make_url(CLI_DB_URL).database}"')
-        await admin.close()
-
+        # The database does not exist: ``migrate`` creates it, as ``demo`` does.
         migrated = await asyncio.to_thread(_eldercare, "migrate", env=env)
         assert migrated.returncode == 0, migrated.stderr
+        assert "Traceback" not in migrated.stderr
+        assert "Database eldercare_test_cli created." in migrated.stdout
         assert "migrated" in migrated.stdout
         heads = await _scalar(CLI_DB_URL, "SELECT count(*) FROM alembic_version")
         assert isinstance(heads, int)
@@ -124,6 +122,18 @@ async def test_migrate_on_fresh_database_then_seed_demo_twice_adds_nothing() -> 
         assert again == counts
     finally:
         await _drop(CLI_DB_URL)
+
+
+def test_migrate_against_a_server_that_does_not_answer_says_so_in_one_line() -> None:
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/eldercare"
+    result = _eldercare("migrate", "--url", dead, env={**os.environ, "ELDERCARE_LOG_LEVEL": "WARNING"})
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("eldercare migrate: --url=")
+    assert "does not answer" in lines[0]
+    assert result.stdout == ""
 
 
 def test_domain_subcommand_whose_module_is_missing_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
