@@ -13,6 +13,10 @@ import enum
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET
 
 from core.errors import Invalid
 
@@ -34,6 +38,72 @@ DIMENSION_NAMES: Mapping[Dimension, tuple[str, str]] = MappingProxyType(
 )
 
 
+# Allowed scores of an item: 0 (least independent) up to its maximum.
+Score1 = Annotated[int, msgspec.Meta(ge=0, le=1)]
+Score2 = Annotated[int, msgspec.Meta(ge=0, le=2)]
+Score3 = Annotated[int, msgspec.Meta(ge=0, le=3)]
+Score4 = Annotated[int, msgspec.Meta(ge=0, le=4)]
+
+
+def _unset() -> Any:
+    return UNSET
+
+
+# A missing item decodes to UNSET rather than failing, so that :func:`validate_items` can name every
+# missing item in one error (a decoder stops at the first missing field). Typed ``Any`` so the
+# fields stay plain ``int`` in the OpenAPI schema instead of a one-armed ``oneOf``.
+_NOT_SCORED: Any = msgspec.field(default_factory=_unset)
+
+
+class ItemScores(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The 26 item scores of GB/T 42195-2022, each 0 up to its maximum; higher is more independent.
+    All 26 are required: a request missing some gets one ``assessment.item_missing`` problem whose
+    ``missing`` lists them all. This class is the one home of the item keys and their ranges."""
+
+    # 自理能力 self-care
+    eating: Score4 = _NOT_SCORED
+    grooming: Score4 = _NOT_SCORED
+    bathing: Score4 = _NOT_SCORED
+    dressing_upper: Score4 = _NOT_SCORED
+    dressing_lower: Score4 = _NOT_SCORED
+    bladder: Score4 = _NOT_SCORED
+    bowel: Score4 = _NOT_SCORED
+    toileting: Score4 = _NOT_SCORED
+    # 基础运动能力 basic mobility
+    bed_mobility: Score4 = _NOT_SCORED
+    transfer: Score4 = _NOT_SCORED
+    walking: Score4 = _NOT_SCORED
+    stairs: Score3 = _NOT_SCORED
+    # 精神状态 mental status
+    orientation_time: Score4 = _NOT_SCORED
+    orientation_place: Score4 = _NOT_SCORED
+    orientation_people: Score4 = _NOT_SCORED
+    memory: Score4 = _NOT_SCORED
+    comprehension: Score4 = _NOT_SCORED
+    expression: Score4 = _NOT_SCORED
+    aggression: Score1 = _NOT_SCORED
+    depression: Score1 = _NOT_SCORED
+    consciousness: Score2 = _NOT_SCORED
+    # 感知觉与社会参与 perception and social participation
+    vision: Score2 = _NOT_SCORED
+    hearing: Score2 = _NOT_SCORED
+    daily_tasks: Score4 = _NOT_SCORED
+    transport: Score3 = _NOT_SCORED
+    social: Score4 = _NOT_SCORED
+
+
+def _max_scores() -> dict[str, int]:
+    """Each item's maximum score, read from the ranges declared on :class:`ItemScores`."""
+    info = msgspec.inspect.type_info(ItemScores)
+    out: dict[str, int] = {}
+    for field in info.fields if isinstance(info, msgspec.inspect.StructType) else ():
+        kind = field.type
+        if not isinstance(kind, msgspec.inspect.IntType) or kind.le is None:
+            raise TypeError(f"ItemScores.{field.name} must be a bounded int score.")
+        out[field.name] = kind.le
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     key: str
@@ -43,34 +113,38 @@ class Item:
     max_score: int
 
 
-ITEMS: tuple[Item, ...] = (
-    Item("eating", Dimension.SELF_CARE, "进食", "Eating", 4),
-    Item("grooming", Dimension.SELF_CARE, "修饰", "Grooming", 4),
-    Item("bathing", Dimension.SELF_CARE, "洗澡", "Bathing", 4),
-    Item("dressing_upper", Dimension.SELF_CARE, "穿/脱上衣", "Dressing (upper body)", 4),
-    Item("dressing_lower", Dimension.SELF_CARE, "穿/脱裤子和鞋袜", "Dressing (lower body)", 4),
-    Item("bladder", Dimension.SELF_CARE, "小便控制", "Bladder control", 4),
-    Item("bowel", Dimension.SELF_CARE, "大便控制", "Bowel control", 4),
-    Item("toileting", Dimension.SELF_CARE, "如厕", "Toileting", 4),
-    Item("bed_mobility", Dimension.MOBILITY, "床上体位转移", "Bed mobility", 4),
-    Item("transfer", Dimension.MOBILITY, "床椅转移", "Bed-chair transfer", 4),
-    Item("walking", Dimension.MOBILITY, "平地行走", "Walking (about 50 m)", 4),
-    Item("stairs", Dimension.MOBILITY, "上下楼梯", "Stairs", 3),
-    Item("orientation_time", Dimension.MENTAL, "时间定向", "Orientation to time", 4),
-    Item("orientation_place", Dimension.MENTAL, "空间定向", "Orientation to place", 4),
-    Item("orientation_people", Dimension.MENTAL, "人物定向", "Orientation to people", 4),
-    Item("memory", Dimension.MENTAL, "记忆", "Memory", 4),
-    Item("comprehension", Dimension.MENTAL, "理解能力", "Comprehension", 4),
-    Item("expression", Dimension.MENTAL, "表达能力", "Expression", 4),
-    Item("aggression", Dimension.MENTAL, "攻击行为", "Aggressive behaviour", 1),
-    Item("depression", Dimension.MENTAL, "抑郁症状", "Depressive symptoms", 1),
-    Item("consciousness", Dimension.MENTAL, "意识水平", "Level of consciousness", 2),
-    Item("vision", Dimension.PERCEPTION, "视力", "Vision", 2),
-    Item("hearing", Dimension.PERCEPTION, "听力", "Hearing", 2),
-    Item("daily_tasks", Dimension.PERCEPTION, "执行日常事务", "Daily tasks", 4),
-    Item("transport", Dimension.PERCEPTION, "使用交通工具外出", "Using transport", 3),
-    Item("social", Dimension.PERCEPTION, "社会交往能力", "Social interaction", 4),
+_MAX_SCORE = _max_scores()
+_NAMES: tuple[tuple[str, Dimension, str, str], ...] = (
+    ("eating", Dimension.SELF_CARE, "进食", "Eating"),
+    ("grooming", Dimension.SELF_CARE, "修饰", "Grooming"),
+    ("bathing", Dimension.SELF_CARE, "洗澡", "Bathing"),
+    ("dressing_upper", Dimension.SELF_CARE, "穿/脱上衣", "Dressing (upper body)"),
+    ("dressing_lower", Dimension.SELF_CARE, "穿/脱裤子和鞋袜", "Dressing (lower body)"),
+    ("bladder", Dimension.SELF_CARE, "小便控制", "Bladder control"),
+    ("bowel", Dimension.SELF_CARE, "大便控制", "Bowel control"),
+    ("toileting", Dimension.SELF_CARE, "如厕", "Toileting"),
+    ("bed_mobility", Dimension.MOBILITY, "床上体位转移", "Bed mobility"),
+    ("transfer", Dimension.MOBILITY, "床椅转移", "Bed-chair transfer"),
+    ("walking", Dimension.MOBILITY, "平地行走", "Walking (about 50 m)"),
+    ("stairs", Dimension.MOBILITY, "上下楼梯", "Stairs"),
+    ("orientation_time", Dimension.MENTAL, "时间定向", "Orientation to time"),
+    ("orientation_place", Dimension.MENTAL, "空间定向", "Orientation to place"),
+    ("orientation_people", Dimension.MENTAL, "人物定向", "Orientation to people"),
+    ("memory", Dimension.MENTAL, "记忆", "Memory"),
+    ("comprehension", Dimension.MENTAL, "理解能力", "Comprehension"),
+    ("expression", Dimension.MENTAL, "表达能力", "Expression"),
+    ("aggression", Dimension.MENTAL, "攻击行为", "Aggressive behaviour"),
+    ("depression", Dimension.MENTAL, "抑郁症状", "Depressive symptoms"),
+    ("consciousness", Dimension.MENTAL, "意识水平", "Level of consciousness"),
+    ("vision", Dimension.PERCEPTION, "视力", "Vision"),
+    ("hearing", Dimension.PERCEPTION, "听力", "Hearing"),
+    ("daily_tasks", Dimension.PERCEPTION, "执行日常事务", "Daily tasks"),
+    ("transport", Dimension.PERCEPTION, "使用交通工具外出", "Using transport"),
+    ("social", Dimension.PERCEPTION, "社会交往能力", "Social interaction"),
 )
+if [key for key, *_ in _NAMES] != list(_MAX_SCORE):
+    raise RuntimeError("The item names and ItemScores disagree on the item keys or their order.")
+ITEMS: tuple[Item, ...] = tuple(Item(key, dim, zh, en, _MAX_SCORE[key]) for key, dim, zh, en in _NAMES)
 ITEMS_BY_KEY: Mapping[str, Item] = MappingProxyType({i.key: i for i in ITEMS})
 MAX_TOTAL = sum(i.max_score for i in ITEMS)  # 90
 DIMENSION_MAX: Mapping[Dimension, int] = MappingProxyType(
@@ -103,10 +177,11 @@ class Adjustment(enum.StrEnum):
 
 
 class InvalidAssessment(Invalid, ValueError):
-    """Bad assessment input; ``code`` is stable (``assessment.item_missing`` …), ``item`` names the item."""
+    """Bad assessment input; ``code`` is stable (``assessment.item_missing`` …), ``item`` names the
+    item (the first, when ``missing`` lists several)."""
 
-    def __init__(self, code: str, message: str, *, item: str | None = None) -> None:
-        super().__init__(message, code=code, item=item)
+    def __init__(self, code: str, message: str, *, item: str | None = None, **extra: object) -> None:
+        super().__init__(message, code=code, item=item, **extra)
         self.item = item
 
 
@@ -158,20 +233,33 @@ def valid_until(assessed_on: dt.date, months: int = VALID_MONTHS) -> dt.date:
     return anniversary - dt.timedelta(days=1)
 
 
-def validate_items(items: Mapping[str, object]) -> dict[str, int]:
-    """Check that every item is present once, known, an int and within its range."""
-    unknown = sorted(set(items) - ITEMS_BY_KEY.keys())
+def validate_items(items: ItemScores | Mapping[str, object]) -> dict[str, int]:
+    """Check that every item is present once, known, an int and within its range.
+
+    Missing items are reported together: one ``assessment.item_missing`` error whose ``missing``
+    lists every item without a score (``item`` is the first of them)."""
+    given: Mapping[str, object]
+    if isinstance(items, ItemScores):
+        given = {k: v for k, v in msgspec.structs.asdict(items).items() if v is not UNSET}
+    else:
+        given = {k: v for k, v in items.items() if v is not UNSET}
+    unknown = sorted(set(given) - ITEMS_BY_KEY.keys())
     if unknown:
         raise InvalidAssessment(
             "assessment.item_unknown", f"Unknown assessment item {unknown[0]!r}.", item=unknown[0]
         )
+    missing = [item for item in ITEMS if item.key not in given]
+    if missing:
+        names = ", ".join(f"{i.key} ({i.name_en})" for i in missing)
+        raise InvalidAssessment(
+            "assessment.item_missing",
+            f"{len(missing)} of the {len(ITEMS)} items have no score: {names}.",
+            item=missing[0].key,
+            missing=[i.key for i in missing],
+        )
     out: dict[str, int] = {}
     for item in ITEMS:
-        if item.key not in items:
-            raise InvalidAssessment(
-                "assessment.item_missing", f"Item {item.key!r} ({item.name_en}) has no score.", item=item.key
-            )
-        score = items[item.key]
+        score = given[item.key]
         if isinstance(score, bool) or not isinstance(score, int):
             raise InvalidAssessment(
                 "assessment.item_type",
@@ -189,7 +277,7 @@ def validate_items(items: Mapping[str, object]) -> dict[str, int]:
 
 
 def assess(
-    items: Mapping[str, int],
+    items: ItemScores | Mapping[str, int],
     *,
     has_dementia_dx: bool,
     has_other_mental_dx: bool,

@@ -8,18 +8,23 @@ from typing import Annotated, Literal
 import msgspec
 
 from api.schemas.common import Name
-from core.assessment import LEVEL_NAMES
+from core.assessment import LEVEL_NAMES, ItemScores
 from core.models import Assessment
 
-ItemKey = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
 Incident = Literal["fall", "choking", "wandering", "self_harm"]
 
 
 class AssessmentCreate(msgspec.Struct, forbid_unknown_fields=True):
-    """``items`` maps each of the 26 item keys (``eating`` … ``social``) to its score;
-    ``recent_incidents`` lists care-risk incidents of the last 30 days, one entry per incident."""
+    """``items`` holds the score of each of the 26 items (all required; missing ones are reported
+    together); ``recent_incidents`` lists care-risk incidents of the last 30 days, one per incident."""
 
-    items: Annotated[dict[ItemKey, int], msgspec.Meta(max_length=40)]
+    items: Annotated[
+        ItemScores,
+        msgspec.Meta(
+            description="The score of each of the 26 items; all are required. A request missing some "
+            "gets one `assessment.item_missing` problem whose `missing` lists every one of them."
+        ),
+    ]
     assessor: Name
     assessed_on: dt.date
     has_dementia_dx: bool = False
@@ -34,7 +39,7 @@ class AssessmentRead(msgspec.Struct):
 
     id: int
     elder_id: int
-    items: dict[str, int]
+    items: ItemScores
     has_dementia_dx: bool
     has_other_mental_dx: bool
     recent_incidents: list[str]
@@ -54,7 +59,7 @@ def assessment_read(a: Assessment) -> AssessmentRead:
     return AssessmentRead(
         id=a.id,
         elder_id=a.elder_id,
-        items={str(k): int(v) for k, v in a.items.items()},
+        items=msgspec.convert(a.items, ItemScores),
         has_dementia_dx=a.has_dementia_dx,
         has_other_mental_dx=a.has_other_mental_dx,
         recent_incidents=list(a.recent_incidents),

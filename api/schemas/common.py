@@ -37,7 +37,9 @@ UNSET = msgspec.UNSET
 
 def _plain(value: Any) -> Any:
     if isinstance(value, msgspec.Struct):
-        return {f: _plain(getattr(value, f)) for f in value.__struct_fields__}
+        return {
+            f: _plain(v) for f in value.__struct_fields__ if (v := getattr(value, f)) is not msgspec.UNSET
+        }
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, list | tuple):

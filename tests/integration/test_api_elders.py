@@ -443,12 +443,10 @@ async def test_assessment_levels_are_computed(client: httpx.AsyncClient, db: Asy
     assert (await client.get(f"/api/v1/assessments/{a['id']}", headers=civil)).json()["total"] == 65
     assert len(await audit_rows(db, "assessment", a["id"], "create")) == 1
 
-    missing = {**body, "items": {k: v for k, v in body["items"].items() if k != "social"}}
-    r = await client.post(base, json=missing, headers=civil)
-    assert (r.status_code, problem_code(r)) == (422, "assessment.item_missing")
     out_of_range = {**body, "items": {**body["items"], "stairs": 4}}
     r = await client.post(base, json=out_of_range, headers=civil)
-    assert (r.status_code, problem_code(r)) == (422, "assessment.item_range")
+    assert (r.status_code, problem_code(r)) == (422, "validation.invalid")
+    assert r.json()["errors"][0]["key"] == "items.stairs"
     r = await client.post(
         base, json={**body, "assessed_on": str(TODAY + dt.timedelta(days=1))}, headers=civil
     )
@@ -458,6 +456,40 @@ async def test_assessment_levels_are_computed(client: httpx.AsyncClient, db: Asy
     if own.id not in family_p.elder_ids:
         family = await headers_for(db, "demo_family")
         assert (await client.get(f"/api/v1/assessments/{a['id']}", headers=family)).status_code == 404
+
+
+async def test_a_request_missing_three_items_gets_one_problem_naming_all_three(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    civil = await headers_for(db, "demo_civil_affairs")
+    own = await elder_in(db, "420902")
+    gone = ("eating", "stairs", "social")
+    items = {k: v for k, v in items_totalling(70).items() if k not in gone}
+    body = {"items": items, "assessor": "评估员甲", "assessed_on": str(TODAY)}
+    r = await client.post(f"/api/v1/elders/{own.id}/assessments", json=body, headers=civil)
+    assert (r.status_code, problem_code(r)) == (422, "assessment.item_missing")
+    problem = r.json()
+    assert problem["missing"] == list(gone)
+    assert problem["item"] == "eating"
+    assert all(key in problem["detail"] for key in gone)
+    assert await audit_rows(db, "assessment", own.id) == []
+
+
+async def test_openapi_types_each_of_the_26_items_with_its_range(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/api/schema/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    create = components["AssessmentCreate"]["properties"]["items"]
+    read = components["AssessmentRead"]["properties"]["items"]
+    assert create["allOf"] == [read] == [{"$ref": "#/components/schemas/ItemScores"}]
+    assert "all are required" in create["description"]
+    items = components["ItemScores"]
+    assert items["type"] == "object"
+    assert list(items["properties"]) == [i.key for i in ITEMS]
+    for item in ITEMS:
+        prop = items["properties"][item.key]
+        assert (prop["type"], prop["minimum"], prop["maximum"]) == ("integer", 0, item.max_score)
+    assert items["properties"]["stairs"]["maximum"] == 3
+    assert items["properties"]["aggression"]["maximum"] == 1
 
 
 # --- Blocked caregivers -------------------------------------------------------------------------

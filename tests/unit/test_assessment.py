@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import msgspec
 import pytest
 
 from core.assessment import (
@@ -13,6 +14,7 @@ from core.assessment import (
     Adjustment,
     Dimension,
     InvalidAssessment,
+    ItemScores,
     assess,
     level_for_total,
     valid_until,
@@ -192,6 +194,32 @@ def test_invalid_items(change: dict[str, Any], code: str, item: str) -> None:
     assert info.value.item == item
     assert item in str(info.value)
     assert isinstance(info.value, ValueError)
+
+
+def test_missing_items_are_named_together() -> None:
+    scores = {i.key: i.max_score for i in ITEMS if i.key not in ("eating", "stairs", "social")}
+    with pytest.raises(InvalidAssessment) as info:
+        assess(scores, has_dementia_dx=False, has_other_mental_dx=False, recent_incidents=[], assessed_on=ON)
+    assert info.value.code == "assessment.item_missing"
+    assert info.value.extra["missing"] == ["eating", "stairs", "social"]
+    assert info.value.item == "eating"
+    assert "3 of the 26 items" in str(info.value)
+
+
+def test_item_scores_struct_is_the_item_table() -> None:
+    assert msgspec.structs.fields(ItemScores)[0].name == "eating"
+    assert [f.name for f in msgspec.structs.fields(ItemScores)] == [i.key for i in ITEMS]
+    full = msgspec.convert({i.key: i.max_score for i in ITEMS}, ItemScores)
+    r = assess(full, has_dementia_dx=False, has_other_mental_dx=False, recent_incidents=[], assessed_on=ON)
+    assert r.total == MAX_TOTAL
+    partial = msgspec.json.decode(b'{"eating": 4, "stairs": 3}', type=ItemScores)
+    with pytest.raises(InvalidAssessment) as info:
+        assess(partial, has_dementia_dx=False, has_other_mental_dx=False, recent_incidents=[], assessed_on=ON)
+    assert len(info.value.extra["missing"]) == 24
+    with pytest.raises(msgspec.ValidationError, match=r"\$\.stairs"):
+        msgspec.json.decode(b'{"stairs": 4}', type=ItemScores)
+    with pytest.raises(msgspec.ValidationError, match="flying"):
+        msgspec.json.decode(b'{"flying": 1}', type=ItemScores)
 
 
 def test_unknown_incident() -> None:
