@@ -6,6 +6,7 @@ from litestar.types import ControllerRouterHandler
 
 from api.controllers.devices import DeviceController
 from api.controllers.elders import AssessmentController, ElderController
+from api.controllers.figures import FiguresController
 from api.controllers.guardians import GuardianController
 from api.controllers.places import PlaceController
 from api.controllers.providers import CaregiverController, ProviderController
@@ -24,6 +25,7 @@ def domain_controllers() -> list[ControllerRouterHandler]:
         CaregiverController,
         DeviceController,
         UserController,
+        FiguresController,
         *DISPATCH_CONTROLLERS,
         *IOT_CONTROLLERS,
     ]

@@ -11,15 +11,13 @@ from litestar.datastructures import State
 from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
-from sqlalchemy import ColumnElement, func, select, true
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import SESSION_COOKIE, LoginRequest, login_with, session_cookie
 from api.deps import client_ip
-from core.authz import Principal, public
+from core.authz import STAFF, Principal, public
 from core.errors import AccountLocked, DomainError, TooManyRequests
-from core.http import Db
-from core.models import Caregiver, Device, Elder, Provider, ProviderDistrict, Role
+from core.http import Db, Now
+from core.registry.figures import Figures, area_figures
 from core.sessions import revoke
 from web.i18n import pick_locale, translator
 
@@ -45,41 +43,16 @@ def _page(request: Request[Any, Any, Any], name: str, *, status_code: int = 200,
     return page
 
 
-def _elder_scope(p: Principal) -> ColumnElement[bool]:
-    if p.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR):
-        return true()
-    if p.role == Role.CIVIL_AFFAIRS:
-        return Elder.district_id.in_(p.district_ids)
-    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
-        served = select(ProviderDistrict.district_id).where(ProviderDistrict.provider_id == p.provider_id)
-        return Elder.district_id.in_(served)
-    return Elder.id.in_(p.elder_ids)
-
-
-async def _figures(db: AsyncSession, p: Principal) -> list[tuple[str, int]]:
-    scope = _elder_scope(p)
-    elders = await db.scalar(select(func.count()).select_from(Elder).where(scope, Elder.status == "active"))
-    alone = await db.scalar(
-        select(func.count())
-        .select_from(Elder)
-        .where(scope, Elder.status == "active", Elder.living_situation == "alone")
-    )
-    devices = await db.scalar(select(func.count()).select_from(Device).join(Elder).where(scope))
-    providers: int | None
-    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
-        providers = 1
-        caregivers = await db.scalar(
-            select(func.count()).select_from(Caregiver).where(Caregiver.provider_id == p.provider_id)
-        )
-    else:
-        providers = await db.scalar(select(func.count()).select_from(Provider))
-        caregivers = await db.scalar(select(func.count()).select_from(Caregiver))
+def _figures(f: Figures) -> list[tuple[str, int]]:
+    """The home page's figures as (message key, number), in display order."""
     return [
-        ("fig.elders", elders or 0),
-        ("fig.alone", alone or 0),
-        ("fig.providers", providers or 0),
-        ("fig.caregivers", caregivers or 0),
-        ("fig.devices", devices or 0),
+        ("fig.elders", f.elders),
+        *((f"fig.living.{k.value}", n) for k, n in f.elders_by_living_situation.items()),
+        *((f"fig.category.{k.value}", n) for k, n in f.elders_by_category.items()),
+        ("fig.providers", f.providers),
+        ("fig.caregivers", f.caregivers),
+        ("fig.devices", f.devices),
+        ("fig.devices_online", f.devices_online),
     ]
 
 
@@ -87,19 +60,19 @@ class WebController(Controller):
     include_in_schema = False
 
     @get("/", opt=public())
-    async def home(self, request: Request[Any, Any, Any], db: Db) -> Template | Redirect:
+    async def home(self, request: Request[Any, Any, Any], db: Db, now: Now) -> Template | Redirect:
         principal: Principal | None = request.scope.get("principal")  # type: ignore[assignment]
         if principal is None:
             return Redirect("/login")
-        figures = await _figures(db, principal)
         t = translator(_context(request)["locale"])
-        if principal.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR):
+        if principal.role not in STAFF:  # GET /api/v1/figures serves staff only; so does this page
+            return _page(request, "home.html", figures=[], scope_label=t["scope.own"])
+        area = await area_figures(session=db, actor=principal, now=now)
+        if area.district_ids is None:
             scope_label = t["scope.all"]
-        elif principal.role == Role.CIVIL_AFFAIRS:
-            scope_label = t["scope.districts"].format(n=len(principal.district_ids))
         else:
-            scope_label = t["scope.own"]
-        return _page(request, "home.html", figures=figures, scope_label=scope_label)
+            scope_label = t["scope.districts"].format(n=len(area.district_ids))
+        return _page(request, "home.html", figures=_figures(area), scope_label=scope_label)
 
     @get("/login", opt=public())
     async def login_form(self, request: Request[Any, Any, Any]) -> Template:
