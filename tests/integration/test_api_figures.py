@@ -241,3 +241,16 @@ async def test_web_home_shows_the_same_figures_as_the_api(
         assert f'data-figure="{key}"><dt>' in html, key
         start = html.index(f'data-figure="{key}">')
         assert f"<dd>{value}</dd>" in html[start : start + 200], (key, value)
+
+
+async def test_web_home_of_admin_is_city_wide_and_of_family_has_no_figures(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    admin = await headers_for(db, "demo_admin")
+    api = (await client.get("/api/v1/figures", headers=admin)).json()
+    html = (await client.get("/?lang=en", headers=admin)).text
+    assert "Whole city" in html
+    start = html.index('data-figure="fig.elders">')
+    assert f"<dd>{api['elders']['total']}</dd>" in html[start : start + 200]
+    family = (await client.get("/", headers=await headers_for(db, "demo_family"))).text
+    assert "data-figure" not in family
