@@ -13,7 +13,9 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 
 from api.deps import client_ip
-from core.authz import PUBLIC, Principal, authenticated, public, rule_allows
+from api.schemas.users import Password
+from core.authz import PUBLIC, Principal, authenticated, during_password_change, public, rule_allows
+from core.credentials import change_password
 from core.errors import Forbidden, Unauthenticated
 from core.http import CurrentPrincipal, Db, Now
 from core.sessions import attempt_login, principal_for_token, revoke
@@ -61,6 +63,14 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         raise Unauthenticated("Sign in first.")
     if not rule_allows(rule, principal.role):
         raise Forbidden(f"Role {principal.role.value} may not use this route.")
+    if (
+        principal.password_change_required
+        and connection.url.path.startswith("/api/")
+        and not handler.opt.get("during_password_change")
+    ):
+        raise Forbidden(
+            "Choose a new password first (POST /api/v1/auth/password).", code="auth.password_change_required"
+        )
 
 
 class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,6 +88,17 @@ class TokenResponse(msgspec.Struct):
     expires_at: dt.datetime
     role: str
     username: str
+    # After an admin reset: only /auth/me, /auth/password and /auth/logout answer until it is done.
+    password_change_required: bool
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: str
+    new_password: Password
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.current_password) <= 200:
+            raise msgspec.ValidationError("current_password must be 1–200 characters")
 
 
 class MeResponse(msgspec.Struct):
@@ -90,6 +111,7 @@ class MeResponse(msgspec.Struct):
     elder_id: int | None
     district_ids: list[int]
     elder_ids: list[int]
+    password_change_required: bool
 
 
 def me_of(p: Principal) -> MeResponse:
@@ -103,6 +125,7 @@ def me_of(p: Principal) -> MeResponse:
         elder_id=p.elder_id,
         district_ids=sorted(p.district_ids),
         elder_ids=sorted(p.elder_ids),
+        password_change_required=p.password_change_required,
     )
 
 
@@ -127,6 +150,7 @@ async def login_with(state: State, *, login: str, password: str, ip: str | None)
         expires_at=outcome.expires_at,
         role=principal.role.value,
         username=principal.username,
+        password_change_required=principal.password_change_required,
     )
 
 
@@ -140,7 +164,45 @@ class AuthController(Controller):
     ) -> TokenResponse:
         return await login_with(state, login=data.login, password=data.password, ip=client_ip(request))
 
-    @post("/logout", opt=authenticated(), status_code=204, summary="Revoke the current session")
+    @post(
+        "/password",
+        opt=during_password_change(authenticated()),
+        status_code=204,
+        summary="Change one's own password; every other session of the user ends",
+    )
+    async def change_password(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        principal: CurrentPrincipal,
+        data: JSONBody[PasswordChange],
+    ) -> None:
+        """The current password is required; a wrong one counts as a failed sign-in (423
+        ``auth.locked`` once the account is locked). The session making the change stays valid.
+
+        Own transaction, like sign-in: a wrong current password is committed before raising."""
+        token, _ = _token(request)
+        if token is None:  # not reached: the guard found a principal through a token
+            raise Unauthenticated("Sign in first.")
+        async with state.sessionmaker() as session, session.begin():
+            error = await change_password(
+                session=session,
+                actor=principal,
+                token=token,
+                current_password=data.current_password,
+                new_password=data.new_password,
+                ip=client_ip(request),
+                now=state.clock(),
+            )
+        if error is not None:
+            raise error
+
+    @post(
+        "/logout",
+        opt=during_password_change(authenticated()),
+        status_code=204,
+        summary="Revoke the current session",
+    )
     async def logout(self, request: Request[Any, Any, Any], db: Db, now: Now) -> Response[None]:
         token, _ = _token(request)
         if token:
@@ -149,7 +211,7 @@ class AuthController(Controller):
         response.delete_cookie(SESSION_COOKIE)
         return response
 
-    @get("/me", opt=authenticated(), summary="The signed-in user and their scope")
+    @get("/me", opt=during_password_change(authenticated()), summary="The signed-in user and their scope")
     async def me(self, principal: CurrentPrincipal) -> MeResponse:
         return me_of(principal)
 

@@ -52,6 +52,14 @@ class Principal:
     district_ids: frozenset[int] = field(default_factory=frozenset)
     # Elders a family member is guardian of (or the elder themself).
     elder_ids: frozenset[int] = field(default_factory=frozenset)
+    # After an admin reset: the API serves only routes marked :func:`during_password_change`.
+    password_change_required: bool = False
+
+
+def during_password_change(opt: dict[str, Any]) -> dict[str, Any]:
+    """Route option added to a rule: served even to a user who must first choose a new password
+    (their profile, the password change itself, sign-out)."""
+    return {**opt, "during_password_change": True}
 
 
 def rule_allows(rule: object, role: Role | None) -> bool:

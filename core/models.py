@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
+    false,
     func,
     text,
 )
@@ -454,8 +455,13 @@ class AppUser(Base):
     guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardian.id"))
     locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The running count of failed sign-ins, its last failure and the lock it earned (see
+    # ``core.login_rules``); a successful sign-in, a password change or an admin unlock clears them.
     failed_logins: Mapped[int] = mapped_column(SmallInteger, default=0)
+    failed_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set by an admin password reset: until the user picks their own, the API serves them little.
+    password_change_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = _now_col()
 
 

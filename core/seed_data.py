@@ -193,6 +193,7 @@ _SRC_VERIFY = "DOMAIN §5 visit verification thresholds [E]"
 _SRC_DISPATCH = "DOMAIN §6 dispatch norms [E]"
 _SRC_CANCEL = "cancellation terms, project default [E] (not in DOMAIN)"
 _SRC_ALARM = "DOMAIN §7 alarm defaults"
+_SRC_SIGN_IN = "sign-in throttling, project default [E]: only failures count (OWASP authentication)"
 
 
 def _policy_defaults() -> tuple[PolicyDefault, ...]:
@@ -290,6 +291,20 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
             "sign-off PIN guessing limit [E]",
         ),
         PolicyDefault("verification.callback_sample", "*", {"bp": 1000}, _SRC_VERIFY),
+        # Sign-in failures. Per account: from the ``max_failures``-th failure in a row, each failure
+        # locks the account, first for ``lock_seconds``, then twice as long per further failure, at most
+        # ``max_lock_seconds``; a count idle for ``forget_after_seconds`` starts again. Per source
+        # address: ``max_failures`` in ``window_seconds``, sized for a call centre of ~50 operators
+        # behind one NAT address who all sign in at the start of a shift (successes never count).
+        PolicyDefault(
+            "auth.login_failures",
+            "account",
+            {"max_failures": 5, "lock_seconds": 30, "max_lock_seconds": 900, "forget_after_seconds": 86_400},
+            _SRC_SIGN_IN,
+        ),
+        PolicyDefault(
+            "auth.login_failures", "address", {"max_failures": 100, "window_seconds": 600}, _SRC_SIGN_IN
+        ),
         PolicyDefault(
             "dispatch.urgent_eta_max", "urban", {"seconds": 15 * 60}, _SRC_DISPATCH + "; [R] 15-min circle"
         ),

@@ -1,4 +1,9 @@
-"""Login sessions: opaque random tokens, stored only as SHA-256 hashes; lock-out and rate limits."""
+"""Login sessions: opaque random tokens, stored only as SHA-256 hashes; lock-out and rate limits.
+
+Throttling state lives in the database, so several API processes share it: failed attempts are rows
+of ``login_attempt`` (counted per source address), and an account's run of failures is on its
+``app_user`` row, which an attempt locks (``SELECT … FOR UPDATE``) before reading, so concurrent
+guesses at one account take turns and none is lost. The rules are in :mod:`core.login_rules`."""
 
 from __future__ import annotations
 
@@ -7,18 +12,32 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.authz import Principal
+from core.clock import local_date
 from core.errors import AccountLocked, DomainError, TooManyRequests, Unauthenticated
-from core.models import AppUser, AuthSession, ElderGuardian, LoginAttempt, Role, UserDistrict
+from core.login_rules import (
+    POLICY_KEY,
+    AccountPolicy,
+    AddressPolicy,
+    LoginPolicy,
+    failures_so_far,
+    lock_seconds,
+    login_policy_from,
+    retry_after_s,
+)
+from core.models import AppUser, AuthSession, ElderGuardian, LoginAttempt, PolicyValue, Role, UserDistrict
 from core.passwords import hash_password, verify_password
+from core.seed_data import POLICY_DEFAULTS
 from core.settings import Settings
 
 # A real hash to verify against when the login is unknown, so timing does not reveal which users exist.
 DUMMY_HASH = hash_password("eldercare-dummy-password")
+# ``app_user.failed_logins`` is a SMALLINT; a count this high locks for the longest time anyway.
+MAX_COUNT = 10_000
 
 
 def token_hash(token: str) -> str:
@@ -35,63 +54,123 @@ class LoginOutcome:
     error: DomainError | None
 
 
+async def load_login_policy(*, session: AsyncSession, day: dt.date) -> LoginPolicy:
+    """The sign-in throttling policy valid on ``day`` (policy ``auth.login_failures``). A scope with
+    no row valid that day falls back to its seeded default row, the one home of those numbers."""
+    rows = await session.execute(
+        select(PolicyValue.scope, PolicyValue.value)
+        .where(
+            PolicyValue.key == POLICY_KEY,
+            PolicyValue.valid_from <= day,
+            PolicyValue.valid_to.is_(None) | (PolicyValue.valid_to >= day),
+        )
+        .order_by(PolicyValue.valid_from)
+    )
+    values = {p.scope: p.value for p in POLICY_DEFAULTS if p.key == POLICY_KEY}
+    values.update({str(scope): value for scope, value in rows})  # the latest valid_from wins
+    return login_policy_from(values["account"], values["address"])
+
+
+async def address_retry_after_s(
+    *, session: AsyncSession, ip: str, now: dt.datetime, policy: AddressPolicy
+) -> int | None:
+    """Seconds until ``ip`` may try again, or ``None`` when it has failed fewer than
+    ``policy.max_failures`` times in the last ``policy.window_s`` seconds. Only failures count."""
+    window = dt.timedelta(seconds=policy.window_s)
+    # The max_failures-th latest failure in the window: once it leaves the window, there is room.
+    nth = await session.scalar(
+        select(LoginAttempt.at)
+        .where(LoginAttempt.ip == ip, LoginAttempt.at > now - window, LoginAttempt.succeeded.is_(False))
+        .order_by(LoginAttempt.at.desc())
+        .offset(policy.max_failures - 1)
+        .limit(1)
+    )
+    return None if nth is None else retry_after_s(nth + window, now)
+
+
+def account_locked(locked_until: dt.datetime, now: dt.datetime) -> AccountLocked:
+    return AccountLocked(
+        "Too many failed attempts; try again later.",
+        locked_until=locked_until.isoformat(),
+        retry_after_s=retry_after_s(locked_until, now),
+    )
+
+
+async def locked_user(*, session: AsyncSession, user: AppUser, now: dt.datetime) -> AccountLocked | None:
+    """Lock the user's row for this transaction (concurrent attempts on one account take turns,
+    each seeing the others' count) and say whether the account is locked out."""
+    await session.refresh(
+        user, attribute_names=["failed_logins", "failed_login_at", "locked_until"], with_for_update=True
+    )
+    if user.locked_until is not None and user.locked_until > now:
+        return account_locked(user.locked_until, now)
+    return None
+
+
+async def count_failure(
+    *, session: AsyncSession, user: AppUser, now: dt.datetime, policy: AccountPolicy, ip: str | None
+) -> AccountLocked | None:
+    """Count a wrong password for ``user`` (whose row :func:`locked_user` has locked) and lock the
+    account if the run of failures has earned it; returns the lock-out, if any. The caller commits
+    even though its request fails."""
+    failures = min(failures_so_far(user.failed_logins, user.failed_login_at, now, policy) + 1, MAX_COUNT)
+    lock_s = lock_seconds(failures, policy)
+    user.failed_logins, user.failed_login_at = failures, now
+    user.locked_until = now + dt.timedelta(seconds=lock_s) if lock_s else None
+    await session.flush()
+    audit.record(session, actor=None, action="login_failed", entity="app_user", entity_id=user.id, ip=ip)
+    if user.locked_until is None:
+        return None
+    audit.record(
+        session,
+        actor=None,
+        action="locked",
+        entity="app_user",
+        entity_id=user.id,
+        after={"failures": failures, "locked_until": user.locked_until},
+        ip=ip,
+    )
+    return account_locked(user.locked_until, now)
+
+
+def clear_failures(user: AppUser) -> None:
+    user.failed_logins, user.failed_login_at, user.locked_until = 0, None, None
+
+
 async def attempt_login(
     *, session: AsyncSession, login: str, password: str, ip: str | None, now: dt.datetime, settings: Settings
 ) -> LoginOutcome:
     """Check credentials and open a session. Failures are recorded, so the caller must commit
-    even when ``error`` is set, and raise it afterwards."""
-    if ip is not None:
-        recent = await session.scalar(
-            select(func.count())
-            .select_from(LoginAttempt)
-            .where(LoginAttempt.ip == ip, LoginAttempt.at > now - dt.timedelta(minutes=1))
-        )
-        if (recent or 0) >= settings.login_rate_per_minute:
-            return LoginOutcome(None, None, None, TooManyRequests("Too many login attempts; wait a minute."))
+    even when ``error`` is set, and raise it afterwards.
 
-    user = await session.scalar(
-        select(AppUser).where(or_(AppUser.username == login, AppUser.phone == login)).with_for_update()
-    )
-    session.add(LoginAttempt(at=now, ip=ip, login=login[:60], succeeded=False))
+    Refused without a try (nothing recorded, nothing counted): an address over its failure budget
+    (429 ``auth.rate_limited``) and a locked account (423 ``auth.locked``), the right password
+    included. Both carry ``retry_after_s``. Successful sign-ins never count against anything."""
+    policy = await load_login_policy(session=session, day=local_date(now))
+    if ip is not None:
+        wait_s = await address_retry_after_s(session=session, ip=ip, now=now, policy=policy.address)
+        if wait_s is not None:
+            return LoginOutcome(
+                None,
+                None,
+                None,
+                TooManyRequests("Too many failed sign-ins from this address.", retry_after_s=wait_s),
+            )
+
+    user = await session.scalar(select(AppUser).where(or_(AppUser.username == login, AppUser.phone == login)))
     if user is None or not user.is_active:
         verify_password(DUMMY_HASH, password)
-        return LoginOutcome(
-            None, None, None, Unauthenticated("Wrong username or password.", code="auth.invalid_credentials")
-        )
-    if user.locked_until is not None and user.locked_until > now:
-        return LoginOutcome(
-            None,
-            user.id,
-            None,
-            AccountLocked(
-                "Too many failed attempts; try again later.", locked_until=user.locked_until.isoformat()
-            ),
-        )
+        session.add(LoginAttempt(at=now, ip=ip, login=login[:60], succeeded=False))
+        return LoginOutcome(None, None, None, _invalid())
+    locked = await locked_user(session=session, user=user, now=now)
+    if locked is not None:
+        return LoginOutcome(None, user.id, None, locked)
     if not verify_password(user.password_hash, password):
-        failures = user.failed_logins + 1
-        locked_until = (
-            now + dt.timedelta(seconds=settings.login_lockout_seconds)
-            if failures >= settings.login_max_failures
-            else None
-        )
-        await session.execute(
-            update(AppUser)
-            .where(AppUser.id == user.id)
-            .values(failed_logins=0 if locked_until else failures, locked_until=locked_until)
-        )
-        audit.record(session, actor=None, action="login_failed", entity="app_user", entity_id=user.id, ip=ip)
-        if locked_until is not None:
-            audit.record(session, actor=None, action="locked", entity="app_user", entity_id=user.id, ip=ip)
-        return LoginOutcome(
-            None,
-            user.id,
-            None,
-            Unauthenticated("Wrong username or password.", code="auth.invalid_credentials"),
-        )
+        session.add(LoginAttempt(at=now, ip=ip, login=login[:60], succeeded=False))
+        locked = await count_failure(session=session, user=user, now=now, policy=policy.account, ip=ip)
+        return LoginOutcome(None, user.id, None, locked or _invalid())
 
-    await session.execute(
-        update(AppUser).where(AppUser.id == user.id).values(failed_logins=0, locked_until=None)
-    )
+    clear_failures(user)
     token = secrets.token_urlsafe(32)
     expires_at = now + dt.timedelta(seconds=settings.session_ttl_seconds)
     session.add(
@@ -102,12 +181,27 @@ async def attempt_login(
     return LoginOutcome(token, user.id, expires_at, None)
 
 
+def _invalid() -> Unauthenticated:
+    return Unauthenticated("Wrong username or password.", code="auth.invalid_credentials")
+
+
 async def revoke(*, session: AsyncSession, token: str, now: dt.datetime) -> None:
     await session.execute(
         update(AuthSession)
         .where(AuthSession.token_hash == token_hash(token), AuthSession.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+
+
+async def revoke_user_sessions(
+    *, session: AsyncSession, user_id: int, now: dt.datetime, keep_token: str | None = None
+) -> None:
+    """End every open session of the user, except the one of ``keep_token`` if given. Revoked
+    tokens stop working at once: :func:`principal_for_token` reads the session row on every request."""
+    stmt = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+    if keep_token is not None:
+        stmt = stmt.where(AuthSession.token_hash != token_hash(keep_token))
+    await session.execute(stmt.values(revoked_at=now))
 
 
 async def principal_for_token(*, session: AsyncSession, token: str, now: dt.datetime) -> Principal | None:
@@ -156,4 +250,5 @@ async def principal_for_user(*, session: AsyncSession, user: AppUser) -> Princip
         guardian_id=user.guardian_id,
         district_ids=districts,
         elder_ids=elder_ids,
+        password_change_required=user.password_change_required,
     )

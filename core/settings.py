@@ -35,9 +35,6 @@ class Settings:
     log_level: str = "INFO"
     display_timezone: str = "Asia/Shanghai"
     session_ttl_seconds: int = 12 * 3600
-    login_max_failures: int = 5
-    login_lockout_seconds: int = 15 * 60
-    login_rate_per_minute: int = 20
     secure_cookies: bool = False
 
     @classmethod

@@ -8,7 +8,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from api.controllers.params import Id32Query, NamePrefix
 from api.pagination import PAGINATION, Page, PageWindow, page
 from api.schemas.common import given
-from api.schemas.users import UserCreate, UserRead, UserUpdate, user_read
+from api.schemas.users import PasswordReset, PasswordResetRead, UserCreate, UserRead, UserUpdate, user_read
 from core.authz import allow
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
@@ -66,6 +66,29 @@ class UserController(Controller):
             session=db, actor=principal, user_id=user_id, changes=given(data), now=now
         )
         return user_read(view)
+
+    @post("/{user_id:int}/unlock", opt=ADMIN, status_code=200, summary="End a sign-in lock-out")
+    async def unlock_user(self, db: Db, principal: CurrentPrincipal, user_id: FromPath[int]) -> UserRead:
+        return user_read(await users.unlock_user(session=db, actor=principal, user_id=user_id))
+
+    @post(
+        "/{user_id:int}/password",
+        opt=ADMIN,
+        status_code=200,
+        summary="Reset a user's password; all their sessions end, a new password is required at sign-in",
+    )
+    async def reset_password(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        user_id: FromPath[int],
+        data: JSONBody[PasswordReset],
+    ) -> PasswordResetRead:
+        temporary = await users.reset_password(
+            session=db, actor=principal, user_id=user_id, password=data.new_password, now=now
+        )
+        return PasswordResetRead(user_id=user_id, temporary_password=temporary, password_change_required=True)
 
     @delete("/{user_id:int}", opt=ADMIN, summary="Delete a user who never acted")
     async def delete_user(self, db: Db, principal: CurrentPrincipal, user_id: FromPath[int]) -> None:

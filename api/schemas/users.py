@@ -54,6 +54,19 @@ class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
     unlock: bool | Unset = UNSET
 
 
+class PasswordReset(msgspec.Struct, forbid_unknown_fields=True):
+    """Without ``new_password`` a temporary one is generated and returned once."""
+
+    new_password: Password | None = None
+
+
+class PasswordResetRead(msgspec.Struct):
+    user_id: int
+    # Only when generated: hand it to the user; it is not stored in clear and cannot be shown again.
+    temporary_password: str | None
+    password_change_required: bool
+
+
 class UserRead(msgspec.Struct):
     id: int
     username: str
@@ -69,6 +82,7 @@ class UserRead(msgspec.Struct):
     is_active: bool
     failed_logins: int
     locked_until: dt.datetime | None
+    password_change_required: bool
     created_at: dt.datetime
 
 
@@ -89,5 +103,6 @@ def user_read(v: UserView) -> UserRead:
         is_active=u.is_active,
         failed_logins=u.failed_logins,
         locked_until=u.locked_until,
+        password_change_required=u.password_change_required,
         created_at=u.created_at,
     )

@@ -9,20 +9,21 @@ districts too, for team views). Other scope fields must be empty.
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.authz import Principal
+from core.credentials import set_password
 from core.errors import Conflict, Invalid
 from core.models import (
     AppUser,
     AuditLog,
-    AuthSession,
     Caregiver,
     District,
     Elder,
@@ -45,6 +46,7 @@ from core.registry.common import (
     require_ref,
     unknown_reference,
 )
+from core.sessions import clear_failures, revoke_user_sessions
 
 REF_FIELDS: Final = ("provider_id", "caregiver_id", "elder_id", "guardian_id")
 # The reference each role needs (caregivers also get their provider, derived).
@@ -150,14 +152,6 @@ async def _unique(session: AsyncSession, field: str, value: str, except_id: int 
     existing = await session.scalar(select(AppUser.id).where(getattr(AppUser, field) == value))
     if existing is not None and existing != except_id:
         raise Conflict(f"Another user already has this {field}.", code="conflict.duplicate", field=field)
-
-
-async def _revoke_sessions(session: AsyncSession, user_id: int, now: dt.datetime) -> None:
-    await session.execute(
-        update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
 
 
 def _snapshot(user: AppUser, district_ids: Sequence[int]) -> dict[str, Any]:
@@ -273,14 +267,16 @@ async def update_user(
         await session.execute(delete(UserDistrict).where(UserDistrict.user_id == user.id))
         for district_id in districts:
             session.add(UserDistrict(user_id=user.id, district_id=district_id))
-    if changes.get("password"):
-        user.password_hash = hash_password(changes["password"])
     if changes.get("unlock"):
-        user.failed_logins = 0
-        user.locked_until = None
+        clear_failures(user)
+    if changes.get("password"):
+        # An admin-set password is known to the admin: the user must choose their own (as after a reset).
+        await set_password(
+            session=session, user=user, password=changes["password"], now=now, change_required=True
+        )
     await session.flush()
-    if changes.get("password") or changes.get("is_active") is False or scope_changed:
-        await _revoke_sessions(session, user.id, now)
+    if changes.get("is_active") is False or scope_changed:
+        await revoke_user_sessions(session=session, user_id=user.id, now=now)
     after = _snapshot(user, districts)
     if changes.get("password"):
         after["password_changed"] = True
@@ -295,6 +291,53 @@ async def update_user(
             after=after,
         )
     return UserView(user, districts)
+
+
+async def reset_password(
+    *, session: AsyncSession, actor: Principal, user_id: int, password: str | None, now: dt.datetime
+) -> str | None:
+    """An admin sets a user's password: the one given, or a generated temporary one (returned, shown
+    once, never stored in clear). Every session of the user ends, any lock-out is cleared, and the
+    user must choose their own password at the next sign-in. Admins change their own via
+    ``/auth/password`` (which needs the current one)."""
+    user = await get_or_404(session, AppUser, user_id, what="user")
+    if user.id == actor.user_id:
+        raise Conflict("Change your own password with your current one.", code="user.self")
+    temporary = None
+    if password is None:
+        temporary = password = secrets.token_urlsafe(12)  # 16 characters, 96 random bits
+    await set_password(session=session, user=user, password=password, now=now, change_required=True)
+    audit.record(
+        session,
+        actor=actor,
+        action="password_reset",
+        entity="app_user",
+        entity_id=user.id,
+        after={
+            "generated": temporary is not None,
+            "password_change_required": True,
+            "sessions_revoked": True,
+        },
+    )
+    return temporary
+
+
+async def unlock_user(*, session: AsyncSession, actor: Principal, user_id: int) -> UserView:
+    """An admin ends a lock-out and clears the user's count of failed sign-ins (audited)."""
+    user = await get_or_404(session, AppUser, user_id, what="user")
+    before = {"failed_logins": user.failed_logins, "locked_until": user.locked_until}
+    clear_failures(user)
+    await session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="unlock",
+        entity="app_user",
+        entity_id=user.id,
+        before=before,
+        after={"failed_logins": 0, "locked_until": None},
+    )
+    return await get_user(session=session, user_id=user.id)
 
 
 async def delete_user(*, session: AsyncSession, actor: Principal, user_id: int) -> None:

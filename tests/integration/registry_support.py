@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -31,10 +32,11 @@ def make_client(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     client_addr: tuple[str, int] = IN_PROCESS_CLIENT,
+    clock: Callable[[], dt.datetime] = lambda: TEST_NOW,
 ) -> httpx.AsyncClient:
     from api.app import create_app
 
-    app = create_app(settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW)
+    app = create_app(settings, sessionmaker=sessionmaker, clock=clock)
     transport = httpx.ASGITransport(app=app, client=client_addr)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import AppUser, AuditLog, Caregiver, Provider
 from core.settings import Settings
+from tests.conftest import DEMO_PASSWORD, TEST_NOW
 from tests.integration.registry_support import district_id, headers_for, make_client, problem_code
 
 pytestmark = pytest.mark.integration
@@ -151,3 +153,116 @@ async def test_user_admin_guards(client: httpx.AsyncClient, db: AsyncSession) ->
     assert (r.json()["failed_logins"], r.json()["locked_until"]) == (0, None)
     listed = (await client.get("/api/v1/users", params={"role": "civil_affairs"}, headers=admin)).json()
     assert {u["role"] for u in listed["items"]} == {"civil_affairs"}
+
+
+async def _user(db: AsyncSession, username: str) -> AppUser:
+    user = await db.scalar(
+        select(AppUser).where(AppUser.username == username).execution_options(populate_existing=True)
+    )
+    assert user is not None, username
+    return user
+
+
+async def test_an_admin_unlocks_a_locked_account_audited(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    admin = await headers_for(db, "demo_admin")
+    for _ in range(5):
+        await client.post("/api/v1/auth/login", json={"login": "demo_operator", "password": "wrong-guess"})
+    operator = await _user(db, "demo_operator")
+    assert operator.locked_until is not None
+    refused = await client.post(
+        "/api/v1/auth/login", json={"login": "demo_operator", "password": DEMO_PASSWORD}
+    )
+    assert (refused.status_code, problem_code(refused)) == (423, "auth.locked")
+
+    r = await client.post(f"/api/v1/users/{operator.id}/unlock", headers=admin)
+    assert r.status_code == 200, r.text
+    assert (r.json()["failed_logins"], r.json()["locked_until"]) == (0, None)
+    audit = await db.scalar(
+        select(AuditLog).where(AuditLog.action == "unlock", AuditLog.entity_id == str(operator.id))
+    )
+    assert audit is not None
+    assert (audit.actor_role, audit.before["failed_logins"], audit.after) == (
+        "admin",
+        5,
+        {"failed_logins": 0, "locked_until": None},
+    )
+    signed_in = await client.post(
+        "/api/v1/auth/login", json={"login": "demo_operator", "password": DEMO_PASSWORD}
+    )
+    assert signed_in.status_code == 200
+
+
+async def test_only_admins_unlock_or_reset(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    target = await _user(db, "demo_caregiver")
+    for role in ("operator", "supervisor", "civil_affairs", "provider_admin", "caregiver", "family"):
+        h = await headers_for(db, f"demo_{role}")
+        unlock = await client.post(f"/api/v1/users/{target.id}/unlock", headers=h)
+        reset = await client.post(f"/api/v1/users/{target.id}/password", json={}, headers=h)
+        assert (unlock.status_code, reset.status_code) == (403, 403), role
+    assert (await client.post(f"/api/v1/users/{target.id}/unlock")).status_code == 401
+    admin = await headers_for(db, "demo_admin")
+    missing = await client.post("/api/v1/users/999999999/password", json={}, headers=admin)
+    assert (missing.status_code, problem_code(missing)) == (404, "user.not_found")
+    me = await _user(db, "demo_admin")
+    own = await client.post(f"/api/v1/users/{me.id}/password", json={}, headers=admin)
+    assert (own.status_code, problem_code(own)) == (409, "user.self")
+    # Nothing changed for the target.
+    assert (await _user(db, "demo_caregiver")).password_hash == target.password_hash
+
+
+async def test_an_admin_reset_ends_every_session_and_requires_a_new_password(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    admin = await headers_for(db, "demo_admin")
+    user = await _user(db, "demo_civil_affairs")
+    user.locked_until = TEST_NOW + dt.timedelta(minutes=5)
+    await db.commit()
+    sessions = [await headers_for(db, "demo_civil_affairs") for _ in range(2)]
+
+    r = await client.post(f"/api/v1/users/{user.id}/password", json={}, headers=admin)
+    assert r.status_code == 200, r.text
+    temporary = r.json()["temporary_password"]
+    assert len(temporary) >= 10
+    assert r.json()["password_change_required"] is True
+    for h in sessions:
+        gone = await client.get("/api/v1/auth/me", headers=h)
+        assert (gone.status_code, problem_code(gone)) == (401, "auth.required")
+    audit = await db.scalar(
+        select(AuditLog).where(AuditLog.action == "password_reset", AuditLog.entity_id == str(user.id))
+    )
+    assert audit is not None
+    assert audit.actor_role == "admin"
+    assert temporary not in str(audit.after)
+
+    # The old password is gone, the lock is cleared; the temporary one signs in to change it.
+    old = await client.post(
+        "/api/v1/auth/login", json={"login": "demo_civil_affairs", "password": DEMO_PASSWORD}
+    )
+    assert old.status_code == 401
+    signed = await client.post(
+        "/api/v1/auth/login", json={"login": "demo_civil_affairs", "password": temporary}
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["password_change_required"] is True
+    h = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+    blocked = await client.get("/api/v1/elders", headers=h)
+    assert (blocked.status_code, problem_code(blocked)) == (403, "auth.password_change_required")
+    assert (await client.get("/api/v1/auth/me", headers=h)).json()["password_change_required"] is True
+    changed = await client.post(
+        "/api/v1/auth/password",
+        json={"current_password": temporary, "new_password": "my-own-passphrase"},
+        headers=h,
+    )
+    assert changed.status_code == 204, changed.text
+    assert (await client.get("/api/v1/elders", headers=h)).status_code == 200
+
+    # An admin may also choose the password; the user must still replace it.
+    r = await client.post(
+        f"/api/v1/users/{user.id}/password", json={"new_password": "chosen-by-the-admin"}, headers=admin
+    )
+    assert (r.status_code, r.json()["temporary_password"]) == (200, None)
+    assert (await client.get("/api/v1/auth/me", headers=h)).status_code == 401
+    again = await client.post(
+        "/api/v1/auth/login", json={"login": "demo_civil_affairs", "password": "chosen-by-the-admin"}
+    )
+    assert again.json()["password_change_required"] is True
