@@ -18,7 +18,10 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
         "zh-CN": "失败次数过多，账户已临时锁定，请稍后再试",
         "en": "Too many failed attempts; try again later",
     },
-    "login.rate": {"zh-CN": "登录尝试过于频繁，请一分钟后再试", "en": "Too many attempts; wait a minute"},
+    "login.rate": {
+        "zh-CN": "此网络登录失败次数过多，请稍后再试",
+        "en": "Too many failed sign-ins from this network; try again later",
+    },
     "logout": {"zh-CN": "退出", "en": "Sign out"},
     "home.welcome": {"zh-CN": "欢迎", "en": "Welcome"},
     "home.role": {"zh-CN": "角色", "en": "Role"},

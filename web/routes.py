@@ -97,7 +97,11 @@ class WebController(Controller):
                 message = t["login.locked"]
             elif isinstance(exc, TooManyRequests):
                 message = t["login.rate"]
-            return _page(request, "login.html", status_code=exc.status, error=message, login_value=login)
+            page = _page(request, "login.html", status_code=exc.status, error=message, login_value=login)
+            retry = exc.extra.get("retry_after_s")
+            if isinstance(retry, int):  # as the API's problem responses say it
+                page.headers["Retry-After"] = str(retry)
+            return page
         except msgspec.ValidationError:  # empty or over-long fields
             return _page(request, "login.html", status_code=422, error=t["login.failed"], login_value=login)
         response = Redirect("/", status_code=303)

@@ -97,6 +97,19 @@ async def test_wrong_password_shows_message_not_500(client: Client, web_user: Ap
     assert "用户名或密码错误" in r.text
 
 
+async def test_the_web_form_and_the_api_share_one_lock_out(client: Client, web_user: AppUser) -> None:
+    """The sign-in page counts failures like the API does (one mechanism), and says when to return."""
+    token = await _csrf(client)
+    form = {"login": web_user.username, "password": "nope", "_csrf_token": token}
+    statuses = [(await client.post("/login", data=form)).status_code for _ in range(4)]
+    assert statuses == [401] * 4
+    locked = await client.post("/login", data=form)
+    assert (locked.status_code, locked.headers["retry-after"]) == (423, "30")
+    assert "账户已临时锁定" in locked.text
+    api = await client.post("/api/v1/auth/login", json={"login": web_user.username, "password": PASSWORD})
+    assert (api.status_code, api.json()["code"]) == (423, "auth.locked")
+
+
 async def test_audit_rows_carry_the_request_id_and_client_address(
     client: Client, web_user: AppUser, db: AsyncSession
 ) -> None:
