@@ -57,7 +57,14 @@ async def change_password(
         return locked
     if not verify_password(user.password_hash, current_password):
         policy = await load_login_policy(session=session, day=local_date(now))
-        locked = await count_failure(session=session, user=user, now=now, policy=policy.account, ip=ip)
+        locked = await count_failure(
+            session=session,
+            user=user,
+            now=now,
+            policy=policy.account,
+            ip=ip,
+            action="password_change_failed",
+        )
         return locked or Invalid(
             "The current password is wrong.", code="auth.wrong_password", field="current_password"
         )

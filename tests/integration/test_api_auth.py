@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.models import AppUser, AuditLog, LoginAttempt, PolicyValue, Role
@@ -285,3 +285,12 @@ async def test_wrong_current_passwords_lock_the_account(client: httpx.AsyncClien
     right = {**body, "current_password": DEMO_PASSWORD}
     locked = await client.post(PASSWORD, json=right, headers=mine)
     assert (locked.status_code, problem_code(locked)) == (423, "auth.locked")
+    # Five counted (the 6th and the right one were refused unchecked), each in the audit trail.
+    user_id = await db.scalar(select(AppUser.id).where(AppUser.username == "demo_provider_admin"))
+    audited = await db.scalar(
+        select(func.count())
+        .select_from(AuditLog)
+        .where(AuditLog.action == "password_change_failed", AuditLog.entity_id == str(user_id))
+    )
+    assert audited == 5
+    assert (await _failures(db, "demo_provider_admin"))[0] == 5
