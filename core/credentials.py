@@ -64,6 +64,7 @@ async def change_password(
             policy=policy.account,
             ip=ip,
             action="password_change_failed",
+            actor=actor,
         )
         return locked or Invalid(
             "The current password is wrong.", code="auth.wrong_password", field="current_password"

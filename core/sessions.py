@@ -115,16 +115,17 @@ async def count_failure(
     policy: AccountPolicy,
     ip: str | None,
     action: str = "login_failed",
+    actor: Principal | None = None,
 ) -> AccountLocked | None:
     """Count a wrong password for ``user`` (whose row :func:`locked_user` has locked) and lock the
     account if the run of failures has earned it; returns the lock-out, if any. The caller commits
-    even though its request fails. ``action`` names the failure in the audit trail."""
+    even though its request fails. ``action`` and ``actor`` (if signed in) go to the audit trail."""
     failures = min(failures_so_far(user.failed_logins, user.failed_login_at, now, policy) + 1, MAX_COUNT)
     lock_s = lock_seconds(failures, policy)
     user.failed_logins, user.failed_login_at = failures, now
     user.locked_until = now + dt.timedelta(seconds=lock_s) if lock_s else None
     await session.flush()
-    audit.record(session, actor=None, action=action, entity="app_user", entity_id=user.id, ip=ip)
+    audit.record(session, actor=actor, action=action, entity="app_user", entity_id=user.id, ip=ip)
     if user.locked_until is None:
         return None
     audit.record(

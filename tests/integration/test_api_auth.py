@@ -290,7 +290,11 @@ async def test_wrong_current_passwords_lock_the_account(client: httpx.AsyncClien
     audited = await db.scalar(
         select(func.count())
         .select_from(AuditLog)
-        .where(AuditLog.action == "password_change_failed", AuditLog.entity_id == str(user_id))
+        .where(
+            AuditLog.action == "password_change_failed",
+            AuditLog.entity_id == str(user_id),
+            AuditLog.actor_user_id == user_id,  # the signed-in user who tried
+        )
     )
     assert audited == 5
     assert (await _failures(db, "demo_provider_admin"))[0] == 5
