@@ -18,6 +18,9 @@ ALL_ROLES: Final = frozenset(Role)
 STAFF: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.ADMIN})
 # Roles that see full resident ID numbers (each such read is audited).
 UNMASKED_ID_ROLES: Final = frozenset({Role.CIVIL_AFFAIRS, Role.ADMIN})
+# Roles that see an elder only as far as a visit needs (DOMAIN §9): name, age, address and position,
+# phone, care needs, medical notes, emergency contacts. No ID number, subsidy categories or birth date.
+CARE_VIEW_ROLES: Final = frozenset({Role.CAREGIVER, Role.PROVIDER_ADMIN})
 
 
 def allow(*roles: Role) -> dict[str, Any]:
@@ -54,6 +57,9 @@ class Principal:
     elder_ids: frozenset[int] = field(default_factory=frozenset)
     # After an admin reset: the API serves only routes marked :func:`during_password_change`.
     password_change_required: bool = False
+    # A caregiver's elders: those of their current and upcoming visits and of recent ones (policy
+    # ``privacy.caregiver_recent_visits``), as of the request (core.registry.scope.visit_opens_elder).
+    served_elder_ids: frozenset[int] = field(default_factory=frozenset)
 
 
 def during_password_change(opt: dict[str, Any]) -> dict[str, Any]:
@@ -91,11 +97,13 @@ def sees_all_elders(p: Principal) -> bool:
 def can_see_elder(
     p: Principal, *, elder_id: int, district_id: int, served_by_provider_ids: Iterable[int] = ()
 ) -> bool:
-    """Whether ``p`` may read this elder's record.
+    """Whether ``p`` may read this elder's record (DOMAIN §9, least privilege).
 
     A family member sees only their elders, an elder only themself, a civil-affairs officer only
-    elders in their districts, a provider only elders it has served or serves (its orders), a
-    caregiver the same through their provider.
+    elders in their districts. A provider admin sees the elders its provider has an order or visit
+    with (``served_by_provider_ids``: the providers of the elder's orders and visits); a caregiver
+    only the elders of their own current, upcoming and recent visits (``p.served_elder_ids``), not
+    every elder their provider serves.
     """
     if sees_all_elders(p):
         return True
@@ -103,8 +111,10 @@ def can_see_elder(
         return district_id in p.district_ids
     if p.role in (Role.FAMILY, Role.ELDER):
         return elder_id in p.elder_ids
-    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
+    if p.role == Role.PROVIDER_ADMIN:
         return p.provider_id is not None and p.provider_id in set(served_by_provider_ids)
+    if p.role == Role.CAREGIVER:
+        return elder_id in p.served_elder_ids
     return False
 
 
@@ -123,3 +133,14 @@ def can_see_provider(p: Principal, *, provider_id: int) -> bool:
 
 def sees_unmasked_id_number(p: Principal) -> bool:
     return p.role in UNMASKED_ID_ROLES
+
+
+def sees_care_view_only(p: Principal) -> bool:
+    """Caregivers and provider admins get the care view of an elder (:data:`CARE_VIEW_ROLES`)."""
+    return p.role in CARE_VIEW_ROLES
+
+
+def may_search_by_id_number(p: Principal) -> bool:
+    """Only roles shown an elder's ID number (masked or not) may filter by it: for the others a
+    filter on it would be a lookup of a number they may not see."""
+    return not sees_care_view_only(p)

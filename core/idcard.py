@@ -131,11 +131,22 @@ def is_valid_id_number(value: str, *, today: dt.date) -> bool:
 
 
 def mask_id_number(value: str) -> str:
-    """Show the region code and the last four characters only: ``420902********1234``."""
+    """Show the region code and the sequence number only: ``420902********123*``.
+
+    The birth date and the check character are hidden. The check character is computed from the
+    birth date (MOD 11-2), so showing it next to an age would narrow the birth date to about one day
+    in eleven of that year; the region and sequence say nothing about it. A value that is not 18
+    characters long is hidden entirely.
+    """
     s = value.strip().upper()
-    if len(s) <= 10:
+    if len(s) != ID_NUMBER_LENGTH:
         return "*" * len(s)
-    return s[:6] + "*" * (len(s) - 10) + s[-4:]
+    return s[:6] + "*" * 8 + s[14:17] + "*"
+
+
+def age_on(birth_on: dt.date, today: dt.date) -> int:
+    """Age in whole years on ``today`` (someone born on 29 February turns a year older on 1 March)."""
+    return today.year - birth_on.year - ((today.month, today.day) < (birth_on.month, birth_on.day))
 
 
 def make_id_number(region: str, birth_on: dt.date, seq3: int) -> str:

@@ -343,6 +343,13 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
             "DOMAIN §3/§5 evaluation [E]",
         ),
     ]
+    # DOMAIN §9: a caregiver sees the elders of their current and upcoming visits and of their visits
+    # in the last 30 days (core.registry.scope.visit_opens_elder).
+    out.append(
+        PolicyDefault(
+            "privacy.caregiver_recent_visits", "*", {"days": 30}, "DOMAIN §9 least privilege, caregiver"
+        )
+    )
     severities = {
         "SOS": "CRITICAL",
         "FALL": "CRITICAL",

@@ -31,6 +31,7 @@ from core.login_rules import (
 )
 from core.models import AppUser, AuthSession, ElderGuardian, LoginAttempt, PolicyValue, Role, UserDistrict
 from core.passwords import hash_password, verify_password
+from core.registry.scope import served_elder_ids_stmt
 from core.seed_data import POLICY_DEFAULTS
 from core.settings import Settings
 
@@ -227,10 +228,12 @@ async def principal_for_token(*, session: AsyncSession, token: str, now: dt.date
     ).scalar_one_or_none()
     if row is None:
         return None
-    return await principal_for_user(session=session, user=row)
+    return await principal_for_user(session=session, user=row, now=now)
 
 
-async def principal_for_user(*, session: AsyncSession, user: AppUser) -> Principal:
+async def principal_for_user(*, session: AsyncSession, user: AppUser, now: dt.datetime) -> Principal:
+    """The user's role and scope as of ``now`` (a caregiver's elders depend on the time: their
+    current, upcoming and recent visits)."""
     role = Role(user.role)
     districts = frozenset(
         (await session.scalars(select(UserDistrict.district_id).where(UserDistrict.user_id == user.id))).all()
@@ -246,6 +249,11 @@ async def principal_for_user(*, session: AsyncSession, user: AppUser) -> Princip
         )
     elif role == Role.ELDER and user.elder_id is not None:
         elder_ids = frozenset({user.elder_id})
+    served_elder_ids: frozenset[int] = frozenset()
+    if role == Role.CAREGIVER and user.caregiver_id is not None:
+        served_elder_ids = frozenset(
+            (await session.scalars(served_elder_ids_stmt(user.caregiver_id, now))).all()
+        )
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -258,4 +266,5 @@ async def principal_for_user(*, session: AsyncSession, user: AppUser) -> Princip
         district_ids=districts,
         elder_ids=elder_ids,
         password_change_required=user.password_change_required,
+        served_elder_ids=served_elder_ids,
     )

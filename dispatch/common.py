@@ -20,11 +20,9 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
-    Double,
     Integer,
     String,
     bindparam,
-    case,
     cast,
     exists,
     false,
@@ -43,6 +41,7 @@ from sqlalchemy.orm import QueryableAttribute
 from core.authz import Principal, sees_all_elders
 from core.errors import Conflict, DomainError, Forbidden
 from core.models import Elder, PolicyValue, Role
+from core.policy import policy_number, valid_on
 from core.registry.common import get_or_404
 from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule
 from dispatch.models import (
@@ -249,12 +248,8 @@ async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
 def _policy_filter(day: Any) -> tuple[ColumnElement[bool], ...]:
     return (
         or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
-        *_valid_on(day),
+        *valid_on(day),
     )
-
-
-def _valid_on(day: Any) -> tuple[ColumnElement[bool], ...]:
-    return PolicyValue.valid_from <= day, (PolicyValue.valid_to.is_(None)) | (PolicyValue.valid_to >= day)
 
 
 def policy_rows_json(day: Any) -> Any:
@@ -267,21 +262,6 @@ def policy_rows_json(day: Any) -> Any:
     )
 
 
-def policy_number(key: str, scope: str, name: str, day: Any, default: float) -> ColumnElement[float]:
-    """SQL twin of how :func:`policies_from` reads one number: ``value[name]`` of the latest row of
-    (``key``, ``scope``) valid on ``day`` if that is a JSON number, else ``default``. For statements
-    that need a policy value inside the same round trip as the policies themselves."""
-    item = PolicyValue.value[name]
-    latest = (
-        select(case((func.jsonb_typeof(item) == "number", cast(item, Double))))
-        .where(PolicyValue.key == key, PolicyValue.scope == scope, *_valid_on(day))
-        .order_by(PolicyValue.valid_from.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    return func.coalesce(latest, literal(default, Double), type_=Double)
-
-
 def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policies:
     """Policies from (key, scope, value) rows ordered by ``valid_from`` (the latest wins)."""
     values: dict[tuple[str, str], Mapping[str, Any]] = {}
@@ -290,7 +270,7 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
 
     def num(key: str, scope: str, name: str, default: float) -> float:
         v = values.get((key, scope), {}).get(name)
-        # A JSON number only (not true/false), as :func:`policy_number` reads it in SQL.
+        # A JSON number only (not true/false), as :func:`core.policy.policy_number` reads it in SQL.
         return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
 
     m = MatchPolicy()

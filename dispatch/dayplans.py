@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.authz import Principal
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Caregiver, Community, District, Elder, ElderBlockedCaregiver, ProviderDistrict, Role
+from core.policy import policy_number
 from dispatch import routing
 from dispatch.common import (
     StateConflict,
@@ -37,7 +38,6 @@ from dispatch.common import (
     day_start,
     load_policies,
     new_visit,
-    policy_number,
     service_rule,
 )
 from dispatch.matching import LOCAL_TZ, local_date

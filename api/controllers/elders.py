@@ -24,6 +24,7 @@ from api.schemas.elders import (
     CategoryUpdate,
     ContactRead,
     ContactsReplace,
+    ElderCareRead,
     ElderCreate,
     ElderRead,
     ElderUpdate,
@@ -34,6 +35,7 @@ from api.schemas.elders import (
     blocked_read,
     category_read,
     contact_read,
+    elder_full_read,
     elder_read,
     ltc_read,
 )
@@ -84,7 +86,7 @@ class ElderController(Controller):
         has_dementia: FromQuery[bool | None] = None,
         level: LevelQuery = None,
         id_number: IdNumberQuery = None,
-    ) -> Page[ElderRead]:
+    ) -> Page[ElderRead | ElderCareRead]:
         filters = ElderFilter(
             district_code=district_code,
             district_id=district_id,
@@ -106,7 +108,8 @@ class ElderController(Controller):
     async def create_elder(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[ElderCreate]
     ) -> ElderRead:
-        return elder_read(await elders.create_elder(session=db, actor=principal, data=given(data), now=now))
+        view = await elders.create_elder(session=db, actor=principal, data=given(data), now=now)
+        return elder_full_read(view)
 
     @get(
         "/{elder_id:int}",
@@ -115,7 +118,7 @@ class ElderController(Controller):
     )
     async def get_elder(
         self, db: Db, principal: CurrentPrincipal, now: Now, elder_id: FromPath[int]
-    ) -> ElderRead:
+    ) -> ElderRead | ElderCareRead:
         return elder_read(await elders.get_elder(session=db, actor=principal, elder_id=elder_id, now=now))
 
     @patch("/{elder_id:int}", opt=MASTER_DATA, summary="Change an elder's master data")
@@ -130,7 +133,7 @@ class ElderController(Controller):
         view = await elders.update_elder(
             session=db, actor=principal, elder_id=elder_id, changes=given(data), now=now
         )
-        return elder_read(view)
+        return elder_full_read(view)
 
     @delete("/{elder_id:int}", opt=allow(Role.ADMIN), summary="Erase an elder entered by mistake")
     async def delete_elder(self, db: Db, principal: CurrentPrincipal, elder_id: FromPath[int]) -> None:
@@ -148,7 +151,7 @@ class ElderController(Controller):
         view = await elders.change_status(
             session=db, actor=principal, elder_id=elder_id, status=data.status.value, on=data.on, now=now
         )
-        return elder_read(view)
+        return elder_full_read(view)
 
     @put("/{elder_id:int}/contacts", opt=CONTACTS, summary="Replace the ordered emergency contacts")
     async def replace_contacts(

@@ -146,14 +146,17 @@ class ContactsReplace(msgspec.Struct, forbid_unknown_fields=True):
     contacts: Annotated[list[ContactIn], msgspec.Meta(max_length=MAX_CONTACTS)]
 
 
-class ElderRead(msgspec.Struct):
-    """``id_number`` is masked (``420902********1234``) unless ``id_number_masked`` is false;
-    ``level`` is the final level (0-4) of the assessment valid today, null when there is none."""
+class ElderRead(msgspec.Struct, tag_field="view", tag="full"):
+    """``id_number`` is masked (``420902********123*``: region and sequence only) unless
+    ``id_number_masked`` is false; ``birth_on`` is given only with the full number (null otherwise,
+    since it is 8 of the hidden digits), ``age`` always. ``level`` is the final level (0-4) of the
+    assessment valid today, null when there is none."""
 
     id: int
     name: str
     gender: str
-    birth_on: dt.date
+    age: int
+    birth_on: dt.date | None
     id_number: str
     id_number_masked: bool
     phone: str | None
@@ -174,6 +177,29 @@ class ElderRead(msgspec.Struct):
     ltc_coverages: list[LtcRead]
     created_at: dt.datetime
     updated_at: dt.datetime
+
+
+class ElderCareRead(msgspec.Struct, tag_field="view", tag="care"):
+    """What a caregiver or provider admin sees of an elder (DOMAIN §9): what a visit needs. No ID
+    number, birth date, subsidy categories or insurance; ``level`` as in the full view."""
+
+    id: int
+    name: str
+    gender: str
+    age: int
+    phone: str | None
+    address: str
+    lat: float
+    lon: float
+    community_id: int
+    district_id: int
+    living_situation: str
+    has_dementia: bool
+    allows_any_gender_bathing: bool
+    medical_notes: str
+    status: str
+    level: int | None
+    contacts: list[ContactRead]
 
 
 class BlockIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -200,13 +226,42 @@ def ltc_read(c: LtcCoverage) -> LtcRead:
     return LtcRead(id=c.id, policy_no=c.policy_no, valid_from=c.valid_from, valid_to=c.valid_to)
 
 
-def elder_read(view: ElderView) -> ElderRead:
+def elder_read(view: ElderView) -> ElderRead | ElderCareRead:
+    """The elder as ``view`` says its reader may see it: the care view, or the full record (masked
+    unless ``view.unmasked``)."""
+    e = view.elder
+    if view.care_only:
+        return ElderCareRead(
+            id=e.id,
+            name=e.name,
+            gender=e.gender,
+            age=view.age,
+            phone=e.phone,
+            address=e.address,
+            lat=e.lat,
+            lon=e.lon,
+            community_id=e.community_id,
+            district_id=e.district_id,
+            living_situation=e.living_situation,
+            has_dementia=e.has_dementia,
+            allows_any_gender_bathing=e.allows_any_gender_bathing,
+            medical_notes=e.medical_notes,
+            status=e.status,
+            level=view.level,
+            contacts=[contact_read(c) for c in e.contacts],
+        )
+    return elder_full_read(view)
+
+
+def elder_full_read(view: ElderView) -> ElderRead:
+    """The full record, for the master-data roles' writes and the roles not limited to the care view."""
     e = view.elder
     return ElderRead(
         id=e.id,
         name=e.name,
         gender=e.gender,
-        birth_on=e.birth_on,
+        age=view.age,
+        birth_on=e.birth_on if view.unmasked else None,
         id_number=e.id_number if view.unmasked else mask_id_number(e.id_number),
         id_number_masked=not view.unmasked,
         phone=e.phone,

@@ -4,7 +4,9 @@ status changes and blocked caregivers.
 Resident ID numbers are validated (GB 11643) and stored once; callers get :class:`ElderView` with
 ``unmasked`` telling whether the reader may see the full number. Only the detail read unmasks, and
 only for the roles of :data:`core.authz.UNMASKED_ID_ROLES`; each such read writes an audit row
-``read_unmasked``. Lists and write responses are always masked.
+``read_unmasked``. Lists and write responses are always masked. The birth date is shown only with
+the full number (it is 8 of the hidden digits); the others get the age. Caregivers and provider
+admins get the care view (``care_only``): no ID number, birth date or subsidy categories at all.
 
 A record the actor may not see is reported as "not found" (404), never 403, so its existence does
 not leak; a record they see but may not change gives 403.
@@ -21,10 +23,16 @@ from sqlalchemy import ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal, can_edit_elder, sees_unmasked_id_number
+from core.authz import (
+    Principal,
+    can_edit_elder,
+    may_search_by_id_number,
+    sees_care_view_only,
+    sees_unmasked_id_number,
+)
 from core.clock import local_date
 from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.idcard import validate_id_number
+from core.idcard import age_on, validate_id_number
 from core.models import (
     Assessment,
     Caregiver,
@@ -76,11 +84,26 @@ class ElderFilter:
 @dataclass(frozen=True, slots=True)
 class ElderView:
     """An elder as one reader sees it: ``level`` is the current ability level (None when no valid
-    assessment), ``unmasked`` whether the full ID number may be shown."""
+    assessment), ``age`` in whole years today, ``unmasked`` whether the full ID number (and with it
+    the birth date) may be shown, ``care_only`` whether the reader gets only the care view."""
 
     elder: Elder
     level: int | None
+    age: int
     unmasked: bool = False
+    care_only: bool = False
+
+
+def elder_view(
+    actor: Principal, elder: Elder, *, level: int | None, today: dt.date, unmasked: bool = False
+) -> ElderView:
+    return ElderView(
+        elder=elder,
+        level=level,
+        age=age_on(elder.birth_on, today),
+        unmasked=unmasked,
+        care_only=sees_care_view_only(actor),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,10 +231,14 @@ async def _unique_id_number(session: AsyncSession, id_number: str, *, except_id:
 async def list_elders(
     *, session: AsyncSession, actor: Principal, filters: ElderFilter, window: Window, now: dt.datetime
 ) -> Paged[ElderView]:
-    """Elders ``actor`` may see, filtered, ordered by id; ID numbers masked."""
-    level = current_level_expr(local_date(now)).label("level")
-    stmt = select(Elder.id).where(elder_clause(actor))
+    """Elders ``actor`` may see, filtered, ordered by id; ID numbers masked. Filtering by ID number
+    is refused (403 ``elder.id_number_filter``) to roles not shown the number."""
     f = filters
+    if f.id_number is not None and not may_search_by_id_number(actor):
+        raise Forbidden("Your role may not search elders by ID number.", code="elder.id_number_filter")
+    today = local_date(now)
+    level = current_level_expr(today).label("level")
+    stmt = select(Elder.id).where(elder_clause(actor))
     if f.district_code is not None:
         stmt = stmt.where(
             Elder.district_id == select(District.id).where(District.code == f.district_code).scalar_subquery()
@@ -241,7 +268,7 @@ async def list_elders(
     rows = (
         await session.execute(select(Elder, level).join(ids, ids.c.id == Elder.id).order_by(Elder.id))
     ).all()
-    items = [ElderView(elder=row[0], level=row[1]) for row in rows]
+    items = [elder_view(actor, row[0], level=row[1], today=today) for row in rows]
     return Paged(items=items, total=total, limit=window.limit, offset=window.offset)
 
 
@@ -258,9 +285,9 @@ async def get_elder(*, session: AsyncSession, actor: Principal, elder_id: int, n
             entity_id=elder.id,
             after={"fields": ["id_number"]},
         )
-    return ElderView(
-        elder=elder, level=await current_level(session, elder.id, local_date(now)), unmasked=unmasked
-    )
+    today = local_date(now)
+    level = await current_level(session, elder.id, today)
+    return elder_view(actor, elder, level=level, today=today, unmasked=unmasked)
 
 
 async def create_elder(
@@ -314,7 +341,7 @@ async def create_elder(
     audit.record(
         session, actor=actor, action="create", entity="elder", entity_id=elder.id, after=elder_snapshot(elder)
     )
-    return ElderView(elder=elder, level=None)
+    return elder_view(actor, elder, level=None, today=today)
 
 
 async def update_elder(
@@ -353,7 +380,8 @@ async def update_elder(
         before=before,
         after=elder_snapshot(elder),
     )
-    return ElderView(elder=elder, level=await current_level(session, elder.id, today))
+    level = await current_level(session, elder.id, today)
+    return elder_view(actor, elder, level=level, today=today)
 
 
 async def delete_elder(*, session: AsyncSession, actor: Principal, elder_id: int) -> None:
@@ -400,7 +428,8 @@ async def change_status(
         before=before,
         after={"status": status, "status_on": on},
     )
-    return ElderView(elder=elder, level=await current_level(session, elder.id, today))
+    level = await current_level(session, elder.id, today)
+    return elder_view(actor, elder, level=level, today=today)
 
 
 # --- Emergency contacts (ordered) ---------------------------------------------------------------

@@ -4,21 +4,71 @@ The rules for elders and providers live in :mod:`core.authz`; this module adds t
 caregivers, devices, guardians and block lists, and turns each rule into a SQL predicate so list
 queries return exactly the rows the detail rule admits.
 
-Provider and caregiver users see the elders *served* by their provider. Until service orders
-exist, "served" means "lives in a district the provider is contracted to serve"
-(``provider_district``); the dispatch domain can narrow :func:`elder_clause` to elders with orders.
+Least privilege for the service side (DOMAIN §9): a provider admin sees the elders with an order or
+visit with its provider; a caregiver only the elders of their own current, upcoming and recent visits
+(:func:`visit_opens_elder`, window ``privacy.caregiver_recent_visits``), loaded into the principal
+when it is built for the request (:func:`served_elder_ids_stmt`). Neither sees every elder of the
+districts the provider serves.
+
+The kernel imports no domain, so the two dispatch tables these rules read (``service_order``,
+``visit``) are declared here as lightweight ``table()`` references with only the columns read;
+``tests/unit/test_scope.py`` checks them against :mod:`dispatch.models`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
+from typing import Final
 
-from sqlalchemy import ColumnElement, and_, exists, false, select, true
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Select,
+    String,
+    and_,
+    column,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    table,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from core.authz import Principal, can_see_elder, sees_all_elders
-from core.models import Caregiver, Device, Elder, ElderGuardian, Gateway, Guardian, ProviderDistrict, Role
+from core.clock import local_date
+from core.models import Caregiver, Device, Elder, ElderGuardian, Gateway, Guardian, Role
+from core.policy import policy_number
+
+# Days after a visit's end during which its caregiver still sees the elder (dated policy).
+RECENT_VISITS_POLICY: Final = "privacy.caregiver_recent_visits"
+
+# --- The dispatch facts the rules read (see the module docstring) -------------------------------
+
+_TZ = DateTime(timezone=True)
+service_order_t = table(
+    "service_order",
+    column("id", BigInteger),
+    column("elder_id", BigInteger),
+    column("provider_id", BigInteger),
+    column("state", String),
+)
+visit_t = table(
+    "visit",
+    column("order_id", BigInteger),
+    column("elder_id", BigInteger),
+    column("caregiver_id", BigInteger),
+    column("provider_id", BigInteger),
+    column("scheduled_end_at", _TZ),
+    column("check_out_at", _TZ),
+)
+# dispatch.states.OrderState.CANCELLED
+ORDER_CANCELLED: Final = "cancelled"
 
 # --- Pure rules ---------------------------------------------------------------------------------
 
@@ -75,21 +125,67 @@ def can_see_guardian(p: Principal, *, guardian_id: int, elder_district_ids: Iter
     return False
 
 
+def visit_opens_elder(
+    *,
+    scheduled_end_at: dt.datetime,
+    check_out_at: dt.datetime | None,
+    cancelled: bool,
+    now: dt.datetime,
+    recent_days: float,
+) -> bool:
+    """Whether a caregiver's visit lets them read the elder's care record at ``now``: while it is
+    upcoming or current, and for ``recent_days`` after it ended (its scheduled end, or its check-out
+    if later). A visit of a cancelled order opens nothing; a negative window counts as 0."""
+    if cancelled:
+        return False
+    ends_at = max(scheduled_end_at, check_out_at) if check_out_at is not None else scheduled_end_at
+    return ends_at >= now - dt.timedelta(days=max(0.0, recent_days))
+
+
 # --- Loading the facts the rules need -----------------------------------------------------------
 
 
-async def providers_serving(session: AsyncSession, district_id: int) -> list[int]:
-    rows = await session.scalars(
-        select(ProviderDistrict.provider_id).where(ProviderDistrict.district_id == district_id)
+def served_elder_ids_stmt(caregiver_id: int, now: dt.datetime) -> Select[int]:
+    """SQL twin of :func:`visit_opens_elder`: the elders of the caregiver's visits open at ``now``,
+    with the window valid on ``now``'s local date (no valid row: 0 days, only current and upcoming)."""
+    days = func.greatest(0.0, policy_number(RECENT_VISITS_POLICY, "*", "days", local_date(now), 0.0))
+    since = literal(now, _TZ) - func.make_interval(0, 0, 0, 0, 0, 0, days * 86400.0)
+    return (
+        select(visit_t.c.elder_id)
+        .distinct()
+        .join(service_order_t, service_order_t.c.id == visit_t.c.order_id)
+        .where(
+            visit_t.c.caregiver_id == caregiver_id,
+            service_order_t.c.state != ORDER_CANCELLED,
+            # greatest() skips NULLs: the check-out when there is one and it is later.
+            func.greatest(visit_t.c.scheduled_end_at, visit_t.c.check_out_at) >= since,
+        )
     )
-    return list(rows)
+
+
+def _provider_elder_ids(provider_id: int) -> Select[int]:
+    """Elders with an order or a visit (of any state, so history included) with the provider."""
+    orders = select(service_order_t.c.elder_id).where(service_order_t.c.provider_id == provider_id)
+    visits = select(visit_t.c.elder_id).where(visit_t.c.provider_id == provider_id)
+    return select(orders.union(visits).subquery().c.elder_id)
+
+
+async def providers_serving(session: AsyncSession, elder_id: int) -> list[int]:
+    """Providers with an order or a visit for the elder."""
+    orders = select(service_order_t.c.provider_id).where(
+        service_order_t.c.elder_id == elder_id, service_order_t.c.provider_id.is_not(None)
+    )
+    visits = select(visit_t.c.provider_id).where(
+        visit_t.c.elder_id == elder_id, visit_t.c.provider_id.is_not(None)
+    )
+    return [int(v) for v in await session.scalars(orders.union(visits))]
 
 
 async def sees_elder(session: AsyncSession, p: Principal, elder: Elder) -> bool:
-    """:func:`core.authz.can_see_elder` with the providers serving the elder's district loaded."""
+    """:func:`core.authz.can_see_elder` with the providers of the elder's orders and visits loaded."""
     served_by: list[int] = []
-    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
-        served_by = await providers_serving(session, elder.district_id)
+    if p.role == Role.PROVIDER_ADMIN:
+        served_by = await providers_serving(session, elder.id)
     return can_see_elder(
         p, elder_id=elder.id, district_id=elder.district_id, served_by_provider_ids=served_by
     )
@@ -106,10 +202,10 @@ def elder_clause(p: Principal) -> ColumnElement[bool]:
         return Elder.district_id.in_(sorted(p.district_ids)) if p.district_ids else false()
     if p.role in (Role.FAMILY, Role.ELDER):
         return Elder.id.in_(sorted(p.elder_ids)) if p.elder_ids else false()
-    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER) and p.provider_id is not None:
-        return Elder.district_id.in_(
-            select(ProviderDistrict.district_id).where(ProviderDistrict.provider_id == p.provider_id)
-        )
+    if p.role == Role.PROVIDER_ADMIN and p.provider_id is not None:
+        return Elder.id.in_(_provider_elder_ids(p.provider_id))
+    if p.role == Role.CAREGIVER:
+        return Elder.id.in_(sorted(p.served_elder_ids)) if p.served_elder_ids else false()
     return false()
 
 

@@ -44,7 +44,7 @@ def make_client(
 async def principal_of(db: AsyncSession, username: str) -> Principal:
     user = await db.scalar(select(AppUser).where(AppUser.username == username))
     assert user is not None, username
-    return await principal_for_user(session=db, user=user)
+    return await principal_for_user(session=db, user=user, now=TEST_NOW)
 
 
 async def headers_for(db: AsyncSession, username: str) -> dict[str, str]:
