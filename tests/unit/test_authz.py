@@ -16,6 +16,8 @@ from core.authz import (
     public,
     roles_of,
     rule_allows,
+    may_search_by_id_number,
+    sees_care_view_only,
     sees_unmasked_id_number,
 )
 from core.models import Role
@@ -44,7 +46,8 @@ CIVIL_NONE = p(Role.CIVIL_AFFAIRS)
 FAMILY = p(Role.FAMILY, guardian_id=7, elder_ids=frozenset({10, 11}))
 ELDER = p(Role.ELDER, elder_id=10, elder_ids=frozenset({10}))
 PROVIDER = p(Role.PROVIDER_ADMIN, provider_id=3)
-CAREGIVER = p(Role.CAREGIVER, provider_id=3, caregiver_id=30)
+# Visits to elder 20 open its record to this caregiver (served_elder_ids, loaded per request).
+CAREGIVER = p(Role.CAREGIVER, provider_id=3, caregiver_id=30, served_elder_ids=frozenset({20}))
 ORPHAN_PROVIDER = p(Role.PROVIDER_ADMIN)  # misconfigured: no provider
 
 
@@ -65,8 +68,11 @@ ORPHAN_PROVIDER = p(Role.PROVIDER_ADMIN)  # misconfigured: no provider
         (PROVIDER, 99, XIAONAN, (3, 4), True),
         (PROVIDER, 99, XIAONAN, (4,), False),
         (PROVIDER, 99, XIAONAN, (), False),
-        (CAREGIVER, 99, XIAONAN, (3,), True),
+        # A caregiver sees the elders of their own visits, not every elder their provider serves.
+        (CAREGIVER, 20, XIAONAN, (), True),
+        (CAREGIVER, 99, XIAONAN, (3,), False),
         (CAREGIVER, 99, XIAONAN, (5,), False),
+        (p(Role.CAREGIVER, provider_id=3, caregiver_id=31), 20, XIAONAN, (3,), False),
         (ORPHAN_PROVIDER, 99, XIAONAN, (3,), False),
     ],
 )
@@ -246,3 +252,15 @@ def test_rule_constructors() -> None:
     assert roles_of(None) == frozenset()
     with pytest.raises(ValueError, match="at least one role"):
         allow()
+
+
+@pytest.mark.parametrize(
+    ("who", "care_only"),
+    [(ADMIN, False), (CIVIL, False), (OPERATOR, False), (SUPERVISOR, False), (FAMILY, False),
+     (ELDER, False), (PROVIDER, True), (CAREGIVER, True)],
+)  # fmt: skip
+def test_caregivers_and_providers_get_the_care_view_and_no_id_number_search(
+    who: Principal, care_only: bool
+) -> None:
+    assert sees_care_view_only(who) is care_only
+    assert may_search_by_id_number(who) is not care_only

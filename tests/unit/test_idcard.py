@@ -7,6 +7,7 @@ import pytest
 
 from core.idcard import (
     InvalidIdNumber,
+    age_on,
     check_char,
     is_valid_id_number,
     make_id_number,
@@ -111,10 +112,37 @@ def test_make_id_number_rejects_bad_parts(region: str, seq: int) -> None:
 @pytest.mark.parametrize(
     ("value", "masked"),
     [
-        ("420902195003011235", "420902********1235"),
-        ("11010519491231002x", "110105********002X"),
+        # Region and sequence shown; birth date and check character hidden.
+        ("420902195003011235", "420902********123*"),
+        ("11010519491231002x", "110105********002*"),
         ("short", "*****"),
+        ("4209021950030112", "****************"),
     ],
 )
 def test_mask(value: str, masked: str) -> None:
     assert mask_id_number(value) == masked
+
+
+def test_the_mask_carries_nothing_of_the_birth_date() -> None:
+    """Numbers that differ only in the birth date mask alike: the check character, a function of
+    the birth date, is not shown, so a masked number plus an age cannot be narrowed to a birth day."""
+    for region, seq in (("420902", 123), ("110105", 2), ("420921", 999)):
+        masks = {
+            mask_id_number(make_id_number(region, dt.date(1940, 1, 1) + dt.timedelta(days=d), seq))
+            for d in range(0, 366)
+        }
+        assert len(masks) == 1, masks
+
+
+@pytest.mark.parametrize(
+    ("birth_on", "today", "age"),
+    [
+        (dt.date(1950, 3, 1), dt.date(2026, 2, 28), 75),
+        (dt.date(1950, 3, 1), dt.date(2026, 3, 1), 76),
+        (dt.date(1948, 2, 29), dt.date(2026, 2, 28), 77),
+        (dt.date(1948, 2, 29), dt.date(2026, 3, 1), 78),
+        (dt.date(2026, 11, 20), dt.date(2026, 11, 20), 0),
+    ],
+)
+def test_age_on(birth_on: dt.date, today: dt.date, age: int) -> None:
+    assert age_on(birth_on, today) == age

@@ -1,0 +1,73 @@
+"""The caregiver's visit window as a table of cases, and the dispatch columns the scope SQL reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from core.registry.scope import (
+    ORDER_CANCELLED,
+    RECENT_VISITS_POLICY,
+    service_order_t,
+    visit_opens_elder,
+    visit_t,
+)
+from core.seed_data import POLICY_DEFAULTS
+from dispatch.models import ServiceOrder, Visit
+from dispatch.states import OrderState
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+HOUR = dt.timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    ("end", "check_out", "cancelled", "days", "expected"),
+    [
+        (NOW + 3 * DAY, None, False, 30, True),  # upcoming
+        (NOW + HOUR, None, False, 30, True),  # current
+        (NOW + 90 * DAY, None, False, 30, True),  # upcoming, however far ahead
+        (NOW - 29 * DAY, None, False, 30, True),  # recent
+        (NOW - 30 * DAY, None, False, 30, True),  # the window's edge is inside
+        (NOW - 30 * DAY - dt.timedelta(seconds=1), None, False, 30, False),
+        (NOW - 31 * DAY, None, False, 30, False),
+        # A check-out later than the scheduled end counts from the check-out.
+        (NOW - 31 * DAY, NOW - 29 * DAY, False, 30, True),
+        # An early check-out does not shorten the window.
+        (NOW - 29 * DAY, NOW - 31 * DAY, False, 30, True),
+        (NOW + 3 * DAY, None, True, 30, False),  # cancelled: nothing
+        (NOW - HOUR, None, False, 0, False),  # no window: only current and upcoming
+        (NOW + HOUR, None, False, 0, True),
+        (NOW - 10 * DAY, None, False, 14, True),  # the policy decides
+        (NOW - 10 * DAY, None, False, 7, False),
+        (NOW - HOUR, None, False, -5, False),  # a negative window counts as 0
+    ],
+)
+def test_visit_opens_elder(
+    end: dt.datetime, check_out: dt.datetime | None, cancelled: bool, days: float, expected: bool
+) -> None:
+    assert (
+        visit_opens_elder(
+            scheduled_end_at=end, check_out_at=check_out, cancelled=cancelled, now=NOW, recent_days=days
+        )
+        is expected
+    )
+
+
+def test_the_scope_names_real_dispatch_columns() -> None:
+    """The kernel may not import dispatch, so scope.py names the columns it reads; they must exist
+    with the same types in dispatch.models."""
+    for light, model in ((service_order_t, ServiceOrder.__table__), (visit_t, Visit.__table__)):
+        assert light.name == model.name
+        for col in light.c:
+            real = model.c[col.name]
+            assert type(col.type)._type_affinity is type(real.type)._type_affinity, col.name  # type: ignore[attr-defined]
+    assert ORDER_CANCELLED == OrderState.CANCELLED.value
+
+
+def test_the_recent_visit_window_is_seeded_as_policy() -> None:
+    rows = [p for p in POLICY_DEFAULTS if p.key == RECENT_VISITS_POLICY]
+    assert [(p.scope, p.value) for p in rows] == [("*", {"days": 30})]
