@@ -37,8 +37,8 @@ R = Role
 PROVISIONING = allow(R.ADMIN, R.CIVIL_AFFAIRS)
 # Device history: whoever may read the device record (core.registry.scope.can_see_device).
 DEVICE_READ = allow(R.ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.FAMILY, R.ELDER)
-# Vitals: whoever may read the elder record (core.authz.can_see_elder), including providers and
-# caregivers for the elders their provider serves.
+# Vitals: whoever may read the elder record (core.authz.can_see_elder), including provider admins
+# for the elders of their orders and caregivers for the elders of their visits.
 ELDER_READ = allow(*Role)
 
 BROKER_STATE_KEY = "broker_files"

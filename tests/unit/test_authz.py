@@ -13,10 +13,10 @@ from core.authz import (
     can_edit_elder,
     can_see_elder,
     can_see_provider,
+    may_search_by_id_number,
     public,
     roles_of,
     rule_allows,
-    may_search_by_id_number,
     sees_care_view_only,
     sees_unmasked_id_number,
 )

@@ -65,7 +65,7 @@ def test_the_scope_names_real_dispatch_columns() -> None:
         for col in light.c:
             real = model.c[col.name]
             assert type(col.type)._type_affinity is type(real.type)._type_affinity, col.name  # type: ignore[attr-defined]
-    assert ORDER_CANCELLED == OrderState.CANCELLED.value
+    assert OrderState.CANCELLED.value == ORDER_CANCELLED
 
 
 def test_the_recent_visit_window_is_seeded_as_policy() -> None:
