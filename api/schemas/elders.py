@@ -181,7 +181,9 @@ class ElderRead(msgspec.Struct, tag_field="view", tag="full"):
 
 class ElderCareRead(msgspec.Struct, tag_field="view", tag="care"):
     """What a caregiver or provider admin sees of an elder (DOMAIN §9): what a visit needs. No ID
-    number, birth date, subsidy categories or insurance; ``level`` as in the full view."""
+    number, birth date, subsidy categories or insurance; ``level`` as in the full view.
+    ``contacts`` (emergency contacts) only while a visit of theirs is under way (on the way or on
+    site), null otherwise."""
 
     id: int
     name: str
@@ -199,7 +201,7 @@ class ElderCareRead(msgspec.Struct, tag_field="view", tag="care"):
     medical_notes: str
     status: str
     level: int | None
-    contacts: list[ContactRead]
+    contacts: list[ContactRead] | None
 
 
 class BlockIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -248,7 +250,7 @@ def elder_read(view: ElderView) -> ElderRead | ElderCareRead:
             medical_notes=e.medical_notes,
             status=e.status,
             level=view.level,
-            contacts=[contact_read(c) for c in e.contacts],
+            contacts=[contact_read(c) for c in e.contacts] if view.contacts_shown else None,
         )
     return elder_full_read(view)
 

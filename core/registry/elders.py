@@ -6,7 +6,8 @@ Resident ID numbers are validated (GB 11643) and stored once; callers get :class
 only for the roles of :data:`core.authz.UNMASKED_ID_ROLES`; each such read writes an audit row
 ``read_unmasked``. Lists and write responses are always masked. The birth date is shown only with
 the full number (it is 8 of the hidden digits); the others get the age. Caregivers and provider
-admins get the care view (``care_only``): no ID number, birth date or subsidy categories at all.
+admins get the care view (``care_only``): no ID number, birth date or subsidy categories at all,
+and the emergency contacts only while one of their visits to the elder is under way.
 
 A record the actor may not see is reported as "not found" (404), never 403, so its existence does
 not leak; a record they see but may not change gives 403.
@@ -59,7 +60,12 @@ from core.registry.common import (
     require_ref,
 )
 from core.registry.places import district_of_community
-from core.registry.scope import can_manage_blocklist, elder_clause, sees_elder
+from core.registry.scope import (
+    can_manage_blocklist,
+    elder_clause,
+    elders_with_visit_under_way,
+    sees_elder,
+)
 
 MAX_CONTACTS = 5
 Child = TypeVar("Child", ElderCategory, LtcCoverage)
@@ -92,17 +98,27 @@ class ElderView:
     age: int
     unmasked: bool = False
     care_only: bool = False
+    # In the care view, emergency contacts are shown only during a visit under way.
+    contacts_shown: bool = True
 
 
 def elder_view(
-    actor: Principal, elder: Elder, *, level: int | None, today: dt.date, unmasked: bool = False
+    actor: Principal,
+    elder: Elder,
+    *,
+    level: int | None,
+    today: dt.date,
+    unmasked: bool = False,
+    visit_under_way: bool = False,
 ) -> ElderView:
+    care_only = sees_care_view_only(actor)
     return ElderView(
         elder=elder,
         level=level,
         age=age_on(elder.birth_on, today),
         unmasked=unmasked,
-        care_only=sees_care_view_only(actor),
+        care_only=care_only,
+        contacts_shown=not care_only or visit_under_way,
     )
 
 
@@ -268,7 +284,11 @@ async def list_elders(
     rows = (
         await session.execute(select(Elder, level).join(ids, ids.c.id == Elder.id).order_by(Elder.id))
     ).all()
-    items = [elder_view(actor, row[0], level=row[1], today=today) for row in rows]
+    under_way = await elders_with_visit_under_way(session, actor, [row[0].id for row in rows])
+    items = [
+        elder_view(actor, row[0], level=row[1], today=today, visit_under_way=row[0].id in under_way)
+        for row in rows
+    ]
     return Paged(items=items, total=total, limit=window.limit, offset=window.offset)
 
 
@@ -287,7 +307,8 @@ async def get_elder(*, session: AsyncSession, actor: Principal, elder_id: int, n
         )
     today = local_date(now)
     level = await current_level(session, elder.id, today)
-    return elder_view(actor, elder, level=level, today=today, unmasked=unmasked)
+    under_way = elder.id in await elders_with_visit_under_way(session, actor, [elder.id])
+    return elder_view(actor, elder, level=level, today=today, unmasked=unmasked, visit_under_way=under_way)
 
 
 async def create_elder(

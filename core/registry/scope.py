@@ -67,8 +67,9 @@ visit_t = table(
     column("scheduled_end_at", _TZ),
     column("check_out_at", _TZ),
 )
-# dispatch.states.OrderState.CANCELLED
+# dispatch.states.OrderState.CANCELLED, and the states of a visit under way (EN_ROUTE, CHECKED_IN).
 ORDER_CANCELLED: Final = "cancelled"
+VISIT_UNDER_WAY: Final = ("en_route", "checked_in")
 
 # --- Pure rules ---------------------------------------------------------------------------------
 
@@ -142,7 +143,44 @@ def visit_opens_elder(
     return ends_at >= now - dt.timedelta(days=max(0.0, recent_days))
 
 
+def shows_contacts_during_visit(
+    p: Principal, *, order_state: str, caregiver_id: int | None, provider_id: int | None
+) -> bool:
+    """Whether this visit lets ``p``, limited to the care view, read the elder's emergency contacts
+    (DOMAIN §9: "emergency contacts during the visit"): the visit is under way (the caregiver is on
+    the way or on site) and it is ``p``'s own (a caregiver) or its provider's (a provider admin)."""
+    if order_state not in VISIT_UNDER_WAY:
+        return False
+    if p.role == Role.CAREGIVER:
+        return p.caregiver_id is not None and caregiver_id == p.caregiver_id
+    if p.role == Role.PROVIDER_ADMIN:
+        return p.provider_id is not None and provider_id == p.provider_id
+    return False
+
+
 # --- Loading the facts the rules need -----------------------------------------------------------
+
+
+async def elders_with_visit_under_way(
+    session: AsyncSession, p: Principal, elder_ids: Iterable[int]
+) -> set[int]:
+    """Those of ``elder_ids`` whose contacts :func:`shows_contacts_during_visit` opens to ``p`` now."""
+    if p.role == Role.CAREGIVER and p.caregiver_id is not None:
+        own = visit_t.c.caregiver_id == p.caregiver_id
+    elif p.role == Role.PROVIDER_ADMIN and p.provider_id is not None:
+        own = visit_t.c.provider_id == p.provider_id
+    else:
+        return set()
+    rows = await session.scalars(
+        select(visit_t.c.elder_id)
+        .join(service_order_t, service_order_t.c.id == visit_t.c.order_id)
+        .where(
+            own,
+            visit_t.c.elder_id.in_(sorted(set(elder_ids))),
+            service_order_t.c.state.in_(VISIT_UNDER_WAY),
+        )
+    )
+    return {int(v) for v in rows}
 
 
 def served_elder_ids_stmt(caregiver_id: int, now: dt.datetime) -> Select[int]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from sqlalchemy import func, select, union
+from sqlalchemy import func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import local_date
@@ -162,6 +162,7 @@ async def assert_care_view(client: httpx.AsyncClient, headers: dict[str, str], e
     assert set(body) == CARE_FIELDS
     assert body["view"] == "care"
     assert body["age"] == age_on(elder.birth_on, TODAY)
+    assert body["contacts"] is None, "emergency contacts only during a visit under way"
     # Nothing that carries the ID number, the birth date or a subsidy category, anywhere in it.
     assert elder.id_number[6:14] not in r.text
     assert elder.birth_on.isoformat() not in r.text
@@ -233,6 +234,32 @@ async def test_recent_visits_count_for_the_policy_window(client: httpx.AsyncClie
     db.add(PolicyValue(key=RECENT_VISITS_POLICY, scope="*", value={"days": 45}, valid_from=TODAY - DAY))
     await db.commit()
     assert await listed_ids(client, cg.headers) == {recent.id, old.id}
+
+
+async def test_emergency_contacts_only_while_a_visit_is_under_way(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    provider = await new_provider_admin(db)
+    cg = await new_caregiver(db, provider.provider_id)
+    elder = await elder_in(db, XIAONAN)
+    contacts = [{"name": "王五", "relation": "son", "phone": "13911112222"}]
+    admin = await headers_for(db, "demo_admin")
+    r = await client.put(f"/api/v1/elders/{elder.id}/contacts", json={"contacts": contacts}, headers=admin)
+    assert r.status_code == 200, r.text
+    order = await add_order(db, elder, provider_id=provider.provider_id, caregiver_id=cg.caregiver_id)
+    for headers in (cg.headers, provider.headers):
+        assert (await client.get(f"/api/v1/elders/{elder.id}", headers=headers)).json()["contacts"] is None
+    for state in ("en_route", "checked_in"):
+        await db.execute(update(ServiceOrder).where(ServiceOrder.id == order.id).values(state=state))
+        await db.commit()
+        for headers in (cg.headers, provider.headers):
+            detail = (await client.get(f"/api/v1/elders/{elder.id}", headers=headers)).json()
+            assert detail["contacts"] == [{"position": 1, **contacts[0]}], state
+            (item,) = (await client.get("/api/v1/elders", headers=headers)).json()["items"]
+            assert item["contacts"] == detail["contacts"]
+    await db.execute(update(ServiceOrder).where(ServiceOrder.id == order.id).values(state="checked_out"))
+    await db.commit()
+    assert (await client.get(f"/api/v1/elders/{elder.id}", headers=cg.headers)).json()["contacts"] is None
 
 
 # --- Provider admins --------------------------------------------------------------------------------

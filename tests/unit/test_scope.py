@@ -6,10 +6,14 @@ import datetime as dt
 
 import pytest
 
+from core.authz import Principal
+from core.models import Role
 from core.registry.scope import (
     ORDER_CANCELLED,
     RECENT_VISITS_POLICY,
+    VISIT_UNDER_WAY,
     service_order_t,
+    shows_contacts_during_visit,
     visit_opens_elder,
     visit_t,
 )
@@ -66,6 +70,35 @@ def test_the_scope_names_real_dispatch_columns() -> None:
             real = model.c[col.name]
             assert type(col.type)._type_affinity is type(real.type)._type_affinity, col.name  # type: ignore[attr-defined]
     assert OrderState.CANCELLED.value == ORDER_CANCELLED
+    assert {OrderState.EN_ROUTE.value, OrderState.CHECKED_IN.value} == set(VISIT_UNDER_WAY)
+
+
+CAREGIVER = Principal(user_id=1, username="cg", role=Role.CAREGIVER, provider_id=3, caregiver_id=30)
+PROVIDER = Principal(user_id=2, username="pa", role=Role.PROVIDER_ADMIN, provider_id=3)
+OPERATOR = Principal(user_id=3, username="op", role=Role.OPERATOR)
+
+
+@pytest.mark.parametrize(
+    ("who", "state", "caregiver_id", "provider_id", "expected"),
+    [
+        (CAREGIVER, "en_route", 30, 3, True),
+        (CAREGIVER, "checked_in", 30, 3, True),
+        (CAREGIVER, "accepted", 30, 3, False),  # upcoming: not yet
+        (CAREGIVER, "checked_out", 30, 3, False),  # over
+        (CAREGIVER, "checked_in", 31, 3, False),  # a colleague's visit
+        (PROVIDER, "checked_in", 31, 3, True),  # any visit of its provider
+        (PROVIDER, "checked_in", 31, 4, False),
+        (PROVIDER, "verified", 30, 3, False),
+        (OPERATOR, "checked_in", 30, 3, False),  # not a care-view role: not this rule's business
+    ],
+)
+def test_contacts_during_a_visit_under_way(
+    who: Principal, state: str, caregiver_id: int, provider_id: int, expected: bool
+) -> None:
+    shown = shows_contacts_during_visit(
+        who, order_state=state, caregiver_id=caregiver_id, provider_id=provider_id
+    )
+    assert shown is expected
 
 
 def test_the_recent_visit_window_is_seeded_as_policy() -> None:
