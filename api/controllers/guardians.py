@@ -24,15 +24,9 @@ from core.registry import guardians
 
 READ = allow(Role.ADMIN, Role.CIVIL_AFFAIRS, Role.OPERATOR, Role.SUPERVISOR, Role.FAMILY)
 WRITE = allow(Role.ADMIN, Role.CIVIL_AFFAIRS)
-LINKS_READ = allow(
-    Role.ADMIN,
-    Role.CIVIL_AFFAIRS,
-    Role.OPERATOR,
-    Role.SUPERVISOR,
-    Role.FAMILY,
-    Role.ELDER,
-    Role.PROVIDER_ADMIN,
-)
+# Not the care-view roles (caregiver, provider admin): guardians' names and phones are not what a
+# visit needs; during a visit the elder's emergency contacts are in their view (DOMAIN §9).
+LINKS_READ = allow(Role.ADMIN, Role.CIVIL_AFFAIRS, Role.OPERATOR, Role.SUPERVISOR, Role.FAMILY, Role.ELDER)
 
 
 class GuardianController(Controller):

@@ -20,7 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import local_date
 from core.idcard import age_on, mask_id_number
-from core.models import AppUser, Caregiver, District, Elder, PolicyValue, Provider, ProviderDistrict, Role
+from core.models import (
+    AppUser,
+    Assessment,
+    Caregiver,
+    District,
+    Elder,
+    PolicyValue,
+    Provider,
+    ProviderDistrict,
+    Role,
+)
 from core.registry.scope import RECENT_VISITS_POLICY
 from core.settings import Settings
 from dispatch.models import ServiceOrder, Visit
@@ -149,10 +159,16 @@ def nested_paths(elder_id: int) -> list[str]:
     ]
 
 
-async def assert_hidden(client: httpx.AsyncClient, headers: dict[str, str], elder_id: int) -> None:
+async def assert_hidden(
+    client: httpx.AsyncClient, db: AsyncSession, headers: dict[str, str], elder_id: int
+) -> None:
     for path in nested_paths(elder_id):
         r = await client.get(path, headers=headers)
         assert (r.status_code, problem_code(r)) == (404, "elder.not_found"), path
+    assessment = await db.scalar(select(Assessment.id).where(Assessment.elder_id == elder_id).limit(1))
+    if assessment is not None:
+        r = await client.get(f"/api/v1/assessments/{assessment}", headers=headers)
+        assert (r.status_code, problem_code(r)) == (404, "assessment.not_found")
 
 
 async def assert_care_view(client: httpx.AsyncClient, headers: dict[str, str], elder: Elder) -> None:
@@ -178,7 +194,7 @@ async def test_a_new_caregiver_sees_no_elder(client: httpx.AsyncClient, db: Asyn
     cg = await new_caregiver(db, provider.provider_id)
     neighbour = await elder_in(db, XIAONAN)
     assert await listed_ids(client, cg.headers) == set()
-    await assert_hidden(client, cg.headers, neighbour.id)
+    await assert_hidden(client, db, cg.headers, neighbour.id)
     # The demo caregiver, too, sees only the elders of their own visits (the test data has none).
     demo = await principal_of(db, "demo_caregiver")
     assert await listed_ids(client, await headers_for(db, "demo_caregiver")) == set(demo.served_elder_ids)
@@ -200,7 +216,7 @@ async def test_a_caregiver_sees_the_elder_of_an_upcoming_visit_in_the_care_view(
     page = (await client.get("/api/v1/elders", headers=cg.headers)).json()
     assert set(page["items"][0]) == CARE_FIELDS
     await assert_care_view(client, cg.headers, elder)
-    await assert_hidden(client, cg.headers, neighbour.id)
+    await assert_hidden(client, db, cg.headers, neighbour.id)
     # Filters work inside the scope and never widen it.
     assert await listed_ids(client, cg.headers, district_code=XIAONAN) == {elder.id}
     assert await listed_ids(client, cg.headers, name=neighbour.name[:1]) <= {elder.id}
@@ -227,8 +243,8 @@ async def test_recent_visits_count_for_the_policy_window(client: httpx.AsyncClie
     )
     assert await listed_ids(client, cg.headers) == {recent.id}
     await assert_care_view(client, cg.headers, recent)
-    await assert_hidden(client, cg.headers, old.id)
-    await assert_hidden(client, cg.headers, cancelled.id)
+    await assert_hidden(client, db, cg.headers, old.id)
+    await assert_hidden(client, db, cg.headers, cancelled.id)
 
     # The window is dated policy: a longer one from yesterday on brings the older visit back.
     db.add(PolicyValue(key=RECENT_VISITS_POLICY, scope="*", value={"days": 45}, valid_from=TODAY - DAY))
@@ -288,15 +304,14 @@ async def test_a_provider_admin_sees_the_elders_of_its_orders_and_visits_only(
     await assert_care_view(client, provider.headers, ordered)
     await assert_care_view(client, provider.headers, visited)
     for outsider in (rivals, neighbour):
-        await assert_hidden(client, provider.headers, outsider.id)
-        for path in (
-            f"/api/v1/elders/{outsider.id}/guardians",
-            f"/api/v1/elders/{outsider.id}/blocked-caregivers",
-        ):
-            r = await client.get(path, headers=provider.headers)
-            assert (r.status_code, problem_code(r)) == (404, "elder.not_found"), path
-    for path in (f"/api/v1/elders/{ordered.id}/guardians", f"/api/v1/elders/{ordered.id}/blocked-caregivers"):
-        assert (await client.get(path, headers=provider.headers)).status_code == 200, path
+        await assert_hidden(client, db, provider.headers, outsider.id)
+        r = await client.get(f"/api/v1/elders/{outsider.id}/blocked-caregivers", headers=provider.headers)
+        assert (r.status_code, problem_code(r)) == (404, "elder.not_found")
+    r = await client.get(f"/api/v1/elders/{ordered.id}/blocked-caregivers", headers=provider.headers)
+    assert r.status_code == 200
+    # Guardians' names and phones are not in the care view, even of an elder it serves.
+    r = await client.get(f"/api/v1/elders/{ordered.id}/guardians", headers=provider.headers)
+    assert (r.status_code, problem_code(r)) == (403, "auth.forbidden")
 
 
 async def test_the_demo_provider_admin_sees_exactly_the_elders_of_its_orders(
