@@ -9,7 +9,6 @@ masked ID number gets no birth date that would rebuild it, and the mask hides wh
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -393,20 +392,3 @@ async def test_whoever_gets_a_masked_id_number_gets_no_birth_date(
     civil = await headers_for(db, "demo_civil_affairs")
     full = (await client.get(f"/api/v1/elders/{civil_own.id}", headers=civil)).json()
     assert (full["id_number"], full["birth_on"]) == (civil_own.id_number, civil_own.birth_on.isoformat())
-
-
-# --- The web pages use the same rule -------------------------------------------------------------------
-
-
-async def test_the_home_page_counts_only_the_elders_in_scope(
-    client: httpx.AsyncClient, db: AsyncSession
-) -> None:
-    provider = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    elder = await elder_in(db, XIAONAN)
-    await add_order(db, elder, provider_id=provider.provider_id, caregiver_id=cg.caregiver_id)
-    for account in (cg, provider):
-        page = await client.get("/?lang=en", headers=account.headers)
-        assert page.status_code == 200
-        figures = re.findall(r"<dt>([^<]+)</dt><dd>(\d+)</dd>", page.text)
-        assert figures[0] == ("Registered elders", "1"), figures
