@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.authz import Principal
 from core.errors import Conflict, Invalid
 from core.models import Device, Gateway
+from core.platform.broker import RESERVED_USERNAME_PREFIX
 from core.registry.common import add_and_audit, update_and_audit
 from core.registry.devices import _check_new_elder, _editable, _visible_gateway_ref
 from iot_ingest.models import DeviceCredential
@@ -50,9 +51,6 @@ Item = TypeVar("Item", Device, Gateway)
 # guessing and only cost broker CPU when thousands of devices reconnect at once.
 HASH_ITERATIONS: Final = 101
 HASH_SALT_BYTES: Final = 12
-
-# Broker accounts that are not devices: the ingest service's own, and a prefix kept for services.
-RESERVED_USERNAME_PREFIX: Final = "eldercare"
 
 _LOCK = asyncio.Lock()
 

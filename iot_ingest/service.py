@@ -54,6 +54,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
 from iot_ingest import storage
 from iot_ingest.normalise import (
@@ -90,7 +91,9 @@ _TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.Seria
 class IngestConfig:
     """Tuning of the consumer. Times in seconds unless the name says ms."""
 
-    client_id: str = field(default_factory=lambda: f"ingest-{os.getpid()}")
+    # The broker keys persistent sessions on it; the priority session adds "-prio". It must start
+    # with INGEST_CLIENT_ID_PREFIX, which no device account can present (deploy/mosquitto/README.md).
+    client_id: str = field(default_factory=lambda: f"{INGEST_CLIENT_ID_PREFIX}-{os.getpid()}")
     subscription: str = SUBSCRIPTION
     # A second session, subscribed only to event and status topics, so that an SOS never queues
     # in the broker behind a telemetry backlog. Its filters are derived from ``subscription``.
@@ -111,6 +114,13 @@ class IngestConfig:
     cache_refresh_s: float = 60.0
     max_age: dt.timedelta = dt.timedelta(days=30)
     retry_backoff_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.client_id.startswith(INGEST_CLIENT_ID_PREFIX):
+            raise ValueError(
+                f"the ingest's client id {self.client_id!r} must start with {INGEST_CLIENT_ID_PREFIX!r},"
+                " so that no device account can take over its session"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -1090,4 +1100,4 @@ def run(settings: Settings, config: IngestConfig | None = None) -> None:
 
 
 def new_client_id() -> str:
-    return f"ingest-{uuid.uuid4().hex[:8]}"
+    return f"{INGEST_CLIENT_ID_PREFIX}-{uuid.uuid4().hex[:8]}"

@@ -20,19 +20,18 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.platform.broker import (
+    DEPLOY_CONFIG,
+    DEVICE_PASSWORD_FILE,
+    DEVICE_PORT,
+    SERVICE_PASSWORD_FILE,
+    SERVICE_PORT,
+    local_mosquitto_config,
+)
 from iot_ingest.provisioning import BrokerFiles, new_password
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "mosquitto"
-_OVERRIDDEN = (
-    "pid_file",
-    "user",
-    "persistence_location",
-    "listener",
-    "password_file",
-    "acl_file",
-    "log_dest",
-)
+DEPLOY = DEPLOY_CONFIG.parent
 
 
 # MQTT 5 PUBACK reason: accepted, but nobody subscribed (not a failure code).
@@ -59,50 +58,59 @@ def _wait_port(port: int, *, up: bool, timeout_s: float = 10.0) -> None:
     raise AssertionError(f"port {port} did not become {'reachable' if up else 'free'}")
 
 
-# A test-only account that may read the broker's $SYS statistics (published every second).
+# A test-only service account that may read the broker's $SYS statistics (published every second).
 MONITOR_USER = "t-monitor"
 _MONITOR_ACL = f"\nuser {MONITOR_USER}\ntopic read $SYS/#\n"
 
 
 class PrivateBroker:
-    """Mosquitto with deploy/mosquitto.conf and deploy/acl (paths and port rewritten), persistence in
-    ``workdir``. It can be stopped and started again on the same port with the same persistence.
-    Test additions: ``sys_interval 1`` and the ``MONITOR_USER`` ACL entry."""
+    """Mosquitto with deploy/mosquitto.conf, acl and service-acl (ports and paths rewritten by
+    :func:`local_mosquitto_config`), persistence in ``workdir``: the device listener on ``port``, the
+    service listener on ``service_port``. It can be stopped and started again on the same ports with
+    the same persistence. Test additions: ``sys_interval 1`` and the ``MONITOR_USER`` ACL entry."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.files = BrokerFiles(password_file=workdir / "passwd", pid_file=workdir / "mosquitto.pid")
+        self.service_port = free_port()
+        self.files = BrokerFiles(
+            password_file=workdir / DEVICE_PASSWORD_FILE, pid_file=workdir / "mosquitto.pid"
+        )
+        self.service_files = BrokerFiles(password_file=workdir / SERVICE_PASSWORD_FILE)
         self.passwords: dict[str, str] = {}
-        kept = [
-            line
-            for line in (DEPLOY / "mosquitto.conf").read_text().splitlines()
-            if not line.strip().startswith(_OVERRIDDEN)
-        ]
-        kept += [
-            f"pid_file {workdir / 'mosquitto.pid'}",
-            f"user {getpass.getuser()}",
-            f"persistence_location {workdir}/",
-            f"listener {self.port} 127.0.0.1",
-            f"password_file {self.files.password_file}",
-            f"acl_file {workdir / 'acl'}",
-            f"log_dest file {workdir / 'mosquitto.log'}",
-            "sys_interval 1",
-        ]
-        (workdir / "acl").write_text((DEPLOY / "acl").read_text() + _MONITOR_ACL)
+        self._ports: dict[str, int] = {}
+        for acl in ("acl", "service-acl"):
+            (workdir / acl).write_text(
+                (DEPLOY / acl).read_text() + (_MONITOR_ACL if acl == "service-acl" else "")
+            )
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text("\n".join(kept) + "\n")
+        self.conf.write_text(
+            local_mosquitto_config(
+                (DEPLOY / "mosquitto.conf").read_text(),
+                workdir=workdir,
+                ports={DEVICE_PORT: self.port, SERVICE_PORT: self.service_port},
+                run_as=getpass.getuser(),
+                log_dest=f"file {workdir / 'mosquitto.log'}",
+                extra=["sys_interval 1"],
+            )
+        )
         self.proc: subprocess.Popen[bytes] | None = None
 
-    async def add_account(self, username: str) -> str:
-        """Create an account (before :meth:`start`, or followed by a restart); returns its password."""
+    async def add_account(self, username: str, *, service: bool = False) -> str:
+        """Create a device account, or with ``service`` one on the service listener (before
+        :meth:`start`, or followed by a restart or :meth:`BrokerFiles.reload`); returns its password."""
         password = new_password()
-        await self.files.set_password(username, password)
+        await (self.service_files if service else self.files).set_password(username, password)
         self.passwords[username] = password
+        self._ports[username] = self.service_port if service else self.port
         return password
 
+    def port_of(self, username: str) -> int:
+        """The port of the listener that has this account."""
+        return self._ports[username]
+
     def url(self, username: str) -> str:
-        return f"mqtt://{username}:{self.passwords[username]}@127.0.0.1:{self.port}"
+        return f"mqtt://{username}:{self.passwords[username]}@127.0.0.1:{self.port_of(username)}"
 
     def start(self) -> None:
         assert self.proc is None
@@ -112,6 +120,7 @@ class PrivateBroker:
             stderr=subprocess.DEVNULL,
         )
         _wait_port(self.port, up=True)
+        _wait_port(self.service_port, up=True)
 
     def stop(self) -> None:
         """SIGTERM: Mosquitto writes its persistence file and exits."""

@@ -26,6 +26,7 @@ import asyncpg
 import pytest
 from alembic import command
 
+from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
 from iot_ingest.service import IngestConfig, IngestService
 from simulators import devices as sim
@@ -144,7 +145,7 @@ async def seed_home(pg: asyncpg.Connection, *, dementia: bool = False) -> Home:
 def _config(**over: Any) -> IngestConfig:
     group = uuid.uuid4().hex[:8]
     base = IngestConfig(
-        client_id=f"t-ingest-{group}",
+        client_id=f"{INGEST_CLIENT_ID_PREFIX}-t-{group}",
         subscription=f"$share/t{group}/eldercare/v1/#",
         session_expiry_s=120,
         batch_max_ms=50,
@@ -409,7 +410,7 @@ async def test_sigkill_mid_flood_then_restart_stores_every_event_once(
     home = await seed_home(pg)
     band = home.uid("band")
     group = uuid.uuid4().hex[:8]
-    client_id, subscription = f"t-kill-{group}", f"$share/t{group}/eldercare/v1/#"
+    client_id, subscription = f"{INGEST_CLIENT_ID_PREFIX}-t-kill-{group}", f"$share/t{group}/eldercare/v1/#"
     # Mosquitto on 127.0.0.1:1883 runs with the default max_queued_messages (1000) per session, so
     # the flood is sized to stay below it while the worker is dead.
     events, telemetry = 400, 400

@@ -1,12 +1,10 @@
-"""Our broker configuration (deploy/mosquitto) on a private Mosquitto: per-device ACL and revocation."""
+"""Our broker configuration (deploy/mosquitto) on a private Mosquitto: separate device and service
+listeners, per-device ACL and revocation."""
 
 from __future__ import annotations
 
 import asyncio
-import getpass
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,64 +13,28 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from iot_ingest.provisioning import BrokerFiles, new_password
+from tests.integration.ingest_faults_support import PrivateBroker
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("mosquitto") is None, reason="mosquitto binary not installed"),
 ]
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
-OVERRIDDEN = ("pid_file", "user", "persistence_location", "listener", "password_file", "acl_file", "log_dest")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[tuple[int, BrokerFiles, dict[str, str]]]:
-    """Mosquitto with deploy/mosquitto.conf (paths and port rewritten) and deploy/acl as is."""
-    port = _free_port()
-    files = BrokerFiles(password_file=tmp_path / "passwd", pid_file=tmp_path / "mosquitto.pid")
-    accounts = {name: new_password() for name in ("devA", "devB", "eldercare-ingest")}
-    for name, password in accounts.items():
-        asyncio.run(files.set_password(name, password))
-    kept = [
-        line
-        for line in (DEPLOY / "mosquitto.conf").read_text().splitlines()
-        if not line.strip().startswith(OVERRIDDEN)
-    ]
-    kept += [
-        f"pid_file {tmp_path / 'mosquitto.pid'}",
-        f"user {getpass.getuser()}",
-        f"persistence_location {tmp_path}/",
-        f"listener {port} 127.0.0.1",
-        f"password_file {files.password_file}",
-        f"acl_file {DEPLOY / 'acl'}",
-        f"log_dest file {tmp_path / 'mosquitto.log'}",
-    ]
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text("\n".join(kept) + "\n")
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
-        ["mosquitto", "-c", str(conf)],  # noqa: S607 - found on PATH, see skipif
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def broker(tmp_path: Path) -> Iterator[PrivateBroker]:
+    """Mosquitto with the deploy configuration (ports and paths rewritten): device accounts devA and
+    devB, the service account eldercare-ingest."""
+    b = PrivateBroker(tmp_path)
+    for name in ("devA", "devB"):
+        asyncio.run(b.add_account(name))
+    asyncio.run(b.add_account("eldercare-ingest", service=True))
+    b.start()
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        assert "max_queued_messages 2000000" in conf.read_text()
-        yield port, files, accounts
+        assert "max_queued_messages 2000000" in b.conf.read_text()
+        yield b
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        b.stop()
 
 
 class Conn:
@@ -115,19 +77,22 @@ class Conn:
         self.client.loop_stop()
 
 
-def test_device_cannot_publish_to_another_devices_topic(
-    broker: tuple[int, BrokerFiles, dict[str, str]],
-) -> None:
-    port, _files, accounts = broker
-    ingest = Conn(port, "eldercare-ingest", accounts["eldercare-ingest"])
+def test_device_cannot_publish_to_another_devices_topic(broker: PrivateBroker) -> None:
+    port, accounts = broker.port, broker.passwords
+    ingest = Conn(broker.service_port, "eldercare-ingest", accounts["eldercare-ingest"])
     device = Conn(port, "devA", accounts["devA"])
     anonymous = Conn(port, None, None)
     wrong = Conn(port, "devA", "not-the-password")
+    device_on_service_listener = Conn(broker.service_port, "devA", accounts["devA"])
+    ingest_on_device_listener = Conn(port, "eldercare-ingest", accounts["eldercare-ingest"])
     try:
         assert ingest.ok
         assert device.ok
         assert not anonymous.ok
         assert not wrong.ok
+        # Each listener knows only its own accounts.
+        assert not device_on_service_listener.ok
+        assert not ingest_on_device_listener.ok
         ingest.client.subscribe("$share/ingest/eldercare/v1/#", qos=1)
         time.sleep(0.3)
         assert not device.publish("eldercare/v1/dev/devA/telemetry", b"own").is_failure
@@ -138,12 +103,12 @@ def test_device_cannot_publish_to_another_devices_topic(
         assert ingest.received == [("eldercare/v1/dev/devA/telemetry", b"own")]
         assert denied.is_failure  # MQTT 5 PUBACK "Not authorized"
     finally:
-        for c in (ingest, device, anonymous, wrong):
+        for c in (ingest, device, anonymous, wrong, device_on_service_listener, ingest_on_device_listener):
             c.close()
 
 
-def test_revoked_device_is_locked_out(broker: tuple[int, BrokerFiles, dict[str, str]]) -> None:
-    port, files, accounts = broker
+def test_revoked_device_is_locked_out(broker: PrivateBroker) -> None:
+    port, files, accounts = broker.port, broker.files, broker.passwords
     online = Conn(port, "devB", accounts["devB"])
     assert online.ok
     asyncio.run(files.delete("devB"))

@@ -10,10 +10,12 @@ stored sequence numbers must be exactly 1..N, each once, and nothing may be dead
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -22,10 +24,17 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import paho.mqtt.client as mqtt
 import pytest
 from alembic import command
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
+from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
+from iot_ingest.service import IngestConfig, IngestService
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
 from tests.integration.ingest_faults_support import (
@@ -77,7 +86,9 @@ async def home(pg: asyncpg.Connection) -> Home:
 async def broker(tmp_path: Path, home: Home) -> AsyncIterator[PrivateBroker]:
     """A private broker with accounts for the ingest, the flooding device and a probe device."""
     b = PrivateBroker(tmp_path)
-    for user in (INGEST_USER, MONITOR_USER, home.uid("band"), home.uid("probe")):
+    for user in (INGEST_USER, MONITOR_USER):
+        await b.add_account(user, service=True)
+    for user in (home.uid("band"), home.uid("probe")):
         await b.add_account(user)
     b.start()
     yield b
@@ -204,12 +215,12 @@ async def test_database_unreachable_for_20s(
     worker = spawn_ingest(
         database_url=db_via_proxy,
         mqtt_url=broker.url(INGEST_USER),
-        client_id=f"t-dbcut-{group}",
+        client_id=f"{INGEST_CLIENT_ID_PREFIX}-t-dbcut-{group}",
         subscription=subscription,
         log=tmp_path / "ingest.log",
     )
     broker_store = BrokerStats(
-        broker.port, broker.passwords[MONITOR_USER], "$SYS/broker/store/messages/count"
+        broker.service_port, broker.passwords[MONITOR_USER], "$SYS/broker/store/messages/count"
     )
     try:
         await wait_subscribed(pg, broker, home.uid("probe"))
@@ -265,7 +276,7 @@ async def test_broker_restart(
     worker = spawn_ingest(
         database_url=DB_URL,
         mqtt_url=broker.url(INGEST_USER),
-        client_id=f"t-brk-{group}",
+        client_id=f"{INGEST_CLIENT_ID_PREFIX}-t-brk-{group}",
         subscription=subscription,
         log=tmp_path / "ingest.log",
     )
@@ -303,7 +314,7 @@ async def test_two_workers_one_killed(
     n = 4000
     messages = flood(band, n)
     group, subscription = _group()
-    ids = (f"t-w1-{group}", f"t-w2-{group}")
+    ids = (f"{INGEST_CLIENT_ID_PREFIX}-t-w1-{group}", f"{INGEST_CLIENT_ID_PREFIX}-t-w2-{group}")
     logs = (tmp_path / "w1.log", tmp_path / "w2.log")
 
     def spawn(i: int) -> subprocess.Popen[bytes]:
@@ -337,3 +348,115 @@ async def test_two_workers_one_killed(
             await asyncio.to_thread(stop_ingest, w)
     assert 0 < killed_at < n, killed_at
     assert survivor_progress >= after_kill + 100, (after_kill, survivor_progress)
+
+
+class Impostor:
+    """A device's account connecting with a client id of its choosing (MQTT 5, session expiry 300 s
+    unless ``clean_start``); records what the broker said and any message it was handed."""
+
+    def __init__(self, port: int, username: str, password: str, client_id: str, *, clean_start: bool) -> None:
+        self.answered = threading.Event()
+        self.result: ReasonCode | None = None
+        self.received: list[str] = []
+        self.client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda _c, _u, m: self.received.append(m.topic)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 0 if clean_start else 300
+        self.client.connect("127.0.0.1", port, clean_start=clean_start, properties=props)
+        self.client.loop_start()
+        self.answered.wait(5)
+
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
+        self.result = rc
+        self.answered.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def try_takeover(
+    broker: PrivateBroker, username: str, client_ids: list[str]
+) -> list[tuple[int, str, bool, ReasonCode | None, list[str]]]:
+    """Connect with each client id, with clean and with persistent sessions, on both listeners;
+    stay half a second (long enough to be handed a taken-over session's queue)."""
+    outcomes = []
+    for port in (broker.port, broker.service_port):
+        for client_id in client_ids:
+            for clean_start in (True, False):
+                impostor = Impostor(
+                    port, username, broker.passwords[username], client_id, clean_start=clean_start
+                )
+                time.sleep(0.5)
+                impostor.close()
+                outcomes.append((port, client_id, clean_start, impostor.result, impostor.received))
+    return outcomes
+
+
+async def test_device_account_cannot_take_over_ingest_sessions(
+    pg: asyncpg.Connection, home: Home, broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """A provisioned device's account tries every client id of the ingest (main and priority
+    session), with clean and with persistent sessions, on both listeners, while a flood with SOS
+    events is ingested. On the device listener its client id is its username whatever it asks
+    for, and the service listener does not know its account: the ingest is never disconnected,
+    the impostor is never handed a message, and every message (each SOS) is stored exactly once."""
+    band, impostor = home.uid("band"), home.uid("watch")
+    await broker.add_account(impostor)
+    assert broker.files.reload()
+    n = 3000
+    sos = [seq for seq in range(1, n + 1) if is_event(seq) and seq % 30 == 1]
+    messages = flood(band, n)
+    for seq in sos:
+        topic, payload = messages[seq - 1]
+        event = json.loads(payload)
+        messages[seq - 1] = (topic, json.dumps({**event, "type": "sos"}).encode())
+    group, subscription = _group()
+    config = IngestConfig(
+        client_id=f"{INGEST_CLIENT_ID_PREFIX}-t-takeover-{group}",
+        subscription=subscription,
+        session_expiry_s=300,
+        batch_max_ms=100,
+    )
+    service = IngestService(Settings(database_url=DB_URL, mqtt_url=broker.url(INGEST_USER)), config)
+    await service.start()
+    try:
+        await asyncio.wait_for(service.connected.wait(), 10)
+        await wait_subscribed(pg, broker, home.uid("probe"))
+        sessions = [config.client_id, f"{config.client_id}-prio"]
+        assert service._generations == [1, 1], "each session connected once"
+        publisher = asyncio.create_task(publish(broker, band, messages, rate=300.0, window=100))
+        await wait_stored(pg, home.ids[band], at_least=300, timeout_s=20)
+        outcomes = await asyncio.to_thread(try_takeover, broker, impostor, sessions)
+        await publisher
+        await assert_each_seq_once(pg, home, n)
+        generations = list(service._generations)
+    finally:
+        await service.stop(end_session=True)
+    log = (tmp_path / "mosquitto.log").read_text()
+    assert "closing old connection" not in log, "the broker closed a connection for a takeover"
+    assert generations == [1, 1], "an ingest session was disconnected (its generation moved on)"
+    for port, client_id, clean_start, result, received in outcomes:
+        attempt = (port, client_id, clean_start, result)
+        assert received == [], attempt
+        if port == broker.service_port:
+            assert result is not None, attempt
+            assert result.is_failure, attempt  # the account is unknown there
+    connected_as = {
+        line.rsplit(" as ", 1)[1].split(" ")[0] for line in log.splitlines() if f"u'{impostor}'" in line
+    }
+    assert connected_as == {impostor}, connected_as
+    device_id = home.ids[band]
+    stored_sos = await pg.fetch(
+        "SELECT seq FROM device_event WHERE device_id = $1 AND type = 'sos' ORDER BY seq", device_id
+    )
+    assert [r["seq"] for r in stored_sos] == sos
+    alarm = await pg.fetchrow("SELECT count FROM alarm WHERE device_id = $1 AND type = 'SOS'", device_id)
+    assert alarm is not None, "the SOS raised no alarm"
+    assert alarm["count"] == len(sos), "every SOS counted once on the alarm"

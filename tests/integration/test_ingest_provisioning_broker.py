@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.settings import Settings
-from iot_ingest.provisioning import BrokerFiles
+from tests.integration.ingest_faults_support import PrivateBroker
 from tests.integration.registry_support import elder_in, headers_for
 from tests.integration.test_ingest_api import device_body, iot_client
 from tests.integration.test_ingest_broker import Conn
@@ -35,12 +35,12 @@ def connect_when_reloaded(port: int, username: str, password: str) -> Conn:
 
 
 async def test_issued_password_connects_to_own_topic_only_until_revoked(
-    broker: tuple[int, BrokerFiles, dict[str, str]],
+    broker: PrivateBroker,
     test_settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
     db: AsyncSession,
 ) -> None:
-    port, files, accounts = broker
+    port, files, accounts = broker.port, broker.files, broker.passwords
     admin = await headers_for(db, "demo_admin")
     elder = await elder_in(db, "420902")
     async with iot_client(test_settings, sessionmaker, files) as client:
@@ -52,7 +52,7 @@ async def test_issued_password_connects_to_own_topic_only_until_revoked(
         line = next(x for x in files.password_file.read_text().splitlines() if x.startswith("band-live:"))
         assert password not in line
 
-        ingest = Conn(port, "eldercare-ingest", accounts["eldercare-ingest"])
+        ingest = Conn(broker.service_port, "eldercare-ingest", accounts["eldercare-ingest"])
         device = connect_when_reloaded(port, "band-live", password)
         wrong = Conn(port, "band-live", password[:-1] + ("A" if password[-1] != "A" else "B"))
         try:
