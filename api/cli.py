@@ -51,8 +51,6 @@ T = TypeVar("T")
 # The command children are started with: this interpreter and this module, so the demo does not
 # depend on ``.venv/bin`` being on PATH.
 ELDERCARE = (sys.executable, "-m", "api.cli")
-# The production broker config; a Mosquitto the demo starts keeps its tuning (see find_broker).
-MOSQUITTO_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 
 
 def _out(text: str = "") -> None:
@@ -334,7 +332,8 @@ def demo_components(
                 str(DEMO_SIM_RATE_PER_S),
                 "--duration",
                 str(DEMO_SIM_DURATION_S),
-                # The broker URL (with its password) comes from ELDERCARE_MQTT_URL, not the command line.
+                # The broker URL (with its password) comes from ELDERCARE_DEVICE_MQTT_URL, not the
+                # command line.
             ),
         ),
     ]
@@ -429,7 +428,6 @@ async def _demo(args: argparse.Namespace) -> int:
                     state_dir=state_dir,
                     force_embedded=force_embedded,
                     embedded=embedded_kind,
-                    mosquitto_base=MOSQUITTO_CONFIG,
                 ),
                 stop,
             )
@@ -455,6 +453,7 @@ async def _demo(args: argparse.Namespace) -> int:
             **env,
             "ELDERCARE_DATABASE_URL": db.url,
             "ELDERCARE_MQTT_URL": broker.url,
+            "ELDERCARE_DEVICE_MQTT_URL": broker.devices_url,
             "ELDERCARE_LOG_JSON": "1" if json_logs else "0",
             "PYTHONUNBUFFERED": "1",
         }

@@ -1,8 +1,9 @@
 # ruff: noqa: S603, S607, ASYNC221 - a benchmark driving local processes
 """Ingest benchmark: ``eldercare bench ingest --json FILE`` (or ``python -m bench.ingest``).
 
-Starts a private Mosquitto with deploy/mosquitto/mosquitto.conf (port and paths rewritten, anonymous
-access allowed for the bench), a database of its own, and ``--workers`` ingest processes sharing the
+Starts a private Mosquitto with deploy/mosquitto/mosquitto.conf (ports and paths rewritten, no ACL;
+an account per publisher process on the device listener, the ingest's on the service listener), a
+database of its own, and ``--workers`` ingest processes sharing the
 subscription; then measures
 
 - ``telemetry_msgs_per_s``: messages committed per second from the first publish until the last
@@ -35,6 +36,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import secrets
 import shutil
 import signal
 import socket
@@ -48,11 +50,20 @@ from typing import Any
 
 import asyncpg
 
+from core.platform.broker import (
+    DEPLOY_CONFIG,
+    DEVICE_PASSWORD_FILE,
+    DEVICE_PORT,
+    INGEST_CLIENT_ID_PREFIX,
+    SERVICE_PASSWORD_FILE,
+    SERVICE_PORT,
+    local_mosquitto_config,
+    mosquitto_password_line,
+)
 from core.settings import Settings
 from simulators import devices as sim
 
 ROOT = Path(__file__).resolve().parents[1]
-DEPLOY = ROOT / "deploy" / "mosquitto"
 ROOT_C = "bench/ceiling"  # the ceiling flood's topic root: the ingest does not subscribe to it
 
 
@@ -62,34 +73,57 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_broker(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
-    skip = ("pid_file", "user", "persistence_location", "listener", "password_file", "acl_file", "log_dest")
-    lines = [
-        ln for ln in (DEPLOY / "mosquitto.conf").read_text().splitlines() if not ln.strip().startswith(skip)
+# Bench accounts. On the device listener the client id is the username, so every publisher process
+# (and each probe connection) has an account of its own; the ingest workers share the service one.
+# One password for all of them, kept in the environment so that publisher processes share it however
+# multiprocessing starts them.
+BENCH_PASSWORD = os.environ.setdefault("ELDERCARE_BENCH_MQTT_PASSWORD", secrets.token_urlsafe(24))
+INGEST_USER = "eldercare-ingest"
+
+
+def publisher_user(part: int) -> str:
+    return f"bench-pub-{part}"
+
+
+def probe_user(i: int) -> str:
+    return f"bench-probe-{i}"
+
+
+def start_broker(workdir: Path, publishers: int) -> tuple[subprocess.Popen[bytes], int, int]:
+    """Mosquitto with the deploy config (its two listeners on free ports, no ACL: a publisher
+    process sends for many devices); returns the process, the device port and the service port."""
+    port, service_port = _free_port(), _free_port()
+    devices = [publisher_user(i) for i in range(publishers)] + [
+        probe_user(i) for i in range(PROBE_CONNECTIONS)
     ]
-    lines = [ln for ln in lines if not ln.startswith("allow_anonymous")]
-    lines += [
-        f"user {getpass.getuser()}",
-        f"persistence_location {workdir}/",
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
-        "log_dest none",
-    ]
+    (workdir / DEVICE_PASSWORD_FILE).write_text(
+        "".join(mosquitto_password_line(user, BENCH_PASSWORD) for user in devices)
+    )
+    (workdir / SERVICE_PASSWORD_FILE).write_text(mosquitto_password_line(INGEST_USER, BENCH_PASSWORD))
     conf = workdir / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n")
+    conf.write_text(
+        local_mosquitto_config(
+            DEPLOY_CONFIG.read_text(),
+            workdir=workdir,
+            ports={DEVICE_PORT: port, SERVICE_PORT: service_port},
+            run_as=getpass.getuser(),
+            log_dest="none",
+            drop={"acl_file"},
+        )
+    )
     proc = subprocess.Popen(
         ["mosquitto", "-c", str(conf)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    return proc, port
+    for p in (port, service_port):
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+    return proc, port, service_port
 
 
 async def prepare_db(admin_dsn: str, db_url: str, name: str, devices: int, probes: int = 0) -> None:
@@ -143,7 +177,8 @@ def _publisher(
     ``rate`` is this process's target in messages per second (0: unpaced); it stops at ``until``
     (epoch seconds) or after ``limit`` messages. Puts (sent, acked, failed) on ``q``.
     """
-    pub = sim.RawPublisher(port=port, client_id=f"bench-pub-{part}-{os.getpid()}", window=20_000)
+    user = publisher_user(part)
+    pub = sim.RawPublisher(port=port, client_id=user, username=user, password=BENCH_PASSWORD, window=20_000)
     mine = list(range(part, devices, parts))
     chunk_size = 250
     n, seq = 0, seq_base
@@ -184,7 +219,9 @@ def _prober(port: int, until: float, rate: float, root: str, q: Any) -> None:
     broker + ingest + database, not the publisher's own queue. Puts (sent, acked, failed) on ``q``.
     """
     pubs = [
-        sim.RawPublisher(port=port, client_id=f"bench-probe-{i}-{os.getpid()}", window=100)
+        sim.RawPublisher(
+            port=port, client_id=probe_user(i), username=probe_user(i), password=BENCH_PASSWORD, window=100
+        )
         for i in range(PROBE_CONNECTIONS)
     ]
     n, started = 0, time.time()
@@ -303,7 +340,7 @@ def spawn_ingest(db_url: str, port: int, client_id: str) -> subprocess.Popen[byt
             "--database-url",
             db_url,
             "--mqtt-url",
-            f"mqtt://127.0.0.1:{port}",
+            f"mqtt://{INGEST_USER}:{BENCH_PASSWORD}@127.0.0.1:{port}",
             "--client-id",
             client_id,
             "--subscription",
@@ -407,7 +444,11 @@ class SubCounter:
 
     def __init__(self, port: int, topic: str) -> None:
         self.proc = subprocess.Popen(
-            ["mosquitto_sub", "-p", str(port), "-q", "1", "-t", topic, "-i", "bench-ceiling"],
+            [
+                "mosquitto_sub",
+                *("-p", str(port), "-q", "1", "-t", topic),
+                *("-i", f"{INGEST_USER}-bench-ceiling", "-u", INGEST_USER, "-P", BENCH_PASSWORD),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
         )
@@ -431,7 +472,7 @@ class SubCounter:
 
 
 def spawn_workers(db_url: str, port: int, n: int) -> list[subprocess.Popen[bytes]]:
-    return [spawn_ingest(db_url, port, f"bench-ingest-{i + 1}") for i in range(n)]
+    return [spawn_ingest(db_url, port, f"{INGEST_CLIENT_ID_PREFIX}-bench-{i + 1}") for i in range(n)]
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
@@ -452,7 +493,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     admin = dsn.rsplit("/", 1)[0] + "/postgres"
     await prepare_db(admin, db_url, args.database, args.devices, int(args.probe_rate * args.duration) + 100)
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    broker, port = start_broker(workdir)
+    broker, port, service_port = start_broker(workdir, args.publishers)
     result: dict[str, Any] = {
         "devices": args.devices,
         "duration_s": args.duration,
@@ -461,12 +502,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "offered_rate_msgs_per_s": args.rate or "unpaced",
         "loadavg_1m_at_start": round(os.getloadavg()[0], 2),
     }
-    workers = spawn_workers(db_url, port, args.workers)
+    workers = spawn_workers(db_url, service_port, args.workers)
     try:
         await asyncio.sleep(4)  # imports, device cache, CONNECT + SUBSCRIBE
         # --- broker ceiling: the same flood (unpaced, under a root the ingest does not subscribe to)
         # read by the C client mosquitto_sub, before the live phase so they do not share the CPU.
-        sub = SubCounter(port, f"{ROOT_C}/#")
+        sub = SubCounter(service_port, f"{ROOT_C}/#")
         await asyncio.sleep(0.5)
         t0 = time.monotonic()
         _s, c_acked, _f = await asyncio.to_thread(
@@ -573,7 +614,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             -86_400_000,
         )
         t0 = time.monotonic()
-        workers = spawn_workers(db_url, port, args.workers)
+        workers = spawn_workers(db_url, service_port, args.workers)
         total, drain_s, first = await wait_stored(dsn, before + dacked, idle_s=30, day=backlog_day)
         drained = total - before
         result.update(

@@ -536,8 +536,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
     parser.add_argument(
         "--mqtt-url",
-        default=os.environ.get("ELDERCARE_MQTT_URL", "mqtt://127.0.0.1:1883"),
-        help="broker URL (default: ELDERCARE_MQTT_URL, so a password need not appear in the process list)",
+        default=os.environ.get("ELDERCARE_DEVICE_MQTT_URL")
+        or os.environ.get("ELDERCARE_MQTT_URL", "mqtt://127.0.0.1:1883"),
+        help="broker URL of the device listener (default: ELDERCARE_DEVICE_MQTT_URL, else ELDERCARE_MQTT_URL,"
+        " so a password need not appear in the process list)",
     )
     parser.add_argument("--truth-log", type=Path, default=None)
     parser.add_argument("--prefix", default="sim")

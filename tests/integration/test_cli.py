@@ -26,10 +26,11 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from api.cli import MOSQUITTO_CONFIG
 from core.platform.broker import (
     CONNACK_ACCEPTED,
     CONNACK_NOT_AUTHORIZED,
+    DEMO_DEVICES_USER,
+    DEPLOY_CONFIG,
     find_broker,
     mqtt_connack,
     split_mqtt_url,
@@ -231,7 +232,6 @@ async def test_embedded_broker_requires_the_generated_credentials(state_dir: Pat
         state_dir=state_dir,
         force_embedded=True,
         embedded=kind,
-        mosquitto_base=MOSQUITTO_CONFIG,
     )
     assert choice.origin == kind
     assert choice.embedded is not None
@@ -248,12 +248,25 @@ async def test_embedded_broker_requires_the_generated_credentials(state_dir: Pat
             # The production config's tuning is kept; what the ingest needs (MQTT 5, shared
             # subscriptions) works for the demo account.
             config = (state_dir / "mosquitto" / "mosquitto.conf").read_text()
-            if MOSQUITTO_CONFIG.exists():
-                assert "max_queued_messages" in config
+            assert DEPLOY_CONFIG.exists()
+            assert "max_queued_messages" in config
             assert f"listener {port} 127.0.0.1" in config
             assert "acl_file" not in config
             payload = await asyncio.to_thread(_mqtt5_shared_round_trip, host, port, user, password)
             assert payload == b"round trip"
+            # The simulator's account is on the device listener, where a client id is the username;
+            # each listener knows only its own account.
+            assert "use_username_as_clientid true" in config
+            d_host, d_port, d_user, d_password = split_mqtt_url(choice.devices_url)
+            assert (d_host, d_user, d_password) == ("127.0.0.1", DEMO_DEVICES_USER, password)
+            assert d_port != port
+            accepted = await mqtt_connack(d_host, d_port, username=d_user, password=d_password)
+            assert accepted == CONNACK_ACCEPTED
+            refused = await mqtt_connack(d_host, d_port, username=user, password=password)
+            assert refused == CONNACK_NOT_AUTHORIZED
+            assert await mqtt_connack(host, port, username=d_user, password=d_password) == refused
+        else:
+            assert choice.devices_url == choice.url
     finally:
         await choice.embedded.stop()
     assert await mqtt_connack(host, port, username=user, password=password) is None
