@@ -30,7 +30,14 @@ from alembic import command
 from alembic.config import Config
 
 from core.logging import configure_logging
-from core.platform.broker import BrokerChoice, BrokerUnavailable, EmbeddedKind, find_broker, redact
+from core.platform.broker import (
+    INGEST_CLIENT_ID_PREFIX,
+    BrokerChoice,
+    BrokerUnavailable,
+    EmbeddedKind,
+    find_broker,
+    redact,
+)
 from core.platform.net import http_status, port_free
 from core.platform.postgres import (
     DatabaseChoice,
@@ -51,6 +58,7 @@ T = TypeVar("T")
 # The command children are started with: this interpreter and this module, so the demo does not
 # depend on ``.venv/bin`` being on PATH.
 ELDERCARE = (sys.executable, "-m", "api.cli")
+DEMO_INGEST_CLIENT_ID = f"{INGEST_CLIENT_ID_PREFIX}-demo"
 
 
 def _out(text: str = "") -> None:
@@ -454,6 +462,8 @@ async def _demo(args: argparse.Namespace) -> int:
             "ELDERCARE_DATABASE_URL": db.url,
             "ELDERCARE_MQTT_URL": broker.url,
             "ELDERCARE_DEVICE_MQTT_URL": broker.devices_url,
+            # A fixed client id: the ingest the supervisor restarts resumes its persistent session.
+            "ELDERCARE_INGEST_CLIENT_ID": env.get("ELDERCARE_INGEST_CLIENT_ID") or DEMO_INGEST_CLIENT_ID,
             "ELDERCARE_LOG_JSON": "1" if json_logs else "0",
             "PYTHONUNBUFFERED": "1",
         }

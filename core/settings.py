@@ -36,6 +36,9 @@ class Settings:
     display_timezone: str = "Asia/Shanghai"
     session_ttl_seconds: int = 12 * 3600
     secure_cookies: bool = False
+    # The ingest worker's MQTT client id; the broker keys its persistent sessions on it, so a worker
+    # restarted with the same id is handed what was queued for it meanwhile. Empty: one per process.
+    ingest_client_id: str = ""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -51,6 +54,7 @@ class Settings:
             log_json=env.get("ELDERCARE_LOG_JSON", "1") == "1",
             log_level=env.get("ELDERCARE_LOG_LEVEL", d.log_level),
             secure_cookies=env.get("ELDERCARE_SECURE_COOKIES", "") == "1",
+            ingest_client_id=env.get("ELDERCARE_INGEST_CLIENT_ID", d.ingest_client_id),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 

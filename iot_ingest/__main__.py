@@ -1,7 +1,7 @@
 """``python -m iot_ingest``: run one ingest worker (used by fault tests and the benchmark).
 
 Connection settings come from the usual ``Settings`` environment (``ELDERCARE_DATABASE_URL``,
-``ELDERCARE_MQTT_URL``) unless given as options.
+``ELDERCARE_MQTT_URL``, ``ELDERCARE_INGEST_CLIENT_ID``) unless given as options.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
         "--database-url", default=os.environ.get("ELDERCARE_DATABASE_URL", defaults.database_url)
     )
     parser.add_argument("--mqtt-url", default=os.environ.get("ELDERCARE_MQTT_URL", defaults.mqtt_url))
-    parser.add_argument("--client-id", default=None)
+    parser.add_argument("--client-id", default=os.environ.get("ELDERCARE_INGEST_CLIENT_ID"))
     parser.add_argument("--subscription", default=SUBSCRIPTION)
     parser.add_argument("--session-expiry", type=int, default=IngestConfig().session_expiry_s)
     parser.add_argument("--batch-max-msgs", type=int, default=IngestConfig().batch_max_msgs)

@@ -412,7 +412,13 @@ class IngestService:
 
     def __init__(self, settings: Settings, config: IngestConfig | None = None) -> None:
         self.settings = settings
-        self.config = config or IngestConfig()
+        if config is None:
+            config = (
+                IngestConfig(client_id=settings.ingest_client_id)
+                if settings.ingest_client_id
+                else IngestConfig()
+            )
+        self.config = config
         self.stats = IngestStats()
         self.cache = DeviceCache()
         self.thresholds = AlarmThresholds()

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -39,6 +40,7 @@ from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
 from tests.integration.ingest_faults_support import (
     MONITOR_USER,
+    ROOT,
     BrokerStats,
     PgProxy,
     PrivateBroker,
@@ -461,3 +463,41 @@ async def test_device_account_cannot_take_over_ingest_sessions(
     alarm = await pg.fetchrow("SELECT count FROM alarm WHERE device_id = $1 AND type = 'SOS'", device_id)
     assert alarm is not None, "the SOS raised no alarm"
     assert alarm["count"] == len(sos), "every SOS counted once on the alarm"
+
+
+async def test_eldercare_ingest_resumes_its_session_after_a_restart(
+    pg: asyncpg.Connection, home: Home, broker: PrivateBroker, tmp_path: Path
+) -> None:
+    """``eldercare ingest`` with ELDERCARE_INGEST_CLIENT_ID (as the demo runs it): what is published
+    while the worker is stopped waits in its persistent session and is handed to it when it comes
+    back, instead of staying in the session of a process that is gone."""
+    band = home.uid("band")
+    n = 600
+    messages = flood(band, n)
+    env = {
+        **os.environ,
+        "ELDERCARE_DATABASE_URL": DB_URL,
+        "ELDERCARE_MQTT_URL": broker.url(INGEST_USER),
+        "ELDERCARE_INGEST_CLIENT_ID": f"{INGEST_CLIENT_ID_PREFIX}-t-restart-{uuid.uuid4().hex[:8]}",
+    }
+
+    def spawn() -> subprocess.Popen[bytes]:
+        with (tmp_path / "ingest.log").open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "api.cli", "ingest"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    worker = spawn()
+    try:
+        await wait_subscribed(pg, broker, home.uid("probe"))
+        assert await asyncio.to_thread(stop_ingest, worker) == 0
+        await publish(broker, band, messages[: n // 2])  # queued in the stopped worker's session
+        worker = spawn()
+        await publish(broker, band, messages[n // 2 :])
+        await assert_each_seq_once(pg, home, n)
+    finally:
+        await asyncio.to_thread(stop_ingest, worker)
