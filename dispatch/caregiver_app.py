@@ -22,7 +22,7 @@ from core import audit
 from core.authz import Principal
 from core.errors import Conflict, DomainError, Forbidden, Invalid, TooManyRequests
 from core.models import Elder
-from core.registry.common import get_or_404
+from core.registry.common import get_or_404, not_found
 from dispatch.common import (
     DispatchError,
     SignOffPinPolicy,
@@ -151,15 +151,16 @@ async def day_plan(*, session: AsyncSession, actor: Principal, day: dt.date) -> 
 async def _my_visit(session: AsyncSession, actor: Principal, visit_id: int) -> tuple[Visit, ServiceOrder]:
     cid = _caregiver_id(actor)
     visit = await get_or_404(session, Visit, visit_id, what="visit")
+    # Someone else's visit is answered like a missing one: its existence is not revealed.
     if visit.caregiver_id != cid:
-        raise Forbidden("This is not your visit.", code="scope.visit")
+        raise not_found("visit", visit_id)
     # A day-plan re-plan hands visits to other caregivers under the order's row lock: take that lock,
     # then check again that the visit is still this caregiver's (and not withdrawn).
     order = await session.get(ServiceOrder, visit.order_id, populate_existing=True, with_for_update=True)
     if order is None:  # pragma: no cover - a foreign key
         raise DispatchError(f"order {visit.order_id} not found")
     if await session.scalar(select(Visit.caregiver_id).where(Visit.id == visit_id)) != cid:
-        raise Forbidden("This is not your visit.", code="scope.visit")
+        raise not_found("visit", visit_id)
     return visit, order
 
 

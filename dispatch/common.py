@@ -39,10 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from core.authz import Principal, sees_all_elders
-from core.errors import Conflict, DomainError, Forbidden
+from core.errors import Conflict, DomainError
 from core.models import Elder, PolicyValue, Role
 from core.policy import policy_number, valid_on
-from core.registry.common import get_or_404
+from core.registry.common import get_or_404, not_found
 from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule
 from dispatch.models import (
     OrderTransition,
@@ -400,30 +400,32 @@ async def elder_district(session: AsyncSession, elder_id: int) -> int:
     return int(district) if district is not None else 0
 
 
-async def _check_scope(session: AsyncSession, actor: Principal, row: ServiceOrder | Visit, what: str) -> None:
-    """403 ``scope.<what>`` unless ``actor`` may see this order or visit (both carry the same keys)."""
-    district = await elder_district(session, row.elder_id)
-    if not can_see_order(
+async def in_scope(session: AsyncSession, actor: Principal, row: ServiceOrder | Visit) -> bool:
+    """Whether ``actor`` may see this order or visit (both carry the same keys): :func:`can_see_order`."""
+    return can_see_order(
         actor,
         elder_id=row.elder_id,
-        district_id=district,
+        district_id=await elder_district(session, row.elder_id),
         provider_id=row.provider_id,
         caregiver_id=row.caregiver_id,
-    ):
-        raise Forbidden(f"This {what} is outside your scope.", code=f"scope.{what}")
+    )
 
 
 async def visible_order(*, session: AsyncSession, actor: Principal, order_id: int) -> ServiceOrder:
-    """The order if ``actor`` may see it: 404 ``order.not_found`` / 403 ``scope.order``."""
+    """The order if ``actor`` may see it, else 404 ``order.not_found``: the same answer for an order
+    outside the actor's scope as for one that does not exist, so its existence is not revealed."""
     order = await get_or_404(session, ServiceOrder, order_id, what="order")
-    await _check_scope(session, actor, order, "order")
+    if not await in_scope(session, actor, order):
+        raise not_found("order", order_id)
     return order
 
 
 async def visible_visit(*, session: AsyncSession, actor: Principal, visit_id: int) -> Visit:
-    """The visit if ``actor`` may see it (same rule as its order): 404 / 403 ``scope.visit``."""
+    """The visit if ``actor`` may see it (same rule as its order), else the 404 ``visit.not_found`` of
+    a visit that does not exist."""
     visit = await get_or_404(session, Visit, visit_id, what="visit")
-    await _check_scope(session, actor, visit, "visit")
+    if not await in_scope(session, actor, visit):
+        raise not_found("visit", visit_id)
     return visit
 
 

@@ -22,7 +22,7 @@ from core import audit
 from core.authz import STAFF, Principal
 from core.errors import Forbidden, Invalid
 from core.models import Provider, ProviderDistrict, Role
-from core.registry.common import get_or_404
+from core.registry.common import get_or_404, not_found
 from dispatch.models import ProviderService, Service
 
 log = structlog.get_logger(__name__)
@@ -67,15 +67,16 @@ def check_terms(terms: Sequence[ContractTerm], known_codes: frozenset[str]) -> l
 
 
 async def _check_scope(session: AsyncSession, actor: Principal, provider_id: int, *, write: bool) -> None:
-    """404 ``provider.not_found`` for an unknown provider, then 403 ``scope.provider`` unless ``actor``
-    may read (staff; a provider admin: its own) or replace (admin; civil affairs: a provider serving
-    one of their districts) this provider's contracts."""
+    """404 ``provider.not_found`` for an unknown provider, and the same for a provider admin naming
+    another provider (which it may not see: its existence is not revealed); then 403 ``scope.provider``
+    unless ``actor`` may replace (admin; civil affairs: a provider serving one of their districts)
+    this provider's contracts (staff read every provider's)."""
     allowed = WRITERS if write else READERS
     if actor.role not in allowed:
         raise Forbidden("Your role may not do this with provider contracts.", code="auth.forbidden")
     await get_or_404(session, Provider, provider_id, what="provider")
     if actor.role == Role.PROVIDER_ADMIN and actor.provider_id != provider_id:
-        raise Forbidden("This provider is outside your scope.", code="scope.provider")
+        raise not_found("provider", provider_id)
     if write and actor.role == Role.CIVIL_AFFAIRS:
         serves = await session.scalar(
             select(ProviderDistrict.provider_id)
@@ -85,7 +86,7 @@ async def _check_scope(session: AsyncSession, actor: Principal, provider_id: int
             )
             .limit(1)
         )
-        if serves is None:
+        if serves is None:  # a provider they can read (contracts), so 403 reveals nothing
             raise Forbidden("This provider serves none of your districts.", code="scope.provider")
 
 

@@ -27,6 +27,7 @@ from core.registry.common import (
     Window,
     get_or_404,
     in_key_range,
+    not_found,
     page_of,
     require_ref,
     unknown_reference,
@@ -184,8 +185,10 @@ async def _require_elder(session: AsyncSession, elder_id: int) -> None:
 
 
 def _check_may_order_for(p: Principal, elder_id: int) -> None:
+    """An elder or family member orders only for their own elders; any other elder id gets the same
+    422 ``reference.unknown`` as an elder that does not exist, so its existence is not revealed."""
     if p.role in (Role.ELDER, Role.FAMILY) and elder_id not in p.elder_ids:
-        raise Forbidden("You may order only for yourself or your own elders.", code="scope.elder")
+        raise unknown_reference("elder_id", elder_id, "elder")
 
 
 @functools.cache
@@ -507,8 +510,8 @@ async def assign_order(
                 ProviderDistrict.provider_id == actor.provider_id, ProviderDistrict.district_id == district
             )
         )
-        if serving is None:
-            raise Forbidden("Your provider does not serve this elder's district.", code="scope.order")
+        if serving is None:  # an order it may not see: answered like a missing one
+            raise not_found("order", order_id)
     else:
         await visible_order(session=session, actor=actor, order_id=order_id)
     cg = await require_ref(session, Caregiver, caregiver_id, field="caregiver_id", what="caregiver")

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.authz import Principal
 from core.errors import Conflict, Forbidden, Invalid
 from core.models import Provider, ProviderDistrict, Role
-from core.registry.common import Paged, Window, get_or_404, page_of
-from dispatch.common import day_start, load_policies, price_select, scope_clause, visible_visit
+from core.registry.common import Paged, Window, get_or_404, not_found, page_of
+from dispatch.common import day_start, in_scope, load_policies, price_select, scope_clause
 from dispatch.matching import local_date
 from dispatch.models import CallbackTask, Complaint, Service, Visit, VisitExceptionRecord, VisitRating
 from dispatch.verification import ProviderStats, QualityWeights, provider_quality
@@ -75,7 +75,9 @@ async def complete_callback(
     if actor.role not in CALLBACK_WORKERS:
         raise Forbidden("Your role may not work callbacks.", code="auth.forbidden")
     task = await get_or_404(session, CallbackTask, callback_id, what="callback")
-    await visible_visit(session=session, actor=actor, visit_id=task.visit_id)
+    visit = await session.get(Visit, task.visit_id)
+    if visit is None or not await in_scope(session, actor, visit):
+        raise not_found("callback", callback_id)
     if reached and satisfaction is None:
         raise Invalid("A reached callback needs a satisfaction 1-5.", code="callback.satisfaction_required")
     if not reached and satisfaction is not None:
@@ -128,9 +130,10 @@ async def provider_quality_report(
     of those visits; complaints are those filed against the provider in the range."""
     if actor.role not in QUALITY_READERS:
         raise Forbidden("Your role may not read provider quality.", code="auth.forbidden")
+    # A provider outside the actor's scope is answered like a missing one (existence not revealed).
     await get_or_404(session, Provider, provider_id, what="provider")
     if actor.role == Role.PROVIDER_ADMIN and actor.provider_id != provider_id:
-        raise Forbidden("This provider is outside your scope.", code="scope.provider")
+        raise not_found("provider", provider_id)
     if actor.role == Role.CIVIL_AFFAIRS:
         serves = await session.scalar(
             select(ProviderDistrict.provider_id)
@@ -140,7 +143,7 @@ async def provider_quality_report(
             )
             .limit(1)
         )
-        if serves is None:
+        if serves is None:  # a provider they can read (contracts), so 403 reveals nothing
             raise Forbidden("This provider serves none of your districts.", code="scope.provider")
     end = end or local_date(now)
     start = start or end - dt.timedelta(days=29)

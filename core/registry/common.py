@@ -63,8 +63,14 @@ async def get_or_404(session: AsyncSession, model: type[M], key: int, *, what: s
     """The row with primary key ``key`` or :class:`NotFound` (also for keys outside the column range)."""
     obj = await session.get(model, key) if in_key_range(key, limit=_max_key(model)) else None
     if obj is None:
-        raise NotFound(f"No {what} with id {key}.", code=f"{what}.not_found")
+        raise not_found(what, key)
     return obj
+
+
+def not_found(what: str, key: object) -> NotFound:
+    """The 404 ``<what>.not_found`` of a missing row; also the answer for a row outside the caller's
+    scope, so that its existence is not revealed (the same body either way)."""
+    return NotFound(f"No {what} with id {key}.", code=f"{what}.not_found")
 
 
 def unknown_reference(field: str, key: object, what: str) -> Invalid:

@@ -297,8 +297,9 @@ async def test_denials_and_bad_input(api: httpx.AsyncClient, world: dict[str, An
         # (method, path, json, role, status, code)
         ("post", "/api/v1/orders", body, "caregiver", 403, "auth.forbidden"),
         ("post", "/api/v1/orders", body, "civil_affairs", 403, "auth.forbidden"),
-        ("post", "/api/v1/orders", {**body, "elder_id": other_elder}, "family", 403, "scope.elder"),
-        ("post", "/api/v1/orders", {**body, "elder_id": other_elder}, "elder", 403, "scope.elder"),
+        # Another family's elder is answered like an elder that does not exist.
+        ("post", "/api/v1/orders", {**body, "elder_id": other_elder}, "family", 422, "reference.unknown"),
+        ("post", "/api/v1/orders", {**body, "elder_id": other_elder}, "elder", 422, "reference.unknown"),
         (
             "post",
             "/api/v1/orders",
@@ -380,13 +381,13 @@ async def test_denials_and_bad_input(api: httpx.AsyncClient, world: dict[str, An
     foreign = r.json()["id"]
     for role in ("family", "elder", "caregiver"):
         r = await api.get(f"/api/v1/orders/{foreign}", headers=h[role])
-        assert (r.status_code, r.json()["code"]) == (403, "scope.order"), role
+        assert (r.status_code, r.json()["code"]) == (404, "order.not_found"), role
     listed = (await api.get("/api/v1/orders", headers=h["family"])).json()
     assert foreign not in [o["id"] for o in listed["items"]]
     assert order_id in [o["id"] for o in listed["items"]]
     # The provider admin sees an order only once its caregiver has taken it.
     r = await api.get(f"/api/v1/orders/{order_id}", headers=h["provider_admin"])
-    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    assert (r.status_code, r.json()["code"]) == (404, "order.not_found")
     assert (
         await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])
     ).status_code == 200
@@ -565,13 +566,13 @@ async def test_civil_affairs_sees_only_its_districts(
     assert ids[0] in listed
     assert ids[1] not in listed
     r = await api.get(f"/api/v1/orders/{ids[1]}", headers=h["civil_affairs"])
-    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    assert (r.status_code, r.json()["code"]) == (404, "order.not_found")
     # Staff of the call centre see both; nobody may cancel outside their scope.
     assert {ids[0], ids[1]} <= {
         o["id"] for o in (await api.get("/api/v1/orders?limit=200", headers=h["supervisor"])).json()["items"]
     }
     r = await api.post(f"/api/v1/orders/{ids[1]}/cancel", json={"reason": "x"}, headers=h["family"])
-    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    assert (r.status_code, r.json()["code"]) == (404, "order.not_found")
 
 
 async def test_provider_withdrawal_redispatches_and_no_show(
@@ -596,7 +597,7 @@ async def test_provider_withdrawal_redispatches_and_no_show(
     assert await db.get(Visit, visit_id, populate_existing=True) is None
     # The provider admin no longer sees it (not its order any more); the operator assigns it again.
     r = await api.get(f"/api/v1/orders/{order_id}", headers=h["provider_admin"])
-    assert (r.status_code, r.json()["code"]) == (403, "scope.order")
+    assert (r.status_code, r.json()["code"]) == (404, "order.not_found")
     r = await api.post(
         f"/api/v1/orders/{order_id}/assign",
         json={"caregiver_id": world["caregiver_id"]},

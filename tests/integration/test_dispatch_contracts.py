@@ -246,7 +246,7 @@ async def test_contracts_are_listed_in_scope_and_filtered_by_day(
     # A provider admin sees only its own provider; caregivers and customers none.
     other = await db.scalar(select(Provider.id).where(Provider.id != pid).limit(1))
     r = await api.get(_contracts_url(int(other or 0)), headers=h["provider_admin"])
-    assert (r.status_code, r.json()["code"]) == (403, "scope.provider")
+    assert (r.status_code, r.json()["code"]) == (404, "provider.not_found")
     r = await api.get(_contracts_url(int(other or 0)), headers=h["operator"])
     assert r.status_code == 200
     for role in ("caregiver", "family", "elder"):

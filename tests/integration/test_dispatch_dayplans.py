@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.authz import Principal
-from core.errors import Forbidden
+from core.errors import NotFound
 from core.models import (
     AppUser,
     Caregiver,
@@ -791,7 +791,7 @@ async def test_a_caregiver_setting_off_waits_for_the_replan_that_takes_the_visit
                 async with factory() as s, s.begin():
                     await caregiver_app.en_route(session=s, actor=caregiver, visit_id=visit_id, now=TEST_NOW)
                 return "en route"
-            except Forbidden as exc:
+            except NotFound as exc:
                 return exc.code
 
         # ... so the sick caregiver's "on my way", read before, waits, and then finds it is not theirs.
@@ -799,7 +799,7 @@ async def test_a_caregiver_setting_off_waits_for_the_replan_that_takes_the_visit
         await asyncio.sleep(0.3)
         assert not racing.done()
         await replanning.commit()
-    assert await racing == "scope.visit"
+    assert await racing == "visit.not_found"
     async with factory() as s:
         order = await s.get(ServiceOrder, w["order"])
         visit = await s.get(Visit, visit_id)
