@@ -36,7 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import QueryableAttribute, selectinload
 
 from core.authz import Principal, sees_all_elders
 from core.errors import Conflict, DomainError
@@ -306,6 +306,7 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
         min_on_site_ratio=num("verification.min_onsite", "*", "bp", v.min_on_site_ratio * 10_000) / 10_000,
         sign_off_within_s=int(num("verification.signoff_window", "*", "seconds", v.sign_off_within_s)),
         callback_ratio=num("verification.callback_sample", "*", "bp", v.callback_ratio * 10_000) / 10_000,
+        early_check_in_s=int(num("verification.checkin_early", "*", "seconds", v.early_check_in_s)),
     )
     c = CancellationPolicy()
     cancel = CancellationPolicy(
@@ -467,11 +468,14 @@ async def move(
 
 
 async def exception_records(session: AsyncSession, visit_id: int) -> list[VisitExceptionRecord]:
+    """The visit's exceptions in detection order, each with its history (notes) freshly loaded."""
     return list(
         await session.scalars(
             select(VisitExceptionRecord)
             .where(VisitExceptionRecord.visit_id == visit_id)
             .order_by(VisitExceptionRecord.id)
+            .options(selectinload(VisitExceptionRecord.notes))
+            .execution_options(populate_existing=True)
         )
     )
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.models import Base
 from dispatch.states import OrderState
@@ -287,6 +287,34 @@ class VisitExceptionRecord(Base):
     resolved_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     note: Mapped[str] = mapped_column(String(400), default="")
+    # Its history: explanations and contests by the provider side, the resolution; oldest first.
+    # Loaded only on request (``selectinload``), never lazily.
+    notes: Mapped[list[VisitExceptionNote]] = relationship(
+        order_by="VisitExceptionNote.id", lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class ExceptionNoteKind(enum.StrEnum):
+    EXPLANATION = "explanation"  # the provider or caregiver explains what happened
+    CONTEST = "contest"  # the provider or caregiver disputes the exception (or its rejection)
+    RESOLUTION = "resolution"  # the resolver's note, with the resolution
+
+
+class VisitExceptionNote(Base):
+    """One entry in a visit exception's history, by a named user in a role, at a time."""
+
+    __tablename__ = "visit_exception_note"
+    __table_args__ = (_in("kind", ExceptionNoteKind),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    exception_id: Mapped[int] = mapped_column(
+        ForeignKey("visit_exception.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(12))
+    text: Mapped[str] = mapped_column(String(400))
+    by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    by_role: Mapped[str] = mapped_column(String(20))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class VisitRating(Base):

@@ -21,7 +21,7 @@ from core.models import Role
 from core.registry.common import Window
 from dispatch import caregiver_app, contracts, dayplans, orders, quality, visits
 from dispatch.matching import local_date
-from dispatch.models import CaregiverPosition
+from dispatch.models import CaregiverPosition, ExceptionNoteKind
 from dispatch.schemas import (
     AssignIn,
     CallbackCompleteIn,
@@ -38,6 +38,7 @@ from dispatch.schemas import (
     ContractRead,
     DayPlanRead,
     ExceptionCode,
+    ExceptionNoteIn,
     NoShowIn,
     OfferRead,
     OrderCreate,
@@ -86,7 +87,11 @@ STAFF_DESK = allow(R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 ASSIGNING = allow(R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 CAREGIVER = allow(R.CAREGIVER)
 CUSTOMER = allow(R.ELDER, R.FAMILY)
+# Exceptions are resolved by independent users (dispatch.visits.RESOLVERS); the provider admin is let
+# through to learn, after the scope check, that it may explain or contest but not resolve (a 403 with
+# its own code, since it sees the visit).
 RESOLVING = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
+EXPLAINING = allow(R.CAREGIVER, R.PROVIDER_ADMIN)
 READ_DAYPLANS = allow(R.CAREGIVER, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 REPLANNING = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.ADMIN)
 READ_COMPLAINTS = allow(
@@ -390,6 +395,32 @@ class VisitController(Controller):
             reason_code=data.reason_code,
             resolution_code=data.resolution_code,
             note=data.note,
+            now=now,
+        )
+        return visit_read(visit, exceptions)
+
+    @post(
+        "/{visit_id:int}/exceptions/{code:str}/notes",
+        opt=EXPLAINING,
+        status_code=200,
+        summary="Explain or contest an exception (the provider side; kept in its history)",
+    )
+    async def note_exception(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        visit_id: FromPath[int],
+        code: FromPath[ExceptionCode],
+        data: JSONBody[ExceptionNoteIn],
+    ) -> VisitRead:
+        visit, exceptions = await visits.add_exception_note(
+            session=db,
+            actor=principal,
+            visit_id=visit_id,
+            code=code,
+            kind=ExceptionNoteKind(data.kind),
+            text=data.text,
             now=now,
         )
         return visit_read(visit, exceptions)

@@ -27,7 +27,7 @@ from dispatch.models import (
 )
 from dispatch.orders import OrderDetail
 from dispatch.quality import QualityReport
-from dispatch.verification import VerificationResult
+from dispatch.verification import VerificationResult, VisitException
 from dispatch.visits import EXCEPTION_REASON_CODES
 
 NO_NUL = r"^[^\x00]*$"
@@ -56,6 +56,7 @@ ExceptionCode = Literal[
     "missing_check_in",
     "missing_check_out",
     "check_in_too_far",
+    "early_check_in",
     "short_on_site",
     "overlap",
     "certificate",
@@ -63,6 +64,7 @@ ExceptionCode = Literal[
     "manual_entry",
 ]
 assert set(ReasonCode.__args__) == set(EXCEPTION_REASON_CODES)  # type: ignore[attr-defined]
+assert set(ExceptionCode.__args__) == {e.value for e in VisitException}  # type: ignore[attr-defined]
 
 
 # --- In ---------------------------------------------------------------------------------------------
@@ -138,6 +140,13 @@ class ResolveIn(msgspec.Struct, forbid_unknown_fields=True):
     note: Note = ""
 
 
+class ExceptionNoteIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The provider side explains what happened, or contests the exception (or its rejection)."""
+
+    kind: Literal["explanation", "contest"]
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=NO_NUL)]
+
+
 class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
     score: Annotated[int, msgspec.Meta(ge=1, le=5)]
     comment: Note = ""
@@ -184,6 +193,14 @@ class TransitionRead(msgspec.Struct):
     note: str
 
 
+class ExceptionNoteRead(msgspec.Struct):
+    kind: str  # explanation, contest or resolution
+    text: str
+    by_user_id: int | None
+    by_role: str
+    at: dt.datetime
+
+
 class ExceptionRead(msgspec.Struct):
     code: str
     detected_at: dt.datetime
@@ -192,6 +209,7 @@ class ExceptionRead(msgspec.Struct):
     resolved_by_user_id: int | None
     resolved_at: dt.datetime | None
     note: str
+    history: list[ExceptionNoteRead]  # oldest first
 
 
 class VisitRead(msgspec.Struct):
@@ -356,7 +374,14 @@ def transition_read(t: OrderTransition) -> TransitionRead:
 
 def exception_read(e: VisitExceptionRecord) -> ExceptionRead:
     return ExceptionRead(
-        e.code, e.detected_at, e.reason_code, e.resolution_code, e.resolved_by_user_id, e.resolved_at, e.note
+        e.code,
+        e.detected_at,
+        e.reason_code,
+        e.resolution_code,
+        e.resolved_by_user_id,
+        e.resolved_at,
+        e.note,
+        [ExceptionNoteRead(n.kind, n.text, n.by_user_id, n.by_role, n.at) for n in e.notes],
     )
 
 

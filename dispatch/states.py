@@ -44,6 +44,12 @@ _STAFF = frozenset({A.OPERATOR, A.SUPERVISOR, A.ADMIN})
 _CUSTOMER = frozenset({A.ELDER, A.FAMILY})
 _CANCELLERS = _CUSTOMER | _STAFF | {A.PROVIDER_ADMIN}
 
+# Who resolves a visit exception. Every exception holds the visit from payment (DOMAIN §5), so it is
+# resolved by someone independent of the provider that is paid: a call-centre supervisor, civil
+# affairs of the elder's district, or an admin. The provider (and its caregiver) may explain or
+# contest an exception, never resolve it.
+EXCEPTION_RESOLVERS = frozenset({A.SUPERVISOR, A.CIVIL_AFFAIRS, A.ADMIN})
+
 # (from, to) → who may do it.
 TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
     (S.CREATED, S.OFFERED): frozenset({A.SYSTEM}) | _STAFF,
@@ -74,8 +80,8 @@ TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
     (S.CHECKED_IN, S.CHECKED_OUT): frozenset({A.CAREGIVER}) | _STAFF,
     (S.CHECKED_OUT, S.VERIFIED): frozenset({A.SYSTEM}),
     (S.CHECKED_OUT, S.EXCEPTION): frozenset({A.SYSTEM}),
-    # Resolved with reason + resolution codes by a named user.
-    (S.EXCEPTION, S.VERIFIED): _STAFF | {A.PROVIDER_ADMIN, A.CIVIL_AFFAIRS},
+    # Resolved with reason + resolution codes by a named, independent user.
+    (S.EXCEPTION, S.VERIFIED): EXCEPTION_RESOLVERS,
     (S.VERIFIED, S.RATED): _CUSTOMER | _STAFF,
 }
 

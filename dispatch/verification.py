@@ -26,6 +26,8 @@ class VisitException(enum.StrEnum):
     MISSING_CHECK_IN = "missing_check_in"
     MISSING_CHECK_OUT = "missing_check_out"
     CHECK_IN_TOO_FAR = "check_in_too_far"
+    # The time element: checked in earlier than the scheduled start allows (policy tolerance).
+    EARLY_CHECK_IN = "early_check_in"
     SHORT_ON_SITE = "short_on_site"
     OVERLAP = "overlap"
     CERTIFICATE = "certificate"
@@ -60,6 +62,7 @@ class VisitRecord:
     elder_id: int
     caregiver_id: int
     service_on: dt.date
+    scheduled_start: dt.datetime  # UTC; the time element is checked against it
     home_lat: float
     home_lon: float
     rural: bool
@@ -73,13 +76,15 @@ class VisitRecord:
 
 @dataclass(frozen=True, slots=True)
 class VerificationPolicy:
-    """Thresholds of DOMAIN §5 (policy keys ``evv.*``)."""
+    """Thresholds of DOMAIN §5 (policy keys ``verification.*``). ``early_check_in_s``: how many seconds
+    before the scheduled start a check-in may come without an exception."""
 
     max_check_in_distance_urban_m: float = 200.0
     max_check_in_distance_rural_m: float = 500.0
     min_on_site_ratio: float = 0.8
     sign_off_within_s: int = 24 * 3600
     callback_ratio: float = 0.1
+    early_check_in_s: int = 30 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,8 @@ def verify(visit: VisitRecord, *, policy: VerificationPolicy, now: dt.datetime) 
             )
             if distance > limit:
                 found.append(VisitException.CHECK_IN_TOO_FAR)
+        if early_check_in(cin.at, visit.scheduled_start, policy=policy):
+            found.append(VisitException.EARLY_CHECK_IN)
     if cout is None:
         found.append(VisitException.MISSING_CHECK_OUT)
     if cin is not None and cout is not None:
@@ -158,6 +165,12 @@ def verify(visit: VisitRecord, *, policy: VerificationPolicy, now: dt.datetime) 
     else:
         verdict = Verdict.VERIFIED
     return VerificationResult(verdict, tuple(found), on_site, distance)
+
+
+def early_check_in(at: dt.datetime, scheduled_start: dt.datetime, *, policy: VerificationPolicy) -> bool:
+    """Whether a check-in at ``at`` comes more than ``policy.early_check_in_s`` seconds before the
+    visit's scheduled start (the time element of EVV, DOMAIN §5)."""
+    return (scheduled_start - at).total_seconds() > policy.early_check_in_s
 
 
 def _distance(visit: VisitRecord, cap: Capture) -> float:

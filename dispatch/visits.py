@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.authz import Principal
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import Caregiver, Role
@@ -28,9 +29,18 @@ from dispatch.common import (
     visible_visit,
 )
 from dispatch.matching import LOCAL_TZ, CertificateInfo, local_date
-from dispatch.models import CallbackTask, Complaint, ServiceOrder, Visit, VisitExceptionRecord, VisitRating
+from dispatch.models import (
+    CallbackTask,
+    Complaint,
+    ExceptionNoteKind,
+    ServiceOrder,
+    Visit,
+    VisitExceptionNote,
+    VisitExceptionRecord,
+    VisitRating,
+)
 from dispatch.offers import build_request
-from dispatch.states import Actor, OrderState
+from dispatch.states import EXCEPTION_RESOLVERS, Actor, OrderState
 from dispatch.verification import (
     Capture,
     CaptureMethod,
@@ -101,6 +111,7 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
         elder_id=visit.elder_id,
         caregiver_id=visit.caregiver_id,
         service_on=local_date(visit.check_in_at or visit.scheduled_start_at),
+        scheduled_start=visit.scheduled_start_at,
         home_lat=request.lat,
         home_lon=request.lon,
         rural=request.rural,
@@ -172,7 +183,29 @@ async def verify_overdue(*, session: AsyncSession, now: dt.datetime) -> int:
     return len(ids)
 
 
-RESOLVERS = frozenset({Role.PROVIDER_ADMIN, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.ADMIN})
+# Who resolves an exception (see :data:`dispatch.states.EXCEPTION_RESOLVERS`: every exception holds the
+# visit from payment, so nobody on the side of the provider that is paid), and who may explain or
+# contest one: the provider's admin and the visit's caregiver.
+RESOLVERS = frozenset(Role(a.value) for a in EXCEPTION_RESOLVERS)
+EXPLAINERS = frozenset({Role.PROVIDER_ADMIN, Role.CAREGIVER})
+
+
+class NotIndependent(Forbidden):
+    """The provider side may explain or contest an exception of its visit, never resolve it."""
+
+    code = "dispatch.resolver_not_independent"
+    title = "Not an independent resolver"
+
+
+async def _open_record(session: AsyncSession, visit: Visit, code: str) -> VisitExceptionRecord:
+    record = await session.scalar(
+        select(VisitExceptionRecord).where(
+            VisitExceptionRecord.visit_id == visit.id, VisitExceptionRecord.code == code
+        )
+    )
+    if record is None:
+        raise NotFound(f"Visit {visit.id} has no exception {code!r}.", code="visit_exception.not_found")
+    return record
 
 
 async def resolve_exception(
@@ -186,24 +219,49 @@ async def resolve_exception(
     note: str,
     now: dt.datetime,
 ) -> tuple[Visit, list[VisitExceptionRecord]]:
-    """Resolve one exception of a visit by a named user. When every exception is resolved and none was
-    rejected, the visit becomes verified (and payable)."""
-    if actor.role not in RESOLVERS:
-        raise Forbidden("Your role may not resolve visit exceptions.", code="auth.forbidden")
+    """Resolve one exception of a visit by a named, independent user (:data:`RESOLVERS`: a supervisor,
+    civil affairs of the elder's district, an admin), audited and kept in the exception's history.
+    When every exception is resolved and none was rejected, the visit becomes verified (and payable).
+
+    A visit outside the actor's scope is a 404; the provider side, which sees the visit, gets 403
+    ``dispatch.resolver_not_independent`` (it may explain or contest: :func:`add_exception_note`)."""
     visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    if actor.role not in RESOLVERS:
+        raise NotIndependent(
+            "An exception holding a visit from payment is resolved by civil affairs, a supervisor or an "
+            "admin; the provider may explain or contest it."
+        )
     if reason_code not in EXCEPTION_REASON_CODES:
         raise Invalid(f"Unknown reason code {reason_code!r}.", code="dispatch.reason_unknown")
-    record = await session.scalar(
-        select(VisitExceptionRecord).where(
-            VisitExceptionRecord.visit_id == visit.id, VisitExceptionRecord.code == code
-        )
-    )
-    if record is None:
-        raise NotFound(f"Visit {visit.id} has no exception {code!r}.", code="visit_exception.not_found")
+    record = await _open_record(session, visit, code)
     if record.resolved_at is not None:
         raise Conflict("This exception is already resolved.", code="dispatch.exception_resolved")
     record.reason_code, record.resolution_code = reason_code, resolution_code
     record.resolved_by_user_id, record.resolved_at, record.note = actor.user_id, now, note
+    session.add(
+        VisitExceptionNote(
+            exception_id=record.id,
+            kind=ExceptionNoteKind.RESOLUTION.value,
+            text=f"{resolution_code} ({reason_code}){': ' + note if note else ''}"[:400],
+            by_user_id=actor.user_id,
+            by_role=actor.role.value,
+            at=now,
+        )
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="resolve",
+        entity="visit_exception",
+        entity_id=record.id,
+        after={
+            "visit_id": visit.id,
+            "code": code,
+            "reason_code": reason_code,
+            "resolution_code": resolution_code,
+            "note": note,
+        },
+    )
     await session.flush()
     records = await exception_records(session, visit.id)
     if all(r.resolved_at is not None for r in records) and all(
@@ -222,7 +280,40 @@ async def resolve_exception(
             )
             visit.verification, visit.verified_at = "verified", now
             await session.flush()
+    log.info("dispatch.exception.resolved", visit_id=visit.id, code=code, resolution=resolution_code)
     return visit, records
+
+
+async def add_exception_note(
+    *,
+    session: AsyncSession,
+    actor: Principal,
+    visit_id: int,
+    code: str,
+    kind: ExceptionNoteKind,
+    text: str,
+    now: dt.datetime,
+) -> tuple[Visit, list[VisitExceptionRecord]]:
+    """The provider's admin or the visit's caregiver explains or contests one exception of the visit;
+    the note joins the exception's history for the resolver (open or already resolved: a rejection
+    may be contested too). It changes no state."""
+    if actor.role not in EXPLAINERS or kind == ExceptionNoteKind.RESOLUTION:
+        raise Forbidden("Only the provider side explains or contests an exception.", code="auth.forbidden")
+    visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
+    record = await _open_record(session, visit, code)
+    session.add(
+        VisitExceptionNote(
+            exception_id=record.id,
+            kind=kind.value,
+            text=text,
+            by_user_id=actor.user_id,
+            by_role=actor.role.value,
+            at=now,
+        )
+    )
+    await session.flush()
+    log.info("dispatch.exception.noted", visit_id=visit.id, code=code, kind=kind.value)
+    return visit, await exception_records(session, visit.id)
 
 
 async def visit_detail(

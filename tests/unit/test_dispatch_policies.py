@@ -7,7 +7,7 @@ import pytest
 from core.seed_data import POLICY_DEFAULTS
 from dispatch.common import CONTINUITY_DAYS, SignOffPinPolicy, policies_from
 from dispatch.matching import MatchWeights
-from dispatch.verification import QualityWeights
+from dispatch.verification import QualityWeights, VerificationPolicy
 
 pytestmark = pytest.mark.unit
 
@@ -82,3 +82,10 @@ def test_seeded_continuity_and_pin_policies_equal_the_code_defaults() -> None:
     p = policies_from(seeded)
     assert p.continuity_days == CONTINUITY_DAYS
     assert p.sign_off_pin == SignOffPinPolicy()
+
+
+def test_early_check_in_tolerance_is_seeded_policy() -> None:
+    seeded = [(d.key, d.scope, d.value) for d in POLICY_DEFAULTS if d.key.startswith("verification.")]
+    assert policies_from(seeded).verification == VerificationPolicy()
+    rows = [("verification.checkin_early", "*", {"seconds": 600})]
+    assert policies_from(rows).verification.early_check_in_s == 600

@@ -130,3 +130,13 @@ def test_day_plans_assign_and_withdraw_only_as_the_system() -> None:
                 transition(current, target, actor=actor, now=NOW)
     # The operator queue can then hand the order to someone by hand.
     assert Actor.OPERATOR in TRANSITIONS[(S.ESCALATED, S.ACCEPTED)]
+
+
+def test_only_independent_users_make_a_held_visit_payable() -> None:
+    """Exception → verified (payable) is for a supervisor, civil affairs or an admin, never the provider
+    side that is paid, nor the operator."""
+    allowed = {a for a in Actor if (S.EXCEPTION, S.VERIFIED, a) not in WRONG_ACTORS}
+    assert allowed == {Actor.SUPERVISOR, Actor.CIVIL_AFFAIRS, Actor.ADMIN}
+    for actor in (Actor.PROVIDER_ADMIN, Actor.CAREGIVER, Actor.OPERATOR):
+        with pytest.raises(InvalidTransition):
+            transition(S.EXCEPTION, S.VERIFIED, actor=actor, now=NOW)

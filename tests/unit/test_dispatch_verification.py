@@ -43,6 +43,7 @@ def visit(**kw: object) -> VisitRecord:
         "elder_id": 10,
         "caregiver_id": 20,
         "service_on": dt.date(2026, 12, 2),
+        "scheduled_start": T0,
         "home_lat": HOME[0],
         "home_lon": HOME[1],
         "rural": False,
@@ -135,6 +136,27 @@ CASES: list[tuple[str, dict[str, object], Verdict, tuple[VisitException, ...]]] 
         Verdict.EXCEPTION,
         (E.CERTIFICATE,),
     ),
+    # The time element: a check-in up to 30 min (policy) before the scheduled start is on time.
+    ("check-in 30 min early is on time", {"scheduled_start": _at(30)}, Verdict.VERIFIED, ()),
+    (
+        "check-in 31 min early",
+        {"scheduled_start": _at(31)},
+        Verdict.EXCEPTION,
+        (E.EARLY_CHECK_IN,),
+    ),
+    (
+        "check-in 3 h early, also too far",
+        {"scheduled_start": _at(180), "check_in": Capture(T0, CaptureMethod.GPS, 30.92225, 113.91)},
+        Verdict.EXCEPTION,
+        (E.CHECK_IN_TOO_FAR, E.EARLY_CHECK_IN),
+    ),
+    (
+        "manual check-in 3 h early",
+        {"scheduled_start": _at(180), "check_in": Capture(T0, CaptureMethod.MANUAL)},
+        Verdict.EXCEPTION,
+        (E.MANUAL_ENTRY, E.EARLY_CHECK_IN),
+    ),
+    ("check-in after the scheduled start", {"scheduled_start": _at(-20)}, Verdict.VERIFIED, ()),
     ("sign-off not yet, within 24 h", {"signed_off_at": None}, Verdict.PENDING, ()),
     (
         "sign-off after 25 h",
@@ -164,6 +186,10 @@ def test_thresholds_are_data() -> None:
     assert got.exceptions == (E.CHECK_IN_TOO_FAR,)
     assert got.check_in_distance_m == pytest.approx(166.8, abs=0.5)
     assert got.on_site_s == 50 * 60
+    early = visit(scheduled_start=_at(20))
+    assert verify(early, policy=POLICY, now=NOW).exceptions == ()
+    strict = dataclasses.replace(POLICY, early_check_in_s=10 * 60)
+    assert verify(early, policy=strict, now=NOW).exceptions == (E.EARLY_CHECK_IN,)
 
 
 @pytest.mark.parametrize(("n", "k"), [(0, 0), (1, 1), (9, 1), (10, 1), (11, 2), (250, 25)])
