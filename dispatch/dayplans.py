@@ -43,6 +43,7 @@ from dispatch.common import (
 from dispatch.matching import LOCAL_TZ, local_date
 from dispatch.models import DayPlanStop, OrderTransition, ProviderDayPlan, Service, ServiceOrder, Visit
 from dispatch.offers import caregiver_profiles
+from dispatch.states import BOOKED as BOOKED_STATES
 from dispatch.states import Actor, OrderState
 
 log = structlog.get_logger(__name__)
@@ -53,7 +54,7 @@ S = OrderState
 # A visit in these states has started (or is over): a fixed point of every re-plan.
 UNDER_WAY = frozenset({S.EN_ROUTE, S.CHECKED_IN, S.CHECKED_OUT, S.VERIFIED, S.EXCEPTION, S.RATED, S.NO_SHOW})
 # Visits that occupy their caregiver's time (a plan must route around those it does not hold).
-BOOKED = tuple(sorted(s.value for s in ({S.ACCEPTED} | UNDER_WAY) - {S.NO_SHOW}))
+BOOKED = tuple(sorted(s.value for s in BOOKED_STATES))
 
 
 # Local minute of the evening before from which orders no plan could place go to the operator queue.
@@ -229,7 +230,7 @@ async def _plan_instance(
                 assigned_to=int(r.caregiver_id),
             )
         )
-    profiles = await caregiver_profiles(session, caregivers, midnight + dt.timedelta(hours=12))
+    profiles = await caregiver_profiles(session, caregivers, midnight + dt.timedelta(hours=12), now=now)
     inst = routing.DayPlanInstance(
         day=day,
         visits=tuple(visits),

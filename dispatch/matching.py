@@ -70,10 +70,41 @@ class ServiceRule:
 
 @dataclass(frozen=True, slots=True)
 class Booking:
-    """A visit already booked for a caregiver, as a half-open UTC interval [start, end)."""
+    """The time a visit keeps its caregiver busy, as a half-open UTC interval [start, end); ``end`` None:
+    under way past its expected end, busy until the (unknown) check-out. Built by :func:`busy_interval`."""
 
     start: dt.datetime
-    end: dt.datetime
+    end: dt.datetime | None
+
+    def overlaps(self, start: dt.datetime, end: dt.datetime) -> bool:
+        """Whether [start, end) meets this booking."""
+        return self.start < end and (self.end is None or start < self.end)
+
+
+def busy_interval(
+    *,
+    scheduled_start: dt.datetime,
+    scheduled_end: dt.datetime,
+    check_in_at: dt.datetime | None,
+    check_out_at: dt.datetime | None,
+    now: dt.datetime,
+) -> Booking:
+    """When a booked visit (its order accepted or later, not cancelled or a no-show) keeps its caregiver
+    busy, following what actually happened rather than the schedule:
+
+    * not checked in yet: the scheduled [start, end);
+    * checked out (and then verified, rated, held as an exception): from check-in to check-out, so the
+      caregiver is free from the check-out on, however early;
+    * checked in, not out: from the check-in for the scheduled length (or to the scheduled end if that
+      is later); once that has passed with no check-out, open-ended (busy until the check-out).
+    """
+    if check_out_at is not None:
+        start = check_in_at if check_in_at is not None else scheduled_start
+        return Booking(min(start, check_out_at), check_out_at)
+    if check_in_at is None:
+        return Booking(scheduled_start, scheduled_end)
+    expected_end = max(scheduled_end, check_in_at + (scheduled_end - scheduled_start))
+    return Booking(check_in_at, expected_end if now < expected_end else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +357,7 @@ def timing_rejection(cg: CaregiverProfile, start: dt.datetime, end: dt.datetime)
         return Rejection.OUTSIDE_HOURS
     same_day = 0
     for booking in cg.bookings:
-        if booking.start < end and start < booking.end:
+        if booking.overlaps(start, end):
             return Rejection.OVERLAP
         if local_date(booking.start) == day:
             same_day += 1

@@ -79,19 +79,18 @@ from dispatch.matching import (
     MatchPolicy,
     OrderRequest,
     ServiceRule,
+    busy_interval,
     local_date,
     match,
     max_distance_m,
 )
 from dispatch.models import CaregiverPosition, Offer, OfferState, Service, ServiceOrder, Visit
-from dispatch.states import Actor, OrderState, transition
+from dispatch.states import BOOKED, Actor, OrderState, transition
 
 log = structlog.get_logger(__name__)
 
 CANDIDATE_POOL = 32  # nearest caregivers fetched per dispatch; the matching core ranks them
-_LIVE_ORDER_STATES = tuple(
-    s.value for s in OrderState if s not in (OrderState.CANCELLED, OrderState.NO_SHOW, OrderState.CREATED)
-)
+_BOOKED_STATES = tuple(sorted(s.value for s in BOOKED))
 
 
 @functools.cache
@@ -431,27 +430,36 @@ async def build_request(
 
 
 async def caregiver_profiles(
-    session: AsyncSession, caregivers: Sequence[Any], around: dt.datetime
+    session: AsyncSession, caregivers: Sequence[Any], around: dt.datetime, *, now: dt.datetime
 ) -> dict[int, CaregiverProfile]:
     """Matching profiles of caregivers (rows or :class:`Caregiver` objects: id, gender, skills, shift,
-    work days, capacity, rating, is_active) with their certificates and bookings from the day before
-    to the day after ``around``. Two queries whatever the number of caregivers."""
+    work days, capacity, rating, is_active) with their certificates and bookings (as they stand at
+    ``now``: :func:`dispatch.matching.busy_interval`) of visits scheduled from the day before to the day
+    after ``around``. Two queries whatever the number of caregivers."""
     ids = [int(c.id) for c in caregivers]
     bookings: dict[int, list[Booking]] = {i: [] for i in ids}
     certificates: dict[int, list[CertificateInfo]] = {i: [] for i in ids}
     if ids:
         rows = await session.execute(
-            select(Visit.caregiver_id, Visit.scheduled_start_at, Visit.scheduled_end_at)
+            select(Visit.caregiver_id, *_BOOKING_COLUMNS)
             .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
             .where(
                 Visit.caregiver_id.in_(ids),
-                ServiceOrder.state.in_(_LIVE_ORDER_STATES),
+                ServiceOrder.state.in_(_BOOKED_STATES),
                 Visit.scheduled_start_at >= around - dt.timedelta(days=1),
                 Visit.scheduled_start_at < around + dt.timedelta(days=1),
             )
         )
-        for cid, start, end in rows:
-            bookings[int(cid)].append(Booking(start, end))
+        for cid, start, end, check_in, check_out in rows:
+            bookings[int(cid)].append(
+                busy_interval(
+                    scheduled_start=start,
+                    scheduled_end=end,
+                    check_in_at=check_in,
+                    check_out_at=check_out,
+                    now=now,
+                )
+            )
         certs = await session.execute(
             select(
                 Certificate.caregiver_id,
@@ -601,6 +609,9 @@ async def _dispatch_facts(session: AsyncSession, order: ServiceOrder, now: dt.da
     )
 
 
+# What a booking is made of (:func:`dispatch.matching.busy_interval`), in this order.
+_BOOKING_COLUMNS = (Visit.scheduled_start_at, Visit.scheduled_end_at, Visit.check_in_at, Visit.check_out_at)
+
 _PROFILE_COLUMNS = (
     Caregiver.id,
     Caregiver.gender,
@@ -698,20 +709,18 @@ def _candidate_statement(*, realtime: bool, continuity: bool) -> Any:
             known = known.where(shift_on)
         chosen = union_all(nearest.subquery().select(), known)
     picked = chosen.subquery("picked")
+    # The facts each booking is made of (epoch seconds, null when not yet), not the interval itself:
+    # :func:`_profile_of` applies the one rule, :func:`dispatch.matching.busy_interval`.
     bookings = (
         select(
             func.json_agg(
-                func.json_build_array(
-                    func.extract("epoch", Visit.scheduled_start_at),
-                    func.extract("epoch", Visit.scheduled_end_at),
-                ),
-                type_=JSON,
+                func.json_build_array(*(func.extract("epoch", c) for c in _BOOKING_COLUMNS)), type_=JSON
             )
         )
         .join(ServiceOrder, ServiceOrder.id == Visit.order_id)
         .where(
             Visit.caregiver_id == picked.c.id,
-            ServiceOrder.state.in_(_LIVE_ORDER_STATES),
+            ServiceOrder.state.in_(_BOOKED_STATES),
             Visit.scheduled_start_at >= bindparam("since", type_=DateTime(timezone=True)),
             Visit.scheduled_start_at < bindparam("until", type_=DateTime(timezone=True)),
         )
@@ -778,8 +787,13 @@ async def _candidate_rows(
     return rows, sum(1 for r in rows if r.is_near), any(r.window_full for r in rows)
 
 
-def _profile_of(row: Any) -> CaregiverProfile:
-    """A :class:`CaregiverProfile` from a :func:`_candidate_rows` row (epoch seconds, ISO dates)."""
+def _profile_of(row: Any, now: dt.datetime) -> CaregiverProfile:
+    """A :class:`CaregiverProfile` from a :func:`_candidate_rows` row (epoch seconds, ISO dates), its
+    bookings as they stand at ``now``."""
+
+    def at(epoch: float | None) -> dt.datetime | None:
+        return None if epoch is None else dt.datetime.fromtimestamp(float(epoch), dt.UTC)
+
     return CaregiverProfile(
         id=int(row.id),
         gender=row.gender,
@@ -794,8 +808,14 @@ def _profile_of(row: Any) -> CaregiverProfile:
         daily_capacity=row.daily_capacity,
         rating=row.rating,
         bookings=tuple(
-            Booking(dt.datetime.fromtimestamp(float(a), dt.UTC), dt.datetime.fromtimestamp(float(b), dt.UTC))
-            for a, b in row.bookings or ()
+            busy_interval(
+                scheduled_start=cast(dt.datetime, at(start)),
+                scheduled_end=cast(dt.datetime, at(end)),
+                check_in_at=at(check_in),
+                check_out_at=at(check_out),
+                now=now,
+            )
+            for start, end, check_in, check_out in row.bookings or ()
         ),
         is_active=row.is_active,
     )
@@ -837,7 +857,7 @@ async def dispatch_order(*, session: AsyncSession, order_id: int, now: dt.dateti
         profiles: dict[int, CaregiverProfile] = {}
         for r in rows:
             index.update(int(r.id), r.lat, r.lon, r.skills)
-            profiles[int(r.id)] = _profile_of(r)
+            profiles[int(r.id)] = _profile_of(r, now)
         # Someone in range may have been left out: the pool or a KNN window was full.
         return index, profiles, fetched >= pool or full
 

@@ -526,7 +526,7 @@ async def assign_order(
             service_code=order.service_code,
             day=day.isoformat(),
         )
-    profiles = await caregiver_profiles(session, [cg], request.start)
+    profiles = await caregiver_profiles(session, [cg], request.start, now=now)
     reason = static_rejection(profiles[cg.id], request, day) or timing_rejection(
         profiles[cg.id], request.start, request.start + dt.timedelta(seconds=order.duration_s)
     )

@@ -87,6 +87,11 @@ TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
 
 TERMINAL = frozenset({S.RATED, S.CANCELLED, S.NO_SHOW})
 
+# An order in these states has a visit that occupies (or occupied) its caregiver's time: for how long
+# is :func:`dispatch.matching.busy_interval` of what actually happened. Cancelled and no-show visits
+# occupy nothing.
+BOOKED = frozenset({S.ACCEPTED, S.EN_ROUTE, S.CHECKED_IN, S.CHECKED_OUT, S.VERIFIED, S.EXCEPTION, S.RATED})
+
 
 class InvalidTransition(ValueError):
     """A transition that the state machine does not allow, or not for this actor."""

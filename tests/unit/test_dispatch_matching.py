@@ -19,6 +19,7 @@ from dispatch.matching import (
     OrderRequest,
     Rejection,
     ServiceRule,
+    busy_interval,
     check_hard_rules,
     haversine_m,
     match,
@@ -170,6 +171,13 @@ CASES: list[tuple[str, dict[str, object], dict[str, object], float, Rejection | 
         {},
         1000,
         None,
+    ),
+    (
+        "under way past its expected end: busy until check-out",
+        {"bookings": (Booking(_local(TODAY, 9), None),)},
+        {"start": _local(TODAY, 16)},
+        1000,
+        Rejection.OVERLAP,
     ),
     (
         "daily capacity reached",
@@ -362,3 +370,90 @@ def test_match_equals_brute_force_on_random_instances() -> None:
             brute.extend(res.candidates)
         brute.sort(key=lambda c: (-c.score, c.caregiver_id))
         assert [c.caregiver_id for c in got.candidates] == [c.caregiver_id for c in brute[:5]]
+
+
+# A visit scheduled 10:00-11:00 today, as it stands at various moments (DOMAIN §6: availability follows
+# what actually happened).
+SCHED = (_local(TODAY, 10), _local(TODAY, 11))
+BUSY_CASES: list[tuple[str, dict[str, dt.datetime | None], dt.datetime, Booking]] = [
+    ("not started: the schedule", {}, _local(TODAY, 9), Booking(*SCHED)),
+    ("late and not started: still the schedule", {}, _local(TODAY, 12), Booking(*SCHED)),
+    (
+        "checked out early: free from the check-out",
+        {"check_in_at": _local(TODAY, 10), "check_out_at": _local(TODAY, 10, 5)},
+        _local(TODAY, 10, 6),
+        Booking(_local(TODAY, 10), _local(TODAY, 10, 5)),
+    ),
+    (
+        "checked out late: busy until the check-out",
+        {"check_in_at": _local(TODAY, 10), "check_out_at": _local(TODAY, 11, 40)},
+        _local(TODAY, 12),
+        Booking(_local(TODAY, 10), _local(TODAY, 11, 40)),
+    ),
+    (
+        "on site, inside its hour",
+        {"check_in_at": _local(TODAY, 10)},
+        _local(TODAY, 10, 30),
+        Booking(*SCHED),
+    ),
+    (
+        "checked in late: its full length from the check-in",
+        {"check_in_at": _local(TODAY, 10, 20)},
+        _local(TODAY, 10, 30),
+        Booking(_local(TODAY, 10, 20), _local(TODAY, 11, 20)),
+    ),
+    (
+        "checked in early: to the scheduled end",
+        {"check_in_at": _local(TODAY, 9, 30)},
+        _local(TODAY, 9, 45),
+        Booking(_local(TODAY, 9, 30), _local(TODAY, 11)),
+    ),
+    (
+        "running past its end: open until the check-out",
+        {"check_in_at": _local(TODAY, 10)},
+        _local(TODAY, 11, 15),
+        Booking(_local(TODAY, 10), None),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "facts", "now", "expected"), BUSY_CASES, ids=[c[0] for c in BUSY_CASES])
+def test_busy_interval_follows_what_happened(
+    name: str, facts: dict[str, dt.datetime | None], now: dt.datetime, expected: Booking
+) -> None:
+    got = busy_interval(
+        scheduled_start=SCHED[0],
+        scheduled_end=SCHED[1],
+        check_in_at=facts.get("check_in_at"),
+        check_out_at=facts.get("check_out_at"),
+        now=now,
+    )
+    assert got == expected, name
+
+
+def test_a_caregiver_who_checked_out_early_is_matched_for_the_rest_of_the_slot() -> None:
+    """Checked out at 10:05 from a 10:00-11:00 visit: an ASAP order at 10:10 goes to them; still on site
+    at 11:15 past that hour, they get nothing until they check out."""
+    early_out = busy_interval(
+        scheduled_start=SCHED[0],
+        scheduled_end=SCHED[1],
+        check_in_at=SCHED[0],
+        check_out_at=_local(TODAY, 10, 5),
+        now=_local(TODAY, 10, 10),
+    )
+    overrun = busy_interval(
+        scheduled_start=SCHED[0],
+        scheduled_end=SCHED[1],
+        check_in_at=SCHED[0],
+        check_out_at=None,
+        now=_local(TODAY, 11, 15),
+    )
+    idx = _index({1: (30.921, 113.91)})
+    for booking, at, offered in (
+        (early_out, _local(TODAY, 10, 10), [1]),
+        (overrun, _local(TODAY, 11, 15), []),
+    ):
+        profiles = {1: cg(id=1, bookings=(booking,))}
+        o = order(service=CLEAN, asap=True, start=at)
+        res = match(o, index=idx, profiles=profiles, policy=POLICY, now=at)
+        assert [c.caregiver_id for c in res.candidates] == offered
