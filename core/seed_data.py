@@ -282,8 +282,10 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         PolicyDefault("verification.checkin_radius", "rural", {"metres": 500}, _SRC_VERIFY),
         PolicyDefault("verification.min_onsite", "*", {"bp": 8000}, _SRC_VERIFY),
         PolicyDefault("verification.signoff_window", "*", {"seconds": 24 * 3600}, _SRC_VERIFY),
-        # The time element of EVV: a check-in this long before the scheduled start is an exception.
+        # The time element of EVV: a check-in this long before the scheduled start, or after the latest
+        # start promised (the order's window end), is an exception.
         PolicyDefault("verification.checkin_early", "*", {"seconds": 30 * 60}, _SRC_VERIFY),
+        PolicyDefault("verification.checkin_late", "*", {"seconds": 30 * 60}, _SRC_VERIFY),
         # After this many wrong sign-off PINs for one visit, PIN sign-off of it is refused for a while:
         # a 6-digit PIN cannot be guessed by trying (family confirmation still works).
         PolicyDefault(

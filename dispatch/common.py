@@ -307,6 +307,7 @@ def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policie
         sign_off_within_s=int(num("verification.signoff_window", "*", "seconds", v.sign_off_within_s)),
         callback_ratio=num("verification.callback_sample", "*", "bp", v.callback_ratio * 10_000) / 10_000,
         early_check_in_s=int(num("verification.checkin_early", "*", "seconds", v.early_check_in_s)),
+        late_check_in_s=int(num("verification.checkin_late", "*", "seconds", v.late_check_in_s)),
     )
     c = CancellationPolicy()
     cancel = CancellationPolicy(

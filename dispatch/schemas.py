@@ -57,6 +57,7 @@ ExceptionCode = Literal[
     "missing_check_out",
     "check_in_too_far",
     "early_check_in",
+    "late_check_in",
     "short_on_site",
     "overlap",
     "certificate",

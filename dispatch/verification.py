@@ -28,6 +28,8 @@ class VisitException(enum.StrEnum):
     CHECK_IN_TOO_FAR = "check_in_too_far"
     # The time element: checked in earlier than the scheduled start allows (policy tolerance).
     EARLY_CHECK_IN = "early_check_in"
+    # ... or later than the order's window (and the visit's schedule) allows (policy tolerance).
+    LATE_CHECK_IN = "late_check_in"
     SHORT_ON_SITE = "short_on_site"
     OVERLAP = "overlap"
     CERTIFICATE = "certificate"
@@ -62,7 +64,10 @@ class VisitRecord:
     elder_id: int
     caregiver_id: int
     service_on: dt.date
-    scheduled_start: dt.datetime  # UTC; the time element is checked against it
+    # The time element (UTC): the visit's scheduled start and the end of its order's window, the
+    # latest start promised to the elder ("the visit must start in [window start, window end]").
+    scheduled_start: dt.datetime
+    window_end: dt.datetime
     home_lat: float
     home_lon: float
     rural: bool
@@ -77,7 +82,8 @@ class VisitRecord:
 @dataclass(frozen=True, slots=True)
 class VerificationPolicy:
     """Thresholds of DOMAIN §5 (policy keys ``verification.*``). ``early_check_in_s``: how many seconds
-    before the scheduled start a check-in may come without an exception."""
+    before the scheduled start a check-in may come without an exception; ``late_check_in_s``: how many
+    after the latest promised start (:func:`late_check_in`)."""
 
     max_check_in_distance_urban_m: float = 200.0
     max_check_in_distance_rural_m: float = 500.0
@@ -85,6 +91,7 @@ class VerificationPolicy:
     sign_off_within_s: int = 24 * 3600
     callback_ratio: float = 0.1
     early_check_in_s: int = 30 * 60
+    late_check_in_s: int = 30 * 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +141,8 @@ def verify(visit: VisitRecord, *, policy: VerificationPolicy, now: dt.datetime) 
                 found.append(VisitException.CHECK_IN_TOO_FAR)
         if early_check_in(cin.at, visit.scheduled_start, policy=policy):
             found.append(VisitException.EARLY_CHECK_IN)
+        if late_check_in(cin.at, visit.scheduled_start, visit.window_end, policy=policy):
+            found.append(VisitException.LATE_CHECK_IN)
     if cout is None:
         found.append(VisitException.MISSING_CHECK_OUT)
     if cin is not None and cout is not None:
@@ -171,6 +180,15 @@ def early_check_in(at: dt.datetime, scheduled_start: dt.datetime, *, policy: Ver
     """Whether a check-in at ``at`` comes more than ``policy.early_check_in_s`` seconds before the
     visit's scheduled start (the time element of EVV, DOMAIN §5)."""
     return (scheduled_start - at).total_seconds() > policy.early_check_in_s
+
+
+def late_check_in(
+    at: dt.datetime, scheduled_start: dt.datetime, window_end: dt.datetime, *, policy: VerificationPolicy
+) -> bool:
+    """Whether a check-in at ``at`` comes more than ``policy.late_check_in_s`` seconds after the latest
+    start promised: the end of the order's window, or the scheduled start if that is later (an order
+    assigned by hand after its window)."""
+    return (at - max(scheduled_start, window_end)).total_seconds() > policy.late_check_in_s
 
 
 def _distance(visit: VisitRecord, cap: Capture) -> float:

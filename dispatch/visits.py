@@ -112,6 +112,7 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
         caregiver_id=visit.caregiver_id,
         service_on=local_date(visit.check_in_at or visit.scheduled_start_at),
         scheduled_start=visit.scheduled_start_at,
+        window_end=order.window_end_at,
         home_lat=request.lat,
         home_lon=request.lon,
         rural=request.rural,

@@ -1,7 +1,7 @@
 """Visit exceptions hold a visit from payment (DOMAIN §5): only an independent user (a supervisor, civil
 affairs of the elder's district, an admin) resolves them, audited; the provider side explains or
 contests, and every note stays in the exception's history. The time element of EVV: a check-in long
-before the scheduled start is an exception.
+before the scheduled start, or long after the order's window, is an exception.
 """
 
 from __future__ import annotations
@@ -175,3 +175,25 @@ async def test_a_check_in_hours_before_the_scheduled_start_is_an_exception(
     )
     assert r.status_code == 200, r.text
     assert (r.json()["verdict"], r.json()["exceptions"]) == ("exception", ["early_check_in"])
+
+
+async def test_a_check_in_long_after_the_orders_window_is_an_exception(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock
+) -> None:
+    w, h = world, world["h"]
+    offer_id, order_id = await offered_order(api, w)  # as soon as possible: the window ends in 30 min
+    visit_id = (await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])).json()[
+        "id"
+    ]
+    clock.advance(minutes=65)  # 35 minutes past the window's end
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-in", json=near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert r.status_code == 200, r.text
+    clock.advance(minutes=35)
+    assert (await api.post(f"/api/v1/visits/{visit_id}/confirm", headers=h["family"])).status_code == 200
+    r = await api.post(
+        f"/api/v1/caregiver/visits/{visit_id}/check-out", json=near(w["home"], 10), headers=h["caregiver"]
+    )
+    assert (r.json()["verdict"], r.json()["exceptions"]) == ("exception", ["late_check_in"]), r.text
+    assert await _state(api, w, order_id) == "exception"

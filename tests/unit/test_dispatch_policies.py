@@ -84,8 +84,10 @@ def test_seeded_continuity_and_pin_policies_equal_the_code_defaults() -> None:
     assert p.sign_off_pin == SignOffPinPolicy()
 
 
-def test_early_check_in_tolerance_is_seeded_policy() -> None:
+def test_check_in_time_tolerances_are_seeded_policy() -> None:
     seeded = [(d.key, d.scope, d.value) for d in POLICY_DEFAULTS if d.key.startswith("verification.")]
     assert policies_from(seeded).verification == VerificationPolicy()
     rows = [("verification.checkin_early", "*", {"seconds": 600})]
     assert policies_from(rows).verification.early_check_in_s == 600
+    rows = [("verification.checkin_late", "*", {"seconds": 900})]
+    assert policies_from(rows).verification.late_check_in_s == 900

@@ -44,6 +44,7 @@ def visit(**kw: object) -> VisitRecord:
         "caregiver_id": 20,
         "service_on": dt.date(2026, 12, 2),
         "scheduled_start": T0,
+        "window_end": T0 + dt.timedelta(minutes=30),
         "home_lat": HOME[0],
         "home_lon": HOME[1],
         "rural": False,
@@ -156,7 +157,31 @@ CASES: list[tuple[str, dict[str, object], Verdict, tuple[VisitException, ...]]] 
         Verdict.EXCEPTION,
         (E.MANUAL_ENTRY, E.EARLY_CHECK_IN),
     ),
-    ("check-in after the scheduled start", {"scheduled_start": _at(-20)}, Verdict.VERIFIED, ()),
+    # ... and up to 30 min (policy) after the latest start promised: the order's window end.
+    (
+        "check-in 30 min after the window",
+        {"scheduled_start": _at(-60), "window_end": _at(-30)},
+        Verdict.VERIFIED,
+        (),
+    ),
+    (
+        "check-in 31 min after the window",
+        {"scheduled_start": _at(-61), "window_end": _at(-31)},
+        Verdict.EXCEPTION,
+        (E.LATE_CHECK_IN,),
+    ),
+    (
+        "assigned after its window: late from the scheduled start",
+        {"scheduled_start": _at(-20), "window_end": _at(-120)},
+        Verdict.VERIFIED,
+        (),
+    ),
+    (
+        "assigned after its window and 40 min late for it",
+        {"scheduled_start": _at(-40), "window_end": _at(-120)},
+        Verdict.EXCEPTION,
+        (E.LATE_CHECK_IN,),
+    ),
     ("sign-off not yet, within 24 h", {"signed_off_at": None}, Verdict.PENDING, ()),
     (
         "sign-off after 25 h",
@@ -190,6 +215,10 @@ def test_thresholds_are_data() -> None:
     assert verify(early, policy=POLICY, now=NOW).exceptions == ()
     strict = dataclasses.replace(POLICY, early_check_in_s=10 * 60)
     assert verify(early, policy=strict, now=NOW).exceptions == (E.EARLY_CHECK_IN,)
+    late = visit(scheduled_start=_at(-40), window_end=_at(-20))
+    assert verify(late, policy=POLICY, now=NOW).exceptions == ()
+    strict = dataclasses.replace(POLICY, late_check_in_s=10 * 60)
+    assert verify(late, policy=strict, now=NOW).exceptions == (E.LATE_CHECK_IN,)
 
 
 @pytest.mark.parametrize(("n", "k"), [(0, 0), (1, 1), (9, 1), (10, 1), (11, 2), (250, 25)])

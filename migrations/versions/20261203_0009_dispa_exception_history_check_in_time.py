@@ -1,10 +1,10 @@
-"""dispatch (dispa): the history of a visit exception, and the early check-in exception
+"""dispatch (dispa): the history of a visit exception, and the early and late check-in exceptions
 
 * ``visit_exception_note``: explanations and contests by the provider side and the resolver's note,
   each by a named user in a role at a time (the provider may explain or contest an exception that
   holds its visit from payment, but only an independent user resolves it).
-* ``visit_exception.code`` also admits ``early_check_in`` (the time element of EVV, DOMAIN §5;
-  tolerance: policy ``verification.checkin_early``).
+* ``visit_exception.code`` also admits ``early_check_in`` and ``late_check_in`` (the time element of
+  EVV, DOMAIN §5; tolerances: policies ``verification.checkin_early`` and ``verification.checkin_late``).
 
 Revision ID: 0009_dispa
 Revises: 0008
@@ -42,7 +42,7 @@ def _code_check(codes: Sequence[str]) -> None:
 
 
 def upgrade() -> None:
-    _code_check((*_CODES, "early_check_in"))
+    _code_check((*_CODES, "early_check_in", "late_check_in"))
     op.create_table(
         "visit_exception_note",
         sa.Column("id", sa.BigInteger(), nullable=False),
@@ -78,5 +78,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_visit_exception_note_exception_id"), table_name="visit_exception_note")
     op.drop_table("visit_exception_note")
-    op.execute("DELETE FROM visit_exception WHERE code = 'early_check_in'")
+    op.execute("DELETE FROM visit_exception WHERE code IN ('early_check_in', 'late_check_in')")
     _code_check(_CODES)
