@@ -81,6 +81,15 @@ async def test_orders_and_visits_outside_scope_answer_like_missing_ones(
         await _same_as_missing(api, "GET", "/api/v1/visits/{}/sign-off-code", visit_id, h[role])
         await _same_as_missing(api, "POST", "/api/v1/visits/{}/confirm", visit_id, h[role])
         await _same_as_missing(api, "POST", "/api/v1/visits/{}/rating", visit_id, h[role], {"score": 5})
+    for role in ("family", "elder"):
+        hidden = await api.post(
+            "/api/v1/complaints", json={"order_id": order_id, "text": "x"}, headers=h[role]
+        )
+        absent = await api.post(
+            "/api/v1/complaints", json={"order_id": MISSING, "text": "x"}, headers=h[role]
+        )
+        assert (hidden.status_code, absent.status_code) == (404, 404), hidden.text
+        assert hidden.json() == json.loads(absent.text.replace(str(MISSING), str(order_id)))
     for step, body in (
         ("en-route", None),
         ("check-in", near(w["home"], 0)),
