@@ -84,15 +84,16 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
         CertificateInfo(c.kind, c.level, c.issued_on, c.expires_on)
         for c in (caregiver.certificates if caregiver else [])
     )
+    # The caregiver's other visits as they actually ran; one still checked in has run until now.
     others: list[tuple[dt.datetime, dt.datetime]] = [
-        (a, b or a)
+        (a, b or now)
         for a, b in await session.execute(
             select(Visit.check_in_at, Visit.check_out_at).where(
                 Visit.caregiver_id == visit.caregiver_id,
                 Visit.id != visit.id,
                 Visit.check_in_at.is_not(None),
                 Visit.check_in_at < (visit.check_out_at or now),
-                func.coalesce(Visit.check_out_at, Visit.check_in_at) > (visit.check_in_at or now),
+                func.coalesce(Visit.check_out_at, now) > (visit.check_in_at or now),
             )
         )
         if a is not None

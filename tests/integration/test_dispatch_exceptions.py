@@ -197,3 +197,40 @@ async def test_a_check_in_long_after_the_orders_window_is_an_exception(
     )
     assert (r.json()["verdict"], r.json()["exceptions"]) == ("exception", ["late_check_in"]), r.text
     assert await _state(api, w, order_id) == "exception"
+
+
+async def test_a_visit_done_while_another_is_still_checked_in_overlaps_it(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
+) -> None:
+    """Checked in at A at 10:00 and, without checking out, at B at 10:10; B checked out at 10:40 while A
+    still runs: B overlaps A (a visit still checked in has run until now)."""
+    w, h = world, world["h"]
+    await db.execute(update(Caregiver).where(Caregiver.id != w["caregiver_id"]).values(is_active=False))
+    await db.commit()
+    offer_a, _ = await offered_order(api, w)
+    a = (await api.post(f"/api/v1/caregiver/offers/{offer_a}/accept", headers=h["caregiver"])).json()["id"]
+    r = await api.post(
+        "/api/v1/orders",
+        json={
+            "elder_id": w["elder_id"],
+            "service_code": SERVICE,
+            "window_start_at": (TEST_NOW + dt.timedelta(minutes=30)).isoformat(),
+        },
+        headers=h["family"],
+    )
+    assert r.json()["state"] == "offered", r.text
+    offers = (await api.get("/api/v1/caregiver/offers", headers=h["caregiver"])).json()
+    offer_b = next(o["id"] for o in offers if o["order_id"] == r.json()["id"])
+    b = (await api.post(f"/api/v1/caregiver/offers/{offer_b}/accept", headers=h["caregiver"])).json()["id"]
+    door = near(w["home"], 10)
+    assert (
+        await api.post(f"/api/v1/caregiver/visits/{a}/check-in", json=door, headers=h["caregiver"])
+    ).status_code == 200
+    clock.advance(minutes=10)
+    assert (
+        await api.post(f"/api/v1/caregiver/visits/{b}/check-in", json=door, headers=h["caregiver"])
+    ).status_code == 200
+    clock.advance(minutes=30)
+    assert (await api.post(f"/api/v1/visits/{b}/confirm", headers=h["family"])).status_code == 200
+    r = await api.post(f"/api/v1/caregiver/visits/{b}/check-out", json=door, headers=h["caregiver"])
+    assert (r.json()["verdict"], r.json()["exceptions"]) == ("exception", ["overlap"]), r.text
