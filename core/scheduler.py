@@ -69,6 +69,9 @@ class Job:
     name: str
     func: JobFunc
     trigger: BaseTrigger
+    # Seconds after the scheduler starts for the first run; None: when the trigger first fires (for
+    # ``every`` one interval after start).
+    first_run_after_s: int | None = None
 
     @property
     def lock_key(self) -> int:
@@ -82,10 +85,12 @@ class JobRegistry:
     def __init__(self) -> None:
         self._jobs: dict[str, Job] = {}
 
-    def add(self, name: str, func: JobFunc, trigger: BaseTrigger) -> Job:
+    def add(
+        self, name: str, func: JobFunc, trigger: BaseTrigger, *, first_run_after_s: int | None = None
+    ) -> Job:
         if name in self._jobs:
             raise ValueError(f"Job {name!r} is already registered.")
-        job = Job(name, func, trigger)
+        job = Job(name, func, trigger, first_run_after_s)
         self._jobs[name] = job
         return job
 
@@ -168,12 +173,18 @@ def build_scheduler(
     clock: Clock = utc_now,
 ) -> AsyncIOScheduler:
     """An ``AsyncIOScheduler`` (not started) with every job of ``jobs``. Missed runs are coalesced into
-    one, a job never overlaps itself, and a run more than 5 minutes late is skipped."""
+    one, a job never overlaps itself, and a run more than 5 minutes late is skipped. A job with
+    ``first_run_after_s`` first runs that many seconds after the scheduler starts, then on its trigger."""
     scheduler = AsyncIOScheduler(
         timezone=dt.UTC,
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
     )
+    # APScheduler fires on the real clock; the injected clock only gives each run its ``now``.
+    started = dt.datetime.now(dt.UTC)
     for job in jobs:
+        first = {}
+        if job.first_run_after_s is not None:
+            first["next_run_time"] = started + dt.timedelta(seconds=job.first_run_after_s)
         scheduler.add_job(
             run_job,
             trigger=job.trigger,
@@ -181,6 +192,7 @@ def build_scheduler(
             name=job.name,
             args=[job],
             kwargs={"sessionmaker": sessionmaker, "settings": settings, "clock": clock},
+            **first,
         )
     return scheduler
 

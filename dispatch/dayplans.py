@@ -17,18 +17,42 @@ fits nowhere is withdrawn to the operator queue (``accepted → escalated``).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Date,
+    DateTime,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Principal
 from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.models import Caregiver, Community, District, Elder, ElderBlockedCaregiver, ProviderDistrict, Role
+from core.models import (
+    Caregiver,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    Provider,
+    ProviderDistrict,
+    Role,
+)
 from core.policy import policy_number
+from core.registry.common import get_or_404
 from dispatch import routing
 from dispatch.common import (
     StateConflict,
@@ -41,7 +65,15 @@ from dispatch.common import (
     service_rule,
 )
 from dispatch.matching import LOCAL_TZ, local_date
-from dispatch.models import DayPlanStop, OrderTransition, ProviderDayPlan, Service, ServiceOrder, Visit
+from dispatch.models import (
+    DayPlanDirty,
+    DayPlanStop,
+    OrderTransition,
+    ProviderDayPlan,
+    Service,
+    ServiceOrder,
+    Visit,
+)
 from dispatch.offers import caregiver_profiles
 from dispatch.states import BOOKED as BOOKED_STATES
 from dispatch.states import Actor, OrderState
@@ -525,6 +557,12 @@ async def _needs_repair(session: AsyncSession, record: ProviderDayPlan) -> bool:
     return bool(await session.scalar(select(stale.exists())))
 
 
+def _plan_lock_key(provider_id: int, day: dt.date) -> int:
+    """A stable signed 64-bit advisory-lock key for one provider's plan of one day."""
+    name = f"dispatch.dayplan:{provider_id}:{day.isoformat()}"
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 async def plan_provider_day(
     *,
     session: AsyncSession,
@@ -536,7 +574,12 @@ async def plan_provider_day(
     """Plan and publish the provider's unplanned scheduled orders of ``day``. A first build runs the
     full planner within the policy's budget (``time_limit_s`` caps it); when a plan exists, new orders
     are only inserted into it (nothing planned moves), and a plan with stops that lost their visit or
-    order is repaired. Returns the plan, or None when there was nothing to plan."""
+    order is repaired. Returns the plan, or None when there was nothing to plan.
+
+    Builds of one provider's day are serialised by a transaction-scoped advisory lock (the nightly
+    job, the dirty-plan job and a dispatcher's build on demand may meet): the second waits, then finds
+    the first one's plan and changes nothing that is already planned."""
+    await session.execute(select(func.pg_advisory_xact_lock(_plan_lock_key(provider_id, day))))
     new_ids = list(await session.scalars(_unplanned_orders(provider_id, day)))
     record = await session.scalar(
         select(ProviderDayPlan)
@@ -725,6 +768,16 @@ async def plan_tomorrow(*, session: AsyncSession, now: dt.datetime, time_limit_s
     caregivers, in provider id order; a provider already planned only gets its new orders inserted
     (rerunning the job changes nothing else). Returns the number of plans written or kept."""
     day = local_date(now) + dt.timedelta(days=1)
+    written = await _plan_every_provider(session=session, day=day, now=now, time_limit_s=time_limit_s)
+    await escalate_unplaced(session=session, day=day, now=now)
+    return written
+
+
+async def _plan_every_provider(
+    *, session: AsyncSession, day: dt.date, now: dt.datetime, time_limit_s: float | None = None
+) -> int:
+    """:func:`plan_provider_day` for every provider with active caregivers, in provider id order.
+    Returns the number of plans written or kept."""
     providers = list(
         await session.scalars(
             select(Caregiver.provider_id)
@@ -739,8 +792,78 @@ async def plan_tomorrow(*, session: AsyncSession, now: dt.datetime, time_limit_s
             session=session, provider_id=int(pid), day=day, now=now, time_limit_s=time_limit_s
         ):
             written += 1
-    await escalate_unplaced(session=session, day=day, now=now)
     return written
+
+
+async def mark_day_dirty(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> None:
+    """Mark the day of a scheduled order just placed or cancelled for a re-plan, if plans of that day
+    have been built already (before that, the nightly build picks the order up). One statement, in
+    the caller's transaction; :func:`rebuild_dirty_plans` does the work."""
+    if order.asap or order.urgent:
+        return  # dispatched in real time, never planned
+    day = local_date(order.window_start_at)
+    built = exists().where(ProviderDayPlan.plan_on == day)
+    await session.execute(
+        pg_insert(DayPlanDirty)
+        .from_select(
+            ["plan_on", "marked_at"],
+            select(literal(day, Date), literal(now, DateTime(timezone=True))).where(built),
+        )
+        .on_conflict_do_nothing(index_elements=["plan_on"])
+    )
+
+
+async def rebuild_dirty_plans(*, session: AsyncSession, now: dt.datetime) -> int:
+    """Job: claim every day marked by :func:`mark_day_dirty` and re-plan it for every provider with
+    minimal change (new orders are inserted, cancelled ones drop out, nothing else moves). Marks of
+    past days are dropped. Returns the number of days re-planned."""
+    days = sorted(await session.scalars(delete(DayPlanDirty).returning(DayPlanDirty.plan_on)))
+    today = local_date(now)
+    rebuilt = 0
+    for day in days:
+        if day < today:
+            continue
+        await _plan_every_provider(session=session, day=day, now=now)
+        await escalate_unplaced(session=session, day=day, now=now)
+        rebuilt += 1
+    if rebuilt:
+        log.info("dispatch.dayplan.dirty_rebuilt", days=[d.isoformat() for d in days if d >= today])
+    return rebuilt
+
+
+async def build_day(
+    *, session: AsyncSession, actor: Principal, day: dt.date, provider_id: int | None, now: dt.datetime
+) -> DayPlanView:
+    """Build (or bring up to date) a provider's plan of ``day`` now, as the nightly job would: a
+    dispatcher's build on demand. Provider admins build their own provider's day; supervisors and
+    admins name the provider. Safe to repeat or to run while the job runs (see
+    :func:`plan_provider_day`). 404 ``day_plan.nothing_to_plan`` when there is no plan and no order
+    to plan; 422 ``dayplan.day_past`` for a day before today (Asia/Shanghai)."""
+    if actor.role not in DAYPLAN_REPLANNERS:
+        raise Forbidden("Your role may not build a day plan.", code="auth.forbidden")
+    if actor.role == Role.PROVIDER_ADMIN:
+        if provider_id is not None and provider_id != actor.provider_id:
+            raise Forbidden("You may build only your own provider's day.", code="scope.provider")
+        provider_id = actor.provider_id
+    if provider_id is None:
+        raise Invalid("Name the provider whose day to build.", code="dayplan.provider_required")
+    if day < local_date(now):
+        raise Invalid(f"{day.isoformat()} is in the past.", code="dayplan.day_past")
+    await get_or_404(session, Provider, provider_id, what="provider")
+    record = await plan_provider_day(session=session, provider_id=provider_id, day=day, now=now)
+    if record is None:
+        raise NotFound(
+            f"Provider {provider_id} has no orders to plan on {day.isoformat()}.",
+            code="day_plan.nothing_to_plan",
+        )
+    stops = list(
+        await session.scalars(
+            select(DayPlanStop)
+            .where(DayPlanStop.plan_id == record.id)
+            .order_by(DayPlanStop.caregiver_id, DayPlanStop.seq)
+        )
+    )
+    return DayPlanView(record, stops)
 
 
 async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.datetime) -> list[int]:

@@ -46,13 +46,23 @@ async def plan_tomorrow(session: AsyncSession, now: dt.datetime) -> int:
     return await dayplans.plan_tomorrow(session=session, now=now)
 
 
-# (constant name, function, interval in seconds)
-JOBS: tuple[tuple[str, DispatchJob, int], ...] = (
-    ("dispatch.expire_offers", expire_offers, 10),
-    ("dispatch.materialise_recurring", materialise_recurring, 3600),
-    ("dispatch.verify_overdue", verify_overdue, 600),
-    ("dispatch.sample_callbacks", sample_callbacks, 3600),
-    ("dispatch.plan_tomorrow", plan_tomorrow, 3600),
+async def rebuild_dirty_plans(session: AsyncSession, now: dt.datetime) -> int:
+    """Re-plan (minimal change) the days whose built plans an order placed or cancelled since has made
+    stale. Returns the days re-planned."""
+    return await dayplans.rebuild_dirty_plans(session=session, now=now)
+
+
+# (constant name, function, interval in seconds, first run this many seconds after start or None for
+# one interval after start)
+JOBS: tuple[tuple[str, DispatchJob, int, int | None], ...] = (
+    ("dispatch.expire_offers", expire_offers, 10, None),
+    ("dispatch.materialise_recurring", materialise_recurring, 3600, 30),
+    ("dispatch.verify_overdue", verify_overdue, 600, None),
+    ("dispatch.sample_callbacks", sample_callbacks, 3600, None),
+    # Shortly after start (after the recurring orders are materialised), not an hour later: a restart
+    # in the evening must not leave tomorrow unplanned for an hour.
+    ("dispatch.plan_tomorrow", plan_tomorrow, 3600, 60),
+    ("dispatch.rebuild_dirty_plans", rebuild_dirty_plans, 60, None),
 )
 
 
@@ -64,5 +74,5 @@ def _runner(func: DispatchJob) -> Callable[[JobContext], Awaitable[None]]:
     return run
 
 
-for _name, _func, _seconds in JOBS:
-    registry.add(_name, _runner(_func), every(seconds=_seconds))
+for _name, _func, _seconds, _first_s in JOBS:
+    registry.add(_name, _runner(_func), every(seconds=_seconds), first_run_after_s=_first_s)

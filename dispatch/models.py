@@ -94,10 +94,34 @@ class ProviderService(Base):
 # --- Orders and offers --------------------------------------------------------------------------
 
 
+class SeriesState(enum.StrEnum):
+    """A recurring series: ``active`` materialises its visits ahead; ``paused`` does not (its future
+    orders not yet dispatched are cancelled) until resumed; ``cancelled`` is final."""
+
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
 class RecurringOrder(Base):
-    """An RFC 5545 RRULE series; ``first_start_at`` is DTSTART, expanded on Asia/Shanghai wall time."""
+    """An RFC 5545 RRULE series; ``first_start_at`` is DTSTART, expanded on Asia/Shanghai wall time.
+
+    At most one series that is not cancelled per elder, service, rule and first start (a partial
+    unique index: two identical requests racing cannot both succeed)."""
 
     __tablename__ = "recurring_order"
+    __table_args__ = (
+        _in("state", SeriesState),
+        Index(
+            "uq_recurring_order_series",
+            "elder_id",
+            "service_code",
+            "rrule",
+            "first_start_at",
+            unique=True,
+            postgresql_where=text("state <> 'cancelled'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"), index=True)
@@ -108,8 +132,9 @@ class RecurringOrder(Base):
     window_s: Mapped[int] = mapped_column(Integer, default=1800)  # allowed lateness of the start
     requirements: Mapped[str] = mapped_column(Text, default="")
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    state: Mapped[str] = mapped_column(String(12), default=SeriesState.ACTIVE.value)
     created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class ServiceOrder(Base):
@@ -121,7 +146,15 @@ class ServiceOrder(Base):
         CheckConstraint("window_end_at >= window_start_at", name="window_order"),
         CheckConstraint("duration_s > 0", name="duration_positive"),
         Index("ix_service_order_state_window", "state", "window_start_at"),
-        UniqueConstraint("recurring_order_id", "window_start_at", name="uq_service_order_occurrence"),
+        # One live order per occurrence of a series; an occurrence cancelled by pausing the series
+        # gets a new order when it is resumed.
+        Index(
+            "uq_service_order_occurrence",
+            "recurring_order_id",
+            "window_start_at",
+            unique=True,
+            postgresql_where=text("state <> 'cancelled'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -398,6 +431,18 @@ class ProviderDayPlan(Base):
     unassigned_order_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
     unavailable_caregiver_ids: Mapped[list[int]] = mapped_column(ARRAY(BigInteger), default=list)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DayPlanDirty(Base):
+    """A day whose stored plans are out of date: an order of that day was placed or cancelled after
+    its plans were built. Marked in the transaction of the change; the ``dispatch.rebuild_dirty_plans``
+    job claims the mark (deletes it) and re-plans the day's plans in its own transaction, so a crash
+    between the two loses nothing."""
+
+    __tablename__ = "day_plan_dirty"
+
+    plan_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    marked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
 class DayPlanStop(Base):

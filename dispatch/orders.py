@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import BigInteger, Date, DateTime, String, Table, bindparam, insert, select, update
+from sqlalchemy import BigInteger, Date, DateTime, String, Table, bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
+from core import audit
 from core.authz import Principal
 from core.errors import Conflict, Forbidden, Invalid
 from core.models import Caregiver, Elder, ProviderDistrict, Role
@@ -49,12 +51,14 @@ from dispatch.common import (
     price_select,
     visible_order,
 )
+from dispatch.dayplans import mark_day_dirty
 from dispatch.matching import LOCAL_TZ, local_date, static_rejection, timing_rejection
 from dispatch.models import (
     Offer,
     OfferState,
     OrderTransition,
     RecurringOrder,
+    SeriesState,
     Service,
     ServiceOrder,
     Visit,
@@ -67,6 +71,8 @@ from dispatch.states import Actor, CancellationConsequence, OrderState, cancella
 log = structlog.get_logger(__name__)
 
 RECURRING_HORIZON_DAYS = 14  # recurring orders are materialised this many days ahead
+# The cancel reason of an order cancelled by pausing its series (resuming re-creates the occurrence).
+SERIES_PAUSED = "series paused"
 
 
 async def create_order(
@@ -171,6 +177,7 @@ async def _insert_order(
         "at": now,
     }
     order: ServiceOrder = (await session.scalars(_insert_order_statement(), params)).one()
+    await mark_day_dirty(session=session, order=order, now=now)
     log.info("dispatch.order.created", order_id=order.id, elder_id=order.elder_id, service=order.service_code)
     return order
 
@@ -315,17 +322,36 @@ async def place_recurring_order(
         window_s=window_s,
         requirements=requirements,
         created_by_user_id=actor.user_id,
-        is_active=True,
+        state=SeriesState.ACTIVE.value,
         created_at=now,
     )
-    session.add(series)
-    await session.flush()
-    orders = await _materialise(session=session, series=series, now=now, actor=actor_of(actor))
+    try:
+        # The partial unique index decides between identical requests racing each other.
+        async with session.begin_nested():
+            session.add(series)
+            await session.flush()
+    except IntegrityError as exc:
+        if "uq_recurring_order_series" not in str(exc.orig):
+            raise
+        raise Conflict(
+            "This elder already has the same series (service, rule and first start); pause, resume or "
+            "cancel that one instead.",
+            code="dispatch.series_duplicate",
+        ) from None
+    audit.record(
+        session,
+        actor=actor,
+        action="create",
+        entity="recurring_order",
+        entity_id=series.id,
+        after=audit.snapshot(series),
+    )
+    orders = await materialise_series(session=session, series=series, now=now, actor=actor_of(actor))
     log.info("dispatch.recurring.created", recurring_order_id=series.id, orders=len(orders))
     return series, orders
 
 
-async def _materialise(
+async def materialise_series(
     *, session: AsyncSession, series: RecurringOrder, now: dt.datetime, actor: Actor
 ) -> list[ServiceOrder]:
     """Create the series' orders starting in [now, now + horizon) that do not exist yet."""
@@ -337,9 +363,17 @@ async def _materialise(
         window_from=now,
         window_to=now + dt.timedelta(days=RECURRING_HORIZON_DAYS),
     )
+    # Every occurrence that has an order stays as it is (a visit the customer cancelled is not
+    # re-created), except those cancelled by pausing the series.
     existing = set(
         await session.scalars(
-            select(ServiceOrder.window_start_at).where(ServiceOrder.recurring_order_id == series.id)
+            select(ServiceOrder.window_start_at).where(
+                ServiceOrder.recurring_order_id == series.id,
+                or_(
+                    ServiceOrder.state != OrderState.CANCELLED.value,
+                    ServiceOrder.cancel_reason.is_distinct_from(SERIES_PAUSED),
+                ),
+            )
         )
     )
     created: list[ServiceOrder] = []
@@ -370,10 +404,14 @@ async def materialise_recurring(*, session: AsyncSession, now: dt.datetime) -> i
     A series whose occurrence cannot be priced (no price valid that day) is logged and skipped.
     """
     total = 0
-    for series in list(await session.scalars(select(RecurringOrder).where(RecurringOrder.is_active))):
+    for series in list(
+        await session.scalars(select(RecurringOrder).where(RecurringOrder.state == SeriesState.ACTIVE.value))
+    ):
         try:
             async with session.begin_nested():
-                total += len(await _materialise(session=session, series=series, now=now, actor=Actor.SYSTEM))
+                total += len(
+                    await materialise_series(session=session, series=series, now=now, actor=Actor.SYSTEM)
+                )
         except DispatchError as exc:
             log.warning("dispatch.recurring.skipped", recurring_order_id=series.id, reason=str(exc))
     return total
@@ -475,6 +513,7 @@ async def cancel_order(
                 "cancellation_fee_fen": outcome.fee_fen,
             },
         )
+    await mark_day_dirty(session=session, order=order, now=now)
     log.info("dispatch.order.cancelled", order_id=order.id, consequence=outcome.consequence.value)
     return CancelOutcome(order, outcome.consequence, outcome.fee_fen)
 

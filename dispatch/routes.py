@@ -19,11 +19,12 @@ from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
 from core.registry.common import Window
-from dispatch import caregiver_app, contracts, dayplans, orders, quality, visits
+from dispatch import caregiver_app, contracts, dayplans, orders, quality, series, visits
 from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition, ExceptionNoteKind
 from dispatch.schemas import (
     AssignIn,
+    BuildIn,
     CallbackCompleteIn,
     CallbackPage,
     CallbackRead,
@@ -55,6 +56,8 @@ from dispatch.schemas import (
     RecurringOrderRead,
     ReplanIn,
     ResolveIn,
+    SeriesChangeRead,
+    SeriesPage,
     ServiceRead,
     SignOffCodeRead,
     SignOffIn,
@@ -72,6 +75,9 @@ from dispatch.schemas import (
     order_read,
     quality_read,
     rating_read,
+    recurring_order_read,
+    series_change_read,
+    series_page,
     service_read,
     verification_read,
     visit_read,
@@ -82,6 +88,9 @@ ORDERING = allow(R.ELDER, R.FAMILY, R.OPERATOR)
 READ_ORDERS = allow(
     R.ELDER, R.FAMILY, R.CAREGIVER, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN
 )
+# Pause, resume, cancel a series: who may place one, and supervisors and admins (not a provider admin:
+# the standing order is the customer's; a provider withdraws single visits).
+MANAGING_SERIES = allow(R.ELDER, R.FAMILY, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 CANCELLING = allow(R.ELDER, R.FAMILY, R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 STAFF_DESK = allow(R.OPERATOR, R.SUPERVISOR, R.ADMIN)
 ASSIGNING = allow(R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.ADMIN)
@@ -103,6 +112,12 @@ Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000, description="Rows to 
 StateQuery = Annotated[
     str | None,
     QueryParameter(name="state", pattern=r"^[a-z_]{2,12}$", description="Order state, e.g. accepted"),
+]
+SeriesStateQuery = Annotated[
+    str | None,
+    QueryParameter(
+        name="state", pattern=r"^(active|paused|cancelled)$", description="active, paused or cancelled"
+    ),
 ]
 IdQuery = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)]
 CALLBACKS = allow(R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
@@ -200,7 +215,7 @@ class RecurringOrderController(Controller):
     async def create(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[RecurringOrderCreate]
     ) -> RecurringOrderRead:
-        series, created = await orders.place_recurring_order(
+        placed, created = await orders.place_recurring_order(
             session=db,
             actor=principal,
             elder_id=data.elder_id,
@@ -212,16 +227,70 @@ class RecurringOrderController(Controller):
             now=now,
             requirements=data.requirements,
         )
-        return RecurringOrderRead(
-            id=series.id,
-            elder_id=series.elder_id,
-            service_code=series.service_code,
-            rrule=series.rrule,
-            first_start_at=series.first_start_at,
-            duration_s=series.duration_s,
-            window_s=series.window_s,
-            orders=[order_read(o) for o in created],
+        return recurring_order_read(placed, created)
+
+    @get("/", opt=READ_ORDERS, summary="Recurring series in your scope, newest first")
+    async def list_series(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        series_state: SeriesStateQuery = None,
+        elder_id: IdQuery = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> SeriesPage:
+        result = await series.list_series(
+            session=db, actor=principal, window=Window(limit, offset), state=series_state, elder_id=elder_id
         )
+        return series_page(result)
+
+    @get("/{series_id:int}", opt=READ_ORDERS, summary="One recurring series with its orders")
+    async def get_series(
+        self, db: Db, principal: CurrentPrincipal, series_id: FromPath[int]
+    ) -> RecurringOrderRead:
+        found, found_orders = await series.series_detail(session=db, actor=principal, series_id=series_id)
+        return recurring_order_read(found, found_orders)
+
+    @post(
+        "/{series_id:int}/pause",
+        opt=MANAGING_SERIES,
+        status_code=200,
+        summary="Pause a series: its future orders no caregiver holds yet are cancelled",
+    )
+    async def pause(
+        self, db: Db, principal: CurrentPrincipal, now: Now, series_id: FromPath[int]
+    ) -> SeriesChangeRead:
+        return await self._change(db, principal, now, series_id, "pause")
+
+    @post(
+        "/{series_id:int}/resume",
+        opt=MANAGING_SERIES,
+        status_code=200,
+        summary="Resume a paused series: the next 14 days' visits are created again",
+    )
+    async def resume(
+        self, db: Db, principal: CurrentPrincipal, now: Now, series_id: FromPath[int]
+    ) -> SeriesChangeRead:
+        return await self._change(db, principal, now, series_id, "resume")
+
+    @post(
+        "/{series_id:int}/cancel",
+        opt=MANAGING_SERIES,
+        status_code=200,
+        summary="Cancel a series for good: its future orders no caregiver holds yet are cancelled",
+    )
+    async def cancel(
+        self, db: Db, principal: CurrentPrincipal, now: Now, series_id: FromPath[int]
+    ) -> SeriesChangeRead:
+        return await self._change(db, principal, now, series_id, "cancel")
+
+    async def _change(
+        self, db: Db, principal: CurrentPrincipal, now: Now, series_id: int, action: str
+    ) -> SeriesChangeRead:
+        change = await series.change_series(
+            session=db, actor=principal, series_id=series_id, action=action, now=now
+        )
+        return series_change_read(change)
 
 
 class CaregiverAppController(Controller):
@@ -476,7 +545,8 @@ class ComplaintController(Controller):
 
 
 class DayPlanController(Controller):
-    """Stored day plans (built by the ``dispatch.plan_tomorrow`` job) and their re-planning."""
+    """Stored day plans (built by the ``dispatch.plan_tomorrow`` job, on demand by a dispatcher, and
+    kept up to date by ``dispatch.rebuild_dirty_plans``) and their re-planning."""
 
     path = "/api/v1/dayplans"
     tags = ["dispatch"]  # noqa: RUF012
@@ -490,6 +560,20 @@ class DayPlanController(Controller):
         )
         full = principal.role != R.CAREGIVER
         return [day_plan_read(v, full=full) for v in views]
+
+    @post(
+        "/{day:str}/build",
+        opt=REPLANNING,
+        status_code=200,
+        summary="Build (or bring up to date) a provider's plan of the day now, as the nightly job would",
+    )
+    async def build(
+        self, db: Db, principal: CurrentPrincipal, now: Now, day: FromPath[str], data: JSONBody[BuildIn]
+    ) -> DayPlanRead:
+        view = await dayplans.build_day(
+            session=db, actor=principal, day=_plan_day(day), provider_id=data.provider_id, now=now
+        )
+        return day_plan_read(view)
 
     @post(
         "/{day:str}/replan",

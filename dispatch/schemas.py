@@ -7,6 +7,7 @@ requests are minutes, in the responses seconds (``_s``); positions are WGS 84 de
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,6 +21,7 @@ from dispatch.models import (
     Offer,
     OrderTransition,
     ProviderService,
+    RecurringOrder,
     ServiceOrder,
     Visit,
     VisitExceptionRecord,
@@ -27,6 +29,7 @@ from dispatch.models import (
 )
 from dispatch.orders import OrderDetail
 from dispatch.quality import QualityReport
+from dispatch.series import SeriesChange
 from dispatch.verification import VerificationResult, VisitException
 from dispatch.visits import EXCEPTION_REASON_CODES
 
@@ -240,7 +243,9 @@ class OrderDetailRead(msgspec.Struct):
     visit: VisitRead | None
 
 
-class RecurringOrderRead(msgspec.Struct):
+class SeriesRead(msgspec.Struct):
+    """A recurring series; ``state``: active, paused or cancelled."""
+
     id: int
     elder_id: int
     service_code: str
@@ -248,7 +253,34 @@ class RecurringOrderRead(msgspec.Struct):
     first_start_at: dt.datetime
     duration_s: int
     window_s: int
+    requirements: str
+    state: str
+    created_at: dt.datetime
+    updated_at: dt.datetime | None
+
+
+class RecurringOrderRead(SeriesRead):
+    """A series with its orders (those just created, or all of them when read)."""
+
     orders: list[OrderRead]
+
+
+class SeriesPage(msgspec.Struct):
+    items: list[SeriesRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class SeriesChangeRead(msgspec.Struct):
+    """The series after a pause, resume or cancel; the future orders it cancelled (no caregiver held
+    them), the orders a resume created, and the future visits a caregiver holds, which stay (cancel
+    each on its own: ``POST /api/v1/orders/{id}/cancel``)."""
+
+    series: SeriesRead
+    cancelled_order_ids: list[int]
+    created_order_ids: list[int]
+    kept_order_ids: list[int]
 
 
 class CancelRead(msgspec.Struct):
@@ -463,6 +495,40 @@ def verification_read(v: Visit, r: VerificationResult) -> VerificationRead:
     )
 
 
+def _series_fields(r: RecurringOrder) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "elder_id": r.elder_id,
+        "service_code": r.service_code,
+        "rrule": r.rrule,
+        "first_start_at": r.first_start_at,
+        "duration_s": r.duration_s,
+        "window_s": r.window_s,
+        "requirements": r.requirements,
+        "state": r.state,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+    }
+
+
+def series_read(r: RecurringOrder) -> SeriesRead:
+    return SeriesRead(**_series_fields(r))
+
+
+def recurring_order_read(r: RecurringOrder, orders: Sequence[ServiceOrder]) -> RecurringOrderRead:
+    return RecurringOrderRead(**_series_fields(r), orders=[order_read(o) for o in orders])
+
+
+def series_page(p: Paged[RecurringOrder]) -> SeriesPage:
+    return SeriesPage([series_read(r) for r in p.items], p.total, p.limit, p.offset)
+
+
+def series_change_read(c: SeriesChange) -> SeriesChangeRead:
+    return SeriesChangeRead(
+        series_read(c.series), c.cancelled_order_ids, c.created_order_ids, c.kept_order_ids
+    )
+
+
 def order_page(p: Paged[ServiceOrder]) -> OrderPage:
     return OrderPage([order_read(o) for o in p.items], p.total, p.limit, p.offset)
 
@@ -472,6 +538,13 @@ def complaint_page(p: Paged[Complaint]) -> ComplaintPage:
 
 
 # --- Day plans ----------------------------------------------------------------------------------
+
+
+class BuildIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Build a provider's day plan now. ``provider_id`` is required for supervisors and admins (a
+    provider admin builds its own provider's day)."""
+
+    provider_id: Id64 | None = None
 
 
 class ReplanIn(msgspec.Struct, forbid_unknown_fields=True):

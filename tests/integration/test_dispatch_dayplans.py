@@ -837,3 +837,101 @@ async def test_orders_no_plan_can_place_go_to_the_operators_from_the_evening_cut
     assert {states[o].state for o in w["orders"]} <= {"accepted"}
     # Rerunning escalates nothing twice.
     assert await dayplans.escalate_unplaced(session=db, day=TOMORROW, now=evening) == []
+
+
+async def test_a_dispatcher_builds_a_day_on_demand_safely_twice(
+    db: AsyncSession, client: httpx.AsyncClient, login: Login
+) -> None:
+    w = await _world(db, client, login)
+    h = w["h"]
+    path = f"/api/v1/dayplans/{TOMORROW.isoformat()}/build"
+    r = await client.post(path, json={}, headers=h["provider_admin"])
+    assert r.status_code == 200, r.text
+    built = r.json()
+    assert built["provider_id"] == w["provider_id"]
+    plan = await _plan(db, w["provider_id"])
+    stops = await _stops(db, plan.id)
+    assert set(stops) | set(plan.unassigned_order_ids) == set(w["orders"])
+    await _check_published(db, w["provider_id"], stops)
+    # Again (a double click, or the nightly job meanwhile): the same plan, nothing moved.
+    r = await client.post(path, json={"provider_id": w["provider_id"]}, headers=h["supervisor"])
+    assert r.status_code == 200, r.text
+    await db.refresh(plan)
+    assert (plan.id, plan.revision) == (built["id"], 1)
+    assert await _stops(db, plan.id) == stops
+    for role, body, status, code in (
+        ("caregiver", {}, 403, "auth.forbidden"),
+        ("operator", {"provider_id": w["provider_id"]}, 403, "auth.forbidden"),
+        ("provider_admin", {"provider_id": w["provider_id"] + 1}, 403, "scope.provider"),
+        ("supervisor", {}, 422, "dayplan.provider_required"),
+    ):
+        r = await client.post(path, json=body, headers=h[role])
+        assert (r.status_code, r.json()["code"]) == (status, code), role
+    r = await client.post("/api/v1/dayplans/2026-11-19/build", json={}, headers=h["provider_admin"])
+    assert (r.status_code, r.json()["code"]) == (422, "dayplan.day_past")
+    r = await client.post("/api/v1/dayplans/2026-11-25/build", json={}, headers=h["provider_admin"])
+    assert (r.status_code, r.json()["code"]) == (404, "day_plan.nothing_to_plan")
+
+
+async def test_orders_placed_or_cancelled_after_the_build_mark_the_day_and_the_job_replans_it(
+    db: AsyncSession, client: httpx.AsyncClient, login: Login
+) -> None:
+    from dispatch.models import DayPlanDirty
+
+    w = await _world(db, client, login)
+    h = w["h"]
+    elder_h = h["elder"]
+    plan = await _plan(db, w["provider_id"])
+    before = await _stops(db, plan.id)
+    await db.commit()
+    assert await db.scalar(select(func.count()).select_from(DayPlanDirty)) == 0
+    # After the nightly build, the elder orders a visit for tomorrow afternoon.
+    me = (await client.get("/api/v1/auth/me", headers=elder_h)).json()
+    r = await client.post(
+        "/api/v1/orders",
+        json={
+            "elder_id": me["elder_id"],
+            "service_code": "VISIT",
+            "window_start_at": _at(15).isoformat(),
+            "window_end_at": _at(17).isoformat(),
+        },
+        headers=elder_h,
+    )
+    assert r.status_code == 201, r.text
+    new_order = r.json()["id"]
+    assert r.json()["state"] == "created"  # not dispatched in real time: tomorrow is planned
+    assert list(await db.scalars(select(DayPlanDirty.plan_on))) == [TOMORROW]
+    # An order for a day nobody has planned yet marks nothing.
+    r = await client.post(
+        "/api/v1/orders",
+        json={
+            "elder_id": me["elder_id"],
+            "service_code": "VISIT",
+            "window_start_at": _at(15, day=TOMORROW + dt.timedelta(days=3)).isoformat(),
+        },
+        headers=elder_h,
+    )
+    assert r.status_code == 201, r.text
+    assert list(await db.scalars(select(DayPlanDirty.plan_on))) == [TOMORROW]
+
+    assert await jobs.rebuild_dirty_plans(db, TEST_NOW) == 1  # the frequent job
+    await db.refresh(plan)
+    assert plan.revision == 2
+    stops = await _stops(db, plan.id)
+    assert new_order in stops
+    assert stops[new_order].visit_id is not None
+    for oid, s in before.items():  # minimal change: nothing planned moved
+        assert stops[oid] == s
+    assert await db.scalar(select(func.count()).select_from(DayPlanDirty)) == 0
+    assert await jobs.rebuild_dirty_plans(db, TEST_NOW) == 0
+
+    # A cancellation marks the day again and the next run takes the stop out.
+    cancelled = w["orders"][3]
+    r = await client.post(
+        f"/api/v1/orders/{cancelled}/cancel", json={"reason": "住院"}, headers=h["operator"]
+    )
+    assert r.status_code == 200, r.text
+    assert await jobs.rebuild_dirty_plans(db, TEST_NOW) == 1
+    await db.refresh(plan)
+    assert plan.revision == 3
+    assert cancelled not in await _stops(db, plan.id)

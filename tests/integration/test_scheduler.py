@@ -126,3 +126,32 @@ async def test_run_scheduler_runs_jobs_on_their_trigger_until_stopped(
     assert runs == ["tick", "tick"]
     await asyncio.sleep(1.2)
     assert runs == ["tick", "tick"]  # nothing runs after stop
+
+
+async def test_a_job_may_first_run_shortly_after_start_instead_of_one_interval_later(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    runs: list[str] = []
+    jobs = JobRegistry()
+    jobs.add("test.hourly_soon", lambda ctx: _append(runs, "soon"), every(hours=1), first_run_after_s=0)
+    jobs.add("test.hourly", lambda ctx: _append(runs, "late"), every(hours=1))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_scheduler(SETTINGS, sessionmaker=sessionmaker, stop=stop, jobs=jobs))
+    for _ in range(50):
+        if runs:
+            break
+        await asyncio.sleep(0.1)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert runs == ["soon"]
+
+
+def test_the_day_plan_job_first_runs_within_minutes_of_start() -> None:
+    from core.scheduler import load_domain_jobs
+
+    jobs = {job.name: job for job in load_domain_jobs()}
+    plan = jobs["dispatch.plan_tomorrow"]
+    assert plan.first_run_after_s is not None
+    assert plan.first_run_after_s <= 300
+    rebuild = jobs["dispatch.rebuild_dirty_plans"]
+    assert rebuild.trigger.interval <= dt.timedelta(minutes=5)  # type: ignore[attr-defined]
