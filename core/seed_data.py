@@ -322,6 +322,11 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         PolicyDefault("dispatch.offer_window", "*", {"seconds": 60}, _SRC_DISPATCH),
         PolicyDefault("dispatch.max_offers", "*", {"count": 3}, _SRC_DISPATCH),
         PolicyDefault("dispatch.continuity_window", "*", {"days": 30}, _SRC_DISPATCH),
+        # The call centre undertakes to assign an order from its queue (nobody could take it at once)
+        # within this time; the person ordering is told so.
+        PolicyDefault(
+            "dispatch.operator_pickup", "*", {"seconds": 15 * 60}, "operator queue response time [E]"
+        ),
         # The day planner's search budget per provider: min + per visit, capped (wall milliseconds);
         # from escalate_at_minute (20:00) the evening before, orders no plan placed go to the operators.
         PolicyDefault(

@@ -35,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
@@ -43,9 +44,11 @@ from core.errors import Conflict, DomainError
 from core.models import Elder, PolicyValue, Role
 from core.policy import policy_number, valid_on
 from core.registry.common import get_or_404, not_found
-from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule
+from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule, local_date
 from dispatch.models import (
+    DayPlanDirty,
     OrderTransition,
+    ProviderDayPlan,
     ProviderService,
     Service,
     ServiceOrder,
@@ -507,4 +510,25 @@ def contracted(provider_id: Any, service_code: Any, day: Any) -> ColumnElement[b
             or_(ProviderService.valid_to.is_(None), ProviderService.valid_to >= day),
         )
         .correlate_except(ProviderService)
+    )
+
+
+# --- Day plans gone stale ------------------------------------------------------------------------
+
+
+async def mark_day_dirty(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> None:
+    """Mark the day of a scheduled order just placed or cancelled for a re-plan, if plans of that day
+    have been built already (before that, the nightly build picks the order up). One statement, in
+    the caller's transaction; :func:`dispatch.dayplans.rebuild_dirty_plans` does the work."""
+    if order.asap or order.urgent:
+        return  # dispatched in real time, never planned
+    day = local_date(order.window_start_at)
+    built = exists().where(ProviderDayPlan.plan_on == day)
+    await session.execute(
+        pg_insert(DayPlanDirty)
+        .from_select(
+            ["plan_on", "marked_at"],
+            select(literal(day, Date), literal(now, DateTime(timezone=True))).where(built),
+        )
+        .on_conflict_do_nothing(index_elements=["plan_on"])
     )

@@ -25,18 +25,14 @@ from typing import Any
 import structlog
 from sqlalchemy import (
     ColumnElement,
-    Date,
-    DateTime,
     delete,
     exists,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.authz import Principal
@@ -793,24 +789,6 @@ async def _plan_every_provider(
         ):
             written += 1
     return written
-
-
-async def mark_day_dirty(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> None:
-    """Mark the day of a scheduled order just placed or cancelled for a re-plan, if plans of that day
-    have been built already (before that, the nightly build picks the order up). One statement, in
-    the caller's transaction; :func:`rebuild_dirty_plans` does the work."""
-    if order.asap or order.urgent:
-        return  # dispatched in real time, never planned
-    day = local_date(order.window_start_at)
-    built = exists().where(ProviderDayPlan.plan_on == day)
-    await session.execute(
-        pg_insert(DayPlanDirty)
-        .from_select(
-            ["plan_on", "marked_at"],
-            select(literal(day, Date), literal(now, DateTime(timezone=True))).where(built),
-        )
-        .on_conflict_do_nothing(index_elements=["plan_on"])
-    )
 
 
 async def rebuild_dirty_plans(*, session: AsyncSession, now: dt.datetime) -> int:

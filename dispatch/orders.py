@@ -24,6 +24,7 @@ from core import audit
 from core.authz import Principal
 from core.errors import Conflict, Forbidden, Invalid
 from core.models import Caregiver, Elder, ProviderDistrict, Role
+from core.policy import policy_number
 from core.registry.common import (
     Paged,
     Window,
@@ -43,6 +44,7 @@ from dispatch.common import (
     exception_records,
     load_policies,
     logged,
+    mark_day_dirty,
     move,
     new_visit,
     order_clause,
@@ -51,7 +53,6 @@ from dispatch.common import (
     price_select,
     visible_order,
 )
-from dispatch.dayplans import mark_day_dirty
 from dispatch.matching import LOCAL_TZ, local_date, static_rejection, timing_rejection
 from dispatch.models import (
     Offer,
@@ -434,11 +435,66 @@ async def list_orders(
 
 
 @dataclass(frozen=True, slots=True)
+class NextStep:
+    """What happens next to an order, for the person who placed it: a stable ``code`` (the UI
+    translates it), an English ``message``, and for the operator queue the instant by which the
+    call centre has undertaken to act (policy ``dispatch.operator_pickup``; None if no policy)."""
+
+    code: str
+    message: str
+    act_by: dt.datetime | None = None
+
+
+def next_step_of(order: ServiceOrder, *, operator_pickup_s: int | None) -> NextStep | None:
+    """The next step of ``order`` in its current state (None once a caregiver holds it or it is over).
+    An escalated order's ``updated_at`` is when it entered the operator queue."""
+    state = OrderState(order.state)
+    if state == OrderState.ESCALATED:
+        within = "" if operator_pickup_s is None else f" within {operator_pickup_s // 60} minutes"
+        return NextStep(
+            "operator_queue",
+            "No caregiver could take this order at once (nobody suitable is on shift nearby, or those "
+            f"asked did not accept). The call centre has been asked to assign one by hand{within}; the "
+            "caregiver appears on this order when assigned. For an emergency call the hotline.",
+            None if operator_pickup_s is None else order.updated_at + dt.timedelta(seconds=operator_pickup_s),
+        )
+    if state == OrderState.OFFERED:
+        return NextStep(
+            "awaiting_caregiver",
+            "A caregiver has been asked to accept this order; if they decline or do not answer in time, "
+            "the next one is asked, and after that the call centre.",
+        )
+    if state == OrderState.CREATED and not (order.asap or order.urgent):
+        return NextStep(
+            "awaiting_plan",
+            "The order will be given to a caregiver in the provider's day plan, built the day before "
+            "(a same-day order is offered to a caregiver at once).",
+        )
+    return None
+
+
+async def operator_pickup_s(session: AsyncSession, day: dt.date) -> int | None:
+    """Seconds within which the call centre undertakes to place an order from its queue (policy
+    ``dispatch.operator_pickup`` valid on ``day``), or None if no such policy is in force."""
+    seconds = await session.scalar(select(policy_number("dispatch.operator_pickup", "*", "seconds", day, -1)))
+    return int(seconds) if seconds is not None and seconds >= 0 else None
+
+
+async def next_step(*, session: AsyncSession, order: ServiceOrder) -> NextStep | None:
+    """:func:`next_step_of` with the policy valid on the day the order entered the operator queue."""
+    if order.state != OrderState.ESCALATED.value:
+        return next_step_of(order, operator_pickup_s=None)
+    pickup = await operator_pickup_s(session, local_date(order.updated_at))
+    return next_step_of(order, operator_pickup_s=pickup)
+
+
+@dataclass(frozen=True, slots=True)
 class OrderDetail:
     order: ServiceOrder
     transitions: list[OrderTransition]
     visit: Visit | None
     exceptions: list[VisitExceptionRecord]
+    next_step: NextStep | None = None
 
 
 async def order_detail(*, session: AsyncSession, actor: Principal, order_id: int) -> OrderDetail:
@@ -454,7 +510,7 @@ async def _detail(session: AsyncSession, order: ServiceOrder) -> OrderDetail:
     )
     visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
     exceptions = await exception_records(session, visit.id) if visit is not None else []
-    return OrderDetail(order, moves, visit, exceptions)
+    return OrderDetail(order, moves, visit, exceptions, await next_step(session=session, order=order))
 
 
 @dataclass(frozen=True, slots=True)

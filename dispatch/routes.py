@@ -139,7 +139,18 @@ class OrderController(Controller):
     path = "/api/v1/orders"
     tags = ["dispatch"]  # noqa: RUF012
 
-    @post("/", opt=ORDERING, summary="Order a visit (as-soon-as-possible and same-day orders are dispatched)")
+    @post(
+        "/",
+        opt=ORDERING,
+        summary="Order a visit (as-soon-as-possible and same-day orders are dispatched)",
+        description=(
+            "As-soon-as-possible, urgent and same-day orders are offered at once to the best caregiver "
+            "on shift nearby (caregivers report being on shift with POST /api/v1/caregiver/shift/start "
+            "and their position). When nobody can take it, the order is `escalated` to the call-centre "
+            "queue: `next_step` (code `operator_queue`) says so and by when (`act_by`, policy "
+            "`dispatch.operator_pickup`) a caregiver is assigned by hand."
+        ),
+    )
     async def create_order(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[OrderCreate]
     ) -> OrderRead:
@@ -156,7 +167,7 @@ class OrderController(Controller):
             urgent=data.urgent,
             requirements=data.requirements,
         )
-        return order_read(order)
+        return order_read(order, await orders.next_step(session=db, order=order))
 
     @get("/", opt=READ_ORDERS, summary="Orders in your scope, latest window first")
     async def list_orders(
@@ -299,7 +310,18 @@ class CaregiverAppController(Controller):
     path = "/api/v1/caregiver"
     tags = ["caregiver app"]  # noqa: RUF012
 
-    @post("/shift/start", opt=CAREGIVER, status_code=200, summary="Start the shift at a position")
+    @post(
+        "/shift/start",
+        opt=CAREGIVER,
+        status_code=200,
+        summary="Start the shift at a position",
+        description=(
+            'Body: `{"lat": …, "lon": …}` (WGS 84 degrees, the phone\'s GPS fix). Only caregivers on '
+            "shift with a known position are offered as-soon-as-possible and same-day orders; keep "
+            "reporting with PUT /api/v1/caregiver/position while on shift, and end it with "
+            "POST /api/v1/caregiver/shift/end. 409 `dispatch.shift_started` if already on shift."
+        ),
+    )
     async def start_shift(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[PositionIn]
     ) -> PositionRead:

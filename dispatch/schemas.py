@@ -27,7 +27,7 @@ from dispatch.models import (
     VisitExceptionRecord,
     VisitRating,
 )
-from dispatch.orders import OrderDetail
+from dispatch.orders import NextStep, OrderDetail
 from dispatch.quality import QualityReport
 from dispatch.series import SeriesChange
 from dispatch.verification import VerificationResult, VisitException
@@ -114,6 +114,9 @@ class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PositionIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A WGS 84 position in degrees: where the caregiver is now (shift start, position reports,
+    check-out)."""
+
     lat: Lat
     lon: Lon
 
@@ -186,6 +189,19 @@ class OrderRead(msgspec.Struct):
     cancellation_fee_fen: int
     created_at: dt.datetime
     updated_at: dt.datetime
+    # What happens next (in the answer to placing the order and in its read view; not in lists).
+    next_step: NextStepRead | None = None
+
+
+class NextStepRead(msgspec.Struct):
+    """What happens next to an order. ``code``: ``operator_queue`` (nobody could take it at once; the
+    call centre assigns a caregiver by hand by ``act_by``), ``awaiting_caregiver`` (an offer is open),
+    ``awaiting_plan`` (a scheduled order, planned the day before). ``message`` is English; clients
+    translate by ``code``."""
+
+    code: str
+    message: str
+    act_by: dt.datetime | None
 
 
 class TransitionRead(msgspec.Struct):
@@ -375,7 +391,7 @@ class ComplaintPage(msgspec.Struct):
 # --- Converters -------------------------------------------------------------------------------------
 
 
-def order_read(o: ServiceOrder) -> OrderRead:
+def order_read(o: ServiceOrder, step: NextStep | None = None) -> OrderRead:
     return OrderRead(
         id=o.id,
         elder_id=o.elder_id,
@@ -398,6 +414,7 @@ def order_read(o: ServiceOrder) -> OrderRead:
         cancellation_fee_fen=o.cancellation_fee_fen,
         created_at=o.created_at,
         updated_at=o.updated_at,
+        next_step=None if step is None else NextStepRead(step.code, step.message, step.act_by),
     )
 
 
@@ -443,7 +460,7 @@ def visit_read(v: Visit, exceptions: list[VisitExceptionRecord] | None = None) -
 
 def order_detail_read(d: OrderDetail) -> OrderDetailRead:
     return OrderDetailRead(
-        order=order_read(d.order),
+        order=order_read(d.order, d.next_step),
         transitions=[transition_read(t) for t in d.transitions],
         visit=visit_read(d.visit, d.exceptions) if d.visit is not None else None,
     )

@@ -54,6 +54,21 @@ MESSAGES: Final[dict[str, dict[str, str]]] = {
     "role.supervisor": {"zh-CN": "值班主管", "en": "Supervisor"},
     "role.civil_affairs": {"zh-CN": "民政干部", "en": "Civil-affairs officer"},
     "role.admin": {"zh-CN": "系统管理员", "en": "Administrator"},
+    # An order's next step (the API's ``next_step.code``); {minutes} from ``act_by``.
+    "order.next.operator_queue": {
+        "zh-CN": "暂无护理员可立即接单，已转呼叫中心人工派单，"
+        "将在 {minutes} 分钟内安排护理员。紧急情况请拨打热线。",
+        "en": "No caregiver could take the order at once; the call centre will assign one by hand within "
+        "{minutes} minutes. In an emergency, call the hotline.",
+    },
+    "order.next.awaiting_caregiver": {
+        "zh-CN": "已通知护理员接单，如未接单将依次通知其他护理员或转呼叫中心。",
+        "en": "A caregiver has been asked to accept; if not, the next one or the call centre takes over.",
+    },
+    "order.next.awaiting_plan": {
+        "zh-CN": "订单将在服务前一天排入服务机构的日计划并安排护理员。",
+        "en": "The order gets a caregiver in the provider's day plan, built the day before.",
+    },
 }
 
 

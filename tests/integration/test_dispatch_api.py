@@ -451,13 +451,14 @@ async def test_job_expiry_offers_the_next_caregiver_then_escalates(
     from core.scheduler import load_domain_jobs
     from dispatch.jobs import JOBS, expire_offers
 
-    names = {name for name, _, _ in JOBS}
+    names = {name for name, *_ in JOBS}
     assert names == {
         "dispatch.expire_offers",
         "dispatch.materialise_recurring",
         "dispatch.verify_overdue",
         "dispatch.sample_callbacks",
         "dispatch.plan_tomorrow",
+        "dispatch.rebuild_dirty_plans",
     }
     assert names <= set(load_domain_jobs(["dispatch.jobs"]).names())
     # A second caregiver of the same provider on shift a little farther away.
@@ -622,3 +623,40 @@ async def test_provider_withdrawal_redispatches_and_no_show(
         "no_show",
     ]
     assert [m["actor_role"] for m in moves][3:] == ["provider_admin", "system", "provider_admin", "operator"]
+
+
+async def test_an_asap_order_with_nobody_on_shift_tells_the_customer_what_happens_next(
+    api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
+) -> None:
+    from core.models import PolicyValue
+
+    w, h = world, world["h"]
+    # Nobody is on shift (the demo world clears every position): the order goes to the operator queue.
+    r = await api.post(
+        "/api/v1/orders",
+        json={"elder_id": w["elder_id"], "service_code": SERVICE, "asap": True},
+        headers=h["family"],
+    )
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["state"] == "escalated"
+    pickup = await db.scalar(
+        select(PolicyValue.value["seconds"].as_integer()).where(PolicyValue.key == "dispatch.operator_pickup")
+    )
+    assert pickup is not None  # seeded dated policy
+    step = order["next_step"]
+    assert step["code"] == "operator_queue"
+    assert f"within {pickup // 60} minutes" in step["message"]
+    assert dt.datetime.fromisoformat(step["act_by"]) == clock.now + dt.timedelta(seconds=pickup)
+    # The order's read view says the same; once assigned by hand there is no next step left.
+    r = await api.get(f"/api/v1/orders/{order['id']}", headers=h["family"])
+    assert r.json()["order"]["next_step"] == step
+    await api.post("/api/v1/caregiver/shift/start", json=near(w["home"], 300), headers=h["caregiver"])
+    r = await api.post(
+        f"/api/v1/orders/{order['id']}/assign",
+        json={"caregiver_id": w["caregiver_id"]},
+        headers=h["operator"],
+    )
+    assert r.status_code == 200, r.text
+    r = await api.get(f"/api/v1/orders/{order['id']}", headers=h["family"])
+    assert r.json()["order"]["next_step"] is None
