@@ -66,7 +66,7 @@ from dispatch.models import (
     VisitExceptionRecord,
 )
 from dispatch.offers import build_request, caregiver_profiles, dispatch_order
-from dispatch.recurrence import RecurrenceError, expand
+from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 from dispatch.states import Actor, CancellationConsequence, OrderState, cancellation
 
 log = structlog.get_logger(__name__)
@@ -317,7 +317,7 @@ async def place_recurring_order(
     series = RecurringOrder(
         elder_id=elder_id,
         service_code=service_code,
-        rrule=rrule,
+        rrule=canonical_rule(rrule),  # one spelling, so the unique index sees the same series as such
         first_start_at=first_start_at,
         duration_s=duration_s,
         window_s=window_s,

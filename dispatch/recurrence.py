@@ -33,6 +33,15 @@ class Occurrence:
         return self.start.astimezone(LOCAL_TZ).date()
 
 
+def canonical_rule(rule: str) -> str:
+    """The rule in one spelling: no ``RRULE:`` prefix, upper case, no blanks, parts sorted by name, so
+    that two requests for the same series compare equal (RFC 5545 parts are unordered)."""
+    text = "".join(rule.split()).upper()
+    if text.startswith("RRULE:"):
+        text = text[6:]
+    return ";".join(sorted(p for p in text.split(";") if p))
+
+
 def parse_rule(rule: str, *, first_start_local: dt.datetime) -> rrule:
     """Parse ``rule`` (the RRULE value, with or without the ``RRULE:`` prefix).
 

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from dispatch.matching import LOCAL_TZ
-from dispatch.recurrence import RecurrenceError, expand
+from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 
 
 def wall(*parts: int) -> dt.datetime:
@@ -107,3 +107,20 @@ def test_bad_rules_get_a_clear_error(name: str, rule: str, message: str) -> None
 def test_aware_first_start_is_rejected() -> None:
     with pytest.raises(RecurrenceError, match="naive"):
         expand("FREQ=DAILY;COUNT=1", first_start_local=dt.datetime(2026, 12, 1, tzinfo=dt.UTC), duration_s=60)
+
+
+def test_one_rule_in_different_spellings_has_one_canonical_form() -> None:
+    spellings = [
+        "FREQ=WEEKLY;BYDAY=MO,WE;COUNT=12",
+        "RRULE:FREQ=WEEKLY;BYDAY=MO,WE;COUNT=12",
+        "freq=weekly;count=12;byday=MO,WE",
+        " FREQ=WEEKLY; COUNT=12;BYDAY=MO,WE; ",
+    ]
+    assert {canonical_rule(r) for r in spellings} == {"BYDAY=MO,WE;COUNT=12;FREQ=WEEKLY"}
+    assert canonical_rule("FREQ=WEEKLY;BYDAY=MO,WE;COUNT=12") != canonical_rule(
+        "FREQ=WEEKLY;BYDAY=MO;COUNT=12"
+    )
+    first = wall(2026, 11, 23, 11, 30)
+    assert expand(canonical_rule(spellings[2]), first_start_local=first, duration_s=60) == expand(
+        spellings[0], first_start_local=first, duration_s=60
+    )
