@@ -834,14 +834,7 @@ async def build_day(
             f"Provider {provider_id} has no orders to plan on {day.isoformat()}.",
             code="day_plan.nothing_to_plan",
         )
-    stops = list(
-        await session.scalars(
-            select(DayPlanStop)
-            .where(DayPlanStop.plan_id == record.id)
-            .order_by(DayPlanStop.caregiver_id, DayPlanStop.seq)
-        )
-    )
-    return DayPlanView(record, stops)
+    return await _view(session, record)
 
 
 async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.datetime) -> list[int]:
@@ -1011,6 +1004,11 @@ async def replan_day(
         actor_user_id=actor.user_id,
         now=now,
     )
+    return await _view(session, record, moved)
+
+
+async def _view(session: AsyncSession, record: ProviderDayPlan, moved: int = 0) -> DayPlanView:
+    """The plan with all its stops, by caregiver and sequence."""
     stops = list(
         await session.scalars(
             select(DayPlanStop)

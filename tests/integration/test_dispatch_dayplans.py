@@ -935,3 +935,33 @@ async def test_orders_placed_or_cancelled_after_the_build_mark_the_day_and_the_j
     await db.refresh(plan)
     assert plan.revision == 3
     assert cancelled not in await _stops(db, plan.id)
+
+
+async def test_two_builds_of_one_provider_day_at_once_make_one_plan(
+    engine: AsyncEngine, committed_world: dict[str, Any]
+) -> None:
+    w = committed_world
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    admin = Principal(user_id=w["user"], username="t", role=Role.PROVIDER_ADMIN, provider_id=w["provider"])
+
+    async def build(hold_s: float) -> tuple[int, int]:
+        async with factory() as s, s.begin():
+            view = await dayplans.build_day(
+                session=s, actor=admin, day=TOMORROW, provider_id=None, now=TEST_NOW
+            )
+            await asyncio.sleep(hold_s)  # the first keeps its transaction open while the second arrives
+            return view.plan.id, view.plan.revision
+
+    first = asyncio.create_task(build(0.5))
+    await asyncio.sleep(0.2)
+    second = asyncio.create_task(build(0))
+    await asyncio.sleep(0.1)
+    assert not second.done()  # waits for the first build's lock instead of planning the day again
+    assert await first == await second
+    async with factory() as s:
+        plans = await s.scalar(
+            select(func.count())
+            .select_from(ProviderDayPlan)
+            .where(ProviderDayPlan.provider_id == w["provider"])
+        )
+    assert plans == 1

@@ -8,15 +8,22 @@ The clock is ``TEST_NOW`` (Friday 2026-11-20 10:00 in Xiaogan).
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.models import AuditLog
-from dispatch.models import ServiceOrder
+from core.authz import Principal
+from core.errors import Conflict
+from core.models import AppUser, AuditLog, Role
+from dispatch import orders
+from dispatch.models import DayPlanDirty, ServiceOrder
+from tests.conftest import TEST_NOW
 from tests.integration import dispatch_support as support
 
 pytestmark = pytest.mark.integration
@@ -153,3 +160,47 @@ async def test_pause_resume_cancel_are_audited_and_handle_future_orders(
         )
     )
     assert actions == ["create", "pause", "resume", "cancel"]
+
+
+@pytest.fixture
+async def committed_elder(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIterator[tuple[int, int]]:
+    """An elder of its own, committed, so that two connections can race over it, and the demo
+    operator's user id; removed afterwards."""
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    async with factory() as s, s.begin():
+        place = await support.add_place(s, n=3, id_number="420902194005039990", birth_on=dt.date(1940, 5, 3))
+        user = await s.scalar(select(AppUser.id).where(AppUser.username == "demo_operator"))
+    assert user is not None
+    yield place.elder.id, user
+    async with factory() as s, s.begin():
+        await s.execute(delete(DayPlanDirty))
+        await support.remove_place(s, place)
+
+
+async def test_two_identical_series_placed_at_once_make_one(
+    engine: AsyncEngine, committed_elder: tuple[int, int]
+) -> None:
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    elder_id, user_id = committed_elder
+    operator = Principal(user_id=user_id, username="t", role=Role.OPERATOR)
+
+    async def place() -> str:
+        try:
+            async with factory() as s, s.begin():
+                await orders.place_recurring_order(
+                    session=s,
+                    actor=operator,
+                    elder_id=elder_id,
+                    service_code="VISIT",
+                    rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=4",
+                    first_start_at=dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC),
+                    duration_s=1800,
+                    window_s=1800,
+                    now=TEST_NOW,
+                )
+            return "placed"
+        except Conflict as exc:
+            return exc.code
+
+    outcomes = await asyncio.gather(*(place() for _ in range(4)))
+    assert sorted(outcomes) == ["dispatch.series_duplicate"] * 3 + ["placed"]
