@@ -10,8 +10,8 @@
 * ``day_plan_dirty``: days whose stored plans an order placed or cancelled after the build has made
   stale; the ``dispatch.rebuild_dirty_plans`` job re-plans them.
 
-Revision ID: 0009_dispb
-Revises: 0008
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-03 09:30:00
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_dispb"
-down_revision: str | Sequence[str] | None = "0008"
+revision: str = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
