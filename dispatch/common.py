@@ -35,7 +35,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
@@ -524,11 +523,10 @@ async def mark_day_dirty(*, session: AsyncSession, order: ServiceOrder, now: dt.
         return  # dispatched in real time, never planned
     day = local_date(order.window_start_at)
     built = exists().where(ProviderDayPlan.plan_on == day)
+    # A plain insert (no ON CONFLICT): see DayPlanDirty for why marks are append-only.
     await session.execute(
-        pg_insert(DayPlanDirty)
-        .from_select(
+        insert(DayPlanDirty).from_select(
             ["plan_on", "marked_at"],
             select(literal(day, Date), literal(now, DateTime(timezone=True))).where(built),
         )
-        .on_conflict_do_nothing(index_elements=["plan_on"])
     )

@@ -792,10 +792,12 @@ async def _plan_every_provider(
 
 
 async def rebuild_dirty_plans(*, session: AsyncSession, now: dt.datetime) -> int:
-    """Job: claim every day marked by :func:`mark_day_dirty` and re-plan it for every provider with
-    minimal change (new orders are inserted, cancelled ones drop out, nothing else moves). Marks of
-    past days are dropped. Returns the number of days re-planned."""
-    days = sorted(await session.scalars(delete(DayPlanDirty).returning(DayPlanDirty.plan_on)))
+    """Job: re-plan every day marked by :func:`mark_day_dirty` for every provider with minimal change
+    (new orders are inserted, cancelled ones drop out, nothing else moves), then delete the marks it
+    read, and only those: a mark committed during the re-plan stays for the next run, which sees its
+    order. Marks of past days are dropped. Returns the number of days re-planned."""
+    marks = (await session.execute(select(DayPlanDirty.id, DayPlanDirty.plan_on))).all()
+    days = sorted({day for _, day in marks})
     today = local_date(now)
     rebuilt = 0
     for day in days:
@@ -804,6 +806,8 @@ async def rebuild_dirty_plans(*, session: AsyncSession, now: dt.datetime) -> int
         await _plan_every_provider(session=session, day=day, now=now)
         await escalate_unplaced(session=session, day=day, now=now)
         rebuilt += 1
+    if marks:
+        await session.execute(delete(DayPlanDirty).where(DayPlanDirty.id.in_(sorted(i for i, _ in marks))))
     if rebuilt:
         log.info("dispatch.dayplan.dirty_rebuilt", days=[d.isoformat() for d in days if d >= today])
     return rebuilt

@@ -434,14 +434,19 @@ class ProviderDayPlan(Base):
 
 
 class DayPlanDirty(Base):
-    """A day whose stored plans are out of date: an order of that day was placed or cancelled after
-    its plans were built. Marked in the transaction of the change; the ``dispatch.rebuild_dirty_plans``
-    job claims the mark (deletes it) and re-plans the day's plans in its own transaction, so a crash
-    between the two loses nothing."""
+    """A mark that a day's stored plans are out of date: an order of that day was placed or cancelled
+    after its plans were built. Written in the transaction of the change; the
+    ``dispatch.rebuild_dirty_plans`` job re-plans the day and then deletes the marks it read, in its
+    own transaction, so a crash between the two loses nothing.
+
+    Append-only (one row per change, no unique day): a writer never meets a row the job is deleting,
+    so it never waits for a re-plan in progress while it holds the row of the order it changed (which
+    the re-plan may be about to lock: a deadlock), and a mark written during a re-plan outlives it."""
 
     __tablename__ = "day_plan_dirty"
 
-    plan_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    plan_on: Mapped[dt.date] = mapped_column(Date, index=True)
     marked_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -965,3 +965,43 @@ async def test_two_builds_of_one_provider_day_at_once_make_one_plan(
             .where(ProviderDayPlan.provider_id == w["provider"])
         )
     assert plans == 1
+
+
+async def test_an_order_placed_while_the_day_is_replanned_neither_waits_nor_is_lost(
+    engine: AsyncEngine, committed_world: dict[str, Any]
+) -> None:
+    """The rebuild job holds its day's order rows while it re-plans. A request placing an order that
+    day meanwhile must not wait on the job's marks (while holding its own order row that the job may
+    lock next: a deadlock), and its mark must survive the job's clean-up, since the job did not see
+    that order."""
+    from dispatch.models import DayPlanDirty
+
+    w = committed_world
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        async with factory() as s, s.begin():
+            await dayplans.plan_provider_day(
+                session=s, provider_id=w["provider"], day=TOMORROW, now=TEST_NOW, time_limit_s=PLAN_SECONDS
+            )
+        async with factory() as s, s.begin():
+            elder = (await s.get(ServiceOrder, w["order"])).elder_id  # type: ignore[union-attr]
+            await _order(s, elder, "VISIT", _at(14))  # after the build: marks the day
+        async with factory() as rebuilding:
+            assert await jobs.rebuild_dirty_plans(rebuilding, TEST_NOW) == 1
+
+            async def place() -> int:
+                async with factory() as s, s.begin():
+                    return await _order(s, elder, "VISIT", _at(16))
+
+            late = await asyncio.wait_for(place(), 5)  # does not wait for the re-plan to commit
+            await rebuilding.commit()
+        async with factory() as s:
+            marks = set(await s.scalars(select(DayPlanDirty.plan_on)))
+        assert marks == {TOMORROW}  # the late order's mark is still there for the next run
+        async with factory() as s, s.begin():
+            assert await jobs.rebuild_dirty_plans(s, TEST_NOW) == 1
+            plan = await _plan(s, w["provider"])
+            assert late in await _stops(s, plan.id)
+    finally:
+        async with factory() as s, s.begin():
+            await s.execute(delete(DayPlanDirty).where(DayPlanDirty.plan_on == TOMORROW))
