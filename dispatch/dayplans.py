@@ -770,18 +770,21 @@ async def plan_tomorrow(*, session: AsyncSession, now: dt.datetime, time_limit_s
 
 
 async def _plan_every_provider(
-    *, session: AsyncSession, day: dt.date, now: dt.datetime, time_limit_s: float | None = None
+    *,
+    session: AsyncSession,
+    day: dt.date,
+    now: dt.datetime,
+    time_limit_s: float | None = None,
+    planned_only: bool = False,
 ) -> int:
-    """:func:`plan_provider_day` for every provider with active caregivers, in provider id order.
-    Returns the number of plans written or kept."""
-    providers = list(
-        await session.scalars(
-            select(Caregiver.provider_id)
-            .where(Caregiver.is_active)
-            .distinct()
-            .order_by(Caregiver.provider_id)
-        )
-    )
+    """:func:`plan_provider_day` for every provider with active caregivers, in provider id order
+    (``planned_only``: those with a plan of the day already). Returns the number of plans written or
+    kept."""
+    stmt = select(Caregiver.provider_id).where(Caregiver.is_active)
+    if planned_only:
+        planned = select(ProviderDayPlan.provider_id).where(ProviderDayPlan.plan_on == day)
+        stmt = stmt.where(Caregiver.provider_id.in_(planned))
+    providers = list(await session.scalars(stmt.distinct().order_by(Caregiver.provider_id)))
     written = 0
     for pid in providers:
         if await plan_provider_day(
@@ -803,7 +806,8 @@ async def rebuild_dirty_plans(*, session: AsyncSession, now: dt.datetime) -> int
     for day in days:
         if day < today:
             continue
-        await _plan_every_provider(session=session, day=day, now=now)
+        # Today only existing plans are repaired (see build_day for why there is no first build).
+        await _plan_every_provider(session=session, day=day, now=now, planned_only=day == today)
         await escalate_unplaced(session=session, day=day, now=now)
         rebuilt += 1
     if marks:
@@ -820,7 +824,8 @@ async def build_day(
     dispatcher's build on demand. Provider admins build their own provider's day; supervisors and
     admins name the provider. Safe to repeat or to run while the job runs (see
     :func:`plan_provider_day`). 404 ``day_plan.nothing_to_plan`` when there is no plan and no order
-    to plan; 422 ``dayplan.day_past`` for a day before today (Asia/Shanghai)."""
+    to plan; 422 ``dayplan.day_past`` for a day before today and ``dayplan.day_not_ahead`` for today
+    (Asia/Shanghai)."""
     if actor.role not in DAYPLAN_REPLANNERS:
         raise Forbidden("Your role may not build a day plan.", code="auth.forbidden")
     if actor.role == Role.PROVIDER_ADMIN:
@@ -831,6 +836,14 @@ async def build_day(
         raise Invalid("Name the provider whose day to build.", code="dayplan.provider_required")
     if day < local_date(now):
         raise Invalid(f"{day.isoformat()} is in the past.", code="dayplan.day_past")
+    if day == local_date(now):
+        # A first build plans whole-day windows, part of which have passed; today's new orders are
+        # dispatched in real time, and a plan of today that exists is kept current by re-plans (which
+        # never start a visit before now).
+        raise Invalid(
+            "Today is not built ahead: its orders are dispatched in real time (re-plan an existing plan).",
+            code="dayplan.day_not_ahead",
+        )
     await get_or_404(session, Provider, provider_id, what="provider")
     record = await plan_provider_day(session=session, provider_id=provider_id, day=day, now=now)
     if record is None:

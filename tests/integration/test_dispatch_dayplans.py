@@ -869,6 +869,9 @@ async def test_a_dispatcher_builds_a_day_on_demand_safely_twice(
         assert (r.status_code, r.json()["code"]) == (status, code), role
     r = await client.post("/api/v1/dayplans/2026-11-19/build", json={}, headers=h["provider_admin"])
     assert (r.status_code, r.json()["code"]) == (422, "dayplan.day_past")
+    # Today is dispatched in real time: a first build would plan windows that have partly passed.
+    r = await client.post("/api/v1/dayplans/2026-11-20/build", json={}, headers=h["provider_admin"])
+    assert (r.status_code, r.json()["code"]) == (422, "dayplan.day_not_ahead")
     r = await client.post("/api/v1/dayplans/2026-11-25/build", json={}, headers=h["provider_admin"])
     assert (r.status_code, r.json()["code"]) == (404, "day_plan.nothing_to_plan")
 
@@ -1005,3 +1008,31 @@ async def test_an_order_placed_while_the_day_is_replanned_neither_waits_nor_is_l
     finally:
         async with factory() as s, s.begin():
             await s.execute(delete(DayPlanDirty).where(DayPlanDirty.plan_on == TOMORROW))
+
+
+async def test_the_rebuild_job_repairs_todays_plans_but_builds_none(
+    db: AsyncSession, client: httpx.AsyncClient, login: Login
+) -> None:
+    """On the day itself a first build would plan whole-day windows, part of which have passed: the
+    rebuild job only repairs the plans that exist (today's new orders are dispatched in real time)."""
+    w = await _world(db, client, login)
+    other = await db.scalar(
+        select(ProviderDistrict.provider_id).where(ProviderDistrict.provider_id != w["provider_id"]).limit(1)
+    )
+    assert other is not None
+    # Another provider's plan of Saturday exists (empty), so an order for Saturday marks the day.
+    db.add(
+        ProviderDayPlan(
+            provider_id=other, plan_on=TOMORROW, built_at=TEST_NOW, travel_s=0, published_at=TEST_NOW
+        )
+    )
+    await db.flush()
+    await _order(db, w["elders"][0], "VISIT", _at(17))
+    saturday_10 = TEST_NOW + dt.timedelta(days=1)  # Saturday is today now; its morning has passed
+    assert await jobs.rebuild_dirty_plans(db, saturday_10) == 1
+    mine = await db.scalar(
+        select(ProviderDayPlan).where(
+            ProviderDayPlan.provider_id == w["provider_id"], ProviderDayPlan.plan_on == TOMORROW
+        )
+    )
+    assert mine is None
