@@ -402,12 +402,19 @@ async def materialise_series(
 async def materialise_recurring(*, session: AsyncSession, now: dt.datetime) -> int:
     """Job: create the next 14 days' orders of every active series. Returns how many were created.
 
-    A series whose occurrence cannot be priced (no price valid that day) is logged and skipped.
+    A series whose occurrence cannot be priced (no price valid that day) is logged and skipped. The
+    active series are locked (in id order) for the run, so a pause or cancellation meanwhile waits and
+    then cancels what the run made, or, committed first, keeps its series out of the run (the lock
+    re-reads the state).
     """
     total = 0
-    for series in list(
-        await session.scalars(select(RecurringOrder).where(RecurringOrder.state == SeriesState.ACTIVE.value))
-    ):
+    active = (
+        select(RecurringOrder)
+        .where(RecurringOrder.state == SeriesState.ACTIVE.value)
+        .order_by(RecurringOrder.id)
+        .with_for_update()
+    )
+    for series in list(await session.scalars(active)):
         try:
             async with session.begin_nested():
                 total += len(

@@ -204,3 +204,46 @@ async def test_two_identical_series_placed_at_once_make_one(
 
     outcomes = await asyncio.gather(*(place() for _ in range(4)))
     assert sorted(outcomes) == ["dispatch.series_duplicate"] * 3 + ["placed"]
+
+
+async def test_a_pause_waits_for_the_materialising_job(
+    engine: AsyncEngine, committed_elder: tuple[int, int]
+) -> None:
+    """The job extends an active series while its owner pauses it: the pause waits for the job (whose
+    orders it then cancels) instead of leaving the job's new orders live under a paused series."""
+    from dispatch import series as series_service
+    from dispatch.jobs import materialise_recurring
+
+    factory = async_sessionmaker(engine, expire_on_commit=False)
+    elder_id, user_id = committed_elder
+    operator = Principal(user_id=user_id, username="t", role=Role.OPERATOR)
+    async with factory() as s, s.begin():
+        # Mondays from 7 December: nothing falls in the 14 days after TEST_NOW yet.
+        placed, made = await orders.place_recurring_order(
+            session=s,
+            actor=operator,
+            elder_id=elder_id,
+            service_code="VISIT",
+            rrule="FREQ=WEEKLY;BYDAY=MO;COUNT=4",
+            first_start_at=dt.datetime(2026, 12, 7, 1, 0, tzinfo=dt.UTC),
+            duration_s=1800,
+            window_s=1800,
+            now=TEST_NOW,
+        )
+        assert made == []
+    week_later = TEST_NOW + dt.timedelta(days=7)
+    async with factory() as job:
+        assert await materialise_recurring(job, week_later) >= 1  # 7 December comes into range
+
+        async def pause() -> str:
+            async with factory() as s, s.begin():
+                change = await series_service.change_series(
+                    session=s, actor=operator, series_id=placed.id, action="pause", now=week_later
+                )
+            return change.series.state
+
+        racing = asyncio.create_task(pause())
+        await asyncio.sleep(0.3)
+        assert not racing.done()  # the job holds the series
+        await job.rollback()  # (its orders of other, seeded series are not kept either)
+    assert await racing == "paused"
