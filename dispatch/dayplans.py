@@ -538,8 +538,9 @@ async def _planned_elsewhere(session: AsyncSession, *, plan_id: int, day: dt.dat
 
 
 async def _needs_repair(session: AsyncSession, record: ProviderDayPlan) -> bool:
-    """The plan is not published yet (stored before plans were), or a stop lost its visit (withdrawn
-    by the caregiver or provider) or its order was cancelled: a re-plan tidies it up."""
+    """The plan is not published yet (stored before plans were), a stop lost its visit (withdrawn
+    by the caregiver or provider) or its order was cancelled, or an order it could not place is no
+    longer waiting (cancelled, assigned by hand): a re-plan tidies it up."""
     if record.published_at is None:
         return True
     stale = (
@@ -550,7 +551,10 @@ async def _needs_repair(session: AsyncSession, record: ProviderDayPlan) -> bool:
             or_(DayPlanStop.visit_id.is_(None), ServiceOrder.state == S.CANCELLED.value),
         )
     )
-    return bool(await session.scalar(select(stale.exists())))
+    gone = select(ServiceOrder.id).where(
+        ServiceOrder.id.in_(list(record.unassigned_order_ids)), ServiceOrder.state != S.CREATED.value
+    )
+    return bool(await session.scalar(select(or_(stale.exists(), gone.exists()))))
 
 
 def _plan_lock_key(provider_id: int, day: dt.date) -> int:

@@ -1036,3 +1036,20 @@ async def test_the_rebuild_job_repairs_todays_plans_but_builds_none(
         )
     )
     assert mine is None
+
+
+async def test_an_unplaced_order_cancelled_leaves_the_plans_unassigned_list(
+    db: AsyncSession, client: httpx.AsyncClient, login: Login
+) -> None:
+    w = await _world(db, client, login)
+    late = await _order(db, w["elders"][1], "VISIT", _at(21))  # after every caregiver's shift: unplaceable
+    plan = await _plan(db, w["provider_id"])
+    assert late in plan.unassigned_order_ids
+    await db.commit()
+    r = await client.post(
+        f"/api/v1/orders/{late}/cancel", json={"reason": "不用了"}, headers=w["h"]["operator"]
+    )
+    assert r.status_code == 200, r.text
+    assert await jobs.rebuild_dirty_plans(db, TEST_NOW) == 1
+    await db.refresh(plan)
+    assert late not in plan.unassigned_order_ids
