@@ -334,10 +334,22 @@ async def place_recurring_order(
     except IntegrityError as exc:
         if "uq_recurring_order_series" not in str(exc.orig):
             raise
+        # Named, so the client can offer to resume (or read) that one; the caller may see it, as it
+        # may order for the same elder.
+        existing = await session.scalar(
+            select(RecurringOrder.id).where(
+                RecurringOrder.elder_id == series.elder_id,
+                RecurringOrder.service_code == series.service_code,
+                RecurringOrder.rrule == series.rrule,
+                RecurringOrder.first_start_at == series.first_start_at,
+                RecurringOrder.state != SeriesState.CANCELLED.value,
+            )
+        )
         raise Conflict(
-            "This elder already has the same series (service, rule and first start); pause, resume or "
-            "cancel that one instead.",
+            f"This elder already has the same series (recurring order {existing}: service, rule and "
+            "first start); pause, resume or cancel that one instead.",
             code="dispatch.series_duplicate",
+            recurring_order_id=existing,
         ) from None
     audit.record(
         session,

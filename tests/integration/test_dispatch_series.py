@@ -66,6 +66,7 @@ async def test_an_identical_series_is_refused_until_the_first_is_cancelled(
     assert first.json()["state"] == "active"
     again = await _place(api, world, who="operator")  # whoever asks: the same standing order
     assert (again.status_code, again.json()["code"]) == (409, "dispatch.series_duplicate")
+    assert again.json()["recurring_order_id"] == first.json()["id"]  # the one to resume or cancel
     respelled = {**SERIES, "rrule": "RRULE:count=30;byday=MO,TU,WE,TH,FR;freq=daily"}
     again = await api.post(
         "/api/v1/recurring-orders",
