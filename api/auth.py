@@ -19,6 +19,7 @@ from core.credentials import change_password
 from core.errors import Forbidden, Unauthenticated
 from core.http import CurrentPrincipal, Db, Now
 from core.sessions import attempt_login, principal_for_token, revoke
+from core.types import Input
 
 SESSION_COOKIE = "ec_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -73,7 +74,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         )
 
 
-class LoginRequest(msgspec.Struct, forbid_unknown_fields=True):
+class LoginRequest(Input):
     login: str = msgspec.field(name="login")
     password: str
 
@@ -92,7 +93,7 @@ class TokenResponse(msgspec.Struct):
     password_change_required: bool
 
 
-class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+class PasswordChange(Input):
     current_password: str
     new_password: Password
 

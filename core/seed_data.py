@@ -278,6 +278,13 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
             )
         )
     out += [
+        # Who the registry takes: elders of 60 or over (老年人, Law on the Protection of the Rights and
+        # Interests of the Elderly, art. 2 [R]); people with an assessed disability (long-term-care
+        # insurance coverage) from 16, the working age, as the documented exception [E].
+        PolicyDefault("registry.min_age", "*", {"years": 60}, "老年人权益保障法 art. 2: aged 60+ [R]"),
+        PolicyDefault(
+            "registry.min_age", "disability", {"years": 16}, "disability exception, project default [E]"
+        ),
         PolicyDefault("verification.checkin_radius", "urban", {"metres": 200}, _SRC_VERIFY),
         PolicyDefault("verification.checkin_radius", "rural", {"metres": 500}, _SRC_VERIFY),
         PolicyDefault("verification.min_onsite", "*", {"bp": 8000}, _SRC_VERIFY),
@@ -338,6 +345,12 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         # A customer cancelling an accepted visit less than this before its start pays the late fee.
         PolicyDefault("dispatch.cancel_notice", "*", {"seconds": 2 * 3600}, _SRC_CANCEL),
         PolicyDefault("dispatch.late_cancel_fee", "*", {"fen": 1000}, _SRC_CANCEL),
+        # How far ahead a visit may be ordered, and how far back a recurring series may start
+        # (dispatch.orders; beyond these a request is a 422 naming the field).
+        PolicyDefault("dispatch.order_horizon", "*", {"days": 180}, "ordering horizon, project default [E]"),
+        PolicyDefault(
+            "dispatch.series_lookback", "*", {"days": 31}, "series start lookback, project default [E]"
+        ),
         # Soft-preference weights of matching (DOMAIN §6) and of the provider quality score [E].
         PolicyDefault(
             "dispatch.match_weights",

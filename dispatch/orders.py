@@ -74,6 +74,8 @@ log = structlog.get_logger(__name__)
 RECURRING_HORIZON_DAYS = 14  # recurring orders are materialised this many days ahead
 # The cancel reason of an order cancelled by pausing its series (resuming re-creates the occurrence).
 SERIES_PAUSED = "series paused"
+ORDER_HORIZON_POLICY = "dispatch.order_horizon"
+SERIES_LOOKBACK_POLICY = "dispatch.series_lookback"
 
 
 async def create_order(
@@ -210,7 +212,23 @@ def _order_check_statement() -> Any:
         Service,
         elder_status.scalar_subquery().label("elder_status"),
         price.scalar_subquery().label("price"),
+        _horizon_days(bindparam("today", type_=Date)).label("horizon_days"),
     ).where(Service.code == code)
+
+
+def _horizon_days(today: Any) -> Any:
+    """Policy ``dispatch.order_horizon``: how many days ahead of ``today`` a visit may be ordered.
+    With no row valid, -1: no horizon beyond the sanity window of :data:`core.types.Instant`."""
+    return policy_number(ORDER_HORIZON_POLICY, "*", "days", today, -1)
+
+
+def _check_horizon(start: dt.datetime, *, now: dt.datetime, horizon_days: float, field: str) -> None:
+    if horizon_days >= 0 and start > now + dt.timedelta(days=horizon_days):
+        raise Invalid(
+            f"{field} is more than {horizon_days:g} days ahead; visits can be ordered that far at most.",
+            code="dispatch.window_too_far",
+            field=field,
+        )
 
 
 async def place_order(
@@ -238,7 +256,12 @@ async def place_order(
     found = (
         await session.execute(
             _order_check_statement(),
-            {"elder_id": elder_id, "service_code": service_code, "day": local_date(start)},
+            {
+                "elder_id": elder_id,
+                "service_code": service_code,
+                "day": local_date(start),
+                "today": local_date(now),
+            },
         )
         if in_key_range(elder_id)
         else None
@@ -253,6 +276,7 @@ async def place_order(
     service = row.Service
     if start < now - dt.timedelta(minutes=5):
         raise Invalid("The window may not start in the past.", code="dispatch.window_past")
+    _check_horizon(start, now=now, horizon_days=row.horizon_days, field="window_start_at")
     end = window_end_at or start + dt.timedelta(minutes=30)
     if end < start:
         raise Invalid("The window ends before it starts.", code="dispatch.window_order")
@@ -307,6 +331,7 @@ async def place_recurring_order(
             "Visits recur at most daily (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY).",
             code="dispatch.rrule_invalid",
         )
+    await _check_series_start(session, first_start_at, now=now)
     local_first = first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
     try:
         occurrences = expand(rrule, first_start_local=local_first, duration_s=duration_s)
@@ -362,6 +387,26 @@ async def place_recurring_order(
     orders = await materialise_series(session=session, series=series, now=now, actor=actor_of(actor))
     log.info("dispatch.recurring.created", recurring_order_id=series.id, orders=len(orders))
     return series, orders
+
+
+async def _check_series_start(
+    session: AsyncSession, first_start_at: dt.datetime, *, now: dt.datetime
+) -> None:
+    """A series may start at most ``dispatch.series_lookback`` days back (policy; with no row valid,
+    no bound) and no further ahead than the ordering horizon."""
+    today = local_date(now)
+    lookback, horizon = (
+        await session.execute(
+            select(policy_number(SERIES_LOOKBACK_POLICY, "*", "days", today, -1), _horizon_days(today))
+        )
+    ).one()
+    if lookback >= 0 and first_start_at < now - dt.timedelta(days=lookback):
+        raise Invalid(
+            f"first_start_at is more than {lookback:g} days back; start the series nearer today.",
+            code="dispatch.series_start_too_early",
+            field="first_start_at",
+        )
+    _check_horizon(first_start_at, now=now, horizon_days=horizon, field="first_start_at")
 
 
 async def materialise_series(

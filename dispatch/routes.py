@@ -15,10 +15,10 @@ from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from core.authz import allow, authenticated
-from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Role
 from core.registry.common import Window
+from core.types import Id32Query, Id64Query, check_day, parse_day
 from dispatch import caregiver_app, contracts, dayplans, orders, quality, series, visits
 from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition, ExceptionNoteKind
@@ -119,7 +119,6 @@ SeriesStateQuery = Annotated[
         name="state", pattern=r"^(active|paused|cancelled)$", description="active, paused or cancelled"
     ),
 ]
-IdQuery = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1)]
 CALLBACKS = allow(R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
 READ_QUALITY = allow(R.PROVIDER_ADMIN, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
 READ_CONTRACTS = allow(R.PROVIDER_ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN)
@@ -175,7 +174,7 @@ class OrderController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         order_state: StateQuery = None,
-        elder_id: IdQuery = None,
+        elder_id: Id64Query = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> OrderPage:
@@ -246,7 +245,7 @@ class RecurringOrderController(Controller):
         db: Db,
         principal: CurrentPrincipal,
         series_state: SeriesStateQuery = None,
-        elder_id: IdQuery = None,
+        elder_id: Id64Query = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> SeriesPage:
@@ -366,7 +365,8 @@ class CaregiverAppController(Controller):
     async def plan(
         self, db: Db, principal: CurrentPrincipal, now: Now, day: FromQuery[dt.date | None] = None
     ) -> list[PlanItemRead]:
-        items = await caregiver_app.day_plan(session=db, actor=principal, day=day or local_date(now))
+        day = local_date(now) if day is None else check_day(day, field="day")
+        items = await caregiver_app.day_plan(session=db, actor=principal, day=day)
         return [
             PlanItemRead(visit_read(i.visit), i.order_state, i.elder_name, i.address, i.lat, i.lon)
             for i in items
@@ -575,7 +575,7 @@ class DayPlanController(Controller):
 
     @get("/{day:str}", opt=READ_DAYPLANS, summary="The day's plans in your scope (a caregiver: own route)")
     async def get_plans(
-        self, db: Db, principal: CurrentPrincipal, day: FromPath[str], provider_id: IdQuery = None
+        self, db: Db, principal: CurrentPrincipal, day: FromPath[str], provider_id: Id32Query = None
     ) -> list[DayPlanRead]:
         views = await dayplans.day_plans(
             session=db, actor=principal, day=_plan_day(day), provider_id=provider_id
@@ -619,13 +619,8 @@ class DayPlanController(Controller):
 
 
 def _plan_day(text: str) -> dt.date:
-    """The path's date, YYYY-MM-DD (parsed here so a bad date is a 422 with a code, after the role check)."""
-    try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise Invalid(f"{text[:20]!r} is not a date (YYYY-MM-DD).", code="dayplan.date_invalid") from None
+    """The path's date (parsed here so a bad date is a 422 with a code, after the role check)."""
+    return parse_day(text, field="day", code="dayplan.date_invalid")
 
 
 class CallbackController(Controller):
@@ -743,13 +738,8 @@ class ProviderContractController(Controller):
 
 
 def _query_day(text: str, name: str, code: str = "quality.date_invalid") -> dt.date:
-    """A query date, YYYY-MM-DD (parsed here so a bad date is a 422 with a code)."""
-    try:
-        if len(text) != 10:
-            raise ValueError(text)
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise Invalid(f"{name}={text[:20]!r} is not a date (YYYY-MM-DD).", code=code, field=name) from None
+    """A query date (parsed here so a bad date is a 422 with a code)."""
+    return parse_day(text, field=name, code=code)
 
 
 def _position(pos: CaregiverPosition) -> PositionRead:

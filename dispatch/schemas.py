@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from core.registry.common import MAX_BIGINT, Paged
+from core.registry.common import Paged
+from core.types import NO_NUL, Id32, Id64, Input, Instant, Lat, Lon
 from dispatch.caregiver_app import OpenOffer
 from dispatch.dayplans import DayPlanView
 from dispatch.models import (
@@ -33,14 +34,9 @@ from dispatch.series import SeriesChange
 from dispatch.verification import VerificationResult, VisitException
 from dispatch.visits import EXCEPTION_REASON_CODES
 
-NO_NUL = r"^[^\x00]*$"
-Id64 = Annotated[int, msgspec.Meta(ge=1, le=MAX_BIGINT)]
 ServiceCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$", description="Catalogue code, e.g. CLEAN")]
-Instant = Annotated[dt.datetime, msgspec.Meta(tz=True, description="ISO 8601 with a time zone")]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=720)]
 Requirements = Annotated[str, msgspec.Meta(max_length=500, pattern=NO_NUL)]
-Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
-Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_NUL)]
 Note = Annotated[str, msgspec.Meta(max_length=400, pattern=NO_NUL)]
 QrCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$")]
@@ -74,7 +70,7 @@ assert set(ExceptionCode.__args__) == {e.value for e in VisitException}  # type:
 # --- In ---------------------------------------------------------------------------------------------
 
 
-class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+class OrderCreate(Input):
     """A one-off order. ``asap``: as soon as possible (the window starts now). Without
     ``window_end_at`` the window is 30 minutes; without ``duration_minutes`` the service's minimum."""
 
@@ -88,7 +84,7 @@ class OrderCreate(msgspec.Struct, forbid_unknown_fields=True):
     requirements: Requirements = ""
 
 
-class RecurringOrderCreate(msgspec.Struct, forbid_unknown_fields=True):
+class RecurringOrderCreate(Input):
     """An RFC 5545 RRULE series (COUNT or UNTIL required), e.g. ``FREQ=WEEKLY;BYDAY=MO,WE,FR;COUNT=12``,
     evaluated on Asia/Shanghai wall time from ``first_start_at``. ``window_minutes``: allowed lateness."""
 
@@ -101,19 +97,19 @@ class RecurringOrderCreate(msgspec.Struct, forbid_unknown_fields=True):
     requirements: Requirements = ""
 
 
-class CancelIn(msgspec.Struct, forbid_unknown_fields=True):
+class CancelIn(Input):
     reason: ShortText
 
 
-class NoShowIn(msgspec.Struct, forbid_unknown_fields=True):
+class NoShowIn(Input):
     note: ShortText
 
 
-class AssignIn(msgspec.Struct, forbid_unknown_fields=True):
+class AssignIn(Input):
     caregiver_id: Id64
 
 
-class PositionIn(msgspec.Struct, forbid_unknown_fields=True):
+class PositionIn(Input):
     """A WGS 84 position in degrees: where the caregiver is now (shift start, position reports,
     check-out)."""
 
@@ -121,7 +117,7 @@ class PositionIn(msgspec.Struct, forbid_unknown_fields=True):
     lon: Lon
 
 
-class CheckInIn(msgspec.Struct, forbid_unknown_fields=True):
+class CheckInIn(Input):
     """GPS position at the door; ``qr_code``: the code scanned from the elder's door sticker, if any."""
 
     lat: Lat
@@ -131,35 +127,35 @@ class CheckInIn(msgspec.Struct, forbid_unknown_fields=True):
     )
 
 
-class ChecklistIn(msgspec.Struct, forbid_unknown_fields=True):
+class ChecklistIn(Input):
     """Task name → done, e.g. ``{"mop floor": true}``."""
 
     items: Annotated[dict[TaskName, bool], msgspec.Meta(max_length=30)]
 
 
-class SignOffIn(msgspec.Struct, forbid_unknown_fields=True):
+class SignOffIn(Input):
     pin: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
 
 
-class ResolveIn(msgspec.Struct, forbid_unknown_fields=True):
+class ResolveIn(Input):
     reason_code: ReasonCode
     resolution_code: Literal["approved", "rejected", "corrected"]
     note: Note = ""
 
 
-class ExceptionNoteIn(msgspec.Struct, forbid_unknown_fields=True):
+class ExceptionNoteIn(Input):
     """The provider side explains what happened, or contests the exception (or its rejection)."""
 
     kind: Literal["explanation", "contest"]
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=400, pattern=NO_NUL)]
 
 
-class RatingIn(msgspec.Struct, forbid_unknown_fields=True):
+class RatingIn(Input):
     score: Annotated[int, msgspec.Meta(ge=1, le=5)]
     comment: Note = ""
 
 
-class ComplaintCreate(msgspec.Struct, forbid_unknown_fields=True):
+class ComplaintCreate(Input):
     order_id: Id64
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000, pattern=NO_NUL)]
 
@@ -557,18 +553,18 @@ def complaint_page(p: Paged[Complaint]) -> ComplaintPage:
 # --- Day plans ----------------------------------------------------------------------------------
 
 
-class BuildIn(msgspec.Struct, forbid_unknown_fields=True):
+class BuildIn(Input):
     """Build a provider's day plan now. ``provider_id`` is required for supervisors and admins (a
     provider admin builds its own provider's day)."""
 
-    provider_id: Id64 | None = None
+    provider_id: Id32 | None = None
 
 
-class ReplanIn(msgspec.Struct, forbid_unknown_fields=True):
+class ReplanIn(Input):
     """Re-plan a stored day plan. ``provider_id`` is required for supervisors and admins (a provider
     admin re-plans its own provider's day)."""
 
-    provider_id: Id64 | None = None
+    provider_id: Id32 | None = None
     sick_caregiver_ids: Annotated[list[Id64], msgspec.Meta(max_length=200)] = msgspec.field(
         default_factory=list
     )
@@ -634,7 +630,7 @@ def day_plan_read(view: DayPlanView, *, full: bool = True) -> DayPlanRead:
 # --- Callbacks and provider quality ----------------------------------------------------------------
 
 
-class CallbackCompleteIn(msgspec.Struct, forbid_unknown_fields=True):
+class CallbackCompleteIn(Input):
     """The outcome of a phone callback: a satisfaction 1–5 when the elder or family was reached,
     none when nobody answered (``reached`` false)."""
 
@@ -742,7 +738,7 @@ def service_read(entry: Any) -> ServiceRead:
 # --- Provider contracts -------------------------------------------------------------------------------
 
 
-class ContractIn(msgspec.Struct, forbid_unknown_fields=True):
+class ContractIn(Input):
     """A service the provider is contracted for, ``valid_from``..``valid_to`` (inclusive; omitted or
     null: open-ended)."""
 

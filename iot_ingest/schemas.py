@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from core.models import Device, DeviceKind, Gateway
+from core.types import Id64, Input
 
 # The uid is the MQTT username and a topic level (``eldercare/v1/dev/{uid}/…``): no wildcards, no
 # slashes, nothing the ACL's %u substitution could misread.
@@ -16,10 +17,9 @@ Uid = Annotated[str, msgspec.Meta(min_length=3, max_length=40, pattern=r"^[A-Za-
 Model = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[^\x00]*$")]
 Serial = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[^\x00]*$")]
 FriendlyName = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[^\x00/#+]*$")]
-Id64 = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
-class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
+class DeviceCreate(Input):
     """A device to install. A Zigbee device behind a gateway (``gateway_id`` + ``friendly_name``)
     publishes through the gateway's account and gets no MQTT credentials of its own."""
 
@@ -33,7 +33,7 @@ class DeviceCreate(msgspec.Struct, forbid_unknown_fields=True):
     power: Literal["mains", "battery"] = "battery"
 
 
-class GatewayCreate(msgspec.Struct, forbid_unknown_fields=True):
+class GatewayCreate(Input):
     uid: Uid
     model: Model
     serial: Serial

@@ -10,11 +10,12 @@ import msgspec
 from api.schemas.common import Name
 from core.assessment import LEVEL_NAMES, ItemScores
 from core.models import Assessment
+from core.types import Input
 
 Incident = Literal["fall", "choking", "wandering", "self_harm"]
 
 
-class AssessmentCreate(msgspec.Struct, forbid_unknown_fields=True):
+class AssessmentCreate(Input):
     """``items`` holds the score of each of the 26 items (all required; missing ones are reported
     together); ``recent_incidents`` lists care-risk incidents of the last 30 days, one per incident."""
 

@@ -9,6 +9,7 @@ import msgspec
 
 from api.schemas.common import UNSET, Code, Id32, Lat, LocalTime, Lon, Name, PhoneIn, Unset
 from core.models import Caregiver, Certificate, Gender
+from core.types import Input
 
 # A catalogue service code (DOMAIN §3), e.g. MEAL, BATH, CARE.
 Skill = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$")]
@@ -19,7 +20,7 @@ Capacity = Annotated[int, msgspec.Meta(ge=1, le=24)]
 CertificateKind = Literal["health", "eldercare_worker", "nurse"]
 
 
-class CertificateIn(msgspec.Struct, forbid_unknown_fields=True):
+class CertificateIn(Input):
     """健康证 ``health`` (food handler), 养老护理员 ``eldercare_worker`` (level 5 初级 … 1 高级技师,
     required), ``nurse``. ``expires_on`` is the last valid day."""
 
@@ -39,7 +40,7 @@ class CertificateRead(msgspec.Struct):
     expires_on: dt.date
 
 
-class CaregiverCreate(msgspec.Struct, forbid_unknown_fields=True):
+class CaregiverCreate(Input):
     """Working hours are Asia/Shanghai local times (``08:00:00``); ``work_days`` are ISO weekdays
     (1 = Monday); ``daily_capacity`` is visits per day. ``provider_id`` defaults to the provider
     admin's own provider."""
@@ -61,7 +62,7 @@ class CaregiverCreate(msgspec.Struct, forbid_unknown_fields=True):
     )
 
 
-class CaregiverUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class CaregiverUpdate(Input):
     name: Name | Unset = UNSET
     gender: Gender | Unset = UNSET
     phone: PhoneIn | Unset = UNSET

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 import msgspec
 
-# PostgreSQL text cannot hold NUL characters; refuse them at the edge like any other bad value.
-NO_NUL: Final = r"^[^\x00]*$"
-INT32_MAX: Final = 2**31 - 1
-INT64_MAX: Final = 2**63 - 1
+from core.types import INT32_MAX, INT64_MAX, NO_NUL, Id32, Id64, Lat, Lon
+
+__all__ = ["INT32_MAX", "INT64_MAX", "NO_NUL", "Id32", "Id64", "Lat", "Lon"]
 
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=NO_NUL)]
@@ -26,10 +25,6 @@ Address = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO_N
 PhoneIn = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=NO_NUL)]
 # ID numbers are validated by core.idcard, which reports which rule failed.
 IdNumberIn = Annotated[str, msgspec.Meta(min_length=1, max_length=30, pattern=NO_NUL)]
-Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
-Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
-Id32 = Annotated[int, msgspec.Meta(ge=1, le=INT32_MAX)]
-Id64 = Annotated[int, msgspec.Meta(ge=1, le=INT64_MAX)]
 LocalTime = Annotated[dt.time, msgspec.Meta(tz=False)]
 Unset = msgspec.UnsetType
 UNSET = msgspec.UNSET

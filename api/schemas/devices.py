@@ -9,6 +9,7 @@ import msgspec
 
 from api.schemas.common import NO_NUL, UNSET, Id64, Unset
 from core.models import Device, Gateway
+from core.types import Input
 
 Model = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=NO_NUL)]
 FriendlyName = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[^\x00/#+]*$")]
@@ -16,7 +17,7 @@ DeviceStatus = Literal["active", "inactive", "revoked"]
 GatewayStatus = Literal["active", "inactive", "revoked"]
 
 
-class DeviceUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class DeviceUpdate(Input):
     """``elder_id`` moves the device to another home (null: back to stock, admins only)."""
 
     model: Model | Unset = UNSET
@@ -43,7 +44,7 @@ class DeviceRead(msgspec.Struct):
     created_at: dt.datetime
 
 
-class GatewayUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class GatewayUpdate(Input):
     model: Model | Unset = UNSET
     elder_id: Id64 | Unset | None = UNSET
     status: GatewayStatus | Unset = UNSET

@@ -34,11 +34,12 @@ from core.models import (
     SubsidyCategory,
 )
 from core.registry.elders import BlockedView, ElderView
+from core.types import Input
 
 MAX_CONTACTS = 5
 
 
-class ContactIn(msgspec.Struct, forbid_unknown_fields=True):
+class ContactIn(Input):
     name: Name
     relation: Relation
     phone: PhoneIn
@@ -51,7 +52,7 @@ class ContactRead(msgspec.Struct):
     phone: str
 
 
-class CategoryIn(msgspec.Struct, forbid_unknown_fields=True):
+class CategoryIn(Input):
     """A subsidy category held from ``valid_from`` to ``valid_to`` (inclusive; null = open-ended)."""
 
     category: SubsidyCategory
@@ -59,7 +60,7 @@ class CategoryIn(msgspec.Struct, forbid_unknown_fields=True):
     valid_to: dt.date | None = None
 
 
-class CategoryUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class CategoryUpdate(Input):
     category: SubsidyCategory | Unset = UNSET
     valid_from: dt.date | Unset = UNSET
     valid_to: dt.date | Unset | None = UNSET
@@ -72,7 +73,7 @@ class CategoryRead(msgspec.Struct):
     valid_to: dt.date | None
 
 
-class LtcIn(msgspec.Struct, forbid_unknown_fields=True):
+class LtcIn(Input):
     """Long-term-care insurance (长护险) coverage; ``valid_to`` inclusive, null = open-ended."""
 
     policy_no: Code
@@ -80,7 +81,7 @@ class LtcIn(msgspec.Struct, forbid_unknown_fields=True):
     valid_to: dt.date | None = None
 
 
-class LtcUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class LtcUpdate(Input):
     policy_no: Code | Unset = UNSET
     valid_from: dt.date | Unset = UNSET
     valid_to: dt.date | Unset | None = UNSET
@@ -93,7 +94,7 @@ class LtcRead(msgspec.Struct):
     valid_to: dt.date | None
 
 
-class ElderCreate(msgspec.Struct, forbid_unknown_fields=True):
+class ElderCreate(Input):
     """``gender`` and ``birth_on`` default to what the ID number encodes; ``lat``/``lon`` to the
     community's centre."""
 
@@ -117,7 +118,7 @@ class ElderCreate(msgspec.Struct, forbid_unknown_fields=True):
     ltc_coverages: Annotated[list[LtcIn], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
 
 
-class ElderUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class ElderUpdate(Input):
     name: Name | Unset = UNSET
     id_number: IdNumberIn | Unset = UNSET
     gender: Gender | Unset = UNSET
@@ -133,14 +134,14 @@ class ElderUpdate(msgspec.Struct, forbid_unknown_fields=True):
     medical_notes: Notes | Unset = UNSET
 
 
-class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
+class StatusChange(Input):
     """The elder became ``status`` on ``on`` (a local date, not in the future)."""
 
     status: ElderStatus
     on: dt.date
 
 
-class ContactsReplace(msgspec.Struct, forbid_unknown_fields=True):
+class ContactsReplace(Input):
     """The complete ordered list; the first contact is called first."""
 
     contacts: Annotated[list[ContactIn], msgspec.Meta(max_length=MAX_CONTACTS)]
@@ -204,7 +205,7 @@ class ElderCareRead(msgspec.Struct, tag_field="view", tag="care"):
     contacts: list[ContactRead] | None
 
 
-class BlockIn(msgspec.Struct, forbid_unknown_fields=True):
+class BlockIn(Input):
     caregiver_id: Id64
     reason: Reason = ""
 

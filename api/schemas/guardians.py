@@ -8,9 +8,10 @@ import msgspec
 
 from api.schemas.common import UNSET, Id64, Name, PhoneIn, Relation, Unset
 from core.registry.guardians import GuardianView, LinkView
+from core.types import Input
 
 
-class GuardianCreate(msgspec.Struct, forbid_unknown_fields=True):
+class GuardianCreate(Input):
     """With ``elder_id`` the guardian is linked to that elder at once (required for civil-affairs
     officers)."""
 
@@ -21,7 +22,7 @@ class GuardianCreate(msgspec.Struct, forbid_unknown_fields=True):
     is_primary: bool = False
 
 
-class GuardianUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class GuardianUpdate(Input):
     name: Name | Unset = UNSET
     phone: PhoneIn | Unset = UNSET
 
@@ -34,7 +35,7 @@ class GuardianRead(msgspec.Struct):
     created_at: dt.datetime
 
 
-class LinkCreate(msgspec.Struct, forbid_unknown_fields=True):
+class LinkCreate(Input):
     guardian_id: Id64
     relation: Relation
     is_primary: bool = False

@@ -8,6 +8,7 @@ import msgspec
 
 from api.schemas.common import NO_NUL, UNSET, Id32, Lat, Lon, Name, PlaceName, Unset
 from core.models import Community, District, Street
+from core.types import Input
 
 DistrictCode = Annotated[str, msgspec.Meta(pattern=r"^[1-8][0-9]{5}$")]
 StreetCode = Annotated[str, msgspec.Meta(pattern=r"^[1-8][0-9]{8,11}$")]
@@ -26,7 +27,7 @@ class DistrictRead(msgspec.Struct):
     lon: float
 
 
-class DistrictCreate(msgspec.Struct, forbid_unknown_fields=True):
+class DistrictCreate(Input):
     code: DistrictCode
     name: Name
     name_en: EnName
@@ -35,7 +36,7 @@ class DistrictCreate(msgspec.Struct, forbid_unknown_fields=True):
     lon: Lon
 
 
-class DistrictUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class DistrictUpdate(Input):
     code: DistrictCode | Unset = UNSET
     name: Name | Unset = UNSET
     name_en: EnName | Unset = UNSET
@@ -52,14 +53,14 @@ class StreetRead(msgspec.Struct):
     is_township: bool
 
 
-class StreetCreate(msgspec.Struct, forbid_unknown_fields=True):
+class StreetCreate(Input):
     district_id: Id32
     code: StreetCode
     name: PlaceName
     is_township: bool = False
 
 
-class StreetUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class StreetUpdate(Input):
     district_id: Id32 | Unset = UNSET
     code: StreetCode | Unset = UNSET
     name: PlaceName | Unset = UNSET
@@ -76,7 +77,7 @@ class CommunityRead(msgspec.Struct):
     lon: float
 
 
-class CommunityCreate(msgspec.Struct, forbid_unknown_fields=True):
+class CommunityCreate(Input):
     street_id: Id32
     code: CommunityCode
     name: PlaceName
@@ -85,7 +86,7 @@ class CommunityCreate(msgspec.Struct, forbid_unknown_fields=True):
     is_village: bool = False
 
 
-class CommunityUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class CommunityUpdate(Input):
     street_id: Id32 | Unset = UNSET
     code: CommunityCode | Unset = UNSET
     name: PlaceName | Unset = UNSET

@@ -9,12 +9,13 @@ import msgspec
 
 from api.schemas.common import NO_NUL, UNSET, Address, Code, Id32, PhoneIn, Unset
 from core.registry.providers import ProviderView
+from core.types import Input
 
 ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=NO_NUL)]
 DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
 
 
-class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
+class ProviderCreate(Input):
     name: ProviderName
     licence_no: Code
     contract_no: Code
@@ -26,7 +27,7 @@ class ProviderCreate(msgspec.Struct, forbid_unknown_fields=True):
     district_ids: DistrictIds = msgspec.field(default_factory=list)
 
 
-class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class ProviderUpdate(Input):
     name: ProviderName | Unset = UNSET
     licence_no: Code | Unset = UNSET
     contract_no: Code | Unset = UNSET
@@ -37,7 +38,7 @@ class ProviderUpdate(msgspec.Struct, forbid_unknown_fields=True):
     is_active: bool | Unset = UNSET
 
 
-class ProviderDistricts(msgspec.Struct, forbid_unknown_fields=True):
+class ProviderDistricts(Input):
     """The complete set of districts the provider is contracted to serve."""
 
     district_ids: DistrictIds

@@ -10,6 +10,7 @@ import msgspec
 from api.schemas.common import NO_NUL, UNSET, Id32, Id64, Name, PhoneIn, Unset
 from core.models import Role
 from core.registry.users import UserView
+from core.types import Input
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]{2,39}$")]
 # Long passphrases are welcome; Argon2 hashes any length, the cap only bounds the work per request.
@@ -18,7 +19,7 @@ Locale = Literal["zh-CN", "en"]
 DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
 
 
-class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+class UserCreate(Input):
     """Scope fields by role: provider_admin → ``provider_id``; caregiver → ``caregiver_id``;
     elder → ``elder_id``; family → ``guardian_id``; civil_affairs → ``district_ids`` (≥ 1);
     operator/supervisor → optional ``district_ids``; admin → none."""
@@ -37,7 +38,7 @@ class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
     is_active: bool = True
 
 
-class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class UserUpdate(Input):
     """A new role clears the scope fields it does not take; ``unlock: true`` ends a lock-out."""
 
     display_name: Name | Unset = UNSET
@@ -54,7 +55,7 @@ class UserUpdate(msgspec.Struct, forbid_unknown_fields=True):
     unlock: bool | Unset = UNSET
 
 
-class PasswordReset(msgspec.Struct, forbid_unknown_fields=True):
+class PasswordReset(Input):
     """Without ``new_password`` a temporary one is generated and returned once."""
 
     new_password: Password | None = None

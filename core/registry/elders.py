@@ -48,6 +48,7 @@ from core.models import (
     Role,
 )
 from core.phone import normalise_phone
+from core.policy import policy_number
 from core.registry.common import (
     MAX_BIGINT,
     Paged,
@@ -68,6 +69,7 @@ from core.registry.scope import (
 )
 
 MAX_CONTACTS = 5
+MIN_AGE_POLICY = "registry.min_age"
 Child = TypeVar("Child", ElderCategory, LtcCoverage)
 
 
@@ -231,6 +233,22 @@ def _check_identity(id_number: str, gender: str, birth_on: dt.date, today: dt.da
     return parsed.value
 
 
+async def _check_age(session: AsyncSession, birth_on: dt.date, today: dt.date, *, disabled: bool) -> None:
+    """The registry is for elders: at least ``registry.min_age`` (scope ``*``) years old on ``today``.
+    Documented exception: a person with assessed disability — shown by long-term-care insurance
+    (长护险) coverage, which covers disability at any age — needs only the ``disability`` scope's age.
+    Both are dated policy; with no row valid there is no minimum."""
+    scope = "disability" if disabled else "*"
+    years = await session.scalar(select(policy_number(MIN_AGE_POLICY, scope, "years", today, 0)))
+    if years and age_on(birth_on, today) < years:
+        raise Invalid(
+            f"The elder is {age_on(birth_on, today)}; the registry takes people aged {years:g} or over"
+            + ("." if disabled else " (or with long-term-care coverage for a disability)."),
+            code="elder.too_young",
+            field="birth_on",
+        )
+
+
 async def _unique_id_number(session: AsyncSession, id_number: str, *, except_id: int | None = None) -> None:
     existing = await session.scalar(select(Elder.id).where(Elder.id_number == id_number))
     if existing is not None and existing != except_id:
@@ -321,6 +339,7 @@ async def create_elder(
     gender = data.get("gender") or parsed.gender
     birth_on = data.get("birth_on") or parsed.birth_on
     id_number = _check_identity(parsed.value, gender, birth_on, today)
+    await _check_age(session, birth_on, today, disabled=bool(data.get("ltc_coverages")))
     community, district_id = await _place(session, data["community_id"])
     _require_edit(actor, district_id)
     await _unique_id_number(session, id_number)
@@ -381,6 +400,9 @@ async def update_elder(
             today,
         )
         await _unique_id_number(session, values["id_number"], except_id=elder.id)
+        await _check_age(
+            session, values.get("birth_on", elder.birth_on), today, disabled=bool(elder.ltc_coverages)
+        )
     if values.get("phone") is not None:
         values["phone"] = normalise_phone(values["phone"])
     if "community_id" in values:

@@ -3,6 +3,7 @@ over-long strings, unknown references, bad pagination → 4xx RFC 9457 problems 
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,10 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.authz import allow
 from core.http import Db
+from core.idcard import make_id_number
 from core.models import EmergencyContact, Role
 from core.settings import Settings
 from tests.conftest import TEST_NOW
-from tests.integration.registry_support import community_in, elder_body, elder_in, headers_for, make_client
+from tests.integration.registry_support import (
+    community_in,
+    elder_body,
+    elder_in,
+    headers_for,
+    make_client,
+    principal_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +189,90 @@ async def test_a_foreign_key_the_services_missed_is_still_a_422(
         assert (r.status_code, r.json()["code"]) == (422, "reference.unknown")
         # The failed unit of work was rolled back cleanly: the next request works.
         assert (await c.get("/api/v1/districts", headers=admin)).status_code == 200
+
+
+# Out-of-range values that once reached the database (500) or were accepted: (who, method, path, query,
+# body, expected (status, code)). ``{e}`` is the demo elder's id.
+OUT_OF_RANGE: list[tuple[str, str, str, Any, Any, tuple[int, str]]] = [
+    # Dates no schedule can hold: refused by the shared date type, before any arithmetic on them.
+    ("demo_caregiver", "GET", "/api/v1/caregiver/plan", {"day": "9999-12-31"}, None, INVALID),
+    ("demo_caregiver", "GET", "/api/v1/caregiver/plan", {"day": "0001-01-01"}, None, INVALID),
+    ("demo_elder", "POST", "/api/v1/orders", None,
+     {"elder_id": "{e}", "service_code": "CLEAN", "window_start_at": "0001-01-01T00:00:00+08:00"}, INVALID),
+    # A provider id beyond the provider column's range (int4).
+    ("demo_admin", "GET", "/api/v1/dayplans/2026-11-21", {"provider_id": 2**62}, None, INVALID),
+    ("demo_admin", "POST", "/api/v1/dayplans/2026-11-21/replan", None, {"provider_id": 2**62}, INVALID),
+    # Domain bounds (dated policy): too young to register, a category from the far future, a series
+    # starting years ago, an order window beyond the ordering horizon.
+    ("demo_admin", "POST", "/api/v1/elders", None, {"birth_on": "2020-05-06"}, (422, "elder.too_young")),
+    ("demo_admin", "POST", "/api/v1/elders/{e}/categories", None,
+     {"category": "veteran", "valid_from": "9999-12-31"}, INVALID),
+    ("demo_elder", "POST", "/api/v1/recurring-orders", None,
+     {"elder_id": "{e}", "service_code": "CLEAN", "rrule": "FREQ=WEEKLY;COUNT=4",
+      "first_start_at": "2020-01-06T09:00:00+08:00", "duration_minutes": 60},
+     (422, "dispatch.series_start_too_early")),
+    ("demo_elder", "POST", "/api/v1/orders", None,
+     {"elder_id": "{e}", "service_code": "CLEAN", "window_start_at": "9999-06-01T09:00:00+08:00"},
+     INVALID),
+    ("demo_elder", "POST", "/api/v1/orders", None,
+     {"elder_id": "{e}", "service_code": "CLEAN", "window_start_at": "2027-12-01T09:00:00+08:00"},
+     (422, "dispatch.window_too_far")),
+    ("demo_elder", "POST", "/api/v1/recurring-orders", None,
+     {"elder_id": "{e}", "service_code": "CLEAN", "rrule": "FREQ=WEEKLY;COUNT=4",
+      "first_start_at": "2028-01-03T09:00:00+08:00", "duration_minutes": 60},
+     (422, "dispatch.window_too_far")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("who", "method", "path", "query", "body", "expected"),
+    OUT_OF_RANGE,
+    ids=[f"{c[1]} {c[2]} {c[3] or ''}{str(c[4])[:60] if c[4] else ''}" for c in OUT_OF_RANGE],
+)
+async def test_out_of_range_values_are_refused(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    who: str,
+    method: str,
+    path: str,
+    query: Any,
+    body: Any,
+    expected: tuple[int, str],
+) -> None:
+    elder = await principal_of(db, "demo_elder")
+    community = await community_in(db, "420902")
+    headers = await headers_for(db, who)
+
+    def fill(value: Any) -> Any:
+        return elder.elder_id if value == "{e}" else value
+
+    if body is not None:
+        body = {k: fill(v) for k, v in body.items()}
+        if path == "/api/v1/elders":
+            birth = dt.date.fromisoformat(body["birth_on"])
+            body = elder_body(community.id, **body, id_number=make_id_number("420902", birth, 123))
+    r = await client.request(method, path.format(e=elder.elder_id), params=query, json=body, headers=headers)
+    assert r.headers.get("content-type", "").startswith("application/problem+json"), r.text
+    assert (r.status_code, r.json()["code"]) == expected, r.text
+
+
+async def test_the_minimum_age_has_a_disability_exception(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    """Policy ``registry.min_age``: a 26-year-old with long-term-care coverage (assessed disability)
+    is registered; without it, refused (the refusal is the case in OUT_OF_RANGE)."""
+    admin = await headers_for(db, "demo_admin")
+    community = await community_in(db, "420902")
+    body = elder_body(
+        community.id,
+        id_number=make_id_number("420902", dt.date(2000, 5, 6), 125),
+        ltc_coverages=[{"policy_no": "CQX-9", "valid_from": "2026-01-01"}],
+    )
+    r = await client.post("/api/v1/elders", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    r = await client.post(
+        "/api/v1/elders",
+        json={**body, "id_number": make_id_number("420902", dt.date(2012, 5, 6), 127)},
+        headers=admin,
+    )
+    assert (r.status_code, r.json()["code"]) == (422, "elder.too_young"), r.text
