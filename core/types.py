@@ -17,7 +17,7 @@ base of every ``XCreate``/``XUpdate``, and query or path dates from :func:`check
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 from litestar.params import QueryParameter
@@ -81,8 +81,12 @@ class Input(msgspec.Struct, forbid_unknown_fields=True):
                 raise ValueError(f"`{name}` must lie in {_DAY_RANGE}")
 
 
-def check_day(value: dt.date, *, field: str) -> dt.date:
-    """``value`` if it lies in the sanity window, else a 422 ``validation.invalid`` naming ``field``."""
+D = TypeVar("D", bound=dt.date)
+
+
+def check_day(value: D, *, field: str) -> D:
+    """``value`` (a date or an instant) if it lies in the sanity window, else a 422
+    ``validation.invalid`` naming ``field``."""
     if not day_in_range(value):
         raise Invalid(f"{field} must lie in {_DAY_RANGE}.", field=field)
     return value

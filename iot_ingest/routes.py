@@ -16,6 +16,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from core.authz import allow
 from core.http import CurrentPrincipal, Db, Now
 from core.models import Device, Gateway, Role
+from core.types import check_day
 from iot_ingest import provisioning, queries
 from iot_ingest.provisioning import BrokerFiles, IssuedCredential, NewDevice, broker_from_env, topic_prefix
 from iot_ingest.schemas import (
@@ -215,8 +216,8 @@ class TelemetryController(Controller):
             actor=principal,
             elder_id=elder_id,
             metric=metric,
-            start=since,
-            end=until,
+            start=_instant(since, "from"),
+            end=_instant(until, "to"),
             bucket=bucket,
             now=now,
         )
@@ -245,7 +246,13 @@ class TelemetryController(Controller):
         limit: HistoryLimit = 200,
     ) -> DeviceHistoryRead:
         h = await queries.device_history(
-            session=db, actor=principal, device_id=device_id, start=since, end=until, limit=limit, now=now
+            session=db,
+            actor=principal,
+            device_id=device_id,
+            start=_instant(since, "from"),
+            end=_instant(until, "to"),
+            limit=limit,
+            now=now,
         )
         return DeviceHistoryRead(
             device_id=h.device_id,
@@ -266,6 +273,10 @@ class TelemetryController(Controller):
                 for r in h.rows
             ],
         )
+
+
+def _instant(value: dt.datetime | None, field: str) -> dt.datetime | None:
+    return None if value is None else check_day(value, field=field)
 
 
 CONTROLLERS = (register_device, register_gateway, RevocationController, TelemetryController)

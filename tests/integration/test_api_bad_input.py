@@ -199,6 +199,9 @@ OUT_OF_RANGE: list[tuple[str, str, str, Any, Any, tuple[int, str]]] = [
     ("demo_caregiver", "GET", "/api/v1/caregiver/plan", {"day": "0001-01-01"}, None, INVALID),
     ("demo_elder", "POST", "/api/v1/orders", None,
      {"elder_id": "{e}", "service_code": "CLEAN", "window_start_at": "0001-01-01T00:00:00+08:00"}, INVALID),
+    ("demo_admin", "GET", "/api/v1/elders/{e}/vitals", {"from": "0001-01-01T00:00:00+08:00"}, None, INVALID),
+    ("demo_admin", "GET", "/api/v1/devices/1/history", {"to": "9999-12-31T23:00:00-08:00"}, None, INVALID),
+    ("demo_admin", "GET", "/api/v1/services", {"on": "9999-12-31"}, None, (422, "catalogue.date_invalid")),
     # A provider id beyond the provider column's range (int4).
     ("demo_admin", "GET", "/api/v1/dayplans/2026-11-21", {"provider_id": 2**62}, None, INVALID),
     ("demo_admin", "POST", "/api/v1/dayplans/2026-11-21/replan", None, {"provider_id": 2**62}, INVALID),
