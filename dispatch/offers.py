@@ -51,6 +51,7 @@ from core.models import (
     ElderBlockedCaregiver,
     ProviderDistrict,
 )
+from core.registry.common import in_key_range
 from dispatch.common import (
     CONTINUITY_DAYS as CONTINUITY_DAYS,  # re-exported: the policy's default, still imported from here
 )
@@ -191,6 +192,8 @@ async def _close_offer(
     """Move this caregiver's pending offer to ``to`` with one conditional UPDATE (the race-safe step);
     ``in_time`` also requires the deadline not to have passed. Returns the order id, or raises
     :class:`OfferNotOpen` when the offer was not open (taken, answered, expired or someone else's)."""
+    if not in_key_range(offer_id):  # no offer has an id the bigint column cannot hold
+        raise OfferNotOpen(f"offer {offer_id} is not open for caregiver {caregiver_id}")
     conditions = [
         Offer.id == offer_id,
         Offer.caregiver_id == caregiver_id,

@@ -202,6 +202,11 @@ OUT_OF_RANGE: list[tuple[str, str, str, Any, Any, tuple[int, str]]] = [
     ("demo_admin", "GET", "/api/v1/elders/{e}/vitals", {"from": "0001-01-01T00:00:00+08:00"}, None, INVALID),
     ("demo_admin", "GET", "/api/v1/devices/1/history", {"to": "9999-12-31T23:00:00-08:00"}, None, INVALID),
     ("demo_admin", "GET", "/api/v1/services", {"on": "9999-12-31"}, None, (422, "catalogue.date_invalid")),
+    # Ids in paths beyond any column: not found (or, for an offer, not open), never a 500.
+    ("demo_caregiver", "POST", f"/api/v1/caregiver/offers/{2**80}/accept", None, None,
+     (409, "dispatch.offer_not_open")),
+    ("demo_caregiver", "POST", f"/api/v1/caregiver/offers/{2**80}/decline", None, None,
+     (409, "dispatch.offer_not_open")),
     # A provider id beyond the provider column's range (int4).
     ("demo_admin", "GET", "/api/v1/dayplans/2026-11-21", {"provider_id": 2**62}, None, INVALID),
     ("demo_admin", "POST", "/api/v1/dayplans/2026-11-21/replan", None, {"provider_id": 2**62}, INVALID),
