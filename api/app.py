@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth import AuthController, authorize
 from api.deps import provide_db, provide_now, provide_principal
 from api.health import HealthController
+from api.openapi import BEARER, LocalTimeSchema, document_operations
 from api.problems import EXCEPTION_HANDLERS
 from core import audit
 from core.authz import public
@@ -141,12 +142,11 @@ def create_app(
         ],
         components=Components(
             security_schemes={
-                "bearer": SecurityScheme(
+                BEARER: SecurityScheme(
                     type="http", scheme="bearer", description="Token from /api/v1/auth/login"
                 )
             }
         ),
-        security=[{"bearer": []}],
         openapi_router=Router(path="/api/schema", route_handlers=[], opt=public(), include_in_schema=False),
     )
 
@@ -173,5 +173,7 @@ def create_app(
         middleware=[metrics_middleware],
         on_shutdown=[_dispose],
         debug=settings.debug,
+        plugins=[LocalTimeSchema()],
     )
+    document_operations(app)
     return app

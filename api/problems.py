@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import (
@@ -25,6 +26,18 @@ from core.errors import DomainError
 log = structlog.get_logger()
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://eldercare.example.org/problems/"
+
+
+class Problem(msgspec.Struct):
+    """An RFC 9457 problem as this API serves it (``application/problem+json``). Some codes add
+    members: ``errors`` (validation), ``field`` (the offending input), ``retry_after_s``…"""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    instance: str
 
 
 def problem(
