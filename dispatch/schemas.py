@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from core.registry.common import Paged
-from core.types import NO_NUL, Id32, Id64, Input, Instant, Lat, Lon
+from core.types import NO_NUL, Day, Id32, Id64, Input, Instant, Lat, Lon
 from dispatch.caregiver_app import OpenOffer
 from dispatch.dayplans import DayPlanView
 from dispatch.models import (
@@ -743,8 +743,8 @@ class ContractIn(Input):
     null: open-ended)."""
 
     service_code: ServiceCode
-    valid_from: dt.date
-    valid_to: dt.date | None = None
+    valid_from: Day
+    valid_to: Day | None = None
 
 
 ContractList = Annotated[list[ContractIn], msgspec.Meta(max_length=200)]

@@ -10,7 +10,7 @@ import msgspec
 from api.schemas.common import Name
 from core.assessment import LEVEL_NAMES, ItemScores
 from core.models import Assessment
-from core.types import Input
+from core.types import Day, Input
 
 Incident = Literal["fall", "choking", "wandering", "self_harm"]
 
@@ -27,7 +27,7 @@ class AssessmentCreate(Input):
         ),
     ]
     assessor: Name
-    assessed_on: dt.date
+    assessed_on: Day
     has_dementia_dx: bool = False
     has_other_mental_dx: bool = False
     recent_incidents: Annotated[list[Incident], msgspec.Meta(max_length=30)] = msgspec.field(

@@ -9,7 +9,7 @@ import msgspec
 
 from api.schemas.common import UNSET, Code, Id32, Lat, LocalTime, Lon, Name, PhoneIn, Unset
 from core.models import Caregiver, Certificate, Gender
-from core.types import Input
+from core.types import Day, Input
 
 # A catalogue service code (DOMAIN §3), e.g. MEAL, BATH, CARE.
 Skill = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$")]
@@ -26,8 +26,8 @@ class CertificateIn(Input):
 
     kind: CertificateKind
     number: Code
-    issued_on: dt.date
-    expires_on: dt.date
+    issued_on: Day
+    expires_on: Day
     level: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
 
 

@@ -34,7 +34,7 @@ from core.models import (
     SubsidyCategory,
 )
 from core.registry.elders import BlockedView, ElderView
-from core.types import Input
+from core.types import Day, Input
 
 MAX_CONTACTS = 5
 
@@ -56,14 +56,14 @@ class CategoryIn(Input):
     """A subsidy category held from ``valid_from`` to ``valid_to`` (inclusive; null = open-ended)."""
 
     category: SubsidyCategory
-    valid_from: dt.date
-    valid_to: dt.date | None = None
+    valid_from: Day
+    valid_to: Day | None = None
 
 
 class CategoryUpdate(Input):
     category: SubsidyCategory | Unset = UNSET
-    valid_from: dt.date | Unset = UNSET
-    valid_to: dt.date | Unset | None = UNSET
+    valid_from: Day | Unset = UNSET
+    valid_to: Day | Unset | None = UNSET
 
 
 class CategoryRead(msgspec.Struct):
@@ -77,14 +77,14 @@ class LtcIn(Input):
     """Long-term-care insurance (长护险) coverage; ``valid_to`` inclusive, null = open-ended."""
 
     policy_no: Code
-    valid_from: dt.date
-    valid_to: dt.date | None = None
+    valid_from: Day
+    valid_to: Day | None = None
 
 
 class LtcUpdate(Input):
     policy_no: Code | Unset = UNSET
-    valid_from: dt.date | Unset = UNSET
-    valid_to: dt.date | Unset | None = UNSET
+    valid_from: Day | Unset = UNSET
+    valid_to: Day | Unset | None = UNSET
 
 
 class LtcRead(msgspec.Struct):
@@ -104,7 +104,7 @@ class ElderCreate(Input):
     community_id: Id32
     living_situation: LivingSituation
     gender: Gender | None = None
-    birth_on: dt.date | None = None
+    birth_on: Day | None = None
     phone: PhoneIn | None = None
     lat: Lat | None = None
     lon: Lon | None = None
@@ -122,7 +122,7 @@ class ElderUpdate(Input):
     name: Name | Unset = UNSET
     id_number: IdNumberIn | Unset = UNSET
     gender: Gender | Unset = UNSET
-    birth_on: dt.date | Unset = UNSET
+    birth_on: Day | Unset = UNSET
     phone: PhoneIn | Unset | None = UNSET
     address: Address | Unset = UNSET
     lat: Lat | Unset = UNSET
@@ -138,7 +138,7 @@ class StatusChange(Input):
     """The elder became ``status`` on ``on`` (a local date, not in the future)."""
 
     status: ElderStatus
-    on: dt.date
+    on: Day
 
 
 class ContactsReplace(Input):

@@ -9,7 +9,7 @@ import msgspec
 
 from api.schemas.common import NO_NUL, UNSET, Address, Code, Id32, PhoneIn, Unset
 from core.registry.providers import ProviderView
-from core.types import Input
+from core.types import Day, Input
 
 ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=NO_NUL)]
 DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
@@ -19,10 +19,10 @@ class ProviderCreate(Input):
     name: ProviderName
     licence_no: Code
     contract_no: Code
-    contract_from: dt.date
+    contract_from: Day
     phone: PhoneIn
     address: Address
-    contract_to: dt.date | None = None
+    contract_to: Day | None = None
     is_active: bool = True
     district_ids: DistrictIds = msgspec.field(default_factory=list)
 
@@ -31,8 +31,8 @@ class ProviderUpdate(Input):
     name: ProviderName | Unset = UNSET
     licence_no: Code | Unset = UNSET
     contract_no: Code | Unset = UNSET
-    contract_from: dt.date | Unset = UNSET
-    contract_to: dt.date | Unset | None = UNSET
+    contract_from: Day | Unset = UNSET
+    contract_to: Day | Unset | None = UNSET
     phone: PhoneIn | Unset = UNSET
     address: Address | Unset = UNSET
     is_active: bool | Unset = UNSET
