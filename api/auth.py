@@ -79,8 +79,11 @@ class LoginRequest(Input):
     password: str
 
     def __post_init__(self) -> None:
+        # Checked here, not in Meta: the web form builds this Struct directly, which skips Meta.
         if not (1 <= len(self.login) <= 60) or not (1 <= len(self.password) <= 200):
             raise msgspec.ValidationError("login must be 1–60 and password 1–200 characters")
+        if "\x00" in self.login:  # PostgreSQL text cannot hold it; no login contains it
+            raise msgspec.ValidationError("login may not contain NUL characters")
 
 
 class TokenResponse(msgspec.Struct):

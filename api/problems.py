@@ -149,8 +149,9 @@ def _dbapi(request: Request[Any, Any, Any], exc: DBAPIError) -> Response[dict[st
         "22003",
         "22007",
         "22008",
+        "22021",
         "22P02",
-    ):  # too long, out of range, bad datetime, bad text
+    ):  # too long, out of range, bad datetime, a character text cannot hold (NUL), bad text
         return problem(
             request,
             status=422,

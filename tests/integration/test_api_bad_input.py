@@ -10,12 +10,13 @@ from typing import Any
 import httpx
 import pytest
 from litestar import post
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.authz import allow
 from core.http import Db
 from core.idcard import make_id_number
-from core.models import EmergencyContact, Role
+from core.models import AppUser, EmergencyContact, Role
 from core.settings import Settings
 from tests.conftest import TEST_NOW
 from tests.integration.registry_support import (
@@ -194,6 +195,8 @@ async def test_a_foreign_key_the_services_missed_is_still_a_422(
 # Out-of-range values that once reached the database (500) or were accepted: (who, method, path, query,
 # body, expected (status, code)). ``{e}`` is the demo elder's id.
 OUT_OF_RANGE: list[tuple[str, str, str, Any, Any, tuple[int, str]]] = [
+    # A NUL character no text column can hold, where no length or pattern rule caught it.
+    ("demo_admin", "POST", "/api/v1/auth/login", None, {"login": "a\u0000b", "password": "x"}, INVALID),
     # Dates no schedule can hold: refused by the shared date type, before any arithmetic on them.
     ("demo_caregiver", "GET", "/api/v1/caregiver/plan", {"day": "9999-12-31"}, None, INVALID),
     ("demo_caregiver", "GET", "/api/v1/caregiver/plan", {"day": "0001-01-01"}, None, INVALID),
@@ -284,3 +287,30 @@ async def test_the_minimum_age_has_a_disability_exception(
         headers=admin,
     )
     assert (r.status_code, r.json()["code"]) == (422, "elder.too_young"), r.text
+
+
+async def test_a_nul_in_the_sign_in_form_is_refused(client: httpx.AsyncClient) -> None:
+    await client.get("/login")
+    csrf = client.cookies.get("ec_csrf") or ""
+    r = await client.post(
+        "/login", data={"login": "a\u0000b", "password": "x"}, headers={"x-csrf-token": csrf}
+    )
+    assert r.status_code == 422, r.text[:300]
+
+
+async def test_a_nul_the_edge_missed_is_still_a_422(
+    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], db: AsyncSession
+) -> None:
+    """The database refusing a NUL character (SQLSTATE 22021) is a ``validation.value`` problem."""
+    from api.app import create_app
+
+    @post("/api/v1/test-nul", opt=allow(Role.ADMIN), status_code=200)
+    async def nul(db: Db) -> None:
+        await db.scalar(select(AppUser.id).where(AppUser.username == "a\u0000b"))
+
+    app = create_app(test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW, extra_handlers=[nul])
+    admin = await headers_for(db, "demo_admin")
+    transport = httpx.ASGITransport(app=app, client=("testclient", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        r = await c.post("/api/v1/test-nul", headers=admin)
+        assert (r.status_code, r.json()["code"]) == (422, "validation.value"), r.text
