@@ -216,6 +216,9 @@ OUT_OF_RANGE: list[tuple[str, str, str, Any, Any, tuple[int, str]]] = [
     # Domain bounds (dated policy): too young to register, a category from the far future, a series
     # starting years ago, an order window beyond the ordering horizon.
     ("demo_admin", "POST", "/api/v1/elders", None, {"birth_on": "2020-05-06"}, (422, "elder.too_young")),
+    ("demo_admin", "PATCH", "/api/v1/elders/{e}", None,
+     {"id_number": make_id_number("420902", dt.date(2012, 5, 6), 123), "gender": "M",
+      "birth_on": "2012-05-06"}, (422, "elder.too_young")),
     ("demo_admin", "POST", "/api/v1/elders/{e}/categories", None,
      {"category": "veteran", "valid_from": "9999-12-31"}, INVALID),
     ("demo_elder", "POST", "/api/v1/recurring-orders", None,
