@@ -348,6 +348,13 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         # How far ahead a visit may be ordered, and how far back a recurring series may start
         # (dispatch.orders; beyond these a request is a 422 naming the field).
         PolicyDefault("dispatch.order_horizon", "*", {"days": 180}, "ordering horizon, project default [E]"),
+        # A window may start this little in the past (a request in flight) and last at most this long.
+        PolicyDefault(
+            "dispatch.order_window",
+            "*",
+            {"past_grace_minutes": 5, "max_hours": 12},
+            "order window bounds, project default [E]",
+        ),
         PolicyDefault(
             "dispatch.series_lookback", "*", {"days": 31}, "series start lookback, project default [E]"
         ),

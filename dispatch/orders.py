@@ -75,6 +75,7 @@ RECURRING_HORIZON_DAYS = 14  # recurring orders are materialised this many days 
 # The cancel reason of an order cancelled by pausing its series (resuming re-creates the occurrence).
 SERIES_PAUSED = "series paused"
 ORDER_HORIZON_POLICY = "dispatch.order_horizon"
+ORDER_WINDOW_POLICY = "dispatch.order_window"
 SERIES_LOOKBACK_POLICY = "dispatch.series_lookback"
 
 
@@ -213,6 +214,13 @@ def _order_check_statement() -> Any:
         elder_status.scalar_subquery().label("elder_status"),
         price.scalar_subquery().label("price"),
         _horizon_days(bindparam("today", type_=Date)).label("horizon_days"),
+        # With no row valid: no grace for a start in the past, no limit on the window's length.
+        policy_number(
+            ORDER_WINDOW_POLICY, "*", "past_grace_minutes", bindparam("today", type_=Date), 0
+        ).label("past_grace_minutes"),
+        policy_number(ORDER_WINDOW_POLICY, "*", "max_hours", bindparam("today", type_=Date), -1).label(
+            "max_window_hours"
+        ),
     ).where(Service.code == code)
 
 
@@ -274,14 +282,16 @@ async def place_order(
     if row.elder_status is None:
         raise unknown_reference("elder_id", elder_id, "elder")
     service = row.Service
-    if start < now - dt.timedelta(minutes=5):
+    if start < now - dt.timedelta(minutes=row.past_grace_minutes):
         raise Invalid("The window may not start in the past.", code="dispatch.window_past")
     _check_horizon(start, now=now, horizon_days=row.horizon_days, field="window_start_at")
     end = window_end_at or start + dt.timedelta(minutes=30)
     if end < start:
         raise Invalid("The window ends before it starts.", code="dispatch.window_order")
-    if end - start > dt.timedelta(hours=12):
-        raise Invalid("The window may be at most 12 hours long.", code="dispatch.window_too_long")
+    if row.max_window_hours >= 0 and end - start > dt.timedelta(hours=row.max_window_hours):
+        raise Invalid(
+            f"The window may be at most {row.max_window_hours:g} hours long.", code="dispatch.window_too_long"
+        )
     if row.elder_status != "active":
         raise DispatchError(f"elder {elder_id} is unknown or not active")
     order = await _insert_order(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.authz import allow
 from core.http import Db
 from core.idcard import make_id_number
-from core.models import AppUser, EmergencyContact, Role
+from core.models import AppUser, EmergencyContact, PolicyValue, Role
 from core.settings import Settings
 from tests.conftest import TEST_NOW
 from tests.integration.registry_support import (
@@ -317,3 +317,26 @@ async def test_a_nul_the_edge_missed_is_still_a_422(
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         r = await c.post("/api/v1/test-nul", headers=admin)
         assert (r.status_code, r.json()["code"]) == (422, "validation.value"), r.text
+
+
+async def test_the_order_window_bounds_are_dated_policy(client: httpx.AsyncClient, db: AsyncSession) -> None:
+    """A newer ``dispatch.order_window`` row (max 2 hours from today) replaces the seeded 12 hours."""
+    db.add(
+        PolicyValue(
+            key="dispatch.order_window",
+            scope="*",
+            value={"past_grace_minutes": 5, "max_hours": 2},
+            valid_from=TEST_NOW.date(),
+            source="test",
+        )
+    )
+    await db.commit()
+    elder = await principal_of(db, "demo_elder")
+    body = {
+        "elder_id": elder.elder_id,
+        "service_code": "CLEAN",
+        "window_start_at": "2026-11-25T09:00:00+08:00",
+        "window_end_at": "2026-11-25T12:00:00+08:00",
+    }
+    r = await client.post("/api/v1/orders", json=body, headers=await headers_for(db, "demo_elder"))
+    assert (r.status_code, r.json()["code"]) == (422, "dispatch.window_too_long"), r.text
