@@ -79,6 +79,7 @@ class LoginRequest(Input):
     password: str
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # Checked here, not in Meta: the web form builds this Struct directly, which skips Meta.
         if not (1 <= len(self.login) <= 60) or not (1 <= len(self.password) <= 200):
             raise msgspec.ValidationError("login must be 1–60 and password 1–200 characters")
@@ -101,6 +102,7 @@ class PasswordChange(Input):
     new_password: Password
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not 1 <= len(self.current_password) <= 200:
             raise msgspec.ValidationError("current_password must be 1–200 characters")
 
