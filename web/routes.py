@@ -12,9 +12,10 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from api.auth import SESSION_COOKIE, LoginRequest, login_with, session_cookie
+from api.auth import SESSION_COOKIE, LoginRequest, PasswordChange, login_with, session_cookie
 from api.deps import client_ip
 from core.authz import STAFF, Principal, public
+from core.credentials import change_password
 from core.errors import AccountLocked, DomainError, TooManyRequests
 from core.http import Db, Now
 from core.registry.figures import Figures, area_figures
@@ -64,6 +65,8 @@ class WebController(Controller):
         principal: Principal | None = request.scope.get("principal")  # type: ignore[assignment]
         if principal is None:
             return Redirect("/login")
+        if principal.password_change_required:  # after an admin reset: nothing else until it is done
+            return Redirect("/password")
         t = translator(_context(request)["locale"])
         if principal.role not in STAFF:  # GET /api/v1/figures serves staff only; so does this page
             return _page(request, "home.html", figures=[], scope_label=t["scope.own"])
@@ -113,6 +116,58 @@ class WebController(Controller):
             )
         )
         return response
+
+    @get("/password", opt=public())
+    async def password_form(self, request: Request[Any, Any, Any]) -> Template | Redirect:
+        if request.scope.get("principal") is None:
+            return Redirect("/login")
+        return _page(request, "password.html", error=None, done=False)
+
+    @post("/password", opt=public(), status_code=200)
+    async def password(
+        self,
+        request: Request[Any, Any, Any],
+        state: State,
+        data: URLEncodedBody[dict[str, str]],
+    ) -> Template | Redirect:
+        """The API's password change (``POST /api/v1/auth/password``) as a form: the same checks,
+        the same counting of a wrong current password, the same revocation of other sessions.
+        Own transaction, like sign-in: a wrong current password is committed before answering."""
+        principal: Principal | None = request.scope.get("principal")  # type: ignore[assignment]
+        token = request.cookies.get(SESSION_COOKIE)
+        if principal is None or token is None:
+            return Redirect("/login")
+        t = translator(_context(request)["locale"])
+        new_password = data.get("new_password") or ""
+        if new_password != (data.get("confirm_password") or ""):
+            return _page(request, "password.html", status_code=422, error=t["password.mismatch"], done=False)
+        try:
+            change = msgspec.convert(
+                {"current_password": data.get("current_password") or "", "new_password": new_password},
+                PasswordChange,
+            )
+        except msgspec.ValidationError:
+            return _page(request, "password.html", status_code=422, error=t["password.rules"], done=False)
+        async with state.sessionmaker() as session, session.begin():
+            error = await change_password(
+                session=session,
+                actor=principal,
+                token=token,
+                current_password=change.current_password,
+                new_password=change.new_password,
+                ip=client_ip(request),
+                now=state.clock(),
+            )
+        if error is not None:
+            message = t["login.locked"] if isinstance(error, AccountLocked) else t["password.failed"]
+            if error.code == "auth.password_unchanged":
+                message = t["password.unchanged"]
+            page = _page(request, "password.html", status_code=error.status, error=message, done=False)
+            retry = error.extra.get("retry_after_s")
+            if isinstance(retry, int):
+                page.headers["Retry-After"] = str(retry)
+            return page
+        return _page(request, "password.html", error=None, done=True)
 
     @post("/logout", opt=public(), status_code=303)
     async def logout(self, request: Request[Any, Any, Any], db: Db, state: State) -> Redirect:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -132,3 +134,79 @@ async def test_audit_rows_carry_the_request_id_and_client_address(
     # A malformed caller id is replaced by a fresh one.
     r = await client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
     assert len(r.headers["x-request-id"]) == 32
+
+
+async def _web_login(client: Client, login: str, password: str) -> None:
+    token = await _csrf(client)
+    r = await client.post(
+        "/login", data={"login": login, "password": password, "_csrf_token": token}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+
+
+async def test_after_an_admin_reset_the_web_asks_for_a_new_password_first(
+    client: Client, web_user: AppUser, login: Callable[..., Awaitable[dict[str, str]]]
+) -> None:
+    admin = await login("demo_admin")
+    r = await client.post(f"/api/v1/users/{web_user.id}/password", json={}, headers=admin)
+    assert r.status_code == 200, r.text
+    temporary = r.json()["temporary_password"]
+
+    await _web_login(client, web_user.username, temporary)
+    home = await client.get("/", follow_redirects=False)
+    assert (home.status_code, home.headers["location"]) in ((302, "/password"), (303, "/password"))
+    page = await client.get("/password")
+    assert page.status_code == 200
+    assert "管理员已重置您的密码" in page.text
+
+    new = "web-own-passphrase-2026"
+    form = {"current_password": temporary, "new_password": new, "confirm_password": new}
+    r = await client.post("/password", data={**form, "_csrf_token": client.cookies["ec_csrf"]})
+    assert r.status_code == 200, r.text
+    assert "密码已修改" in r.text
+    assert (await client.get("/", follow_redirects=False)).status_code == 200
+    me = await client.get("/api/v1/auth/me")
+    assert me.json()["password_change_required"] is False
+    fresh = await client.post("/api/v1/auth/login", json={"login": web_user.username, "password": new})
+    assert fresh.status_code == 200
+
+
+async def test_the_web_password_form_checks_like_the_api_and_ends_other_sessions(
+    client: Client, web_user: AppUser, db: AsyncSession
+) -> None:
+    other = await client.post("/api/v1/auth/login", json={"login": web_user.username, "password": PASSWORD})
+    other_headers = {"Authorization": f"Bearer {other.json()['access_token']}"}
+    await _web_login(client, web_user.username, PASSWORD)
+    csrf = client.cookies["ec_csrf"]
+
+    without = await client.post("/password", data={"current_password": PASSWORD, "new_password": "x" * 12})
+    assert without.status_code == 403  # CSRF, as every form
+
+    mismatch = {"current_password": PASSWORD, "new_password": "a" * 12, "confirm_password": "b" * 12}
+    r = await client.post("/password", data={**mismatch, "_csrf_token": csrf})
+    assert r.status_code == 422
+    assert "两次输入的新密码不一致" in r.text
+
+    short = {"current_password": PASSWORD, "new_password": "short", "confirm_password": "short"}
+    assert (await client.post("/password", data={**short, "_csrf_token": csrf})).status_code == 422
+
+    wrong = {"current_password": "not-the-password", "new_password": "c" * 12, "confirm_password": "c" * 12}
+    r = await client.post("/password", data={**wrong, "_csrf_token": csrf})
+    assert r.status_code == 422
+    assert "当前密码错误" in r.text
+    failed = await db.scalar(
+        select(AuditLog).where(
+            AuditLog.action == "password_change_failed", AuditLog.entity_id == str(web_user.id)
+        )
+    )
+    assert failed is not None  # a wrong current password counts, as on the API
+
+    good = {"current_password": PASSWORD, "new_password": "d" * 12, "confirm_password": "d" * 12}
+    r = await client.post("/password", data={**good, "_csrf_token": csrf})
+    assert r.status_code == 200, r.text
+    assert (await client.get("/api/v1/auth/me", headers=other_headers)).status_code == 401
+    assert (await client.get("/", follow_redirects=False)).status_code == 200  # this session stays
+    changed = await db.scalar(
+        select(AuditLog).where(AuditLog.action == "password_change", AuditLog.entity_id == str(web_user.id))
+    )
+    assert changed is not None
