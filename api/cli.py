@@ -45,6 +45,7 @@ from core.platform.postgres import (
     database_name,
     find_database,
     require_database,
+    require_migrated,
 )
 from core.platform.supervisor import Component, Supervisor
 from core.settings import PROJECT_ROOT, STATE_DIR, Settings
@@ -109,13 +110,17 @@ async def seed(settings: Settings, *, demo: bool, today: dt.date) -> Any:
         await engine.dispose()
 
 
+def _url_source(args: argparse.Namespace) -> str:
+    """Where the database URL came from, for one-line errors."""
+    if getattr(args, "url", None):
+        return "--url"
+    return "ELDERCARE_DATABASE_URL" if os.environ.get("ELDERCARE_DATABASE_URL") else "the default URL"
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(json=settings.log_json, level=settings.log_level)
-    if getattr(args, "url", None):
-        source = "--url"
-    else:
-        source = "ELDERCARE_DATABASE_URL" if os.environ.get("ELDERCARE_DATABASE_URL") else "the default URL"
+    source = _url_source(args)
     try:
         # A missing database is created, as ``demo`` does; a server that does not answer is one line.
         created = asyncio.run(require_database(settings.database_url, source=source))
@@ -133,6 +138,11 @@ def cmd_seed(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(json=settings.log_json, level=settings.log_level)
     today = args.today or _today_shanghai()
+    try:
+        asyncio.run(require_migrated(settings.database_url, source=_url_source(args)))
+    except DatabaseUnavailable as exc:
+        _err(f"eldercare seed: {exc}")
+        return 1
     result = asyncio.run(seed(settings, demo=args.demo, today=today))
     if args.demo:
         state = "created" if result.created else "already present, nothing added"

