@@ -39,7 +39,6 @@ import struct
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -1103,7 +1102,3 @@ def run(settings: Settings, config: IngestConfig | None = None) -> None:
     # within 1 ms rather than CPython's default 5 ms.
     sys.setswitchinterval(0.001)
     asyncio.run(run_async(settings, config))
-
-
-def new_client_id() -> str:
-    return f"{INGEST_CLIENT_ID_PREFIX}-{uuid.uuid4().hex[:8]}"
