@@ -16,7 +16,7 @@ from api.deps import client_ip
 from api.schemas.users import Password
 from core.authz import PUBLIC, Principal, authenticated, during_password_change, public, rule_allows
 from core.credentials import change_password
-from core.errors import Forbidden, Unauthenticated
+from core.errors import DomainError, Forbidden, Unauthenticated
 from core.http import CurrentPrincipal, Db, Now
 from core.sessions import attempt_login, principal_for_token, revoke
 from core.types import Input
@@ -135,6 +135,24 @@ def me_of(p: Principal) -> MeResponse:
     )
 
 
+async def change_password_with(
+    state: State, *, principal: Principal, token: str, change: PasswordChange, ip: str | None
+) -> DomainError | None:
+    """The signed-in user's password change (API and web form alike), in its own committed
+    transaction: a wrong current password is counted even though the request fails. Returns the
+    error for the caller to report, or ``None`` once changed."""
+    async with state.sessionmaker() as session, session.begin():
+        return await change_password(
+            session=session,
+            actor=principal,
+            token=token,
+            current_password=change.current_password,
+            new_password=change.new_password,
+            ip=ip,
+            now=state.clock(),
+        )
+
+
 async def login_with(state: State, *, login: str, password: str, ip: str | None) -> TokenResponse:
     """Own transaction: a failed attempt (counter, lock-out, audit) is committed before raising."""
     now = state.clock()
@@ -190,16 +208,9 @@ class AuthController(Controller):
         token, _ = _token(request)
         if token is None:  # not reached: the guard found a principal through a token
             raise Unauthenticated("Sign in first.")
-        async with state.sessionmaker() as session, session.begin():
-            error = await change_password(
-                session=session,
-                actor=principal,
-                token=token,
-                current_password=data.current_password,
-                new_password=data.new_password,
-                ip=client_ip(request),
-                now=state.clock(),
-            )
+        error = await change_password_with(
+            state, principal=principal, token=token, change=data, ip=client_ip(request)
+        )
         if error is not None:
             raise error
 

@@ -12,10 +12,16 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from api.auth import SESSION_COOKIE, LoginRequest, PasswordChange, login_with, session_cookie
+from api.auth import (
+    SESSION_COOKIE,
+    LoginRequest,
+    PasswordChange,
+    change_password_with,
+    login_with,
+    session_cookie,
+)
 from api.deps import client_ip
 from core.authz import STAFF, Principal, public
-from core.credentials import change_password
 from core.errors import AccountLocked, DomainError, TooManyRequests
 from core.http import Db, Now
 from core.registry.figures import Figures, area_figures
@@ -148,16 +154,9 @@ class WebController(Controller):
             )
         except msgspec.ValidationError:
             return _page(request, "password.html", status_code=422, error=t["password.rules"], done=False)
-        async with state.sessionmaker() as session, session.begin():
-            error = await change_password(
-                session=session,
-                actor=principal,
-                token=token,
-                current_password=change.current_password,
-                new_password=change.new_password,
-                ip=client_ip(request),
-                now=state.clock(),
-            )
+        error = await change_password_with(
+            state, principal=principal, token=token, change=change, ip=client_ip(request)
+        )
         if error is not None:
             message = t["login.locked"] if isinstance(error, AccountLocked) else t["password.failed"]
             if error.code == "auth.password_unchanged":
