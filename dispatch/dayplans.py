@@ -635,6 +635,20 @@ async def plan_provider_day(
     return record
 
 
+def _dispatchers_provider(actor: Principal, provider_id: int | None, *, verb: str) -> int:
+    """The provider whose day a dispatcher builds or re-plans: a provider admin's own (naming another
+    is 403 ``scope.provider``); supervisors and admins must name one."""
+    if actor.role not in DAYPLAN_REPLANNERS:
+        raise Forbidden(f"Your role may not {verb} a day plan.", code="auth.forbidden")
+    if actor.role == Role.PROVIDER_ADMIN:
+        if provider_id is not None and provider_id != actor.provider_id:
+            raise Forbidden(f"You may {verb} only your own provider's day.", code="scope.provider")
+        provider_id = actor.provider_id
+    if provider_id is None:
+        raise Invalid(f"Name the provider whose day to {verb}.", code="dayplan.provider_required")
+    return provider_id
+
+
 async def _replan_record(
     session: AsyncSession,
     record: ProviderDayPlan,
@@ -830,14 +844,7 @@ async def build_day(
     :func:`plan_provider_day`). 404 ``day_plan.nothing_to_plan`` when there is no plan and no order
     to plan; 422 ``dayplan.day_past`` for a day before today and ``dayplan.day_not_ahead`` for today
     (Asia/Shanghai)."""
-    if actor.role not in DAYPLAN_REPLANNERS:
-        raise Forbidden("Your role may not build a day plan.", code="auth.forbidden")
-    if actor.role == Role.PROVIDER_ADMIN:
-        if provider_id is not None and provider_id != actor.provider_id:
-            raise Forbidden("You may build only your own provider's day.", code="scope.provider")
-        provider_id = actor.provider_id
-    if provider_id is None:
-        raise Invalid("Name the provider whose day to build.", code="dayplan.provider_required")
+    provider_id = _dispatchers_provider(actor, provider_id, verb="build")
     if day < local_date(now):
         raise Invalid(f"{day.isoformat()} is in the past.", code="dayplan.day_past")
     if day == local_date(now):
@@ -959,14 +966,7 @@ async def replan_day(
     every other visit keeps its caregiver, sequence and start, and visits under way stay. Cancelled
     orders (cancel them first: ``cancelled_order_ids`` must be cancelled, else 409
     ``dayplan.order_not_cancelled``) and orders taken elsewhere drop out."""
-    if actor.role not in DAYPLAN_REPLANNERS:
-        raise Forbidden("Your role may not re-plan a day.", code="auth.forbidden")
-    if actor.role == Role.PROVIDER_ADMIN:
-        if provider_id is not None and provider_id != actor.provider_id:
-            raise Forbidden("You may re-plan only your own provider's day.", code="scope.provider")
-        provider_id = actor.provider_id
-    if provider_id is None:
-        raise Invalid("Name the provider whose day to re-plan.", code="dayplan.provider_required")
+    provider_id = _dispatchers_provider(actor, provider_id, verb="re-plan")
     record = await session.scalar(
         select(ProviderDayPlan)
         .where(ProviderDayPlan.provider_id == provider_id, ProviderDayPlan.plan_on == day)
