@@ -1,5 +1,5 @@
 """Completing the OpenAPI schema Litestar generates, so clients and the schema fuzz test
-(``tests/integration/test_api_fuzz.py``) see what the API really serves: every problem response an
+(``tests/integration/api/test_api_fuzz.py``) see what the API really serves: every problem response an
 operation can give, which operations need the bearer token, and local times as times."""
 
 from __future__ import annotations

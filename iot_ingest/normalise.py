@@ -409,7 +409,7 @@ def _fast_telemetry(
     The general path (:func:`_native_telemetry`) gives the same result for every payload accepted
     here, and is the one that names the reason of a rejection, so anything unusual goes there:
     brackets enough for deep nesting, types msgspec refuses (booleans, strings), a claimed device id,
-    odd names or values out of range. ``tests/unit/test_normalise.py`` checks the two agree.
+    odd names or values out of range. ``tests/unit/iot_ingest/test_normalise.py`` checks the two agree.
     """
     if payload.count(b"{") + payload.count(b"[") > MAX_DEPTH:
         return None

@@ -250,7 +250,7 @@ class _IngestClient(mqtt.Client):
     committed batch as one write instead of one packet each.
 
     These overrides use paho 2.x internals (``_in_packet``, ``_packet_handle``, ``_packet_queue``);
-    ``tests/integration/test_ingest.py`` exercises them end to end.
+    ``tests/integration/iot_ingest/test_ingest.py`` exercises them end to end.
     """
 
     on_raw: Callable[[str, bytes, int, int, dt.datetime], None]

@@ -12,7 +12,7 @@ districts the provider serves.
 
 The kernel imports no domain, so the two dispatch tables these rules read (``service_order``,
 ``visit``) are declared here as lightweight ``table()`` references with only the columns read;
-``tests/unit/test_scope.py`` checks them against :mod:`dispatch.models`.
+``tests/unit/registry/test_scope.py`` checks them against :mod:`dispatch.models`.
 """
 
 from __future__ import annotations
