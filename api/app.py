@@ -30,11 +30,12 @@ from api.health import HealthController
 from api.openapi import BEARER, LocalTimeSchema, document_operations
 from api.problems import EXCEPTION_HANDLERS
 from core import audit
-from core.authz import public
 from core.clock import Clock, utc_now
 from core.db import make_engine, make_sessionmaker
+from core.identity.authz import public
 from core.logging import configure_logging
 from core.settings import Settings
+from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
 from web.routes import TEMPLATES
 
 log = structlog.get_logger()
@@ -169,7 +170,15 @@ def create_app(
             cookie_httponly=False,
             exclude=["/api/"],
         ),
-        state=State({"settings": settings, "sessionmaker": sessionmaker, "clock": clock}),
+        # The registry's scope loaders: who a principal's role ties them to (core.identity.sessions).
+        state=State(
+            {
+                "settings": settings,
+                "sessionmaker": sessionmaker,
+                "clock": clock,
+                "scope_loaders": REGISTRY_SCOPE_LOADERS,
+            }
+        ),
         middleware=[metrics_middleware],
         on_shutdown=[_dispose],
         debug=settings.debug,

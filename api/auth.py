@@ -1,27 +1,24 @@
-"""Authentication (bearer token for the API, HttpOnly cookie for the web) and the role guard."""
+"""Authentication (bearer token for the API, HttpOnly cookie for the web), the role guard, and the
+``/api/v1/auth`` routes over the sign-in logic of :mod:`core.identity.signin` (which the web forms
+share)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 
-from api.deps import client_ip
-from api.schemas.users import Password
-from core.authz import PUBLIC, Principal, authenticated, during_password_change, public, rule_allows
-from core.credentials import change_password
-from core.errors import DomainError, Forbidden, Unauthenticated
-from core.http import CurrentPrincipal, Db, Now
-from core.sessions import attempt_login, principal_for_token, revoke
-from core.types import Input
+from core.errors import Forbidden, Unauthenticated
+from core.http import SESSION_COOKIE, CurrentPrincipal, Db, Now, client_ip
+from core.identity.authz import PUBLIC, Principal, authenticated, during_password_change, public, rule_allows
+from core.identity.sessions import principal_for_token, revoke
+from core.identity.signin import LoginRequest, PasswordChange, TokenResponse, change_password_with, login_with
 
-SESSION_COOKIE = "ec_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -49,7 +46,9 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     if token:
         state = connection.app.state
         async with state.sessionmaker() as session:
-            principal = await principal_for_token(session=session, token=token, now=state.clock())
+            principal = await principal_for_token(
+                session=session, token=token, now=state.clock(), scope_loaders=state.scope_loaders
+            )
         if (
             principal is not None
             and from_cookie
@@ -72,39 +71,6 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
         raise Forbidden(
             "Choose a new password first (POST /api/v1/auth/password).", code="auth.password_change_required"
         )
-
-
-class LoginRequest(Input):
-    login: str = msgspec.field(name="login")
-    password: str
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        # Checked here, not in Meta: the web form builds this Struct directly, which skips Meta.
-        if not (1 <= len(self.login) <= 60) or not (1 <= len(self.password) <= 200):
-            raise msgspec.ValidationError("login must be 1–60 and password 1–200 characters")
-        if "\x00" in self.login:  # PostgreSQL text cannot hold it; no login contains it
-            raise msgspec.ValidationError("login may not contain NUL characters")
-
-
-class TokenResponse(msgspec.Struct):
-    access_token: str
-    token_type: str
-    expires_at: dt.datetime
-    role: str
-    username: str
-    # After an admin reset: only /auth/me, /auth/password and /auth/logout answer until it is done.
-    password_change_required: bool
-
-
-class PasswordChange(Input):
-    current_password: str
-    new_password: Password
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if not 1 <= len(self.current_password) <= 200:
-            raise msgspec.ValidationError("current_password must be 1–200 characters")
 
 
 class MeResponse(msgspec.Struct):
@@ -132,49 +98,6 @@ def me_of(p: Principal) -> MeResponse:
         district_ids=sorted(p.district_ids),
         elder_ids=sorted(p.elder_ids),
         password_change_required=p.password_change_required,
-    )
-
-
-async def change_password_with(
-    state: State, *, principal: Principal, token: str, change: PasswordChange, ip: str | None
-) -> DomainError | None:
-    """The signed-in user's password change (API and web form alike), in its own committed
-    transaction: a wrong current password is counted even though the request fails. Returns the
-    error for the caller to report, or ``None`` once changed."""
-    async with state.sessionmaker() as session, session.begin():
-        return await change_password(
-            session=session,
-            actor=principal,
-            token=token,
-            current_password=change.current_password,
-            new_password=change.new_password,
-            ip=ip,
-            now=state.clock(),
-        )
-
-
-async def login_with(state: State, *, login: str, password: str, ip: str | None) -> TokenResponse:
-    """Own transaction: a failed attempt (counter, lock-out, audit) is committed before raising."""
-    now = state.clock()
-    async with state.sessionmaker() as session, session.begin():
-        outcome = await attempt_login(
-            session=session, login=login, password=password, ip=ip, now=now, settings=state.settings
-        )
-    if outcome.error is not None:
-        raise outcome.error
-    if outcome.token is None or outcome.expires_at is None:
-        raise Unauthenticated("Sign-in failed.", code="auth.invalid_credentials")
-    async with state.sessionmaker() as session:
-        principal = await principal_for_token(session=session, token=outcome.token, now=now)
-    if principal is None:
-        raise Unauthenticated("Sign-in failed.", code="auth.invalid_credentials")
-    return TokenResponse(
-        access_token=outcome.token,
-        token_type="Bearer",  # noqa: S106 - the OAuth token type, not a secret
-        expires_at=outcome.expires_at,
-        role=principal.role.value,
-        username=principal.username,
-        password_change_required=principal.password_change_required,
     )
 
 
@@ -231,15 +154,3 @@ class AuthController(Controller):
     @get("/me", opt=during_password_change(authenticated()), summary="The signed-in user and their scope")
     async def me(self, principal: CurrentPrincipal) -> MeResponse:
         return me_of(principal)
-
-
-def session_cookie(token: str, *, max_age: int, secure: bool) -> Cookie:
-    return Cookie(
-        key=SESSION_COOKIE,
-        value=token,
-        httponly=True,
-        samesite="lax",
-        secure=secure,
-        max_age=max_age,
-        path="/",
-    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -11,8 +10,8 @@ from litestar import Request
 from litestar.datastructures import State
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
 from core.errors import Unauthenticated
+from core.identity.authz import Principal
 
 
 async def provide_db(state: State) -> AsyncGenerator[AsyncSession, None]:
@@ -39,12 +38,3 @@ def provide_now(state: State) -> dt.datetime:
     clock = state.clock
     now: dt.datetime = clock()
     return now
-
-
-def client_ip(request: Request[Any, Any, Any]) -> str | None:
-    """The peer address, or ``None`` when it is not an IP address (e.g. an in-process test client)."""
-    host = request.client.host if request.client else None
-    try:
-        return str(ipaddress.ip_address(host)) if host else None
-    except ValueError:
-        return None

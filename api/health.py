@@ -9,7 +9,7 @@ from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
-from core.authz import public
+from core.identity.authz import public
 
 
 class HealthController(Controller):

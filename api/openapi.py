@@ -17,7 +17,7 @@ from litestar.routes import HTTPRoute
 from litestar.typing import FieldDefinition
 
 from api.problems import PROBLEM_JSON, Problem
-from core.authz import PUBLIC
+from core.identity.authz import PUBLIC
 
 BEARER = "bearer"
 

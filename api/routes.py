@@ -5,27 +5,17 @@ from __future__ import annotations
 from litestar.types import ControllerRouterHandler
 
 from api.controllers.devices import DeviceController
-from api.controllers.elders import AssessmentController, ElderController
-from api.controllers.figures import FiguresController
-from api.controllers.guardians import GuardianController
-from api.controllers.places import PlaceController
-from api.controllers.providers import CaregiverController, ProviderController
 from api.controllers.users import UserController
 from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
 from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
+from registry.routes import CONTROLLERS as REGISTRY_CONTROLLERS
 
 
 def domain_controllers() -> list[ControllerRouterHandler]:
     controllers: list[ControllerRouterHandler] = [
-        PlaceController,
-        ElderController,
-        AssessmentController,
-        GuardianController,
-        ProviderController,
-        CaregiverController,
+        *REGISTRY_CONTROLLERS,
         DeviceController,
         UserController,
-        FiguresController,
         *DISPATCH_CONTROLLERS,
         *IOT_CONTROLLERS,
     ]

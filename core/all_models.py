@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import importlib
 
-import core.models  # noqa: F401
+# The kernel's own tables: audit_log; app_user, its sessions and sign-in attempts; policy_value.
+import core.audit
+import core.identity.models
+import core.policy  # noqa: F401
 
-DOMAIN_MODEL_MODULES: tuple[str, ...] = ("iot_ingest.models", "callcentre.models", "dispatch.models")
+DOMAIN_MODEL_MODULES: tuple[str, ...] = (
+    "registry.models",
+    "iot_ingest.models",
+    "callcentre.models",
+    "dispatch.models",
+)
 
 for _name in DOMAIN_MODEL_MODULES:
     importlib.import_module(_name)

@@ -11,11 +11,36 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
-from sqlalchemy import inspect
+from sqlalchemy import BigInteger, ForeignKey, Index, String, inspect
+from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
-from core.authz import Principal
-from core.models import AuditLog, Base
+from core.db import Base, now_column
+from core.identity.authz import Principal
+
+
+class AuditLog(Base):
+    """Every state change and every read of unmasked personal data: who, when, what, before/after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity", "entity_id"),
+        Index("ix_audit_log_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[dt.datetime] = now_column()
+    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    actor_role: Mapped[str | None] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(30))
+    entity: Mapped[str] = mapped_column(String(40))
+    entity_id: Mapped[str | None] = mapped_column(String(40))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    ip: Mapped[str | None] = mapped_column(INET)
+    request_id: Mapped[str | None] = mapped_column(String(40))
+
 
 # The current request's client address and id, bound by the HTTP middleware, so every audit row
 # written while serving it carries them without each service passing them along.

@@ -12,9 +12,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
+from core.db import Base
 from core.errors import Conflict, Invalid, NotFound
-from core.models import Base
+from core.identity.authz import Principal
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Base)

@@ -1,4 +1,4 @@
-"""Reading dated policy data (``policy_value``) in SQL, for every domain.
+"""Dated policy data (``policy_value``), and reading it in SQL, for every domain.
 
 The row valid on a day is the one with the latest ``valid_from`` not after it and ``valid_to``
 (inclusive) not before it. The defaults are seeded rows (:data:`core.seed_data.POLICY_DEFAULTS`); the
@@ -7,11 +7,52 @@ The row valid on a day is the one with the latest ``valid_from`` not after it an
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import ColumnElement, Double, case, cast, func, literal, select
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ColumnElement,
+    Date,
+    Double,
+    String,
+    UniqueConstraint,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import PolicyValue
+from core.db import Base, now_column
+
+
+class PolicyValue(Base):
+    """Dated policy data (prices, subsidy rates, caps, thresholds): never constants in code.
+
+    ``key`` names the policy (e.g. ``subsidy.voucher.rate_bp``), ``scope`` narrows it (a service code,
+    a category, a district code or ``*``); the row valid on a date is the one with the latest
+    ``valid_from`` not after it and ``valid_to`` (inclusive) not before it.
+    """
+
+    __tablename__ = "policy_value"
+    __table_args__ = (
+        UniqueConstraint("key", "scope", "valid_from", name="uq_policy_value_key_scope_from"),
+        CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="range_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    key: Mapped[str] = mapped_column(String(80))
+    scope: Mapped[str] = mapped_column(String(40), server_default=text("'*'"))
+    value: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = now_column()
 
 
 def valid_on(day: Any) -> tuple[ColumnElement[bool], ...]:

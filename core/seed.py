@@ -28,36 +28,33 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import seed_data as sd
-from core.assessment import INCIDENT_KINDS, ITEMS, assess
+from core.db import Base
 from core.geo import LatLon, offset
-from core.idcard import make_id_number
-from core.models import (
-    AppUser,
+from core.identity.models import AppUser, Role, UserDistrict
+from core.identity.passwords import hash_password
+from core.policy import PolicyValue
+from iot_ingest.models import Device, Gateway
+from registry.assessment import INCIDENT_KINDS, ITEMS, assess
+from registry.idcard import make_id_number
+from registry.models import (
     Assessment,
-    Base,
     Caregiver,
     Certificate,
     Community,
-    Device,
     District,
     Elder,
     ElderCategory,
     ElderGuardian,
     ElderStatus,
     EmergencyContact,
-    Gateway,
     Guardian,
     LivingSituation,
     LtcCoverage,
-    PolicyValue,
     Provider,
     ProviderDistrict,
-    Role,
     Street,
     SubsidyCategory,
-    UserDistrict,
 )
-from core.passwords import hash_password
 
 log = structlog.get_logger(__name__)
 

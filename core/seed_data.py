@@ -373,7 +373,7 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
         ),
     ]
     # DOMAIN §9: a caregiver sees the elders of their current and upcoming visits and of their visits
-    # in the last 30 days (core.registry.scope.visit_opens_elder).
+    # in the last 30 days (registry.scope.visit_opens_elder).
     out.append(
         PolicyDefault(
             "privacy.caregiver_recent_visits", "*", {"days": 30}, "DOMAIN §9 least privilege, caregiver"

@@ -7,7 +7,9 @@ reaches Python date arithmetic or the database as a 500:
   1..2^63-1 for ``bigint`` keys;
 - dates and instants lie in ``[MIN_DAY, MAX_DAY]`` (a sanity window, not a domain rule: domain
   bounds such as the ordering horizon or the minimum age are dated policy, checked where they apply);
-- amounts are integer fen, non-negative and bounded.
+- amounts are integer fen, non-negative and bounded;
+- names and phone numbers have bounded lengths (phones are then checked and normalised by
+  :mod:`core.phone`, so "+86 138-1234-5678" is accepted).
 
 msgspec cannot bound a date in its ``Meta``; request bodies get the bound from :class:`Input`, the
 base of every ``XCreate``/``XUpdate``, and query or path dates from :func:`check_day` /
@@ -17,6 +19,7 @@ base of every ``XCreate``/``XUpdate``, and query or path dates from :func:`check
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
@@ -46,6 +49,11 @@ Instant = Annotated[
 ]
 Lat = Annotated[float, msgspec.Meta(ge=-90, le=90)]
 Lon = Annotated[float, msgspec.Meta(ge=-180, le=180)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=NO_NUL)]
+PhoneIn = Annotated[str, msgspec.Meta(min_length=1, max_length=20, pattern=NO_NUL)]
+# A field of an ``XUpdate`` the client did not send: left as it is.
+Unset = msgspec.UnsetType
+UNSET = msgspec.UNSET
 Id32Query = Annotated[int | None, QueryParameter(ge=1, le=INT32_MAX, description="Id (integer key)")]
 Id64Query = Annotated[int | None, QueryParameter(ge=1, le=INT64_MAX, description="Id (bigint key)")]
 
@@ -79,6 +87,27 @@ class Input(msgspec.Struct, forbid_unknown_fields=True):
         for name in self.__struct_fields__:
             if _out_of_range(getattr(self, name)):
                 raise ValueError(f"`{name}` must lie in {_DAY_RANGE}")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {
+            f: _plain(v) for f in value.__struct_fields__ if (v := getattr(value, f)) is not msgspec.UNSET
+        }
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def given(struct: msgspec.Struct) -> dict[str, Any]:
+    """The fields the client sent (``UNSET`` ones dropped), with enums and nested structs made plain."""
+    return {
+        name: _plain(value)
+        for name in struct.__struct_fields__
+        if (value := getattr(struct, name)) is not msgspec.UNSET
+    }
 
 
 D = TypeVar("D", bound=dt.date)

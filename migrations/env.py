@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import core.all_models  # noqa: F401 - registers every domain's tables on the one metadata
-from core.models import Base
+from core.db import Base
 from core.settings import Settings
 
 config = context.config

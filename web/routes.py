@@ -12,20 +12,12 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from api.auth import (
-    SESSION_COOKIE,
-    LoginRequest,
-    PasswordChange,
-    change_password_with,
-    login_with,
-    session_cookie,
-)
-from api.deps import client_ip
-from core.authz import STAFF, Principal, public
 from core.errors import AccountLocked, DomainError, TooManyRequests
-from core.http import Db, Now
-from core.registry.figures import Figures, area_figures
-from core.sessions import revoke
+from core.http import SESSION_COOKIE, Db, Now, client_ip, session_cookie
+from core.identity.authz import STAFF, Principal, public
+from core.identity.sessions import revoke
+from core.identity.signin import LoginRequest, PasswordChange, change_password_with, login_with
+from registry.service.figures import Figures, area_figures
 from web.i18n import pick_locale, translator
 
 TEMPLATES = Path(__file__).parent / "templates"

@@ -1,1 +1,2 @@
-"""Registry controllers (one module per area). Handlers parse, call one service, serialise."""
+"""Controllers the API edge itself serves: user accounts (:mod:`core.identity`), and the devices.
+Handlers parse, call one service, serialise."""

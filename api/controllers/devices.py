@@ -6,9 +6,6 @@ from __future__ import annotations
 from litestar import Controller, get, patch
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.controllers.params import DistrictCode, Id64Query
-from api.pagination import PAGINATION, Page, PageWindow, page
-from api.schemas.common import given
 from api.schemas.devices import (
     DeviceRead,
     DeviceStatus,
@@ -18,11 +15,14 @@ from api.schemas.devices import (
     device_read,
     gateway_read,
 )
-from core.authz import allow
-from core.http import CurrentPrincipal, Db
-from core.models import DeviceKind, Role
+from core.http import PAGINATION, CurrentPrincipal, Db, Page, PageWindow, page
+from core.identity.authz import allow
+from core.identity.models import Role
 from core.registry import devices
 from core.registry.devices import DeviceFilter
+from core.types import given
+from iot_ingest.models import DeviceKind
+from registry.routes.params import DistrictCode, Id64Query
 
 READ = allow(Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.FAMILY, Role.ELDER)
 WRITE = allow(Role.ADMIN, Role.CIVIL_AFFAIRS)

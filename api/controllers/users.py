@@ -5,15 +5,14 @@ from __future__ import annotations
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.controllers.params import Id32Query, NamePrefix
-from api.pagination import PAGINATION, Page, PageWindow, page
-from api.schemas.common import given
 from api.schemas.users import PasswordReset, PasswordResetRead, UserCreate, UserRead, UserUpdate, user_read
-from core.authz import allow
-from core.http import CurrentPrincipal, Db, Now
-from core.models import Role
-from core.registry import users
-from core.registry.users import UserFilter
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, Page, PageWindow, page
+from core.identity import users
+from core.identity.authz import allow
+from core.identity.models import Role
+from core.identity.users import UserFilter
+from core.types import given
+from registry.routes.params import Id32Query, NamePrefix
 
 ADMIN = allow(Role.ADMIN)
 

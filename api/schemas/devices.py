@@ -7,9 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas.common import NO_NUL, UNSET, Id64, Unset
-from core.models import Device, Gateway
-from core.types import Input
+from core.types import NO_NUL, UNSET, Id64, Input, Unset
+from iot_ingest.models import Device, Gateway
 
 Model = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=NO_NUL)]
 FriendlyName = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[^\x00/#+]*$")]

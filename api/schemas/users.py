@@ -7,14 +7,12 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas.common import NO_NUL, UNSET, Id32, Id64, Name, PhoneIn, Unset
-from core.models import Role
-from core.registry.users import UserView
-from core.types import Input
+from core.identity.models import Role
+from core.identity.passwords import Password
+from core.identity.users import UserView
+from core.types import UNSET, Id32, Id64, Input, Name, PhoneIn, Unset
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]{2,39}$")]
-# Long passphrases are welcome; Argon2 hashes any length, the cap only bounds the work per request.
-Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200, pattern=NO_NUL)]
 Locale = Literal["zh-CN", "en"]
 DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
 

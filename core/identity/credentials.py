@@ -1,5 +1,5 @@
 """Passwords of sign-in accounts: a user changes their own; an admin resets one (see
-:mod:`core.registry.users`). Either way every other session of the user ends at once."""
+:mod:`core.identity.users`). Either way every other session of the user ends at once."""
 
 from __future__ import annotations
 
@@ -10,12 +10,18 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
 from core.clock import local_date
 from core.errors import DomainError, Invalid, Unauthenticated
-from core.models import AppUser
-from core.passwords import hash_password, verify_password
-from core.sessions import clear_failures, count_failure, load_login_policy, locked_user, revoke_user_sessions
+from core.identity.authz import Principal
+from core.identity.models import AppUser
+from core.identity.passwords import hash_password, verify_password
+from core.identity.sessions import (
+    clear_failures,
+    count_failure,
+    load_login_policy,
+    locked_user,
+    revoke_user_sessions,
+)
 
 
 async def set_password(

@@ -1,9 +1,17 @@
-"""Password hashing with Argon2id (argon2-cffi's recommended defaults)."""
+"""Passwords: what one may be, and hashing with Argon2id (argon2-cffi's recommended defaults)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.types import NO_NUL
+
+# Long passphrases are welcome; Argon2 hashes any length, the cap only bounds the work per request.
+Password = Annotated[str, msgspec.Meta(min_length=10, max_length=200, pattern=NO_NUL)]
 
 _hasher = PasswordHasher()
 

@@ -3,23 +3,30 @@
 Throttling state lives in the database, so several API processes share it: failed attempts are rows
 of ``login_attempt`` (counted per source address), and an account's run of failures is on its
 ``app_user`` row, which an attempt locks (``SELECT … FOR UPDATE``) before reading, so concurrent
-guesses at one account take turns and none is lost. The rules are in :mod:`core.login_rules`."""
+guesses at one account take turns and none is lost. The rules are in :mod:`core.identity.login_rules`.
+
+A principal's scope is partly the kernel's (role, provider, districts) and partly the domains': which
+elders a family member or a caregiver is tied to is the registry's business. Each domain contributes
+its part through a :class:`ScopeLoader`; the composition root passes them in, so the kernel names
+no domain."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypedDict
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
 from core.clock import local_date
 from core.errors import AccountLocked, DomainError, TooManyRequests, Unauthenticated
-from core.login_rules import (
+from core.identity.authz import Principal
+from core.identity.login_rules import (
     POLICY_KEY,
     AccountPolicy,
     AddressPolicy,
@@ -29,9 +36,9 @@ from core.login_rules import (
     login_policy_from,
     retry_after_s,
 )
-from core.models import AppUser, AuthSession, ElderGuardian, LoginAttempt, PolicyValue, Role, UserDistrict
-from core.passwords import hash_password, verify_password
-from core.registry.scope import served_elder_ids_stmt
+from core.identity.models import AppUser, AuthSession, LoginAttempt, Role, UserDistrict
+from core.identity.passwords import hash_password, verify_password
+from core.policy import PolicyValue
 from core.seed_data import POLICY_DEFAULTS
 from core.settings import Settings
 
@@ -39,6 +46,22 @@ from core.settings import Settings
 DUMMY_HASH = hash_password("eldercare-dummy-password")
 # ``app_user.failed_logins`` is a SMALLINT; a count this high locks for the longest time anyway.
 MAX_COUNT = 10_000
+
+
+class ScopeFields(TypedDict, total=False):
+    """The fields of :class:`~core.identity.authz.Principal` a domain's scope loader may fill."""
+
+    elder_ids: frozenset[int]
+    served_elder_ids: frozenset[int]
+
+
+class ScopeLoader(Protocol):
+    """A domain's part of a principal's scope: for the account ``user`` in ``role``, as of ``now``
+    (a caregiver's elders depend on the time), the principal fields it fills. Read-only."""
+
+    async def __call__(
+        self, session: AsyncSession, user: AppUser, role: Role, now: dt.datetime
+    ) -> ScopeFields: ...
 
 
 def token_hash(token: str) -> str:
@@ -212,7 +235,9 @@ async def revoke_user_sessions(
     await session.execute(stmt.values(revoked_at=now))
 
 
-async def principal_for_token(*, session: AsyncSession, token: str, now: dt.datetime) -> Principal | None:
+async def principal_for_token(
+    *, session: AsyncSession, token: str, now: dt.datetime, scope_loaders: Sequence[ScopeLoader]
+) -> Principal | None:
     """The principal behind a live session token, or ``None``."""
     row = (
         await session.execute(
@@ -228,32 +253,21 @@ async def principal_for_token(*, session: AsyncSession, token: str, now: dt.date
     ).scalar_one_or_none()
     if row is None:
         return None
-    return await principal_for_user(session=session, user=row, now=now)
+    return await principal_for_user(session=session, user=row, now=now, scope_loaders=scope_loaders)
 
 
-async def principal_for_user(*, session: AsyncSession, user: AppUser, now: dt.datetime) -> Principal:
-    """The user's role and scope as of ``now`` (a caregiver's elders depend on the time: their
-    current, upcoming and recent visits)."""
+async def principal_for_user(
+    *, session: AsyncSession, user: AppUser, now: dt.datetime, scope_loaders: Sequence[ScopeLoader]
+) -> Principal:
+    """The user's role and scope as of ``now``: the kernel's part (role, provider, districts) and
+    what each of ``scope_loaders`` adds (e.g. the registry's elders of a family member or caregiver)."""
     role = Role(user.role)
     districts = frozenset(
         (await session.scalars(select(UserDistrict.district_id).where(UserDistrict.user_id == user.id))).all()
     )
-    elder_ids: frozenset[int] = frozenset()
-    if role == Role.FAMILY and user.guardian_id is not None:
-        elder_ids = frozenset(
-            (
-                await session.scalars(
-                    select(ElderGuardian.elder_id).where(ElderGuardian.guardian_id == user.guardian_id)
-                )
-            ).all()
-        )
-    elif role == Role.ELDER and user.elder_id is not None:
-        elder_ids = frozenset({user.elder_id})
-    served_elder_ids: frozenset[int] = frozenset()
-    if role == Role.CAREGIVER and user.caregiver_id is not None:
-        served_elder_ids = frozenset(
-            (await session.scalars(served_elder_ids_stmt(user.caregiver_id, now))).all()
-        )
+    scope: ScopeFields = {}
+    for load in scope_loaders:
+        scope.update(await load(session, user, role, now))
     return Principal(
         user_id=user.id,
         username=user.username,
@@ -264,7 +278,6 @@ async def principal_for_user(*, session: AsyncSession, user: AppUser, now: dt.da
         elder_id=user.elder_id,
         guardian_id=user.guardian_id,
         district_ids=districts,
-        elder_ids=elder_ids,
         password_change_required=user.password_change_required,
-        served_elder_ids=served_elder_ids,
+        **scope,
     )

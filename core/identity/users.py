@@ -4,6 +4,10 @@ Each role carries exactly the scope it needs: a provider admin a provider, a car
 caregiver record (the provider follows from it), an elder their elder record, a family member their
 guardian record, a civil-affairs officer one or more districts (operators and supervisors may have
 districts too, for team views). Other scope fields must be empty.
+
+The scope fields are foreign keys into the registry's tables. The kernel imports no domain, so the
+rows they may refer to are found through the foreign keys themselves (:func:`_referred`): the
+registry's tables are in the metadata of every process that serves these use cases.
 """
 
 from __future__ import annotations
@@ -14,27 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import BigInteger, Column, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
-from core.credentials import set_password
-from core.errors import Conflict, Invalid
-from core.models import (
-    AppUser,
-    AuditLog,
-    Caregiver,
-    District,
-    Elder,
-    Guardian,
-    Provider,
-    Role,
-    UserDistrict,
-)
-from core.passwords import hash_password
-from core.phone import normalise_phone
-from core.registry.common import (
+from core.audit import AuditLog
+from core.crud import (
+    MAX_BIGINT,
     MAX_INT,
     Paged,
     Window,
@@ -43,10 +33,15 @@ from core.registry.common import (
     in_key_range,
     like_prefix,
     page_of,
-    require_ref,
     unknown_reference,
 )
-from core.sessions import clear_failures, revoke_user_sessions
+from core.errors import Conflict, Invalid
+from core.identity.authz import Principal
+from core.identity.credentials import set_password
+from core.identity.models import AppUser, Role, UserDistrict
+from core.identity.passwords import hash_password
+from core.identity.sessions import clear_failures, revoke_user_sessions
+from core.phone import normalise_phone
 
 REF_FIELDS: Final = ("provider_id", "caregiver_id", "elder_id", "guardian_id")
 # The reference each role needs (caregivers also get their provider, derived).
@@ -61,12 +56,23 @@ ROLE_REF: Final[Mapping[Role, str | None]] = {
     Role.ADMIN: None,
 }
 DISTRICT_ROLES: Final = frozenset({Role.CIVIL_AFFAIRS, Role.OPERATOR, Role.SUPERVISOR})
-_REF_MODELS: Final = {
-    "provider_id": (Provider, "provider"),
-    "caregiver_id": (Caregiver, "caregiver"),
-    "elder_id": (Elder, "elder"),
-    "guardian_id": (Guardian, "guardian"),
-}
+
+
+def _referred(column: str, table: type[AppUser] | type[UserDistrict] = AppUser) -> Column[Any]:
+    """The column a scope column refers to (its foreign key's target, e.g. ``provider.id``)."""
+    (fk,) = table.__table__.c[column].foreign_keys
+    return fk.column
+
+
+async def _require_ref(session: AsyncSession, field: str, key: int) -> None:
+    """A 422 ``reference.unknown`` naming ``field`` unless ``key`` is a row it may refer to."""
+    target = _referred(field)
+    limit = MAX_BIGINT if isinstance(target.type, BigInteger) else MAX_INT
+    if (
+        not in_key_range(key, limit=limit)
+        or await session.scalar(select(target).where(target == key)) is None
+    ):
+        raise unknown_reference(field, key, target.table.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,14 +115,14 @@ async def _scope(
             continue
         if field != needed and not (role == Role.CAREGIVER and field == "provider_id"):
             raise Invalid(f"Role {role.value} takes no {field}.", code="user.scope_mismatch", field=field)
-        model, what = _REF_MODELS[field]
-        await require_ref(session, model, value, field=field, what=what)
+        await _require_ref(session, field, value)
         out[field] = value
     if needed is not None and out[needed] is None:
         raise Invalid(f"Role {role.value} needs {needed}.", code="user.scope_missing", field=needed)
     if role == Role.CAREGIVER and out["caregiver_id"] is not None:
+        caregiver_id = _referred("caregiver_id")  # caregiver.id; the caregiver's row has its provider
         provider_id = await session.scalar(
-            select(Caregiver.provider_id).where(Caregiver.id == out["caregiver_id"])
+            select(caregiver_id.table.c.provider_id).where(caregiver_id == out["caregiver_id"])
         )
         if out["provider_id"] is not None and out["provider_id"] != provider_id:
             raise Invalid(
@@ -137,8 +143,9 @@ async def _scope(
             field="district_ids",
         )
     valid = [d for d in districts if in_key_range(d, limit=MAX_INT)]
+    district_id = _referred("district_id", UserDistrict)
     found = (
-        set((await session.scalars(select(District.id).where(District.id.in_(valid)))).all())
+        set((await session.scalars(select(district_id).where(district_id.in_(valid)))).all())
         if valid
         else set()
     )

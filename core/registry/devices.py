@@ -15,20 +15,13 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
+from core.crud import MAX_BIGINT, Paged, Window, in_key_range, page_of, unknown_reference, update_and_audit
 from core.errors import Conflict, Forbidden, NotFound
-from core.models import Device, District, Elder, Gateway
-from core.registry.common import (
-    MAX_BIGINT,
-    Paged,
-    Window,
-    in_key_range,
-    page_of,
-    unknown_reference,
-    update_and_audit,
-)
-from core.registry.elders import visible_elder
-from core.registry.scope import can_edit_device, can_see_device, device_clause, gateway_clause
+from core.identity.authz import Principal
+from iot_ingest.models import Device, Gateway
+from registry.models import District, Elder
+from registry.scope import can_edit_device, can_see_device, device_clause
+from registry.service.elders import visible_elder
 
 Item = TypeVar("Item", Device, Gateway)
 
@@ -101,7 +94,9 @@ def _apply_filters(stmt: Any, model: type[Device] | type[Gateway], f: DeviceFilt
 async def list_devices(
     *, session: AsyncSession, actor: Principal, filters: DeviceFilter, window: Window
 ) -> Paged[Device]:
-    stmt = _apply_filters(select(Device).where(device_clause(actor)).order_by(Device.id), Device, filters)
+    stmt = _apply_filters(
+        select(Device).where(device_clause(actor, Device.elder_id)).order_by(Device.id), Device, filters
+    )
     if filters.gateway_id is not None:
         stmt = stmt.where(Device.gateway_id == filters.gateway_id)
     if filters.kind is not None:
@@ -155,7 +150,9 @@ async def _visible_gateway_ref(session: AsyncSession, actor: Principal, gateway_
 async def list_gateways(
     *, session: AsyncSession, actor: Principal, filters: DeviceFilter, window: Window
 ) -> Paged[Gateway]:
-    stmt = _apply_filters(select(Gateway).where(gateway_clause(actor)).order_by(Gateway.id), Gateway, filters)
+    stmt = _apply_filters(
+        select(Gateway).where(device_clause(actor, Gateway.elder_id)).order_by(Gateway.id), Gateway, filters
+    )
     return await page_of(session, stmt, window)
 
 
