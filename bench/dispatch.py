@@ -256,21 +256,12 @@ async def _order_to_offer(
     from sqlalchemy import insert, select, text
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-    from core.authz import Principal
+    from core.identity.authz import Principal
+    from core.identity.models import AppUser, Role
     from core.logging import configure_logging
-    from core.models import (
-        AppUser,
-        Caregiver,
-        Community,
-        District,
-        Elder,
-        Provider,
-        ProviderDistrict,
-        Role,
-        Street,
-    )
     from core.seed import seed_reference
     from core.settings import PROJECT_ROOT
+    from registry.models import Caregiver, Community, District, Elder, Provider, ProviderDistrict, Street
 
     configure_logging(json=True, level="WARNING")
     from dispatch import orders

@@ -19,10 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
+from core.crud import get_or_404, not_found
 from core.errors import Conflict, DomainError, Forbidden, Invalid, TooManyRequests
-from core.models import Elder
-from core.registry.common import get_or_404, not_found
+from core.identity.authz import Principal
 from dispatch.common import (
     DispatchError,
     SignOffPinPolicy,
@@ -37,6 +36,7 @@ from dispatch.offers import accept_offer, decline_offer, dispatch_order
 from dispatch.states import Actor, OrderState
 from dispatch.verification import CaptureMethod, Verdict, VerificationResult, VisitException
 from dispatch.visits import verify_visit
+from registry.models import Elder
 
 
 def _caregiver_id(p: Principal) -> int:

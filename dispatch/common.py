@@ -5,7 +5,8 @@ order, in Python and as SQL) and the one way an order changes state.
 Services flush; the caller (request, job) owns the transaction. Every state change goes through
 :func:`change_state`, a conditional ``UPDATE … WHERE state = :expected`` that records the transition,
 so two concurrent writers can never both move an order out of the same state; :func:`move` is the same
-for a use case acting for a signed-in :class:`~core.authz.Principal`, answering a refused move with a 409.
+for a use case acting for a signed-in :class:`~core.identity.authz.Principal`, answering a refused
+move with a 409.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
-from core.authz import Principal, sees_all_elders
+from core.crud import get_or_404, not_found
 from core.errors import Conflict, DomainError
-from core.models import Elder, PolicyValue, Role
-from core.policy import policy_number, valid_on
-from core.registry.common import get_or_404, not_found
+from core.identity.authz import Principal
+from core.identity.models import Role
+from core.policy import PolicyValue, policy_number, valid_on
 from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule, local_date
 from dispatch.models import (
     DayPlanDirty,
@@ -56,6 +57,8 @@ from dispatch.models import (
 )
 from dispatch.states import Actor, CancellationPolicy, InvalidTransition, OrderState, transition
 from dispatch.verification import QualityWeights, VerificationPolicy
+from registry.models import Elder
+from registry.scope import sees_all_elders
 
 
 class DispatchError(DomainError, ValueError):

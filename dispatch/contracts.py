@@ -19,11 +19,12 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import STAFF, Principal
+from core.crud import get_or_404, not_found
 from core.errors import Forbidden, Invalid
-from core.models import Provider, ProviderDistrict, Role
-from core.registry.common import get_or_404, not_found
+from core.identity.authz import STAFF, Principal
+from core.identity.models import Role
 from dispatch.models import ProviderService, Service
+from registry.models import Provider, ProviderDistrict
 
 log = structlog.get_logger(__name__)
 

@@ -35,20 +35,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
+from core.crud import get_or_404
 from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.models import (
-    Caregiver,
-    Community,
-    District,
-    Elder,
-    ElderBlockedCaregiver,
-    Provider,
-    ProviderDistrict,
-    Role,
-)
+from core.identity.authz import Principal
+from core.identity.models import Role
 from core.policy import policy_number
-from core.registry.common import get_or_404
 from dispatch import routing
 from dispatch.common import (
     StateConflict,
@@ -73,6 +64,15 @@ from dispatch.models import (
 from dispatch.offers import caregiver_profiles
 from dispatch.states import BOOKED as BOOKED_STATES
 from dispatch.states import Actor, OrderState
+from registry.models import (
+    Caregiver,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    Provider,
+    ProviderDistrict,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.models import Base
+from core.db import Base
 from dispatch.states import OrderState
 from dispatch.verification import CaptureMethod, VisitException
 

@@ -42,16 +42,7 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
-from core.models import (
-    Caregiver,
-    Certificate,
-    Community,
-    District,
-    Elder,
-    ElderBlockedCaregiver,
-    ProviderDistrict,
-)
-from core.registry.common import in_key_range
+from core.crud import in_key_range
 from dispatch.common import (
     CONTINUITY_DAYS as CONTINUITY_DAYS,  # re-exported: the policy's default, still imported from here
 )
@@ -87,6 +78,15 @@ from dispatch.matching import (
 )
 from dispatch.models import CaregiverPosition, Offer, OfferState, Service, ServiceOrder, Visit
 from dispatch.states import BOOKED, Actor, OrderState, transition
+from registry.models import (
+    Caregiver,
+    Certificate,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    ProviderDistrict,
+)
 
 log = structlog.get_logger(__name__)
 

@@ -21,11 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core import audit
-from core.authz import Principal
-from core.errors import Conflict, Forbidden, Invalid
-from core.models import Caregiver, Elder, ProviderDistrict, Role
-from core.policy import policy_number
-from core.registry.common import (
+from core.crud import (
     Paged,
     Window,
     get_or_404,
@@ -35,6 +31,10 @@ from core.registry.common import (
     require_ref,
     unknown_reference,
 )
+from core.errors import Conflict, Forbidden, Invalid
+from core.identity.authz import Principal
+from core.identity.models import Role
+from core.policy import policy_number
 from dispatch.common import (
     DispatchError,
     NotContracted,
@@ -68,6 +68,7 @@ from dispatch.models import (
 from dispatch.offers import build_request, caregiver_profiles, dispatch_order
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 from dispatch.states import Actor, CancellationConsequence, OrderState, cancellation
+from registry.models import Caregiver, Elder, ProviderDistrict
 
 log = structlog.get_logger(__name__)
 

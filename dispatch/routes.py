@@ -14,10 +14,10 @@ from litestar import Controller, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from core.authz import allow, authenticated
+from core.crud import Window
 from core.http import CurrentPrincipal, Db, Now
-from core.models import Role
-from core.registry.common import Window
+from core.identity.authz import allow, authenticated
+from core.identity.models import Role
 from core.types import Id32Query, Id64Query, check_day, parse_day
 from dispatch import caregiver_app, contracts, dayplans, orders, quality, series, visits
 from dispatch.matching import local_date

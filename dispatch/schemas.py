@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from core.registry.common import Paged
+from core.crud import Paged
 from core.types import NO_NUL, Day, Id32, Id64, Input, Instant, Lat, Lon
 from dispatch.caregiver_app import OpenOffer
 from dispatch.dayplans import DayPlanView

@@ -15,9 +15,9 @@ from sqlalchemy import any_, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Caregiver
 from core.seed_data import POLICY_EPOCH
 from dispatch.models import ProviderService, Service
+from registry.models import Caregiver
 
 log = structlog.get_logger(__name__)
 

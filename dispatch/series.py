@@ -26,14 +26,16 @@ from sqlalchemy import ColumnElement, false, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal, sees_all_elders
+from core.crud import Paged, Window, in_key_range, page_of
 from core.errors import Conflict, Forbidden, NotFound
-from core.models import Elder, Role
-from core.registry.common import Paged, Window, in_key_range, page_of
+from core.identity.authz import Principal
+from core.identity.models import Role
 from dispatch.common import actor_of, order_clause
 from dispatch.models import RecurringOrder, SeriesState, ServiceOrder
 from dispatch.orders import SERIES_PAUSED, cancel_order, materialise_series
 from dispatch.states import OrderState
+from registry.models import Elder
+from registry.scope import sees_all_elders
 
 log = structlog.get_logger(__name__)
 

@@ -14,10 +14,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
+from core.crud import Paged, Window, page_of
 from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.models import Caregiver, Role
-from core.registry.common import Paged, Window, page_of
+from core.identity.authz import Principal
+from core.identity.models import Role
 from dispatch.common import (
     DispatchError,
     actor_of,
@@ -50,6 +50,7 @@ from dispatch.verification import (
     select_callbacks,
     verify,
 )
+from registry.models import Caregiver
 
 log = structlog.get_logger(__name__)
 

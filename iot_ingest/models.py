@@ -1,4 +1,5 @@
-"""IoT ingest tables: telemetry, device events, dead letters, de-duplication keys, rollups, monitoring.
+"""IoT ingest tables: the device and gateway inventory, telemetry, device events, dead letters,
+de-duplication keys, rollups, monitoring.
 
 ``telemetry`` is declared as a plain Core table here; migration 0002 creates it either as a native
 range-partitioned table (one partition per UTC day) or as a TimescaleDB hypertable (1-day chunks),
@@ -9,10 +10,13 @@ COPY writer never need to know which back end is in use.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     Double,
@@ -24,12 +28,71 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.models import Base
+from core.db import Base, enum_check, now_column
+
+# --- Devices and gateways (the inventory) ------------------------------------------------------
+
+
+class DeviceKind(enum.StrEnum):
+    SOS_BUTTON = "sos_button"
+    FALL_SENSOR = "fall_sensor"
+    SMOKE = "smoke"
+    GAS = "gas"
+    WATER_LEAK = "water_leak"
+    DOOR = "door"
+    MOTION = "motion"
+    BED = "bed"
+    GPS_WATCH = "gps_watch"
+    VITALS_BAND = "vitals_band"
+    GATEWAY = "gateway"
+
+
+class Gateway(Base):
+    """A home gateway (Zigbee2MQTT hub); its id appears in ``eldercare/v1/z2m/{uid}``."""
+
+    __tablename__ = "gateway"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(40), unique=True)
+    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id", ondelete="SET NULL"), index=True)
+    model: Mapped[str] = mapped_column(String(60))
+    serial: Mapped[str] = mapped_column(String(60), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = now_column()
+
+
+class Device(Base):
+    """A home device; ``uid`` is the id used in its MQTT topic and username."""
+
+    __tablename__ = "device"
+    __table_args__ = (
+        enum_check("kind", DeviceKind),
+        CheckConstraint("power IN ('mains', 'battery')", name="power_valid"),
+        CheckConstraint("status IN ('active', 'inactive', 'revoked')", name="status_valid"),
+        UniqueConstraint("gateway_id", "friendly_name", name="uq_device_gateway_friendly_name"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    uid: Mapped[str] = mapped_column(String(40), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    model: Mapped[str] = mapped_column(String(60))
+    serial: Mapped[str] = mapped_column(String(60), unique=True)
+    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id", ondelete="SET NULL"), index=True)
+    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateway.id", ondelete="SET NULL"), index=True)
+    friendly_name: Mapped[str | None] = mapped_column(String(60))
+    power: Mapped[str] = mapped_column(String(8), default="battery")
+    status: Mapped[str] = mapped_column(String(12), default="active")
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    online: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[dt.datetime] = now_column()
+
 
 # One row per (device, metric, instant). ``value`` units are the metric's canonical unit (see
 # ``iot_ingest.normalise.METRIC_UNITS``); ``seq`` is the device's message sequence number if it sent one.

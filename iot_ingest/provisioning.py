@@ -35,13 +35,12 @@ import structlog
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
+from core.crud import add_and_audit, update_and_audit
 from core.errors import Conflict, Invalid
-from core.models import Device, Gateway
+from core.identity.authz import Principal
 from core.platform.broker import RESERVED_USERNAME_PREFIX
-from core.registry.common import add_and_audit, update_and_audit
 from core.registry.devices import _check_new_elder, _editable, _visible_gateway_ref
-from iot_ingest.models import DeviceCredential
+from iot_ingest.models import Device, DeviceCredential, Gateway
 
 log = structlog.get_logger("iot_ingest.provisioning")
 

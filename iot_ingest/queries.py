@@ -22,11 +22,11 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
 from core.errors import Invalid
-from core.models import Device
+from core.identity.authz import Principal
 from core.registry.devices import get_device
-from core.registry.elders import visible_elder
+from iot_ingest.models import Device
+from registry.service.elders import visible_elder
 
 ORIGIN: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 # Vital-sign metrics and their canonical units (iot_ingest.normalise.METRIC_RANGES).

@@ -1,6 +1,6 @@
 """HTTP edge of the IoT domain: device and gateway registration with MQTT credentials, revocation,
 vitals charts and device history. Handlers parse, call one service function and serialise; scoping
-lives in the services (which reuse :mod:`core.registry`'s device and elder rules)."""
+lives in the services (which reuse :mod:`registry.scope`'s device and elder rules)."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from litestar.datastructures import CacheControlHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from core.authz import allow
 from core.http import CurrentPrincipal, Db, Now
-from core.models import Device, Gateway, Role
+from core.identity.authz import allow
+from core.identity.models import Role
 from core.types import check_day
 from iot_ingest import provisioning, queries
+from iot_ingest.models import Device, Gateway
 from iot_ingest.provisioning import BrokerFiles, IssuedCredential, NewDevice, broker_from_env, topic_prefix
 from iot_ingest.schemas import (
     DeviceCreate,
@@ -36,9 +37,9 @@ from iot_ingest.schemas import (
 
 R = Role
 PROVISIONING = allow(R.ADMIN, R.CIVIL_AFFAIRS)
-# Device history: whoever may read the device record (core.registry.scope.can_see_device).
+# Device history: whoever may read the device record (registry.scope.can_see_device).
 DEVICE_READ = allow(R.ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.FAMILY, R.ELDER)
-# Vitals: whoever may read the elder record (core.authz.can_see_elder), including provider admins
+# Vitals: whoever may read the elder record (registry.scope.can_see_elder), including provider admins
 # for the elders of their orders and caregivers for the elders of their visits.
 ELDER_READ = allow(*Role)
 

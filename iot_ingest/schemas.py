@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from core.models import Device, DeviceKind, Gateway
 from core.types import Id64, Input
+from iot_ingest.models import Device, DeviceKind, Gateway
 
 # The uid is the MQTT username and a topic level (``eldercare/v1/dev/{uid}/…``): no wildcards, no
 # slashes, nothing the ACL's %u substitution could misread.

@@ -1,7 +1,8 @@
-"""The core domain tables shared by every domain: places, people, providers, devices, users, audit.
+"""The registry's tables: places, elders (contacts, subsidy categories, long-term-care coverage,
+assessments), guardians, providers, caregivers (certificates) and block lists.
 
-Conventions: singular snake_case table names, ``_at`` for UTC ``timestamptz``, ``_on`` for dates,
-money in integer fen, one declarative base with a constraint naming convention.
+Conventions (see :mod:`core.db`): singular snake_case table names, ``_at`` for UTC ``timestamptz``,
+``_on`` for dates, one declarative base with a constraint naming convention.
 """
 
 from __future__ import annotations
@@ -15,56 +16,20 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     Double,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Text,
     Time,
     UniqueConstraint,
-    false,
-    func,
-    text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute
-        dt.datetime: DateTime(timezone=True),
-        dict[str, Any]: JSONB,
-    }
-
-
-def _now_col() -> Mapped[dt.datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
-
-
-class Role(enum.StrEnum):
-    """DOMAIN §9."""
-
-    ELDER = "elder"
-    FAMILY = "family"
-    CAREGIVER = "caregiver"
-    PROVIDER_ADMIN = "provider_admin"
-    OPERATOR = "operator"
-    SUPERVISOR = "supervisor"
-    CIVIL_AFFAIRS = "civil_affairs"
-    ADMIN = "admin"
+from core.db import Base, enum_check, now_column
 
 
 class Gender(enum.StrEnum):
@@ -94,25 +59,6 @@ class SubsidyCategory(enum.StrEnum):
     FAMILY_PLANNING = "family_planning"  # 计划生育特殊家庭
     VETERAN = "veteran"  # 重点优抚对象
     ELDERLY_ALONE = "elderly_alone"  # 80+ 高龄独居/空巢
-
-
-class DeviceKind(enum.StrEnum):
-    SOS_BUTTON = "sos_button"
-    FALL_SENSOR = "fall_sensor"
-    SMOKE = "smoke"
-    GAS = "gas"
-    WATER_LEAK = "water_leak"
-    DOOR = "door"
-    MOTION = "motion"
-    BED = "bed"
-    GPS_WATCH = "gps_watch"
-    VITALS_BAND = "vitals_band"
-    GATEWAY = "gateway"
-
-
-def _enum_check(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
-    allowed = ", ".join(f"'{v.value}'" for v in values)
-    return CheckConstraint(f"{column} IN ({allowed})", name=f"{column}_valid")
 
 
 # --- Places -------------------------------------------------------------------------------------
@@ -165,9 +111,9 @@ class Community(Base):
 class Elder(Base):
     __tablename__ = "elder"
     __table_args__ = (
-        _enum_check("gender", Gender),
-        _enum_check("living_situation", LivingSituation),
-        _enum_check("status", ElderStatus),
+        enum_check("gender", Gender),
+        enum_check("living_situation", LivingSituation),
+        enum_check("status", ElderStatus),
         CheckConstraint("lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180", name="position_valid"),
         CheckConstraint("(status = 'active') OR status_on IS NOT NULL", name="status_dated"),
     )
@@ -191,8 +137,8 @@ class Elder(Base):
     medical_notes: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(12), default=ElderStatus.ACTIVE.value)
     status_on: Mapped[dt.date | None] = mapped_column(Date)
-    created_at: Mapped[dt.datetime] = _now_col()
-    updated_at: Mapped[dt.datetime] = _now_col()
+    created_at: Mapped[dt.datetime] = now_column()
+    updated_at: Mapped[dt.datetime] = now_column()
 
     contacts: Mapped[list[EmergencyContact]] = relationship(
         order_by="EmergencyContact.position", cascade="all, delete-orphan", lazy="selectin"
@@ -222,7 +168,7 @@ class ElderCategory(Base):
 
     __tablename__ = "elder_category"
     __table_args__ = (
-        _enum_check("category", SubsidyCategory),
+        enum_check("category", SubsidyCategory),
         CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="range_valid"),
     )
 
@@ -269,7 +215,7 @@ class Assessment(Base):
     assessor: Mapped[str] = mapped_column(String(40))
     assessed_on: Mapped[dt.date] = mapped_column(Date)
     valid_until: Mapped[dt.date] = mapped_column(Date)
-    created_at: Mapped[dt.datetime] = _now_col()
+    created_at: Mapped[dt.datetime] = now_column()
 
 
 # --- Families, providers, caregivers -----------------------------------------------------------
@@ -283,7 +229,7 @@ class Guardian(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     name: Mapped[str] = mapped_column(String(40))
     phone: Mapped[str] = mapped_column(String(11), index=True)
-    created_at: Mapped[dt.datetime] = _now_col()
+    created_at: Mapped[dt.datetime] = now_column()
 
 
 class ElderGuardian(Base):
@@ -311,7 +257,7 @@ class Provider(Base):
     phone: Mapped[str] = mapped_column(String(11))
     address: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = _now_col()
+    created_at: Mapped[dt.datetime] = now_column()
 
 
 class ProviderDistrict(Base):
@@ -326,7 +272,7 @@ class ProviderDistrict(Base):
 class Caregiver(Base):
     __tablename__ = "caregiver"
     __table_args__ = (
-        _enum_check("gender", Gender),
+        enum_check("gender", Gender),
         CheckConstraint("daily_capacity BETWEEN 1 AND 24", name="capacity_range"),
         CheckConstraint("shift_end > shift_start", name="shift_order"),
     )
@@ -346,7 +292,7 @@ class Caregiver(Base):
     daily_capacity: Mapped[int] = mapped_column(SmallInteger, default=8)
     rating: Mapped[float] = mapped_column(Double, default=4.5)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    created_at: Mapped[dt.datetime] = _now_col()
+    created_at: Mapped[dt.datetime] = now_column()
 
     certificates: Mapped[list[Certificate]] = relationship(
         order_by="Certificate.expires_on", cascade="all, delete-orphan", lazy="selectin"
@@ -383,163 +329,4 @@ class ElderBlockedCaregiver(Base):
         ForeignKey("caregiver.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     reason: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[dt.datetime] = _now_col()
-
-
-# --- Devices ------------------------------------------------------------------------------------
-
-
-class Gateway(Base):
-    """A home gateway (Zigbee2MQTT hub); its id appears in ``eldercare/v1/z2m/{uid}``."""
-
-    __tablename__ = "gateway"
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    uid: Mapped[str] = mapped_column(String(40), unique=True)
-    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id", ondelete="SET NULL"), index=True)
-    model: Mapped[str] = mapped_column(String(60))
-    serial: Mapped[str] = mapped_column(String(60), unique=True)
-    status: Mapped[str] = mapped_column(String(12), default="active")
-    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[dt.datetime] = _now_col()
-
-
-class Device(Base):
-    """A home device; ``uid`` is the id used in its MQTT topic and username."""
-
-    __tablename__ = "device"
-    __table_args__ = (
-        _enum_check("kind", DeviceKind),
-        CheckConstraint("power IN ('mains', 'battery')", name="power_valid"),
-        CheckConstraint("status IN ('active', 'inactive', 'revoked')", name="status_valid"),
-        UniqueConstraint("gateway_id", "friendly_name", name="uq_device_gateway_friendly_name"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    uid: Mapped[str] = mapped_column(String(40), unique=True)
-    kind: Mapped[str] = mapped_column(String(20))
-    model: Mapped[str] = mapped_column(String(60))
-    serial: Mapped[str] = mapped_column(String(60), unique=True)
-    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id", ondelete="SET NULL"), index=True)
-    gateway_id: Mapped[int | None] = mapped_column(ForeignKey("gateway.id", ondelete="SET NULL"), index=True)
-    friendly_name: Mapped[str | None] = mapped_column(String(60))
-    power: Mapped[str] = mapped_column(String(8), default="battery")
-    status: Mapped[str] = mapped_column(String(12), default="active")
-    last_seen_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    online: Mapped[bool | None] = mapped_column(Boolean)
-    created_at: Mapped[dt.datetime] = _now_col()
-
-
-# --- Users, sessions, audit ---------------------------------------------------------------------
-
-
-class AppUser(Base):
-    __tablename__ = "app_user"
-    __table_args__ = (
-        _enum_check("role", Role),
-        CheckConstraint("role <> 'provider_admin' OR provider_id IS NOT NULL", name="provider_scoped"),
-        CheckConstraint("role <> 'caregiver' OR caregiver_id IS NOT NULL", name="caregiver_scoped"),
-        CheckConstraint("role <> 'elder' OR elder_id IS NOT NULL", name="elder_scoped"),
-        CheckConstraint("role <> 'family' OR guardian_id IS NOT NULL", name="family_scoped"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    username: Mapped[str] = mapped_column(String(40), unique=True)
-    phone: Mapped[str | None] = mapped_column(String(11), unique=True)
-    display_name: Mapped[str] = mapped_column(String(40))
-    password_hash: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(20))
-    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"))
-    caregiver_id: Mapped[int | None] = mapped_column(ForeignKey("caregiver.id"))
-    elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id"))
-    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardian.id"))
-    locale: Mapped[str] = mapped_column(String(8), default="zh-CN")
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    # The running count of failed sign-ins, its last failure and the lock it earned (see
-    # ``core.login_rules``); a successful sign-in, a password change or an admin unlock clears them.
-    failed_logins: Mapped[int] = mapped_column(SmallInteger, default=0)
-    failed_login_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    # Set by an admin password reset: until the user picks their own, the API serves them little.
-    password_change_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    created_at: Mapped[dt.datetime] = _now_col()
-
-
-class UserDistrict(Base):
-    """Districts a civil-affairs officer (or operator team) is responsible for."""
-
-    __tablename__ = "user_district"
-
-    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), primary_key=True)
-    district_id: Mapped[int] = mapped_column(ForeignKey("district.id"), primary_key=True)
-
-
-class AuthSession(Base):
-    """A login session; only a hash of the bearer token / cookie value is stored."""
-
-    __tablename__ = "auth_session"
-
-    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    user_id: Mapped[int] = mapped_column(ForeignKey("app_user.id", ondelete="CASCADE"), index=True)
-    created_at: Mapped[dt.datetime] = _now_col()
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
-    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class LoginAttempt(Base):
-    """Every login attempt, for rate limiting by source address and for the audit trail."""
-
-    __tablename__ = "login_attempt"
-    __table_args__ = (Index("ix_login_attempt_ip_at", "ip", "at"),)
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    at: Mapped[dt.datetime] = _now_col()
-    ip: Mapped[str | None] = mapped_column(INET)
-    login: Mapped[str] = mapped_column(String(60))
-    succeeded: Mapped[bool] = mapped_column(Boolean)
-
-
-class AuditLog(Base):
-    """Every state change and every read of unmasked personal data: who, when, what, before/after."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (
-        Index("ix_audit_log_entity", "entity", "entity_id"),
-        Index("ix_audit_log_at", "at"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    at: Mapped[dt.datetime] = _now_col()
-    actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
-    actor_role: Mapped[str | None] = mapped_column(String(20))
-    action: Mapped[str] = mapped_column(String(30))
-    entity: Mapped[str] = mapped_column(String(40))
-    entity_id: Mapped[str | None] = mapped_column(String(40))
-    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    ip: Mapped[str | None] = mapped_column(INET)
-    request_id: Mapped[str | None] = mapped_column(String(40))
-
-
-class PolicyValue(Base):
-    """Dated policy data (prices, subsidy rates, caps, thresholds): never constants in code.
-
-    ``key`` names the policy (e.g. ``subsidy.voucher.rate_bp``), ``scope`` narrows it (a service code,
-    a category, a district code or ``*``); the row valid on a date is the one with the latest
-    ``valid_from`` not after it and ``valid_to`` (inclusive) not before it.
-    """
-
-    __tablename__ = "policy_value"
-    __table_args__ = (
-        UniqueConstraint("key", "scope", "valid_from", name="uq_policy_value_key_scope_from"),
-        CheckConstraint("valid_to IS NULL OR valid_to >= valid_from", name="range_valid"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    key: Mapped[str] = mapped_column(String(80))
-    scope: Mapped[str] = mapped_column(String(40), server_default=text("'*'"))
-    value: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    valid_from: Mapped[dt.date] = mapped_column(Date)
-    valid_to: Mapped[dt.date | None] = mapped_column(Date)
-    source: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[dt.datetime] = _now_col()
+    created_at: Mapped[dt.datetime] = now_column()

@@ -1,31 +1,39 @@
-"""Scoping of registry records: pure rules (tested as tables) and their SQL twins for lists.
+"""Who sees which registry record: pure rules (tested as tables), their SQL twins for lists, and
+the loader that puts a principal's elders into it. The only copy of these rules; every domain that
+scopes by elder, provider or device imports them from here.
 
-The rules for elders and providers live in :mod:`core.authz`; this module adds the ones for
-caregivers, devices, guardians and block lists, and turns each rule into a SQL predicate so list
-queries return exactly the rows the detail rule admits.
+The rules cover elders, providers, caregivers, devices, guardians and block lists; each one that
+lists rows has a SQL predicate twin, so list queries return exactly the rows the detail rule admits.
+(Route rules, which role may call which route at all, are the kernel's: :mod:`core.identity.authz`.)
 
 Least privilege for the service side (DOMAIN §9): a provider admin sees the elders with an order or
 visit with its provider; a caregiver only the elders of their own current, upcoming and recent visits
 (:func:`visit_opens_elder`, window ``privacy.caregiver_recent_visits``), loaded into the principal
-when it is built for the request (:func:`served_elder_ids_stmt`). Neither sees every elder of the
-districts the provider serves.
+when it is built for the request (:func:`load_elder_scope`, which the composition root hands to
+:mod:`core.identity.sessions`: the kernel names no domain). Neither sees every elder of the districts
+the provider serves.
 
-The kernel imports no domain, so the two dispatch tables these rules read (``service_order``,
-``visit``) are declared here as lightweight ``table()`` references with only the columns read;
-``tests/unit/registry/test_scope.py`` checks them against :mod:`dispatch.models`.
+Every other domain reads the registry, so the registry imports none of them (import-linter): the
+tables of theirs these rules and the figures read (dispatch's ``service_order`` and ``visit``, the
+ingest's ``device``) are declared here as lightweight ``table()`` references with only the columns
+read; ``tests/unit/registry/test_scope.py`` checks them against :mod:`dispatch.models` and
+:mod:`iot_ingest.models`. Device and gateway lists pass their own ``elder_id`` column to
+:func:`device_clause`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     ColumnElement,
     DateTime,
     Select,
+    SQLColumnExpression,
     String,
     and_,
     column,
@@ -38,17 +46,24 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute
 
-from core.authz import Principal, can_see_elder, sees_all_elders
 from core.clock import local_date
-from core.models import Caregiver, Device, Elder, ElderGuardian, Gateway, Guardian, Role
+from core.identity.authz import STAFF, Principal
+from core.identity.models import AppUser, Role
+from core.identity.sessions import ScopeFields, ScopeLoader
 from core.policy import policy_number
+from registry.models import Caregiver, Elder, ElderGuardian, Guardian
+
+# Roles that see full resident ID numbers (each such read is audited).
+UNMASKED_ID_ROLES: Final = frozenset({Role.CIVIL_AFFAIRS, Role.ADMIN})
+# Roles that see an elder only as far as a visit needs (DOMAIN §9): name, age, address and position,
+# phone, care needs, medical notes, emergency contacts. No ID number, subsidy categories or birth date.
+CARE_VIEW_ROLES: Final = frozenset({Role.CAREGIVER, Role.PROVIDER_ADMIN})
 
 # Days after a visit's end during which its caregiver still sees the elder (dated policy).
 RECENT_VISITS_POLICY: Final = "privacy.caregiver_recent_visits"
 
-# --- The dispatch facts the rules read (see the module docstring) -------------------------------
+# --- The other domains' facts the rules read (see the module docstring) -------------------------
 
 _TZ = DateTime(timezone=True)
 service_order_t = table(
@@ -67,11 +82,74 @@ visit_t = table(
     column("scheduled_end_at", _TZ),
     column("check_out_at", _TZ),
 )
+device_t = table(
+    "device",
+    column("elder_id", BigInteger),
+    column("status", String),
+    column("online", Boolean),
+)
 # dispatch.states.OrderState.CANCELLED, and the states of a visit under way (EN_ROUTE, CHECKED_IN).
 ORDER_CANCELLED: Final = "cancelled"
 VISIT_UNDER_WAY: Final = ("en_route", "checked_in")
 
 # --- Pure rules ---------------------------------------------------------------------------------
+
+
+def sees_all_elders(p: Principal) -> bool:
+    """Admins, and call-centre staff who must be able to act on any alarm in the city."""
+    return p.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR)
+
+
+def can_see_elder(
+    p: Principal, *, elder_id: int, district_id: int, served_by_provider_ids: Iterable[int] = ()
+) -> bool:
+    """Whether ``p`` may read this elder's record (DOMAIN §9, least privilege).
+
+    A family member sees only their elders, an elder only themself, a civil-affairs officer only
+    elders in their districts. A provider admin sees the elders its provider has an order or visit
+    with (``served_by_provider_ids``: the providers of the elder's orders and visits); a caregiver
+    only the elders of their own current, upcoming and recent visits (``p.served_elder_ids``), not
+    every elder their provider serves.
+    """
+    if sees_all_elders(p):
+        return True
+    if p.role == Role.CIVIL_AFFAIRS:
+        return district_id in p.district_ids
+    if p.role in (Role.FAMILY, Role.ELDER):
+        return elder_id in p.elder_ids
+    if p.role == Role.PROVIDER_ADMIN:
+        return p.provider_id is not None and p.provider_id in set(served_by_provider_ids)
+    if p.role == Role.CAREGIVER:
+        return elder_id in p.served_elder_ids
+    return False
+
+
+def can_edit_elder(p: Principal, *, district_id: int) -> bool:
+    """Elder master data is maintained by admins and by civil-affairs officers of the district."""
+    if p.role == Role.ADMIN:
+        return True
+    return p.role == Role.CIVIL_AFFAIRS and district_id in p.district_ids
+
+
+def can_see_provider(p: Principal, *, provider_id: int) -> bool:
+    if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
+        return p.provider_id == provider_id
+    return p.role in STAFF
+
+
+def sees_unmasked_id_number(p: Principal) -> bool:
+    return p.role in UNMASKED_ID_ROLES
+
+
+def sees_care_view_only(p: Principal) -> bool:
+    """Caregivers and provider admins get the care view of an elder (:data:`CARE_VIEW_ROLES`)."""
+    return p.role in CARE_VIEW_ROLES
+
+
+def may_search_by_id_number(p: Principal) -> bool:
+    """Only roles shown an elder's ID number (masked or not) may filter by it: for the others a
+    filter on it would be a lookup of a number they may not see."""
+    return not sees_care_view_only(p)
 
 
 def can_manage_caregivers(p: Principal, *, provider_id: int) -> bool:
@@ -161,6 +239,27 @@ def shows_contacts_during_visit(
 # --- Loading the facts the rules need -----------------------------------------------------------
 
 
+async def load_elder_scope(session: AsyncSession, user: AppUser, role: Role, now: dt.datetime) -> ScopeFields:
+    """The elders an account's role ties it to, for its principal: a family member's (their
+    guardian links), an elder's own record, a caregiver's served elders (:func:`served_elder_ids_stmt`
+    at ``now``). Other roles see elders by district or provider, which the principal carries anyway."""
+    if role == Role.FAMILY and user.guardian_id is not None:
+        linked = await session.scalars(
+            select(ElderGuardian.elder_id).where(ElderGuardian.guardian_id == user.guardian_id)
+        )
+        return {"elder_ids": frozenset(linked.all())}
+    if role == Role.ELDER and user.elder_id is not None:
+        return {"elder_ids": frozenset({user.elder_id})}
+    if role == Role.CAREGIVER and user.caregiver_id is not None:
+        served = await session.scalars(served_elder_ids_stmt(user.caregiver_id, now))
+        return {"served_elder_ids": frozenset(served.all())}
+    return {}
+
+
+# What the registry adds to every principal; the composition root passes these to the kernel.
+SCOPE_LOADERS: Final[tuple[ScopeLoader, ...]] = (load_elder_scope,)
+
+
 async def elders_with_visit_under_way(
     session: AsyncSession, p: Principal, elder_ids: Iterable[int]
 ) -> set[int]:
@@ -220,7 +319,7 @@ async def providers_serving(session: AsyncSession, elder_id: int) -> list[int]:
 
 
 async def sees_elder(session: AsyncSession, p: Principal, elder: Elder) -> bool:
-    """:func:`core.authz.can_see_elder` with the providers of the elder's orders and visits loaded."""
+    """:func:`can_see_elder` with the providers of the elder's orders and visits loaded."""
     served_by: list[int] = []
     if p.role == Role.PROVIDER_ADMIN:
         served_by = await providers_serving(session, elder.id)
@@ -233,7 +332,7 @@ async def sees_elder(session: AsyncSession, p: Principal, elder: Elder) -> bool:
 
 
 def elder_clause(p: Principal) -> ColumnElement[bool]:
-    """Rows of ``elder`` that :func:`core.authz.can_see_elder` admits for ``p``."""
+    """Rows of ``elder`` that :func:`can_see_elder` admits for ``p``."""
     if sees_all_elders(p):
         return true()
     if p.role == Role.CIVIL_AFFAIRS:
@@ -248,7 +347,7 @@ def elder_clause(p: Principal) -> ColumnElement[bool]:
 
 
 def caregiver_clause(p: Principal) -> ColumnElement[bool]:
-    """Rows of ``caregiver`` that :func:`core.authz.can_see_provider` admits for their provider."""
+    """Rows of ``caregiver`` that :func:`can_see_provider` admits for their provider."""
     if p.role in (Role.PROVIDER_ADMIN, Role.CAREGIVER):
         return Caregiver.provider_id == p.provider_id if p.provider_id is not None else false()
     if p.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR, Role.CIVIL_AFFAIRS):
@@ -256,7 +355,11 @@ def caregiver_clause(p: Principal) -> ColumnElement[bool]:
     return false()
 
 
-def _owned_by_visible_elder(elder_fk: InstrumentedAttribute[int | None], p: Principal) -> ColumnElement[bool]:
+def device_clause(p: Principal, elder_fk: SQLColumnExpression[Any]) -> ColumnElement[bool]:
+    """Rows of a table of home equipment (``device``, ``gateway``: installed in an elder's home
+    through their ``elder_id``, given as ``elder_fk``) that :func:`can_see_device` admits."""
+    if sees_all_elders(p):
+        return true()
     if p.role == Role.CIVIL_AFFAIRS:
         if not p.district_ids:
             return false()
@@ -264,16 +367,6 @@ def _owned_by_visible_elder(elder_fk: InstrumentedAttribute[int | None], p: Prin
     if p.role in (Role.FAMILY, Role.ELDER):
         return elder_fk.in_(sorted(p.elder_ids)) if p.elder_ids else false()
     return false()
-
-
-def device_clause(p: Principal) -> ColumnElement[bool]:
-    """Rows of ``device`` that :func:`can_see_device` admits."""
-    return true() if sees_all_elders(p) else _owned_by_visible_elder(Device.elder_id, p)
-
-
-def gateway_clause(p: Principal) -> ColumnElement[bool]:
-    """Rows of ``gateway`` that :func:`can_see_device` admits."""
-    return true() if sees_all_elders(p) else _owned_by_visible_elder(Gateway.elder_id, p)
 
 
 def guardian_clause(p: Principal) -> ColumnElement[bool]:

@@ -12,11 +12,14 @@ from typing import Annotated
 from litestar import Controller, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.controllers.params import DistrictCode, Id32Query, NamePrefix
-from api.pagination import PAGINATION, Page, PageWindow, page
-from api.schemas.assessments import AssessmentCreate, AssessmentRead, assessment_read
-from api.schemas.common import given
-from api.schemas.elders import (
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
+from core.identity.authz import ALL_ROLES, allow
+from core.identity.models import Role
+from core.types import given
+from registry.models import ElderStatus, LivingSituation
+from registry.routes.params import DistrictCode, Id32Query, NamePrefix
+from registry.schemas.assessments import AssessmentCreate, AssessmentPage, AssessmentRead, assessment_read
+from registry.schemas.elders import (
     BlockedRead,
     BlockIn,
     CategoryIn,
@@ -26,6 +29,7 @@ from api.schemas.elders import (
     ContactsReplace,
     ElderCareRead,
     ElderCreate,
+    ElderPage,
     ElderRead,
     ElderUpdate,
     LtcIn,
@@ -39,11 +43,8 @@ from api.schemas.elders import (
     elder_read,
     ltc_read,
 )
-from core.authz import ALL_ROLES, allow
-from core.http import CurrentPrincipal, Db, Now
-from core.models import ElderStatus, LivingSituation, Role
-from core.registry import assessments, elders
-from core.registry.elders import ElderFilter
+from registry.service import assessments, elders
+from registry.service.elders import ElderFilter
 
 EVERYONE = allow(*sorted(ALL_ROLES))
 MASTER_DATA = allow(Role.ADMIN, Role.CIVIL_AFFAIRS)
@@ -86,7 +87,7 @@ class ElderController(Controller):
         has_dementia: FromQuery[bool | None] = None,
         level: LevelQuery = None,
         id_number: IdNumberQuery = None,
-    ) -> Page[ElderRead | ElderCareRead]:
+    ) -> ElderPage:
         filters = ElderFilter(
             district_code=district_code,
             district_id=district_id,
@@ -278,7 +279,7 @@ class ElderController(Controller):
     @get("/{elder_id:int}/assessments", opt=EVERYONE, summary="An elder's ability assessments, newest first")
     async def list_assessments(
         self, db: Db, principal: CurrentPrincipal, window: PageWindow, elder_id: FromPath[int]
-    ) -> Page[AssessmentRead]:
+    ) -> AssessmentPage:
         result = await assessments.list_assessments(
             session=db, actor=principal, elder_id=elder_id, window=window
         )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from litestar import Controller, get
 
-from api.controllers.params import Id32Query
-from api.schemas.figures import FiguresRead, figures_read
-from core.authz import STAFF, allow
 from core.http import CurrentPrincipal, Db, Now
-from core.registry import figures
+from core.identity.authz import STAFF, allow
+from registry.routes.params import Id32Query
+from registry.schemas.figures import FiguresRead, figures_read
+from registry.service import figures
 
 # Staff: admin, civil_affairs, operator, supervisor (the service refuses anyone else, too).
 FIGURES = allow(*sorted(STAFF))

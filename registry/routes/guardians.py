@@ -5,22 +5,22 @@ from __future__ import annotations
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.controllers.params import NamePrefix
-from api.pagination import PAGINATION, Page, PageWindow, page
-from api.schemas.common import PhoneIn, given
-from api.schemas.guardians import (
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
+from core.identity.authz import allow
+from core.identity.models import Role
+from core.types import PhoneIn, given
+from registry.routes.params import NamePrefix
+from registry.schemas.guardians import (
     ElderGuardianRead,
     GuardianCreate,
+    GuardianPage,
     GuardianRead,
     GuardianUpdate,
     LinkCreate,
     guardian_read,
     link_read,
 )
-from core.authz import allow
-from core.http import CurrentPrincipal, Db, Now
-from core.models import Role
-from core.registry import guardians
+from registry.service import guardians
 
 READ = allow(Role.ADMIN, Role.CIVIL_AFFAIRS, Role.OPERATOR, Role.SUPERVISOR, Role.FAMILY)
 WRITE = allow(Role.ADMIN, Role.CIVIL_AFFAIRS)
@@ -42,7 +42,7 @@ class GuardianController(Controller):
         window: PageWindow,
         name: NamePrefix = None,
         phone: FromQuery[PhoneIn | None] = None,
-    ) -> Page[GuardianRead]:
+    ) -> GuardianPage:
         result = await guardians.list_guardians(
             session=db, actor=principal, name_prefix=name, phone=phone, window=window
         )

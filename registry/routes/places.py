@@ -5,28 +5,30 @@ from __future__ import annotations
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 
-from api.controllers.params import DistrictCode, Id32Query, NamePrefix
-from api.pagination import PAGINATION, Page, PageWindow, page
-from api.schemas.common import given
-from api.schemas.places import (
+from core.http import PAGINATION, CurrentPrincipal, Db, PageWindow, page
+from core.identity.authz import allow, authenticated
+from core.identity.models import Role
+from core.types import given
+from registry.routes.params import DistrictCode, Id32Query, NamePrefix
+from registry.schemas.places import (
     CommunityCreate,
+    CommunityPage,
     CommunityRead,
     CommunityUpdate,
     DistrictCreate,
+    DistrictPage,
     DistrictRead,
     DistrictUpdate,
     StreetCreate,
+    StreetPage,
     StreetRead,
     StreetUpdate,
     community_read,
     district_read,
     street_read,
 )
-from core.authz import allow, authenticated
-from core.http import CurrentPrincipal, Db
-from core.models import Role
-from core.registry import places
-from core.registry.places import PlaceFilter
+from registry.service import places
+from registry.service.places import PlaceFilter
 
 ADMIN = allow(Role.ADMIN)
 
@@ -39,7 +41,7 @@ class PlaceController(Controller):
     # --- districts ---
 
     @get("/districts", opt=authenticated(), summary="List districts (county-level divisions)")
-    async def list_districts(self, db: Db, window: PageWindow) -> Page[DistrictRead]:
+    async def list_districts(self, db: Db, window: PageWindow) -> DistrictPage:
         return page(await places.list_districts(session=db, window=window), district_read)
 
     @get("/districts/{district_id:int}", opt=authenticated(), summary="One district")
@@ -75,7 +77,7 @@ class PlaceController(Controller):
         district_id: Id32Query = None,
         district_code: DistrictCode = None,
         name: NamePrefix = None,
-    ) -> Page[StreetRead]:
+    ) -> StreetPage:
         filters = PlaceFilter(district_id=district_id, district_code=district_code, name_prefix=name)
         return page(await places.list_streets(session=db, filters=filters, window=window), street_read)
 
@@ -111,7 +113,7 @@ class PlaceController(Controller):
         district_id: Id32Query = None,
         district_code: DistrictCode = None,
         name: NamePrefix = None,
-    ) -> Page[CommunityRead]:
+    ) -> CommunityPage:
         filters = PlaceFilter(
             district_id=district_id, district_code=district_code, street_id=street_id, name_prefix=name
         )

@@ -7,10 +7,15 @@ from typing import Annotated
 from litestar import Controller, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.controllers.params import Id32Query, NamePrefix
-from api.pagination import PAGINATION, Page, PageWindow, page
-from api.schemas.caregivers import (
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
+from core.identity.authz import allow
+from core.identity.models import Role
+from core.types import given
+from registry.models import Gender
+from registry.routes.params import Id32Query, NamePrefix
+from registry.schemas.caregivers import (
     CaregiverCreate,
+    CaregiverPage,
     CaregiverRead,
     CaregiverUpdate,
     CertificateIn,
@@ -18,19 +23,16 @@ from api.schemas.caregivers import (
     caregiver_read,
     certificate_read,
 )
-from api.schemas.common import given
-from api.schemas.providers import (
+from registry.schemas.providers import (
     ProviderCreate,
     ProviderDistricts,
+    ProviderPage,
     ProviderRead,
     ProviderUpdate,
     provider_read,
 )
-from core.authz import allow
-from core.http import CurrentPrincipal, Db, Now
-from core.models import Gender, Role
-from core.registry import caregivers, providers
-from core.registry.caregivers import CaregiverFilter
+from registry.service import caregivers, providers
+from registry.service.caregivers import CaregiverFilter
 
 # Staff see all providers and caregivers; provider admins and caregivers only their own provider's.
 READ = allow(
@@ -57,7 +59,7 @@ class ProviderController(Controller):
         district_id: Id32Query = None,
         is_active: FromQuery[bool | None] = None,
         name: NamePrefix = None,
-    ) -> Page[ProviderRead]:
+    ) -> ProviderPage:
         result = await providers.list_providers(
             session=db,
             actor=principal,
@@ -127,7 +129,7 @@ class CaregiverController(Controller):
         is_active: FromQuery[bool | None] = None,
         gender: FromQuery[Gender | None] = None,
         name: NamePrefix = None,
-    ) -> Page[CaregiverRead]:
+    ) -> CaregiverPage:
         filters = CaregiverFilter(
             provider_id=provider_id,
             skill=skill,

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas.common import Name
-from core.assessment import LEVEL_NAMES, ItemScores
-from core.models import Assessment
-from core.types import Day, Input
+from core.http import Page, component_key
+from core.types import Day, Input, Name
+from registry.assessment import LEVEL_NAMES, ItemScores
+from registry.models import Assessment
 
 Incident = Literal["fall", "choking", "wandering", "self_harm"]
 
@@ -74,3 +74,10 @@ def assessment_read(a: Assessment) -> AssessmentRead:
         valid_until=a.valid_until,
         created_at=a.created_at,
     )
+
+
+# Paged lists keep the OpenAPI component names they had when these schemas were in api/schemas/
+# (clients see them; see core.http.component_key).
+AssessmentPage = Annotated[
+    Page[AssessmentRead], component_key("Page_api.schemas.assessments.AssessmentRead_")
+]

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas.common import UNSET, Code, Id32, Lat, LocalTime, Lon, Name, PhoneIn, Unset
-from core.models import Caregiver, Certificate, Gender
-from core.types import Day, Input
+from core.http import Page, component_key
+from core.types import UNSET, Day, Id32, Input, Lat, Lon, Name, PhoneIn, Unset
+from registry.models import Caregiver, Certificate, Gender
+from registry.schemas.common import Code, LocalTime
 
 # A catalogue service code (DOMAIN §3), e.g. MEAL, BATH, CARE.
 Skill = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$")]
@@ -121,3 +122,8 @@ def caregiver_read(c: Caregiver) -> CaregiverRead:
         certificates=[certificate_read(x) for x in c.certificates],
         created_at=c.created_at,
     )
+
+
+# Paged lists keep the OpenAPI component names they had when these schemas were in api/schemas/
+# (clients see them; see core.http.component_key).
+CaregiverPage = Annotated[Page[CaregiverRead], component_key("Page_api.schemas.caregivers.CaregiverRead_")]

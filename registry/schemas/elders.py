@@ -7,24 +7,10 @@ from typing import Annotated
 
 import msgspec
 
-from api.schemas.common import (
-    UNSET,
-    Address,
-    Code,
-    Id32,
-    Id64,
-    IdNumberIn,
-    Lat,
-    Lon,
-    Name,
-    Notes,
-    PhoneIn,
-    Reason,
-    Relation,
-    Unset,
-)
-from core.idcard import mask_id_number
-from core.models import (
+from core.http import Page, component_key
+from core.types import UNSET, Day, Id32, Id64, Input, Lat, Lon, Name, PhoneIn, Unset
+from registry.idcard import mask_id_number
+from registry.models import (
     ElderCategory,
     ElderStatus,
     EmergencyContact,
@@ -33,8 +19,8 @@ from core.models import (
     LtcCoverage,
     SubsidyCategory,
 )
-from core.registry.elders import BlockedView, ElderView
-from core.types import Day, Input
+from registry.schemas.common import Address, Code, IdNumberIn, Notes, Reason, Relation
+from registry.service.elders import BlockedView, ElderView
 
 MAX_CONTACTS = 5
 
@@ -292,3 +278,11 @@ def blocked_read(b: BlockedView) -> BlockedRead:
     return BlockedRead(
         caregiver_id=b.caregiver_id, caregiver_name=b.caregiver_name, reason=b.reason, created_at=b.created_at
     )
+
+
+# The paged list keeps the OpenAPI component name it had when these schemas were in api/schemas/
+# (clients see it; see core.http.component_key).
+ElderPage = Annotated[
+    Page[ElderRead | ElderCareRead],
+    component_key("Page_api.schemas.elders.ElderRead_api.schemas.elders.ElderCareRead_"),
+]

@@ -6,8 +6,8 @@ import datetime as dt
 
 import msgspec
 
-from core.models import LivingSituation, SubsidyCategory
-from core.registry.figures import Figures
+from registry.models import LivingSituation, SubsidyCategory
+from registry.service.figures import Figures
 
 
 class ElderFigures(msgspec.Struct):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
 import msgspec
 
-from api.schemas.common import UNSET, Id64, Name, PhoneIn, Relation, Unset
-from core.registry.guardians import GuardianView, LinkView
-from core.types import Input
+from core.http import Page, component_key
+from core.types import UNSET, Id64, Input, Name, PhoneIn, Unset
+from registry.schemas.common import Relation
+from registry.service.guardians import GuardianView, LinkView
 
 
 class GuardianCreate(Input):
@@ -59,3 +61,8 @@ def link_read(v: LinkView) -> ElderGuardianRead:
     return ElderGuardianRead(
         guardian_id=g.id, name=g.name, phone=g.phone, relation=v.relation, is_primary=v.is_primary
     )
+
+
+# Paged lists keep the OpenAPI component names they had when these schemas were in api/schemas/
+# (clients see them; see core.http.component_key).
+GuardianPage = Annotated[Page[GuardianRead], component_key("Page_api.schemas.guardians.GuardianRead_")]

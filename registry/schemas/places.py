@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from api.schemas.common import NO_NUL, UNSET, Id32, Lat, Lon, Name, PlaceName, Unset
-from core.models import Community, District, Street
-from core.types import Input
+from core.http import Page, component_key
+from core.types import NO_NUL, UNSET, Id32, Input, Lat, Lon, Name, Unset
+from registry.models import Community, District, Street
+from registry.schemas.common import PlaceName
 
 DistrictCode = Annotated[str, msgspec.Meta(pattern=r"^[1-8][0-9]{5}$")]
 StreetCode = Annotated[str, msgspec.Meta(pattern=r"^[1-8][0-9]{8,11}$")]
@@ -115,3 +116,10 @@ def community_read(c: Community) -> CommunityRead:
         lat=c.lat,
         lon=c.lon,
     )
+
+
+# Paged lists keep the OpenAPI component names they had when these schemas were in api/schemas/
+# (clients see them; see core.http.component_key).
+DistrictPage = Annotated[Page[DistrictRead], component_key("Page_api.schemas.places.DistrictRead_")]
+StreetPage = Annotated[Page[StreetRead], component_key("Page_api.schemas.places.StreetRead_")]
+CommunityPage = Annotated[Page[CommunityRead], component_key("Page_api.schemas.places.CommunityRead_")]

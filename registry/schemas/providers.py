@@ -7,9 +7,10 @@ from typing import Annotated
 
 import msgspec
 
-from api.schemas.common import NO_NUL, UNSET, Address, Code, Id32, PhoneIn, Unset
-from core.registry.providers import ProviderView
-from core.types import Day, Input
+from core.http import Page, component_key
+from core.types import NO_NUL, UNSET, Day, Id32, Input, PhoneIn, Unset
+from registry.schemas.common import Address, Code
+from registry.service.providers import ProviderView
 
 ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=NO_NUL)]
 DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]
@@ -73,3 +74,8 @@ def provider_read(v: ProviderView) -> ProviderRead:
         district_ids=v.district_ids,
         created_at=p.created_at,
     )
+
+
+# Paged lists keep the OpenAPI component names they had when these schemas were in api/schemas/
+# (clients see them; see core.http.component_key).
+ProviderPage = Annotated[Page[ProviderRead], component_key("Page_api.schemas.providers.ProviderRead_")]

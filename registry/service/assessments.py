@@ -1,4 +1,4 @@
-"""Ability assessments per GB/T 42195-2022: scored by the pure :func:`core.assessment.assess`,
+"""Ability assessments per GB/T 42195-2022: scored by the pure :func:`registry.assessment.assess`,
 stored with their item scores, read by everyone who may see the elder."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.assessment import assess
-from core.authz import Principal
 from core.clock import local_date
+from core.crud import Paged, Window, in_key_range, page_of
 from core.errors import Invalid, NotFound
-from core.models import Assessment
-from core.registry.common import Paged, Window, in_key_range, page_of
-from core.registry.elders import editable_elder, visible_elder
+from core.identity.authz import Principal
+from registry.assessment import assess
+from registry.models import Assessment
+from registry.service.elders import editable_elder, visible_elder
 
 
 async def create_assessment(

@@ -1,7 +1,7 @@
 """Caregivers (护理员) of a provider and their certificates.
 
 Staff see every caregiver; provider admins and caregivers only their own provider's. Admins and the
-provider's admin manage them (:func:`core.registry.scope.can_manage_caregivers`).
+provider's admin manage them (:func:`registry.scope.can_manage_caregivers`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal, can_see_provider
-from core.errors import Forbidden, Invalid, NotFound
-from core.models import Caregiver, Certificate, Provider
-from core.phone import normalise_phone
-from core.registry.common import (
+from core.crud import (
     MAX_BIGINT,
     Paged,
     Window,
@@ -30,7 +26,11 @@ from core.registry.common import (
     page_of,
     require_ref,
 )
-from core.registry.scope import can_manage_caregivers, caregiver_clause
+from core.errors import Forbidden, Invalid, NotFound
+from core.identity.authz import Principal
+from core.phone import normalise_phone
+from registry.models import Caregiver, Certificate, Provider
+from registry.scope import can_manage_caregivers, can_see_provider, caregiver_clause
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ status changes and blocked caregivers.
 
 Resident ID numbers are validated (GB 11643) and stored once; callers get :class:`ElderView` with
 ``unmasked`` telling whether the reader may see the full number. Only the detail read unmasks, and
-only for the roles of :data:`core.authz.UNMASKED_ID_ROLES`; each such read writes an audit row
+only for the roles of :data:`registry.scope.UNMASKED_ID_ROLES`; each such read writes an audit row
 ``read_unmasked``. Lists and write responses are always masked. The birth date is shown only with
 the full number (it is 8 of the hidden digits); the others get the age. Caregivers and provider
 admins get the care view (``care_only``): no ID number, birth date or subsidy categories at all,
@@ -24,32 +24,8 @@ from sqlalchemy import ScalarSelect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import (
-    Principal,
-    can_edit_elder,
-    may_search_by_id_number,
-    sees_care_view_only,
-    sees_unmasked_id_number,
-)
 from core.clock import local_date
-from core.errors import Conflict, Forbidden, Invalid, NotFound
-from core.idcard import age_on, validate_id_number
-from core.models import (
-    Assessment,
-    Caregiver,
-    Community,
-    District,
-    Elder,
-    ElderBlockedCaregiver,
-    ElderCategory,
-    ElderStatus,
-    EmergencyContact,
-    LtcCoverage,
-    Role,
-)
-from core.phone import normalise_phone
-from core.policy import policy_number
-from core.registry.common import (
+from core.crud import (
     MAX_BIGINT,
     Paged,
     Window,
@@ -60,13 +36,35 @@ from core.registry.common import (
     like_prefix,
     require_ref,
 )
-from core.registry.places import district_of_community
-from core.registry.scope import (
+from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.identity.authz import Principal
+from core.identity.models import Role
+from core.phone import normalise_phone
+from core.policy import policy_number
+from registry.idcard import age_on, validate_id_number
+from registry.models import (
+    Assessment,
+    Caregiver,
+    Community,
+    District,
+    Elder,
+    ElderBlockedCaregiver,
+    ElderCategory,
+    ElderStatus,
+    EmergencyContact,
+    LtcCoverage,
+)
+from registry.scope import (
+    can_edit_elder,
     can_manage_blocklist,
     elder_clause,
     elders_with_visit_under_way,
+    may_search_by_id_number,
+    sees_care_view_only,
     sees_elder,
+    sees_unmasked_id_number,
 )
+from registry.service.places import district_of_community
 
 MAX_CONTACTS = 5
 MIN_AGE_POLICY = "registry.min_age"

@@ -4,14 +4,16 @@ call-centre staff and admins: ``GET /api/v1/figures`` and the web home page both
 The area is the actor's: city-wide for those who see every elder (admins, call-centre staff), the
 officer's own districts for civil affairs; ``district_id`` narrows it to one district inside it
 (one outside it is a 404, as for any record out of scope). Elders and devices are counted through
-the scoping rules of :mod:`core.registry.scope`, so the figures never count a row the lists hide.
+the scoping rules of :mod:`registry.scope`, so the figures never count a row the lists hide.
 
 What is counted, all on the actor's local date ``on``:
 - elders: active elders (status ``active``), split by living situation, and by subsidy category
   held on that date (an elder with two categories counts under both; one with none under neither);
 - providers: active providers whose contract runs on that date and who serve a district of the
   area (city-wide: all of them); caregivers: the active caregivers of those providers;
-- devices: active devices installed in the homes of the area's elders, and how many are online.
+- devices: active devices installed in the homes of the area's elders, and how many are online
+  (the ingest's ``device`` table, read through :data:`registry.scope.device_t`: the registry imports
+  no other domain).
 """
 
 from __future__ import annotations
@@ -24,12 +26,12 @@ from types import MappingProxyType
 from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import STAFF, Principal, sees_all_elders
 from core.clock import local_date
+from core.crud import get_or_404
 from core.errors import Forbidden, NotFound
-from core.models import (
+from core.identity.authz import STAFF, Principal
+from registry.models import (
     Caregiver,
-    Device,
     District,
     Elder,
     ElderCategory,
@@ -39,8 +41,7 @@ from core.models import (
     ProviderDistrict,
     SubsidyCategory,
 )
-from core.registry.common import get_or_404
-from core.registry.scope import device_clause, elder_clause
+from registry.scope import device_clause, device_t, elder_clause, sees_all_elders
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +123,10 @@ async def area_figures(
 
     device_counts = (
         await session.execute(
-            select(func.count(), func.count().filter(Device.online.is_(True)))
-            .select_from(Device)
-            .join(Elder, Elder.id == Device.elder_id)
-            .where(device_clause(actor), elders_in_area, Device.status == "active")
+            select(func.count(), func.count().filter(device_t.c.online.is_(True)))
+            .select_from(device_t)
+            .join(Elder, Elder.id == device_t.c.elder_id)
+            .where(device_clause(actor, device_t.c.elder_id), elders_in_area, device_t.c.status == "active")
         )
     ).one()
 

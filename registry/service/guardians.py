@@ -16,11 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import Principal
-from core.errors import Conflict, Invalid, NotFound
-from core.models import Elder, ElderGuardian, Guardian, Role
-from core.phone import normalise_phone
-from core.registry.common import (
+from core.crud import (
     MAX_BIGINT,
     Paged,
     Window,
@@ -31,8 +27,13 @@ from core.registry.common import (
     require_ref,
     update_and_audit,
 )
-from core.registry.elders import editable_elder, visible_elder
-from core.registry.scope import can_see_guardian, guardian_clause
+from core.errors import Conflict, Invalid, NotFound
+from core.identity.authz import Principal
+from core.identity.models import Role
+from core.phone import normalise_phone
+from registry.models import Elder, ElderGuardian, Guardian
+from registry.scope import can_see_guardian, guardian_clause
+from registry.service.elders import editable_elder, visible_elder
 
 
 @dataclass(frozen=True, slots=True)

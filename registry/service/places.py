@@ -12,10 +12,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
-from core.errors import Conflict
-from core.models import Community, District, Elder, Street
-from core.registry.common import (
+from core.crud import (
     Paged,
     Window,
     add_and_audit,
@@ -26,6 +23,9 @@ from core.registry.common import (
     require_ref,
     update_and_audit,
 )
+from core.errors import Conflict
+from core.identity.authz import Principal
+from registry.models import Community, District, Elder, Street
 
 
 @dataclass(frozen=True, slots=True)

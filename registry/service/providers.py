@@ -1,7 +1,7 @@
 """Home-care providers (服务机构) and the districts they are contracted to serve.
 
-Staff see every provider; a provider admin or caregiver only their own (:func:`core.authz.can_see_provider`).
-Only admins change providers (route rules).
+Staff see every provider; a provider admin or caregiver only their own
+(:func:`registry.scope.can_see_provider`). Only admins change providers (route rules).
 """
 
 from __future__ import annotations
@@ -15,11 +15,7 @@ from sqlalchemy import delete, false, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.authz import STAFF, Principal, can_see_provider
-from core.errors import Conflict, NotFound
-from core.models import District, Provider, ProviderDistrict, Role
-from core.phone import normalise_phone
-from core.registry.common import (
+from core.crud import (
     MAX_INT,
     Paged,
     Window,
@@ -31,6 +27,12 @@ from core.registry.common import (
     unknown_reference,
     update_and_audit,
 )
+from core.errors import Conflict, NotFound
+from core.identity.authz import STAFF, Principal
+from core.identity.models import Role
+from core.phone import normalise_phone
+from registry.models import District, Provider, ProviderDistrict
+from registry.scope import can_see_provider
 
 
 @dataclass(frozen=True, slots=True)
