@@ -19,7 +19,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import (
+from core.settings import Settings
+from dispatch.models import CaregiverPosition, ProviderDayPlan, ProviderService, ServiceOrder
+from dispatch.seed import CONTRACTS_FROM
+from registry.models import (
     Caregiver,
     Community,
     District,
@@ -29,9 +32,6 @@ from core.models import (
     ProviderDistrict,
     Street,
 )
-from core.settings import Settings
-from dispatch.models import CaregiverPosition, ProviderDayPlan, ProviderService, ServiceOrder
-from dispatch.seed import CONTRACTS_FROM
 from tests.conftest import DEMO_PASSWORD, TEST_NOW
 
 Login = Callable[[str], Awaitable[dict[str, str]]]

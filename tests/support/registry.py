@@ -16,11 +16,13 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.authz import Principal
-from core.idcard import make_id_number
-from core.models import AppUser, AuthSession, Community, District, Elder, Street
-from core.sessions import principal_for_user, token_hash
+from core.identity.authz import Principal
+from core.identity.models import AppUser, AuthSession
+from core.identity.sessions import principal_for_user, token_hash
 from core.settings import Settings
+from registry.idcard import make_id_number
+from registry.models import Community, District, Elder, Street
+from registry.scope import SCOPE_LOADERS
 from tests.conftest import TEST_NOW
 
 # Not an IP address: the app then sees no client address and applies no per-address login limit.
@@ -44,7 +46,7 @@ def make_client(
 async def principal_of(db: AsyncSession, username: str) -> Principal:
     user = await db.scalar(select(AppUser).where(AppUser.username == username))
     assert user is not None, username
-    return await principal_for_user(session=db, user=user, now=TEST_NOW)
+    return await principal_for_user(session=db, user=user, now=TEST_NOW, scope_loaders=SCOPE_LOADERS)
 
 
 async def headers_for(db: AsyncSession, username: str) -> dict[str, str]:

@@ -13,11 +13,13 @@ from litestar import post
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.authz import allow
 from core.http import Db
-from core.idcard import make_id_number
-from core.models import AppUser, EmergencyContact, PolicyValue, Role
+from core.identity.authz import allow
+from core.identity.models import AppUser, Role
+from core.policy import PolicyValue
 from core.settings import Settings
+from registry.idcard import make_id_number
+from registry.models import EmergencyContact
 from tests.conftest import TEST_NOW
 from tests.support.registry import (
     community_in,

@@ -30,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from core.models import Role
+from core.identity.models import Role
 from tests.support.registry import headers_for
 
 pytestmark = pytest.mark.integration

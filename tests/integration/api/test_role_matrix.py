@@ -19,8 +19,8 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.routes import HTTPRoute
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.authz import ANY_AUTHENTICATED, PUBLIC, rule_allows
-from core.models import Role
+from core.identity.authz import ANY_AUTHENTICATED, PUBLIC, rule_allows
+from core.identity.models import Role
 from core.settings import Settings
 from tests.conftest import TEST_NOW
 from tests.support.registry import headers_for, make_client

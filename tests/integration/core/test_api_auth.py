@@ -16,8 +16,10 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AppUser, AuditLog, LoginAttempt, PolicyValue, Role
-from core.passwords import hash_password
+from core.audit import AuditLog
+from core.identity.models import AppUser, LoginAttempt, Role
+from core.identity.passwords import hash_password
+from core.policy import PolicyValue
 from core.settings import Settings
 from tests.conftest import DEMO_PASSWORD, TEST_NOW
 from tests.support.dispatch import Clock

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AppUser, AuditLog, Caregiver, Provider
+from core.audit import AuditLog
+from core.identity.models import AppUser
 from core.settings import Settings
+from registry.models import Caregiver, Provider
 from tests.conftest import DEMO_PASSWORD, TEST_NOW
 from tests.support.registry import district_id, headers_for, make_client, problem_code
 

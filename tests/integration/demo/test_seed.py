@@ -15,30 +15,27 @@ import pytest
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.assessment import ITEMS, assess
 from core.geo import haversine_m
-from core.idcard import validate_id_number
-from core.models import (
-    AppUser,
+from core.identity.models import AppUser, Role, UserDistrict
+from core.identity.passwords import verify_password
+from core.phone import normalise_phone
+from core.policy import PolicyValue
+from core.seed import SeedSummary, seed_demo, seed_reference
+from core.seed_data import DEMO_PASSWORD, Z2M_ALWAYS
+from core.settings import PROJECT_ROOT
+from iot_ingest.models import Device, Gateway
+from registry.assessment import ITEMS, assess
+from registry.idcard import validate_id_number
+from registry.models import (
     Assessment,
     Caregiver,
     Certificate,
     Community,
-    Device,
     District,
     Elder,
     ElderGuardian,
-    Gateway,
-    PolicyValue,
-    Role,
     Street,
-    UserDistrict,
 )
-from core.passwords import verify_password
-from core.phone import normalise_phone
-from core.seed import SeedSummary, seed_demo, seed_reference
-from core.seed_data import DEMO_PASSWORD, Z2M_ALWAYS
-from core.settings import PROJECT_ROOT
 from tests.conftest import TEST_DB_URL
 
 pytestmark = pytest.mark.integration

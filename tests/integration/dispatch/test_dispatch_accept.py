@@ -14,13 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from core.models import Caregiver
 from dispatch.common import DispatchError, OfferNotOpen, OfferPolicy, StateConflict, change_state
 from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, ServiceRule
 from dispatch.models import Offer, OrderTransition, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, expire_offers, make_offer, offer_next
 from dispatch.orders import create_order
 from dispatch.states import Actor, InvalidTransition, OrderState
+from registry.models import Caregiver
 from tests.support import dispatch as support
 
 pytestmark = pytest.mark.integration

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Caregiver, Elder
 from dispatch.caregiver_app import door_code
 from dispatch.models import CaregiverPosition, OrderTransition
+from registry.models import Caregiver, Elder
 from tests.conftest import TEST_NOW
 from tests.support import dispatch as support
 from tests.support.dispatch import SERVICE, Clock, checked_out_visit, near, offered_order
@@ -628,7 +628,7 @@ async def test_provider_withdrawal_redispatches_and_no_show(
 async def test_an_asap_order_with_nobody_on_shift_tells_the_customer_what_happens_next(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
 ) -> None:
-    from core.models import PolicyValue
+    from core.policy import PolicyValue
 
     w, h = world, world["h"]
     # Nobody is on shift (the demo world clears every position): the order goes to the operator queue.

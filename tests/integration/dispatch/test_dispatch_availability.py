@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Caregiver
 from dispatch.matching import Booking
 from dispatch.models import Visit
 from dispatch.offers import caregiver_profiles
+from registry.models import Caregiver
 from tests.support import dispatch as support
 from tests.support.dispatch import SERVICE, Clock, near
 

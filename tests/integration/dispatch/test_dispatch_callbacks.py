@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Elder, Provider
 from dispatch.jobs import sample_callbacks
 from dispatch.models import CallbackTask
+from registry.models import Elder, Provider
 from tests.support import dispatch as support
 from tests.support.dispatch import Clock, checked_out_visit
 

@@ -13,11 +13,12 @@ import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.authz import Principal
-from core.models import AppUser, Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict, Role
+from core.identity.authz import Principal
+from core.identity.models import AppUser, Role
 from dispatch import common, offers, orders
 from dispatch.matching import CaregiverIndex, CaregiverProfile, local_date, match
 from dispatch.models import CaregiverPosition, Offer
+from registry.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
 from tests.conftest import TEST_NOW
 
 pytestmark = pytest.mark.integration

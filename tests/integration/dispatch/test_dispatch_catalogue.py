@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import PolicyValue
+from core.policy import PolicyValue
 from tests.conftest import Client
 
 pytestmark = pytest.mark.integration

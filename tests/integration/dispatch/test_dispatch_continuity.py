@@ -12,11 +12,12 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Caregiver, Elder, PolicyValue
+from core.policy import PolicyValue
 from dispatch import offers
 from dispatch.models import ServiceOrder, Visit
 from dispatch.orders import create_order
 from dispatch.states import Actor
+from registry.models import Caregiver, Elder
 from tests.conftest import TEST_NOW
 
 pytestmark = pytest.mark.integration

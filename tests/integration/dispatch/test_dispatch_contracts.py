@@ -17,8 +17,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AuditLog, Caregiver, District, Elder, Provider, ProviderDistrict
+from core.audit import AuditLog
 from dispatch.models import CaregiverPosition, Offer, ProviderService
+from registry.models import Caregiver, District, Elder, Provider, ProviderDistrict
 from tests.conftest import TEST_NOW
 from tests.support import dispatch as support
 from tests.support.dispatch import SERVICE, Clock, near

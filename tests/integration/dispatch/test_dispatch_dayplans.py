@@ -23,18 +23,10 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.authz import Principal
 from core.errors import NotFound
-from core.models import (
-    AppUser,
-    Caregiver,
-    Certificate,
-    Elder,
-    ElderBlockedCaregiver,
-    PolicyValue,
-    ProviderDistrict,
-    Role,
-)
+from core.identity.authz import Principal
+from core.identity.models import AppUser, Role
+from core.policy import PolicyValue
 from dispatch import caregiver_app, dayplans, jobs, offers, routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
 from dispatch.matching import LOCAL_TZ
@@ -49,6 +41,7 @@ from dispatch.models import (
 from dispatch.orders import create_order
 from dispatch.seed import CONTRACTS_FROM
 from dispatch.states import Actor, OrderState
+from registry.models import Caregiver, Certificate, Elder, ElderBlockedCaregiver, ProviderDistrict
 from tests.conftest import TEST_NOW
 from tests.support import dispatch as support
 

@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AuditLog, Caregiver, Elder
+from core.audit import AuditLog
+from registry.models import Caregiver, Elder
 from tests.conftest import TEST_NOW
 from tests.support import dispatch as support
 from tests.support.dispatch import SERVICE, Clock, near, offered_order

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Caregiver, Elder, Provider
 from dispatch.models import CallbackTask, ServiceOrder, Visit
+from registry.models import Caregiver, Elder, Provider
 from tests.support import dispatch as support
 from tests.support.dispatch import Clock, checked_out_visit, near
 

@@ -18,9 +18,10 @@ import pytest
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from core.authz import Principal
+from core.audit import AuditLog
 from core.errors import Conflict
-from core.models import AppUser, AuditLog, Role
+from core.identity.authz import Principal
+from core.identity.models import AppUser, Role
 from dispatch import orders
 from dispatch.models import DayPlanDirty, ServiceOrder
 from tests.conftest import TEST_NOW

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AuditLog, PolicyValue
+from core.audit import AuditLog
+from core.policy import PolicyValue
 from dispatch.models import Visit
 from tests.support import dispatch as support
 from tests.support.dispatch import Clock, checked_out_visit, near, offered_order

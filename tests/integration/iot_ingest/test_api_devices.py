@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AuditLog, Device, Elder, Gateway
+from core.audit import AuditLog
 from core.settings import Settings
+from iot_ingest.models import Device, Gateway
+from registry.models import Elder
 from tests.support.registry import (
     district_id,
     elder_in,

@@ -13,12 +13,13 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AuditLog, Device, Elder
+from core.audit import AuditLog
 from core.settings import Settings
-from iot_ingest.models import DeviceCredential
+from iot_ingest.models import Device, DeviceCredential
 from iot_ingest.provisioning import BrokerFiles, mosquitto_hash, sync_broker_accounts, verify_mosquitto_hash
 from iot_ingest.routes import BROKER_STATE_KEY
 from iot_ingest.storage import PartitionedStore, detect_backend
+from registry.models import Elder
 from tests.conftest import TEST_NOW
 from tests.support.registry import (
     IN_PROCESS_CLIENT,

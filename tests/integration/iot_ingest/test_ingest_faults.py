@@ -38,6 +38,7 @@ from core.settings import Settings
 from iot_ingest.service import IngestConfig, IngestService
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
+from tests.integration.iot_ingest.test_ingest import Home, seed_home
 from tests.support.ingest_faults import (
     MONITOR_USER,
     ROOT,
@@ -49,7 +50,6 @@ from tests.support.ingest_faults import (
     spawn_ingest,
     stop_ingest,
 )
-from tests.integration.iot_ingest.test_ingest import Home, seed_home
 
 pytestmark = [
     pytest.mark.integration,

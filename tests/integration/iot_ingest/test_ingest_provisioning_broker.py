@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.settings import Settings
-from tests.support.ingest_faults import PrivateBroker
-from tests.support.registry import elder_in, headers_for
 from tests.integration.iot_ingest.test_ingest_api import device_body, iot_client
 from tests.integration.iot_ingest.test_ingest_broker import Conn
 from tests.integration.iot_ingest.test_ingest_broker import broker as broker  # the fixture, re-exported
+from tests.support.ingest_faults import PrivateBroker
+from tests.support.registry import elder_in, headers_for
 
 pytestmark = [
     pytest.mark.integration,

@@ -18,21 +18,13 @@ from sqlalchemy import func, select, union, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import local_date
-from core.idcard import age_on, mask_id_number
-from core.models import (
-    AppUser,
-    Assessment,
-    Caregiver,
-    District,
-    Elder,
-    PolicyValue,
-    Provider,
-    ProviderDistrict,
-    Role,
-)
-from core.registry.scope import RECENT_VISITS_POLICY
+from core.identity.models import AppUser, Role
+from core.policy import PolicyValue
 from core.settings import Settings
 from dispatch.models import ServiceOrder, Visit
+from registry.idcard import age_on, mask_id_number
+from registry.models import Assessment, Caregiver, District, Elder, Provider, ProviderDistrict
+from registry.scope import RECENT_VISITS_POLICY
 from tests.conftest import TEST_NOW
 from tests.support.registry import elder_in, headers_for, make_client, principal_of, problem_code
 

@@ -11,11 +11,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.assessment import ITEMS
+from core.audit import AuditLog
 from core.clock import local_date
-from core.idcard import mask_id_number
-from core.models import AuditLog, Caregiver, Elder
 from core.settings import Settings
+from registry.assessment import ITEMS
+from registry.idcard import mask_id_number
+from registry.models import Caregiver, Elder
 from tests.conftest import TEST_NOW
 from tests.support.registry import (
     community_in,

@@ -13,8 +13,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.clock import local_date
-from core.models import Device, Elder, ElderCategory
 from core.settings import Settings
+from iot_ingest.models import Device
+from registry.models import Elder, ElderCategory
 from tests.conftest import TEST_NOW
 from tests.support.registry import (
     district_id,

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import Elder, ElderGuardian
 from core.settings import Settings
+from registry.models import Elder, ElderGuardian
 from tests.support.registry import (
     district_id,
     elder_in,

@@ -9,8 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AuditLog, Community, Elder, Street
+from core.audit import AuditLog
 from core.settings import Settings
+from registry.models import Community, Elder, Street
 from tests.support.registry import (
     district_id,
     elder_in,

@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.models import AuditLog, Caregiver, Provider, ProviderDistrict
+from core.audit import AuditLog
 from core.settings import Settings
+from registry.models import Caregiver, Provider, ProviderDistrict
 from tests.support.registry import (
     district_id,
     headers_for,

@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import AppUser, AuditLog
-from core.passwords import hash_password
+from core.audit import AuditLog
+from core.identity.models import AppUser
+from core.identity.passwords import hash_password
 from tests.conftest import Client
 
 pytestmark = pytest.mark.integration

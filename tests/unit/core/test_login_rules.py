@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from core.login_rules import (
+from core.identity.login_rules import (
     POLICY_KEY,
     AccountPolicy,
     failures_so_far,

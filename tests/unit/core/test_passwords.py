@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.passwords import hash_password, needs_rehash, verify_password
+from core.identity.passwords import hash_password, needs_rehash, verify_password
 
 pytestmark = pytest.mark.unit
 

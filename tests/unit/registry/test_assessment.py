@@ -6,7 +6,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from core.assessment import (
+from registry.assessment import (
     DIMENSION_MAX,
     ITEMS,
     LEVEL_NAMES,

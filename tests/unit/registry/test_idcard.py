@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from core.idcard import (
+from registry.idcard import (
     InvalidIdNumber,
     age_on,
     check_char,

@@ -1,4 +1,5 @@
-"""The caregiver's visit window as a table of cases, and the dispatch columns the scope SQL reads."""
+"""The caregiver's visit window as a table of cases, and the other domains' columns the scope SQL
+reads (dispatch's orders and visits, the ingest's devices)."""
 
 from __future__ import annotations
 
@@ -6,20 +7,22 @@ import datetime as dt
 
 import pytest
 
-from core.authz import Principal
-from core.models import Role
-from core.registry.scope import (
+from core.identity.authz import Principal
+from core.identity.models import Role
+from core.seed_data import POLICY_DEFAULTS
+from dispatch.models import ServiceOrder, Visit
+from dispatch.states import OrderState
+from iot_ingest.models import Device
+from registry.scope import (
     ORDER_CANCELLED,
     RECENT_VISITS_POLICY,
     VISIT_UNDER_WAY,
+    device_t,
     service_order_t,
     shows_contacts_during_visit,
     visit_opens_elder,
     visit_t,
 )
-from core.seed_data import POLICY_DEFAULTS
-from dispatch.models import ServiceOrder, Visit
-from dispatch.states import OrderState
 
 pytestmark = pytest.mark.unit
 
@@ -61,10 +64,15 @@ def test_visit_opens_elder(
     )
 
 
-def test_the_scope_names_real_dispatch_columns() -> None:
-    """The kernel may not import dispatch, so scope.py names the columns it reads; they must exist
-    with the same types in dispatch.models."""
-    for light, model in ((service_order_t, ServiceOrder.__table__), (visit_t, Visit.__table__)):
+def test_the_scope_names_real_dispatch_and_device_columns() -> None:
+    """The registry may not import dispatch or the ingest, so scope.py names the columns it reads;
+    they must exist with the same types in dispatch.models and iot_ingest.models."""
+    tables = (
+        (service_order_t, ServiceOrder.__table__),
+        (visit_t, Visit.__table__),
+        (device_t, Device.__table__),
+    )
+    for light, model in tables:
         assert light.name == model.name
         for col in light.c:
             real = model.c[col.name]

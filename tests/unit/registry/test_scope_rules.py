@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from core.authz import (
-    ANY_AUTHENTICATED,
-    PUBLIC,
-    Principal,
-    allow,
-    authenticated,
-    can_edit_elder,
-    can_see_elder,
-    can_see_provider,
-    may_search_by_id_number,
-    public,
-    roles_of,
-    rule_allows,
-    sees_care_view_only,
-    sees_unmasked_id_number,
-)
-from core.models import Role
-from core.registry.scope import (
+from core.identity.authz import Principal
+from core.identity.models import Role
+from registry.scope import (
     can_edit_device,
+    can_edit_elder,
     can_manage_blocklist,
     can_manage_caregivers,
     can_see_device,
+    can_see_elder,
     can_see_guardian,
+    can_see_provider,
+    may_search_by_id_number,
+    sees_care_view_only,
+    sees_unmasked_id_number,
 )
 
 pytestmark = pytest.mark.unit
@@ -224,34 +215,6 @@ def test_can_see_guardian(
 )  # fmt: skip
 def test_unmasked_id_numbers_only_for_civil_affairs_and_admin(who: Principal, expected: bool) -> None:
     assert sees_unmasked_id_number(who) is expected
-
-
-@pytest.mark.parametrize(
-    ("rule", "role", "expected"),
-    [
-        (PUBLIC, None, True),
-        (PUBLIC, Role.ADMIN, True),
-        (ANY_AUTHENTICATED, None, False),
-        (ANY_AUTHENTICATED, Role.ELDER, True),
-        (allow(Role.ADMIN)["roles"], Role.ADMIN, True),
-        (allow(Role.ADMIN)["roles"], Role.CIVIL_AFFAIRS, False),
-        (allow(Role.ADMIN)["roles"], None, False),
-        (None, Role.ADMIN, False),  # no rule: nobody
-        ("admin", Role.ADMIN, False),  # a bare string is not a rule
-    ],
-)
-def test_rule_allows(rule: object, role: Role | None, expected: bool) -> None:
-    assert rule_allows(rule, role) is expected
-
-
-def test_rule_constructors() -> None:
-    assert public() == {"roles": PUBLIC}
-    assert authenticated() == {"roles": ANY_AUTHENTICATED}
-    assert roles_of(allow(Role.FAMILY, Role.ELDER)["roles"]) == {Role.FAMILY, Role.ELDER}
-    assert roles_of(PUBLIC) == frozenset(Role)
-    assert roles_of(None) == frozenset()
-    with pytest.raises(ValueError, match="at least one role"):
-        allow()
 
 
 @pytest.mark.parametrize(
