@@ -1,8 +1,9 @@
 """Pure normaliser: one MQTT message (topic, raw bytes) → canonical readings and events, or a rejection.
 
-Formats (DOMAIN §8): native ``eldercare/v1/dev/{uid}/telemetry|event|status``, SenML (RFC 8428) on
-``eldercare/v1/dev/{uid}/senml``, Zigbee2MQTT flat JSON on ``eldercare/v1/z2m/{gateway}/{friendly_name}``
-(plus ``…/availability`` and ``…/bridge/state``), and OwnTracks on ``eldercare/v1/owntracks/{user}/{device}``.
+Formats (DOMAIN §8; topics and native payloads in :mod:`iot_ingest.wire`): native
+``{root}/dev/{uid}/telemetry|event|status``, SenML (RFC 8428) on ``{root}/dev/{uid}/senml``, Zigbee2MQTT
+flat JSON on ``{root}/z2m/{gateway}/{friendly_name}`` (plus ``…/availability`` and ``…/bridge/state``),
+and OwnTracks on ``{root}/owntracks/{user}/{device}``.
 
 Nothing here touches the database, the clock or the network: ``now`` is passed in, and the device
 registry lookup happens in :func:`check_device` with the device record handed over by the caller.
@@ -29,12 +30,14 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from iot_ingest.wire import TOPIC_ROOT, NativeTelemetry
+
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_DEPTH: Final = 8
 MAX_READINGS: Final = 500
 MAX_CLOCK_SKEW: Final = dt.timedelta(minutes=5)
 DEFAULT_MAX_AGE: Final = dt.timedelta(days=30)
-TOPIC_ROOT: Final = "eldercare/v1/"
+_ROOT: Final = TOPIC_ROOT + "/"
 
 REASONS: Final = frozenset(
     {
@@ -225,9 +228,9 @@ def raw_key(topic: str, payload: bytes) -> int:
 
 
 def _normalise(topic: str, payload: bytes, now: dt.datetime, max_age: dt.timedelta) -> Message | Ignored:
-    if not topic.startswith(TOPIC_ROOT):
+    if not topic.startswith(_ROOT):
         raise _Reject("unknown_topic", topic[:200])
-    parts = topic[len(TOPIC_ROOT) :].split("/")
+    parts = topic[len(_ROOT) :].split("/")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise _Reject("too_large", f"{len(payload)} bytes")
     head = parts[0]
@@ -388,17 +391,8 @@ def _native_telemetry(src: SourceRef, raw: Any, now: dt.datetime, max_age: dt.ti
     )
 
 
-class _TelemetryShape(msgspec.Struct):
-    """The common native telemetry body, decoded and type-checked by msgspec in one pass."""
-
-    values: dict[str, float]
-    ts: int | float | None = None
-    seq: int | None = None
-    device_id: str | None = None
-    device: str | None = None
-
-
-_telemetry_decoder = msgspec.json.Decoder(_TelemetryShape)
+# The common native telemetry body, decoded and type-checked by msgspec in one pass.
+_telemetry_decoder = msgspec.json.Decoder(NativeTelemetry)
 
 
 def _fast_telemetry(

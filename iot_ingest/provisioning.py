@@ -229,11 +229,6 @@ class NewDevice:
     power: str = "battery"
 
 
-def topic_prefix(*, uid: str, gateway: bool) -> str:
-    """The topic subtree the ACL lets this account publish under (deploy/mosquitto/acl)."""
-    return f"eldercare/v1/z2m/{uid}/" if gateway else f"eldercare/v1/dev/{uid}/"
-
-
 async def _check_uid_and_serial(session: AsyncSession, *, uid: str, serial: str, model: type[Item]) -> None:
     """The uid is a broker username: unique across devices, gateways and past credentials."""
     if uid.lower().startswith(RESERVED_USERNAME_PREFIX):
@@ -330,7 +325,8 @@ async def register_gateway(
     serial: str,
     elder_id: int | None,
 ) -> tuple[Gateway, IssuedCredential]:
-    """Add a Zigbee2MQTT gateway (base topic ``eldercare/v1/z2m/{uid}``) and its broker account."""
+    """Add a Zigbee2MQTT gateway (base topic ``{root}/z2m/{uid}``, :mod:`iot_ingest.wire`) and its
+    broker account."""
     await _check_new_elder(session, actor, elder_id)
     await _check_uid_and_serial(session, uid=uid, serial=serial, model=Gateway)
     gateway = await add_and_audit(

@@ -19,7 +19,7 @@ from core.identity.models import Role
 from core.types import check_day
 from iot_ingest import provisioning, queries
 from iot_ingest.models import Device, Gateway
-from iot_ingest.provisioning import BrokerFiles, IssuedCredential, NewDevice, broker_from_env, topic_prefix
+from iot_ingest.provisioning import BrokerFiles, IssuedCredential, NewDevice, broker_from_env
 from iot_ingest.schemas import (
     DeviceCreate,
     DeviceHistoryRead,
@@ -34,6 +34,7 @@ from iot_ingest.schemas import (
     registered_device_read,
     registered_gateway_read,
 )
+from iot_ingest.wire import account_prefix
 
 R = Role
 PROVISIONING = allow(R.ADMIN, R.CIVIL_AFFAIRS)
@@ -78,7 +79,7 @@ def _credential(issued: IssuedCredential, *, gateway: bool) -> MqttCredentialRea
     return MqttCredentialRead(
         username=issued.username,
         password=issued.password,
-        topic_prefix=topic_prefix(uid=issued.username, gateway=gateway),
+        topic_prefix=account_prefix(uid=issued.username, gateway=gateway),
     )
 
 

@@ -4,7 +4,8 @@
 number of simulated homes; every incident injected (SOS, fall, leak, vitals excursion, wandering) is
 written to a ground-truth JSON-lines log so tests and the benchmark can check what the platform did.
 
-The simulator depends only on the wire formats (DOMAIN §8); it imports nothing from the domains.
+The simulator depends only on the wire formats (DOMAIN §8): of our packages it imports
+:mod:`iot_ingest.wire` and nothing else (an import-linter contract in ``pyproject.toml`` holds it to that).
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-ROOT = "eldercare/v1"
+from iot_ingest import wire
+
 XIAOGAN = (30.9246, 113.9169)  # 孝感 city centre
 
 
@@ -35,37 +37,40 @@ XIAOGAN = (30.9246, 113.9169)  # 孝感 city centre
 
 
 def native_telemetry(uid: str, *, seq: int, ts_ms: int, values: dict[str, float]) -> tuple[str, bytes]:
-    return f"{ROOT}/dev/{uid}/telemetry", json.dumps({"ts": ts_ms, "seq": seq, "values": values}).encode()
+    body = wire.NativeTelemetry(ts=ts_ms, seq=seq, values=values)
+    return wire.device_topic(uid, "telemetry"), wire.encode(body)
 
 
 def native_event(
     uid: str, *, seq: int, ts_ms: int, type: str, data: dict[str, Any] | None = None
 ) -> tuple[str, bytes]:
-    body = {"ts": ts_ms, "seq": seq, "type": type, "data": data or {}}
-    return f"{ROOT}/dev/{uid}/event", json.dumps(body).encode()
+    body = wire.NativeEvent(ts=ts_ms, seq=seq, type=type, data=data or {})
+    return wire.device_topic(uid, "event"), wire.encode(body)
 
 
-def native_status(uid: str, state: str) -> tuple[str, bytes]:
-    return f"{ROOT}/dev/{uid}/status", json.dumps({"state": state}).encode()
+def native_status(uid: str, state: Literal["online", "offline"]) -> tuple[str, bytes]:
+    return wire.device_topic(uid, "status"), wire.encode(wire.NativeStatus(state))
 
 
 def z2m_state(gateway: str, friendly_name: str, state: dict[str, Any]) -> tuple[str, bytes]:
-    return f"{ROOT}/z2m/{gateway}/{friendly_name}", json.dumps(state).encode()
+    return wire.z2m_topic(gateway, friendly_name), json.dumps(state).encode()
 
 
-def z2m_availability(gateway: str, friendly_name: str, state: str) -> tuple[str, bytes]:
-    return f"{ROOT}/z2m/{gateway}/{friendly_name}/availability", json.dumps({"state": state}).encode()
+def z2m_availability(
+    gateway: str, friendly_name: str, state: Literal["online", "offline"]
+) -> tuple[str, bytes]:
+    return wire.z2m_topic(gateway, friendly_name, availability=True), wire.encode(wire.NativeStatus(state))
 
 
 def senml(uid: str, records: list[dict[str, Any]]) -> tuple[str, bytes]:
-    return f"{ROOT}/dev/{uid}/senml", json.dumps(records).encode()
+    return wire.device_topic(uid, "senml"), json.dumps(records).encode()
 
 
 def owntracks(
     uid: str, *, lat: float, lon: float, tst: int, acc: float = 10, batt: int = 80, device: str = "watch"
 ) -> tuple[str, bytes]:
     body = {"_type": "location", "lat": lat, "lon": lon, "tst": tst, "acc": acc, "batt": batt}
-    return f"{ROOT}/owntracks/{uid}/{device}", json.dumps(body).encode()
+    return wire.owntracks_topic(uid, device), json.dumps(body).encode()
 
 
 # --- Publishing ------------------------------------------------------------------------------------
