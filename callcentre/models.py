@@ -5,6 +5,8 @@ Lifecycle after ThingsBoard: active/cleared × unacknowledged/acknowledged. An a
 exists per (device, type) — or per (elder, type) for elder-level alarms without a device such as
 INACTIVITY — enforced by partial unique indexes; a repeat increments ``count`` and moves
 ``last_seen_at``. Migration 0002 adds an AFTER INSERT trigger that ``NOTIFY``s channel ``alarm``.
+The types, severities and the SQL that raises an alarm are in :mod:`callcentre.contract`, the
+table's one writer.
 """
 
 from __future__ import annotations
@@ -27,32 +29,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from callcentre.contract import AlarmType, Severity
 from core.db import Base
-
-
-class AlarmType(enum.StrEnum):
-    SOS = "SOS"
-    FALL = "FALL"
-    SMOKE = "SMOKE"
-    GAS = "GAS"
-    WANDERING = "WANDERING"
-    WATER_LEAK = "WATER_LEAK"
-    VITALS = "VITALS"
-    INACTIVITY = "INACTIVITY"
-    DOOR_OPEN_NIGHT = "DOOR_OPEN_NIGHT"
-    TAMPER = "TAMPER"
-    DEVICE_OFFLINE = "DEVICE_OFFLINE"
-    LOW_BATTERY = "LOW_BATTERY"
-
-
-class Severity(enum.StrEnum):
-    CRITICAL = "CRITICAL"
-    MAJOR = "MAJOR"
-    MINOR = "MINOR"
-    WARNING = "WARNING"
-
-
-ALARM_NOTIFY_CHANNEL = "alarm"
 
 
 def _in(column: str, values: type[enum.StrEnum]) -> CheckConstraint:

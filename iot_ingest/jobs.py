@@ -1,6 +1,7 @@
 """Scheduled ingest work: telemetry partitions and retention, rollups, de-dup window, offline and inactivity.
 
-Each job takes an open asyncpg connection and ``now`` (UTC) and owns its short transaction; the
+Each job takes an open asyncpg connection and ``now`` (UTC) and owns its short transaction; alarms are
+written through the call centre's contract (:func:`callcentre.contract.raise_alarm`). The
 scheduler (APScheduler, wired by the lead) decides how often to call them. Suggested cadence:
 ``maintain_telemetry`` hourly, ``refresh_rollups`` every minute, ``prune_dedup`` every 5 minutes,
 ``check_offline`` every minute, ``check_inactivity`` every 5 minutes.
@@ -13,6 +14,7 @@ import datetime as dt
 import asyncpg
 import structlog
 
+from callcentre.contract import raise_alarm
 from core.scheduler import JobContext, every, registry
 from iot_ingest import storage
 from iot_ingest.rules import AlarmThresholds, DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
@@ -77,7 +79,7 @@ async def check_offline(
             alarm = offline_alarm(ctx, r["last_seen_at"], now, th)
             if alarm is None:
                 continue
-            await storage.raise_alarm(conn, alarm)
+            await raise_alarm(conn, alarm)
             await conn.execute("UPDATE device SET online = false WHERE id = $1", r["id"])
             raised += 1
     if raised:
@@ -107,7 +109,7 @@ async def check_inactivity(conn: asyncpg.Connection, *, now: dt.datetime) -> int
                 now=now,
             )
             if alarm is not None:
-                await storage.raise_alarm(conn, alarm)
+                await raise_alarm(conn, alarm)
                 raised += 1
     return raised
 

@@ -1,40 +1,24 @@
 """Pure alarm rules (DOMAIN §7): plain data and ``now`` in, alarm candidates out. No I/O, no clock.
 
-Every function returns :class:`AlarmCandidate` values; the storage layer turns them into ``alarm`` rows
-(one active alarm per device and type; a repeat increments its counter). Thresholds are data
+Every function returns :class:`callcentre.contract.AlarmCandidate` values, which the call centre's
+contract writes as ``alarm`` rows (one active alarm per device and type; a repeat increments its
+counter). Alarm types and their default severities are the contract's too. Thresholds are data
 (:class:`AlarmThresholds`) so they can come from dated ``policy_value`` rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
-from zoneinfo import ZoneInfo
 
 import msgspec
 
+from callcentre.contract import DEMENTIA_SEVERITY, SEVERITY, AlarmCandidate, AlarmType
+from core.clock import SHANGHAI, local_date
+from core.geo import haversine_m
 from iot_ingest.normalise import Event, Reading
-
-LOCAL_TZ: Final = ZoneInfo("Asia/Shanghai")
-EARTH_RADIUS_M: Final = 6_371_008.8
-
-SEVERITY: Final[Mapping[str, str]] = {
-    "SOS": "CRITICAL",
-    "FALL": "CRITICAL",
-    "SMOKE": "CRITICAL",
-    "GAS": "CRITICAL",
-    "WANDERING": "MAJOR",  # CRITICAL for elders with dementia
-    "WATER_LEAK": "MAJOR",
-    "VITALS": "MAJOR",
-    "INACTIVITY": "MAJOR",
-    "DOOR_OPEN_NIGHT": "MINOR",
-    "TAMPER": "MINOR",
-    "DEVICE_OFFLINE": "WARNING",
-    "LOW_BATTERY": "WARNING",
-}
 
 # Canonical event type → alarm type for events that are alarms by themselves.
 EVENT_ALARMS: Final[Mapping[str, str]] = {
@@ -88,16 +72,6 @@ class DeviceContext:
     elder_has_dementia: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmCandidate:
-    type: str
-    severity: str
-    device_id: int | None
-    elder_id: int | None
-    at: dt.datetime
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
 def _candidate(
     alarm_type: str, ctx: DeviceContext, at: dt.datetime, severity: str | None = None, **details: Any
 ) -> AlarmCandidate:
@@ -111,7 +85,7 @@ def _candidate(
 
 def is_night(at: dt.datetime, th: AlarmThresholds) -> bool:
     """Whether ``at`` (UTC) falls in the night window in Asia/Shanghai local time."""
-    local = at.astimezone(LOCAL_TZ).time()
+    local = at.astimezone(SHANGHAI).time()
     if th.night_start <= th.night_end:
         return th.night_start <= local < th.night_end
     return local >= th.night_start or local < th.night_end
@@ -226,10 +200,10 @@ def daytime_seconds_between(start: dt.datetime, end: dt.datetime, schedule: DayS
     if end <= start:
         return 0.0
     total = 0.0
-    day = start.astimezone(LOCAL_TZ).date() - dt.timedelta(days=1)
-    last_day = end.astimezone(LOCAL_TZ).date()
+    day = local_date(start) - dt.timedelta(days=1)
+    last_day = local_date(end)
     while day <= last_day:
-        midnight = dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+        midnight = dt.datetime.combine(day, dt.time(0), SHANGHAI)
         w0 = midnight + dt.timedelta(minutes=schedule.start_minute)
         w1 = midnight + dt.timedelta(minutes=schedule.end_minute)
         lo, hi = max(start, w0), min(end, w1)
@@ -267,14 +241,6 @@ def inactivity_alarm(
 
 
 # --- Geofence --------------------------------------------------------------------------------------
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
 
 
 def point_in_polygon(lat: float, lon: float, polygon: Sequence[Sequence[float]]) -> bool:
@@ -322,6 +288,6 @@ def geofence_alarm(
     lat, lon = values["lat"].value, values["lon"].value
     acc = values["acc"].value if "acc" in values else 0.0
     if outside_safe_zone(lat, lon, acc, zone):
-        severity = "CRITICAL" if ctx.elder_has_dementia else "MAJOR"
+        severity = DEMENTIA_SEVERITY[AlarmType.WANDERING] if ctx.elder_has_dementia else None
         return _candidate("WANDERING", ctx, values["lat"].at, severity, lat=lat, lon=lon, acc=acc)
     return None

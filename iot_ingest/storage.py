@@ -5,7 +5,8 @@ The back end is fixed by migration 0002 (native daily range partitions, or a Tim
 goes through :class:`TelemetryStore`, so callers never branch on the back end themselves.
 
 All functions take an open asyncpg connection; the caller owns the transaction (``async with
-conn.transaction()``), except the maintenance methods, which are single statements.
+conn.transaction()``), except the maintenance methods, which are single statements. Alarms are the
+call centre's table: the priority write embeds its SQL (:func:`callcentre.contract.fold_device_alarms`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Final, Literal, Protocol
 
 import asyncpg
 
-from iot_ingest.rules import AlarmCandidate
+from callcentre.contract import AlarmCandidate, AlarmWrite, details_json, fold_device_alarms
 
 Backend = Literal["partitioned", "timescale"]
 
@@ -251,45 +252,15 @@ async def touch_gateways(conn: asyncpg.Connection, last_seen: dict[str, dt.datet
     )
 
 
-@dataclass(frozen=True, slots=True)
-class AlarmWrite:
-    alarm_id: int
-    created: bool
-    count: int
-
-
-async def raise_alarm(conn: asyncpg.Connection, alarm: AlarmCandidate) -> AlarmWrite:
-    """Insert the alarm, or count a repeat on the active one for the same (device, type).
-
-    The partial unique index decides; a new row fires the ``alarm`` NOTIFY trigger. ``received_at``
-    is the wall-clock time of the write (not the transaction start), for latency accounting.
-    """
-    if alarm.device_id is not None:
-        target = "(device_id, type) WHERE cleared_at IS NULL AND device_id IS NOT NULL"
-    else:
-        target = "(elder_id, type) WHERE cleared_at IS NULL AND device_id IS NULL"
-    row = await conn.fetchrow(
-        f"""INSERT INTO alarm (type, severity, device_id, elder_id, count, first_seen_at, last_seen_at,
-                               received_at, details)
-            VALUES ($1, $2, $3, $4, 1, $5, $5, clock_timestamp(), $6::jsonb)
-            ON CONFLICT {target} DO UPDATE
-            SET count = alarm.count + 1,
-                last_seen_at = GREATEST(alarm.last_seen_at, excluded.last_seen_at)
-            RETURNING id, (xmax = 0) AS created, count""",  # noqa: S608 - target is one of two constants
-        alarm.type,
-        alarm.severity,
-        alarm.device_id,
-        alarm.elder_id,
-        alarm.at,
-        json.dumps(dict(alarm.details), default=str),
-    )
-    assert row is not None
-    return AlarmWrite(row["id"], row["created"], row["count"])
-
-
 # --- The priority write: one statement ---------------------------------------------------------------
 
-_PRIORITY_WRITE: Final = """
+# The alarms of the claimed messages, written by the call centre's SQL (the alarm table's one writer).
+_PRIORITY_ALARMS: Final = fold_device_alarms(
+    """unnest($21::bigint[], $22::bigint[], $23::text[], $24::text[], $25::bigint[],
+                $26::timestamptz[], $27::jsonb[], $28::int[]) AS x(d, k, t, sev, elder, at, details, ord)
+    JOIN claimed c ON c.device_id = x.d AND c.msg_key = x.k"""
+)
+_PRIORITY_WRITE: Final = f"""
 WITH claimed AS (
     INSERT INTO ingest_dedup (device_id, msg_key, seen_at)
     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[]) AS m(d, k, seen)
@@ -319,23 +290,11 @@ WITH claimed AS (
     ) a
     WHERE dv.id = a.d
 ), al AS (
-    INSERT INTO alarm (type, severity, device_id, elder_id, count, first_seen_at, last_seen_at,
-                       received_at, details)
-    SELECT x.t, (array_agg(x.sev ORDER BY x.ord))[1], x.d, (array_agg(x.elder ORDER BY x.ord))[1],
-           count(*), min(x.at), max(x.at), clock_timestamp(), (array_agg(x.details ORDER BY x.ord))[1]
-    FROM unnest($21::bigint[], $22::bigint[], $23::text[], $24::text[], $25::bigint[],
-                $26::timestamptz[], $27::jsonb[], $28::int[]) AS x(d, k, t, sev, elder, at, details, ord)
-    JOIN claimed c ON c.device_id = x.d AND c.msg_key = x.k
-    GROUP BY x.d, x.t
-    ORDER BY x.d, x.t
-    ON CONFLICT (device_id, type) WHERE cleared_at IS NULL AND device_id IS NOT NULL DO UPDATE
-    SET count = alarm.count + excluded.count,
-        last_seen_at = GREATEST(alarm.last_seen_at, excluded.last_seen_at)
-    RETURNING id, (xmax = 0) AS created, count
+    {_PRIORITY_ALARMS}
 )
 SELECT (SELECT array_agg(ARRAY[device_id, msg_key]) FROM claimed) AS claimed,
        (SELECT array_agg(ARRAY[id, created::int, count]) FROM al) AS alarms
-"""
+"""  # noqa: S608 - constants only
 
 
 @dataclass(slots=True)
@@ -392,7 +351,7 @@ async def write_priority(
         [a.severity for _, a in al],
         [a.elder_id for _, a in al],
         [a.at for _, a in al],
-        [json.dumps(dict(a.details), default=str) for _, a in al],
+        [details_json(a.details) for _, a in al],
         list(range(len(al))),
     )
     assert row is not None

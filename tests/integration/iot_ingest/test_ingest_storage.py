@@ -122,7 +122,7 @@ async def test_timescale_backend(pg: asyncpg.Connection) -> None:  # noqa: F811
 async def test_priority_write_claims_once_and_folds_alarms(pg: asyncpg.Connection) -> None:  # noqa: F811
     """One statement: only claimed keys store rows; two alarms of one (device, type) fold into one
     row with their count; the last availability change per device wins; a replay stores nothing."""
-    from iot_ingest.rules import AlarmCandidate
+    from callcentre.contract import AlarmCandidate
 
     home = await seed_home(pg)
     band, door = home.ids[home.uid("band")], home.ids[home.uid("door")]
@@ -179,7 +179,7 @@ async def test_concurrent_priority_writes_of_the_same_events_do_not_deadlock(
     and each event is stored exactly once."""
     import asyncio
 
-    from iot_ingest.rules import AlarmCandidate
+    from callcentre.contract import AlarmCandidate
 
     home = await seed_home(pg)
     band = home.ids[home.uid("band")]

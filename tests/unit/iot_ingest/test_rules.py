@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from core.geo import haversine_m
 from iot_ingest.normalise import Event, Reading
 from iot_ingest.rules import (
     AlarmThresholds,
@@ -16,7 +17,6 @@ from iot_ingest.rules import (
     alarms_for_readings,
     daytime_seconds_between,
     geofence_alarm,
-    haversine_m,
     inactivity_alarm,
     offline_alarm,
     vitals_step,
