@@ -245,7 +245,7 @@ def _domain_entry(module: str, attribute: str, what: str) -> Callable[..., Any] 
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    run = _domain_entry("iot_ingest.service", "run", "the MQTT ingest service")
+    run = _domain_entry("iot_ingest.consumer", "run", "the MQTT ingest service")
     if run is None:
         return EXIT_UNAVAILABLE
     settings = Settings.from_env()

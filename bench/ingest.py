@@ -61,6 +61,8 @@ from core.platform.broker import (
     mosquitto_password_line,
 )
 from core.settings import Settings
+from iot_ingest.consumer import SUBSCRIPTION
+from iot_ingest.wire import TOPIC_ROOT
 from simulators import devices as sim
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,7 +289,7 @@ def flood(
     sos_every: int,
     seq_base: int,
     limit: int = 2**62,
-    root: str = "eldercare/v1",
+    root: str = TOPIC_ROOT,
     ts_offset_ms: int = 0,
 ) -> tuple[int, int, int]:
     """Run the publishers for ``seconds`` or ``limit`` messages in total, stamped ``ts_offset_ms``
@@ -344,7 +346,7 @@ def spawn_ingest(db_url: str, port: int, client_id: str) -> subprocess.Popen[byt
             "--client-id",
             client_id,
             "--subscription",
-            "$share/ingest/eldercare/v1/#",
+            SUBSCRIPTION,
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -535,7 +537,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         cpu0 = cpu_by_part(worker_pids, broker.pid)
         probe_q: mp.Queue[tuple[int, int, int]] = mp.Queue()
         prober = mp.Process(
-            target=_prober, args=(port, time.time() + args.duration, args.probe_rate, "eldercare/v1", probe_q)
+            target=_prober, args=(port, time.time() + args.duration, args.probe_rate, TOPIC_ROOT, probe_q)
         )
         t0 = time.monotonic()
         prober.start()
@@ -610,7 +612,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             10**9,
             10_000_000,
             args.drain,
-            "eldercare/v1",
+            TOPIC_ROOT,
             -86_400_000,
         )
         t0 = time.monotonic()

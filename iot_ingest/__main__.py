@@ -11,7 +11,7 @@ import os
 from dataclasses import replace
 
 from core.settings import Settings
-from iot_ingest.service import SUBSCRIPTION, IngestConfig, run
+from iot_ingest.consumer import SUBSCRIPTION, IngestConfig, run
 
 
 def main(argv: list[str] | None = None) -> None:

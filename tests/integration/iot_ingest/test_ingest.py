@@ -28,7 +28,7 @@ from alembic import command
 
 from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
-from iot_ingest.service import IngestConfig, IngestService
+from iot_ingest.consumer import IngestConfig, IngestConsumer
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
 
@@ -155,8 +155,8 @@ def _config(**over: Any) -> IngestConfig:
 
 
 @pytest.fixture
-async def ingest(ingest_db: str) -> AsyncIterator[IngestService]:
-    service = IngestService(Settings(database_url=DB_URL, mqtt_url=MQTT_URL), _config())
+async def ingest(ingest_db: str) -> AsyncIterator[IngestConsumer]:
+    service = IngestConsumer(Settings(database_url=DB_URL, mqtt_url=MQTT_URL), _config())
     await service.start()
     await asyncio.wait_for(service.connected.wait(), 10)
     await asyncio.sleep(0.2)  # subscription granted
@@ -184,7 +184,7 @@ async def wait_for(pg: asyncpg.Connection, sql: str, *args: Any, expect: Any, ti
 NOW = lambda: dt.datetime.now(dt.UTC)  # noqa: E731
 
 
-async def test_each_format_end_to_end(pg: asyncpg.Connection, ingest: IngestService) -> None:
+async def test_each_format_end_to_end(pg: asyncpg.Connection, ingest: IngestConsumer) -> None:
     home = await seed_home(pg, dementia=True)
     band, meter, watch = home.uid("band"), home.uid("meter"), home.uid("watch")
     notifications: list[dict[str, Any]] = []
@@ -252,7 +252,7 @@ async def test_each_format_end_to_end(pg: asyncpg.Connection, ingest: IngestServ
     await listener.close()
 
 
-async def test_repeat_increments_one_active_alarm(pg: asyncpg.Connection, ingest: IngestService) -> None:
+async def test_repeat_increments_one_active_alarm(pg: asyncpg.Connection, ingest: IngestConsumer) -> None:
     home = await seed_home(pg)
     band = home.uid("band")
     ms = int(time.time() * 1000)
@@ -264,7 +264,7 @@ async def test_repeat_increments_one_active_alarm(pg: asyncpg.Connection, ingest
     assert await pg.fetchval("SELECT count(*) FROM alarm WHERE device_id = $1", home.ids[band]) == 1
 
 
-async def test_vitals_held_two_minutes(pg: asyncpg.Connection, ingest: IngestService) -> None:
+async def test_vitals_held_two_minutes(pg: asyncpg.Connection, ingest: IngestConsumer) -> None:
     home = await seed_home(pg)
     band = home.uid("band")
     ms = int(time.time() * 1000) - 200_000
@@ -291,7 +291,7 @@ MALFORMED: list[tuple[str, bytes, str]] = [
 
 
 async def test_malformed_corpus_is_dead_lettered_and_ingest_continues(
-    pg: asyncpg.Connection, ingest: IngestService
+    pg: asyncpg.Connection, ingest: IngestConsumer
 ) -> None:
     home = await seed_home(pg)
     band = home.uid("band")
@@ -319,7 +319,7 @@ async def test_malformed_corpus_is_dead_lettered_and_ingest_continues(
     assert sorted((g["topic"], bytes(g["payload"]), g["reason"]) for g in got) == sorted(expected)
 
 
-async def test_duplicates_are_stored_once(pg: asyncpg.Connection, ingest: IngestService) -> None:
+async def test_duplicates_are_stored_once(pg: asyncpg.Connection, ingest: IngestConsumer) -> None:
     home = await seed_home(pg)
     band = home.uid("band")
     ms = int(time.time() * 1000)
@@ -341,7 +341,7 @@ async def test_duplicates_are_stored_once(pg: asyncpg.Connection, ingest: Ingest
     assert leak_rows == 1
 
 
-async def test_packets_split_across_socket_reads(pg: asyncpg.Connection, ingest: IngestService) -> None:
+async def test_packets_split_across_socket_reads(pg: asyncpg.Connection, ingest: IngestConsumer) -> None:
     """Large PUBLISH packets straddle the consumer's 256 KiB reads (and the fixed header may be cut
     after its first byte): every message must still be decoded whole, exactly once."""
     home = await seed_home(pg)
@@ -363,7 +363,7 @@ async def test_packets_split_across_socket_reads(pg: asyncpg.Connection, ingest:
     )
     assert [(r["seq"], r["value"]) for r in values] == [(i + 1, 60.0 + i) for i in range(40)]
     assert await pg.fetchval("SELECT count(*) FROM dead_letter WHERE topic LIKE $1", f"%{band}%") == 0
-    assert ingest._clients[0].split_packets > 0  # the reassembly path really ran
+    assert ingest.mqtt.clients[0].split_packets > 0  # the reassembly path really ran
 
 
 async def _wait_subscribed(pg: asyncpg.Connection, probe_uid: str) -> None:

@@ -35,7 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
-from iot_ingest.service import IngestConfig, IngestService
+from iot_ingest.consumer import IngestConfig, IngestConsumer
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
 from tests.integration.iot_ingest.test_ingest import Home, seed_home
@@ -426,19 +426,19 @@ async def test_device_account_cannot_take_over_ingest_sessions(
         session_expiry_s=300,
         batch_max_ms=100,
     )
-    service = IngestService(Settings(database_url=DB_URL, mqtt_url=broker.url(INGEST_USER)), config)
+    service = IngestConsumer(Settings(database_url=DB_URL, mqtt_url=broker.url(INGEST_USER)), config)
     await service.start()
     try:
         await asyncio.wait_for(service.connected.wait(), 10)
         await wait_subscribed(pg, broker, home.uid("probe"))
         sessions = [config.client_id, f"{config.client_id}-prio"]
-        assert service._generations == [1, 1], "each session connected once"
+        assert service.mqtt.generations == [1, 1], "each session connected once"
         publisher = asyncio.create_task(publish(broker, band, messages, rate=300.0, window=100))
         await wait_stored(pg, home.ids[band], at_least=300, timeout_s=20)
         outcomes = await asyncio.to_thread(try_takeover, broker, impostor, sessions)
         await publisher
         await assert_each_seq_once(pg, home, n)
-        generations = list(service._generations)
+        generations = list(service.mqtt.generations)
     finally:
         await service.stop(end_session=True)
     log = (tmp_path / "mosquitto.log").read_text()

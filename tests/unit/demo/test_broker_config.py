@@ -15,7 +15,7 @@ from core.platform.broker import (
     SERVICE_PORT,
     local_mosquitto_config,
 )
-from iot_ingest.service import IngestConfig
+from iot_ingest.consumer import IngestConfig
 
 
 def _listeners(config: str) -> dict[str, list[str]]:

@@ -1,27 +1,25 @@
-"""The ingest service: MQTT 5 shared subscription → normalise → rules → PostgreSQL, ack after commit.
+"""The ingest consumer: MQTT 5 shared subscription → normalise → rules → PostgreSQL, ack after commit.
 
-Everything runs on one thread, in one asyncio loop: paho is driven as an external event loop
-(``add_reader``/``add_writer`` on its socket, ``loop_misc`` on a timer, reconnects by
-:meth:`IngestService._keep_connected`), so no network thread competes with the router and the
-writers for the GIL. Flow per message: a read of the socket appends it to an inbox and wakes the
-router, which normalises it (pure), looks the device up in an in-memory cache, runs the alarm
-rules, and routes it:
+One process (``eldercare ingest``, ``python -m iot_ingest``) runs one :class:`IngestConsumer`; start
+several with distinct client ids to share the subscription. Everything but the priority writer runs
+on one thread, in one asyncio loop, MQTT included (:mod:`iot_ingest.client`), so no network thread
+competes with the router and the writers for the GIL. Flow per message: a read of the socket appends
+it to an inbox and wakes the router, which normalises it (pure), looks the device up in an in-memory
+cache (:mod:`iot_ingest.device_cache`), runs the alarm rules, and routes it:
 
 - plain telemetry goes to the batch writer (COPY, flushed at ``batch_max_msgs`` or ``batch_max_ms``);
 - events, availability changes and anything that raised an alarm go to the priority writer, which has
   its own connection and never waits behind a telemetry batch. Event and status topics also reach
-  the service through a second MQTT session (``…-prio``, see :func:`priority_filters`), so that an
+  the consumer through a second MQTT session (``…-prio``, see :func:`priority_filters`), so that an
   SOS does not queue in the broker behind a telemetry backlog either; the router takes that
   session's messages first, and the copy that arrives through the main session is acknowledged as
   a duplicate;
-- rejected input goes to ``dead_letter`` (with the batch writer) and the service carries on.
+- rejected input goes to ``dead_letter`` (with the batch writer) and the consumer carries on.
 
 QoS 1 messages are acknowledged (paho ``manual_ack``) only after the transaction holding their rows
 commits. The session is persistent (clean start off, session expiry set) so messages published while
-the service is down are queued by the broker; duplicates from redelivery are dropped by
-``ingest_dedup`` inside the same transaction that stores the rows. If the connection to the broker
-drops, packet ids of messages not yet acknowledged are void: the broker redelivers them, so acks
-from an older connection are discarded (they would acknowledge someone else's packet id).
+the consumer is down are queued by the broker; duplicates from redelivery are dropped by
+``ingest_dedup`` inside the same transaction that stores the rows.
 """
 
 from __future__ import annotations
@@ -30,35 +28,28 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import functools
 import json
 import os
 import re
 import signal
-import struct
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
-import paho.mqtt.client as mqtt
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.exception import MalformedPacket
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from callcentre.contract import AlarmCandidate
+from core.clock import utc_now
 from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
 from iot_ingest import storage
+from iot_ingest.client import Delivery, Sessions
+from iot_ingest.device_cache import DeviceCache, DeviceRecord
 from iot_ingest.normalise import (
-    TOPIC_ROOT,
-    DeviceInfo,
     Ignored,
     Message,
     Rejection,
@@ -68,22 +59,23 @@ from iot_ingest.normalise import (
     raw_key,
 )
 from iot_ingest.rules import (
-    AlarmCandidate,
     AlarmThresholds,
-    DeviceContext,
     VitalsTrack,
     alarms_for_event,
     alarms_for_readings,
     geofence_alarm,
     vitals_step,
 )
+from iot_ingest.wire import TOPIC_ROOT
 
 log = structlog.get_logger("iot_ingest")
 
-SUBSCRIPTION = "$share/ingest/eldercare/v1/#"
+SUBSCRIPTION = f"$share/ingest/{TOPIC_ROOT}/#"
 _DB_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
 # The transaction was rolled back and may simply be run again (the connection is fine).
 _TRANSIENT = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+_ROUTER_SLICE_S = 0.001  # longest the router runs before letting the writers in
+_REMEMBER_KEYS = 100_000  # keys of events committed from the priority session, kept for the main one
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,27 +114,9 @@ class IngestConfig:
             )
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
-    info: DeviceInfo
-    ctx: DeviceContext
-    safe_zone: dict[str, Any] | None
-
-
-@dataclass(slots=True)
-class _Raw:
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    generation: int
-    received_at: dt.datetime
-    session: int = 0  # 0: the main session, 1: the priority session
-
-
 @dataclass(slots=True)
 class _Item:
-    raw: _Raw
+    raw: Delivery
     device: DeviceRecord | None = None
     message: Message | None = None
     key: int = 0
@@ -160,217 +134,6 @@ class IngestStats:
     alarms_new: int = 0
     alarms_repeat: int = 0
     db_errors: int = 0
-
-
-_DEVICE_QUERY = """
-    SELECT d.id, d.uid, d.serial, d.status, g.uid AS gateway_uid, d.friendly_name, d.elder_id, d.kind,
-           d.power, coalesce(e.has_dementia, false) AS has_dementia, m.safe_zone
-    FROM device d
-    LEFT JOIN gateway g ON g.id = d.gateway_id
-    LEFT JOIN elder e ON e.id = d.elder_id
-    LEFT JOIN elder_monitoring m ON m.elder_id = d.elder_id
-"""
-
-
-def _record(row: asyncpg.Record) -> DeviceRecord:
-    zone = row["safe_zone"]
-    if isinstance(zone, str):
-        zone = json.loads(zone)
-    info = DeviceInfo(row["id"], row["uid"], row["serial"], row["status"], row["gateway_uid"])
-    ctx = DeviceContext(row["id"], row["elder_id"], row["kind"], row["power"], row["has_dementia"])
-    return DeviceRecord(info, ctx, zone)
-
-
-class DeviceCache:
-    """Devices by uid and by (gateway uid, friendly name); misses are looked up once and remembered."""
-
-    def __init__(self) -> None:
-        self.by_uid: dict[str, DeviceRecord] = {}
-        self.by_z2m: dict[tuple[str, str], DeviceRecord] = {}
-        self._misses: dict[tuple[str, str, str | None], float] = {}
-
-    def _add(self, row: asyncpg.Record) -> DeviceRecord:
-        rec = _record(row)
-        self.by_uid[rec.info.uid] = rec
-        if row["gateway_uid"] and row["friendly_name"]:
-            self.by_z2m[(row["gateway_uid"], row["friendly_name"])] = rec
-        return rec
-
-    async def load(self, conn: asyncpg.Connection) -> None:
-        rows = await conn.fetch(_DEVICE_QUERY)
-        self.by_uid.clear()
-        self.by_z2m.clear()
-        self._misses.clear()
-        for row in rows:
-            self._add(row)
-
-    def peek(self, message: Message) -> DeviceRecord | None:
-        src = message.source
-        if src.scheme == "z2m":
-            if src.friendly_name is None:
-                return None
-            return self.by_z2m.get((src.uid, src.friendly_name))
-        return self.by_uid.get(src.uid)
-
-    async def get(self, conn: asyncpg.Connection, message: Message) -> DeviceRecord | None:
-        found = self.peek(message)
-        if found is not None:
-            return found
-        src = message.source
-        miss_key = (src.scheme, src.uid, src.friendly_name)
-        if time.monotonic() - self._misses.get(miss_key, -1e9) < 30.0:
-            return None
-        if src.scheme == "z2m":
-            row = await conn.fetchrow(
-                _DEVICE_QUERY + " WHERE g.uid = $1 AND d.friendly_name = $2", src.uid, src.friendly_name
-            )
-        else:
-            row = await conn.fetchrow(_DEVICE_QUERY + " WHERE d.uid = $1", src.uid)
-        if row is None:
-            self._misses[miss_key] = time.monotonic()
-            return None
-        return self._add(row)
-
-
-_RECV_BYTES = 64 * 1024
-_ROUTER_SLICE_S = 0.001
-_REMEMBER_KEYS = 100_000  # longest the router runs before letting the writers in
-_PUBACK_HEAD = b"\x40\x02"
-
-
-class _IngestClient(mqtt.Client):
-    """paho's MQTT 5 client with the consumer's hot path made lean.
-
-    Stock paho reads each packet with three ``recv`` calls (type, length, body) and returns to
-    ``select`` after every packet, then builds an ``MQTTMessage`` with its ``Properties``: tens of
-    microseconds per message. Here one ``recv`` fetches up to 256 KiB and every complete packet in
-    it is handled at once; a QoS 1 PUBLISH is decoded in place and handed to ``on_raw(topic,
-    payload, mid, qos, received_at)``. Every other packet (CONNACK, SUBACK, pings, DISCONNECT,
-    QoS 0/2) goes to paho's own handler unchanged. :meth:`ack_many` queues the PUBACKs of a
-    committed batch as one write instead of one packet each.
-
-    These overrides use paho 2.x internals (``_in_packet``, ``_packet_handle``, ``_packet_queue``);
-    ``tests/integration/iot_ingest/test_ingest.py`` exercises them end to end.
-    """
-
-    on_raw: Callable[[str, bytes, int, int, dt.datetime], None]
-    _rbuf: bytes = b""  # bytes of an incomplete packet, kept for the next read
-    split_packets: int = 0  # reads that ended inside a packet (its rest came with a later read)
-
-    def _create_socket(self) -> Any:
-        self._rbuf = b""  # never carry a partial packet over to a new connection
-        return super()._create_socket()
-
-    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
-        for _ in range(1):  # one recv of up to 64 KiB (~1,000 messages); then the router gets its turn
-            if self._sock is None:
-                return MQTTErrorCode.MQTT_ERR_NO_CONN
-            rc = self._packet_read()
-            if rc > 0:
-                return self._loop_rc_handle(rc)
-            if rc == MQTTErrorCode.MQTT_ERR_AGAIN:
-                break
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    def _packet_read(self) -> MQTTErrorCode:
-        try:
-            data = self._sock_recv(_RECV_BYTES)
-        except BlockingIOError:
-            return MQTTErrorCode.MQTT_ERR_AGAIN
-        except OSError as err:
-            log.warning("ingest.mqtt_read_failed", error=repr(err)[:200])
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        if not data:
-            return MQTTErrorCode.MQTT_ERR_CONN_LOST
-        with self._msgtime_mutex:
-            self._last_bytes_received = mqtt.time_func()
-        received_at = _utcnow()  # one clock reading per read: they are microseconds apart
-        buf = self._rbuf + data if self._rbuf else data
-        fast = self._protocol == mqtt.MQTTv5
-        on_raw = self.on_raw
-        pos, n = 0, len(buf)
-        while n - pos >= 2:
-            cmd = buf[pos]
-            length, mult, i, whole = 0, 1, pos + 1, False
-            while i < n and i - pos <= 4:
-                b = buf[i]
-                i += 1
-                length += (b & 0x7F) * mult
-                mult <<= 7
-                if not b & 0x80:
-                    whole = True
-                    break
-            if not whole:
-                if i - pos > 4:
-                    return MQTTErrorCode.MQTT_ERR_PROTOCOL  # more than 4 length bytes
-                break  # the fixed header is incomplete: wait for more bytes
-            end = i + length
-            if end > n:
-                break  # the body is incomplete
-            if fast and cmd & 0xF6 == 0x32:  # PUBLISH at QoS 1 (dup and retain flags allowed)
-                raw = self._fast_publish(buf, i, end)
-                if raw is not None:
-                    on_raw(raw[0], raw[1], raw[2], 1, received_at)
-                    pos = end
-                    continue
-            rc = self._handle_one(cmd, buf[i:end])
-            pos = end
-            if rc:
-                self._rbuf = b""
-                return rc
-        self._rbuf = buf[pos:]
-        if pos < n:
-            self.split_packets += 1
-        return MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    @staticmethod
-    def _fast_publish(buf: bytes, i: int, end: int) -> tuple[str, bytes, int] | None:
-        """(topic, payload, packet id) of an MQTT 5 QoS 1 PUBLISH in ``buf[i:end]``; None if odd."""
-        if end - i < 5:
-            return None
-        t_end = i + 2 + ((buf[i] << 8) | buf[i + 1])
-        if t_end == i + 2 or t_end + 3 > end:
-            return None  # empty topic (topic alias, never enabled) or malformed: paho decides
-        mid = (buf[t_end] << 8) | buf[t_end + 1]
-        j, props, mult = t_end + 2, 0, 1
-        while j < end:
-            b = buf[j]
-            j += 1
-            props += (b & 0x7F) * mult
-            mult <<= 7
-            if not b & 0x80:
-                break
-        j += props
-        if j > end:
-            return None
-        try:
-            topic = buf[i + 2 : t_end].decode()
-        except UnicodeDecodeError:
-            return None
-        return topic, buf[j:end], mid
-
-    def _handle_one(self, cmd: int, body: bytes) -> MQTTErrorCode:
-        """Hand one whole packet to paho's own dispatcher."""
-        self._in_packet = {
-            "command": cmd,
-            "have_remaining": 1,
-            "remaining_count": [],
-            "remaining_mult": 1,
-            "remaining_length": len(body),
-            "packet": bytearray(body),
-            "to_process": 0,
-            "pos": 0,
-        }
-        try:
-            return self._packet_handle()
-        except (MalformedPacket, IndexError, struct.error):
-            return MQTTErrorCode.MQTT_ERR_PROTOCOL
-
-    def ack_many(self, mids: list[int]) -> None:
-        """Acknowledge QoS 1 messages by packet id, all in one write."""
-        if mids:
-            blob = b"".join([_PUBACK_HEAD + m.to_bytes(2, "big") for m in mids])
-            self._packet_queue(PacketTypes.PUBACK << 4, blob, 0, 0)
 
 
 PRIORITY_TOPICS = ("dev/+/event", "dev/+/status")  # under the root; rare, and may raise alarms
@@ -392,21 +155,12 @@ def priority_filters(subscription: str) -> list[str]:
         if len(parts) < 3:
             return []
         prefix, rest = f"$share/{parts[1]}-prio/", parts[2]
-    if rest != TOPIC_ROOT.rstrip("/") + "/#":
+    if rest != f"{TOPIC_ROOT}/#":
         return []
-    return [f"{prefix}{TOPIC_ROOT.rstrip('/')}/{t}" for t in PRIORITY_TOPICS]
+    return [f"{prefix}{TOPIC_ROOT}/{t}" for t in PRIORITY_TOPICS]
 
 
-def _mqtt_target(url: str) -> tuple[str, int, str | None, str | None]:
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class IngestService:
+class IngestConsumer:
     """One ingest worker. Start several with distinct ``client_id``s to share the subscription."""
 
     def __init__(self, settings: Settings, config: IngestConfig | None = None) -> None:
@@ -421,14 +175,31 @@ class IngestService:
         self.stats = IngestStats()
         self.cache = DeviceCache()
         self.thresholds = AlarmThresholds()
-        self._inbox: collections.deque[_Raw] = collections.deque()
+        self._inbox: collections.deque[Delivery] = collections.deque()
         self._wake = asyncio.Event()
-        self._pinbox: collections.deque[_Raw] = collections.deque()
+        self._pinbox: collections.deque[Delivery] = collections.deque()
+        filters = priority_filters(config.subscription) if config.priority_session else []
         self._priority_topic: re.Pattern[str] | None = None  # set when the priority session runs
+        if filters:
+            self._priority_topic = re.compile(
+                "|".join(
+                    re.escape(f.split("/", 2)[2] if f.startswith("$share/") else f) for f in filters
+                ).replace(r"\+", "[^/]+")
+            )
+        self.mqtt = Sessions(
+            mqtt_url=settings.mqtt_url,
+            client_id=config.client_id,
+            subscriptions=[[config.subscription], filters] if filters else [[config.subscription]],
+            keepalive_s=config.keepalive_s,
+            session_expiry_s=config.session_expiry_s,
+            receive_maximum=config.receive_maximum,
+            on_raw=self._on_raw,
+        )
+        self.connected = self.mqtt.connected  # the main session is connected
+        self._generations = self.mqtt.generations  # the same list: read per message by _on_raw
         # Keys of events committed from the priority session, so that the main session's copies
         # (usually later, behind the telemetry) are acknowledged without another transaction.
         self._stored_by_priority: dict[storage.MsgKey, None] = {}
-        self._generations = [0, 0]  # per session, bumped on every connect and disconnect
         self._stopping = asyncio.Event()
         self._writers_stop = asyncio.Event()
         self._accepting = True
@@ -448,158 +219,28 @@ class IngestService:
         self._seen_written: dict[int, dt.datetime] = {}  # the last-seen time last stored per device
         self._gateway_seen: dict[str, dt.datetime] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: list[_IngestClient] = []
-        self._connectors: list[asyncio.Task[None]] = []
-        self._socket_closed: list[asyncio.Event] = []
-        self._misc: dict[int, asyncio.Task[None]] = {}
-        self._mqtt_closing = False
         self._store: storage.TelemetryStore | None = None
-        self.connected = asyncio.Event()
 
-    # --- MQTT (paho callbacks, on the loop) ---------------------------------------------------------------
-
-    def _make_client(self, session: int) -> _IngestClient:
-        suffix = "-prio" if session else ""
-        client = _IngestClient(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=self.config.client_id + suffix,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-            userdata=session,
-        )
-        _host, _port, user, password = _mqtt_target(self.settings.mqtt_url)
-        if user:
-            client.username_pw_set(user, password)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.on_raw = functools.partial(self._on_raw, session)
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
-        client.max_queued_messages_set(0)
-        return client
-
-    # --- paho on the asyncio loop -----------------------------------------------------------------
-
-    def _on_socket_open(self, client: mqtt.Client, session: int, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.add_reader(sock, client.loop_read)
-        self._misc[session] = self._loop.create_task(self._misc_loop(client), name=f"mqtt-misc-{session}")
-
-    def _on_socket_close(self, _client: mqtt.Client, session: int, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.remove_reader(sock)
-        self._loop.remove_writer(sock)
-        misc = self._misc.pop(session, None)
-        if misc is not None:
-            misc.cancel()
-        self._socket_closed[session].set()
-
-    def _on_socket_register_write(self, client: mqtt.Client, _session: int, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.add_writer(sock, client.loop_write)
-
-    def _on_socket_unregister_write(self, _client: mqtt.Client, _session: int, sock: Any) -> None:
-        assert self._loop is not None
-        self._loop.remove_writer(sock)
-
-    @staticmethod
-    async def _misc_loop(client: mqtt.Client) -> None:
-        """Keepalive pings and the ping timeout (what paho's own loop does once a second)."""
-        while client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 - a timer, no event
-            await asyncio.sleep(1.0)
-
-    async def _keep_connected(self, session: int, client: _IngestClient) -> None:
-        """Connect, and reconnect after every loss (1 s, doubling to 10 s while the broker is away),
-        until :meth:`stop` closes the session. The TCP connect itself blocks the loop for at most
-        the client's connect timeout; the MQTT handshake does not."""
-        host, port, _, _ = _mqtt_target(self.settings.mqtt_url)
-        client.connect_async(
-            host,
-            port,
-            keepalive=self.config.keepalive_s,
-            clean_start=False,
-            properties=self._connect_properties(),
-        )
-        delay = 1.0
-        while not self._mqtt_closing:
-            self._socket_closed[session].clear()
-            try:
-                client.reconnect()
-            except (OSError, ValueError) as e:
-                log.warning("ingest.mqtt_connect_failed", session=session, error=repr(e)[:200])
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = 1.0
-            await self._socket_closed[session].wait()
-            if not self._mqtt_closing:
-                await asyncio.sleep(1.0)
-
-    def _connect_properties(self) -> Properties:
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.config.session_expiry_s
-        props.ReceiveMaximum = self.config.receive_maximum
-        return props
-
-    def _is_priority_topic(self, topic: str) -> bool:
-        return self._priority_topic is not None and self._priority_topic.fullmatch(topic) is not None
-
-    def _subscriptions(self, session: int) -> list[tuple[str, SubscribeOptions]]:
-        qos1 = SubscribeOptions(qos=1)
-        if session == 0:
-            return [(self.config.subscription, qos1)]
-        return [(f, qos1) for f in priority_filters(self.config.subscription)]
-
-    def _on_connect(self, client: mqtt.Client, session: int, flags: Any, rc: Any, _props: Any) -> None:
-        if rc.is_failure:
-            log.error("ingest.mqtt_refused", reason=str(rc), session=session)
-            return
-        self._generations[session] += 1
-        client.subscribe(self._subscriptions(session))
-        log.info(
-            "ingest.mqtt_connected",
-            session=session,
-            session_present=bool(flags.session_present),
-            generation=self._generations[session],
-        )
-        if session == 0 and self._loop is not None:
-            self.connected.set()
-
-    def _on_disconnect(self, _c: mqtt.Client, session: int, _flags: Any, rc: Any, _props: Any) -> None:
-        # Packet ids handed out on the old connection must not be acknowledged on the next one.
-        self._generations[session] += 1
-        log.warning("ingest.mqtt_disconnected", reason=str(rc), session=session)
-        if session == 0 and self._loop is not None:
-            self.connected.clear()
-
-    def _on_message(self, _c: mqtt.Client, session: int, msg: mqtt.MQTTMessage) -> None:
-        """Messages paho decodes itself (QoS 0, or anything the fast path hands back)."""
-        self._on_raw(session, msg.topic, bytes(msg.payload), msg.mid, msg.qos, _utcnow())
+    # --- MQTT (called by :class:`iot_ingest.client.Sessions` on the loop) ------------------------
 
     def _on_raw(
         self, session: int, topic: str, payload: bytes, mid: int, qos: int, received_at: dt.datetime
     ) -> None:
         if not self._accepting:
             return  # not acknowledged: the broker keeps it for the next session
-        raw = _Raw(topic, payload, mid, qos, self._generations[session], received_at, session)
+        raw = Delivery(topic, payload, mid, qos, self._generations[session], received_at, session)
         (self._pinbox if session else self._inbox).append(raw)
         self._wake.set()
 
     def _ack(self, items: list[_Item]) -> None:
-        for session, client in enumerate(self._clients):
-            gen = self._generations[session]
-            mine = [it.raw for it in items if it.raw.session == session and it.raw.generation == gen]
-            client.ack_many([r.mid for r in mine if r.qos == 1])
-            for r in mine:
-                if r.qos == 2:
-                    client.ack(r.mid, 2)
+        self.mqtt.ack([it.raw for it in items])
+
+    def _is_priority_topic(self, topic: str) -> bool:
+        return self._priority_topic is not None and self._priority_topic.fullmatch(topic) is not None
 
     # --- Routing -----------------------------------------------------------------
 
-    def _classify(self, raw: _Raw) -> tuple[_Item, Message | None]:
+    def _classify(self, raw: Delivery) -> tuple[_Item, Message | None]:
         """Normalise one message; returns its message when it still needs its device looked up.
 
         Ignored and rejected input is dealt with here (acknowledged, or queued for ``dead_letter``).
@@ -868,7 +509,7 @@ class IngestService:
         """One statement (:func:`storage.write_priority`): a single round trip, however busy the
         machine, is what keeps an alarm's commit fast."""
         assert self._store is not None
-        started = _utcnow()
+        started = utc_now()
         batch = storage.PriorityBatch()
         firsts: dict[storage.MsgKey, _Item] = {}
         for it in items:
@@ -907,7 +548,7 @@ class IngestService:
                 sessions=sorted({it.raw.session for it in items}),
                 size=len(items),
                 waited_ms=round((started - oldest).total_seconds() * 1000, 1),
-                ms=round((_utcnow() - oldest).total_seconds() * 1000, 1),
+                ms=round((utc_now() - oldest).total_seconds() * 1000, 1),
             )
         for w in new_alarms:
             if w.created:
@@ -1031,20 +672,7 @@ class IngestService:
         )
         self._lane.start()
         await asyncio.to_thread(lane_started.wait, 10)
-        filters = priority_filters(self.config.subscription) if self.config.priority_session else []
-        if filters:
-            self._priority_topic = re.compile(
-                "|".join(
-                    re.escape(f.split("/", 2)[2] if f.startswith("$share/") else f) for f in filters
-                ).replace(r"\+", "[^/]+")
-            )
-        sessions = 2 if filters else 1
-        self._clients = [self._make_client(i) for i in range(sessions)]
-        self._socket_closed = [asyncio.Event() for _ in self._clients]
-        self._connectors = [
-            asyncio.create_task(self._keep_connected(i, c), name=f"mqtt-connect-{i}")
-            for i, c in enumerate(self._clients)
-        ]
+        self.mqtt.start()
         log.info("ingest.started", client_id=self.config.client_id, backend=self._store.backend)
 
     async def stop(self, *, end_session: bool = False) -> None:
@@ -1064,20 +692,7 @@ class IngestService:
         if self._lane is not None:
             await asyncio.to_thread(self._lane.join)
         await asyncio.sleep(0)  # run the lane's last acknowledgements (queued with call_soon_threadsafe)
-        self._mqtt_closing = True
-        for client in self._clients:
-            props = None
-            if end_session:
-                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-                props.SessionExpiryInterval = 0
-            client.disconnect(properties=props)  # written by the loop; the socket closes after it
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._socket_closed)), 5.0)
-        for task in self._connectors:
-            task.cancel()
-        await asyncio.gather(*self._connectors, return_exceptions=True)
-        for client in self._clients:
-            client._sock_close()  # if the broker never took the DISCONNECT (it is gone)
+        await self.mqtt.close(end_session=end_session)
         log.info("ingest.stopped", **self.stats.__dict__)
 
     async def run_forever(self) -> None:
@@ -1093,7 +708,7 @@ class IngestService:
 
 async def run_async(settings: Settings, config: IngestConfig | None = None) -> None:
     """Run one ingest worker until SIGINT/SIGTERM."""
-    await IngestService(settings, config).run_forever()
+    await IngestConsumer(settings, config).run_forever()
 
 
 def run(settings: Settings, config: IngestConfig | None = None) -> None:

@@ -1,0 +1,100 @@
+"""The ingest's in-memory device registry: what routing and the alarm rules need to know per device.
+
+The router looks every message's device up here, so the lookup must not touch the database: the whole
+registry is loaded at start and every ``cache_refresh_s`` (:class:`iot_ingest.consumer.IngestConfig`);
+a device registered since is looked up once when its first message arrives, and an unknown one is
+remembered as unknown for 30 seconds so that a flood from it does not become a flood of queries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from iot_ingest.normalise import DeviceInfo, Message
+from iot_ingest.rules import DeviceContext
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """A device as routing sees it: registry checks (``info``), rule context (``ctx``), safe zone."""
+
+    info: DeviceInfo
+    ctx: DeviceContext
+    safe_zone: dict[str, Any] | None
+
+
+_MISS_MEMORY_S = 30.0  # how long a device found unknown stays unknown without another query
+
+_DEVICE_QUERY = """
+    SELECT d.id, d.uid, d.serial, d.status, g.uid AS gateway_uid, d.friendly_name, d.elder_id, d.kind,
+           d.power, coalesce(e.has_dementia, false) AS has_dementia, m.safe_zone
+    FROM device d
+    LEFT JOIN gateway g ON g.id = d.gateway_id
+    LEFT JOIN elder e ON e.id = d.elder_id
+    LEFT JOIN elder_monitoring m ON m.elder_id = d.elder_id
+"""
+
+
+def _record(row: asyncpg.Record) -> DeviceRecord:
+    zone = row["safe_zone"]
+    if isinstance(zone, str):
+        zone = json.loads(zone)
+    info = DeviceInfo(row["id"], row["uid"], row["serial"], row["status"], row["gateway_uid"])
+    ctx = DeviceContext(row["id"], row["elder_id"], row["kind"], row["power"], row["has_dementia"])
+    return DeviceRecord(info, ctx, zone)
+
+
+class DeviceCache:
+    """Devices by uid and by (gateway uid, friendly name); misses are looked up once and remembered."""
+
+    def __init__(self) -> None:
+        self.by_uid: dict[str, DeviceRecord] = {}
+        self.by_z2m: dict[tuple[str, str], DeviceRecord] = {}
+        self._misses: dict[tuple[str, str, str | None], float] = {}
+
+    def _add(self, row: asyncpg.Record) -> DeviceRecord:
+        rec = _record(row)
+        self.by_uid[rec.info.uid] = rec
+        if row["gateway_uid"] and row["friendly_name"]:
+            self.by_z2m[(row["gateway_uid"], row["friendly_name"])] = rec
+        return rec
+
+    async def load(self, conn: asyncpg.Connection) -> None:
+        rows = await conn.fetch(_DEVICE_QUERY)
+        self.by_uid.clear()
+        self.by_z2m.clear()
+        self._misses.clear()
+        for row in rows:
+            self._add(row)
+
+    def peek(self, message: Message) -> DeviceRecord | None:
+        src = message.source
+        if src.scheme == "z2m":
+            if src.friendly_name is None:
+                return None
+            return self.by_z2m.get((src.uid, src.friendly_name))
+        return self.by_uid.get(src.uid)
+
+    async def get(self, conn: asyncpg.Connection, message: Message) -> DeviceRecord | None:
+        found = self.peek(message)
+        if found is not None:
+            return found
+        src = message.source
+        miss_key = (src.scheme, src.uid, src.friendly_name)
+        if time.monotonic() - self._misses.get(miss_key, -1e9) < _MISS_MEMORY_S:
+            return None
+        if src.scheme == "z2m":
+            row = await conn.fetchrow(
+                _DEVICE_QUERY + " WHERE g.uid = $1 AND d.friendly_name = $2", src.uid, src.friendly_name
+            )
+        else:
+            row = await conn.fetchrow(_DEVICE_QUERY + " WHERE d.uid = $1", src.uid)
+        if row is None:
+            self._misses[miss_key] = time.monotonic()
+            return None
+        return self._add(row)
