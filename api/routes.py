@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from litestar.types import ControllerRouterHandler
 
-from api.controllers.devices import DeviceController
 from api.controllers.users import UserController
 from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
 from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
@@ -14,7 +13,6 @@ from registry.routes import CONTROLLERS as REGISTRY_CONTROLLERS
 def domain_controllers() -> list[ControllerRouterHandler]:
     controllers: list[ControllerRouterHandler] = [
         *REGISTRY_CONTROLLERS,
-        DeviceController,
         UserController,
         *DISPATCH_CONTROLLERS,
         *IOT_CONTROLLERS,

@@ -39,7 +39,7 @@ from core.crud import add_and_audit, update_and_audit
 from core.errors import Conflict, Invalid
 from core.identity.authz import Principal
 from core.platform.broker import RESERVED_USERNAME_PREFIX
-from core.registry.devices import _check_new_elder, _editable, _visible_gateway_ref
+from iot_ingest.inventory import check_new_elder, editable, visible_gateway_ref
 from iot_ingest.models import Device, DeviceCredential, Gateway
 
 log = structlog.get_logger("iot_ingest.provisioning")
@@ -269,7 +269,7 @@ async def _check_gateway_slot(session: AsyncSession, actor: Principal, new: NewD
             code="device.friendly_name_required",
             field="friendly_name",
         )
-    gateway = await _visible_gateway_ref(session, actor, new.gateway_id)
+    gateway = await visible_gateway_ref(session, actor, new.gateway_id)
     if gateway.elder_id is not None and new.elder_id is not None and gateway.elder_id != new.elder_id:
         raise Conflict("The gateway is installed in another home.", code="device.gateway_home_mismatch")
     clash = await session.scalar(
@@ -284,10 +284,10 @@ async def register_device(
 ) -> tuple[Device, IssuedCredential | None]:
     """Add a device to a home and, unless it sits behind a Zigbee gateway, its broker account.
 
-    Scope as for moving a device (:func:`core.registry.devices.update_device`): admins anywhere, a
+    Scope as for moving a device (:func:`iot_ingest.inventory.update_device`): admins anywhere, a
     civil-affairs officer only into homes of their districts. The password is in the result only.
     """
-    await _check_new_elder(session, actor, new.elder_id)
+    await check_new_elder(session, actor, new.elder_id)
     await _check_uid_and_serial(session, uid=new.uid, serial=new.serial, model=Device)
     await _check_gateway_slot(session, actor, new)
     device = await add_and_audit(
@@ -327,7 +327,7 @@ async def register_gateway(
 ) -> tuple[Gateway, IssuedCredential]:
     """Add a Zigbee2MQTT gateway (base topic ``{root}/z2m/{uid}``, :mod:`iot_ingest.wire`) and its
     broker account."""
-    await _check_new_elder(session, actor, elder_id)
+    await check_new_elder(session, actor, elder_id)
     await _check_uid_and_serial(session, uid=uid, serial=serial, model=Gateway)
     gateway = await add_and_audit(
         session,
@@ -346,7 +346,7 @@ async def revoke_device(
     *, session: AsyncSession, actor: Principal, broker: BrokerFiles | None, device_id: int, now: dt.datetime
 ) -> tuple[Device, RevokedCredential]:
     """Lock a device out: status ``revoked`` (audited) and its broker account deleted. Idempotent."""
-    device: Device = await _editable(session, actor, Device, device_id)
+    device: Device = await editable(session, actor, Device, device_id)
     await update_and_audit(session, device, {"status": "revoked"}, actor=actor, entity="device")
     revoked = await revoke_credential(session=session, broker=broker, username=device.uid, now=now)
     return device, revoked
@@ -356,7 +356,7 @@ async def revoke_gateway(
     *, session: AsyncSession, actor: Principal, broker: BrokerFiles | None, gateway_id: int, now: dt.datetime
 ) -> tuple[Gateway, RevokedCredential]:
     """Lock a gateway (and so every Zigbee device behind it) out of the broker. Idempotent."""
-    gateway: Gateway = await _editable(session, actor, Gateway, gateway_id)
+    gateway: Gateway = await editable(session, actor, Gateway, gateway_id)
     await update_and_audit(session, gateway, {"status": "revoked"}, actor=actor, entity="gateway")
     revoked = await revoke_credential(session=session, broker=broker, username=gateway.uid, now=now)
     return gateway, revoked

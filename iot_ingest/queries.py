@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Invalid
 from core.identity.authz import Principal
-from core.registry.devices import get_device
+from iot_ingest.inventory import get_device
 from iot_ingest.models import Device
 from registry.service.elders import visible_elder
 

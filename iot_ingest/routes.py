@@ -1,6 +1,7 @@
-"""HTTP edge of the IoT domain: device and gateway registration with MQTT credentials, revocation,
-vitals charts and device history. Handlers parse, call one service function and serialise; scoping
-lives in the services (which reuse :mod:`registry.scope`'s device and elder rules)."""
+"""HTTP edge of the IoT domain: devices and gateways as one resource each (inventory, registration
+with MQTT credentials, revocation, history), and an elder's vitals charts. Handlers parse, call one
+service function and serialise; scoping lives in the services, which apply the registry's device and
+elder rules (:mod:`registry.scope`, the only copy)."""
 
 from __future__ import annotations
 
@@ -8,41 +9,58 @@ import datetime as dt
 import os
 from typing import Annotated, TypeAlias
 
-from litestar import Controller, get, post
+from litestar import Controller, get, patch, post
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from core.http import CurrentPrincipal, Db, Now
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
 from core.identity.authz import allow
 from core.identity.models import Role
-from core.types import check_day
-from iot_ingest import provisioning, queries
-from iot_ingest.models import Device, Gateway
+from core.types import Id64Query, check_day, given
+from iot_ingest import inventory, provisioning, queries
+from iot_ingest.inventory import DeviceFilter
+from iot_ingest.models import Device, DeviceKind, Gateway
 from iot_ingest.provisioning import BrokerFiles, IssuedCredential, NewDevice, broker_from_env
 from iot_ingest.schemas import (
     DeviceCreate,
     DeviceHistoryRead,
+    DevicePage,
+    DeviceRead,
     DeviceRegistered,
     DeviceRevoked,
+    DeviceStatus,
+    DeviceUpdate,
     GatewayCreate,
+    GatewayPage,
+    GatewayRead,
     GatewayRegistered,
+    GatewayUpdate,
     HistoryItem,
     MqttCredentialRead,
     VitalsPoint,
     VitalsRead,
+    device_read,
+    gateway_read,
     registered_device_read,
     registered_gateway_read,
 )
 from iot_ingest.wire import account_prefix
+from registry.routes.params import DistrictCode
 
 R = Role
+# Registering, changing and revoking devices and gateways (registry.scope.can_edit_device).
 PROVISIONING = allow(R.ADMIN, R.CIVIL_AFFAIRS)
-# Device history: whoever may read the device record (registry.scope.can_see_device).
+# The inventory and device history: whoever may read the device record (registry.scope.can_see_device).
 DEVICE_READ = allow(R.ADMIN, R.OPERATOR, R.SUPERVISOR, R.CIVIL_AFFAIRS, R.FAMILY, R.ELDER)
 # Vitals: whoever may read the elder record (registry.scope.can_see_elder), including provider admins
 # for the elders of their orders and caregivers for the elders of their visits.
 ELDER_READ = allow(*Role)
+
+# Tags per handler, not per controller: Litestar adds up the tags of every layer, and a device's
+# history is documented under "telemetry".
+DEVICES = ["devices"]
+TELEMETRY = ["telemetry"]
 
 BROKER_STATE_KEY = "broker_files"
 Broker: TypeAlias = NamedDependency[BrokerFiles | None]
@@ -83,75 +101,6 @@ def _credential(issued: IssuedCredential, *, gateway: bool) -> MqttCredentialRea
     )
 
 
-BROKER = {"broker": Provide(provide_broker, sync_to_thread=False)}
-
-
-# POST /devices and /gateways share their paths with the registry's DeviceController (GET lists).
-# Litestar gives every Controller its own automatic OPTIONS handler per path, so two controllers on
-# one path clash; plain handlers merge into the existing route. They must be registered after
-# DeviceController (api.routes lists the IoT handlers last).
-@post(
-    "/api/v1/devices",
-    opt=PROVISIONING,
-    cache_control=NO_STORE,
-    dependencies=BROKER,
-    tags=["devices"],
-    summary="Register a device; returns its MQTT password once",
-)
-async def register_device(
-    db: Db, principal: CurrentPrincipal, broker: Broker, data: JSONBody[DeviceCreate]
-) -> DeviceRegistered:
-    device, issued = await provisioning.register_device(
-        session=db,
-        actor=principal,
-        broker=broker,
-        new=NewDevice(
-            uid=data.uid,
-            kind=data.kind.value,
-            model=data.model,
-            serial=data.serial,
-            elder_id=data.elder_id,
-            gateway_id=data.gateway_id,
-            friendly_name=data.friendly_name,
-            power=data.power,
-        ),
-    )
-    return DeviceRegistered(
-        device=registered_device_read(device),
-        credential=None if issued is None else _credential(issued, gateway=False),
-        broker_updated=issued is not None and issued.broker_updated,
-        broker_reloaded=issued is not None and issued.broker_reloaded,
-    )
-
-
-@post(
-    "/api/v1/gateways",
-    opt=PROVISIONING,
-    cache_control=NO_STORE,
-    dependencies=BROKER,
-    tags=["devices"],
-    summary="Register a Zigbee2MQTT gateway; returns its MQTT password once",
-)
-async def register_gateway(
-    db: Db, principal: CurrentPrincipal, broker: Broker, data: JSONBody[GatewayCreate]
-) -> GatewayRegistered:
-    gateway, issued = await provisioning.register_gateway(
-        session=db,
-        actor=principal,
-        broker=broker,
-        uid=data.uid,
-        model=data.model,
-        serial=data.serial,
-        elder_id=data.elder_id,
-    )
-    return GatewayRegistered(
-        gateway=registered_gateway_read(gateway),
-        credential=_credential(issued, gateway=True),
-        broker_updated=issued.broker_updated,
-        broker_reloaded=issued.broker_reloaded,
-    )
-
-
 def _revoked(row: Device | Gateway, revoked: provisioning.RevokedCredential) -> DeviceRevoked:
     return DeviceRevoked(
         id=row.id,
@@ -163,15 +112,91 @@ def _revoked(row: Device | Gateway, revoked: provisioning.RevokedCredential) -> 
     )
 
 
-class RevocationController(Controller):
-    path = "/api/v1"
-    tags = ["devices"]  # noqa: RUF012
-    dependencies = BROKER
+BROKER = {"broker": Provide(provide_broker, sync_to_thread=False)}
+
+
+class DeviceController(Controller):
+    path = "/api/v1/devices"
+    dependencies = {**PAGINATION, **BROKER}  # noqa: RUF012
+
+    @get("/", opt=DEVICE_READ, tags=DEVICES, summary="List the devices you may see")
+    async def list_devices(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        window: PageWindow,
+        elder_id: Id64Query = None,
+        gateway_id: Id64Query = None,
+        kind: FromQuery[DeviceKind | None] = None,
+        status: FromQuery[DeviceStatus | None] = None,
+        online: FromQuery[bool | None] = None,
+        district_code: DistrictCode = None,
+    ) -> DevicePage:
+        filters = DeviceFilter(
+            elder_id=elder_id,
+            gateway_id=gateway_id,
+            kind=kind.value if kind else None,
+            status=status,
+            online=online,
+            district_code=district_code,
+        )
+        return page(
+            await inventory.list_devices(session=db, actor=principal, filters=filters, window=window),
+            device_read,
+        )
 
     @post(
-        "/devices/{device_id:int}/revoke",
+        "/",
+        opt=PROVISIONING,
+        cache_control=NO_STORE,
+        tags=DEVICES,
+        summary="Register a device; returns its MQTT password once",
+    )
+    async def register_device(
+        self, db: Db, principal: CurrentPrincipal, broker: Broker, data: JSONBody[DeviceCreate]
+    ) -> DeviceRegistered:
+        device, issued = await provisioning.register_device(
+            session=db,
+            actor=principal,
+            broker=broker,
+            new=NewDevice(
+                uid=data.uid,
+                kind=data.kind.value,
+                model=data.model,
+                serial=data.serial,
+                elder_id=data.elder_id,
+                gateway_id=data.gateway_id,
+                friendly_name=data.friendly_name,
+                power=data.power,
+            ),
+        )
+        return DeviceRegistered(
+            device=registered_device_read(device),
+            credential=None if issued is None else _credential(issued, gateway=False),
+            broker_updated=issued is not None and issued.broker_updated,
+            broker_reloaded=issued is not None and issued.broker_reloaded,
+        )
+
+    @get("/{device_id:int}", opt=DEVICE_READ, tags=DEVICES, summary="One device")
+    async def get_device(self, db: Db, principal: CurrentPrincipal, device_id: FromPath[int]) -> DeviceRead:
+        return device_read(await inventory.get_device(session=db, actor=principal, device_id=device_id))
+
+    @patch(
+        "/{device_id:int}", opt=PROVISIONING, tags=DEVICES, summary="Change a device (home, gateway, status…)"
+    )
+    async def update_device(
+        self, db: Db, principal: CurrentPrincipal, device_id: FromPath[int], data: JSONBody[DeviceUpdate]
+    ) -> DeviceRead:
+        row = await inventory.update_device(
+            session=db, actor=principal, device_id=device_id, changes=given(data)
+        )
+        return device_read(row)
+
+    @post(
+        "/{device_id:int}/revoke",
         opt=PROVISIONING,
         status_code=200,
+        tags=DEVICES,
         summary="Lock a device out of the broker",
     )
     async def revoke_device(
@@ -182,61 +207,12 @@ class RevocationController(Controller):
         )
         return _revoked(device, revoked)
 
-    @post(
-        "/gateways/{gateway_id:int}/revoke",
-        opt=PROVISIONING,
-        status_code=200,
-        summary="Lock a gateway (and the Zigbee devices behind it) out of the broker",
+    @get(
+        "/{device_id:int}/history",
+        opt=DEVICE_READ,
+        tags=TELEMETRY,
+        summary="Raw readings and events, newest first",
     )
-    async def revoke_gateway(
-        self, db: Db, principal: CurrentPrincipal, now: Now, broker: Broker, gateway_id: FromPath[int]
-    ) -> DeviceRevoked:
-        gateway, revoked = await provisioning.revoke_gateway(
-            session=db, actor=principal, broker=broker, gateway_id=gateway_id, now=now
-        )
-        return _revoked(gateway, revoked)
-
-
-class TelemetryController(Controller):
-    path = "/api/v1"
-    tags = ["telemetry"]  # noqa: RUF012
-
-    @get("/elders/{elder_id:int}/vitals", opt=ELDER_READ, summary="Bucketed vital signs of an elder")
-    async def elder_vitals(
-        self,
-        db: Db,
-        principal: CurrentPrincipal,
-        now: Now,
-        elder_id: FromPath[int],
-        metric: Metric = "hr",
-        since: Since = None,
-        until: Until = None,
-        bucket: BucketWidth = "5m",
-    ) -> VitalsRead:
-        v = await queries.elder_vitals(
-            session=db,
-            actor=principal,
-            elder_id=elder_id,
-            metric=metric,
-            start=_instant(since, "from"),
-            end=_instant(until, "to"),
-            bucket=bucket,
-            now=now,
-        )
-        return VitalsRead(
-            elder_id=v.elder_id,
-            metric=v.metric,
-            unit=v.unit,
-            bucket=bucket,
-            bucket_seconds=int(v.bucket.total_seconds()),
-            from_=v.plan.start,
-            to=v.plan.end,
-            source=v.plan.table or "raw",
-            rollup_until=v.plan.rollup_until,
-            points=[VitalsPoint(p.at, p.avg, p.min, p.max, p.count) for p in v.points],
-        )
-
-    @get("/devices/{device_id:int}/history", opt=DEVICE_READ, summary="Raw readings and events, newest first")
     async def device_history(
         self,
         db: Db,
@@ -277,8 +253,127 @@ class TelemetryController(Controller):
         )
 
 
+class GatewayController(Controller):
+    path = "/api/v1/gateways"
+    dependencies = {**PAGINATION, **BROKER}  # noqa: RUF012
+
+    @get("/", opt=DEVICE_READ, tags=DEVICES, summary="List the gateways you may see")
+    async def list_gateways(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        window: PageWindow,
+        elder_id: Id64Query = None,
+        status: FromQuery[DeviceStatus | None] = None,
+        district_code: DistrictCode = None,
+    ) -> GatewayPage:
+        filters = DeviceFilter(elder_id=elder_id, status=status, district_code=district_code)
+        return page(
+            await inventory.list_gateways(session=db, actor=principal, filters=filters, window=window),
+            gateway_read,
+        )
+
+    @post(
+        "/",
+        opt=PROVISIONING,
+        cache_control=NO_STORE,
+        tags=DEVICES,
+        summary="Register a Zigbee2MQTT gateway; returns its MQTT password once",
+    )
+    async def register_gateway(
+        self, db: Db, principal: CurrentPrincipal, broker: Broker, data: JSONBody[GatewayCreate]
+    ) -> GatewayRegistered:
+        gateway, issued = await provisioning.register_gateway(
+            session=db,
+            actor=principal,
+            broker=broker,
+            uid=data.uid,
+            model=data.model,
+            serial=data.serial,
+            elder_id=data.elder_id,
+        )
+        return GatewayRegistered(
+            gateway=registered_gateway_read(gateway),
+            credential=_credential(issued, gateway=True),
+            broker_updated=issued.broker_updated,
+            broker_reloaded=issued.broker_reloaded,
+        )
+
+    @get("/{gateway_id:int}", opt=DEVICE_READ, tags=DEVICES, summary="One gateway")
+    async def get_gateway(
+        self, db: Db, principal: CurrentPrincipal, gateway_id: FromPath[int]
+    ) -> GatewayRead:
+        return gateway_read(await inventory.get_gateway(session=db, actor=principal, gateway_id=gateway_id))
+
+    @patch("/{gateway_id:int}", opt=PROVISIONING, tags=DEVICES, summary="Change a gateway")
+    async def update_gateway(
+        self, db: Db, principal: CurrentPrincipal, gateway_id: FromPath[int], data: JSONBody[GatewayUpdate]
+    ) -> GatewayRead:
+        row = await inventory.update_gateway(
+            session=db, actor=principal, gateway_id=gateway_id, changes=given(data)
+        )
+        return gateway_read(row)
+
+    @post(
+        "/{gateway_id:int}/revoke",
+        opt=PROVISIONING,
+        status_code=200,
+        tags=DEVICES,
+        summary="Lock a gateway (and the Zigbee devices behind it) out of the broker",
+    )
+    async def revoke_gateway(
+        self, db: Db, principal: CurrentPrincipal, now: Now, broker: Broker, gateway_id: FromPath[int]
+    ) -> DeviceRevoked:
+        gateway, revoked = await provisioning.revoke_gateway(
+            session=db, actor=principal, broker=broker, gateway_id=gateway_id, now=now
+        )
+        return _revoked(gateway, revoked)
+
+
+class TelemetryController(Controller):
+    """An elder's vital signs (a device's raw history is :meth:`DeviceController.device_history`)."""
+
+    path = "/api/v1"
+    tags = TELEMETRY
+
+    @get("/elders/{elder_id:int}/vitals", opt=ELDER_READ, summary="Bucketed vital signs of an elder")
+    async def elder_vitals(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        now: Now,
+        elder_id: FromPath[int],
+        metric: Metric = "hr",
+        since: Since = None,
+        until: Until = None,
+        bucket: BucketWidth = "5m",
+    ) -> VitalsRead:
+        v = await queries.elder_vitals(
+            session=db,
+            actor=principal,
+            elder_id=elder_id,
+            metric=metric,
+            start=_instant(since, "from"),
+            end=_instant(until, "to"),
+            bucket=bucket,
+            now=now,
+        )
+        return VitalsRead(
+            elder_id=v.elder_id,
+            metric=v.metric,
+            unit=v.unit,
+            bucket=bucket,
+            bucket_seconds=int(v.bucket.total_seconds()),
+            from_=v.plan.start,
+            to=v.plan.end,
+            source=v.plan.table or "raw",
+            rollup_until=v.plan.rollup_until,
+            points=[VitalsPoint(p.at, p.avg, p.min, p.max, p.count) for p in v.points],
+        )
+
+
 def _instant(value: dt.datetime | None, field: str) -> dt.datetime | None:
     return None if value is None else check_day(value, field=field)
 
 
-CONTROLLERS = (register_device, register_gateway, RevocationController, TelemetryController)
+CONTROLLERS = (DeviceController, GatewayController, TelemetryController)

@@ -1,9 +1,10 @@
-"""Home devices and gateways: reading, reassigning and deactivating them.
+"""The device inventory: listing, reading, reassigning and deactivating home devices and gateways.
 
-Registration with MQTT credentials belongs to the IoT domain (``iot_ingest``); this module only
-reads and edits the inventory. Scoping: :func:`core.registry.scope.can_see_device` /
-:func:`~core.registry.scope.can_edit_device` — a civil-affairs officer sees and edits devices
-installed with elders of their districts and may move them only to such elders.
+Registration with MQTT credentials and revocation are :mod:`iot_ingest.provisioning`, which checks
+scope with the guards here. Scoping rules are the registry's (the only copy):
+:func:`registry.scope.can_see_device` / :func:`~registry.scope.can_edit_device` — a
+civil-affairs officer sees and edits devices installed with elders of their districts and may move
+them only to such elders.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ async def _district_of_elder(session: AsyncSession, elder_id: int | None) -> int
     return await session.scalar(select(Elder.district_id).where(Elder.id == elder_id))
 
 
-async def _visible(session: AsyncSession, actor: Principal, model: type[Item], key: int) -> Item:
+async def visible(session: AsyncSession, actor: Principal, model: type[Item], key: int) -> Item:
+    """The device or gateway ``key`` if the actor may see it; 404 otherwise (never 403: no leak)."""
     what = "device" if model is Device else "gateway"
     row = await session.get(model, key) if in_key_range(key, limit=MAX_BIGINT) else None
     if row is not None:
@@ -54,14 +56,15 @@ async def _visible(session: AsyncSession, actor: Principal, model: type[Item], k
     return row
 
 
-async def _editable(session: AsyncSession, actor: Principal, model: type[Item], key: int) -> Item:
-    row = await _visible(session, actor, model, key)
+async def editable(session: AsyncSession, actor: Principal, model: type[Item], key: int) -> Item:
+    """The device or gateway ``key`` if the actor may change it (403 outside their districts)."""
+    row = await visible(session, actor, model, key)
     if not can_edit_device(actor, district_id=await _district_of_elder(session, row.elder_id)):
         raise Forbidden("You may change devices only in your own districts.", code="scope.district")
     return row
 
 
-async def _check_new_elder(session: AsyncSession, actor: Principal, elder_id: int | None) -> None:
+async def check_new_elder(session: AsyncSession, actor: Principal, elder_id: int | None) -> None:
     """The new home must be an elder the actor may see and edit (unknown → 422, not 404)."""
     if elder_id is None:
         if not can_edit_device(actor, district_id=None):
@@ -107,7 +110,7 @@ async def list_devices(
 
 
 async def get_device(*, session: AsyncSession, actor: Principal, device_id: int) -> Device:
-    device: Device = await _visible(session, actor, Device, device_id)
+    device: Device = await visible(session, actor, Device, device_id)
     return device
 
 
@@ -116,12 +119,12 @@ async def update_device(
 ) -> Device:
     """Edit model, home, gateway, Zigbee friendly name, power or status (``uid``, ``serial`` and
     ``kind`` identify the device and do not change)."""
-    device: Device = await _editable(session, actor, Device, device_id)
+    device: Device = await editable(session, actor, Device, device_id)
     if "elder_id" in changes and changes["elder_id"] != device.elder_id:
-        await _check_new_elder(session, actor, changes["elder_id"])
+        await check_new_elder(session, actor, changes["elder_id"])
     gateway_id = changes.get("gateway_id", device.gateway_id)
     if "gateway_id" in changes and gateway_id is not None:
-        gateway = await _visible_gateway_ref(session, actor, gateway_id)
+        gateway = await visible_gateway_ref(session, actor, gateway_id)
         elder_id = changes.get("elder_id", device.elder_id)
         if gateway.elder_id is not None and elder_id is not None and gateway.elder_id != elder_id:
             raise Conflict("The gateway is installed in another home.", code="device.gateway_home_mismatch")
@@ -139,9 +142,10 @@ async def update_device(
     return await update_and_audit(session, device, changes, actor=actor, entity="device")
 
 
-async def _visible_gateway_ref(session: AsyncSession, actor: Principal, gateway_id: int) -> Gateway:
+async def visible_gateway_ref(session: AsyncSession, actor: Principal, gateway_id: int) -> Gateway:
+    """A gateway named in a request body: one the actor cannot see is an unknown reference (422)."""
     try:
-        gateway: Gateway = await _visible(session, actor, Gateway, gateway_id)
+        gateway: Gateway = await visible(session, actor, Gateway, gateway_id)
     except NotFound:
         raise unknown_reference("gateway_id", gateway_id, "gateway") from None
     return gateway
@@ -157,14 +161,14 @@ async def list_gateways(
 
 
 async def get_gateway(*, session: AsyncSession, actor: Principal, gateway_id: int) -> Gateway:
-    gateway: Gateway = await _visible(session, actor, Gateway, gateway_id)
+    gateway: Gateway = await visible(session, actor, Gateway, gateway_id)
     return gateway
 
 
 async def update_gateway(
     *, session: AsyncSession, actor: Principal, gateway_id: int, changes: Mapping[str, Any]
 ) -> Gateway:
-    gateway: Gateway = await _editable(session, actor, Gateway, gateway_id)
+    gateway: Gateway = await editable(session, actor, Gateway, gateway_id)
     if "elder_id" in changes and changes["elder_id"] != gateway.elder_id:
-        await _check_new_elder(session, actor, changes["elder_id"])
+        await check_new_elder(session, actor, changes["elder_id"])
     return await update_and_audit(session, gateway, changes, actor=actor, entity="gateway")
