@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.scheduler import JobContext, every, registry
-from dispatch import dayplans, offers, orders, visits
+from dispatch import offers, orders, visits
+from dispatch.dayplans import plan as dayplans
 
 DispatchJob = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
 

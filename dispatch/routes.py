@@ -19,7 +19,8 @@ from core.http import CurrentPrincipal, Db, Now
 from core.identity.authz import allow, authenticated
 from core.identity.models import Role
 from core.types import Id32Query, Id64Query, check_day, parse_day
-from dispatch import caregiver_app, contracts, dayplans, orders, quality, series, visits
+from dispatch import caregiver_app, contracts, orders, quality, series, visits
+from dispatch.dayplans import plan as dayplans
 from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition, ExceptionNoteKind
 from dispatch.schemas import (

@@ -27,8 +27,9 @@ from core.errors import NotFound
 from core.identity.authz import Principal
 from core.identity.models import AppUser, Role
 from core.policy import PolicyValue
-from dispatch import caregiver_app, dayplans, jobs, offers, routing
+from dispatch import caregiver_app, jobs, offers, routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
+from dispatch.dayplans import plan as dayplans
 from dispatch.matching import LOCAL_TZ
 from dispatch.models import (
     DayPlanStop,

@@ -1,0 +1,1 @@
+"""Day plans (see :mod:`dispatch.dayplans.plan`)."""
