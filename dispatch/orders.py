@@ -35,6 +35,7 @@ from core.errors import Conflict, Forbidden, Invalid
 from core.identity.authz import Principal
 from core.identity.models import Role
 from core.policy import policy_number
+from dispatch.candidates import build_request, caregiver_profiles
 from dispatch.common import (
     DispatchError,
     NotContracted,
@@ -65,7 +66,7 @@ from dispatch.models import (
     Visit,
     VisitExceptionRecord,
 )
-from dispatch.offers import build_request, caregiver_profiles, dispatch_order
+from dispatch.offers import dispatch_order
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 from dispatch.states import Actor, CancellationConsequence, OrderState, cancellation
 from registry.models import Caregiver, Elder, ProviderDistrict

@@ -18,6 +18,7 @@ from core.crud import Paged, Window, page_of
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.identity.authz import Principal
 from core.identity.models import Role
+from dispatch.candidates import build_request
 from dispatch.common import (
     DispatchError,
     actor_of,
@@ -39,7 +40,6 @@ from dispatch.models import (
     VisitExceptionRecord,
     VisitRating,
 )
-from dispatch.offers import build_request
 from dispatch.states import EXCEPTION_RESOLVERS, Actor, OrderState
 from dispatch.verification import (
     Capture,

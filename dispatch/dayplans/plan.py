@@ -41,6 +41,7 @@ from core.identity.authz import Principal
 from core.identity.models import Role
 from core.policy import policy_number
 from dispatch import routing
+from dispatch.candidates import caregiver_profiles
 from dispatch.common import (
     StateConflict,
     actor_of,
@@ -61,7 +62,6 @@ from dispatch.models import (
     ServiceOrder,
     Visit,
 )
-from dispatch.offers import caregiver_profiles
 from dispatch.states import BOOKED as BOOKED_STATES
 from dispatch.states import Actor, OrderState
 from registry.models import (

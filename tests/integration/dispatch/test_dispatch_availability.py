@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from dispatch.candidates import caregiver_profiles
 from dispatch.matching import Booking
 from dispatch.models import Visit
-from dispatch.offers import caregiver_profiles
 from registry.models import Caregiver
 from tests.support import dispatch as support
 from tests.support.dispatch import SERVICE, Clock, near

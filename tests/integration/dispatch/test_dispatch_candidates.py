@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.identity.authz import Principal
 from core.identity.models import AppUser, Role
-from dispatch import common, offers, orders
+from dispatch import candidates, common, orders
 from dispatch.matching import CaregiverIndex, CaregiverProfile, local_date, match
 from dispatch.models import CaregiverPosition, Offer
 from registry.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
@@ -94,7 +94,7 @@ async def test_offer_goes_to_the_nearest_eligible_caregiver(db: AsyncSession) ->
         offer = await db.scalar(select(Offer).where(Offer.order_id == order.id))
         assert offer is not None, "a caregiver is on shift a few hundred metres away"
         # The same order matched by the pure core over all caregivers, without any database search.
-        request = await offers.build_request(session=db, order=order, now=TEST_NOW)
+        request = await candidates.build_request(session=db, order=order, now=TEST_NOW)
         index = CaregiverIndex()
         profiles = {}
         for (cid, (la, lo)), row in zip(positions.items(), rows, strict=True):

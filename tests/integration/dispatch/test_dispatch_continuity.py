@@ -1,6 +1,6 @@
 """Continuity of care counts the visits checked in during the policy's window
 (``dispatch.continuity_window``, seeded 30 days), the same in both readings of an order: the one-round-trip
-facts of real-time dispatch (the window computed in SQL) and :func:`dispatch.offers.build_request`.
+facts of real-time dispatch (the window computed in SQL) and :func:`dispatch.candidates.build_request`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.policy import PolicyValue
-from dispatch import offers
+from dispatch import candidates
 from dispatch.models import ServiceOrder, Visit
 from dispatch.orders import create_order
 from dispatch.states import Actor
@@ -71,8 +71,8 @@ async def _order_with_history(db: AsyncSession) -> tuple[ServiceOrder, dict[floa
 
 
 async def _both_readings(db: AsyncSession, order: ServiceOrder) -> tuple[dict[int, int], dict[int, int]]:
-    request = await offers.build_request(session=db, order=order, now=TEST_NOW)
-    facts = await offers._dispatch_facts(db, order, TEST_NOW)
+    request = await candidates.build_request(session=db, order=order, now=TEST_NOW)
+    facts = await candidates.dispatch_facts(db, order, TEST_NOW)
     return dict(request.continuity), dict(facts.request.continuity)
 
 
