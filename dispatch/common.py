@@ -521,7 +521,7 @@ def contracted(provider_id: Any, service_code: Any, day: Any) -> ColumnElement[b
 async def mark_day_dirty(*, session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> None:
     """Mark the day of a scheduled order just placed or cancelled for a re-plan, if plans of that day
     have been built already (before that, the nightly build picks the order up). One statement, in
-    the caller's transaction; :func:`dispatch.dayplans.rebuild_dirty_plans` does the work."""
+    the caller's transaction; :func:`dispatch.dayplans.plan.rebuild_dirty_plans` does the work."""
     if order.asap or order.urgent:
         return  # dispatched in real time, never planned
     day = local_date(order.window_start_at)

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.scheduler import JobContext, every, registry
 from dispatch import offers, orders, visits
-from dispatch.dayplans import plan as dayplans
+from dispatch.dayplans import plan as dayplan
 
 DispatchJob = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
 
@@ -44,13 +44,13 @@ async def sample_callbacks(session: AsyncSession, now: dt.datetime) -> int:
 async def plan_tomorrow(session: AsyncSession, now: dt.datetime) -> int:
     """Plan and publish tomorrow's scheduled orders per provider (each planned order accepted with its
     visit; new orders are inserted into an existing plan without moving anything). Returns the plans."""
-    return await dayplans.plan_tomorrow(session=session, now=now)
+    return await dayplan.plan_tomorrow(session=session, now=now)
 
 
 async def rebuild_dirty_plans(session: AsyncSession, now: dt.datetime) -> int:
     """Re-plan (minimal change) the days whose built plans an order placed or cancelled since has made
     stale. Returns the days re-planned."""
-    return await dayplans.rebuild_dirty_plans(session=session, now=now)
+    return await dayplan.rebuild_dirty_plans(session=session, now=now)
 
 
 # (constant name, function, interval in seconds, first run this many seconds after start or None for

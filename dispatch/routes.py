@@ -20,7 +20,9 @@ from core.identity.authz import allow, authenticated
 from core.identity.models import Role
 from core.types import Id32Query, Id64Query, check_day, parse_day
 from dispatch import caregiver_app, contracts, orders, quality, series, visits
-from dispatch.dayplans import plan as dayplans
+from dispatch.dayplans.common import day_plans
+from dispatch.dayplans.plan import build_day
+from dispatch.dayplans.replan import replan_day
 from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition, ExceptionNoteKind
 from dispatch.schemas import (
@@ -578,9 +580,7 @@ class DayPlanController(Controller):
     async def get_plans(
         self, db: Db, principal: CurrentPrincipal, day: FromPath[str], provider_id: Id32Query = None
     ) -> list[DayPlanRead]:
-        views = await dayplans.day_plans(
-            session=db, actor=principal, day=_plan_day(day), provider_id=provider_id
-        )
+        views = await day_plans(session=db, actor=principal, day=_plan_day(day), provider_id=provider_id)
         full = principal.role != R.CAREGIVER
         return [day_plan_read(v, full=full) for v in views]
 
@@ -593,7 +593,7 @@ class DayPlanController(Controller):
     async def build(
         self, db: Db, principal: CurrentPrincipal, now: Now, day: FromPath[str], data: JSONBody[BuildIn]
     ) -> DayPlanRead:
-        view = await dayplans.build_day(
+        view = await build_day(
             session=db, actor=principal, day=_plan_day(day), provider_id=data.provider_id, now=now
         )
         return day_plan_read(view)
@@ -607,7 +607,7 @@ class DayPlanController(Controller):
     async def replan(
         self, db: Db, principal: CurrentPrincipal, now: Now, day: FromPath[str], data: JSONBody[ReplanIn]
     ) -> DayPlanRead:
-        view = await dayplans.replan_day(
+        view = await replan_day(
             session=db,
             actor=principal,
             day=_plan_day(day),

@@ -15,7 +15,7 @@ import msgspec
 from core.crud import Paged
 from core.types import NO_NUL, Day, Id32, Id64, Input, Instant, Lat, Lon
 from dispatch.caregiver_app import OpenOffer
-from dispatch.dayplans.plan import DayPlanView
+from dispatch.dayplans.common import DayPlanView
 from dispatch.models import (
     CallbackTask,
     Complaint,

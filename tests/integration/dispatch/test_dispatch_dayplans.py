@@ -29,7 +29,8 @@ from core.identity.models import AppUser, Role
 from core.policy import PolicyValue
 from dispatch import caregiver_app, jobs, offers, routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
-from dispatch.dayplans import plan as dayplans
+from dispatch.dayplans import plan as dayplan
+from dispatch.dayplans import publish, replan
 from dispatch.matching import LOCAL_TZ
 from dispatch.models import (
     DayPlanStop,
@@ -172,7 +173,7 @@ async def _order(
 
 
 async def _plan(db: AsyncSession, provider_id: int, day: dt.date = TOMORROW) -> ProviderDayPlan:
-    plan = await dayplans.plan_provider_day(
+    plan = await dayplan.plan_provider_day(
         session=db, provider_id=provider_id, day=day, now=TEST_NOW, time_limit_s=PLAN_SECONDS
     )
     assert plan is not None
@@ -336,7 +337,7 @@ async def test_job_publishes_tomorrow_and_reads_are_scoped(
     transitions = await db.scalar(
         select(func.count()).select_from(OrderTransition).where(OrderTransition.order_id.in_(w["orders"]))
     )
-    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(plan)
     assert plan.revision == 1
     stops = await _stops(db, plan.id)
@@ -348,7 +349,7 @@ async def test_job_publishes_tomorrow_and_reads_are_scoped(
 
     # A new order is inserted and published; nothing planned moves, not even in time.
     late = await _order(db, w["elders"][0], "VISIT", _at(17), 1800)
-    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(plan)
     assert plan.revision == 2
     stops = await _stops(db, plan.id)
@@ -559,7 +560,7 @@ async def test_cancelled_and_withdrawn_orders_leave_the_plan(
 
     # The next run of the job repairs the plan: the cancelled order drops its stop, the withdrawn one
     # goes to another caregiver and is published again; nothing else changes.
-    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(plan)
     assert plan.revision == 2
     stops = await _stops(db, plan.id)
@@ -577,7 +578,7 @@ async def test_cancelled_and_withdrawn_orders_leave_the_plan(
                 s.visit_id,
             )
     # Repaired once: a further run changes nothing.
-    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(plan)
     assert plan.revision == 2
 
@@ -629,7 +630,7 @@ async def test_plans_stored_before_publication_are_published_and_conflicts_left_
         db.add(DayPlanStop(plan_id=legacy.id, order_id=oid, caregiver_id=cg, seq=seq, planned_start_at=at))
     await db.execute(update(ServiceOrder).where(ServiceOrder.id == b).values(state="cancelled"))
     await db.flush()
-    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
+    await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)
     await db.refresh(legacy)
     assert legacy.published_at == TEST_NOW
     stops = await _stops(db, legacy.id)
@@ -644,7 +645,7 @@ async def test_plans_stored_before_publication_are_published_and_conflicts_left_
     await db.execute(update(ServiceOrder).where(ServiceOrder.id == e).values(state="offered"))
     midnight = day_start(TOMORROW)
     proposal = routing.DayPlan({cg: (routing.Stop(d, 16 * 3600), routing.Stop(e, 17 * 3600))}, (), 0, 0, 0)
-    applied, visits = await dayplans._apply(
+    applied, visits = await publish.apply_plan(
         db, legacy, proposal, held={}, fixed={}, actor=Actor.SYSTEM, actor_user_id=None, now=TEST_NOW
     )
     assert applied.routes == {cg: (routing.Stop(d, 16 * 3600),)}
@@ -658,8 +659,8 @@ async def test_plans_stored_before_publication_are_published_and_conflicts_left_
 
 async def test_the_planner_budget_is_dated_policy(db: AsyncSession) -> None:
     # Seeded default: 0.2 s + 0.02 s per visit, at most 5 s.
-    seeded = await dayplans.dayplan_budget(db, TOMORROW)
-    assert seeded == dayplans.DayPlanBudget()
+    seeded = await dayplan.dayplan_budget(db, TOMORROW)
+    assert seeded == dayplan.DayPlanBudget()
     assert seeded.seconds(10) == pytest.approx(0.4)
     assert seeded.seconds(1000) == 5.0
     # From the day after tomorrow a tighter cap applies; the other numbers stay as seeded.
@@ -673,8 +674,8 @@ async def test_the_planner_budget_is_dated_policy(db: AsyncSession) -> None:
         )
     )
     await db.flush()
-    assert await dayplans.dayplan_budget(db, TOMORROW) == seeded
-    later = await dayplans.dayplan_budget(db, TOMORROW + dt.timedelta(days=1))
+    assert await dayplan.dayplan_budget(db, TOMORROW) == seeded
+    later = await dayplan.dayplan_budget(db, TOMORROW + dt.timedelta(days=1))
     assert (later.max_s, later.seconds(1000)) == (1.0, 1.0)
 
 
@@ -758,7 +759,7 @@ async def test_a_caregiver_setting_off_waits_for_the_replan_that_takes_the_visit
     w = committed_world
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory() as s, s.begin():
-        plan = await dayplans.plan_provider_day(
+        plan = await dayplan.plan_provider_day(
             session=s, provider_id=w["provider"], day=TOMORROW, now=TEST_NOW, time_limit_s=PLAN_SECONDS
         )
         assert plan is not None
@@ -770,7 +771,7 @@ async def test_a_caregiver_setting_off_waits_for_the_replan_that_takes_the_visit
     caregiver = Principal(user_id=w["user"], username="t", role=Role.CAREGIVER, caregiver_id=sick)
     async with factory() as replanning:
         # The re-plan holds the order's lock while it hands the visit to the other caregiver ...
-        await dayplans.replan_day(
+        await replan.replan_day(
             session=replanning,
             actor=admin,
             day=TOMORROW,
@@ -810,16 +811,16 @@ async def test_orders_no_plan_can_place_go_to_the_operators_from_the_evening_cut
     leaves the planned orders alone."""
     w = await _world(db, client, login)
     night = await _order(db, w["elders"][0], "VISIT", _at(3))
-    await dayplans.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)  # 10:00 local
+    await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)  # 10:00 local
     assert (await _orders(db, [night]))[night].state == "created"
 
     today = TEST_NOW.astimezone(LOCAL_TZ).date()
-    await dayplans.plan_tomorrow(
+    await dayplan.plan_tomorrow(
         session=db, now=dt.datetime.combine(today, dt.time(19, 59), LOCAL_TZ), time_limit_s=PLAN_SECONDS
     )
     assert (await _orders(db, [night]))[night].state == "created"
     evening = dt.datetime.combine(today, dt.time(20, 0), LOCAL_TZ)
-    await dayplans.plan_tomorrow(session=db, now=evening, time_limit_s=PLAN_SECONDS)
+    await dayplan.plan_tomorrow(session=db, now=evening, time_limit_s=PLAN_SECONDS)
     states = await _orders(db, [night, *w["orders"]])
     assert states[night].state == "escalated"
     assert (await _transitions(db, night))[-1] == (
@@ -830,7 +831,7 @@ async def test_orders_no_plan_can_place_go_to_the_operators_from_the_evening_cut
     )
     assert {states[o].state for o in w["orders"]} <= {"accepted"}
     # Rerunning escalates nothing twice.
-    assert await dayplans.escalate_unplaced(session=db, day=TOMORROW, now=evening) == []
+    assert await dayplan.escalate_unplaced(session=db, day=TOMORROW, now=evening) == []
 
 
 async def test_a_dispatcher_builds_a_day_on_demand_safely_twice(
@@ -943,7 +944,7 @@ async def test_two_builds_of_one_provider_day_at_once_make_one_plan(
 
     async def build(hold_s: float) -> tuple[int, int]:
         async with factory() as s, s.begin():
-            view = await dayplans.build_day(
+            view = await dayplan.build_day(
                 session=s, actor=admin, day=TOMORROW, provider_id=None, now=TEST_NOW
             )
             await asyncio.sleep(hold_s)  # the first keeps its transaction open while the second arrives
@@ -977,7 +978,7 @@ async def test_an_order_placed_while_the_day_is_replanned_neither_waits_nor_is_l
     factory = async_sessionmaker(engine, expire_on_commit=False)
     try:
         async with factory() as s, s.begin():
-            await dayplans.plan_provider_day(
+            await dayplan.plan_provider_day(
                 session=s, provider_id=w["provider"], day=TOMORROW, now=TEST_NOW, time_limit_s=PLAN_SECONDS
             )
         async with factory() as s, s.begin():
