@@ -28,8 +28,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.clock import SHANGHAI
 from dispatch.matching import (
-    LOCAL_TZ,
     Booking,
     CaregiverIndex,
     CaregiverProfile,
@@ -106,7 +106,7 @@ def _profile(rnd: random.Random, cid: int, day: dt.date, p_certified: float = 0.
 def bench_matching(seed: int, n_caregivers: int, n_elders: int, n_orders: int) -> dict[str, float]:
     """Latency of :func:`dispatch.matching.match` alone, over ``n_orders`` random orders."""
     rnd = random.Random(seed)
-    now = dt.datetime.combine(DAY, dt.time(10), LOCAL_TZ).astimezone(dt.UTC)
+    now = dt.datetime.combine(DAY, dt.time(10), SHANGHAI).astimezone(dt.UTC)
     index = CaregiverIndex()
     profiles: dict[int, CaregiverProfile] = {}
     for cid in range(1, n_caregivers + 1):
@@ -280,7 +280,7 @@ async def _order_to_offer(
     engine = create_async_engine(url, pool_size=2)
     factory = async_sessionmaker(engine, expire_on_commit=False)
     rnd = random.Random(seed)
-    now = dt.datetime.combine(DAY, dt.time(10), LOCAL_TZ).astimezone(dt.UTC)
+    now = dt.datetime.combine(DAY, dt.time(10), SHANGHAI).astimezone(dt.UTC)
     async with factory() as s, s.begin():
         await seed_reference(s, today=DAY)
         districts = (await s.execute(select(District.id, District.lat, District.lon, District.kind))).all()

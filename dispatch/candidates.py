@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import local_date
 from dispatch.common import (
     DispatchError,
     Policies,
@@ -55,7 +56,6 @@ from dispatch.matching import (
     OrderRequest,
     ServiceRule,
     busy_interval,
-    local_date,
     match,
     max_distance_m,
 )

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.clock import SHANGHAI, local_date
 from core.crud import get_or_404, not_found
 from core.errors import Conflict, DomainError, Forbidden, Invalid, TooManyRequests
 from core.identity.authz import Principal
@@ -30,7 +31,6 @@ from dispatch.common import (
     move,
     visible_visit,
 )
-from dispatch.matching import LOCAL_TZ, local_date
 from dispatch.models import CaregiverPosition, Offer, OfferState, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, dispatch_order
 from dispatch.states import Actor, OrderState
@@ -132,7 +132,7 @@ class PlanItem:
 async def day_plan(*, session: AsyncSession, actor: Principal, day: dt.date) -> list[PlanItem]:
     """The caregiver's visits on an Asia/Shanghai day, in start order (cancelled ones left out)."""
     cid = _caregiver_id(actor)
-    start = dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+    start = dt.datetime.combine(day, dt.time(0), SHANGHAI)
     rows = await session.execute(
         select(Visit, ServiceOrder.state, Elder.name, Elder.address, Elder.lat, Elder.lon)
         .join(ServiceOrder, ServiceOrder.id == Visit.order_id)

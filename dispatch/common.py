@@ -39,12 +39,13 @@ from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
+from core.clock import SHANGHAI, local_date
 from core.crud import get_or_404, not_found
 from core.errors import Conflict, DomainError
 from core.identity.authz import Principal
 from core.identity.models import Role
 from core.policy import PolicyValue, policy_number, valid_on
-from dispatch.matching import LOCAL_TZ, MatchPolicy, MatchWeights, ServiceRule, local_date
+from dispatch.matching import MatchPolicy, MatchWeights, ServiceRule
 from dispatch.models import (
     DayPlanDirty,
     OrderTransition,
@@ -487,12 +488,12 @@ async def exception_records(session: AsyncSession, visit_id: int) -> list[VisitE
 
 
 def day_start(day: dt.date) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+    return dt.datetime.combine(day, dt.time(0), SHANGHAI)
 
 
 def local_day_of(at: Any) -> Any:
     """SQL: the Asia/Shanghai calendar date of a ``timestamptz`` column or value."""
-    return func.timezone(LOCAL_TZ.key, at).cast(Date)
+    return func.timezone(SHANGHAI.key, at).cast(Date)
 
 
 def contracted(provider_id: Any, service_code: Any, day: Any) -> ColumnElement[bool]:

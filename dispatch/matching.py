@@ -16,10 +16,10 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
-EARTH_RADIUS_M = 6_371_008.8
+from core.clock import SHANGHAI, local_date
+from core.geo import EARTH_RADIUS_M, haversine_m
+
 METRES_PER_DEGREE_LAT = math.pi * EARTH_RADIUS_M / 180.0
 
 
@@ -186,16 +186,6 @@ class MatchResult:
 # --- Geometry ----------------------------------------------------------------------------------
 
 
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in metres."""
-    p1 = math.radians(lat1)
-    p2 = math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def travel_seconds(distance_m: float, *, rural: bool, policy: MatchPolicy) -> int:
     """Travel estimate: straight-line metres × detour factor at the area's speed, rounded up to seconds."""
     speed_ms = (policy.rural_speed_kmh if rural else policy.urban_speed_kmh) / 3.6
@@ -309,11 +299,6 @@ def _ring_cells(ci: int, cj: int, k: int) -> Iterable[tuple[int, int]]:
 # --- Hard rules --------------------------------------------------------------------------------
 
 
-def local_date(instant: dt.datetime) -> dt.date:
-    """The Asia/Shanghai calendar date of a UTC instant."""
-    return instant.astimezone(LOCAL_TZ).date()
-
-
 def has_required_certificate(cg: CaregiverProfile, rule: ServiceRule, day: dt.date) -> bool:
     """Whether the caregiver holds the service's certificate, valid on ``day``, at the required level."""
     if rule.certificate_kind is None:
@@ -346,13 +331,13 @@ def static_rejection(cg: CaregiverProfile, order: OrderRequest, day: dt.date) ->
 
 def timing_rejection(cg: CaregiverProfile, start: dt.datetime, end: dt.datetime) -> Rejection | None:
     """Work day, working hours, overlap and daily capacity for a visit at [start, end)."""
-    local_start = start.astimezone(LOCAL_TZ)
-    local_end = end.astimezone(LOCAL_TZ)
+    local_start = start.astimezone(SHANGHAI)
+    local_end = end.astimezone(SHANGHAI)
     day = local_start.date()
     if day.isoweekday() not in cg.work_days:
         return Rejection.OFF_DAY
-    shift_open = dt.datetime.combine(day, cg.shift_start, LOCAL_TZ)
-    shift_close = dt.datetime.combine(day, cg.shift_end, LOCAL_TZ)
+    shift_open = dt.datetime.combine(day, cg.shift_start, SHANGHAI)
+    shift_close = dt.datetime.combine(day, cg.shift_end, SHANGHAI)
     if local_start < shift_open or local_end > shift_close:
         return Rejection.OUTSIDE_HOURS
     same_day = 0

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core import audit
+from core.clock import SHANGHAI, local_date
 from core.crud import (
     Paged,
     Window,
@@ -54,7 +55,7 @@ from dispatch.common import (
     price_select,
     visible_order,
 )
-from dispatch.matching import LOCAL_TZ, local_date, static_rejection, timing_rejection
+from dispatch.matching import static_rejection, timing_rejection
 from dispatch.models import (
     Offer,
     OfferState,
@@ -344,7 +345,7 @@ async def place_recurring_order(
             code="dispatch.rrule_invalid",
         )
     await _check_series_start(session, first_start_at, now=now)
-    local_first = first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
+    local_first = first_start_at.astimezone(SHANGHAI).replace(tzinfo=None)
     try:
         occurrences = expand(rrule, first_start_local=local_first, duration_s=duration_s)
     except RecurrenceError as exc:
@@ -425,7 +426,7 @@ async def materialise_series(
     *, session: AsyncSession, series: RecurringOrder, now: dt.datetime, actor: Actor
 ) -> list[ServiceOrder]:
     """Create the series' orders starting in [now, now + horizon) that do not exist yet."""
-    local_first = series.first_start_at.astimezone(LOCAL_TZ).replace(tzinfo=None)
+    local_first = series.first_start_at.astimezone(SHANGHAI).replace(tzinfo=None)
     occurrences = expand(
         series.rrule,
         first_start_local=local_first,

@@ -14,12 +14,12 @@ import structlog
 from sqlalchemy import ColumnElement, exists, false, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import local_date
 from core.crud import Paged, Window, get_or_404, not_found, page_of
 from core.errors import Conflict, Forbidden, Invalid
 from core.identity.authz import Principal
 from core.identity.models import Role
 from dispatch.common import day_start, in_scope, load_policies, price_select, scope_clause
-from dispatch.matching import local_date
 from dispatch.models import CallbackTask, Complaint, Service, Visit, VisitExceptionRecord, VisitRating
 from dispatch.verification import ProviderStats, QualityWeights, provider_quality
 from registry.models import Provider, ProviderDistrict

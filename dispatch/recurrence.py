@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from dateutil.rrule import rrule, rrulestr
 
-from dispatch.matching import LOCAL_TZ
+from core.clock import SHANGHAI
 
 MAX_OCCURRENCES = 400
 
@@ -30,7 +30,7 @@ class Occurrence:
 
     @property
     def local_date(self) -> dt.date:
-        return self.start.astimezone(LOCAL_TZ).date()
+        return self.start.astimezone(SHANGHAI).date()
 
 
 def canonical_rule(rule: str) -> str:
@@ -96,7 +96,7 @@ def expand(
     for n, local in enumerate(parsed):
         if n >= max_occurrences:
             raise RecurrenceError(f"the rule yields more than {max_occurrences} visits")
-        start = local.replace(tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+        start = local.replace(tzinfo=SHANGHAI).astimezone(dt.UTC)
         if window_from is not None and start < window_from:
             continue
         if window_to is not None and start >= window_to:

@@ -14,6 +14,7 @@ from litestar import Controller, get, post, put
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from core.clock import local_date
 from core.crud import Window
 from core.http import CurrentPrincipal, Db, Now
 from core.identity.authz import allow, authenticated
@@ -23,7 +24,6 @@ from dispatch import caregiver_app, contracts, orders, quality, series, visits
 from dispatch.dayplans.common import day_plans
 from dispatch.dayplans.plan import build_day
 from dispatch.dayplans.replan import replan_day
-from dispatch.matching import local_date
 from dispatch.models import CaregiverPosition, ExceptionNoteKind
 from dispatch.schemas import (
     AssignIn,

@@ -13,7 +13,9 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dispatch.matching import CertificateInfo, ServiceRule, haversine_m, local_date
+from core.clock import local_date
+from core.geo import haversine_m
+from dispatch.matching import CertificateInfo, ServiceRule
 
 
 class CaptureMethod(enum.StrEnum):

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.clock import SHANGHAI, local_date
 from core.crud import Paged, Window, page_of
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.identity.authz import Principal
@@ -29,7 +30,7 @@ from dispatch.common import (
     visible_order,
     visible_visit,
 )
-from dispatch.matching import LOCAL_TZ, CertificateInfo, local_date
+from dispatch.matching import CertificateInfo
 from dispatch.models import (
     CallbackTask,
     Complaint,
@@ -333,7 +334,7 @@ async def sample_callbacks(*, session: AsyncSession, now: dt.datetime) -> int:
     sample is seeded by the date so it can be reproduced for audit. Returns the tasks created.
     """
     day = local_date(now) - dt.timedelta(days=1)
-    start = dt.datetime.combine(day, dt.time(0), LOCAL_TZ)
+    start = dt.datetime.combine(day, dt.time(0), SHANGHAI)
     due = day + dt.timedelta(days=1)
     if await session.scalar(select(CallbackTask.id).where(CallbackTask.due_on == due).limit(1)) is not None:
         return 0

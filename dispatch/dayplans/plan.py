@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import ColumnElement, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import SHANGHAI, local_date
 from core.crud import get_or_404
 from core.errors import Invalid, NotFound
 from core.identity.authz import Principal
@@ -25,7 +26,6 @@ from dispatch.dayplans.common import DayPlanView, dispatchers_provider, plan_vie
 from dispatch.dayplans.instance import only_orders, plan_instance
 from dispatch.dayplans.publish import apply_plan, store_plan
 from dispatch.dayplans.replan import replan_record
-from dispatch.matching import LOCAL_TZ, local_date
 from dispatch.models import DayPlanDirty, DayPlanStop, ProviderDayPlan, ServiceOrder
 from dispatch.states import Actor, OrderState
 from registry.models import Caregiver, Elder, Provider, ProviderDistrict
@@ -296,7 +296,7 @@ async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.date
             select(policy_number("dispatch.dayplan", "*", "escalate_at_minute", day, ESCALATE_AT_MINUTE))
         )
     ).scalar_one()
-    local = now.astimezone(LOCAL_TZ)
+    local = now.astimezone(SHANGHAI)
     evening_before = local.date() == day - dt.timedelta(days=1) and local.hour * 60 + local.minute >= cutoff
     if not (evening_before or local.date() >= day):
         return []

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import local_date
 from core.identity.authz import Principal
 from core.identity.models import AppUser, Role
 from dispatch import candidates, common, orders
-from dispatch.matching import CaregiverIndex, CaregiverProfile, local_date, match
+from dispatch.matching import CaregiverIndex, CaregiverProfile, match
 from dispatch.models import CaregiverPosition, Offer
 from registry.models import Caregiver, Elder, ElderBlockedCaregiver, ProviderDistrict
 from tests.conftest import TEST_NOW

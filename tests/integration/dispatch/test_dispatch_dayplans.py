@@ -23,6 +23,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from core.clock import SHANGHAI
 from core.errors import NotFound
 from core.identity.authz import Principal
 from core.identity.models import AppUser, Role
@@ -31,7 +32,6 @@ from dispatch import caregiver_app, jobs, offers, routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
 from dispatch.dayplans import plan as dayplan
 from dispatch.dayplans import publish, replan
-from dispatch.matching import LOCAL_TZ
 from dispatch.models import (
     DayPlanStop,
     OrderTransition,
@@ -55,7 +55,7 @@ PLAN_SECONDS = 0.3  # the planner's search budget in these small cases
 
 
 def _at(hour: int, minute: int = 0, day: dt.date = TOMORROW) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(hour, minute), LOCAL_TZ)
+    return dt.datetime.combine(day, dt.time(hour, minute), SHANGHAI)
 
 
 async def _world(db: AsyncSession, client: httpx.AsyncClient, login: Login) -> dict[str, Any]:
@@ -115,7 +115,7 @@ async def _world(db: AsyncSession, client: httpx.AsyncClient, login: Login) -> d
     await db.execute(delete(Certificate).where(Certificate.caregiver_id.in_(caregivers)))
     expired_holder = next(c for c in caregivers if c != demo_cg)
     for cid in caregivers:
-        expires = TEST_NOW.astimezone(LOCAL_TZ).date() if cid == expired_holder else dt.date(2027, 11, 1)
+        expires = TEST_NOW.astimezone(SHANGHAI).date() if cid == expired_holder else dt.date(2027, 11, 1)
         db.add(
             Certificate(
                 caregiver_id=cid,
@@ -814,12 +814,12 @@ async def test_orders_no_plan_can_place_go_to_the_operators_from_the_evening_cut
     await dayplan.plan_tomorrow(session=db, now=TEST_NOW, time_limit_s=PLAN_SECONDS)  # 10:00 local
     assert (await _orders(db, [night]))[night].state == "created"
 
-    today = TEST_NOW.astimezone(LOCAL_TZ).date()
+    today = TEST_NOW.astimezone(SHANGHAI).date()
     await dayplan.plan_tomorrow(
-        session=db, now=dt.datetime.combine(today, dt.time(19, 59), LOCAL_TZ), time_limit_s=PLAN_SECONDS
+        session=db, now=dt.datetime.combine(today, dt.time(19, 59), SHANGHAI), time_limit_s=PLAN_SECONDS
     )
     assert (await _orders(db, [night]))[night].state == "created"
-    evening = dt.datetime.combine(today, dt.time(20, 0), LOCAL_TZ)
+    evening = dt.datetime.combine(today, dt.time(20, 0), SHANGHAI)
     await dayplan.plan_tomorrow(session=db, now=evening, time_limit_s=PLAN_SECONDS)
     states = await _orders(db, [night, *w["orders"]])
     assert states[night].state == "escalated"

@@ -8,8 +8,9 @@ import random
 
 import pytest
 
+from core.clock import SHANGHAI
+from core.geo import haversine_m
 from dispatch.matching import (
-    LOCAL_TZ,
     Booking,
     CaregiverIndex,
     CaregiverProfile,
@@ -21,7 +22,6 @@ from dispatch.matching import (
     ServiceRule,
     busy_interval,
     check_hard_rules,
-    haversine_m,
     match,
     max_distance_m,
     travel_seconds,
@@ -34,12 +34,12 @@ BATH = ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_
 MEAL = ServiceRule("MEAL", "MEAL", "health", None, min_minutes=0)
 CLEAN = ServiceRule("CLEAN", "CLEAN", None, None, min_minutes=60)
 # Wednesday 2026-12-02, 10:00 in Xiaogan.
-NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=SHANGHAI).astimezone(dt.UTC)
 TODAY = dt.date(2026, 12, 2)
 
 
 def _local(day: dt.date, hh: int, mm: int = 0) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, hh, mm, tzinfo=LOCAL_TZ).astimezone(dt.UTC)
+    return dt.datetime(day.year, day.month, day.day, hh, mm, tzinfo=SHANGHAI).astimezone(dt.UTC)
 
 
 def cg(**kw: object) -> CaregiverProfile:

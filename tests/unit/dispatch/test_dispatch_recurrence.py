@@ -6,13 +6,13 @@ import datetime as dt
 
 import pytest
 
-from dispatch.matching import LOCAL_TZ
+from core.clock import SHANGHAI
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 
 
 def wall(*parts: int) -> dt.datetime:
     """A naive Asia/Shanghai wall-clock time."""
-    return dt.datetime(*parts, tzinfo=LOCAL_TZ).replace(tzinfo=None)  # type: ignore[misc]
+    return dt.datetime(*parts, tzinfo=SHANGHAI).replace(tzinfo=None)  # type: ignore[misc]
 
 
 pytestmark = pytest.mark.unit

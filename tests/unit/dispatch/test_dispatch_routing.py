@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
+import random
 
 import pytest
 
 from bench.dispatch import dayplan_instance
-from dispatch.matching import CaregiverProfile, CertificateInfo, ServiceRule
+from core.geo import haversine_m
+from dispatch.matching import CaregiverProfile, CertificateInfo, MatchPolicy, ServiceRule
 from dispatch.routing import (
     DayPlan,
     DayPlanInstance,
@@ -16,6 +19,7 @@ from dispatch.routing import (
     PlanPolicy,
     PlanVisit,
     Stop,
+    _travel_matrix,
     hard_rule_violations,
     plan_day,
     replan,
@@ -269,3 +273,18 @@ def test_replan_places_orphans_no_earlier_than_now_and_moves_what_broke_a_rule()
     assert got[3][0] == 3
     assert 1 not in new.routes
     assert hard_rule_violations(instance, new) == []
+
+
+def test_the_travel_matrix_is_the_one_haversine() -> None:
+    # The planner inlines core.geo.haversine_m for speed; the seconds must be exactly those it gives.
+    rnd = random.Random(7)
+    pts = [
+        (30.9 + rnd.uniform(-0.4, 0.4), 113.9 + rnd.uniform(-0.4, 0.4), rnd.random() < 0.3) for _ in range(40)
+    ]
+    policy = MatchPolicy()
+    matrix = _travel_matrix(pts, policy)
+    for i, (lat1, lon1, rural1) in enumerate(pts):
+        for j, (lat2, lon2, rural2) in enumerate(pts):
+            speed = policy.rural_speed_kmh if rural1 and rural2 else policy.urban_speed_kmh
+            seconds = haversine_m(lat1, lon1, lat2, lon2) * (policy.detour_factor / (speed / 3.6))
+            assert matrix[i][j] == (0 if i == j else math.ceil(seconds))
