@@ -23,6 +23,7 @@ from core.clock import SHANGHAI, local_date
 from core.crud import get_or_404, not_found
 from core.errors import Conflict, DomainError, Forbidden, Invalid, TooManyRequests
 from core.identity.authz import Principal
+from core.identity.models import Role
 from dispatch.common import (
     DispatchError,
     SignOffPinPolicy,
@@ -33,7 +34,7 @@ from dispatch.common import (
 )
 from dispatch.models import CaregiverPosition, Offer, OfferState, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, dispatch_order
-from dispatch.states import Actor, OrderState
+from dispatch.states import OrderState
 from dispatch.verification import CaptureMethod, Verdict, VerificationResult, VisitException
 from dispatch.visits import verify_visit
 from registry.models import Elder
@@ -181,7 +182,7 @@ async def en_route(*, session: AsyncSession, actor: Principal, visit_id: int, no
         session=session,
         order=order,
         target=OrderState.EN_ROUTE,
-        actor=Actor.CAREGIVER,
+        actor=Role.CAREGIVER,
         actor_user_id=actor.user_id,
         now=now,
     )
@@ -208,7 +209,7 @@ async def check_in(
         session=session,
         order=order,
         target=OrderState.CHECKED_IN,
-        actor=Actor.CAREGIVER,
+        actor=Role.CAREGIVER,
         actor_user_id=actor.user_id,
         now=now,
     )
@@ -240,7 +241,7 @@ async def check_out(
         session=session,
         order=order,
         target=OrderState.CHECKED_OUT,
-        actor=Actor.CAREGIVER,
+        actor=Role.CAREGIVER,
         actor_user_id=actor.user_id,
         now=now,
     )

@@ -437,10 +437,6 @@ async def visible_visit(*, session: AsyncSession, actor: Principal, visit_id: in
     return visit
 
 
-def actor_of(p: Principal) -> Actor:
-    return Actor(p.role.value)
-
-
 async def move(
     *,
     session: AsyncSession,

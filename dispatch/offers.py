@@ -32,6 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 from core.crud import in_key_range
+from core.identity.models import Role
 from dispatch.candidates import dispatch_facts, nearest_candidates
 from dispatch.common import (
     DispatchError,
@@ -44,7 +45,7 @@ from dispatch.common import (
 )
 from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, match
 from dispatch.models import Offer, OfferState, ServiceOrder, Visit
-from dispatch.states import Actor, OrderState, transition
+from dispatch.states import SYSTEM, Actor, OrderState, transition
 from registry.models import Caregiver
 
 log = structlog.get_logger(__name__)
@@ -96,7 +97,7 @@ async def make_offer(
     eta_s: int,
     now: dt.datetime,
     policy: OfferPolicy,
-    actor: Actor = Actor.SYSTEM,
+    actor: Actor = SYSTEM,
     expected: OrderState | None = None,
 ) -> Offer:
     """Offer a ``created`` (or, by staff, an ``escalated``) order to one caregiver until now + 60 s.
@@ -180,7 +181,7 @@ async def accept_offer(*, session: AsyncSession, offer_id: int, caregiver_id: in
         order_id=order_id,
         expected=OrderState.OFFERED,
         target=OrderState.ACCEPTED,
-        actor=Actor.CAREGIVER,
+        actor=Role.CAREGIVER,
         actor_user_id=None,
         now=now,
         values={
@@ -211,7 +212,7 @@ async def decline_offer(*, session: AsyncSession, offer_id: int, caregiver_id: i
         order_id=order_id,
         expected=OrderState.OFFERED,
         target=OrderState.CREATED,
-        actor=Actor.CAREGIVER,
+        actor=Role.CAREGIVER,
         actor_user_id=None,
         now=now,
         note="declined",
@@ -234,7 +235,7 @@ async def expire_offers(*, session: AsyncSession, now: dt.datetime) -> list[int]
             order_id=oid,
             expected=OrderState.OFFERED,
             target=OrderState.CREATED,
-            actor=Actor.SYSTEM,
+            actor=SYSTEM,
             actor_user_id=None,
             now=now,
             note="offer expired",
@@ -313,7 +314,7 @@ async def _offer_or_escalate(
         order_id=order_id,
         expected=OrderState.CREATED,
         target=OrderState.ESCALATED,
-        actor=Actor.SYSTEM,
+        actor=SYSTEM,
         actor_user_id=None,
         now=now,
         note=f"after {attempts} offers",

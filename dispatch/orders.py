@@ -40,7 +40,6 @@ from dispatch.candidates import build_request, caregiver_profiles
 from dispatch.common import (
     DispatchError,
     NotContracted,
-    actor_of,
     contracted,
     elder_district,
     exception_records,
@@ -69,7 +68,7 @@ from dispatch.models import (
 )
 from dispatch.offers import dispatch_order
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
-from dispatch.states import Actor, CancellationConsequence, OrderState, cancellation
+from dispatch.states import SYSTEM, Actor, CancellationConsequence, OrderState, cancellation
 from registry.models import Caregiver, Elder, ProviderDistrict
 
 log = structlog.get_logger(__name__)
@@ -310,7 +309,7 @@ async def place_order(
             "requirements": requirements,
             "price_fen": price_fen(row.price, service_code, local_date(start)),
         },
-        actor=actor_of(actor),
+        actor=actor.role,
         actor_user_id=actor.user_id,
         now=now,
     )
@@ -397,7 +396,7 @@ async def place_recurring_order(
         entity_id=series.id,
         after=audit.snapshot(series),
     )
-    orders = await materialise_series(session=session, series=series, now=now, actor=actor_of(actor))
+    orders = await materialise_series(session=session, series=series, now=now, actor=actor.role)
     log.info("dispatch.recurring.created", recurring_order_id=series.id, orders=len(orders))
     return series, orders
 
@@ -487,9 +486,7 @@ async def materialise_recurring(*, session: AsyncSession, now: dt.datetime) -> i
     for series in list(await session.scalars(active)):
         try:
             async with session.begin_nested():
-                total += len(
-                    await materialise_series(session=session, series=series, now=now, actor=Actor.SYSTEM)
-                )
+                total += len(await materialise_series(session=session, series=series, now=now, actor=SYSTEM))
         except DispatchError as exc:
             log.warning("dispatch.recurring.skipped", recurring_order_id=series.id, reason=str(exc))
     return total
@@ -603,7 +600,7 @@ async def cancel_order(
     """Cancel an order. A customer cancelling an accepted visit inside the notice period pays the late
     fee (fen); a provider admin withdrawing its caregiver sends the order back for re-dispatch."""
     order = await visible_order(session=session, actor=actor, order_id=order_id)
-    who = actor_of(actor)
+    who = actor.role
     state = OrderState(order.state)
     visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
     start = visit.scheduled_start_at if visit is not None else order.window_start_at
@@ -660,7 +657,7 @@ async def mark_no_show(
         session=session,
         order=order,
         target=OrderState.NO_SHOW,
-        actor=actor_of(actor),
+        actor=actor.role,
         actor_user_id=actor.user_id,
         now=now,
         note=note[:200],
@@ -716,7 +713,7 @@ async def assign_order(
         session=session,
         order=order,
         target=OrderState.ACCEPTED,
-        actor=actor_of(actor),
+        actor=actor.role,
         actor_user_id=actor.user_id,
         now=now,
         note="assigned by hand",

@@ -30,7 +30,7 @@ from core.crud import Paged, Window, in_key_range, page_of
 from core.errors import Conflict, Forbidden, NotFound
 from core.identity.authz import Principal
 from core.identity.models import Role
-from dispatch.common import actor_of, order_clause
+from dispatch.common import order_clause
 from dispatch.models import RecurringOrder, SeriesState, ServiceOrder
 from dispatch.orders import SERIES_PAUSED, cancel_order, materialise_series
 from dispatch.states import OrderState
@@ -140,8 +140,7 @@ async def change_series(
     created: list[int] = []
     if target == SeriesState.ACTIVE:
         created = [
-            o.id
-            for o in await materialise_series(session=session, series=series, now=now, actor=actor_of(actor))
+            o.id for o in await materialise_series(session=session, series=series, now=now, actor=actor.role)
         ]
     else:
         reason = SERIES_PAUSED if target == SeriesState.PAUSED else "series cancelled"

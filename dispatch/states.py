@@ -7,6 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass
+from typing import TypeAlias
+
+from core.identity.models import Role
 
 
 class OrderState(enum.StrEnum):
@@ -24,62 +27,61 @@ class OrderState(enum.StrEnum):
     NO_SHOW = "no_show"
 
 
-class Actor(enum.StrEnum):
-    """Who asks for a transition: a role of DOMAIN §9, or the platform itself."""
+class System(enum.StrEnum):
+    """The platform itself as the actor of a transition (offer expiry, day plans, verification)."""
 
     SYSTEM = "system"
-    ELDER = "elder"
-    FAMILY = "family"
-    CAREGIVER = "caregiver"
-    PROVIDER_ADMIN = "provider_admin"
-    OPERATOR = "operator"
-    SUPERVISOR = "supervisor"
-    CIVIL_AFFAIRS = "civil_affairs"
-    ADMIN = "admin"
+
+
+SYSTEM = System.SYSTEM
+# Who asks for a transition: a user in a role of DOMAIN §9 (the kernel's one list of roles), or the
+# platform. Both are string enums, so ``actor.value`` is what ``order_transition.actor_role`` stores.
+Actor: TypeAlias = Role | System
+ACTORS: tuple[Actor, ...] = (SYSTEM, *Role)
 
 
 S = OrderState
-A = Actor
-_STAFF = frozenset({A.OPERATOR, A.SUPERVISOR, A.ADMIN})
-_CUSTOMER = frozenset({A.ELDER, A.FAMILY})
-_CANCELLERS = _CUSTOMER | _STAFF | {A.PROVIDER_ADMIN}
+R = Role
+_STAFF = frozenset({R.OPERATOR, R.SUPERVISOR, R.ADMIN})
+_CUSTOMER = frozenset({R.ELDER, R.FAMILY})
+_CANCELLERS = _CUSTOMER | _STAFF | {R.PROVIDER_ADMIN}
 
 # Who resolves a visit exception. Every exception holds the visit from payment (DOMAIN §5), so it is
 # resolved by someone independent of the provider that is paid: a call-centre supervisor, civil
 # affairs of the elder's district, or an admin. The provider (and its caregiver) may explain or
 # contest an exception, never resolve it.
-EXCEPTION_RESOLVERS = frozenset({A.SUPERVISOR, A.CIVIL_AFFAIRS, A.ADMIN})
+EXCEPTION_RESOLVERS = frozenset({R.SUPERVISOR, R.CIVIL_AFFAIRS, R.ADMIN})
 
 # (from, to) → who may do it.
 TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
-    (S.CREATED, S.OFFERED): frozenset({A.SYSTEM}) | _STAFF,
-    (S.CREATED, S.ESCALATED): frozenset({A.SYSTEM}),
+    (S.CREATED, S.OFFERED): frozenset({SYSTEM}) | _STAFF,
+    (S.CREATED, S.ESCALATED): frozenset({SYSTEM}),
     (S.CREATED, S.CANCELLED): _CANCELLERS,
     # A published day plan assigns its scheduled orders (dispatch.dayplans).
-    (S.CREATED, S.ACCEPTED): frozenset({A.SYSTEM}),
-    (S.OFFERED, S.ACCEPTED): frozenset({A.CAREGIVER}),
+    (S.CREATED, S.ACCEPTED): frozenset({SYSTEM}),
+    (S.OFFERED, S.ACCEPTED): frozenset({R.CAREGIVER}),
     # Declined or expired: back to the pool for the next candidate.
-    (S.OFFERED, S.CREATED): frozenset({A.CAREGIVER, A.SYSTEM}),
-    (S.OFFERED, S.ESCALATED): frozenset({A.SYSTEM}),
+    (S.OFFERED, S.CREATED): frozenset[Actor]({R.CAREGIVER, SYSTEM}),
+    (S.OFFERED, S.ESCALATED): frozenset({SYSTEM}),
     (S.OFFERED, S.CANCELLED): _CANCELLERS,
     (S.ESCALATED, S.OFFERED): _STAFF,
-    (S.ESCALATED, S.ACCEPTED): _STAFF | {A.PROVIDER_ADMIN},  # assigned by hand
+    (S.ESCALATED, S.ACCEPTED): _STAFF | {R.PROVIDER_ADMIN},  # assigned by hand
     (S.ESCALATED, S.CANCELLED): _CANCELLERS,
-    (S.ACCEPTED, S.EN_ROUTE): frozenset({A.CAREGIVER}),
-    (S.ACCEPTED, S.CHECKED_IN): frozenset({A.CAREGIVER}),  # already next door
+    (S.ACCEPTED, S.EN_ROUTE): frozenset({R.CAREGIVER}),
+    (S.ACCEPTED, S.CHECKED_IN): frozenset({R.CAREGIVER}),  # already next door
     # The caregiver (or their provider) withdraws: re-dispatch.
-    (S.ACCEPTED, S.CREATED): frozenset({A.CAREGIVER, A.PROVIDER_ADMIN}) | _STAFF,
+    (S.ACCEPTED, S.CREATED): frozenset({R.CAREGIVER, R.PROVIDER_ADMIN}) | _STAFF,
     (S.ACCEPTED, S.CANCELLED): _CANCELLERS,
-    (S.ACCEPTED, S.NO_SHOW): frozenset({A.SYSTEM}) | _STAFF,
+    (S.ACCEPTED, S.NO_SHOW): frozenset({SYSTEM}) | _STAFF,
     # A re-plan (sick caregiver) finds nobody for a planned visit not yet started: to the operator queue.
-    (S.ACCEPTED, S.ESCALATED): frozenset({A.SYSTEM}),
-    (S.EN_ROUTE, S.CHECKED_IN): frozenset({A.CAREGIVER}),
-    (S.EN_ROUTE, S.CREATED): frozenset({A.CAREGIVER, A.PROVIDER_ADMIN}) | _STAFF,
+    (S.ACCEPTED, S.ESCALATED): frozenset({SYSTEM}),
+    (S.EN_ROUTE, S.CHECKED_IN): frozenset({R.CAREGIVER}),
+    (S.EN_ROUTE, S.CREATED): frozenset({R.CAREGIVER, R.PROVIDER_ADMIN}) | _STAFF,
     (S.EN_ROUTE, S.CANCELLED): _CANCELLERS,
-    (S.EN_ROUTE, S.NO_SHOW): frozenset({A.CAREGIVER, A.SYSTEM}) | _STAFF,  # elder not at home
-    (S.CHECKED_IN, S.CHECKED_OUT): frozenset({A.CAREGIVER}) | _STAFF,
-    (S.CHECKED_OUT, S.VERIFIED): frozenset({A.SYSTEM}),
-    (S.CHECKED_OUT, S.EXCEPTION): frozenset({A.SYSTEM}),
+    (S.EN_ROUTE, S.NO_SHOW): frozenset[Actor]({R.CAREGIVER, SYSTEM}) | _STAFF,  # elder not at home
+    (S.CHECKED_IN, S.CHECKED_OUT): frozenset({R.CAREGIVER}) | _STAFF,
+    (S.CHECKED_OUT, S.VERIFIED): frozenset({SYSTEM}),
+    (S.CHECKED_OUT, S.EXCEPTION): frozenset({SYSTEM}),
     # Resolved with reason + resolution codes by a named, independent user.
     (S.EXCEPTION, S.VERIFIED): EXCEPTION_RESOLVERS,
     (S.VERIFIED, S.RATED): _CUSTOMER | _STAFF,
@@ -164,6 +166,6 @@ def cancellation(
         if committed and late:
             return Cancellation(CancellationConsequence.LATE_FEE, policy.late_fee_fen)
         return Cancellation(CancellationConsequence.FREE, 0)
-    if actor == A.PROVIDER_ADMIN and state in (S.ACCEPTED, S.EN_ROUTE):
+    if actor == R.PROVIDER_ADMIN and state in (S.ACCEPTED, S.EN_ROUTE):
         return Cancellation(CancellationConsequence.REDISPATCH, 0)
     return Cancellation(CancellationConsequence.FREE, 0)

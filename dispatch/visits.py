@@ -22,7 +22,6 @@ from core.identity.models import Role
 from dispatch.candidates import build_request
 from dispatch.common import (
     DispatchError,
-    actor_of,
     exception_records,
     load_policies,
     move,
@@ -41,7 +40,7 @@ from dispatch.models import (
     VisitExceptionRecord,
     VisitRating,
 )
-from dispatch.states import EXCEPTION_RESOLVERS, Actor, OrderState
+from dispatch.states import EXCEPTION_RESOLVERS, SYSTEM, OrderState
 from dispatch.verification import (
     Capture,
     CaptureMethod,
@@ -139,7 +138,7 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
             session=session,
             order=order,
             target=OrderState.VERIFIED,
-            actor=Actor.SYSTEM,
+            actor=SYSTEM,
             actor_user_id=None,
             now=now,
         )
@@ -159,7 +158,7 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
             session=session,
             order=order,
             target=OrderState.EXCEPTION,
-            actor=Actor.SYSTEM,
+            actor=SYSTEM,
             actor_user_id=None,
             now=now,
             note=",".join(e.value for e in result.exceptions)[:200],
@@ -277,7 +276,7 @@ async def resolve_exception(
                 session=session,
                 order=order,
                 target=OrderState.VERIFIED,
-                actor=actor_of(actor),
+                actor=actor.role,
                 actor_user_id=actor.user_id,
                 now=now,
                 note="exceptions resolved",
@@ -389,7 +388,7 @@ async def rate_visit(
             session=session,
             order=order,
             target=OrderState.RATED,
-            actor=actor_of(actor),
+            actor=actor.role,
             actor_user_id=actor.user_id,
             now=now,
         )

@@ -27,7 +27,7 @@ from dispatch.dayplans.instance import only_orders, plan_instance
 from dispatch.dayplans.publish import apply_plan, store_plan
 from dispatch.dayplans.replan import replan_record
 from dispatch.models import DayPlanDirty, DayPlanStop, ProviderDayPlan, ServiceOrder
-from dispatch.states import Actor, OrderState
+from dispatch.states import SYSTEM, OrderState
 from registry.models import Caregiver, Elder, Provider, ProviderDistrict
 
 log = structlog.get_logger(__name__)
@@ -171,7 +171,7 @@ async def plan_provider_day(
         session.add(record)
         await session.flush()
         plan, visits = await apply_plan(
-            session, record, plan, held={}, fixed={}, actor=Actor.SYSTEM, actor_user_id=None, now=now
+            session, record, plan, held={}, fixed={}, actor=SYSTEM, actor_user_id=None, now=now
         )
         await store_plan(session, record, plan, visits, day=day)
         log.info(
@@ -190,7 +190,7 @@ async def plan_provider_day(
             cancelled=set(),
             unavailable=set(),
             extra=sorted(fresh),
-            actor=Actor.SYSTEM,
+            actor=SYSTEM,
             actor_user_id=None,
             now=now,
         )
@@ -313,7 +313,7 @@ async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.date
                 order_id=oid,
                 expected=S.CREATED,
                 target=S.ESCALATED,
-                actor=Actor.SYSTEM,
+                actor=SYSTEM,
                 actor_user_id=None,
                 now=now,
                 note="no day plan could place it",

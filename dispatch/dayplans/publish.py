@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch import routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
 from dispatch.models import DayPlanStop, OrderTransition, ProviderDayPlan, ServiceOrder, Visit
-from dispatch.states import Actor, OrderState
+from dispatch.states import SYSTEM, Actor, OrderState
 
 log = structlog.get_logger(__name__)
 
@@ -90,7 +90,7 @@ async def apply_plan(
                 order_id=oid,
                 expected=S.CREATED,
                 target=S.ACCEPTED,
-                actor=Actor.SYSTEM,
+                actor=SYSTEM,
                 actor_user_id=None,
                 now=now,
                 note="day plan",
@@ -184,7 +184,7 @@ async def _withdraw(session: AsyncSession, *, order_id: int, visit_id: int, now:
         order_id=order_id,
         expected=S.ACCEPTED,
         target=S.ESCALATED,
-        actor=Actor.SYSTEM,
+        actor=SYSTEM,
         actor_user_id=None,
         now=now,
         note="day plan: no caregiver after re-plan",

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.errors import Conflict, Invalid, NotFound
 from core.identity.authz import Principal
 from dispatch import routing
-from dispatch.common import actor_of, day_start
+from dispatch.common import day_start
 from dispatch.dayplans.common import DayPlanView, dispatchers_provider, plan_view
 from dispatch.dayplans.instance import only_orders, plan_instance, stops_of
 from dispatch.dayplans.publish import Held, apply_plan, store_plan
@@ -241,7 +241,7 @@ async def replan_day(
         cancelled=cancelled,
         unavailable=sick,
         extra=(),
-        actor=actor_of(actor),
+        actor=actor.role,
         actor_user_id=actor.user_id,
         now=now,
     )

@@ -14,12 +14,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core.identity.models import Role
 from dispatch.common import DispatchError, OfferNotOpen, OfferPolicy, StateConflict, change_state
 from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, ServiceRule
 from dispatch.models import Offer, OrderTransition, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, expire_offers, make_offer, offer_next
 from dispatch.orders import create_order
-from dispatch.states import Actor, InvalidTransition, OrderState
+from dispatch.states import InvalidTransition, OrderState
 from registry.models import Caregiver
 from tests.support import dispatch as support
 
@@ -68,7 +69,7 @@ async def _new_order(factory: async_sessionmaker[AsyncSession], elder_id: int) -
             window_start_at=NOW + dt.timedelta(hours=2),
             window_end_at=NOW + dt.timedelta(hours=3),
             duration_s=3600,
-            actor=Actor.FAMILY,
+            actor=Role.FAMILY,
             actor_user_id=None,
             now=NOW,
         )
@@ -235,7 +236,7 @@ async def test_one_open_offer_per_order_and_invalid_moves(
                 order_id=order_id,
                 expected=OrderState.OFFERED,
                 target=OrderState.CHECKED_OUT,
-                actor=Actor.CAREGIVER,
+                actor=Role.CAREGIVER,
                 actor_user_id=None,
                 now=NOW,
             )
@@ -267,7 +268,7 @@ async def test_bad_orders_get_clear_errors(engine: AsyncEngine, world: dict[str,
             "window_start_at": NOW + dt.timedelta(hours=1),
             "window_end_at": NOW + dt.timedelta(hours=2),
             "duration_s": 3600,
-            "actor": Actor.ELDER,
+            "actor": Role.ELDER,
             "actor_user_id": None,
             "now": NOW,
         }

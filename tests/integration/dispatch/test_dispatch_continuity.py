@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.identity.models import Role
 from core.policy import PolicyValue
 from dispatch import candidates
 from dispatch.models import ServiceOrder, Visit
 from dispatch.orders import create_order
-from dispatch.states import Actor
 from registry.models import Caregiver, Elder
 from tests.conftest import TEST_NOW
 
@@ -39,7 +39,7 @@ async def _order_with_history(db: AsyncSession) -> tuple[ServiceOrder, dict[floa
             window_start_at=at,
             window_end_at=at + dt.timedelta(minutes=30),
             duration_s=1800,
-            actor=Actor.OPERATOR,
+            actor=Role.OPERATOR,
             actor_user_id=None,
             now=at,
         )
@@ -61,7 +61,7 @@ async def _order_with_history(db: AsyncSession) -> tuple[ServiceOrder, dict[floa
         window_start_at=TEST_NOW,
         window_end_at=TEST_NOW + dt.timedelta(minutes=30),
         duration_s=1800,
-        actor=Actor.OPERATOR,
+        actor=Role.OPERATOR,
         actor_user_id=None,
         now=TEST_NOW,
         asap=True,

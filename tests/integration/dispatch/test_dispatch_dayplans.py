@@ -42,7 +42,7 @@ from dispatch.models import (
 )
 from dispatch.orders import create_order
 from dispatch.seed import CONTRACTS_FROM
-from dispatch.states import Actor, OrderState
+from dispatch.states import SYSTEM, OrderState
 from registry.models import Caregiver, Certificate, Elder, ElderBlockedCaregiver, ProviderDistrict
 from tests.conftest import TEST_NOW
 from tests.support import dispatch as support
@@ -165,7 +165,7 @@ async def _order(
         window_start_at=start,
         window_end_at=start + dt.timedelta(hours=2),
         duration_s=duration_s,
-        actor=Actor.OPERATOR,
+        actor=Role.OPERATOR,
         actor_user_id=None,
         now=TEST_NOW,
     )
@@ -646,7 +646,7 @@ async def test_plans_stored_before_publication_are_published_and_conflicts_left_
     midnight = day_start(TOMORROW)
     proposal = routing.DayPlan({cg: (routing.Stop(d, 16 * 3600), routing.Stop(e, 17 * 3600))}, (), 0, 0, 0)
     applied, visits = await publish.apply_plan(
-        db, legacy, proposal, held={}, fixed={}, actor=Actor.SYSTEM, actor_user_id=None, now=TEST_NOW
+        db, legacy, proposal, held={}, fixed={}, actor=SYSTEM, actor_user_id=None, now=TEST_NOW
     )
     assert applied.routes == {cg: (routing.Stop(d, 16 * 3600),)}
     assert applied.unassigned == (e,)
@@ -693,7 +693,7 @@ async def test_a_visit_booked_outside_the_plan_is_routed_around(
         order_id=booked,
         expected=OrderState.CREATED,
         target=OrderState.ACCEPTED,
-        actor=Actor.SYSTEM,
+        actor=SYSTEM,
         actor_user_id=None,
         now=TEST_NOW,
         values={"caregiver_id": only, "provider_id": w["provider_id"]},

@@ -7,7 +7,10 @@ import itertools
 
 import pytest
 
+from core.identity.models import Role
 from dispatch.states import (
+    ACTORS,
+    SYSTEM,
     TERMINAL,
     TRANSITIONS,
     Actor,
@@ -25,13 +28,13 @@ NOW = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)
 S = OrderState
 
 HAPPY_PATH = [
-    (S.CREATED, S.OFFERED, Actor.SYSTEM),
-    (S.OFFERED, S.ACCEPTED, Actor.CAREGIVER),
-    (S.ACCEPTED, S.EN_ROUTE, Actor.CAREGIVER),
-    (S.EN_ROUTE, S.CHECKED_IN, Actor.CAREGIVER),
-    (S.CHECKED_IN, S.CHECKED_OUT, Actor.CAREGIVER),
-    (S.CHECKED_OUT, S.VERIFIED, Actor.SYSTEM),
-    (S.VERIFIED, S.RATED, Actor.ELDER),
+    (S.CREATED, S.OFFERED, SYSTEM),
+    (S.OFFERED, S.ACCEPTED, Role.CAREGIVER),
+    (S.ACCEPTED, S.EN_ROUTE, Role.CAREGIVER),
+    (S.EN_ROUTE, S.CHECKED_IN, Role.CAREGIVER),
+    (S.CHECKED_IN, S.CHECKED_OUT, Role.CAREGIVER),
+    (S.CHECKED_OUT, S.VERIFIED, SYSTEM),
+    (S.VERIFIED, S.RATED, Role.ELDER),
 ]
 
 
@@ -48,14 +51,14 @@ ALL_PAIRS = [(a, b) for a, b in itertools.product(OrderState, OrderState) if (a,
 def test_every_unlisted_transition_is_rejected_for_every_actor(
     current: OrderState, target: OrderState
 ) -> None:
-    for actor in Actor:
+    for actor in ACTORS:
         with pytest.raises(InvalidTransition) as err:
             transition(current, target, actor=actor, now=NOW)
         assert err.value.reason == "not an allowed transition"
 
 
 WRONG_ACTORS = [
-    (a, b, actor) for (a, b), allowed in TRANSITIONS.items() for actor in Actor if actor not in allowed
+    (a, b, actor) for (a, b), allowed in TRANSITIONS.items() for actor in ACTORS if actor not in allowed
 ]
 
 
@@ -85,26 +88,26 @@ def test_terminal_states_have_no_way_out() -> None:
 
 def test_a_caregiver_cannot_verify_their_own_visit() -> None:
     with pytest.raises(InvalidTransition):
-        transition(S.CHECKED_OUT, S.VERIFIED, actor=Actor.CAREGIVER, now=NOW)
+        transition(S.CHECKED_OUT, S.VERIFIED, actor=Role.CAREGIVER, now=NOW)
 
 
 START = NOW + dt.timedelta(hours=3)
 POLICY = CancellationPolicy(notice_s=2 * 3600, late_fee_fen=1000)
 CANCEL_CASES = [
-    ("elder, before any caregiver accepted", S.OFFERED, Actor.ELDER, NOW, "free", 0),
-    ("elder, accepted, 3 h ahead", S.ACCEPTED, Actor.ELDER, NOW, "free", 0),
+    ("elder, before any caregiver accepted", S.OFFERED, Role.ELDER, NOW, "free", 0),
+    ("elder, accepted, 3 h ahead", S.ACCEPTED, Role.ELDER, NOW, "free", 0),
     (
         "family, accepted, 1 h ahead",
         S.ACCEPTED,
-        Actor.FAMILY,
+        Role.FAMILY,
         START - dt.timedelta(hours=1),
         "late_fee",
         1000,
     ),
-    ("elder, caregiver on the way", S.EN_ROUTE, Actor.ELDER, NOW, "late_fee", 1000),
-    ("operator, 10 min ahead", S.ACCEPTED, Actor.OPERATOR, START - dt.timedelta(minutes=10), "free", 0),
-    ("provider, accepted", S.ACCEPTED, Actor.PROVIDER_ADMIN, NOW, "redispatch", 0),
-    ("provider, still created", S.CREATED, Actor.PROVIDER_ADMIN, NOW, "free", 0),
+    ("elder, caregiver on the way", S.EN_ROUTE, Role.ELDER, NOW, "late_fee", 1000),
+    ("operator, 10 min ahead", S.ACCEPTED, Role.OPERATOR, START - dt.timedelta(minutes=10), "free", 0),
+    ("provider, accepted", S.ACCEPTED, Role.PROVIDER_ADMIN, NOW, "redispatch", 0),
+    ("provider, still created", S.CREATED, Role.PROVIDER_ADMIN, NOW, "free", 0),
 ]
 
 
@@ -123,20 +126,20 @@ def test_day_plans_assign_and_withdraw_only_as_the_system() -> None:
     # Publishing a day plan accepts a created order for its planned caregiver; a re-plan that finds
     # nobody for a planned visit not yet started hands it to the operator queue. Nobody else may.
     for current, target in ((S.CREATED, S.ACCEPTED), (S.ACCEPTED, S.ESCALATED)):
-        t = transition(current, target, actor=Actor.SYSTEM, now=NOW)
+        t = transition(current, target, actor=SYSTEM, now=NOW)
         assert (t.from_state, t.to_state) == (current, target)
-        for actor in set(Actor) - {Actor.SYSTEM}:
+        for actor in set(ACTORS) - {SYSTEM}:
             with pytest.raises(InvalidTransition, match="actor may not"):
                 transition(current, target, actor=actor, now=NOW)
     # The operator queue can then hand the order to someone by hand.
-    assert Actor.OPERATOR in TRANSITIONS[(S.ESCALATED, S.ACCEPTED)]
+    assert Role.OPERATOR in TRANSITIONS[(S.ESCALATED, S.ACCEPTED)]
 
 
 def test_only_independent_users_make_a_held_visit_payable() -> None:
     """Exception → verified (payable) is for a supervisor, civil affairs or an admin, never the provider
     side that is paid, nor the operator."""
-    allowed = {a for a in Actor if (S.EXCEPTION, S.VERIFIED, a) not in WRONG_ACTORS}
-    assert allowed == {Actor.SUPERVISOR, Actor.CIVIL_AFFAIRS, Actor.ADMIN}
-    for actor in (Actor.PROVIDER_ADMIN, Actor.CAREGIVER, Actor.OPERATOR):
+    allowed = {a for a in ACTORS if (S.EXCEPTION, S.VERIFIED, a) not in WRONG_ACTORS}
+    assert allowed == {Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.ADMIN}
+    for actor in (Role.PROVIDER_ADMIN, Role.CAREGIVER, Role.OPERATOR):
         with pytest.raises(InvalidTransition):
             transition(S.EXCEPTION, S.VERIFIED, actor=actor, now=NOW)
