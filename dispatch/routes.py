@@ -41,7 +41,6 @@ from dispatch.schemas import (
     ContractList,
     ContractRead,
     DayPlanRead,
-    ExceptionCode,
     ExceptionNoteIn,
     NoShowIn,
     OfferRead,
@@ -85,6 +84,7 @@ from dispatch.schemas import (
     verification_read,
     visit_read,
 )
+from dispatch.verification import ExceptionCode
 
 R = Role
 ORDERING = allow(R.ELDER, R.FAMILY, R.OPERATOR)

@@ -31,8 +31,7 @@ from dispatch.models import (
 from dispatch.orders import NextStep, OrderDetail
 from dispatch.quality import QualityReport
 from dispatch.series import SeriesChange
-from dispatch.verification import VerificationResult, VisitException
-from dispatch.visits import EXCEPTION_REASON_CODES
+from dispatch.verification import ReasonCode, VerificationResult
 
 ServiceCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$", description="Catalogue code, e.g. CLEAN")]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=720)]
@@ -41,30 +40,6 @@ ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=NO
 Note = Annotated[str, msgspec.Meta(max_length=400, pattern=NO_NUL)]
 QrCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[0-9a-zA-Z_-]+$")]
 TaskName = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=NO_NUL)]
-ReasonCode = Literal[
-    "gps_drift",
-    "device_fault",
-    "elder_not_home",
-    "elder_unable_to_sign",
-    "coordinator_entry",
-    "caregiver_error",
-    "certificate_renewed",
-    "other",
-]
-ExceptionCode = Literal[
-    "missing_check_in",
-    "missing_check_out",
-    "check_in_too_far",
-    "early_check_in",
-    "late_check_in",
-    "short_on_site",
-    "overlap",
-    "certificate",
-    "no_sign_off",
-    "manual_entry",
-]
-assert set(ReasonCode.__args__) == set(EXCEPTION_REASON_CODES)  # type: ignore[attr-defined]
-assert set(ExceptionCode.__args__) == {e.value for e in VisitException}  # type: ignore[attr-defined]
 
 
 # --- In ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from core.clock import local_date
 from core.geo import haversine_m
@@ -38,6 +39,37 @@ class VisitException(enum.StrEnum):
     NO_SIGN_OFF = "no_sign_off"
     # Manual entries carry no position proof; a coordinator confirms them with a reason code.
     MANUAL_ENTRY = "manual_entry"
+
+
+# The same codes for the API, where a Literal keeps the schema inline (an enum becomes a component);
+# a unit test holds the two equal.
+ExceptionCode = Literal[
+    "missing_check_in",
+    "missing_check_out",
+    "check_in_too_far",
+    "early_check_in",
+    "late_check_in",
+    "short_on_site",
+    "overlap",
+    "certificate",
+    "no_sign_off",
+    "manual_entry",
+]
+
+# Why a coordinator resolved a visit exception as they did (DOMAIN §5); the resolution itself is
+# approved, rejected or corrected. A Literal rather than an enum so that the API schema lists the
+# values inline, as it always has; :data:`EXCEPTION_REASON_CODES` is the same list for run-time checks.
+ReasonCode = Literal[
+    "gps_drift",
+    "device_fault",
+    "elder_not_home",
+    "elder_unable_to_sign",
+    "coordinator_entry",
+    "caregiver_error",
+    "certificate_renewed",
+    "other",
+]
+EXCEPTION_REASON_CODES: tuple[str, ...] = get_args(ReasonCode)
 
 
 class Verdict(enum.StrEnum):

@@ -42,6 +42,7 @@ from dispatch.models import (
 )
 from dispatch.states import EXCEPTION_RESOLVERS, SYSTEM, OrderState
 from dispatch.verification import (
+    EXCEPTION_REASON_CODES,
     Capture,
     CaptureMethod,
     Verdict,
@@ -53,18 +54,6 @@ from dispatch.verification import (
 from registry.models import Caregiver
 
 log = structlog.get_logger(__name__)
-
-# Reason codes for resolving a visit exception (DOMAIN §5); resolution codes are approved/rejected/corrected.
-EXCEPTION_REASON_CODES = (
-    "gps_drift",
-    "device_fault",
-    "elder_not_home",
-    "elder_unable_to_sign",
-    "coordinator_entry",
-    "caregiver_error",
-    "certificate_renewed",
-    "other",
-)
 
 
 async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime) -> VerificationResult:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from typing import get_args
 
 import pytest
 
 from dispatch.matching import CertificateInfo, ServiceRule
 from dispatch.verification import (
+    EXCEPTION_REASON_CODES,
     Capture,
     CaptureMethod,
+    ExceptionCode,
     ProviderStats,
     QualityWeights,
     Verdict,
@@ -240,3 +243,18 @@ def test_provider_quality() -> None:
     mid = ProviderStats(90, 10, 4.0, None, 1)
     # rating .75*.35 + callback .5*.25 + clean .9*.2 + complaints .9*.2 = 0.7475
     assert provider_quality(mid, weights=w) == 74.8
+
+
+def test_the_api_lists_exactly_the_exception_codes_and_reason_codes() -> None:
+    # ExceptionCode (the API's inline Literal) spells VisitException (what the rules return) again.
+    assert list(get_args(ExceptionCode)) == [e.value for e in VisitException]
+    assert EXCEPTION_REASON_CODES == (
+        "gps_drift",
+        "device_fault",
+        "elder_not_home",
+        "elder_unable_to_sign",
+        "coordinator_entry",
+        "caregiver_error",
+        "certificate_renewed",
+        "other",
+    )
