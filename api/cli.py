@@ -30,7 +30,8 @@ from alembic import command
 from alembic.config import Config
 
 from core.logging import configure_logging
-from core.platform.broker import (
+from core.settings import PROJECT_ROOT, STATE_DIR, Settings
+from demo.broker import (
     INGEST_CLIENT_ID_PREFIX,
     BrokerChoice,
     BrokerUnavailable,
@@ -38,8 +39,8 @@ from core.platform.broker import (
     find_broker,
     redact,
 )
-from core.platform.net import http_status, port_free
-from core.platform.postgres import (
+from demo.net import http_status, port_free
+from demo.postgres import (
     DatabaseChoice,
     DatabaseUnavailable,
     database_name,
@@ -47,8 +48,7 @@ from core.platform.postgres import (
     require_database,
     require_migrated,
 )
-from core.platform.supervisor import Component, Supervisor
-from core.settings import PROJECT_ROOT, STATE_DIR, Settings
+from demo.supervisor import Component, Supervisor
 
 log = structlog.get_logger()
 

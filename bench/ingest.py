@@ -50,7 +50,8 @@ from typing import Any
 
 import asyncpg
 
-from core.platform.broker import (
+from core.settings import Settings
+from demo.broker import (
     DEPLOY_CONFIG,
     DEVICE_PASSWORD_FILE,
     DEVICE_PORT,
@@ -60,7 +61,6 @@ from core.platform.broker import (
     local_mosquitto_config,
     mosquitto_password_line,
 )
-from core.settings import Settings
 from iot_ingest.consumer import SUBSCRIPTION
 from iot_ingest.wire import TOPIC_ROOT
 from simulators import devices as sim

@@ -44,8 +44,8 @@ import structlog
 
 from callcentre.contract import AlarmCandidate
 from core.clock import utc_now
-from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
+from demo.broker import INGEST_CLIENT_ID_PREFIX
 from iot_ingest import storage
 from iot_ingest.client import Delivery, Sessions
 from iot_ingest.device_cache import DeviceCache, DeviceRecord

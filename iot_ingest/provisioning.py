@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.crud import add_and_audit, update_and_audit
 from core.errors import Conflict, Invalid
 from core.identity.authz import Principal
-from core.platform.broker import RESERVED_USERNAME_PREFIX
+from demo.broker import RESERVED_USERNAME_PREFIX
 from iot_ingest.inventory import check_new_elder, editable, visible_gateway_ref
 from iot_ingest.models import Device, DeviceCredential, Gateway
 

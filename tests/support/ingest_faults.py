@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
-from core.platform.broker import (
+from demo.broker import (
     DEPLOY_CONFIG,
     DEVICE_PASSWORD_FILE,
     DEVICE_PORT,

@@ -26,7 +26,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from core.platform.broker import (
+from core.settings import PROJECT_ROOT, STATE_DIR
+from demo.broker import (
     CONNACK_ACCEPTED,
     CONNACK_NOT_AUTHORIZED,
     DEMO_DEVICES_USER,
@@ -35,10 +36,9 @@ from core.platform.broker import (
     mqtt_connack,
     split_mqtt_url,
 )
-from core.platform.net import free_port, http_status, port_open
-from core.platform.postgres import DatabaseUnavailable, EmbeddedPostgres, asyncpg_dsn, find_database
-from core.platform.supervisor import Component, Supervisor
-from core.settings import PROJECT_ROOT, STATE_DIR
+from demo.net import free_port, http_status, port_open
+from demo.postgres import DatabaseUnavailable, EmbeddedPostgres, asyncpg_dsn, find_database
+from demo.supervisor import Component, Supervisor
 from tests.conftest import TEST_DB_URL
 
 pytestmark = pytest.mark.integration

@@ -26,8 +26,8 @@ import asyncpg
 import pytest
 from alembic import command
 
-from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
+from demo.broker import INGEST_CLIENT_ID_PREFIX
 from iot_ingest.consumer import IngestConfig, IngestConsumer
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database

@@ -33,8 +33,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from core.platform.broker import INGEST_CLIENT_ID_PREFIX
 from core.settings import Settings
+from demo.broker import INGEST_CLIENT_ID_PREFIX
 from iot_ingest.consumer import IngestConfig, IngestConsumer
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database

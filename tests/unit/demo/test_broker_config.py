@@ -1,4 +1,4 @@
-"""The deploy broker config made local (core.platform.broker.local_mosquitto_config), and the rule that
+"""The deploy broker config made local (demo.broker.local_mosquitto_config), and the rule that
 keeps service client ids out of the device listener's reach."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.platform.broker import (
+from demo.broker import (
     DEPLOY_CONFIG,
     DEVICE_PORT,
     INGEST_CLIENT_ID_PREFIX,

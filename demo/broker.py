@@ -28,9 +28,9 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 
-from core.platform.net import free_port
-from core.platform.supervisor import die_with_parent
 from core.settings import PROJECT_ROOT
+from demo.net import free_port
+from demo.supervisor import die_with_parent
 
 log = structlog.get_logger()
 

@@ -30,7 +30,7 @@ import asyncpg
 import structlog
 from sqlalchemy.engine import make_url
 
-from core.platform.net import free_port, port_open
+from demo.net import free_port, port_open
 
 log = structlog.get_logger()
 
