@@ -1,4 +1,5 @@
-"""Application factory: ``create_app(settings)`` assembles every domain's controllers."""
+"""Application factory: ``create_app(settings)`` mounts the kernel's edge (health, sign-in, users), every
+domain's controllers (from the composition root, ``api.bootstrap``) and the web pages."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth import AuthController, authorize
+from api.bootstrap import domain_controllers, scope_loaders
+from api.controllers.users import UserController
 from api.deps import provide_db, provide_now, provide_principal
 from api.health import HealthController
 from api.openapi import BEARER, LocalTimeSchema, document_operations
@@ -35,8 +38,7 @@ from core.db import make_engine, make_sessionmaker
 from core.identity.authz import public
 from core.logging import configure_logging
 from core.settings import Settings
-from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
-from web.routes import TEMPLATES
+from web.routes import TEMPLATES, web_handlers
 
 log = structlog.get_logger()
 
@@ -98,11 +100,9 @@ def _swagger_assets() -> Path:
 
 
 def route_handlers() -> list[ControllerRouterHandler]:
-    """Every controller of the platform. Domains contribute theirs here."""
-    from api.routes import domain_controllers
-    from web.routes import web_handlers
-
-    return [HealthController, AuthController, *domain_controllers(), *web_handlers()]
+    """Every controller of the platform: the kernel's, the domains' (listed in ``api.bootstrap``), the
+    web pages'. The order is the OpenAPI document's order of operations."""
+    return [HealthController, AuthController, UserController, *domain_controllers(), *web_handlers()]
 
 
 def create_app(
@@ -170,13 +170,13 @@ def create_app(
             cookie_httponly=False,
             exclude=["/api/"],
         ),
-        # The registry's scope loaders: who a principal's role ties them to (core.identity.sessions).
+        # The domains' scope loaders: who a principal's role ties them to (core.identity.sessions).
         state=State(
             {
                 "settings": settings,
                 "sessionmaker": sessionmaker,
                 "clock": clock,
-                "scope_loaders": REGISTRY_SCOPE_LOADERS,
+                "scope_loaders": scope_loaders(),
             }
         ),
         middleware=[metrics_middleware],

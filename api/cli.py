@@ -22,13 +22,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import structlog
 from alembic import command
 from alembic.config import Config
 
+from core.clock import SHANGHAI
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, STATE_DIR, Settings
 from demo.broker import (
@@ -53,7 +53,6 @@ from demo.supervisor import Component, Supervisor
 log = structlog.get_logger()
 
 EXIT_UNAVAILABLE = 2
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 T = TypeVar("T")
 
 # The command children are started with: this interpreter and this module, so the demo does not
@@ -204,6 +203,7 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 
 
 async def _scheduler_main(settings: Settings) -> None:
+    from api.bootstrap import scheduled_jobs
     from core.db import make_engine, make_sessionmaker
     from core.scheduler import run_scheduler
 
@@ -211,7 +211,9 @@ async def _scheduler_main(settings: Settings) -> None:
     _stop_on_signals(stop)
     engine = make_engine(settings, pool_size=2, max_overflow=2)
     try:
-        await run_scheduler(settings, sessionmaker=make_sessionmaker(engine), stop=stop)
+        await run_scheduler(
+            settings, sessionmaker=make_sessionmaker(engine), stop=stop, jobs=scheduled_jobs()
+        )
     finally:
         await engine.dispose()
 

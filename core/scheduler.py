@@ -4,12 +4,13 @@ A domain declares its jobs in its own ``jobs.py``::
 
     from core.scheduler import JobContext, every, registry
 
-    @registry.job("dispatch.expire_offers", every(seconds=30))
-    async def expire_offers(ctx: JobContext) -> None:
-        await service.expire_offers(session=ctx.session, now=ctx.now)
+    @registry.job("<domain>.<what>", every(seconds=30))
+    async def expire_something(ctx: JobContext) -> None:
+        await service.expire_something(session=ctx.session, now=ctx.now)
 
-and adds the module's name to ``DOMAIN_JOB_MODULES`` below (the kernel may not import domains, so
-they are loaded by name, like the model modules in ``core.all_models``).
+and the composition root (``api.bootstrap``) lists that module, so it is imported (registering the
+jobs) before the scheduler starts. The kernel names no domain: :func:`run_scheduler` runs the
+registry it is given.
 
 Each run gets its own session inside one transaction, which the runner commits (or rolls back on an
 error): jobs flush, they do not commit. A PostgreSQL advisory lock taken in that transaction makes a
@@ -21,11 +22,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import importlib
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -35,15 +34,10 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core.clock import Clock, utc_now
+from core.clock import SHANGHAI, Clock, utc_now
 from core.settings import Settings
 
 log = structlog.get_logger()
-
-# Modules whose import registers jobs on ``registry``. Add yours here (explicit, not discovered).
-DOMAIN_JOB_MODULES: tuple[str, ...] = ("dispatch.jobs", "iot_ingest.jobs")
-
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 # The job runs in progress in this process, awaited when draining at shutdown.
 RUNNING: set[asyncio.Task[object]] = set()
@@ -127,13 +121,6 @@ def cron(**fields: str | int) -> CronTrigger:
     return CronTrigger(timezone=SHANGHAI, **fields)
 
 
-def load_domain_jobs(modules: Sequence[str] = DOMAIN_JOB_MODULES) -> JobRegistry:
-    """Import each domain's jobs module (registering its jobs) and return the shared registry."""
-    for name in modules:
-        importlib.import_module(name)
-    return registry
-
-
 async def run_job(
     job: Job,
     *,
@@ -202,13 +189,12 @@ async def run_scheduler(
     *,
     sessionmaker: async_sessionmaker[AsyncSession],
     stop: asyncio.Event,
-    jobs: JobRegistry | None = None,
+    jobs: JobRegistry,
     clock: Clock = utc_now,
     drain_timeout_s: float = 30.0,
 ) -> None:
     """Run the schedule until ``stop`` is set, then let runs in progress finish (up to
     ``drain_timeout_s`` seconds) before shutting down."""
-    jobs = jobs if jobs is not None else load_domain_jobs()
     scheduler = build_scheduler(jobs, sessionmaker=sessionmaker, settings=settings, clock=clock)
     scheduler.start()
     log.info("scheduler.started", jobs=jobs.names())

@@ -9,12 +9,12 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import core.all_models  # noqa: F401 - registers every domain's tables on the one metadata
-from core.db import Base
+from api.bootstrap import metadata
 from core.settings import Settings
 
 config = context.config
-target_metadata = Base.metadata
+# Every domain's tables on the one metadata, as the composition root lists the domains.
+target_metadata = metadata()
 
 
 def _url() -> str:

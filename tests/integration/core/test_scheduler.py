@@ -147,9 +147,9 @@ async def test_a_job_may_first_run_shortly_after_start_instead_of_one_interval_l
 
 
 def test_the_day_plan_job_first_runs_within_minutes_of_start() -> None:
-    from core.scheduler import load_domain_jobs
+    from api.bootstrap import scheduled_jobs
 
-    jobs = {job.name: job for job in load_domain_jobs()}
+    jobs = {job.name: job for job in scheduled_jobs()}
     plan = jobs["dispatch.plan_tomorrow"]
     assert plan.first_run_after_s is not None
     assert plan.first_run_after_s <= 300

@@ -448,7 +448,7 @@ async def test_every_dispatch_route_answers_every_role_without_a_server_error(
 async def test_job_expiry_offers_the_next_caregiver_then_escalates(
     api: httpx.AsyncClient, world: dict[str, Any], clock: Clock, db: AsyncSession
 ) -> None:
-    from core.scheduler import load_domain_jobs
+    from api.bootstrap import scheduled_jobs
     from dispatch.jobs import JOBS, expire_offers
 
     names = {name for name, *_ in JOBS}
@@ -460,7 +460,7 @@ async def test_job_expiry_offers_the_next_caregiver_then_escalates(
         "dispatch.plan_tomorrow",
         "dispatch.rebuild_dirty_plans",
     }
-    assert names <= set(load_domain_jobs(["dispatch.jobs"]).names())
+    assert names <= set(scheduled_jobs().names())
     # A second caregiver of the same provider on shift a little farther away.
     other = await db.scalar(
         select(Caregiver.id).where(

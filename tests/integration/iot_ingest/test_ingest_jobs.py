@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from core.scheduler import load_domain_jobs, run_job
+from api.bootstrap import scheduled_jobs
+from core.scheduler import run_job
 from core.settings import Settings
 from tests.conftest import TEST_NOW
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 async def test_every_ingest_job_runs_in_a_scheduler_transaction(
     engine: AsyncEngine, seeded: dict[str, object], test_settings: Settings
 ) -> None:
-    registry = load_domain_jobs()
+    registry = scheduled_jobs()
     ingest_jobs = [job for job in registry if job.name.startswith("ingest.")]
     assert {j.name for j in ingest_jobs} == {
         "ingest.maintain_telemetry",

@@ -1,0 +1,98 @@
+"""The composition root: every domain of the platform, listed once — its tables, its HTTP controllers,
+and its scheduled jobs.
+
+The kernel names no domain, not even by string: whoever needs "all of them" asks here and passes them
+on — the app (:func:`domain_controllers`, :func:`scope_loaders`), the scheduler
+(:func:`scheduled_jobs`), Alembic and the tests (:func:`metadata`). Adding a domain is one more
+:class:`Domain` in :data:`DOMAINS`. Only ``api`` imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+from litestar.types import ControllerRouterHandler
+from sqlalchemy import MetaData
+
+import callcentre.models
+import core.audit
+import core.identity.models
+import core.policy
+import dispatch.jobs
+import dispatch.models
+import iot_ingest.jobs
+import iot_ingest.models
+import registry.models
+from core import scheduler
+from core.db import Base
+from core.identity.sessions import ScopeLoader
+from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
+from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
+from registry.routes import CONTROLLERS as REGISTRY_CONTROLLERS
+from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
+
+# The kernel's own tables (audit_log; app_user, its sessions and sign-in attempts; policy_value) are on
+# the same metadata as the domains'.
+KERNEL_MODELS: tuple[ModuleType, ...] = (core.audit, core.identity.models, core.policy)
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """One domain as the platform assembles it."""
+
+    name: str
+    # The module declaring its tables on the one metadata (``core.db.Base``); imported above.
+    models: ModuleType | None = None
+    # Its HTTP controllers, mounted by ``api.app.create_app`` in this order.
+    controllers: tuple[ControllerRouterHandler, ...] = ()
+    # The module whose import registers its jobs on ``core.scheduler.registry``; imported above.
+    jobs: ModuleType | None = None
+    # What it adds to every signed-in principal (``core.identity.sessions.ScopeLoader``).
+    scope_loaders: tuple[ScopeLoader, ...] = ()
+
+
+# In dependency order: a domain comes after those it reads. The controllers' order is the order of the
+# OpenAPI document's operations: keep it.
+DOMAINS: tuple[Domain, ...] = (
+    Domain(
+        "registry",
+        models=registry.models,
+        controllers=REGISTRY_CONTROLLERS,
+        scope_loaders=REGISTRY_SCOPE_LOADERS,
+    ),
+    Domain(
+        "iot_ingest",
+        models=iot_ingest.models,
+        controllers=IOT_CONTROLLERS,
+        jobs=iot_ingest.jobs,
+    ),
+    Domain(
+        "dispatch",
+        models=dispatch.models,
+        controllers=DISPATCH_CONTROLLERS,
+        jobs=dispatch.jobs,
+    ),
+    Domain("callcentre", models=callcentre.models),
+)
+
+
+def domain_controllers() -> list[ControllerRouterHandler]:
+    """Every domain's controllers, in :data:`DOMAINS` order."""
+    return [c for d in DOMAINS for c in d.controllers]
+
+
+def scope_loaders() -> tuple[ScopeLoader, ...]:
+    """Every domain's scope loaders, for ``core.identity.sessions`` to build principals with."""
+    return tuple(loader for d in DOMAINS for loader in d.scope_loaders)
+
+
+def scheduled_jobs() -> scheduler.JobRegistry:
+    """Every domain's jobs: the job modules in :data:`DOMAINS` registered them when imported."""
+    return scheduler.registry
+
+
+def metadata() -> MetaData:
+    """The one metadata with the kernel's and every domain's tables (their model modules, in
+    :data:`KERNEL_MODELS` and :data:`DOMAINS`, are imported above)."""
+    return Base.metadata
