@@ -1,10 +1,10 @@
 """The composition root: every domain of the platform, listed once — its tables, its HTTP controllers,
-and its scheduled jobs.
+its scheduled jobs, its part of a principal's scope and its seed.
 
 The kernel names no domain, not even by string: whoever needs "all of them" asks here and passes them
 on — the app (:func:`domain_controllers`, :func:`scope_loaders`), the scheduler
-(:func:`scheduled_jobs`), Alembic and the tests (:func:`metadata`). Adding a domain is one more
-:class:`Domain` in :data:`DOMAINS`. Only ``api`` imports this module.
+(:func:`scheduled_jobs`), the seed (:func:`domain_seeds`), Alembic and the tests (:func:`metadata`).
+Adding a domain is one more :class:`Domain` in :data:`DOMAINS`. Only ``api`` imports this module.
 """
 
 from __future__ import annotations
@@ -24,11 +24,16 @@ import dispatch.models
 import iot_ingest.jobs
 import iot_ingest.models
 import registry.models
+from billing import seed as billing_seed
+from callcentre import seed as callcentre_seed
 from core import scheduler
 from core.db import Base
 from core.identity.sessions import ScopeLoader
+from core.seed import DomainSeed
+from dispatch import seed as dispatch_seed
 from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
 from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
+from registry import seed as registry_seed
 from registry.routes import CONTROLLERS as REGISTRY_CONTROLLERS
 from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
 
@@ -50,16 +55,20 @@ class Domain:
     jobs: ModuleType | None = None
     # What it adds to every signed-in principal (``core.identity.sessions.ScopeLoader``).
     scope_loaders: tuple[ScopeLoader, ...] = ()
+    # Its policy defaults and reference data (``<domain>/seed.py``).
+    seed: DomainSeed | None = None
 
 
-# In dependency order: a domain comes after those it reads. The controllers' order is the order of the
-# OpenAPI document's operations: keep it.
+# In dependency order: a domain comes after those it reads (seed hooks run in this order, so the
+# registry's places exist before anyone's rows point at them). The controllers' order is the order of
+# the OpenAPI document's operations: keep it.
 DOMAINS: tuple[Domain, ...] = (
     Domain(
         "registry",
         models=registry.models,
         controllers=REGISTRY_CONTROLLERS,
         scope_loaders=REGISTRY_SCOPE_LOADERS,
+        seed=registry_seed.SEED,
     ),
     Domain(
         "iot_ingest",
@@ -72,8 +81,10 @@ DOMAINS: tuple[Domain, ...] = (
         models=dispatch.models,
         controllers=DISPATCH_CONTROLLERS,
         jobs=dispatch.jobs,
+        seed=dispatch_seed.SEED,
     ),
-    Domain("callcentre", models=callcentre.models),
+    Domain("callcentre", models=callcentre.models, seed=callcentre_seed.SEED),
+    Domain("billing", seed=billing_seed.SEED),
 )
 
 
@@ -90,6 +101,11 @@ def scope_loaders() -> tuple[ScopeLoader, ...]:
 def scheduled_jobs() -> scheduler.JobRegistry:
     """Every domain's jobs: the job modules in :data:`DOMAINS` registered them when imported."""
     return scheduler.registry
+
+
+def domain_seeds() -> tuple[DomainSeed, ...]:
+    """Every domain's seed, in :data:`DOMAINS` order (reference data before the rows that use it)."""
+    return tuple(d.seed for d in DOMAINS if d.seed is not None)
 
 
 def metadata() -> MetaData:

@@ -96,15 +96,17 @@ def upgrade_heads(database_url: str) -> None:
 async def seed(settings: Settings, *, demo: bool, today: dt.date) -> Any:
     """Reference data (and with ``demo`` the demo data set) in one committed transaction.
     Idempotent: what exists is left alone. Returns the seed summary (demo) or the row counts."""
+    from api.bootstrap import domain_seeds
     from core.db import make_engine, make_sessionmaker
-    from core.seed import seed_demo, seed_reference
+    from core.seed import seed_reference
+    from demo.seed import seed_demo
 
     engine = make_engine(settings, pool_size=1, max_overflow=0)
     try:
         async with make_sessionmaker(engine)() as session, session.begin():
             if demo:
-                return await seed_demo(session, today=today)
-            return await seed_reference(session, today=today)
+                return await seed_demo(session, today=today, domains=domain_seeds())
+            return await seed_reference(session, today=today, domains=domain_seeds())
     finally:
         await engine.dispose()
 

@@ -261,7 +261,9 @@ async def _order_to_offer(
     from core.logging import configure_logging
     from core.seed import seed_reference
     from core.settings import PROJECT_ROOT
+    from dispatch.seed import SEED as DISPATCH_SEED
     from registry.models import Caregiver, Community, District, Elder, Provider, ProviderDistrict, Street
+    from registry.seed import SEED as REGISTRY_SEED
 
     configure_logging(json=True, level="WARNING")
     from dispatch import orders
@@ -282,7 +284,8 @@ async def _order_to_offer(
     rnd = random.Random(seed)
     now = dt.datetime.combine(DAY, dt.time(10), SHANGHAI).astimezone(dt.UTC)
     async with factory() as s, s.begin():
-        await seed_reference(s, today=DAY)
+        # The places, and the policies the orders and offers read (dispatch's and the registry's).
+        await seed_reference(s, today=DAY, domains=(REGISTRY_SEED, DISPATCH_SEED))
         districts = (await s.execute(select(District.id, District.lat, District.lon, District.kind))).all()
         communities: dict[int, list[int]] = {}
         for cid, did in await s.execute(

@@ -6,6 +6,7 @@ Good to a few metres at city scale, which is all dispatch and visit verification
 from __future__ import annotations
 
 import math
+import random
 from typing import NamedTuple
 
 EARTH_RADIUS_M = 6_371_008.8  # IUGG mean Earth radius
@@ -82,3 +83,12 @@ def bbox_around(point: LatLon, radius_m: float) -> BBox:
 def within_m(a: LatLon, b: LatLon, radius_m: float) -> bool:
     """True when ``b`` is at most ``radius_m`` metres from ``a``."""
     return distance_m(a, b) <= radius_m
+
+
+def ring_point(rng: random.Random, centre: LatLon, radius_m: float, min_m: float = 0.0) -> LatLon:
+    """A uniformly random point in the ring ``min_m``..``radius_m`` metres around ``centre``, rounded to
+    6 decimals (about 0.1 m). For generating places and homes; the caller owns the ``rng`` (and its seed)."""
+    r = math.sqrt(rng.uniform((min_m / radius_m) ** 2, 1.0)) * radius_m if radius_m > 0 else 0.0
+    bearing = rng.uniform(0.0, 2 * math.pi)
+    p = offset(centre, north_m=r * math.cos(bearing), east_m=r * math.sin(bearing))
+    return LatLon(round(p.lat, 6), round(p.lon, 6))

@@ -1,8 +1,9 @@
 """Dated policy data (``policy_value``), and reading it in SQL, for every domain.
 
 The row valid on a day is the one with the latest ``valid_from`` not after it and ``valid_to``
-(inclusive) not before it. The defaults are seeded rows (:data:`core.seed_data.POLICY_DEFAULTS`); the
-``default`` a caller passes is what to do when no row is valid at all, not a second copy of the policy.
+(inclusive) not before it. The defaults are seeded rows (each domain's ``seed.py``, written by
+:mod:`core.seed`); the ``default`` a caller passes is what to do when no row is valid at all, not a
+second copy of the policy.
 """
 
 from __future__ import annotations

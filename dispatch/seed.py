@@ -1,30 +1,162 @@
-"""Dispatch's part of the demo data set, called by :func:`core.seed.seed_demo` after the kernel's own
-(listed in ``core.seed.DOMAIN_SEED_MODULES``): without contracts no order could be dispatched.
+"""Dispatch's seed: the service catalogue's prices and requirements, the dispatch and visit-verification
+policy defaults (DOMAIN §3, §5, §6), and dispatch's part of the demo data set.
 
-Every provider without any contract yet is contracted, open-ended from :data:`CONTRACTS_FROM`, for
-each catalogue service some caregiver of it is skilled in. Idempotent: a provider that holds any
-contract (seeded before, or set through the API) is left alone.
+:func:`seed_contracts` runs after the demo's own rows (``demo.seed``): without contracts no order could
+be dispatched. Every provider without any contract yet is contracted, open-ended from
+:data:`CONTRACTS_FROM`, for each catalogue service some caregiver of it is skilled in. Idempotent: a
+provider that holds any contract (seeded before, or set through the API) is left alone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import any_, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.seed_data import POLICY_EPOCH
+from core.seed import POLICY_EPOCH, DomainSeed, PolicyDefault
 from dispatch.models import ProviderService, Service
 from registry.models import Caregiver
 
 log = structlog.get_logger(__name__)
 
+# --- Services (DOMAIN §3) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    code: str
+    name_zh: str
+    name_en: str
+    unit: str
+    price_fen: int
+    min_minutes: int | None
+    certificate: str | None  # certificate kind required, if any
+    max_cert_level: int | None  # 养老护理员 level required ("level 4 or above" = level <= 4)
+    same_gender: bool  # same gender as the elder unless the elder allows otherwise
+
+
+SERVICES: tuple[ServiceSpec, ...] = (
+    ServiceSpec("MEAL", "助餐", "Meal delivery", "meal", 1200, None, "health", None, False),
+    ServiceSpec("CLEAN", "助洁", "Cleaning", "hour", 4000, 60, None, None, False),
+    ServiceSpec("BATH", "助浴", "Bathing", "visit", 8000, 45, "eldercare_worker", 4, True),
+    ServiceSpec("ESCORT", "助行", "Walking / outing escort", "hour", 3500, 60, None, None, False),
+    ServiceSpec("MEDESC", "助医", "Escort to the doctor", "hour", 4000, 60, None, None, False),
+    ServiceSpec("VISIT", "探访关爱", "Caring visit", "visit", 3000, 30, None, None, False),
+    ServiceSpec("ERRAND", "委托代办", "Errands / shopping", "visit", 1500, None, None, None, False),
+    ServiceSpec("CARE", "基础照护", "Basic nursing care", "hour", 6000, 60, "eldercare_worker", 4, False),
+)
+SERVICE_CODES: tuple[str, ...] = tuple(s.code for s in SERVICES)
+
+# --- Policy defaults (DOMAIN §3, §5, §6), written to ``policy_value`` ---------------------------
+
+_SRC_CATALOGUE = "DOMAIN §3 default catalogue [E]; process per GB/T 43153-2023 [R]"
+_SRC_VERIFY = "DOMAIN §5 visit verification thresholds [E]"
+_SRC_DISPATCH = "DOMAIN §6 dispatch norms [E]"
+_SRC_CANCEL = "cancellation terms, project default [E] (not in DOMAIN)"
+
+
+def _catalogue_defaults() -> tuple[PolicyDefault, ...]:
+    out: list[PolicyDefault] = []
+    for s in SERVICES:
+        out.append(
+            PolicyDefault(
+                "service.price_fen",
+                s.code,
+                {"fen": s.price_fen, "unit": s.unit, "min_minutes": s.min_minutes},
+                _SRC_CATALOGUE,
+            )
+        )
+        out.append(
+            PolicyDefault(
+                "service.requirement",
+                s.code,
+                {"certificate": s.certificate, "max_level": s.max_cert_level, "same_gender": s.same_gender},
+                _SRC_CATALOGUE,
+            )
+        )
+    return tuple(out)
+
+
+POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
+    *_catalogue_defaults(),
+    PolicyDefault("verification.checkin_radius", "urban", {"metres": 200}, _SRC_VERIFY),
+    PolicyDefault("verification.checkin_radius", "rural", {"metres": 500}, _SRC_VERIFY),
+    PolicyDefault("verification.min_onsite", "*", {"bp": 8000}, _SRC_VERIFY),
+    PolicyDefault("verification.signoff_window", "*", {"seconds": 24 * 3600}, _SRC_VERIFY),
+    # The time element of EVV: a check-in this long before the scheduled start, or after the latest
+    # start promised (the order's window end), is an exception.
+    PolicyDefault("verification.checkin_early", "*", {"seconds": 30 * 60}, _SRC_VERIFY),
+    PolicyDefault("verification.checkin_late", "*", {"seconds": 30 * 60}, _SRC_VERIFY),
+    # After this many wrong sign-off PINs for one visit, PIN sign-off of it is refused for a while:
+    # a 6-digit PIN cannot be guessed by trying (family confirmation still works).
+    PolicyDefault(
+        "verification.signoff_pin",
+        "*",
+        {"max_failures": 5, "lock_minutes": 15},
+        "sign-off PIN guessing limit [E]",
+    ),
+    PolicyDefault("verification.callback_sample", "*", {"bp": 1000}, _SRC_VERIFY),
+    PolicyDefault(
+        "dispatch.urgent_eta_max", "urban", {"seconds": 15 * 60}, _SRC_DISPATCH + "; [R] 15-min circle"
+    ),
+    PolicyDefault("dispatch.urgent_eta_max", "rural", {"seconds": 30 * 60}, _SRC_DISPATCH),
+    PolicyDefault("dispatch.walk_circle", "urban", {"metres": 1000}, "DOMAIN §6 一刻钟居家养老服务圈 [R]"),
+    PolicyDefault("dispatch.speed", "urban", {"kmh": 15}, _SRC_DISPATCH),
+    PolicyDefault("dispatch.speed", "rural", {"kmh": 30}, _SRC_DISPATCH),
+    PolicyDefault("dispatch.detour", "*", {"bp": 13_000}, _SRC_DISPATCH),
+    PolicyDefault("dispatch.offer_window", "*", {"seconds": 60}, _SRC_DISPATCH),
+    PolicyDefault("dispatch.max_offers", "*", {"count": 3}, _SRC_DISPATCH),
+    PolicyDefault("dispatch.continuity_window", "*", {"days": 30}, _SRC_DISPATCH),
+    # The call centre undertakes to assign an order from its queue (nobody could take it at once)
+    # within this time; the person ordering is told so.
+    PolicyDefault("dispatch.operator_pickup", "*", {"seconds": 15 * 60}, "operator queue response time [E]"),
+    # The day planner's search budget per provider: min + per visit, capped (wall milliseconds);
+    # from escalate_at_minute (20:00) the evening before, orders no plan placed go to the operators.
+    PolicyDefault(
+        "dispatch.dayplan",
+        "*",
+        {"max_ms": 5000, "min_ms": 200, "per_visit_ms": 20, "escalate_at_minute": 1200},
+        "planner budget; unplaced orders go to the operator queue from 20:00 the evening before [E]",
+    ),
+    # A customer cancelling an accepted visit less than this before its start pays the late fee.
+    PolicyDefault("dispatch.cancel_notice", "*", {"seconds": 2 * 3600}, _SRC_CANCEL),
+    PolicyDefault("dispatch.late_cancel_fee", "*", {"fen": 1000}, _SRC_CANCEL),
+    # How far ahead a visit may be ordered, and how far back a recurring series may start
+    # (dispatch.orders; beyond these a request is a 422 naming the field).
+    PolicyDefault("dispatch.order_horizon", "*", {"days": 180}, "ordering horizon, project default [E]"),
+    # A window may start this little in the past (a request in flight) and last at most this long.
+    PolicyDefault(
+        "dispatch.order_window",
+        "*",
+        {"past_grace_minutes": 5, "max_hours": 12},
+        "order window bounds, project default [E]",
+    ),
+    PolicyDefault(
+        "dispatch.series_lookback", "*", {"days": 31}, "series start lookback, project default [E]"
+    ),
+    # Soft-preference weights of matching (DOMAIN §6) and of the provider quality score [E].
+    PolicyDefault(
+        "dispatch.match_weights",
+        "*",
+        {"travel_bp": 5000, "continuity_bp": 2500, "fairness_bp": 1500, "rating_bp": 1000},
+        _SRC_DISPATCH,
+    ),
+    PolicyDefault(
+        "dispatch.quality_weights",
+        "*",
+        {"rating_bp": 3500, "callback_bp": 2500, "exceptions_bp": 2000, "complaints_bp": 2000},
+        "DOMAIN §3/§5 evaluation [E]",
+    ),
+)
+
 CONTRACTS_FROM = POLICY_EPOCH  # fixed, before any demo day, like the dated catalogue prices
 
 
-async def seed(session: AsyncSession, *, today: dt.date) -> dict[str, int]:
+async def seed_contracts(session: AsyncSession, *, today: dt.date) -> dict[str, int]:
     """Contract the providers that have none; returns the row count of ``provider_service``."""
     uncontracted = ~exists().where(ProviderService.provider_id == Caregiver.provider_id)
     skilled = (
@@ -43,3 +175,6 @@ async def seed(session: AsyncSession, *, today: dt.date) -> dict[str, int]:
     total = int(await session.scalar(select(func.count()).select_from(ProviderService)) or 0)
     log.info("seed.dispatch.contracts", today=today.isoformat(), providers_contracted=providers, total=total)
     return {"provider_service": total}
+
+
+SEED = DomainSeed(policies=POLICY_DEFAULTS)

@@ -76,11 +76,12 @@ async def engine(migrated_db: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 async def seeded(engine: AsyncEngine) -> dict[str, object]:
     """Reference and demo data, committed once for the whole session."""
-    from core.seed import seed_demo
+    from api.bootstrap import domain_seeds
+    from demo.seed import seed_demo
 
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory() as session, session.begin():
-        summary = await seed_demo(session, today=TEST_NOW.date())
+        summary = await seed_demo(session, today=TEST_NOW.date(), domains=domain_seeds())
     return {"summary": summary}
 
 

@@ -2,7 +2,7 @@
 address has failed too often. Only failures count; a successful sign-in never uses up a budget.
 
 The numbers are dated policy data (``policy_value`` key ``auth.login_failures``, scopes ``account``
-and ``address``, seeded from :data:`core.seed_data.POLICY_DEFAULTS`); these functions take them and
+and ``address``, seeded from :data:`core.seed.AUTH_POLICY_DEFAULTS`); these functions take them and
 ``now`` as parameters.
 """
 

@@ -39,7 +39,7 @@ from core.identity.login_rules import (
 from core.identity.models import AppUser, AuthSession, LoginAttempt, Role, UserDistrict
 from core.identity.passwords import hash_password, verify_password
 from core.policy import PolicyValue
-from core.seed_data import POLICY_DEFAULTS
+from core.seed import AUTH_POLICY_DEFAULTS
 from core.settings import Settings
 
 # A real hash to verify against when the login is unknown, so timing does not reveal which users exist.
@@ -90,7 +90,7 @@ async def load_login_policy(*, session: AsyncSession, day: dt.date) -> LoginPoli
         )
         .order_by(PolicyValue.valid_from)
     )
-    values = {p.scope: p.value for p in POLICY_DEFAULTS if p.key == POLICY_KEY}
+    values = {p.scope: p.value for p in AUTH_POLICY_DEFAULTS if p.key == POLICY_KEY}
     values.update({str(scope): value for scope, value in rows})  # the latest valid_from wins
     return login_policy_from(values["account"], values["address"])
 

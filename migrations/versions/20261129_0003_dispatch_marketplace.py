@@ -1,7 +1,7 @@
 """dispatch marketplace: catalogue, orders, offers, visits, verification, quality
 
 Seeds the DOMAIN §3 catalogue (requirements only: prices and the dispatch / verification thresholds
-are dated ``policy_value`` rows, seeded by core.seed_data).
+are dated ``policy_value`` rows, seeded by dispatch/seed.py).
 
 Revision ID: 0003
 Revises: 0001

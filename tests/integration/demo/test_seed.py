@@ -15,14 +15,16 @@ import pytest
 from sqlalchemy import Integer, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from api.bootstrap import domain_seeds
 from core.geo import haversine_m
 from core.identity.models import AppUser, Role, UserDistrict
 from core.identity.passwords import verify_password
 from core.phone import normalise_phone
 from core.policy import PolicyValue
-from core.seed import SeedSummary, seed_demo, seed_reference
-from core.seed_data import DEMO_PASSWORD, Z2M_ALWAYS
+from core.seed import seed_reference
 from core.settings import PROJECT_ROOT
+from demo.data import DEMO_PASSWORD, Z2M_ALWAYS
+from demo.seed import SeedSummary, seed_demo
 from iot_ingest.models import Device, Gateway
 from registry.assessment import ITEMS, assess
 from registry.idcard import validate_id_number
@@ -86,7 +88,7 @@ async def seeded(engine: AsyncEngine) -> tuple[SeedSummary, SeedSummary]:
     summaries = []
     for _ in range(2):
         async with factory() as session, session.begin():
-            summaries.append(await seed_demo(session, today=TODAY))
+            summaries.append(await seed_demo(session, today=TODAY, domains=domain_seeds()))
     return summaries[0], summaries[1]
 
 
@@ -108,7 +110,7 @@ async def test_second_run_adds_nothing(seeded: tuple[SeedSummary, SeedSummary], 
     # seed_reference alone is idempotent too (ON CONFLICT DO NOTHING on natural keys).
     trans = await db.begin()
     try:
-        again = await seed_reference(db, today=TODAY + dt.timedelta(days=400))
+        again = await seed_reference(db, today=TODAY + dt.timedelta(days=400), domains=domain_seeds())
     finally:
         await trans.rollback()
     for table in ("district", "street", "community", "policy_value"):
@@ -332,7 +334,7 @@ async def test_policy_defaults_are_dated_data(db: AsyncSession) -> None:
 async def test_every_provider_is_contracted_for_what_its_caregivers_do(
     seeded: tuple[SeedSummary, SeedSummary], db: AsyncSession
 ) -> None:
-    """The dispatch seed hook (``core.seed.DOMAIN_SEED_MODULES``) contracts each provider, open-ended
+    """Dispatch's demo rows (``demo.seed.DOMAIN_DEMO_ROWS``) contract each provider, open-ended
     from before the demo day, for the services its caregivers are skilled in; the second run adds none."""
     from dispatch.models import ProviderService, Service
 

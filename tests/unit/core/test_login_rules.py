@@ -14,7 +14,7 @@ from core.identity.login_rules import (
     login_policy_from,
     retry_after_s,
 )
-from core.seed_data import POLICY_DEFAULTS
+from core.seed import AUTH_POLICY_DEFAULTS
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +50,7 @@ def test_retry_after_is_whole_seconds_at_least_one() -> None:
 
 
 def test_the_seeded_policy_lets_a_call_centre_sign_in_and_limits_guessing() -> None:
-    rows = {p.scope: p.value for p in POLICY_DEFAULTS if p.key == POLICY_KEY}
+    rows = {p.scope: p.value for p in AUTH_POLICY_DEFAULTS if p.key == POLICY_KEY}
     policy = login_policy_from(rows["account"], rows["address"])
     assert policy.account == ACCOUNT
     # Fifty operators behind one address, each mistyping once at the start of a shift, are not refused.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from core.seed_data import POLICY_DEFAULTS
 from dispatch.common import CONTINUITY_DAYS, SignOffPinPolicy, policies_from
 from dispatch.matching import MatchWeights
+from dispatch.seed import POLICY_DEFAULTS
 from dispatch.verification import QualityWeights, VerificationPolicy
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,6 @@ import pytest
 
 from core.identity.authz import Principal
 from core.identity.models import Role
-from core.seed_data import POLICY_DEFAULTS
 from dispatch.models import ServiceOrder, Visit
 from dispatch.states import OrderState
 from iot_ingest.models import Device
@@ -23,6 +22,7 @@ from registry.scope import (
     visit_opens_elder,
     visit_t,
 )
+from registry.seed import POLICY_DEFAULTS
 
 pytestmark = pytest.mark.unit
 

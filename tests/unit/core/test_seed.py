@@ -1,12 +1,17 @@
+"""Seeding's data: the registry's reference geography, and every domain's policy defaults as the
+composition root gathers them (``core.seed.policy_defaults``)."""
+
 from __future__ import annotations
 
 from collections import Counter
 
 import pytest
 
+from api.bootstrap import domain_seeds
 from core.geo import haversine_m
-from core.seed import reference_geography
-from core.seed_data import DISTRICTS, POLICY_DEFAULTS, SERVICE_CODES, SERVICES, URBAN_COMMUNITY_TOTAL
+from core.seed import DomainSeed, PolicyDefault, policy_defaults
+from dispatch.seed import SERVICE_CODES, SERVICES
+from registry.seed import DISTRICTS, URBAN_COMMUNITY_TOTAL, reference_geography
 
 pytestmark = pytest.mark.unit
 
@@ -42,6 +47,9 @@ def test_reference_geography_is_deterministic_and_consistent() -> None:
     assert max(names_per_street.values()) == 1
 
 
+POLICY_DEFAULTS = policy_defaults(domain_seeds())
+
+
 def test_policy_defaults_are_integers_in_fen_and_basis_points() -> None:
     keys = Counter((p.key, p.scope) for p in POLICY_DEFAULTS)
     assert max(keys.values()) == 1  # (key, scope) is unique, as the table's unique key needs
@@ -65,3 +73,11 @@ def test_policy_defaults_are_integers_in_fen_and_basis_points() -> None:
     assert local["elderly_alone"] == (5000, 20_000)
     assert len(SERVICES) == 8
     assert len(DISTRICTS) == 7
+
+
+def test_a_policy_seeded_by_two_domains_is_refused() -> None:
+    """``ON CONFLICT DO NOTHING`` would keep one of them silently; the seed says which instead."""
+    one = PolicyDefault("x.limit", "*", {"count": 1}, "test")
+    other = PolicyDefault("x.limit", "*", {"count": 2}, "test")
+    with pytest.raises(ValueError, match=r"x\.limit"):
+        policy_defaults([DomainSeed(policies=(one,)), DomainSeed(policies=(other,))])

@@ -1,0 +1,89 @@
+"""Billing's seed: the payers' policy defaults (DOMAIN §4), written to ``policy_value``.
+
+Who pays what share of a visit: long-term-care insurance (长护险), the national care voucher (养老服务消费
+补贴), the local government's purchase of home care by subsidy category (政府购买居家养老服务), and the
+allowances paid to the elder (高龄津贴, 护理补贴). Amounts in fen, rates in basis points. Tags as in
+DOMAIN.md: [R] official, [S] secondary source, [E] estimate / sensible default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.seed import DomainSeed, PolicyDefault
+from dispatch.seed import SERVICE_CODES
+
+_SRC_LTC = "DOMAIN §4.1 长护险: rate per Shanghai [S], budgets by level [E]"
+_SRC_VOUCHER = "DOMAIN §4.2 养老服务消费补贴 from 2026-01-01 [R]; rate/services [E]"
+_SRC_LOCAL = "DOMAIN §4.3 政府购买居家养老服务 category defaults [E]"
+
+
+def _policy_defaults() -> tuple[PolicyDefault, ...]:
+    out: list[PolicyDefault] = [
+        PolicyDefault(
+            "subsidy.waterfall", "*", {"order": ["ltc", "voucher", "local"]}, "DOMAIN §4 payer order [R]"
+        )
+    ]
+    for level, budget_yuan in ((2, 600), (3, 900), (4, 1200)):
+        out.append(
+            PolicyDefault(
+                "subsidy.ltc",
+                str(level),
+                {"rate_bp": 9000, "budget_fen": budget_yuan * 100, "services": ["CARE", "BATH", "CLEAN"]},
+                _SRC_LTC,
+            )
+        )
+    out.append(
+        PolicyDefault(
+            "subsidy.voucher",
+            "*",
+            {
+                "rate_bp": 5000,
+                "budget_fen": 80_000,
+                "min_level": 2,
+                "services": ["MEAL", "CLEAN", "BATH", "ESCORT", "MEDESC", "CARE"],
+            },
+            _SRC_VOUCHER,
+        )
+    )
+    local = (
+        ("destitute", 10_000, 600, None),  # 特困供养
+        ("subsistence", 9000, 400, None),  # 低保
+        ("low_income", 7000, 300, None),  # 低保边缘 / 低收入
+        ("family_planning", 7000, 300, None),  # 计划生育特殊家庭
+        ("veteran", 7000, 300, None),  # 重点优抚对象
+        ("elderly_alone", 5000, 200, 80),  # 高龄独居/空巢
+    )
+    for category, rate_bp, budget_yuan, min_age in local:
+        value: dict[str, Any] = {
+            "rate_bp": rate_bp,
+            "budget_fen": budget_yuan * 100,
+            "services": list(SERVICE_CODES),
+        }
+        if min_age is not None:
+            value["min_age"] = min_age
+        out.append(PolicyDefault("subsidy.local", category, value, _SRC_LOCAL))
+    for scope, lo, hi, yuan in (("80-89", 80, 89, 50), ("90-99", 90, 99, 100), ("100+", 100, None, 300)):
+        out.append(
+            PolicyDefault(
+                "allowance.old_age",
+                scope,
+                {"min_age": lo, "max_age": hi, "fen": yuan * 100},
+                "DOMAIN §4 高龄津贴 Hubei default [E]",
+            )
+        )
+    for level, yuan in ((2, 100), (3, 200), (4, 300)):
+        out.append(
+            PolicyDefault(
+                "allowance.disability",
+                str(level),
+                {"fen": yuan * 100, "categories": ["destitute", "subsistence", "low_income"]},
+                "DOMAIN §4 经济困难失能老年人护理补贴 [E]",
+            )
+        )
+    return tuple(out)
+
+
+POLICY_DEFAULTS: tuple[PolicyDefault, ...] = _policy_defaults()
+
+SEED = DomainSeed(policies=POLICY_DEFAULTS)
