@@ -1,6 +1,6 @@
 """Small geodesy helpers: great-circle distance, travel-time estimates, offsets. Pure; metres and seconds.
 
-Good to a few metres at city scale, which is all dispatch and visit verification need.
+Good to a few metres at city scale, which is all travel estimates and check-in radii need.
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def distance_m(a: LatLon, b: LatLon) -> float:
 def travel_seconds(distance_m: float, *, speed_kmh: float, detour: float) -> float:
     """Estimated travel time in seconds: ``distance_m × detour / speed``.
 
-    ``detour`` (road / straight-line distance, 1.3 by default policy) and ``speed_kmh`` come from the
-    dated dispatch policy (``dispatch.detour``, ``dispatch.speed``), so callers pass them in.
+    ``detour`` (road / straight-line distance, e.g. 1.3) and ``speed_kmh`` are the caller's dated
+    policy, so callers pass them in.
     """
     if distance_m < 0:
         raise ValueError("distance must be >= 0")

@@ -12,7 +12,7 @@ STATE_DIR = PROJECT_ROOT / ".eldercare"
 
 
 def _secret() -> str:
-    """A persistent per-checkout secret so sessions survive a demo restart."""
+    """A persistent per-checkout secret so sessions survive a restart."""
     path = STATE_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()
