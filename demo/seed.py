@@ -155,6 +155,7 @@ async def seed_demo(
 
     ``domains`` are the domains' seeds, from the composition root (``api.bootstrap``): their reference
     data and policy defaults come first (:func:`core.seed.seed_reference`).
+
     About 2,000 elders over the 7 divisions (weighted by population) with assessments, guardians,
     contacts, subsidy categories and long-term-care coverage; 20 providers with 300 caregivers and
     their certificates; 500 homes with a Zigbee gateway and devices; one login per role
