@@ -12,9 +12,9 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 
-from core.errors import AccountLocked, DomainError, TooManyRequests
+from core.errors import AccountLocked, DomainError, Forbidden, TooManyRequests
 from core.http import SESSION_COOKIE, Db, Now, client_ip, session_cookie
-from core.identity.authz import STAFF, Principal, public
+from core.identity.authz import Principal, public
 from core.identity.sessions import revoke
 from core.identity.signin import LoginRequest, PasswordChange, change_password_with, login_with
 from registry.service.figures import Figures, area_figures
@@ -66,9 +66,10 @@ class WebController(Controller):
         if principal.password_change_required:  # after an admin reset: nothing else until it is done
             return Redirect("/password")
         t = translator(_context(request)["locale"])
-        if principal.role not in STAFF:  # GET /api/v1/figures serves staff only; so does this page
+        try:
+            area = await area_figures(session=db, actor=principal, now=now)
+        except Forbidden:  # figures are for staff: the service decides, for this page as for the API
             return _page(request, "home.html", figures=[], scope_label=t["scope.own"])
-        area = await area_figures(session=db, actor=principal, now=now)
         if area.district_ids is None:
             scope_label = t["scope.all"]
         else:

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.audit import AuditLog
 from core.identity.models import AppUser
 from core.identity.passwords import hash_password
-from tests.conftest import Client
+from tests.conftest import DEMO_PASSWORD, Client
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +211,21 @@ async def test_the_web_password_form_checks_like_the_api_and_ends_other_sessions
         select(AuditLog).where(AuditLog.action == "password_change", AuditLog.entity_id == str(web_user.id))
     )
     assert changed is not None
+
+
+async def test_the_home_page_shows_figures_to_staff_only_as_the_service_decides(client: Client) -> None:
+    """The figures service refuses non-staff (403 on the API); the page then shows the user's own
+    scope and no figures, without a role rule of its own."""
+    for username, figures_shown in (("demo_caregiver", False), ("demo_civil_affairs", True)):
+        client.cookies.clear()
+        token = await _csrf(client)
+        r = await client.post(
+            "/login",
+            data={"login": username, "password": DEMO_PASSWORD, "_csrf_token": token},
+            follow_redirects=False,
+        )
+        assert r.status_code == 303, username
+        home = await client.get("/")
+        assert home.status_code == 200, username
+        assert ('data-figure="fig.elders"' in home.text) is figures_shown, username
+        assert ("本人相关" in home.text) is not figures_shown, username
