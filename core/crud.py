@@ -1,4 +1,4 @@
-"""Shared helpers of the registry services: paging, lookups with clear errors, change auditing."""
+"""Shared helpers of the domain services: paging, lookups with clear errors, change auditing."""
 
 from __future__ import annotations
 
