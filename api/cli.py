@@ -32,7 +32,6 @@ from core.clock import SHANGHAI
 from core.logging import configure_logging
 from core.settings import PROJECT_ROOT, STATE_DIR, Settings
 from demo.broker import (
-    INGEST_CLIENT_ID_PREFIX,
     BrokerChoice,
     BrokerUnavailable,
     EmbeddedKind,
@@ -49,6 +48,7 @@ from demo.postgres import (
     require_migrated,
 )
 from demo.supervisor import Component, Supervisor
+from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX
 
 log = structlog.get_logger()
 

@@ -55,14 +55,13 @@ from demo.broker import (
     DEPLOY_CONFIG,
     DEVICE_PASSWORD_FILE,
     DEVICE_PORT,
-    INGEST_CLIENT_ID_PREFIX,
     SERVICE_PASSWORD_FILE,
     SERVICE_PORT,
     local_mosquitto_config,
     mosquitto_password_line,
 )
 from iot_ingest.consumer import SUBSCRIPTION
-from iot_ingest.wire import TOPIC_ROOT
+from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX, TOPIC_ROOT
 from simulators import devices as sim
 
 ROOT = Path(__file__).resolve().parents[1]

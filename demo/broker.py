@@ -175,12 +175,6 @@ SERVICE_PORT = 1884
 DEPLOY_FILES_DIR = "/etc/mosquitto/eldercare/"
 DEVICE_PASSWORD_FILE = "passwd"  # noqa: S105 - file names
 SERVICE_PASSWORD_FILE = "service-passwd"  # noqa: S105
-# Broker accounts starting with this are the platform's own, never a device's or gateway's
-# (iot_ingest.provisioning refuses such uids). The ingest's client ids start with
-# INGEST_CLIENT_ID_PREFIX, which no account on the device listener has as its username: so no
-# client there, whose client id is its username, can take over an ingest session.
-RESERVED_USERNAME_PREFIX = "eldercare"
-INGEST_CLIENT_ID_PREFIX = "eldercare-ingest"
 # The demo's account on the device listener: the simulator publishes for every simulated device.
 DEMO_DEVICES_USER = "eldercare-simulator"
 DEPLOY_CONFIG = PROJECT_ROOT / "deploy" / "mosquitto" / "mosquitto.conf"

@@ -45,7 +45,6 @@ import structlog
 from callcentre.contract import AlarmCandidate
 from core.clock import utc_now
 from core.settings import Settings
-from demo.broker import INGEST_CLIENT_ID_PREFIX
 from iot_ingest import storage
 from iot_ingest.client import Delivery, Sessions
 from iot_ingest.device_cache import DeviceCache, DeviceRecord
@@ -66,7 +65,7 @@ from iot_ingest.rules import (
     geofence_alarm,
     vitals_step,
 )
-from iot_ingest.wire import TOPIC_ROOT
+from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX, TOPIC_ROOT
 
 log = structlog.get_logger("iot_ingest")
 

@@ -38,9 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.crud import add_and_audit, update_and_audit
 from core.errors import Conflict, Invalid
 from core.identity.authz import Principal
-from demo.broker import RESERVED_USERNAME_PREFIX
 from iot_ingest.inventory import check_new_elder, editable, visible_gateway_ref
 from iot_ingest.models import Device, DeviceCredential, Gateway
+from iot_ingest.wire import RESERVED_USERNAME_PREFIX
 
 log = structlog.get_logger("iot_ingest.provisioning")
 

@@ -24,6 +24,14 @@ import msgspec
 
 TOPIC_ROOT: Final = "eldercare/v1"
 
+# Broker accounts starting with this are the platform's own, never a device's or gateway's
+# (iot_ingest.provisioning refuses such uids). The ingest's client ids start with
+# INGEST_CLIENT_ID_PREFIX, which no account on the device listener has as its username: so no
+# client there, whose client id is its username, can take over an ingest session
+# (deploy/mosquitto/README.md).
+RESERVED_USERNAME_PREFIX: Final = "eldercare"
+INGEST_CLIENT_ID_PREFIX: Final = "eldercare-ingest"
+
 # --- Topics ----------------------------------------------------------------------------------------
 
 

@@ -27,8 +27,8 @@ import pytest
 from alembic import command
 
 from core.settings import Settings
-from demo.broker import INGEST_CLIENT_ID_PREFIX
 from iot_ingest.consumer import IngestConfig, IngestConsumer
+from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
 

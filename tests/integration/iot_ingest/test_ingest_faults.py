@@ -34,8 +34,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.settings import Settings
-from demo.broker import INGEST_CLIENT_ID_PREFIX
 from iot_ingest.consumer import IngestConfig, IngestConsumer
+from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX
 from simulators import devices as sim
 from tests.conftest import alembic_config, recreate_database
 from tests.integration.iot_ingest.test_ingest import Home, seed_home

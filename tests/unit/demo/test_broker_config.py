@@ -10,12 +10,11 @@ import pytest
 from demo.broker import (
     DEPLOY_CONFIG,
     DEVICE_PORT,
-    INGEST_CLIENT_ID_PREFIX,
-    RESERVED_USERNAME_PREFIX,
     SERVICE_PORT,
     local_mosquitto_config,
 )
 from iot_ingest.consumer import IngestConfig
+from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX, RESERVED_USERNAME_PREFIX
 
 
 def _listeners(config: str) -> dict[str, list[str]]:
