@@ -7,34 +7,19 @@ acknowledgement targets. Tags as in DOMAIN.md: [R] official, [S] secondary sourc
 
 from __future__ import annotations
 
+from callcentre.contract import severity_policy
 from core.seed import DomainSeed, PolicyDefault
 
 _SRC_ALARM = "DOMAIN §7 alarm defaults"
 
-_SEVERITIES: dict[str, str] = {
-    "SOS": "CRITICAL",
-    "FALL": "CRITICAL",
-    "SMOKE": "CRITICAL",
-    "GAS": "CRITICAL",
-    "WANDERING": "MAJOR",
-    "WATER_LEAK": "MAJOR",
-    "VITALS": "MAJOR",
-    "INACTIVITY": "MAJOR",
-    "DOOR_OPEN_NIGHT": "MINOR",
-    "TAMPER": "MINOR",
-    "DEVICE_OFFLINE": "WARNING",
-    "LOW_BATTERY": "WARNING",
-}
-
 
 def _severity_defaults() -> tuple[PolicyDefault, ...]:
-    out: list[PolicyDefault] = []
-    for alarm_type, severity in _SEVERITIES.items():
-        value = {"severity": severity}
-        if alarm_type == "WANDERING":
-            value["dementia_severity"] = "CRITICAL"
-        out.append(PolicyDefault("alarm.severity", alarm_type, value, _SRC_ALARM + " [R/E]"))
-    return tuple(out)
+    """One ``alarm.severity`` row per alarm type, from the one home of the severities
+    (:mod:`callcentre.contract`)."""
+    return tuple(
+        PolicyDefault("alarm.severity", alarm_type, value, _SRC_ALARM + " [R/E]")
+        for alarm_type, value in severity_policy().items()
+    )
 
 
 POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
