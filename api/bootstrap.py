@@ -51,7 +51,7 @@ class Domain:
     models: ModuleType | None = None
     # Its HTTP controllers, mounted by ``api.app.create_app`` in this order.
     controllers: tuple[ControllerRouterHandler, ...] = ()
-    # The module whose import registers its jobs on ``core.scheduler.registry``; imported above.
+    # The module whose import registers its jobs on ``core.scheduler.schedule``; imported above.
     jobs: ModuleType | None = None
     # What it adds to every signed-in principal (``core.identity.sessions.ScopeLoader``).
     scope_loaders: tuple[ScopeLoader, ...] = ()
@@ -100,7 +100,7 @@ def scope_loaders() -> tuple[ScopeLoader, ...]:
 
 def scheduled_jobs() -> scheduler.JobRegistry:
     """Every domain's jobs: the job modules in :data:`DOMAINS` registered them when imported."""
-    return scheduler.registry
+    return scheduler.schedule
 
 
 def domain_seeds() -> tuple[DomainSeed, ...]:

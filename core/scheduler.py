@@ -1,16 +1,16 @@
-"""Scheduled work: a registry that domains add their jobs to, and an APScheduler 3 runner for it.
+"""Scheduled work: the schedule that domains add their jobs to, and an APScheduler 3 runner for it.
 
 A domain declares its jobs in its own ``jobs.py``::
 
-    from core.scheduler import JobContext, every, registry
+    from core.scheduler import JobContext, every, schedule
 
-    @registry.job("<domain>.<what>", every(seconds=30))
+    @schedule.job("<domain>.<what>", every(seconds=30))
     async def expire_something(ctx: JobContext) -> None:
         await service.expire_something(session=ctx.session, now=ctx.now)
 
 and the composition root (``api.bootstrap``) lists that module, so it is imported (registering the
-jobs) before the scheduler starts. The kernel names no domain: :func:`run_scheduler` runs the
-registry it is given.
+jobs) before the scheduler starts. The kernel names no domain: :func:`run_scheduler` runs the jobs
+it is given.
 
 Each run gets its own session inside one transaction, which the runner commits (or rolls back on an
 error): jobs flush, they do not commit. A PostgreSQL advisory lock taken in that transaction makes a
@@ -107,7 +107,8 @@ class JobRegistry:
         return sorted(self._jobs)
 
 
-registry = JobRegistry()
+# The platform's jobs: each domain's jobs module adds its own when imported.
+schedule = JobRegistry()
 
 
 def every(*, seconds: int = 0, minutes: int = 0, hours: int = 0) -> IntervalTrigger:

@@ -2,8 +2,8 @@
 verification, callback sampling and tomorrow's day plans.
 
 Each job is a plain ``async (session, now)`` function (flushes only; the runner owns the transaction),
-listed in :data:`JOBS` with its interval in seconds, and registered on :data:`core.scheduler.registry`
-when this module is imported (add ``"dispatch.jobs"`` to ``core.scheduler.DOMAIN_JOB_MODULES``).
+listed in :data:`JOBS` with its interval in seconds, and registered on :data:`core.scheduler.schedule`
+when this module is imported (the composition root, ``api.bootstrap``, lists this module).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.scheduler import JobContext, every, registry
+from core.scheduler import JobContext, every, schedule
 from dispatch import offers, orders, visits
 from dispatch.dayplans import plan as dayplan
 
@@ -76,4 +76,4 @@ def _runner(func: DispatchJob) -> Callable[[JobContext], Awaitable[None]]:
 
 
 for _name, _func, _seconds, _first_s in JOBS:
-    registry.add(_name, _runner(_func), every(seconds=_seconds), first_run_after_s=_first_s)
+    schedule.add(_name, _runner(_func), every(seconds=_seconds), first_run_after_s=_first_s)

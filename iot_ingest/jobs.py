@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 
 from callcentre.contract import raise_alarm
-from core.scheduler import JobContext, every, registry
+from core.scheduler import JobContext, every, schedule
 from iot_ingest import storage
 from iot_ingest.rules import AlarmThresholds, DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
 
@@ -127,12 +127,12 @@ async def _driver_connection(ctx: JobContext) -> asyncpg.Connection:
     return driver
 
 
-@registry.job("ingest.maintain_telemetry", every(hours=1))
+@schedule.job("ingest.maintain_telemetry", every(hours=1))
 async def _maintain_telemetry_job(ctx: JobContext) -> None:
     await maintain_telemetry(await _driver_connection(ctx), now=ctx.now)
 
 
-@registry.job("ingest.refresh_rollups", every(minutes=1))
+@schedule.job("ingest.refresh_rollups", every(minutes=1))
 async def _refresh_rollups_job(ctx: JobContext) -> None:
     conn = await _driver_connection(ctx)
     if await storage.detect_backend(conn) != "timescale":
@@ -148,16 +148,16 @@ async def _refresh_rollups_job(ctx: JobContext) -> None:
         await own.close()
 
 
-@registry.job("ingest.prune_dedup", every(minutes=5))
+@schedule.job("ingest.prune_dedup", every(minutes=5))
 async def _prune_dedup_job(ctx: JobContext) -> None:
     await prune_dedup(await _driver_connection(ctx), now=ctx.now)
 
 
-@registry.job("ingest.check_offline", every(minutes=1))
+@schedule.job("ingest.check_offline", every(minutes=1))
 async def _check_offline_job(ctx: JobContext) -> None:
     await check_offline(await _driver_connection(ctx), now=ctx.now)
 
 
-@registry.job("ingest.check_inactivity", every(minutes=5))
+@schedule.job("ingest.check_inactivity", every(minutes=5))
 async def _check_inactivity_job(ctx: JobContext) -> None:
     await check_inactivity(await _driver_connection(ctx), now=ctx.now)
