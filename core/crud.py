@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+import msgspec
 from sqlalchemy import BigInteger, Select, func, inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +16,7 @@ from core import audit
 from core.db import Base
 from core.errors import Conflict, Invalid, NotFound
 from core.identity.authz import Principal
+from core.types import given
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Base)
@@ -105,8 +107,11 @@ def like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-def apply_changes(obj: Base, changes: Mapping[str, Any]) -> None:
-    for key, value in changes.items():
+def apply_changes(obj: Base, changes: msgspec.Struct | Mapping[str, Any]) -> None:
+    """Set the columns ``changes`` names: a partial update's fields that were sent (see
+    :func:`core.types.given`), or a mapping of column to value."""
+    values = given(changes) if isinstance(changes, msgspec.Struct) else changes
+    for key, value in values.items():
         setattr(obj, key, value)
 
 
@@ -121,7 +126,12 @@ async def add_and_audit(session: AsyncSession, obj: M, *, actor: Principal, enti
 
 
 async def update_and_audit(
-    session: AsyncSession, obj: M, changes: Mapping[str, Any], *, actor: Principal, entity: str
+    session: AsyncSession,
+    obj: M,
+    changes: msgspec.Struct | Mapping[str, Any],
+    *,
+    actor: Principal,
+    entity: str,
 ) -> M:
     """Apply ``changes`` and record before/after (no row when nothing changed)."""
     before = audit.snapshot(obj)

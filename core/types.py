@@ -102,12 +102,21 @@ def _plain(value: Any) -> Any:
 
 
 def given(struct: msgspec.Struct) -> dict[str, Any]:
-    """The fields the client sent (``UNSET`` ones dropped), with enums and nested structs made plain."""
+    """The fields the client sent (``UNSET`` ones dropped), with enums and nested structs made plain:
+    the column values a partial update (``XUpdate``) writes."""
     return {
         name: _plain(value)
         for name in struct.__struct_fields__
         if (value := getattr(struct, name)) is not msgspec.UNSET
     }
+
+
+T = TypeVar("T")
+
+
+def given_or(value: T | Unset, current: T) -> T:
+    """A field of an ``XUpdate``: the value sent, else ``current`` (the field is left as it is)."""
+    return current if isinstance(value, Unset) else value
 
 
 D = TypeVar("D", bound=dt.date)

@@ -5,13 +5,20 @@ from __future__ import annotations
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.schemas.users import PasswordReset, PasswordResetRead, UserCreate, UserRead, UserUpdate, user_read
-from core.http import PAGINATION, CurrentPrincipal, Db, Now, Page, PageWindow, page
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
 from core.identity import users
 from core.identity.authz import allow
 from core.identity.models import Role
+from core.identity.schemas import (
+    PasswordReset,
+    PasswordResetRead,
+    UserCreate,
+    UserPage,
+    UserRead,
+    UserUpdate,
+    user_read,
+)
 from core.identity.users import UserFilter
-from core.types import given
 from registry.routes.params import Id32Query, NamePrefix
 
 ADMIN = allow(Role.ADMIN)
@@ -32,7 +39,7 @@ class UserController(Controller):
         district_id: Id32Query = None,
         is_active: FromQuery[bool | None] = None,
         name: NamePrefix = None,
-    ) -> Page[UserRead]:
+    ) -> UserPage:
         filters = UserFilter(
             role=role.value if role else None,
             provider_id=provider_id,
@@ -50,7 +57,7 @@ class UserController(Controller):
     async def create_user(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[UserCreate]
     ) -> UserRead:
-        return user_read(await users.create_user(session=db, actor=principal, data=given(data), now=now))
+        return user_read(await users.create_user(session=db, actor=principal, data=data, now=now))
 
     @patch("/{user_id:int}", opt=ADMIN, summary="Change a user (role, scope, password, lock)")
     async def update_user(
@@ -61,9 +68,7 @@ class UserController(Controller):
         user_id: FromPath[int],
         data: JSONBody[UserUpdate],
     ) -> UserRead:
-        view = await users.update_user(
-            session=db, actor=principal, user_id=user_id, changes=given(data), now=now
-        )
+        view = await users.update_user(session=db, actor=principal, user_id=user_id, changes=data, now=now)
         return user_read(view)
 
     @post("/{user_id:int}/unlock", opt=ADMIN, status_code=200, summary="End a sign-in lock-out")

@@ -40,8 +40,10 @@ from core.identity.authz import Principal
 from core.identity.credentials import set_password
 from core.identity.models import AppUser, Role, UserDistrict
 from core.identity.passwords import hash_password
+from core.identity.schemas import UserCreate, UserUpdate
 from core.identity.sessions import clear_failures, revoke_user_sessions
 from core.phone import normalise_phone
+from core.types import Unset, given, given_or
 
 REF_FIELDS: Final = ("provider_id", "caregiver_id", "elder_id", "guardian_id")
 # The reference each role needs (caregivers also get their provider, derived).
@@ -197,23 +199,29 @@ async def get_user(*, session: AsyncSession, user_id: int) -> UserView:
 
 
 async def create_user(
-    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, data: UserCreate, now: dt.datetime
 ) -> UserView:
     """Create a login. ``password`` is hashed with Argon2id and never stored or logged in clear."""
-    role = Role(data["role"])
-    refs, districts = await _scope(session, role, data, data.get("district_ids", ()))
-    await _unique(session, "username", data["username"])
-    phone = normalise_phone(data["phone"]) if data.get("phone") else None
+    role = data.role
+    refs_in = {
+        "provider_id": data.provider_id,
+        "caregiver_id": data.caregiver_id,
+        "elder_id": data.elder_id,
+        "guardian_id": data.guardian_id,
+    }
+    refs, districts = await _scope(session, role, refs_in, data.district_ids)
+    await _unique(session, "username", data.username)
+    phone = normalise_phone(data.phone) if data.phone else None
     if phone is not None:
         await _unique(session, "phone", phone)
     user = AppUser(
-        username=data["username"],
+        username=data.username,
         phone=phone,
-        display_name=data["display_name"],
-        password_hash=hash_password(data["password"]),
+        display_name=data.display_name,
+        password_hash=hash_password(data.password),
         role=role.value,
-        locale=data.get("locale", "zh-CN"),
-        is_active=data.get("is_active", True),
+        locale=data.locale,
+        is_active=data.is_active,
         failed_logins=0,
         created_at=now,
         **refs,
@@ -235,38 +243,37 @@ async def create_user(
 
 
 async def update_user(
-    *, session: AsyncSession, actor: Principal, user_id: int, changes: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, user_id: int, changes: UserUpdate, now: dt.datetime
 ) -> UserView:
-    """Change a user. A new role clears scope fields it does not take; a new password, a
-    deactivation or a change of role or scope ends the user's open sessions; ``unlock`` clears a
-    lock-out."""
+    """Change the fields sent (the others keep their value). A new role clears scope fields it does
+    not take; a new password, a deactivation or a change of role or scope ends the user's open
+    sessions; ``unlock`` clears a lock-out."""
     user = await get_or_404(session, AppUser, user_id, what="user")
     current_districts = (await _district_ids(session, [user.id]))[user.id]
     before = _snapshot(user, current_districts)
-    role = Role(changes.get("role", user.role))
+    role = given_or(changes.role, Role(user.role))
     role_changed = role.value != user.role
-    refs_in = {
-        f: changes[f] if f in changes else (None if role_changed else getattr(user, f)) for f in REF_FIELDS
-    }
-    if role == Role.CAREGIVER and "caregiver_id" in changes and "provider_id" not in changes:
+    sent = given(changes)
+    refs_in = {f: sent[f] if f in sent else (None if role_changed else getattr(user, f)) for f in REF_FIELDS}
+    if role == Role.CAREGIVER and "caregiver_id" in sent and "provider_id" not in sent:
         refs_in["provider_id"] = None  # re-derived from the new caregiver
-    district_in = changes.get(
-        "district_ids", [] if role_changed and role not in DISTRICT_ROLES else current_districts
+    district_in = given_or(
+        changes.district_ids, [] if role_changed and role not in DISTRICT_ROLES else current_districts
     )
     refs, districts = await _scope(session, role, refs_in, district_in)
     scope_changed = (
         role_changed or districts != current_districts or any(refs[f] != getattr(user, f) for f in REF_FIELDS)
     )
-    if user.id == actor.user_id and (role_changed or changes.get("is_active") is False):
+    if user.id == actor.user_id and (role_changed or changes.is_active is False):
         raise Conflict("You cannot demote or deactivate yourself.", code="user.self")
-    if "phone" in changes:
-        phone = normalise_phone(changes["phone"]) if changes["phone"] else None
+    if not isinstance(changes.phone, Unset):
+        phone = normalise_phone(changes.phone) if changes.phone else None
         if phone is not None:
             await _unique(session, "phone", phone, except_id=user.id)
         user.phone = phone
-    for field in ("display_name", "locale", "is_active"):
-        if field in changes:
-            setattr(user, field, changes[field])
+    user.display_name = given_or(changes.display_name, user.display_name)
+    user.locale = given_or(changes.locale, user.locale)
+    user.is_active = given_or(changes.is_active, user.is_active)
     user.role = role.value
     for field, value in refs.items():
         setattr(user, field, value)
@@ -274,18 +281,17 @@ async def update_user(
         await session.execute(delete(UserDistrict).where(UserDistrict.user_id == user.id))
         for district_id in districts:
             session.add(UserDistrict(user_id=user.id, district_id=district_id))
-    if changes.get("unlock"):
+    if changes.unlock is True:
         clear_failures(user)
-    if changes.get("password"):
+    password = given_or(changes.password, "")
+    if password:
         # An admin-set password is known to the admin: the user must choose their own (as after a reset).
-        await set_password(
-            session=session, user=user, password=changes["password"], now=now, change_required=True
-        )
+        await set_password(session=session, user=user, password=password, now=now, change_required=True)
     await session.flush()
-    if changes.get("is_active") is False or scope_changed:
+    if changes.is_active is False or scope_changed:
         await revoke_user_sessions(session=session, user_id=user.id, now=now)
     after = _snapshot(user, districts)
-    if changes.get("password"):
+    if password:
         after["password_changed"] = True
     if after != before:
         audit.record(

@@ -15,7 +15,6 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
 from core.identity.authz import ALL_ROLES, allow
 from core.identity.models import Role
-from core.types import given
 from registry.models import ElderStatus, LivingSituation
 from registry.routes.params import DistrictCode, Id32Query, NamePrefix
 from registry.schemas.assessments import AssessmentCreate, AssessmentPage, AssessmentRead, assessment_read
@@ -109,7 +108,7 @@ class ElderController(Controller):
     async def create_elder(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[ElderCreate]
     ) -> ElderRead:
-        view = await elders.create_elder(session=db, actor=principal, data=given(data), now=now)
+        view = await elders.create_elder(session=db, actor=principal, data=data, now=now)
         return elder_full_read(view)
 
     @get(
@@ -132,7 +131,7 @@ class ElderController(Controller):
         data: JSONBody[ElderUpdate],
     ) -> ElderRead:
         view = await elders.update_elder(
-            session=db, actor=principal, elder_id=elder_id, changes=given(data), now=now
+            session=db, actor=principal, elder_id=elder_id, changes=data, now=now
         )
         return elder_full_read(view)
 
@@ -164,7 +163,7 @@ class ElderController(Controller):
         data: JSONBody[ContactsReplace],
     ) -> list[ContactRead]:
         rows = await elders.replace_contacts(
-            session=db, actor=principal, elder_id=elder_id, contacts=given(data)["contacts"], now=now
+            session=db, actor=principal, elder_id=elder_id, contacts=data.contacts, now=now
         )
         return [contact_read(c) for c in rows]
 
@@ -174,7 +173,7 @@ class ElderController(Controller):
     async def add_category(
         self, db: Db, principal: CurrentPrincipal, elder_id: FromPath[int], data: JSONBody[CategoryIn]
     ) -> CategoryRead:
-        row = await elders.add_category(session=db, actor=principal, elder_id=elder_id, data=given(data))
+        row = await elders.add_category(session=db, actor=principal, elder_id=elder_id, data=data)
         return category_read(row)
 
     @patch(
@@ -189,7 +188,7 @@ class ElderController(Controller):
         data: JSONBody[CategoryUpdate],
     ) -> CategoryRead:
         row = await elders.update_category(
-            session=db, actor=principal, elder_id=elder_id, category_id=category_id, changes=given(data)
+            session=db, actor=principal, elder_id=elder_id, category_id=category_id, changes=data
         )
         return category_read(row)
 
@@ -207,7 +206,7 @@ class ElderController(Controller):
     async def add_ltc(
         self, db: Db, principal: CurrentPrincipal, elder_id: FromPath[int], data: JSONBody[LtcIn]
     ) -> LtcRead:
-        row = await elders.add_ltc_coverage(session=db, actor=principal, elder_id=elder_id, data=given(data))
+        row = await elders.add_ltc_coverage(session=db, actor=principal, elder_id=elder_id, data=data)
         return ltc_read(row)
 
     @patch("/{elder_id:int}/ltc-coverages/{coverage_id:int}", opt=MASTER_DATA, summary="Change LTC coverage")
@@ -220,7 +219,7 @@ class ElderController(Controller):
         data: JSONBody[LtcUpdate],
     ) -> LtcRead:
         row = await elders.update_ltc_coverage(
-            session=db, actor=principal, elder_id=elder_id, coverage_id=coverage_id, changes=given(data)
+            session=db, actor=principal, elder_id=elder_id, coverage_id=coverage_id, changes=data
         )
         return ltc_read(row)
 
@@ -299,7 +298,7 @@ class ElderController(Controller):
         data: JSONBody[AssessmentCreate],
     ) -> AssessmentRead:
         row = await assessments.create_assessment(
-            session=db, actor=principal, elder_id=elder_id, data=given(data), now=now
+            session=db, actor=principal, elder_id=elder_id, data=data, now=now
         )
         return assessment_read(row)
 

@@ -8,7 +8,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
 from core.identity.authz import allow
 from core.identity.models import Role
-from core.types import PhoneIn, given
+from core.types import PhoneIn
 from registry.routes.params import NamePrefix
 from registry.schemas.guardians import (
     ElderGuardianRead,
@@ -60,16 +60,14 @@ class GuardianController(Controller):
     async def create_guardian(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[GuardianCreate]
     ) -> GuardianRead:
-        return guardian_read(
-            await guardians.create_guardian(session=db, actor=principal, data=given(data), now=now)
-        )
+        return guardian_read(await guardians.create_guardian(session=db, actor=principal, data=data, now=now))
 
     @patch("/guardians/{guardian_id:int}", opt=WRITE, summary="Change a guardian")
     async def update_guardian(
         self, db: Db, principal: CurrentPrincipal, guardian_id: FromPath[int], data: JSONBody[GuardianUpdate]
     ) -> GuardianRead:
         view = await guardians.update_guardian(
-            session=db, actor=principal, guardian_id=guardian_id, changes=given(data)
+            session=db, actor=principal, guardian_id=guardian_id, changes=data
         )
         return guardian_read(view)
 

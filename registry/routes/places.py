@@ -8,7 +8,6 @@ from litestar.params import FromPath, JSONBody
 from core.http import PAGINATION, CurrentPrincipal, Db, PageWindow, page
 from core.identity.authz import allow, authenticated
 from core.identity.models import Role
-from core.types import given
 from registry.routes.params import DistrictCode, Id32Query, NamePrefix
 from registry.schemas.places import (
     CommunityCreate,
@@ -52,15 +51,13 @@ class PlaceController(Controller):
     async def create_district(
         self, db: Db, principal: CurrentPrincipal, data: JSONBody[DistrictCreate]
     ) -> DistrictRead:
-        return district_read(await places.create_district(session=db, actor=principal, data=given(data)))
+        return district_read(await places.create_district(session=db, actor=principal, data=data))
 
     @patch("/districts/{district_id:int}", opt=ADMIN, summary="Change a district")
     async def update_district(
         self, db: Db, principal: CurrentPrincipal, district_id: FromPath[int], data: JSONBody[DistrictUpdate]
     ) -> DistrictRead:
-        d = await places.update_district(
-            session=db, actor=principal, district_id=district_id, changes=given(data)
-        )
+        d = await places.update_district(session=db, actor=principal, district_id=district_id, changes=data)
         return district_read(d)
 
     @delete("/districts/{district_id:int}", opt=ADMIN, summary="Delete an unused district")
@@ -89,13 +86,13 @@ class PlaceController(Controller):
     async def create_street(
         self, db: Db, principal: CurrentPrincipal, data: JSONBody[StreetCreate]
     ) -> StreetRead:
-        return street_read(await places.create_street(session=db, actor=principal, data=given(data)))
+        return street_read(await places.create_street(session=db, actor=principal, data=data))
 
     @patch("/streets/{street_id:int}", opt=ADMIN, summary="Change a street or township")
     async def update_street(
         self, db: Db, principal: CurrentPrincipal, street_id: FromPath[int], data: JSONBody[StreetUpdate]
     ) -> StreetRead:
-        s = await places.update_street(session=db, actor=principal, street_id=street_id, changes=given(data))
+        s = await places.update_street(session=db, actor=principal, street_id=street_id, changes=data)
         return street_read(s)
 
     @delete("/streets/{street_id:int}", opt=ADMIN, summary="Delete an unused street")
@@ -127,7 +124,7 @@ class PlaceController(Controller):
     async def create_community(
         self, db: Db, principal: CurrentPrincipal, data: JSONBody[CommunityCreate]
     ) -> CommunityRead:
-        return community_read(await places.create_community(session=db, actor=principal, data=given(data)))
+        return community_read(await places.create_community(session=db, actor=principal, data=data))
 
     @patch("/communities/{community_id:int}", opt=ADMIN, summary="Change a community or village")
     async def update_community(
@@ -138,7 +135,7 @@ class PlaceController(Controller):
         data: JSONBody[CommunityUpdate],
     ) -> CommunityRead:
         c = await places.update_community(
-            session=db, actor=principal, community_id=community_id, changes=given(data)
+            session=db, actor=principal, community_id=community_id, changes=data
         )
         return community_read(c)
 

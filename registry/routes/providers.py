@@ -10,7 +10,6 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
 from core.identity.authz import allow
 from core.identity.models import Role
-from core.types import given
 from registry.models import Gender
 from registry.routes.params import Id32Query, NamePrefix
 from registry.schemas.caregivers import (
@@ -82,16 +81,14 @@ class ProviderController(Controller):
     async def create_provider(
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[ProviderCreate]
     ) -> ProviderRead:
-        return provider_read(
-            await providers.create_provider(session=db, actor=principal, data=given(data), now=now)
-        )
+        return provider_read(await providers.create_provider(session=db, actor=principal, data=data, now=now))
 
     @patch("/{provider_id:int}", opt=ADMIN, summary="Change a provider")
     async def update_provider(
         self, db: Db, principal: CurrentPrincipal, provider_id: FromPath[int], data: JSONBody[ProviderUpdate]
     ) -> ProviderRead:
         view = await providers.update_provider(
-            session=db, actor=principal, provider_id=provider_id, changes=given(data)
+            session=db, actor=principal, provider_id=provider_id, changes=data
         )
         return provider_read(view)
 
@@ -155,7 +152,7 @@ class CaregiverController(Controller):
         self, db: Db, principal: CurrentPrincipal, now: Now, data: JSONBody[CaregiverCreate]
     ) -> CaregiverRead:
         return caregiver_read(
-            await caregivers.create_caregiver(session=db, actor=principal, data=given(data), now=now)
+            await caregivers.create_caregiver(session=db, actor=principal, data=data, now=now)
         )
 
     @patch("/{caregiver_id:int}", opt=MANAGE_CAREGIVERS, summary="Change a caregiver")
@@ -167,7 +164,7 @@ class CaregiverController(Controller):
         data: JSONBody[CaregiverUpdate],
     ) -> CaregiverRead:
         row = await caregivers.update_caregiver(
-            session=db, actor=principal, caregiver_id=caregiver_id, changes=given(data)
+            session=db, actor=principal, caregiver_id=caregiver_id, changes=data
         )
         return caregiver_read(row)
 
@@ -182,7 +179,7 @@ class CaregiverController(Controller):
         self, db: Db, principal: CurrentPrincipal, caregiver_id: FromPath[int], data: JSONBody[CertificateIn]
     ) -> CertificateRead:
         cert = await caregivers.add_certificate(
-            session=db, actor=principal, caregiver_id=caregiver_id, data=given(data)
+            session=db, actor=principal, caregiver_id=caregiver_id, data=data
         )
         return certificate_read(cert)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
@@ -20,8 +20,13 @@ from registry.models import (
     SubsidyCategory,
 )
 from registry.schemas.common import Address, Code, IdNumberIn, Notes, Reason, Relation
-from registry.service.elders import BlockedView, ElderView
 
+if TYPE_CHECKING:
+    # The service takes this module's request bodies as its commands; its views appear here only in
+    # the read converters' annotations, so the import is the type checker's alone (no cycle).
+    from registry.service.elders import BlockedView, ElderView
+
+# At most this many emergency contacts per elder, checked on the body and by the service.
 MAX_CONTACTS = 5
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import msgspec
 
 from core.http import Page, component_key
 from core.types import NO_NUL, UNSET, Day, Id32, Input, PhoneIn, Unset
 from registry.schemas.common import Address, Code
-from registry.service.providers import ProviderView
+
+if TYPE_CHECKING:
+    # The service takes this module's request bodies as its commands; its views appear here only in
+    # the read converters' annotations, so the import is the type checker's alone (no cycle).
+    from registry.service.providers import ProviderView
 
 ProviderName = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=NO_NUL)]
 DistrictIds = Annotated[list[Id32], msgspec.Meta(max_length=20)]

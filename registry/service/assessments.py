@@ -4,8 +4,6 @@ stored with their item scores, read by everyone who may see the elder."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,41 +15,41 @@ from core.errors import Invalid, NotFound
 from core.identity.authz import Principal
 from registry.assessment import assess
 from registry.models import Assessment
+from registry.schemas.assessments import AssessmentCreate
 from registry.service.elders import editable_elder, visible_elder
 
 
 async def create_assessment(
-    *, session: AsyncSession, actor: Principal, elder_id: int, data: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, elder_id: int, data: AssessmentCreate, now: dt.datetime
 ) -> Assessment:
-    """Score and store an assessment. ``data`` holds ``items`` (26 scores), ``has_dementia_dx``,
-    ``has_other_mental_dx``, ``recent_incidents`` (one entry per incident in the last 30 days),
-    ``assessor`` and ``assessed_on`` (not in the future, Asia/Shanghai)."""
+    """Score and store an assessment: ``data`` holds the 26 item scores, the diagnoses, the
+    care-risk incidents of the last 30 days (one entry per incident), the assessor and
+    ``assessed_on`` (not in the future, Asia/Shanghai)."""
     elder = await editable_elder(session, actor, elder_id)
-    assessed_on: dt.date = data["assessed_on"]
-    if assessed_on > local_date(now):
+    if data.assessed_on > local_date(now):
         raise Invalid(
-            f"assessed_on {assessed_on.isoformat()} is in the future.",
+            f"assessed_on {data.assessed_on.isoformat()} is in the future.",
             code="assessment.future_date",
             field="assessed_on",
         )
     result = assess(
-        data["items"],
-        has_dementia_dx=data.get("has_dementia_dx", False),
-        has_other_mental_dx=data.get("has_other_mental_dx", False),
-        recent_incidents=data.get("recent_incidents", ()),
-        assessed_on=assessed_on,
+        data.items,
+        has_dementia_dx=data.has_dementia_dx,
+        has_other_mental_dx=data.has_other_mental_dx,
+        recent_incidents=data.recent_incidents,
+        assessed_on=data.assessed_on,
     )
     row = Assessment(
         elder_id=elder.id,
         items=dict(result.items),
-        has_dementia_dx=data.get("has_dementia_dx", False),
-        has_other_mental_dx=data.get("has_other_mental_dx", False),
-        recent_incidents=list(data.get("recent_incidents", ())),
+        has_dementia_dx=data.has_dementia_dx,
+        has_other_mental_dx=data.has_other_mental_dx,
+        recent_incidents=list(data.recent_incidents),
         total=result.total,
         preliminary_level=result.preliminary_level,
         final_level=result.final_level,
-        assessor=data["assessor"],
-        assessed_on=assessed_on,
+        assessor=data.assessor,
+        assessed_on=data.assessed_on,
         valid_until=result.valid_until,
         created_at=now,
     )

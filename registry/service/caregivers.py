@@ -7,10 +7,10 @@ provider's admin manage them (:func:`registry.scope.can_manage_caregivers`).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from core.crud import (
     MAX_BIGINT,
     Paged,
     Window,
+    apply_changes,
     check_range,
     delete_and_audit,
     in_key_range,
@@ -29,7 +30,9 @@ from core.crud import (
 from core.errors import Forbidden, Invalid, NotFound
 from core.identity.authz import Principal
 from core.phone import normalise_phone
+from core.types import Unset, given_or
 from registry.models import Caregiver, Certificate, Provider
+from registry.schemas.caregivers import CaregiverCreate, CaregiverUpdate, CertificateIn
 from registry.scope import can_manage_caregivers, can_see_provider, caregiver_clause
 
 
@@ -67,20 +70,20 @@ def _check_shift(start: dt.time, end: dt.time) -> None:
         )
 
 
-def _certificate(data: Mapping[str, Any]) -> Certificate:
-    check_range(data["issued_on"], data["expires_on"], field="expires_on")
-    if data["kind"] == "eldercare_worker" and data.get("level") is None:
+def _certificate(data: CertificateIn) -> Certificate:
+    check_range(data.issued_on, data.expires_on, field="expires_on")
+    if data.kind == "eldercare_worker" and data.level is None:
         raise Invalid(
             "An elder-care worker (养老护理员) certificate needs its level (1-5).",
             code="certificate.level_required",
             field="level",
         )
     return Certificate(
-        kind=data["kind"],
-        level=data.get("level"),
-        number=data["number"],
-        issued_on=data["issued_on"],
-        expires_on=data["expires_on"],
+        kind=data.kind,
+        level=data.level,
+        number=data.number,
+        issued_on=data.issued_on,
+        expires_on=data.expires_on,
     )
 
 
@@ -107,24 +110,33 @@ async def get_caregiver(*, session: AsyncSession, actor: Principal, caregiver_id
 
 
 async def create_caregiver(
-    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, data: CaregiverCreate, now: dt.datetime
 ) -> Caregiver:
     """Register a caregiver; a provider admin's caregivers always belong to their own provider."""
-    values = dict(data)
-    provider_id = values.get("provider_id") or actor.provider_id
+    provider_id = data.provider_id or actor.provider_id
     if provider_id is None:
         raise Invalid("provider_id is required.", code="validation.required", field="provider_id")
     await require_ref(session, Provider, provider_id, field="provider_id", what="provider")
     if not can_manage_caregivers(actor, provider_id=provider_id):
         raise Forbidden("You may register caregivers only for your own provider.", code="scope.provider")
-    _check_shift(values["shift_start"], values["shift_end"])
-    certificates = [_certificate(c) for c in values.pop("certificates", ())]
-    values["provider_id"] = provider_id
-    values["phone"] = normalise_phone(values["phone"])
-    values["skills"] = sorted(set(values.get("skills", ())))
-    if "work_days" in values:
-        values["work_days"] = sorted(set(values["work_days"]))
-    row = Caregiver(**values, certificates=certificates, created_at=now)
+    _check_shift(data.shift_start, data.shift_end)
+    certificates = [_certificate(c) for c in data.certificates]
+    row = Caregiver(
+        provider_id=provider_id,
+        name=data.name,
+        gender=data.gender.value,
+        phone=normalise_phone(data.phone),
+        skills=sorted(set(data.skills)),
+        shift_start=data.shift_start,
+        shift_end=data.shift_end,
+        work_days=sorted(set(data.work_days)),
+        home_lat=data.home_lat,
+        home_lon=data.home_lon,
+        daily_capacity=data.daily_capacity,
+        is_active=data.is_active,
+        certificates=certificates,
+        created_at=now,
+    )
     session.add(row)
     await session.flush()
     audit.record(
@@ -134,24 +146,24 @@ async def create_caregiver(
 
 
 async def update_caregiver(
-    *, session: AsyncSession, actor: Principal, caregiver_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, caregiver_id: int, changes: CaregiverUpdate
 ) -> Caregiver:
+    """Change the fields sent; the others keep their value. Moving a caregiver to another provider
+    needs the right to manage that provider's caregivers too."""
     row = await _managed(session, actor, caregiver_id)
-    values = dict(changes)
-    if "provider_id" in values and values["provider_id"] != row.provider_id:
-        await require_ref(session, Provider, values["provider_id"], field="provider_id", what="provider")
-        if not can_manage_caregivers(actor, provider_id=values["provider_id"]):
+    if not isinstance(changes.provider_id, Unset) and changes.provider_id != row.provider_id:
+        await require_ref(session, Provider, changes.provider_id, field="provider_id", what="provider")
+        if not can_manage_caregivers(actor, provider_id=changes.provider_id):
             raise Forbidden("You may move caregivers only within your own provider.", code="scope.provider")
-    _check_shift(values.get("shift_start", row.shift_start), values.get("shift_end", row.shift_end))
-    if "phone" in values:
-        values["phone"] = normalise_phone(values["phone"])
-    if "skills" in values:
-        values["skills"] = sorted(set(values["skills"]))
-    if "work_days" in values:
-        values["work_days"] = sorted(set(values["work_days"]))
+    _check_shift(given_or(changes.shift_start, row.shift_start), given_or(changes.shift_end, row.shift_end))
+    if not isinstance(changes.phone, Unset):
+        changes = msgspec.structs.replace(changes, phone=normalise_phone(changes.phone))
+    if not isinstance(changes.skills, Unset):
+        changes = msgspec.structs.replace(changes, skills=sorted(set(changes.skills)))
+    if not isinstance(changes.work_days, Unset):
+        changes = msgspec.structs.replace(changes, work_days=sorted(set(changes.work_days)))
     before = _snapshot(row)
-    for key, value in values.items():
-        setattr(row, key, value)
+    apply_changes(row, changes)
     await session.flush()
     after = _snapshot(row)
     if after != before:
@@ -174,7 +186,7 @@ async def delete_caregiver(*, session: AsyncSession, actor: Principal, caregiver
 
 
 async def add_certificate(
-    *, session: AsyncSession, actor: Principal, caregiver_id: int, data: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, caregiver_id: int, data: CertificateIn
 ) -> Certificate:
     row = await _managed(session, actor, caregiver_id)
     cert = _certificate(data)

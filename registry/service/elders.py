@@ -16,7 +16,7 @@ not leak; a record they see but may not change gives 403.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -41,6 +41,7 @@ from core.identity.authz import Principal
 from core.identity.models import Role
 from core.phone import normalise_phone
 from core.policy import policy_number
+from core.types import given, given_or
 from registry.idcard import age_on, validate_id_number
 from registry.models import (
     Assessment,
@@ -54,6 +55,16 @@ from registry.models import (
     EmergencyContact,
     LtcCoverage,
 )
+from registry.schemas.elders import (
+    MAX_CONTACTS,
+    CategoryIn,
+    CategoryUpdate,
+    ContactIn,
+    ElderCreate,
+    ElderUpdate,
+    LtcIn,
+    LtcUpdate,
+)
 from registry.scope import (
     can_edit_elder,
     can_manage_blocklist,
@@ -66,7 +77,6 @@ from registry.scope import (
 )
 from registry.service.places import district_of_community
 
-MAX_CONTACTS = 5
 MIN_AGE_POLICY = "registry.min_age"
 Child = TypeVar("Child", ElderCategory, LtcCoverage)
 
@@ -197,13 +207,11 @@ async def _place(session: AsyncSession, community_id: int) -> tuple[Community, i
     return community, await district_of_community(session, community)
 
 
-def _contacts(rows: Sequence[Mapping[str, Any]]) -> list[EmergencyContact]:
+def _contacts(rows: Sequence[ContactIn]) -> list[EmergencyContact]:
     if len(rows) > MAX_CONTACTS:
         raise Invalid(f"At most {MAX_CONTACTS} emergency contacts.", code="contacts.too_many")
     return [
-        EmergencyContact(
-            position=i, name=row["name"], relation=row["relation"], phone=normalise_phone(row["phone"])
-        )
+        EmergencyContact(position=i, name=row.name, relation=row.relation, phone=normalise_phone(row.phone))
         for i, row in enumerate(rows, start=1)
     ]
 
@@ -328,50 +336,49 @@ async def get_elder(*, session: AsyncSession, actor: Principal, elder_id: int, n
 
 
 async def create_elder(
-    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, data: ElderCreate, now: dt.datetime
 ) -> ElderView:
     """Register an elder. ``gender`` and ``birth_on`` default to what the ID number encodes; when
     given they must agree with it. ``lat``/``lon`` default to the community's centre."""
     today = local_date(now)
-    parsed = validate_id_number(data["id_number"], today=today)
-    gender = data.get("gender") or parsed.gender
-    birth_on = data.get("birth_on") or parsed.birth_on
+    parsed = validate_id_number(data.id_number, today=today)
+    gender = data.gender.value if data.gender else parsed.gender
+    birth_on = data.birth_on or parsed.birth_on
     id_number = _check_identity(parsed.value, gender, birth_on, today)
-    await _check_age(session, birth_on, today, disabled=bool(data.get("ltc_coverages")))
-    community, district_id = await _place(session, data["community_id"])
+    await _check_age(session, birth_on, today, disabled=bool(data.ltc_coverages))
+    community, district_id = await _place(session, data.community_id)
     _require_edit(actor, district_id)
     await _unique_id_number(session, id_number)
-    for row in data.get("categories", ()):
-        check_range(row["valid_from"], row.get("valid_to"))
-    for row in data.get("ltc_coverages", ()):
-        check_range(row["valid_from"], row.get("valid_to"))
-    phone = data.get("phone")
+    for category in data.categories:
+        check_range(category.valid_from, category.valid_to)
+    for coverage in data.ltc_coverages:
+        check_range(coverage.valid_from, coverage.valid_to)
     elder = Elder(
-        name=data["name"],
+        name=data.name,
         gender=gender,
         birth_on=birth_on,
         id_number=id_number,
-        phone=normalise_phone(phone) if phone else None,
-        address=data["address"],
-        lat=data["lat"] if data.get("lat") is not None else community.lat,
-        lon=data["lon"] if data.get("lon") is not None else community.lon,
+        phone=normalise_phone(data.phone) if data.phone else None,
+        address=data.address,
+        lat=data.lat if data.lat is not None else community.lat,
+        lon=data.lon if data.lon is not None else community.lon,
         community_id=community.id,
         district_id=district_id,
-        living_situation=data["living_situation"],
-        has_dementia=data.get("has_dementia", False),
-        allows_any_gender_bathing=data.get("allows_any_gender_bathing", False),
-        medical_notes=data.get("medical_notes", ""),
+        living_situation=data.living_situation.value,
+        has_dementia=data.has_dementia,
+        allows_any_gender_bathing=data.allows_any_gender_bathing,
+        medical_notes=data.medical_notes,
         status=ElderStatus.ACTIVE.value,
         created_at=now,
         updated_at=now,
-        contacts=_contacts(data.get("contacts", ())),
+        contacts=_contacts(data.contacts),
         categories=[
-            ElderCategory(category=r["category"], valid_from=r["valid_from"], valid_to=r.get("valid_to"))
-            for r in data.get("categories", ())
+            ElderCategory(category=r.category.value, valid_from=r.valid_from, valid_to=r.valid_to)
+            for r in data.categories
         ],
         ltc_coverages=[
-            LtcCoverage(policy_no=r["policy_no"], valid_from=r["valid_from"], valid_to=r.get("valid_to"))
-            for r in data.get("ltc_coverages", ())
+            LtcCoverage(policy_no=r.policy_no, valid_from=r.valid_from, valid_to=r.valid_to)
+            for r in data.ltc_coverages
         ],
     )
     session.add(elder)
@@ -383,13 +390,13 @@ async def create_elder(
 
 
 async def update_elder(
-    *, session: AsyncSession, actor: Principal, elder_id: int, changes: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, elder_id: int, changes: ElderUpdate, now: dt.datetime
 ) -> ElderView:
-    """Change master data; moving to another community re-derives the district (which the actor
-    must also be allowed to edit)."""
+    """Change the master data sent (fields left unset keep their value); moving to another community
+    re-derives the district (which the actor must also be allowed to edit)."""
     elder = await editable_elder(session, actor, elder_id)
     today = local_date(now)
-    values = dict(changes)
+    values = given(changes)
     if {"id_number", "gender", "birth_on"} & values.keys():
         values["id_number"] = _check_identity(
             values.get("id_number", elder.id_number),
@@ -481,7 +488,7 @@ async def replace_contacts(
     session: AsyncSession,
     actor: Principal,
     elder_id: int,
-    contacts: Sequence[Mapping[str, Any]],
+    contacts: Sequence[ContactIn],
     now: dt.datetime,
 ) -> list[EmergencyContact]:
     """Replace the ordered emergency contacts (first = called first). Families may maintain them
@@ -567,15 +574,13 @@ def _check_category_overlap(
 
 
 async def add_category(
-    *, session: AsyncSession, actor: Principal, elder_id: int, data: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, elder_id: int, data: CategoryIn
 ) -> ElderCategory:
     """Add a subsidy category held from ``valid_from`` to ``valid_to`` (inclusive; None = open)."""
     elder = await editable_elder(session, actor, elder_id)
-    check_range(data["valid_from"], data.get("valid_to"))
-    _check_category_overlap(elder, data["category"], data["valid_from"], data.get("valid_to"), None)
-    row = ElderCategory(
-        category=data["category"], valid_from=data["valid_from"], valid_to=data.get("valid_to")
-    )
+    check_range(data.valid_from, data.valid_to)
+    _check_category_overlap(elder, data.category.value, data.valid_from, data.valid_to, None)
+    row = ElderCategory(category=data.category.value, valid_from=data.valid_from, valid_to=data.valid_to)
     elder.categories.append(row)
     await session.flush()
     audit.record(
@@ -590,13 +595,13 @@ async def add_category(
 
 
 async def update_category(
-    *, session: AsyncSession, actor: Principal, elder_id: int, category_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, elder_id: int, category_id: int, changes: CategoryUpdate
 ) -> ElderCategory:
     elder = await editable_elder(session, actor, elder_id)
     row: ElderCategory = await _child(session, ElderCategory, elder, category_id, "elder_category")
-    category = changes.get("category", row.category)
-    start = changes.get("valid_from", row.valid_from)
-    end = changes.get("valid_to", row.valid_to)
+    category = str(given_or(changes.category, row.category))  # a StrEnum's str() is its value
+    start = given_or(changes.valid_from, row.valid_from)
+    end = given_or(changes.valid_to, row.valid_to)
     check_range(start, end)
     _check_category_overlap(elder, category, start, end, row.id)
     before = audit.snapshot(row)
@@ -619,15 +624,13 @@ def _check_ltc_overlap(elder: Elder, start: dt.date, end: dt.date | None, skip: 
 
 
 async def add_ltc_coverage(
-    *, session: AsyncSession, actor: Principal, elder_id: int, data: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, elder_id: int, data: LtcIn
 ) -> LtcCoverage:
     """Add long-term-care insurance (长护险) coverage; coverages of one elder may not overlap."""
     elder = await editable_elder(session, actor, elder_id)
-    check_range(data["valid_from"], data.get("valid_to"))
-    _check_ltc_overlap(elder, data["valid_from"], data.get("valid_to"), None)
-    row = LtcCoverage(
-        policy_no=data["policy_no"], valid_from=data["valid_from"], valid_to=data.get("valid_to")
-    )
+    check_range(data.valid_from, data.valid_to)
+    _check_ltc_overlap(elder, data.valid_from, data.valid_to, None)
+    row = LtcCoverage(policy_no=data.policy_no, valid_from=data.valid_from, valid_to=data.valid_to)
     elder.ltc_coverages.append(row)
     await session.flush()
     audit.record(
@@ -642,16 +645,16 @@ async def add_ltc_coverage(
 
 
 async def update_ltc_coverage(
-    *, session: AsyncSession, actor: Principal, elder_id: int, coverage_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, elder_id: int, coverage_id: int, changes: LtcUpdate
 ) -> LtcCoverage:
     elder = await editable_elder(session, actor, elder_id)
     row: LtcCoverage = await _child(session, LtcCoverage, elder, coverage_id, "ltc_coverage")
-    start = changes.get("valid_from", row.valid_from)
-    end = changes.get("valid_to", row.valid_to)
+    start = given_or(changes.valid_from, row.valid_from)
+    end = given_or(changes.valid_to, row.valid_to)
     check_range(start, end)
     _check_ltc_overlap(elder, start, end, row.id)
     before = audit.snapshot(row)
-    row.policy_no = changes.get("policy_no", row.policy_no)
+    row.policy_no = given_or(changes.policy_no, row.policy_no)
     row.valid_from, row.valid_to = start, end
     return await _updated(session, actor, row, "ltc_coverage", before)
 

@@ -8,10 +8,9 @@ together with a link to such an elder; a family member sees their own record.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +30,9 @@ from core.errors import Conflict, Invalid, NotFound
 from core.identity.authz import Principal
 from core.identity.models import Role
 from core.phone import normalise_phone
+from core.types import Unset
 from registry.models import Elder, ElderGuardian, Guardian
+from registry.schemas.guardians import GuardianCreate, GuardianUpdate
 from registry.scope import can_see_guardian, guardian_clause
 from registry.service.elders import editable_elder, visible_elder
 
@@ -107,11 +108,11 @@ async def get_guardian(*, session: AsyncSession, actor: Principal, guardian_id: 
 
 
 async def create_guardian(
-    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, data: GuardianCreate, now: dt.datetime
 ) -> GuardianView:
     """Create a guardian, optionally linked at once to ``elder_id`` (required for civil-affairs
     officers, whose guardians must belong to an elder in their districts)."""
-    elder_id = data.get("elder_id")
+    elder_id = data.elder_id
     if elder_id is None and actor.role != Role.ADMIN:
         raise Invalid(
             "elder_id is required: link the guardian to one of your elders.",
@@ -119,7 +120,7 @@ async def create_guardian(
             field="elder_id",
         )
     elder = await editable_elder(session, actor, elder_id) if elder_id is not None else None
-    guardian = Guardian(name=data["name"], phone=normalise_phone(data["phone"]), created_at=now)
+    guardian = Guardian(name=data.name, phone=normalise_phone(data.phone), created_at=now)
     session.add(guardian)
     await session.flush()
     audit.record(
@@ -136,20 +137,20 @@ async def create_guardian(
             actor,
             elder,
             guardian,
-            relation=data.get("relation") or "family",
-            is_primary=bool(data.get("is_primary", False)),
+            relation=data.relation or "family",
+            is_primary=data.is_primary,
         )
     return GuardianView(guardian, await _elder_ids(session, guardian.id))
 
 
 async def update_guardian(
-    *, session: AsyncSession, actor: Principal, guardian_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, guardian_id: int, changes: GuardianUpdate
 ) -> GuardianView:
+    """Change the fields sent; the others keep their value."""
     guardian = await _visible(session, actor, guardian_id)
-    values = dict(changes)
-    if "phone" in values:
-        values["phone"] = normalise_phone(values["phone"])
-    await update_and_audit(session, guardian, values, actor=actor, entity="guardian")
+    if not isinstance(changes.phone, Unset):
+        changes = msgspec.structs.replace(changes, phone=normalise_phone(changes.phone))
+    await update_and_audit(session, guardian, changes, actor=actor, entity="guardian")
     return GuardianView(guardian, await _elder_ids(session, guardian.id))
 
 

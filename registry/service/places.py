@@ -5,9 +5,7 @@ Everyone signed in reads them; only admins change them (route rules enforce the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +23,16 @@ from core.crud import (
 )
 from core.errors import Conflict
 from core.identity.authz import Principal
+from core.types import Unset, given
 from registry.models import Community, District, Elder, Street
+from registry.schemas.places import (
+    CommunityCreate,
+    CommunityUpdate,
+    DistrictCreate,
+    DistrictUpdate,
+    StreetCreate,
+    StreetUpdate,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +59,17 @@ async def _unique_code(session: AsyncSession, model: type[District | Street | Co
         raise Conflict(f"Code {code} is already used.", code="conflict.duplicate", field="code")
 
 
-async def create_district(*, session: AsyncSession, actor: Principal, data: Mapping[str, Any]) -> District:
-    await _unique_code(session, District, data["code"])
-    return await add_and_audit(session, District(**data), actor=actor, entity="district")
+async def create_district(*, session: AsyncSession, actor: Principal, data: DistrictCreate) -> District:
+    await _unique_code(session, District, data.code)
+    return await add_and_audit(session, District(**given(data)), actor=actor, entity="district")
 
 
 async def update_district(
-    *, session: AsyncSession, actor: Principal, district_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, district_id: int, changes: DistrictUpdate
 ) -> District:
     district = await get_or_404(session, District, district_id, what="district")
-    if "code" in changes and changes["code"] != district.code:
-        await _unique_code(session, District, changes["code"])
+    if not isinstance(changes.code, Unset) and changes.code != district.code:
+        await _unique_code(session, District, changes.code)
     return await update_and_audit(session, district, changes, actor=actor, entity="district")
 
 
@@ -91,22 +98,22 @@ async def get_street(*, session: AsyncSession, street_id: int) -> Street:
     return await get_or_404(session, Street, street_id, what="street")
 
 
-async def create_street(*, session: AsyncSession, actor: Principal, data: Mapping[str, Any]) -> Street:
-    await require_ref(session, District, data["district_id"], field="district_id", what="district")
-    await _unique_code(session, Street, data["code"])
-    return await add_and_audit(session, Street(**data), actor=actor, entity="street")
+async def create_street(*, session: AsyncSession, actor: Principal, data: StreetCreate) -> Street:
+    await require_ref(session, District, data.district_id, field="district_id", what="district")
+    await _unique_code(session, Street, data.code)
+    return await add_and_audit(session, Street(**given(data)), actor=actor, entity="street")
 
 
 async def update_street(
-    *, session: AsyncSession, actor: Principal, street_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, street_id: int, changes: StreetUpdate
 ) -> Street:
     street = await get_or_404(session, Street, street_id, what="street")
-    if "district_id" in changes:
-        await require_ref(session, District, changes["district_id"], field="district_id", what="district")
-    if "code" in changes and changes["code"] != street.code:
-        await _unique_code(session, Street, changes["code"])
+    if not isinstance(changes.district_id, Unset):
+        await require_ref(session, District, changes.district_id, field="district_id", what="district")
+    if not isinstance(changes.code, Unset) and changes.code != street.code:
+        await _unique_code(session, Street, changes.code)
     await update_and_audit(session, street, changes, actor=actor, entity="street")
-    if "district_id" in changes:
+    if not isinstance(changes.district_id, Unset):
         # Elders carry their district (denormalised for scoping): keep it in step.
         await session.execute(
             update(Elder)
@@ -154,22 +161,22 @@ async def district_of_community(session: AsyncSession, community: Community) -> 
     return district_id
 
 
-async def create_community(*, session: AsyncSession, actor: Principal, data: Mapping[str, Any]) -> Community:
-    await require_ref(session, Street, data["street_id"], field="street_id", what="street")
-    await _unique_code(session, Community, data["code"])
-    return await add_and_audit(session, Community(**data), actor=actor, entity="community")
+async def create_community(*, session: AsyncSession, actor: Principal, data: CommunityCreate) -> Community:
+    await require_ref(session, Street, data.street_id, field="street_id", what="street")
+    await _unique_code(session, Community, data.code)
+    return await add_and_audit(session, Community(**given(data)), actor=actor, entity="community")
 
 
 async def update_community(
-    *, session: AsyncSession, actor: Principal, community_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, community_id: int, changes: CommunityUpdate
 ) -> Community:
     community = await get_or_404(session, Community, community_id, what="community")
-    if "street_id" in changes:
-        await require_ref(session, Street, changes["street_id"], field="street_id", what="street")
-    if "code" in changes and changes["code"] != community.code:
-        await _unique_code(session, Community, changes["code"])
+    if not isinstance(changes.street_id, Unset):
+        await require_ref(session, Street, changes.street_id, field="street_id", what="street")
+    if not isinstance(changes.code, Unset) and changes.code != community.code:
+        await _unique_code(session, Community, changes.code)
     await update_and_audit(session, community, changes, actor=actor, entity="community")
-    if "street_id" in changes:
+    if not isinstance(changes.street_id, Unset):
         district_id = await district_of_community(session, community)
         await session.execute(
             update(Elder).where(Elder.community_id == community.id).values(district_id=district_id)

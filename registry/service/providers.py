@@ -7,10 +7,10 @@ Staff see every provider; a provider admin or caregiver only their own
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
+import msgspec
 from sqlalchemy import delete, false, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +31,9 @@ from core.errors import Conflict, NotFound
 from core.identity.authz import STAFF, Principal
 from core.identity.models import Role
 from core.phone import normalise_phone
+from core.types import Unset, given_or
 from registry.models import District, Provider, ProviderDistrict
+from registry.schemas.providers import ProviderCreate, ProviderUpdate
 from registry.scope import can_see_provider
 
 
@@ -122,15 +124,23 @@ async def _check_districts(session: AsyncSession, district_ids: Sequence[int]) -
 
 
 async def create_provider(
-    *, session: AsyncSession, actor: Principal, data: Mapping[str, Any], now: dt.datetime
+    *, session: AsyncSession, actor: Principal, data: ProviderCreate, now: dt.datetime
 ) -> ProviderView:
-    values = dict(data)
-    district_ids = await _check_districts(session, values.pop("district_ids", ()))
-    check_range(values["contract_from"], values.get("contract_to"), field="contract_to")
-    await _unique(session, "name", values["name"])
-    await _unique(session, "licence_no", values["licence_no"])
-    values["phone"] = normalise_phone(values["phone"])
-    provider = Provider(**values, created_at=now)
+    district_ids = await _check_districts(session, data.district_ids)
+    check_range(data.contract_from, data.contract_to, field="contract_to")
+    await _unique(session, "name", data.name)
+    await _unique(session, "licence_no", data.licence_no)
+    provider = Provider(
+        name=data.name,
+        licence_no=data.licence_no,
+        contract_no=data.contract_no,
+        contract_from=data.contract_from,
+        contract_to=data.contract_to,
+        phone=normalise_phone(data.phone),
+        address=data.address,
+        is_active=data.is_active,
+        created_at=now,
+    )
     session.add(provider)
     await session.flush()
     for district_id in district_ids:
@@ -142,21 +152,22 @@ async def create_provider(
 
 
 async def update_provider(
-    *, session: AsyncSession, actor: Principal, provider_id: int, changes: Mapping[str, Any]
+    *, session: AsyncSession, actor: Principal, provider_id: int, changes: ProviderUpdate
 ) -> ProviderView:
+    """Change the fields sent; the others keep their value."""
     provider = await visible_provider(session, actor, provider_id)
-    values = dict(changes)
-    for field in ("name", "licence_no"):
-        if field in values:
-            await _unique(session, field, values[field], except_id=provider.id)
-    if "phone" in values:
-        values["phone"] = normalise_phone(values["phone"])
+    if not isinstance(changes.name, Unset):
+        await _unique(session, "name", changes.name, except_id=provider.id)
+    if not isinstance(changes.licence_no, Unset):
+        await _unique(session, "licence_no", changes.licence_no, except_id=provider.id)
+    if not isinstance(changes.phone, Unset):
+        changes = msgspec.structs.replace(changes, phone=normalise_phone(changes.phone))
     check_range(
-        values.get("contract_from", provider.contract_from),
-        values.get("contract_to", provider.contract_to),
+        given_or(changes.contract_from, provider.contract_from),
+        given_or(changes.contract_to, provider.contract_to),
         field="contract_to",
     )
-    await update_and_audit(session, provider, values, actor=actor, entity="provider")
+    await update_and_audit(session, provider, changes, actor=actor, entity="provider")
     return ProviderView(provider, (await _districts_of(session, [provider.id]))[provider.id])
 
 

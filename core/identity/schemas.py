@@ -1,16 +1,22 @@
-"""Users, roles (DOMAIN §9) and scopes."""
+"""Users, roles (DOMAIN §9) and scopes: the request bodies of ``/api/v1/users``, which the user
+service (:mod:`core.identity.users`) takes as its commands, and the user as the API shows it."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
+from core.http import Page, component_key
 from core.identity.models import Role
 from core.identity.passwords import Password
-from core.identity.users import UserView
 from core.types import UNSET, Id32, Id64, Input, Name, PhoneIn, Unset
+
+if TYPE_CHECKING:
+    # The service takes this module's request bodies as its commands; its view appears here only in
+    # the read converter's annotation, so the import is the type checker's alone (no cycle).
+    from core.identity.users import UserView
 
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.\-]{2,39}$")]
 Locale = Literal["zh-CN", "en"]
@@ -105,3 +111,8 @@ def user_read(v: UserView) -> UserRead:
         password_change_required=u.password_change_required,
         created_at=u.created_at,
     )
+
+
+# The paged list keeps the OpenAPI component name it had when these schemas were in api/schemas/
+# (clients see it; see core.http.component_key).
+UserPage = Annotated[Page[UserRead], component_key("Page_api.schemas.users.UserRead_")]
