@@ -1,4 +1,7 @@
-"""Shared helpers for the registry API tests: an in-loop HTTP client and demo-data lookups.
+"""Shared helpers for the API tests: an in-loop HTTP client (and the ``client`` fixture that the
+packages' ``conftest.py`` files expose), request bodies, problem codes, and lookups of the demo data
+for the tests that are about it (a test that only needs some elder or some account makes its own
+with :mod:`tests.factories`).
 
 The client runs the app in the test's own event loop (``httpx.ASGITransport``), so its requests
 share the test's rolled-back connection. (Litestar's ``AsyncTestClient`` runs the app on a portal
@@ -8,22 +11,23 @@ thread with its own loop, where the test's asyncpg connection cannot be used.)
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.identity.authz import Principal
-from core.identity.models import AppUser, AuthSession
-from core.identity.sessions import principal_for_user, token_hash
+from core.identity.models import AppUser
+from core.identity.sessions import principal_for_user
 from core.settings import Settings
 from registry.idcard import make_id_number
 from registry.models import Community, District, Elder, Street
 from registry.scope import SCOPE_LOADERS
 from tests.conftest import TEST_NOW
+from tests.factories import open_session
 
 # Not an IP address: the app then sees no client address and applies no per-address login limit.
 IN_PROCESS_CLIENT = ("testclient", 50000)
@@ -43,6 +47,16 @@ def make_client(
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
+@pytest.fixture
+async def client(
+    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in the test's transaction, from a client with no IP address: the per-address
+    sign-in limit never applies."""
+    async with make_client(test_settings, sessionmaker) as c:
+        yield c
+
+
 async def principal_of(db: AsyncSession, username: str) -> Principal:
     user = await db.scalar(select(AppUser).where(AppUser.username == username))
     assert user is not None, username
@@ -54,17 +68,9 @@ async def headers_for(db: AsyncSession, username: str) -> dict[str, str]:
     every test (the login route itself is covered in test_api_auth)."""
     user_id = await db.scalar(select(AppUser.id).where(AppUser.username == username))
     assert user_id is not None, username
-    token = secrets.token_urlsafe(32)
-    db.add(
-        AuthSession(
-            token_hash=token_hash(token),
-            user_id=user_id,
-            created_at=TEST_NOW,
-            expires_at=TEST_NOW + dt.timedelta(hours=1),
-        )
-    )
+    headers = await open_session(db, user_id)
     await db.commit()
-    return {"Authorization": f"Bearer {token}"}
+    return headers
 
 
 async def district_id(db: AsyncSession, code: str) -> int:

@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import AuditLog
-from core.identity.models import AppUser
-from core.settings import Settings
-from registry.models import Caregiver, Provider
-from tests.conftest import DEMO_PASSWORD, TEST_NOW
-from tests.support.registry import district_id, headers_for, make_client, problem_code
+from core.identity.models import AppUser, Role
+from tests.conftest import TEST_NOW
+from tests.factories import HANCHUAN, XIAONAN, Factory
+from tests.support.registry import problem_code
 
 pytestmark = pytest.mark.integration
 PASSWORD = "a-long-test-passphrase"
-
-
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
 
 
 async def login(client: httpx.AsyncClient, username: str, password: str = PASSWORD) -> dict[str, str]:
@@ -37,10 +27,11 @@ async def login(client: httpx.AsyncClient, username: str, password: str = PASSWO
 
 
 async def test_admin_creates_a_scoped_user_who_can_sign_in(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    admin = await headers_for(db, "demo_admin")
-    hanchuan = await district_id(db, "420984")
+    admin = (await make.admin()).headers
+    hanchuan = (await make.district(HANCHUAN)).id
+    await make.elder(HANCHUAN)
     body: dict[str, Any] = {
         "username": "ca_hanchuan",
         "display_name": "汉川民政",
@@ -92,11 +83,12 @@ async def test_admin_creates_a_scoped_user_who_can_sign_in(
     assert (await client.delete(f"/api/v1/users/{user['id']}", headers=admin)).status_code == 204
 
 
-async def test_roles_carry_exactly_their_scope(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    provider_id = await db.scalar(select(Provider.id).limit(1))
-    caregiver = await db.scalar(select(Caregiver).order_by(Caregiver.id.desc()).limit(1))
-    assert caregiver is not None
+async def test_roles_carry_exactly_their_scope(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    admin = (await make.admin()).headers
+    provider_id = (await make.provider()).id
+    caregiver = await make.caregiver(await make.provider())
     base = {"display_name": "测试", "password": PASSWORD}
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({"username": "user1", "role": "provider_admin"}, 422, "user.scope_missing"),
@@ -131,26 +123,25 @@ async def test_roles_carry_exactly_their_scope(client: httpx.AsyncClient, db: As
     assert (promoted.json()["caregiver_id"], promoted.json()["provider_id"]) == (None, provider_id)
 
 
-async def test_user_admin_guards(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    me = await db.scalar(select(AppUser.id).where(AppUser.username == "demo_admin"))
+async def test_user_admin_guards(client: httpx.AsyncClient, db: AsyncSession, make: Factory) -> None:
+    admin_account = await make.admin()
+    admin, me = admin_account.headers, admin_account.user_id
     demoted = await client.patch(f"/api/v1/users/{me}", json={"role": "operator"}, headers=admin)
     assert (demoted.status_code, problem_code(demoted)) == (409, "user.self")
     assert (await client.delete(f"/api/v1/users/{me}", headers=admin)).status_code == 409
     # Users with history stay (the audit trail must keep naming them); deactivate them instead.
-    civil_id = await db.scalar(select(AppUser.id).where(AppUser.username == "demo_civil_affairs"))
-    civil = await headers_for(db, "demo_civil_affairs")
-    elder_id = (await client.get("/api/v1/elders", params={"limit": 1}, headers=civil)).json()["items"][0][
-        "id"
-    ]
+    officer = await make.civil_affairs(XIAONAN)
+    civil_id, civil = officer.user_id, officer.headers
+    elder_id = (await make.elder(XIAONAN)).id
     await client.get(f"/api/v1/elders/{elder_id}", headers=civil)  # an audited read
     kept = await client.delete(f"/api/v1/users/{civil_id}", headers=admin)
     assert (kept.status_code, problem_code(kept)) == (409, "user.has_history")
     # Only admins manage users.
     assert (await client.get("/api/v1/users", headers=civil)).status_code == 403
 
-    locked = await db.scalar(select(AppUser).where(AppUser.username == "demo_operator"))
-    assert locked is not None
+    locked = (await make.account(Role.OPERATOR)).user
+    locked.failed_logins, locked.locked_until = 5, TEST_NOW + dt.timedelta(minutes=5)
+    await db.flush()
     r = await client.patch(f"/api/v1/users/{locked.id}", json={"unlock": True}, headers=admin)
     assert (r.json()["failed_logins"], r.json()["locked_until"]) == (0, None)
     listed = (await client.get("/api/v1/users", params={"role": "civil_affairs"}, headers=admin)).json()
@@ -165,15 +156,16 @@ async def _user(db: AsyncSession, username: str) -> AppUser:
     return user
 
 
-async def test_an_admin_unlocks_a_locked_account_audited(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
+async def test_an_admin_unlocks_a_locked_account_audited(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    admin = (await make.admin()).headers
+    name = (await make.account(Role.OPERATOR, password=PASSWORD)).user.username
     for _ in range(5):
-        await client.post("/api/v1/auth/login", json={"login": "demo_operator", "password": "wrong-guess"})
-    operator = await _user(db, "demo_operator")
+        await client.post("/api/v1/auth/login", json={"login": name, "password": "wrong-guess"})
+    operator = await _user(db, name)
     assert operator.locked_until is not None
-    refused = await client.post(
-        "/api/v1/auth/login", json={"login": "demo_operator", "password": DEMO_PASSWORD}
-    )
+    refused = await client.post("/api/v1/auth/login", json={"login": name, "password": PASSWORD})
     assert (refused.status_code, problem_code(refused)) == (423, "auth.locked")
 
     r = await client.post(f"/api/v1/users/{operator.id}/unlock", headers=admin)
@@ -188,38 +180,41 @@ async def test_an_admin_unlocks_a_locked_account_audited(client: httpx.AsyncClie
         5,
         {"failed_logins": 0, "locked_until": None},
     )
-    signed_in = await client.post(
-        "/api/v1/auth/login", json={"login": "demo_operator", "password": DEMO_PASSWORD}
-    )
+    signed_in = await client.post("/api/v1/auth/login", json={"login": name, "password": PASSWORD})
     assert signed_in.status_code == 200
 
 
-async def test_only_admins_unlock_or_reset(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    target = await _user(db, "demo_caregiver")
-    for role in ("operator", "supervisor", "civil_affairs", "provider_admin", "caregiver", "family"):
-        h = await headers_for(db, f"demo_{role}")
+async def test_only_admins_unlock_or_reset(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    target = (await make.account(Role.CAREGIVER)).user
+    target_hash = target.password_hash
+    for role in (Role.OPERATOR, Role.SUPERVISOR, Role.CIVIL_AFFAIRS, Role.PROVIDER_ADMIN, Role.CAREGIVER,
+                 Role.FAMILY):  # fmt: skip
+        h = (await make.account(role)).headers
         unlock = await client.post(f"/api/v1/users/{target.id}/unlock", headers=h)
         reset = await client.post(f"/api/v1/users/{target.id}/password", json={}, headers=h)
         assert (unlock.status_code, reset.status_code) == (403, 403), role
     assert (await client.post(f"/api/v1/users/{target.id}/unlock")).status_code == 401
-    admin = await headers_for(db, "demo_admin")
+    me = await make.admin()
+    admin = me.headers
     missing = await client.post("/api/v1/users/999999999/password", json={}, headers=admin)
     assert (missing.status_code, problem_code(missing)) == (404, "user.not_found")
-    me = await _user(db, "demo_admin")
-    own = await client.post(f"/api/v1/users/{me.id}/password", json={}, headers=admin)
+    own = await client.post(f"/api/v1/users/{me.user_id}/password", json={}, headers=admin)
     assert (own.status_code, problem_code(own)) == (409, "user.self")
     # Nothing changed for the target.
-    assert (await _user(db, "demo_caregiver")).password_hash == target.password_hash
+    assert (await _user(db, target.username)).password_hash == target_hash
 
 
 async def test_an_admin_reset_ends_every_session_and_requires_a_new_password(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    admin = await headers_for(db, "demo_admin")
-    user = await _user(db, "demo_civil_affairs")
+    admin = (await make.admin()).headers
+    officer = await make.account(Role.CIVIL_AFFAIRS, password=PASSWORD)
+    user, name = officer.user, officer.user.username
     user.locked_until = TEST_NOW + dt.timedelta(minutes=5)
     await db.commit()
-    sessions = [await headers_for(db, "demo_civil_affairs") for _ in range(2)]
+    sessions = [officer.headers, await make.headers(user)]
 
     r = await client.post(f"/api/v1/users/{user.id}/password", json={}, headers=admin)
     assert r.status_code == 200, r.text
@@ -237,13 +232,9 @@ async def test_an_admin_reset_ends_every_session_and_requires_a_new_password(
     assert temporary not in str(audit.after)
 
     # The old password is gone, the lock is cleared; the temporary one signs in to change it.
-    old = await client.post(
-        "/api/v1/auth/login", json={"login": "demo_civil_affairs", "password": DEMO_PASSWORD}
-    )
+    old = await client.post("/api/v1/auth/login", json={"login": name, "password": PASSWORD})
     assert old.status_code == 401
-    signed = await client.post(
-        "/api/v1/auth/login", json={"login": "demo_civil_affairs", "password": temporary}
-    )
+    signed = await client.post("/api/v1/auth/login", json={"login": name, "password": temporary})
     assert signed.status_code == 200, signed.text
     assert signed.json()["password_change_required"] is True
     h = {"Authorization": f"Bearer {signed.json()['access_token']}"}
@@ -264,7 +255,5 @@ async def test_an_admin_reset_ends_every_session_and_requires_a_new_password(
     )
     assert (r.status_code, r.json()["temporary_password"]) == (200, None)
     assert (await client.get("/api/v1/auth/me", headers=h)).status_code == 401
-    again = await client.post(
-        "/api/v1/auth/login", json={"login": "demo_civil_affairs", "password": "chosen-by-the-admin"}
-    )
+    again = await client.post("/api/v1/auth/login", json={"login": name, "password": "chosen-by-the-admin"})
     assert again.json()["password_change_required"] is True

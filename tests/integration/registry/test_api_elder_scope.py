@@ -9,30 +9,26 @@ masked ID number gets no birth date that would rebuild it, and the mask hides wh
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 from sqlalchemy import func, select, union, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.clock import local_date
-from core.identity.models import AppUser, Role
+from core.identity.models import Role
 from core.policy import PolicyValue
-from core.settings import Settings
 from dispatch.models import ServiceOrder, Visit
 from registry.idcard import age_on, mask_id_number
-from registry.models import Assessment, Caregiver, District, Elder, Provider, ProviderDistrict
+from registry.models import Assessment, Elder, Provider
 from registry.scope import RECENT_VISITS_POLICY
 from tests.conftest import TEST_NOW
-from tests.support.registry import elder_in, headers_for, make_client, principal_of, problem_code
+from tests.factories import TODAY, XIAONAN, Factory
+from tests.support.registry import headers_for, principal_of, problem_code
 
 pytestmark = pytest.mark.integration
 
-TODAY = local_date(TEST_NOW)
 DAY = dt.timedelta(days=1)
-XIAONAN = "420902"
 # Exactly the fields of the care view (DOMAIN §9: what a visit needs).
 CARE_FIELDS = {
     "view", "id", "name", "gender", "age", "phone", "address", "lat", "lon", "community_id",
@@ -41,65 +37,26 @@ CARE_FIELDS = {
 }  # fmt: skip
 
 
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
-
-
-_n = iter(range(1, 10**6))
-
-
 @dataclass(frozen=True, slots=True)
 class Account:
     headers: dict[str, str]
-    provider_id: int
+    provider: Provider
     caregiver_id: int | None = None
 
-
-async def _login_for(db: AsyncSession, user: AppUser) -> dict[str, str]:
-    db.add(user)
-    await db.flush()
-    return await headers_for(db, user.username)
+    @property
+    def provider_id(self) -> int:
+        return self.provider.id
 
 
-async def new_provider_admin(db: AsyncSession, *, serves: str = XIAONAN) -> Account:
+async def new_provider_admin(make: Factory, *, serves: str = XIAONAN) -> Account:
     """A provider contracted to serve the district ``serves`` (hundreds of elders), with no orders."""
-    n = next(_n)
-    provider = Provider(
-        name=f"范围测试机构{n}",
-        licence_no=f"T-SCOPE-{n}",
-        contract_no=f"C-SCOPE-{n}",
-        contract_from=dt.date(2026, 1, 1),
-        phone="07120000000",
-        address="测试路1号",
-    )
-    db.add(provider)
-    await db.flush()
-    district = await db.scalar(select(District.id).where(District.code == serves))
-    db.add(ProviderDistrict(provider_id=provider.id, district_id=district))
-    user = AppUser(
-        username=f"scope_pa_{n}", display_name="范围", password_hash="x", role=Role.PROVIDER_ADMIN.value,
-        provider_id=provider.id,
-    )  # fmt: skip
-    return Account(await _login_for(db, user), provider.id)
+    provider = await make.provider(serves)
+    return Account((await make.account(Role.PROVIDER_ADMIN, provider=provider)).headers, provider)
 
 
-async def new_caregiver(db: AsyncSession, provider_id: int) -> Account:
-    n = next(_n)
-    cg = Caregiver(
-        provider_id=provider_id, name=f"范围护理员{n}", gender="F", phone="13800000000",
-        shift_start=dt.time(7), shift_end=dt.time(20), home_lat=30.92, home_lon=113.91,
-    )  # fmt: skip
-    db.add(cg)
-    await db.flush()
-    user = AppUser(
-        username=f"scope_cg_{n}", display_name="范围", password_hash="x", role=Role.CAREGIVER.value,
-        caregiver_id=cg.id, provider_id=provider_id,
-    )  # fmt: skip
-    return Account(await _login_for(db, user), provider_id, cg.id)
+async def new_caregiver(make: Factory, provider: Provider) -> Account:
+    cg = await make.caregiver(provider)
+    return Account((await make.account(Role.CAREGIVER, caregiver=cg)).headers, provider, cg.id)
 
 
 async def add_order(
@@ -180,10 +137,12 @@ async def assert_care_view(client: httpx.AsyncClient, headers: dict[str, str], e
 # --- Caregivers -------------------------------------------------------------------------------------
 
 
-async def test_a_new_caregiver_sees_no_elder(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    provider = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    neighbour = await elder_in(db, XIAONAN)
+async def test_a_new_caregiver_sees_no_elder(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    provider = await new_provider_admin(make)
+    cg = await new_caregiver(make, provider.provider)
+    neighbour = await make.elder(XIAONAN)
     assert await listed_ids(client, cg.headers) == set()
     await assert_hidden(client, db, cg.headers, neighbour.id)
     # The demo caregiver, too, sees only the elders of their own visits (the test data has none).
@@ -192,13 +151,13 @@ async def test_a_new_caregiver_sees_no_elder(client: httpx.AsyncClient, db: Asyn
 
 
 async def test_a_caregiver_sees_the_elder_of_an_upcoming_visit_in_the_care_view(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    provider = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    other_cg = await new_caregiver(db, provider.provider_id)
-    elder = await elder_in(db, XIAONAN)
-    neighbour = await elder_in(db, XIAONAN, exclude={elder.id})
+    provider = await new_provider_admin(make)
+    cg = await new_caregiver(make, provider.provider)
+    other_cg = await new_caregiver(make, provider.provider)
+    elder = await make.elder(XIAONAN)
+    neighbour = await make.elder(XIAONAN)
     await add_order(db, elder, provider_id=provider.provider_id, caregiver_id=cg.caregiver_id)
     # An order of the same provider taken by a colleague opens nothing to this caregiver.
     await add_order(db, neighbour, provider_id=provider.provider_id, caregiver_id=other_cg.caregiver_id)
@@ -213,12 +172,14 @@ async def test_a_caregiver_sees_the_elder_of_an_upcoming_visit_in_the_care_view(
     assert await listed_ids(client, cg.headers, name=neighbour.name[:1]) <= {elder.id}
 
 
-async def test_recent_visits_count_for_the_policy_window(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    provider = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    recent = await elder_in(db, XIAONAN)
-    old = await elder_in(db, XIAONAN, exclude={recent.id})
-    cancelled = await elder_in(db, XIAONAN, exclude={recent.id, old.id})
+async def test_recent_visits_count_for_the_policy_window(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    provider = await new_provider_admin(make)
+    cg = await new_caregiver(make, provider.provider)
+    recent = await make.elder(XIAONAN)
+    old = await make.elder(XIAONAN)
+    cancelled = await make.elder(XIAONAN)
     hour = dt.timedelta(hours=1)
     # Visits of an hour that ended 29 and 31 days ago; an upcoming visit whose order was cancelled.
     await add_order(
@@ -244,13 +205,13 @@ async def test_recent_visits_count_for_the_policy_window(client: httpx.AsyncClie
 
 
 async def test_emergency_contacts_only_while_a_visit_is_under_way(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    provider = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    elder = await elder_in(db, XIAONAN)
+    provider = await new_provider_admin(make)
+    cg = await new_caregiver(make, provider.provider)
+    elder = await make.elder(XIAONAN)
     contacts = [{"name": "王五", "relation": "son", "phone": "13911112222"}]
-    admin = await headers_for(db, "demo_admin")
+    admin = (await make.admin()).headers
     r = await client.put(f"/api/v1/elders/{elder.id}/contacts", json={"contacts": contacts}, headers=admin)
     assert r.status_code == 200, r.text
     order = await add_order(db, elder, provider_id=provider.provider_id, caregiver_id=cg.caregiver_id)
@@ -273,22 +234,22 @@ async def test_emergency_contacts_only_while_a_visit_is_under_way(
 
 
 async def test_a_provider_admin_sees_the_elders_of_its_orders_and_visits_only(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    provider = await new_provider_admin(db)
-    rival = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    ordered = await elder_in(db, XIAONAN)
-    visited = await elder_in(db, XIAONAN, exclude={ordered.id})
-    rivals = await elder_in(db, XIAONAN, exclude={ordered.id, visited.id})
-    neighbour = await elder_in(db, XIAONAN, exclude={ordered.id, visited.id, rivals.id})
+    provider = await new_provider_admin(make)
+    rival = await new_provider_admin(make)
+    cg = await new_caregiver(make, provider.provider)
+    ordered = await make.elder(XIAONAN)
+    visited = await make.elder(XIAONAN)
+    rivals = await make.elder(XIAONAN)
+    neighbour = await make.elder(XIAONAN)
     # An order not yet dispatched but placed with the provider, and a visit long past (history).
     await add_order(db, ordered, provider_id=provider.provider_id, state="created", visit=False)
     await add_order(
         db, visited, provider_id=provider.provider_id, caregiver_id=cg.caregiver_id,
         start=TEST_NOW - 200 * DAY, state="rated",
     )  # fmt: skip
-    rival_cg = await new_caregiver(db, rival.provider_id)
+    rival_cg = await new_caregiver(make, rival.provider)
     await add_order(db, rivals, provider_id=rival.provider_id, caregiver_id=rival_cg.caregiver_id)
 
     assert await listed_ids(client, provider.headers) == {ordered.id, visited.id}
@@ -306,11 +267,11 @@ async def test_a_provider_admin_sees_the_elders_of_its_orders_and_visits_only(
 
 
 async def test_the_demo_provider_admin_sees_exactly_the_elders_of_its_orders(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
     p = await principal_of(db, "demo_provider_admin")
     headers = await headers_for(db, "demo_provider_admin")
-    elder = await elder_in(db, XIAONAN)
+    elder = await make.elder(XIAONAN)
     await add_order(db, elder, provider_id=p.provider_id, state="created", visit=False)
     ids = union(
         select(ServiceOrder.elder_id).where(ServiceOrder.provider_id == p.provider_id),
@@ -323,18 +284,19 @@ async def test_the_demo_provider_admin_sees_exactly_the_elders_of_its_orders(
 
 
 async def test_caregivers_and_providers_cannot_look_up_an_id_number(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    provider = await new_provider_admin(db)
-    cg = await new_caregiver(db, provider.provider_id)
-    elder = await elder_in(db, XIAONAN)
+    provider = await new_provider_admin(make)
+    cg = await new_caregiver(make, provider.provider)
+    elder = await make.elder(XIAONAN)
     await add_order(db, elder, provider_id=provider.provider_id, caregiver_id=cg.caregiver_id)
-    for headers in (provider.headers, cg.headers, await headers_for(db, "demo_caregiver")):
+    stranger = await new_caregiver(make, (await new_provider_admin(make)).provider)
+    for headers in (provider.headers, cg.headers, stranger.headers):
         # Not even for an elder they see: a match would confirm a number they may not read.
         r = await client.get("/api/v1/elders", params={"id_number": elder.id_number}, headers=headers)
         assert (r.status_code, problem_code(r)) == (403, "elder.id_number_filter")
     # The call centre still finds a caller by their number.
-    operator = await headers_for(db, "demo_operator")
+    operator = (await make.account(Role.OPERATOR)).headers
     assert await listed_ids(client, operator, id_number=elder.id_number) == {elder.id}
 
 
@@ -353,34 +315,27 @@ def _assert_not_rebuildable(body: dict[str, object], text: str, elder: Elder) ->
 
 
 async def test_whoever_gets_a_masked_id_number_gets_no_birth_date(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    family_p = await principal_of(db, "demo_family")
-    elder_p = await principal_of(db, "demo_elder")
-    own = await db.get(Elder, min(family_p.elder_ids))
-    me = await db.get(Elder, elder_p.elder_id)
-    civil_own = await elder_in(db, XIAONAN)
-    assert own is not None
-    assert me is not None
+    own, me, civil_own = await make.elder(XIAONAN), await make.elder(XIAONAN), await make.elder(XIAONAN)
+    family = await make.account(Role.FAMILY, guardian=await make.guardian(own))
     cases = [
-        ("demo_operator", civil_own),
-        ("demo_supervisor", civil_own),
-        ("demo_family", own),
-        ("demo_elder", me),
+        ("operator", (await make.account(Role.OPERATOR)).headers, civil_own),
+        ("supervisor", (await make.account(Role.SUPERVISOR)).headers, civil_own),
+        ("family", family.headers, own),
+        ("elder", (await make.account(Role.ELDER, elder=me)).headers, me),
     ]
-    for username, elder in cases:
-        headers = await headers_for(db, username)
+    for role, headers, elder in cases:
         r = await client.get(f"/api/v1/elders/{elder.id}", headers=headers)
-        assert r.status_code == 200, (username, r.text)
+        assert r.status_code == 200, (role, r.text)
         assert r.json()["view"] == "full"
         _assert_not_rebuildable(r.json(), r.text, elder)
     # Lists are masked for every role, the unmasking roles included, so they carry no birth date.
-    for username in ("demo_admin", "demo_civil_affairs", "demo_operator"):
-        headers = await headers_for(db, username)
+    civil = (await make.civil_affairs(XIAONAN)).headers
+    for headers in ((await make.admin()).headers, civil, cases[0][1]):
         r = await client.get("/api/v1/elders", params={"id_number": civil_own.id_number}, headers=headers)
         (item,) = r.json()["items"]
         _assert_not_rebuildable(item, r.text, civil_own)
     # The audited unmasked read shows the number and, with it, the birth date.
-    civil = await headers_for(db, "demo_civil_affairs")
     full = (await client.get(f"/api/v1/elders/{civil_own.id}", headers=civil)).json()
     assert (full["id_number"], full["birth_on"]) == (civil_own.id_number, civil_own.birth_on.isoformat())

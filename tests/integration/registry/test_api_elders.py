@@ -3,44 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import AuditLog
-from core.clock import local_date
-from core.settings import Settings
+from core.identity.models import Role
 from registry.assessment import ITEMS
 from registry.idcard import mask_id_number
-from registry.models import Caregiver, Elder
-from tests.conftest import TEST_NOW
-from tests.support.registry import (
-    community_in,
-    district_id,
-    elder_body,
-    elder_in,
-    headers_for,
-    make_client,
-    new_id_number,
-    principal_of,
-    problem_code,
-)
+from registry.models import Elder
+from tests.factories import HANCHUAN, TODAY, XIAONAN, Factory
+from tests.support.registry import elder_body, new_id_number, problem_code
 
 pytestmark = pytest.mark.integration
-
-TODAY = local_date(TEST_NOW)
-
-
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
 
 
 async def audit_rows(
@@ -56,10 +34,10 @@ async def audit_rows(
 
 
 async def test_admin_creates_reads_updates_and_erases_an_elder(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    admin = await headers_for(db, "demo_admin")
-    community = await community_in(db, "420902")
+    admin = (await make.admin()).headers
+    community = await make.community(XIAONAN)
     body = elder_body(community.id)
     created = await client.post("/api/v1/elders", json=body, headers=admin)
     assert created.status_code == 201, created.text
@@ -69,7 +47,7 @@ async def test_admin_creates_reads_updates_and_erases_an_elder(
     # The birth date is 8 of the masked digits: only the age is shown with a masked number.
     assert elder["birth_on"] is None
     assert elder["age"] == 101
-    assert elder["district_id"] == await district_id(db, "420902")
+    assert elder["district_id"] == (await make.district(XIAONAN)).id
     assert (elder["lat"], elder["lon"]) == (community.lat, community.lon)
     assert elder["phone"] == "13800001234"
     assert elder["id_number"] == mask_id_number(body["id_number"])
@@ -102,8 +80,9 @@ async def test_admin_creates_reads_updates_and_erases_an_elder(
     assert [e["id"] for e in found.json()["items"]] == [elder["id"]]
 
     # An elder with a login (or other history) cannot be erased.
-    demo_elder = (await principal_of(db, "demo_elder")).elder_id
-    kept = await client.delete(f"/api/v1/elders/{demo_elder}", headers=admin)
+    with_login = await make.elder()
+    await make.account(Role.ELDER, elder=with_login)
+    kept = await client.delete(f"/api/v1/elders/{with_login.id}", headers=admin)
     assert (kept.status_code, problem_code(kept)) == (409, "conflict.in_use")
 
     erased = await client.delete(f"/api/v1/elders/{elder['id']}", headers=admin)
@@ -112,9 +91,11 @@ async def test_admin_creates_reads_updates_and_erases_an_elder(
     assert len(await audit_rows(db, "elder", elder["id"], "delete")) == 1
 
 
-async def test_id_number_and_phone_are_validated(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    community = await community_in(db, "420902")
+async def test_id_number_and_phone_are_validated(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    admin = (await make.admin()).headers
+    community = await make.community(XIAONAN)
     good = new_id_number()
     bad_check = good[:-1] + ("0" if good[-1] != "0" else "1")
     cases: list[tuple[dict[str, Any], int, str]] = [
@@ -147,12 +128,12 @@ async def test_id_number_and_phone_are_validated(client: httpx.AsyncClient, db: 
 
 
 async def test_civil_affairs_sees_and_edits_only_their_districts(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    civil = await headers_for(db, "demo_civil_affairs")
-    xiaonan = await district_id(db, "420902")
-    own = await elder_in(db, "420902")
-    other = await elder_in(db, "420984")
+    civil = (await make.civil_affairs(XIAONAN)).headers
+    xiaonan = (await make.district(XIAONAN)).id
+    own = await make.elder(XIAONAN)
+    other = await make.elder(HANCHUAN)
 
     listed = await client.get("/api/v1/elders", params={"limit": 200}, headers=civil)
     assert listed.status_code == 200
@@ -164,7 +145,7 @@ async def test_civil_affairs_sees_and_edits_only_their_districts(
     assert expected_total > 0
     assert {e["district_id"] for e in page["items"]} == {xiaonan}
     # A filter cannot widen the scope.
-    assert (await client.get("/api/v1/elders", params={"district_code": "420984"}, headers=civil)).json()[
+    assert (await client.get("/api/v1/elders", params={"district_code": HANCHUAN}, headers=civil)).json()[
         "total"
     ] == 0
 
@@ -185,7 +166,7 @@ async def test_civil_affairs_sees_and_edits_only_their_districts(
     assert registered.status_code == 201
     assert registered.json()["district_id"] == xiaonan
     # Moving an elder out of the officer's districts, or registering one elsewhere, is refused.
-    hanchuan_community = await community_in(db, "420984")
+    hanchuan_community = await make.community(HANCHUAN)
     moved = await client.patch(
         f"/api/v1/elders/{own.id}", json={"community_id": hanchuan_community.id}, headers=civil
     )
@@ -194,18 +175,18 @@ async def test_civil_affairs_sees_and_edits_only_their_districts(
     assert (created.status_code, problem_code(created)) == (403, "scope.district")
 
 
-async def test_family_and_elder_see_only_their_own(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    family_p = await principal_of(db, "demo_family")
-    elder_p = await principal_of(db, "demo_elder")
-    assert family_p.elder_ids, "the demo family is guardian of at least one elder"
-    family = await headers_for(db, "demo_family")
-    elder = await headers_for(db, "demo_elder")
-    stranger = await elder_in(db, "420984", exclude=set(family_p.elder_ids))
+async def test_family_and_elder_see_only_their_own(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    mother, father = await make.elder(XIAONAN, gender="F"), await make.elder(XIAONAN)
+    stranger = await make.elder(HANCHUAN)
+    family = (await make.account(Role.FAMILY, guardian=await make.guardian(mother, father))).headers
+    elder = (await make.account(Role.ELDER, elder=father)).headers
 
     listed = (await client.get("/api/v1/elders", headers=family)).json()
-    assert {e["id"] for e in listed["items"]} == set(family_p.elder_ids)
-    assert listed["total"] == len(family_p.elder_ids)
-    own_id = min(family_p.elder_ids)
+    assert {e["id"] for e in listed["items"]} == {mother.id, father.id}
+    assert listed["total"] == 2
+    own_id = mother.id
     own = await client.get(f"/api/v1/elders/{own_id}", headers=family)
     assert own.status_code == 200
     assert own.json()["id_number_masked"] is True
@@ -229,18 +210,18 @@ async def test_family_and_elder_see_only_their_own(client: httpx.AsyncClient, db
     ).status_code == 403
 
     mine = (await client.get("/api/v1/elders", headers=elder)).json()
-    assert [e["id"] for e in mine["items"]] == [elder_p.elder_id]
+    assert [e["id"] for e in mine["items"]] == [father.id]
     assert (await client.get(f"/api/v1/elders/{stranger.id}", headers=elder)).status_code == 404
 
 
 async def test_call_centre_reads_every_elder_but_edits_none(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    operator = await headers_for(db, "demo_operator")
+    operator = (await make.account(Role.OPERATOR)).headers
+    other = await make.elder(HANCHUAN)
     total = await db.scalar(select(func.count()).select_from(Elder))
     listed = (await client.get("/api/v1/elders", params={"limit": 1}, headers=operator)).json()
     assert listed["total"] == total
-    other = await elder_in(db, "420984")
     detail = await client.get(f"/api/v1/elders/{other.id}", headers=operator)
     assert detail.status_code == 200
     assert detail.json()["id_number"] == mask_id_number(other.id_number)
@@ -253,10 +234,10 @@ async def test_call_centre_reads_every_elder_but_edits_none(
 # --- Masking and the audit of unmasked reads -----------------------------------------------------
 
 
-async def test_unmasked_reads_are_audited(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    civil_p = await principal_of(db, "demo_civil_affairs")
-    civil = await headers_for(db, "demo_civil_affairs")
-    own = await elder_in(db, "420902")
+async def test_unmasked_reads_are_audited(client: httpx.AsyncClient, db: AsyncSession, make: Factory) -> None:
+    officer = await make.civil_affairs(XIAONAN)
+    civil = officer.headers
+    own = await make.elder(XIAONAN)
     listed = (await client.get("/api/v1/elders", params={"limit": 5}, headers=civil)).json()
     assert all(e["id_number_masked"] for e in listed["items"]), "lists are always masked"
     assert await audit_rows(db, "elder", own.id, "read_unmasked") == []
@@ -266,7 +247,7 @@ async def test_unmasked_reads_are_audited(client: httpx.AsyncClient, db: AsyncSe
     assert detail["id_number_masked"] is False
     assert detail["birth_on"] == own.birth_on.isoformat()
     (row,) = await audit_rows(db, "elder", own.id, "read_unmasked")
-    assert row.actor_user_id == civil_p.user_id
+    assert row.actor_user_id == officer.user_id
     assert row.actor_role == "civil_affairs"
     assert row.after == {"fields": ["id_number"]}
 
@@ -274,9 +255,11 @@ async def test_unmasked_reads_are_audited(client: httpx.AsyncClient, db: AsyncSe
 # --- Sub-resources ------------------------------------------------------------------------------
 
 
-async def test_categories_coverage_contacts_and_status(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    community = await community_in(db, "420902")
+async def test_categories_coverage_contacts_and_status(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    admin = (await make.admin()).headers
+    community = await make.community(XIAONAN)
     elder = (await client.post("/api/v1/elders", json=elder_body(community.id), headers=admin)).json()
     base = f"/api/v1/elders/{elder['id']}"
 
@@ -345,15 +328,48 @@ async def test_categories_coverage_contacts_and_status(client: httpx.AsyncClient
     assert status_audit.after == {"status": "deceased", "status_on": str(TODAY)}
 
 
-async def test_list_filters_match_the_database(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    hanchuan = await district_id(db, "420984")
+async def test_a_patch_changes_only_the_fields_it_sends(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    """A field left out of a PATCH keeps its value; ``null`` is a value (it clears a nullable field)."""
+    admin = (await make.admin()).headers
+    elder = await make.elder(XIAONAN, phone="13800001234", categories=["subsistence"])
+    base = f"/api/v1/elders/{elder.id}"
+    moved = await client.patch(base, json={"address": "新地址2号"}, headers=admin)
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["address"], moved.json()["phone"]) == ("新地址2号", "13800001234")
+    cleared = (await client.patch(base, json={"phone": None}, headers=admin)).json()
+    assert (cleared["address"], cleared["phone"]) == ("新地址2号", None)
+
+    category = f"{base}/categories/{elder.categories[0].id}"
+    closed = (await client.patch(category, json={"valid_to": "2026-06-30"}, headers=admin)).json()
+    assert (closed["category"], closed["valid_from"], closed["valid_to"]) == (
+        "subsistence",
+        "2026-01-01",
+        "2026-06-30",
+    )
+    reopened = (await client.patch(category, json={"valid_to": None}, headers=admin)).json()
+    assert (reopened["valid_from"], reopened["valid_to"]) == ("2026-01-01", None)
+
+
+async def test_list_filters_match_the_database(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    admin = (await make.admin()).headers
+    hanchuan = (await make.district(HANCHUAN)).id
+    # Something for every filter to find, and more than two pages of three.
+    await make.elder(HANCHUAN, living_situation="empty_nest")
+    await make.elder(HANCHUAN, status="deceased")
+    await make.elder(XIAONAN, has_dementia=True)
+    await make.elder(XIAONAN, living_situation="with_family")
+    for level in (2, 4):
+        await make.assessment(await make.elder(XIAONAN), level=level)
     cases: list[tuple[dict[str, Any], Any]] = [
-        ({"district_code": "420984"}, Elder.district_id == hanchuan),
+        ({"district_code": HANCHUAN}, Elder.district_id == hanchuan),
         ({"living_situation": "alone"}, Elder.living_situation == "alone"),
         ({"has_dementia": "true"}, Elder.has_dementia.is_(True)),
         ({"status": "deceased"}, Elder.status == "deceased"),
-        ({"district_code": "420984", "living_situation": "empty_nest"},
+        ({"district_code": HANCHUAN, "living_situation": "empty_nest"},
          (Elder.district_id == hanchuan) & (Elder.living_situation == "empty_nest")),
     ]  # fmt: skip
     for params, condition in cases:
@@ -391,11 +407,11 @@ def items_totalling(total: int) -> dict[str, int]:
     return out
 
 
-async def test_assessment_levels_are_computed(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    civil = await headers_for(db, "demo_civil_affairs")
-    own = await elder_in(db, "420902")
-    own.has_dementia = False
-    await db.flush()
+async def test_assessment_levels_are_computed(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    civil = (await make.civil_affairs(XIAONAN)).headers
+    own = await make.elder(XIAONAN, has_dementia=False)
     base = f"/api/v1/elders/{own.id}/assessments"
     body = {
         "items": items_totalling(65),
@@ -426,17 +442,16 @@ async def test_assessment_levels_are_computed(client: httpx.AsyncClient, db: Asy
     )
     assert (r.status_code, problem_code(r)) == (422, "assessment.future_date")
 
-    family_p = await principal_of(db, "demo_family")
-    if own.id not in family_p.elder_ids:
-        family = await headers_for(db, "demo_family")
-        assert (await client.get(f"/api/v1/assessments/{a['id']}", headers=family)).status_code == 404
+    # Another elder's family does not see it.
+    family = await make.account(Role.FAMILY, guardian=await make.guardian(await make.elder(XIAONAN)))
+    assert (await client.get(f"/api/v1/assessments/{a['id']}", headers=family.headers)).status_code == 404
 
 
 async def test_a_request_missing_three_items_gets_one_problem_naming_all_three(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    civil = await headers_for(db, "demo_civil_affairs")
-    own = await elder_in(db, "420902")
+    civil = (await make.civil_affairs(XIAONAN)).headers
+    own = await make.elder(XIAONAN)
     gone = ("eating", "stairs", "social")
     items = {k: v for k, v in items_totalling(70).items() if k not in gone}
     body = {"items": items, "assessor": "评估员甲", "assessed_on": str(TODAY)}
@@ -469,12 +484,14 @@ async def test_openapi_types_each_of_the_26_items_with_its_range(client: httpx.A
 # --- Blocked caregivers -------------------------------------------------------------------------
 
 
-async def test_family_blocks_and_unblocks_a_caregiver(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    family_p = await principal_of(db, "demo_family")
-    family = await headers_for(db, "demo_family")
-    own_id = min(family_p.elder_ids)
-    stranger = await elder_in(db, "420984", exclude=set(family_p.elder_ids))
-    caregiver_id = await db.scalar(select(Caregiver.id).order_by(Caregiver.id).limit(1))
+async def test_family_blocks_and_unblocks_a_caregiver(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    own = await make.elder(XIAONAN)
+    stranger = await make.elder(HANCHUAN)
+    family = (await make.account(Role.FAMILY, guardian=await make.guardian(own))).headers
+    someone = await make.caregiver(await make.provider(XIAONAN))
+    own_id, caregiver_id = own.id, someone.id
     base = f"/api/v1/elders/{own_id}/blocked-caregivers"
 
     r = await client.post(base, json={"caregiver_id": caregiver_id, "reason": "迟到多次"}, headers=family)
@@ -492,7 +509,7 @@ async def test_family_blocks_and_unblocks_a_caregiver(client: httpx.AsyncClient,
     )
     assert other.status_code == 404
     # Caregivers never learn who blocked them (route rule).
-    caregiver = await headers_for(db, "demo_caregiver")
+    caregiver = (await make.account(Role.CAREGIVER, caregiver=someone)).headers
     assert (await client.get(base, headers=caregiver)).status_code == 403
 
     assert (await client.delete(f"{base}/{caregiver_id}", headers=family)).status_code == 204

@@ -4,40 +4,20 @@ by district, checked against counts taken straight from the database."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.clock import local_date
-from core.settings import Settings
+from core.identity.models import Role
 from iot_ingest.models import Device
 from registry.models import Elder, ElderCategory
-from tests.conftest import TEST_NOW
-from tests.support.registry import (
-    district_id,
-    elder_in,
-    headers_for,
-    make_client,
-    problem_code,
-)
+from tests.factories import HANCHUAN, TODAY, XIAONAN, Factory
+from tests.support.registry import problem_code
 
 pytestmark = pytest.mark.integration
-
-TODAY = local_date(TEST_NOW)
-XIAONAN = "420902"  # the demo civil-affairs officer's district
-HANCHUAN = "420984"
-
-
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
 
 
 async def direct_counts(db: AsyncSession, district_ids: list[int] | None) -> dict[str, Any]:
@@ -103,12 +83,13 @@ def figures_of(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_officer_sees_their_districts_figures_matching_the_database(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    xiaonan = await district_id(db, XIAONAN)
-    hanchuan = await district_id(db, HANCHUAN)
-    civil = await headers_for(db, "demo_civil_affairs")
-    admin = await headers_for(db, "demo_admin")
+    xiaonan = (await make.district(XIAONAN)).id
+    hanchuan = (await make.district(HANCHUAN)).id
+    civil = (await make.civil_affairs(XIAONAN)).headers
+    admin = (await make.admin()).headers
+    other = await make.elder(HANCHUAN)
 
     r = await client.get("/api/v1/figures", headers=civil)
     assert r.status_code == 200, r.text
@@ -136,7 +117,6 @@ async def test_officer_sees_their_districts_figures_matching_the_database(
     )
     assert before_b == await direct_counts(db, [hanchuan])
     assert before_b != expected
-    other = await elder_in(db, HANCHUAN)
     other.status, other.status_on = "deceased", TODAY
     await db.flush()
     after_b = figures_of(
@@ -147,38 +127,39 @@ async def test_officer_sees_their_districts_figures_matching_the_database(
     assert figures_of((await client.get("/api/v1/figures", headers=civil)).json()) == expected
 
 
-async def test_admin_and_call_centre_see_the_whole_city(client: httpx.AsyncClient, db: AsyncSession) -> None:
+async def test_admin_and_call_centre_see_the_whole_city(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
     city = await direct_counts(db, None)
-    for username in ("demo_admin", "demo_operator", "demo_supervisor"):
-        r = await client.get("/api/v1/figures", headers=await headers_for(db, username))
-        assert r.status_code == 200, (username, r.text)
+    for role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR):
+        r = await client.get("/api/v1/figures", headers=(await make.account(role)).headers)
+        assert r.status_code == 200, (role, r.text)
         assert r.json()["district_ids"] is None
-        assert figures_of(r.json()) == city, username
+        assert figures_of(r.json()) == city, role
     assert city["elders"]["total"] == await db.scalar(
         text("SELECT count(*) FROM elder WHERE status = 'active'")
     )
-    r = await client.get(
-        "/api/v1/figures", params={"district_id": 999_999}, headers=await headers_for(db, "demo_admin")
-    )
+    admin = (await make.admin()).headers
+    r = await client.get("/api/v1/figures", params={"district_id": 999_999}, headers=admin)
     assert (r.status_code, problem_code(r)) == (404, "district.not_found")
 
 
-@pytest.mark.parametrize("username", ["demo_family", "demo_elder", "demo_caregiver", "demo_provider_admin"])
-async def test_other_roles_are_refused(client: httpx.AsyncClient, db: AsyncSession, username: str) -> None:
-    r = await client.get("/api/v1/figures", headers=await headers_for(db, username))
+@pytest.mark.parametrize("role", [Role.FAMILY, Role.ELDER, Role.CAREGIVER, Role.PROVIDER_ADMIN])
+async def test_other_roles_are_refused(client: httpx.AsyncClient, make: Factory, role: Role) -> None:
+    r = await client.get("/api/v1/figures", headers=(await make.account(role)).headers)
     assert (r.status_code, problem_code(r)) == (403, "auth.forbidden")
 
 
 async def test_categories_count_on_the_date_and_devices_online(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    civil = await headers_for(db, "demo_civil_affairs")
+    civil = (await make.civil_affairs(XIAONAN)).headers
 
     async def current() -> dict[str, Any]:
         return figures_of((await client.get("/api/v1/figures", headers=civil)).json())
 
+    elder = await make.elder(XIAONAN)
     base = await current()
-    elder = await elder_in(db, XIAONAN)
     held = set(
         (
             await db.scalars(
@@ -221,10 +202,8 @@ async def test_categories_count_on_the_date_and_devices_online(
     assert after["devices"] == {"total": base["devices"]["total"], "online": base["devices"]["online"] + 1}
 
 
-async def test_web_home_shows_the_same_figures_as_the_api(
-    client: httpx.AsyncClient, db: AsyncSession
-) -> None:
-    civil = await headers_for(db, "demo_civil_affairs")
+async def test_web_home_shows_the_same_figures_as_the_api(client: httpx.AsyncClient, make: Factory) -> None:
+    civil = (await make.civil_affairs(XIAONAN)).headers
     api = (await client.get("/api/v1/figures", headers=civil)).json()
     page = await client.get("/", headers=civil)
     assert page.status_code == 200
@@ -245,13 +224,13 @@ async def test_web_home_shows_the_same_figures_as_the_api(
 
 
 async def test_web_home_of_admin_is_city_wide_and_of_family_has_no_figures(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, make: Factory
 ) -> None:
-    admin = await headers_for(db, "demo_admin")
+    admin = (await make.admin()).headers
     api = (await client.get("/api/v1/figures", headers=admin)).json()
     html = (await client.get("/?lang=en", headers=admin)).text
     assert "Whole city" in html
     start = html.index('data-figure="fig.elders">')
     assert f"<dd>{api['elders']['total']}</dd>" in html[start : start + 200]
-    family = (await client.get("/", headers=await headers_for(db, "demo_family"))).text
+    family = (await client.get("/", headers=(await make.account(Role.FAMILY)).headers)).text
     assert "data-figure" not in family

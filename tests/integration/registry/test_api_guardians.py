@@ -2,41 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.settings import Settings
-from registry.models import Elder, ElderGuardian
-from tests.support.registry import (
-    district_id,
-    elder_in,
-    headers_for,
-    make_client,
-    principal_of,
-    problem_code,
-)
+from core.identity.models import Role
+from tests.factories import HANCHUAN, XIAONAN, Factory
+from tests.support.registry import problem_code
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
-
-
 async def test_civil_affairs_creates_and_links_guardians_in_their_districts(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    civil = await headers_for(db, "demo_civil_affairs")
-    own = await elder_in(db, "420902")
-    other = await elder_in(db, "420984")
+    civil = (await make.civil_affairs(XIAONAN)).headers
+    own = await make.elder(XIAONAN)
+    other = await make.elder(HANCHUAN)
 
     unlinked = await client.post(
         "/api/v1/guardians", json={"name": "赵六", "phone": "13955556666"}, headers=civil
@@ -73,12 +55,7 @@ async def test_civil_affairs_creates_and_links_guardians_in_their_districts(
     assert (bad_phone.status_code, problem_code(bad_phone)) == (422, "phone.format")
 
     # Guardians of elders outside the officer's districts are invisible.
-    foreign_guardian = await db.scalar(
-        select(ElderGuardian.guardian_id)
-        .join(Elder, Elder.id == ElderGuardian.elder_id)
-        .where(Elder.district_id == await district_id(db, "420984"))
-        .limit(1)
-    )
+    foreign_guardian = (await make.guardian(other)).id
     assert (await client.get(f"/api/v1/guardians/{foreign_guardian}", headers=civil)).status_code == 404
     listed = (await client.get("/api/v1/guardians", params={"limit": 200}, headers=civil)).json()
     assert foreign_guardian not in {g["id"] for g in listed["items"]}
@@ -112,22 +89,21 @@ async def test_civil_affairs_creates_and_links_guardians_in_their_districts(
 
 
 async def test_family_sees_only_their_own_guardian_record(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    family_p = await principal_of(db, "demo_family")
-    family = await headers_for(db, "demo_family")
+    mother, father = await make.elder(XIAONAN, gender="F"), await make.elder(XIAONAN)
+    guardian = await make.guardian(mother, father)
+    family = (await make.account(Role.FAMILY, guardian=guardian)).headers
     listed = (await client.get("/api/v1/guardians", headers=family)).json()
-    assert [g["id"] for g in listed["items"]] == [family_p.guardian_id]
-    assert set(listed["items"][0]["elder_ids"]) == set(family_p.elder_ids)
-    another = await db.scalar(
-        select(ElderGuardian.guardian_id).where(ElderGuardian.guardian_id != family_p.guardian_id).limit(1)
-    )
-    assert (await client.get(f"/api/v1/guardians/{another}", headers=family)).status_code == 404
+    assert [g["id"] for g in listed["items"]] == [guardian.id]
+    assert set(listed["items"][0]["elder_ids"]) == {mother.id, father.id}
+    # Another guardian, even of the same elder, is "not found".
+    another = await make.guardian(mother, name="另一家属")
+    assert (await client.get(f"/api/v1/guardians/{another.id}", headers=family)).status_code == 404
     # Families do not edit guardian records or links (route rules).
-    own_elder = min(family_p.elder_ids)
     assert (
-        await client.patch(f"/api/v1/guardians/{family_p.guardian_id}", json={"name": "x"}, headers=family)
+        await client.patch(f"/api/v1/guardians/{guardian.id}", json={"name": "x"}, headers=family)
     ).status_code == 403
     assert (
-        await client.delete(f"/api/v1/elders/{own_elder}/guardians/{family_p.guardian_id}", headers=family)
+        await client.delete(f"/api/v1/elders/{mother.id}/guardians/{guardian.id}", headers=family)
     ).status_code == 403

@@ -2,47 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import AuditLog
-from core.settings import Settings
+from core.identity.models import Role
 from registry.models import Community, Elder, Street
-from tests.support.registry import (
-    district_id,
-    elder_in,
-    headers_for,
-    make_client,
-    problem_code,
-)
+from tests.factories import HANCHUAN, XIAONAN, Factory
+from tests.support.registry import problem_code
 
 pytestmark = pytest.mark.integration
 
 XIAOGAN_CODES = {"420902", "420921", "420922", "420923", "420981", "420982", "420984"}
 
 
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
-
-
-async def test_everyone_signed_in_reads_places(client: httpx.AsyncClient, db: AsyncSession) -> None:
+async def test_everyone_signed_in_reads_places(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
     assert (await client.get("/api/v1/districts")).status_code == 401
-    elder = await headers_for(db, "demo_elder")
+    elder = (await make.account(Role.ELDER, elder=await make.elder())).headers
     districts = (await client.get("/api/v1/districts", headers=elder)).json()
     assert {d["code"] for d in districts["items"]} == XIAOGAN_CODES
     assert districts["total"] == 7
 
-    hanchuan = await district_id(db, "420984")
+    hanchuan = (await make.district(HANCHUAN)).id
     streets = (
-        await client.get("/api/v1/streets", params={"district_code": "420984", "limit": 200}, headers=elder)
+        await client.get("/api/v1/streets", params={"district_code": HANCHUAN, "limit": 200}, headers=elder)
     ).json()
     expected = await db.scalar(select(func.count()).select_from(Street).where(Street.district_id == hanchuan))
     assert streets["total"] == expected
@@ -64,9 +51,11 @@ async def test_everyone_signed_in_reads_places(client: httpx.AsyncClient, db: As
     assert one == communities["items"][0]
 
 
-async def test_admin_manages_places_with_clear_errors(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    civil = await headers_for(db, "demo_civil_affairs")
+async def test_admin_manages_places_with_clear_errors(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    admin = (await make.admin()).headers
+    civil = (await make.civil_affairs()).headers
     body = {"code": "420999", "name": "测试区", "name_en": "Test", "kind": "urban", "lat": 30.9, "lon": 113.9}
     assert (await client.post("/api/v1/districts", json=body, headers=civil)).status_code == 403
     created = await client.post("/api/v1/districts", json=body, headers=admin)
@@ -121,14 +110,13 @@ async def test_admin_manages_places_with_clear_errors(client: httpx.AsyncClient,
 
 
 async def test_moving_a_community_moves_its_elders_district(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
     """Elders carry their district for scoping; re-parenting a community keeps it in step."""
-    admin = await headers_for(db, "demo_admin")
-    elder = await elder_in(db, "420902")
-    target_street = await db.scalar(
-        select(Street.id).where(Street.district_id == await district_id(db, "420984")).limit(1)
-    )
+    admin = (await make.admin()).headers
+    elder = await make.elder(XIAONAN)
+    hanchuan = (await make.district(HANCHUAN)).id
+    target_street = await db.scalar(select(Street.id).where(Street.district_id == hanchuan).limit(1))
     r = await client.patch(
         f"/api/v1/communities/{elder.community_id}", json={"street_id": target_street}, headers=admin
     )
@@ -136,7 +124,7 @@ async def test_moving_a_community_moves_its_elders_district(
     moved = await db.scalar(
         select(Elder.district_id).where(Elder.id == elder.id).execution_options(populate_existing=True)
     )
-    assert moved == await district_id(db, "420984")
-    # The civil-affairs officer of 420902 no longer sees that elder.
-    civil = await headers_for(db, "demo_civil_affairs")
+    assert moved == hanchuan
+    # The civil-affairs officer of Xiaonan no longer sees that elder.
+    civil = (await make.civil_affairs(XIAONAN)).headers
     assert (await client.get(f"/api/v1/elders/{elder.id}", headers=civil)).status_code == 404

@@ -2,34 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import AuditLog
-from core.settings import Settings
-from registry.models import Caregiver, Provider, ProviderDistrict
-from tests.support.registry import (
-    district_id,
-    headers_for,
-    make_client,
-    principal_of,
-    problem_code,
-)
+from core.identity.models import Role
+from registry.models import Caregiver, ProviderDistrict
+from tests.factories import HANCHUAN, XIAONAN, Factory
+from tests.support.registry import problem_code
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
 
 
 def caregiver_body(**overrides: Any) -> dict[str, Any]:
@@ -53,25 +39,26 @@ def caregiver_body(**overrides: Any) -> dict[str, Any]:
 
 
 async def test_provider_admin_sees_and_manages_only_own_caregivers(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    me = await principal_of(db, "demo_provider_admin")
-    headers = await headers_for(db, "demo_provider_admin")
-    assert me.provider_id is not None
+    provider, other = await make.provider(XIAONAN), await make.provider(XIAONAN)
+    await make.caregiver(provider)
+    foreign = (await make.caregiver(other)).id
+    me = await make.account(Role.PROVIDER_ADMIN, provider=provider)
+    headers = me.headers
+    other_provider = other.id
 
     providers = (await client.get("/api/v1/providers", headers=headers)).json()
-    assert [p["id"] for p in providers["items"]] == [me.provider_id]
-    other_provider = await db.scalar(select(Provider.id).where(Provider.id != me.provider_id).limit(1))
+    assert [p["id"] for p in providers["items"]] == [provider.id]
     assert (await client.get(f"/api/v1/providers/{other_provider}", headers=headers)).status_code == 404
 
     listed = (await client.get("/api/v1/caregivers", params={"limit": 200}, headers=headers)).json()
     own_count = await db.scalar(
-        select(func.count()).select_from(Caregiver).where(Caregiver.provider_id == me.provider_id)
+        select(func.count()).select_from(Caregiver).where(Caregiver.provider_id == provider.id)
     )
     assert listed["total"] == own_count
-    assert {c["provider_id"] for c in listed["items"]} == {me.provider_id}
+    assert {c["provider_id"] for c in listed["items"]} == {provider.id}
     # Asking for another provider's caregivers yields nothing, and one of them is "not found".
-    foreign = await db.scalar(select(Caregiver.id).where(Caregiver.provider_id != me.provider_id).limit(1))
     assert (
         await client.get("/api/v1/caregivers", params={"provider_id": other_provider}, headers=headers)
     ).json()["total"] == 0
@@ -86,7 +73,7 @@ async def test_provider_admin_sees_and_manages_only_own_caregivers(
     created = await client.post("/api/v1/caregivers", json=caregiver_body(), headers=headers)
     assert created.status_code == 201, created.text
     cg = created.json()
-    assert cg["provider_id"] == me.provider_id
+    assert cg["provider_id"] == provider.id
     assert cg["skills"] == ["BATH", "CARE"]
     assert cg["work_days"] == [1, 2, 5]
     assert cg["certificates"][0]["level"] == 4
@@ -121,27 +108,30 @@ async def test_provider_admin_sees_and_manages_only_own_caregivers(
 
 
 async def test_caregiver_reads_colleagues_but_manages_nobody(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    me = await principal_of(db, "demo_caregiver")
-    headers = await headers_for(db, "demo_caregiver")
+    provider = await make.provider(XIAONAN)
+    me, colleague = await make.caregiver(provider), await make.caregiver(provider)
+    await make.caregiver(await make.provider(XIAONAN))  # another provider's
+    headers = (await make.account(Role.CAREGIVER, caregiver=me)).headers
     listed = (await client.get("/api/v1/caregivers", params={"limit": 5}, headers=headers)).json()
-    assert {c["provider_id"] for c in listed["items"]} == {me.provider_id}
-    assert (await client.get(f"/api/v1/caregivers/{me.caregiver_id}", headers=headers)).status_code == 200
+    assert {c["provider_id"] for c in listed["items"]} == {provider.id}
+    assert {c["id"] for c in listed["items"]} == {me.id, colleague.id}
+    assert (await client.get(f"/api/v1/caregivers/{me.id}", headers=headers)).status_code == 200
     assert (
         await client.post("/api/v1/caregivers", json=caregiver_body(), headers=headers)
     ).status_code == 403
     assert (
-        await client.patch(f"/api/v1/caregivers/{me.caregiver_id}", json={"name": "x"}, headers=headers)
+        await client.patch(f"/api/v1/caregivers/{me.id}", json={"name": "x"}, headers=headers)
     ).status_code == 403
 
 
 CERT = {"kind": "health", "number": "x", "issued_on": "2025-01-01", "expires_on": "2026-01-01"}
 
 
-async def test_caregiver_input_rules(client: httpx.AsyncClient, db: AsyncSession) -> None:
-    admin = await headers_for(db, "demo_admin")
-    provider_id = await db.scalar(select(Provider.id).limit(1))
+async def test_caregiver_input_rules(client: httpx.AsyncClient, db: AsyncSession, make: Factory) -> None:
+    admin = (await make.admin()).headers
+    provider_id = (await make.provider()).id
     cases: list[tuple[dict[str, Any], int, str]] = [
         ({}, 422, "validation.required"),  # admins must name the provider
         ({"provider_id": provider_id, "shift_end": "07:00:00"}, 422, "caregiver.shift_order"),
@@ -161,10 +151,10 @@ async def test_caregiver_input_rules(client: httpx.AsyncClient, db: AsyncSession
 
 
 async def test_admin_registers_a_provider_and_its_districts(
-    client: httpx.AsyncClient, db: AsyncSession
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
-    admin = await headers_for(db, "demo_admin")
-    xiaonan, hanchuan = await district_id(db, "420902"), await district_id(db, "420984")
+    admin = (await make.admin()).headers
+    xiaonan, hanchuan = (await make.district(XIAONAN)).id, (await make.district(HANCHUAN)).id
     body = {
         "name": "测试养老服务中心",
         "licence_no": "TEST-001",
@@ -209,7 +199,7 @@ async def test_admin_registers_a_provider_and_its_districts(
     ).json()
     assert provider["id"] in {p["id"] for p in serving["items"]}
     # Staff other than admins read providers but do not register them.
-    operator = await headers_for(db, "demo_operator")
+    operator = (await make.account(Role.OPERATOR)).headers
     assert (await client.get(f"/api/v1/providers/{provider['id']}", headers=operator)).status_code == 200
     assert (await client.post("/api/v1/providers", json=body, headers=operator)).status_code == 403
     assert (await client.delete(f"/api/v1/providers/{provider['id']}", headers=admin)).status_code == 204
