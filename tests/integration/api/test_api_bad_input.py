@@ -4,7 +4,6 @@ over-long strings, unknown references, bad pagination → 4xx RFC 9457 problems 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -26,7 +25,6 @@ from tests.support.registry import (
     elder_body,
     elder_in,
     headers_for,
-    make_client,
     principal_of,
 )
 
@@ -121,14 +119,6 @@ CASES: list[tuple[str, str, Any, Any]] = [
     ("GET", "/api/v1/devices", {"kind": "toaster"}, INVALID),
     ("GET", "/api/v1/caregivers", {"skill": "bath"}, INVALID),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
 
 
 async def test_bad_input_gets_problem_details(client: httpx.AsyncClient, db: AsyncSession) -> None:

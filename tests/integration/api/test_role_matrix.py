@@ -9,7 +9,7 @@ rule fails :func:`test_every_route_declares_a_role_rule`.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -23,7 +23,7 @@ from core.identity.authz import ANY_AUTHENTICATED, PUBLIC, rule_allows
 from core.identity.models import Role
 from core.settings import Settings
 from tests.conftest import TEST_NOW
-from tests.support.registry import headers_for, make_client
+from tests.support.registry import headers_for
 
 pytestmark = pytest.mark.integration
 
@@ -75,14 +75,6 @@ def app(test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession])
     from api.app import create_app
 
     return create_app(test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW)
-
-
-@pytest.fixture
-async def client(
-    test_settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with make_client(test_settings, sessionmaker) as c:
-        yield c
 
 
 def test_every_route_declares_a_role_rule(app: Litestar) -> None:

@@ -1,19 +1,14 @@
-"""Reference and demo seeding against a real, freshly migrated PostgreSQL database.
-
-Self-contained for now: creates ``eldercare_h_seed``, migrates it with Alembic, seeds twice and drops it.
-"""
+"""Reference and demo seeding against a real, freshly migrated PostgreSQL database of its own
+(``conftest.py``: created, migrated with Alembic, seeded twice, dropped)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import Integer, cast, func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.bootstrap import domain_seeds
 from core.geo import haversine_m
@@ -22,9 +17,8 @@ from core.identity.passwords import verify_password
 from core.phone import normalise_phone
 from core.policy import PolicyValue
 from core.seed import seed_reference
-from core.settings import PROJECT_ROOT
 from demo.data import DEMO_PASSWORD, Z2M_ALWAYS
-from demo.seed import SeedSummary, seed_demo
+from demo.seed import SeedSummary
 from iot_ingest.models import Device, Gateway
 from registry.assessment import ITEMS, assess
 from registry.idcard import validate_id_number
@@ -38,64 +32,9 @@ from registry.models import (
     ElderGuardian,
     Street,
 )
-from tests.conftest import TEST_DB_URL
+from tests.integration.demo.conftest import TODAY
 
 pytestmark = pytest.mark.integration
-
-DB_NAME = "eldercare_h_seed"
-_SERVER = TEST_DB_URL.rsplit("/", 1)[0]  # the test server (ELDERCARE_TEST_DATABASE_URL), another database
-ADMIN_DSN = _SERVER.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
-DB_URL = f"{_SERVER}/{DB_NAME}"
-TODAY = dt.date(2026, 11, 20)
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DSN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="module")
-async def engine() -> AsyncIterator[AsyncEngine]:
-    await _admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-    await _admin(f'CREATE DATABASE "{DB_NAME}"')
-    migrate = await asyncio.create_subprocess_exec(
-        str(PROJECT_ROOT / ".venv/bin/alembic"),
-        "-x",
-        f"url={DB_URL}",
-        "upgrade",
-        "heads",
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await migrate.communicate()
-    assert migrate.returncode == 0, stderr.decode()
-    eng = create_async_engine(DB_URL, pool_size=2, max_overflow=0)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
-        await _admin(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-
-
-@pytest.fixture(scope="module")
-async def seeded(engine: AsyncEngine) -> tuple[SeedSummary, SeedSummary]:
-    """Seed twice, each in its own committed transaction, as two separate runs of the CLI would."""
-    factory = async_sessionmaker(engine, expire_on_commit=False)
-    summaries = []
-    for _ in range(2):
-        async with factory() as session, session.begin():
-            summaries.append(await seed_demo(session, today=TODAY, domains=domain_seeds()))
-    return summaries[0], summaries[1]
-
-
-@pytest.fixture
-async def db(engine: AsyncEngine, seeded: object) -> AsyncIterator[AsyncSession]:
-    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
-        yield session
 
 
 async def _scalar(db: AsyncSession, stmt: Any) -> Any:

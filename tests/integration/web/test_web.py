@@ -10,25 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.audit import AuditLog
 from core.identity.models import AppUser
-from core.identity.passwords import hash_password
 from tests.conftest import DEMO_PASSWORD, Client
+from tests.integration.web.conftest import PASSWORD
 
 pytestmark = pytest.mark.integration
-
-PASSWORD = "Web-test-password-1"
-
-
-@pytest.fixture
-async def web_user(db: AsyncSession) -> AppUser:
-    user = AppUser(
-        username="web_test_admin",
-        display_name="网页测试",
-        password_hash=hash_password(PASSWORD),
-        role="admin",
-    )
-    db.add(user)
-    await db.commit()
-    return user
 
 
 async def _csrf(client: Client) -> str:
