@@ -16,6 +16,7 @@ import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -124,12 +125,18 @@ async def client(
 
 
 @pytest.fixture
-def login(client: Client) -> Callable[..., Awaitable[dict[str, str]]]:
-    """``await login("demo_admin")`` → headers with that user's bearer token."""
+def login(db: AsyncSession, test_settings: Settings) -> Callable[..., Awaitable[dict[str, str]]]:
+    """``await login("demo_admin")`` → headers with that user's bearer token: a session as a sign-in
+    at TEST_NOW opens it, without paying for Argon2 in every test (the sign-in itself is tested in
+    ``tests/integration/core/test_api_auth.py`` and ``tests/integration/web/``)."""
+    from core.identity.models import AppUser
+    from tests.factories import open_session
 
-    async def _login(username: str, password: str = DEMO_PASSWORD) -> dict[str, str]:
-        r = await client.post("/api/v1/auth/login", json={"login": username, "password": password})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+    async def _login(username: str) -> dict[str, str]:
+        user_id = await db.scalar(select(AppUser.id).where(AppUser.username == username))
+        assert user_id is not None, username
+        headers = await open_session(db, user_id, ttl_s=test_settings.session_ttl_seconds)
+        await db.commit()
+        return headers
 
     return _login

@@ -19,6 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.identity.models import AppUser
 from core.settings import Settings
 from dispatch.models import CaregiverPosition, ProviderDayPlan, ProviderService, ServiceOrder
 from dispatch.seed import CONTRACTS_FROM
@@ -32,7 +33,8 @@ from registry.models import (
     ProviderDistrict,
     Street,
 )
-from tests.conftest import DEMO_PASSWORD, TEST_NOW
+from tests.conftest import TEST_NOW
+from tests.factories import open_session
 
 Login = Callable[[str], Awaitable[dict[str, str]]]
 SERVICE = "VISIT"  # 探访关爱: no certificate, 30 min minimum on site
@@ -68,11 +70,16 @@ async def api(
 
 
 @pytest.fixture
-def as_user(api: httpx.AsyncClient) -> Login:
+def as_user(db: AsyncSession, test_settings: Settings, clock: Clock) -> Login:
+    """Headers of a demo user: a session as a sign-in at the clock's time opens it, without an
+    Argon2 check in every test (the sign-in itself is tested in ``tests/integration/core``)."""
+
     async def _login(username: str) -> dict[str, str]:
-        r = await api.post("/api/v1/auth/login", json={"login": username, "password": DEMO_PASSWORD})
-        assert r.status_code == 200, r.text
-        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+        user_id = await db.scalar(select(AppUser.id).where(AppUser.username == username))
+        assert user_id is not None, username
+        headers = await open_session(db, user_id, now=clock.now, ttl_s=test_settings.session_ttl_seconds)
+        await db.commit()
+        return headers
 
     return _login
 
