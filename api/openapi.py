@@ -9,7 +9,6 @@ from typing import Any
 
 from litestar import Litestar
 from litestar._openapi.schema_generation import SchemaCreator
-from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.plugins import OpenAPISchemaPlugin
@@ -41,8 +40,6 @@ def document_operations(app: Litestar) -> None:
         if not isinstance(route, HTTPRoute):
             continue
         for handler in route.route_handlers:
-            if not isinstance(handler, HTTPRouteHandler):
-                continue
             if handler.opt.get("roles") != PUBLIC:
                 handler.security = [{BEARER: []}]
             if not route.path.startswith("/api/"):

@@ -404,7 +404,7 @@ def score(
     return w.travel * travel + w.continuity * continuity + w.fairness * fairness + w.rating * rating
 
 
-def match(
+def match(  # noqa: C901 - one branch per hard filter of DOMAIN §6, in the order the rules are written
     order: OrderRequest,
     *,
     index: CaregiverIndex,

@@ -307,7 +307,7 @@ def _place_fixed(routes: _Routes, skip: frozenset[int] = frozenset()) -> None:
         routes.refresh(c)
 
 
-def _regret_insert(routes: _Routes, todo: Iterable[int], touched: set[int] | None = None) -> list[int]:
+def _regret_insert(routes: _Routes, todo: Iterable[int], touched: set[int] | None = None) -> list[int]:  # noqa: C901 - the planner's inner loop; helper calls here cost measurable time in bench dispatch
     """Insert visits by regret-2 (largest gap between best and second-best route first).
 
     Returns the visits that fit nowhere; adds the routes it changed to ``touched``.
@@ -349,7 +349,7 @@ def _regret_insert(routes: _Routes, todo: Iterable[int], touched: set[int] | Non
 # --- Local search ------------------------------------------------------------------------------
 
 
-def _local_search(routes: _Routes, deadline: float, neighbours: list[list[int]]) -> None:
+def _local_search(routes: _Routes, deadline: float, neighbours: list[list[int]]) -> None:  # noqa: C901 - the planner's inner loop; helper calls here cost measurable time in bench dispatch
     """Relocate and exchange moves, first improvement, until no move helps or the deadline passes."""
     m = routes.m
     where = {v: c for c in range(m.C) for v in routes.r[c]}

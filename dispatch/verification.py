@@ -151,7 +151,7 @@ def _has_certificate(visit: VisitRecord) -> bool:
     )
 
 
-def verify(visit: VisitRecord, *, policy: VerificationPolicy, now: dt.datetime) -> VerificationResult:
+def verify(visit: VisitRecord, *, policy: VerificationPolicy, now: dt.datetime) -> VerificationResult:  # noqa: C901 - one branch per verification rule of DOMAIN §5, each yielding its own reason code
     """Check one visit against every exception rule; all failing rules are reported, in a fixed order."""
     found: list[VisitException] = []
     distance: float | None = None

@@ -504,7 +504,7 @@ class IngestConsumer:
         if conn is not None:
             await conn.close()
 
-    async def _write_priority(self, conn: asyncpg.Connection, items: list[_Item]) -> None:
+    async def _write_priority(self, conn: asyncpg.Connection, items: list[_Item]) -> None:  # noqa: C901 - the hot path's retry/ack choices; kept in one place so the commit-then-ack order is visible
         """One statement (:func:`storage.write_priority`): a single round trip, however busy the
         machine, is what keeps an alarm's commit fast."""
         assert self._store is not None

@@ -52,7 +52,7 @@ class AlarmThresholds:
     @classmethod
     def from_policy(cls, values: Mapping[str, Any]) -> AlarmThresholds:
         """Overrides from a ``policy_value`` JSON object (unknown keys are ignored; times as ``HH:MM``)."""
-        known = {f for f in cls.__dataclass_fields__}
+        known = set(cls.__dataclass_fields__)
         changes: dict[str, Any] = {}
         for key, value in values.items():
             if key not in known:

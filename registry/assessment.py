@@ -297,7 +297,7 @@ def assess(
                 f"Unknown incident {incident!r}; expected one of {', '.join(sorted(INCIDENT_KINDS))}.",
                 item=incident,
             )
-    dimension_totals = {d: 0 for d in Dimension}
+    dimension_totals = dict.fromkeys(Dimension, 0)
     for item in ITEMS:
         dimension_totals[item.dimension] += scores[item.key]
     total = sum(dimension_totals.values())

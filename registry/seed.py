@@ -221,7 +221,7 @@ def reference_geography() -> tuple[list[dict[str, Any]], list[dict[str, Any]], l
 async def code_ids(session: AsyncSession, model: type[District] | type[Street]) -> dict[str, int]:
     """Ids of the divisions (or streets) by their statistical code."""
     rows = (await session.execute(select(model.code, model.id))).all()
-    return {code: id_ for code, id_ in rows}
+    return dict(rows)
 
 
 async def seed_places(session: AsyncSession, *, today: dt.date) -> dict[str, int]:

@@ -160,7 +160,7 @@ def current_level_expr(today: dt.date) -> ScalarSelect[int]:
 
 
 async def current_level(session: AsyncSession, elder_id: int, today: dt.date) -> int | None:
-    level = await session.scalar(
+    return await session.scalar(
         select(Assessment.final_level)
         .where(
             Assessment.elder_id == elder_id,
@@ -170,7 +170,6 @@ async def current_level(session: AsyncSession, elder_id: int, today: dt.date) ->
         .order_by(Assessment.assessed_on.desc(), Assessment.id.desc())
         .limit(1)
     )
-    return level
 
 
 async def visible_elder(session: AsyncSession, actor: Principal, elder_id: int) -> Elder:
