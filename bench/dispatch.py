@@ -322,7 +322,8 @@ async def _order_to_offer(
         near = {(round(d.lat, 2), round(d.lon, 2)): d.id for d in districts}
 
         def district_at(lat: float, lon: float) -> int:
-            return min(near.items(), key=lambda kv: (kv[0][0] - lat) ** 2 + (kv[0][1] - lon) ** 2)[1]
+            best: int = min(near.items(), key=lambda kv: (kv[0][0] - lat) ** 2 + (kv[0][1] - lon) ** 2)[1]
+            return best
 
         cg_rows, pos_rows = [], []
         for i in range(n_caregivers):

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from io import StringIO
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 import pytest
@@ -256,7 +257,9 @@ async def test_local_broker_is_used_when_nothing_is_configured() -> None:
 
 
 @pytest.mark.parametrize("kind", ["mosquitto", "amqtt"])
-async def test_embedded_broker_requires_the_generated_credentials(state_dir: Path, kind: str) -> None:
+async def test_embedded_broker_requires_the_generated_credentials(
+    state_dir: Path, kind: Literal["mosquitto", "amqtt"]
+) -> None:
     choice = await find_broker(
         env={"ELDERCARE_MQTT_URL": MQTT_URL},
         state_dir=state_dir,
@@ -307,16 +310,17 @@ def _mqtt5_shared_round_trip(host: str, port: int, user: str | None, password: s
     import queue
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     received: queue.Queue[bytes] = queue.Queue()
     subscribed = threading.Event()
     client = mqtt.Client(
-        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=f"test-cli-{os.getpid()}",
         protocol=mqtt.MQTTv5,
     )
     client.username_pw_set(user, password)
-    client.on_message = lambda _c, _u, message: received.put(message.payload)
+    client.on_message = lambda _c, _u, message: received.put(bytes(message.payload))
     client.on_subscribe = lambda *_args: subscribed.set()
     client.connect(host, port)
     client.loop_start()

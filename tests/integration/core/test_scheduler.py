@@ -154,4 +154,4 @@ def test_the_day_plan_job_first_runs_within_minutes_of_start() -> None:
     assert plan.first_run_after_s is not None
     assert plan.first_run_after_s <= 300
     rebuild = jobs["dispatch.rebuild_dirty_plans"]
-    assert rebuild.trigger.interval <= dt.timedelta(minutes=5)  # type: ignore[attr-defined]
+    assert rebuild.trigger.interval <= dt.timedelta(minutes=5)

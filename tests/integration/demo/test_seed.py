@@ -138,7 +138,7 @@ async def test_elders_sit_in_their_community_and_district(db: AsyncSession) -> N
 
 async def test_assessments_agree_with_the_rules(db: AsyncSession) -> None:
     rows = (await db.execute(select(Assessment))).scalars().all()
-    levels = {level: 0 for level in range(5)}
+    levels = dict.fromkeys(range(5), 0)
     for a in rows:
         r = assess(
             a.items,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -53,8 +54,14 @@ async def world(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIterator
         ]
         s.add_all(cgs)
         await s.flush()
-        ids = {"district": d.id, "street": st.id, "community": c.id, "elder": e.id, "provider": p.id}
-        ids["caregivers"] = [cg.id for cg in cgs]  # type: ignore[assignment]
+        ids: dict[str, object] = {
+            "district": d.id,
+            "street": st.id,
+            "community": c.id,
+            "elder": e.id,
+            "provider": p.id,
+        }
+        ids["caregivers"] = [cg.id for cg in cgs]
     yield ids
     async with factory() as s, s.begin():
         await support.remove_place(s, place)
@@ -249,7 +256,7 @@ async def test_one_open_offer_per_order_and_invalid_moves(
 
 async def test_bad_orders_get_clear_errors(engine: AsyncEngine, world: dict[str, object]) -> None:
     factory = async_sessionmaker(engine, expire_on_commit=False)
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"service_code": "NOPE"}, "unknown or inactive service"),
         ({"elder_id": -1}, "elder -1 is unknown"),
         ({"window_end_at": NOW}, "window end is before its start"),
@@ -262,7 +269,7 @@ async def test_bad_orders_get_clear_errors(engine: AsyncEngine, world: dict[str,
         ),
     ]
     for override, message in cases:
-        args: dict[str, object] = {
+        args: dict[str, Any] = {
             "elder_id": world["elder"],
             "service_code": "CLEAN",
             "window_start_at": NOW + dt.timedelta(hours=1),
@@ -275,4 +282,4 @@ async def test_bad_orders_get_clear_errors(engine: AsyncEngine, world: dict[str,
         args.update(override)
         with pytest.raises(DispatchError, match=message):
             async with factory() as s, s.begin():
-                await create_order(session=s, **args)  # type: ignore[arg-type]
+                await create_order(session=s, **args)

@@ -81,6 +81,7 @@ async def test_after_check_out_the_next_asap_order_is_offered_to_the_caregiver(
     # Hand assignment and day plans read the same busy time: check-in to check-out.
     cg = await db.get(Caregiver, w["caregiver_id"])
     profiles = await caregiver_profiles(db, [cg], clock.now, now=clock.now)
+    assert visit.check_in_at is not None
     assert Booking(visit.check_in_at, visit.check_out_at) in profiles[w["caregiver_id"]].bookings
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select
@@ -47,7 +48,7 @@ async def test_offer_goes_to_the_nearest_eligible_caregiver(db: AsyncSession) ->
     await db.execute(
         delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id.in_([e.id for e in elders]))
     )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(N_CAREGIVERS):
         skilled = rnd.random() < 0.6
         rows.append(

@@ -101,6 +101,7 @@ async def test_the_provider_explains_and_contests_but_never_resolves(
     assert elder is not None
     home_district = elder.district_id
     other = await db.scalar(select(Elder.district_id).where(Elder.district_id != home_district).limit(1))
+    assert other is not None
     elder.district_id = other
     await db.commit()
     r = await api.post(url.format("short_on_site"), json=GOOD, headers=h["civil_affairs"])
@@ -158,7 +159,7 @@ async def test_a_check_in_hours_before_the_scheduled_start_is_an_exception(
     )
     assert r.status_code == 201, r.text
     order_id = r.json()["id"]
-    offers = [o for o in (await api.get("/api/v1/caregiver/offers", headers=h["caregiver"])).json()]
+    offers = list((await api.get("/api/v1/caregiver/offers", headers=h["caregiver"])).json())
     offer_id = next(o["id"] for o in offers if o["order_id"] == order_id)
     r = await api.post(f"/api/v1/caregiver/offers/{offer_id}/accept", headers=h["caregiver"])
     assert r.status_code == 200, r.text

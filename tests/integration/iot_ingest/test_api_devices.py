@@ -100,6 +100,7 @@ async def test_family_sees_their_elders_devices_and_providers_none(
         select(func.count()).select_from(Device).where(Device.elder_id.in_(sorted(family_p.elder_ids)))
     )
     assert listed["total"] == expected
+    assert expected is not None
     assert expected > 0, "the demo family's elder has devices"
     assert {d["elder_id"] for d in listed["items"]} <= set(family_p.elder_ids)
     foreign = await device_in(db, "420984")

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.support.ingest_faults import PrivateBroker
 
@@ -42,22 +44,22 @@ class Conn:
 
     def __init__(self, port: int, username: str | None, password: str | None) -> None:
         self.connected = threading.Event()
-        self.result: mqtt.ReasonCode | None = None
+        self.result: ReasonCode | None = None
         self.received: list[tuple[str, bytes]] = []
-        self.pubacks: dict[int, mqtt.ReasonCode] = {}
+        self.pubacks: dict[int, ReasonCode] = {}
         self.disconnected = threading.Event()
-        self.client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         if username:
             self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
-        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, m.payload))
+        self.client.on_message = lambda _c, _u, m: self.received.append((m.topic, bytes(m.payload)))
         self.client.on_publish = lambda _c, _u, mid, rc, _p: self.pubacks.__setitem__(mid, rc)
         self.client.on_disconnect = lambda *_a: self.disconnected.set()
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         self.connected.wait(5)
 
-    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: mqtt.ReasonCode, _p: object) -> None:
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: ReasonCode, _p: object) -> None:
         self.result = rc
         self.connected.set()
 
@@ -65,7 +67,7 @@ class Conn:
     def ok(self) -> bool:
         return self.result is not None and not self.result.is_failure
 
-    def publish(self, topic: str, payload: bytes) -> mqtt.ReasonCode:
+    def publish(self, topic: str, payload: bytes) -> ReasonCode:
         info = self.client.publish(topic, payload, qos=1)
         deadline = time.monotonic() + 5
         while info.mid not in self.pubacks and time.monotonic() < deadline:

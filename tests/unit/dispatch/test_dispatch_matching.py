@@ -12,6 +12,7 @@ from core.clock import SHANGHAI
 from core.geo import haversine_m
 from dispatch.matching import (
     Booking,
+    Candidate,
     CaregiverIndex,
     CaregiverProfile,
     CertificateInfo,
@@ -327,7 +328,7 @@ def test_ring_bounds_never_exceed_true_distances(lat: float) -> None:
     for cid in range(300):
         idx.update(cid, lat + rnd.uniform(-0.08, 0.08), 113.9 + rnd.uniform(-0.08, 0.08))
     qlat, qlon = lat + 0.0037, 113.9031
-    seen = []
+    seen: list[int] = []
     for bound, found in idx.rings(qlat, qlon, 8000):
         assert all(d >= bound for _, d in found)
         seen.extend(cid for cid, _ in found)
@@ -361,7 +362,7 @@ def test_match_equals_brute_force_on_random_instances() -> None:
             continuity=regulars,
         )
         got = match(o, index=idx, profiles=profiles, policy=POLICY, now=NOW, limit=5)
-        brute = []
+        brute: list[Candidate] = []
         for cid, p in profiles.items():
             plat, plon = idx.position(cid) or (0.0, 0.0)
             one = CaregiverIndex()

@@ -10,9 +10,9 @@ from core.clock import SHANGHAI
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 
 
-def wall(*parts: int) -> dt.datetime:
+def wall(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.datetime:
     """A naive Asia/Shanghai wall-clock time."""
-    return dt.datetime(*parts, tzinfo=SHANGHAI).replace(tzinfo=None)  # type: ignore[misc]
+    return dt.datetime(year, month, day, hour, minute, tzinfo=SHANGHAI).replace(tzinfo=None)
 
 
 pytestmark = pytest.mark.unit

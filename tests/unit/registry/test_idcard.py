@@ -129,7 +129,7 @@ def test_the_mask_carries_nothing_of_the_birth_date() -> None:
     for region, seq in (("420902", 123), ("110105", 2), ("420921", 999)):
         masks = {
             mask_id_number(make_id_number(region, dt.date(1940, 1, 1) + dt.timedelta(days=d), seq))
-            for d in range(0, 366)
+            for d in range(366)
         }
         assert len(masks) == 1, masks
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from sqlalchemy import Table
 
 from core.identity.authz import Principal
 from core.identity.models import Role
@@ -73,10 +74,11 @@ def test_the_scope_names_real_dispatch_and_device_columns() -> None:
         (device_t, Device.__table__),
     )
     for light, model in tables:
+        assert isinstance(model, Table)
         assert light.name == model.name
         for col in light.c:
             real = model.c[col.name]
-            assert type(col.type)._type_affinity is type(real.type)._type_affinity, col.name  # type: ignore[attr-defined]
+            assert type(col.type)._type_affinity is type(real.type)._type_affinity, col.name
     assert OrderState.CANCELLED.value == ORDER_CANCELLED
     assert {OrderState.EN_ROUTE.value, OrderState.CHECKED_IN.value} == set(VISIT_UNDER_WAY)
 
