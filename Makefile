@@ -13,7 +13,7 @@ RESULTS := bench/results
 help:
 	@echo "make demo   - set up .venv if needed, then run the whole platform (eldercare demo) until Ctrl-C"
 	@echo "make test   - set up .venv if needed, make sure PostgreSQL + Mosquitto run, run the whole test suite"
-	@echo "make lint   - ruff check, ruff format --check, mypy, import-linter contracts"
+	@echo "make lint   - ruff check, ruff format --check, mypy (strict, warn_unreachable, tests and tools too), import-linter contracts"
 	@echo "make bench  - run the benchmarks that exist, JSON results in $(RESULTS)/"
 	@echo "make venv   - only create .venv and install the locked dependencies"
 

@@ -10,12 +10,14 @@ import asyncio
 import datetime as dt
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
 
 import asyncpg
 import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
+from litestar import Litestar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -50,6 +52,12 @@ async def recreate_database(url: str) -> None:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+def asgi_transport(app: Litestar, *, client: tuple[str, int]) -> httpx.ASGITransport:
+    """httpx's in-process transport for the app. httpx and Litestar each type the ASGI interface with
+    their own scope types, which mypy cannot unify; this is the one cast between the two."""
+    return httpx.ASGITransport(app=cast("Any", app), client=client)
 
 
 @pytest.fixture(scope="session")
@@ -119,7 +127,7 @@ async def client(
     from api.app import create_app
 
     app = create_app(test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    transport = asgi_transport(app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
 

@@ -33,7 +33,7 @@ from registry.models import (
     ProviderDistrict,
     Street,
 )
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, asgi_transport
 from tests.factories import open_session
 
 Login = Callable[[str], Awaitable[dict[str, str]]]
@@ -64,7 +64,7 @@ async def api(
     from api.app import create_app
 
     app = create_app(test_settings, sessionmaker=sessionmaker, clock=clock)
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50001))
+    transport = asgi_transport(app, client=("127.0.0.1", 50001))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
 

@@ -26,7 +26,7 @@ from core.settings import Settings
 from registry.idcard import make_id_number
 from registry.models import Community, District, Elder, Street
 from registry.scope import SCOPE_LOADERS
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, asgi_transport
 from tests.factories import open_session
 
 # Not an IP address: the app then sees no client address and applies no per-address login limit.
@@ -43,7 +43,7 @@ def make_client(
     from api.app import create_app
 
     app = create_app(settings, sessionmaker=sessionmaker, clock=clock)
-    transport = httpx.ASGITransport(app=app, client=client_addr)
+    transport = asgi_transport(app, client=client_addr)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 

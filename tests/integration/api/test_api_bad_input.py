@@ -19,7 +19,7 @@ from core.policy import PolicyValue
 from core.settings import Settings
 from registry.idcard import make_id_number
 from registry.models import EmergencyContact
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, asgi_transport
 from tests.support.registry import (
     community_in,
     elder_body,
@@ -176,7 +176,7 @@ async def test_a_foreign_key_the_services_missed_is_still_a_422(
         test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW, extra_handlers=[dangling]
     )
     admin = await headers_for(db, "demo_admin")
-    transport = httpx.ASGITransport(app=app, client=("testclient", 1))
+    transport = asgi_transport(app, client=("testclient", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         r = await c.post("/api/v1/test-dangling-reference", headers=admin)
         assert (r.status_code, r.json()["code"]) == (422, "reference.unknown")
@@ -305,7 +305,7 @@ async def test_a_nul_the_edge_missed_is_still_a_422(
 
     app = create_app(test_settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW, extra_handlers=[nul])
     admin = await headers_for(db, "demo_admin")
-    transport = httpx.ASGITransport(app=app, client=("testclient", 1))
+    transport = asgi_transport(app, client=("testclient", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         r = await c.post("/api/v1/test-nul", headers=admin)
         assert (r.status_code, r.json()["code"]) == (422, "validation.value"), r.text

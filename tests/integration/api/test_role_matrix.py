@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core.identity.authz import ANY_AUTHENTICATED, PUBLIC, rule_allows
 from core.identity.models import Role
 from core.settings import Settings
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, asgi_transport
 from tests.support.registry import headers_for
 
 pytestmark = pytest.mark.integration
@@ -115,7 +116,7 @@ async def test_role_matrix(app: Litestar, client: httpx.AsyncClient, db: AsyncSe
                 headers = dict(tokens[role])
             if endpoint.method not in SAFE and csrf:
                 headers["x-csrf-token"] = csrf
-            body = {} if endpoint.method in {"POST", "PUT", "PATCH"} else None
+            body: dict[str, Any] | None = {} if endpoint.method in {"POST", "PUT", "PATCH"} else None
             r = await client.request(endpoint.method, endpoint.url, json=body, headers=headers)
             checked += 1
             who = role.value if role else "anonymous"
@@ -154,7 +155,7 @@ async def test_a_route_without_a_rule_is_caught(
     flagged = [e for e in endpoints(app) if not valid_rule(e.rule)]
     assert [(e.method, e.path) for e in flagged] == [("GET", "/api/v1/forgotten-rule")]
     admin = await headers_for(db, "demo_admin")
-    transport = httpx.ASGITransport(app=app, client=("testclient", 1))
+    transport = asgi_transport(app, client=("testclient", 1))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         r = await c.get("/api/v1/forgotten-rule", headers=admin)
     assert (r.status_code, r.json()["code"]) == (403, "auth.no_rule")

@@ -175,6 +175,7 @@ async def test_an_admin_unlocks_a_locked_account_audited(
         select(AuditLog).where(AuditLog.action == "unlock", AuditLog.entity_id == str(operator.id))
     )
     assert audit is not None
+    assert audit.before is not None
     assert (audit.actor_role, audit.before["failed_logins"], audit.after) == (
         "admin",
         5,

@@ -20,7 +20,7 @@ from iot_ingest.provisioning import BrokerFiles, mosquitto_hash, sync_broker_acc
 from iot_ingest.routes import BROKER_STATE_KEY
 from iot_ingest.storage import PartitionedStore, detect_backend
 from registry.models import Elder
-from tests.conftest import TEST_NOW
+from tests.conftest import TEST_NOW, asgi_transport
 from tests.support.registry import (
     IN_PROCESS_CLIENT,
     district_id,
@@ -44,7 +44,7 @@ def iot_client(
     app = create_app(settings, sessionmaker=sessionmaker, clock=lambda: TEST_NOW)
     app.state[BROKER_STATE_KEY] = broker
     return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=IN_PROCESS_CLIENT), base_url="http://testserver"
+        transport=asgi_transport(app, client=IN_PROCESS_CLIENT), base_url="http://testserver"
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -90,7 +91,7 @@ async def add_order(
     return order
 
 
-async def listed_ids(client: httpx.AsyncClient, headers: dict[str, str], **params: object) -> set[int]:
+async def listed_ids(client: httpx.AsyncClient, headers: dict[str, str], **params: Any) -> set[int]:
     r = await client.get("/api/v1/elders", params={"limit": 200, **params}, headers=headers)
     assert r.status_code == 200, r.text
     body = r.json()

@@ -142,6 +142,7 @@ async def test_civil_affairs_sees_and_edits_only_their_districts(
         select(func.count()).select_from(Elder).where(Elder.district_id == xiaonan)
     )
     assert page["total"] == expected_total
+    assert expected_total is not None
     assert expected_total > 0
     assert {e["district_id"] for e in page["items"]} == {xiaonan}
     # A filter cannot widen the scope.
@@ -413,7 +414,7 @@ async def test_assessment_levels_are_computed(
     civil = (await make.civil_affairs(XIAONAN)).headers
     own = await make.elder(XIAONAN, has_dementia=False)
     base = f"/api/v1/elders/{own.id}/assessments"
-    body = {
+    body: dict[str, Any] = {
         "items": items_totalling(65),
         "assessor": "评估员甲",
         "assessed_on": str(TODAY),
