@@ -16,7 +16,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from sqlalchemy import func, select
@@ -24,24 +24,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Base
-from core.policy import PolicyValue
+from core.policy import POLICY_EPOCH, PolicyDefault, PolicyValue
 
 log = structlog.get_logger(__name__)
 
-POLICY_EPOCH = dt.date(2026, 1, 1)  # the national care voucher starts nationwide on this day [R]
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyDefault:
-    """One dated policy row as seeded: valid from :data:`POLICY_EPOCH`, open-ended, editable later.
-
-    The running system reads the database, never these defaults. Tags in ``source`` as in DOMAIN.md:
-    [R] official, [S] secondary source, [E] estimate / sensible default."""
-
-    key: str
-    scope: str
-    value: dict[str, Any]
-    source: str
+__all__ = ["POLICY_EPOCH", "DomainSeed", "PolicyDefault", "SeedHook", "policy_defaults", "seed_reference"]
 
 
 class SeedHook(Protocol):
