@@ -44,7 +44,9 @@ from tests.conftest import TEST_DB_URL
 
 pytestmark = pytest.mark.integration
 
-CLI_DB_URL = make_url(TEST_DB_URL).set(database="eldercare_test_cli").render_as_string(hide_password=False)
+# Databases of their own, named after the test database so that two suites on one server never meet.
+_BASE = make_url(TEST_DB_URL).database or "eldercare_test"
+CLI_DB_URL = make_url(TEST_DB_URL).set(database=f"{_BASE}_cli").render_as_string(hide_password=False)
 SERVER = make_url(TEST_DB_URL)
 LOCAL_SERVER = SERVER.host in {"127.0.0.1", "localhost"} and not SERVER.password
 MQTT_URL = os.environ.get("ELDERCARE_MQTT_URL", "mqtt://127.0.0.1:1883")
@@ -100,7 +102,7 @@ async def test_migrate_on_missing_database_creates_it_then_seed_demo_twice_adds_
         migrated = await asyncio.to_thread(_eldercare, "migrate", env=env)
         assert migrated.returncode == 0, migrated.stderr
         assert "Traceback" not in migrated.stderr
-        assert "Database eldercare_test_cli created." in migrated.stdout
+        assert f"Database {_BASE}_cli created." in migrated.stdout
         assert "migrated" in migrated.stdout
         heads = await _scalar(CLI_DB_URL, "SELECT count(*) FROM alembic_version")
         assert isinstance(heads, int)
@@ -140,7 +142,7 @@ def test_migrate_against_a_server_that_does_not_answer_says_so_in_one_line() -> 
 
 async def test_seed_on_a_missing_unmigrated_or_dead_database_says_what_to_do_in_one_line() -> None:
     """Not a traceback: one line naming the URL's source and the command that helps, exit 1."""
-    url = make_url(TEST_DB_URL).set(database="eldercare_test_cli_seed").render_as_string(hide_password=False)
+    url = make_url(TEST_DB_URL).set(database=f"{_BASE}_cli_seed").render_as_string(hide_password=False)
     env = {**os.environ, "ELDERCARE_LOG_LEVEL": "WARNING"}
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/eldercare"
     await _drop(url)
@@ -154,7 +156,7 @@ async def test_seed_on_a_missing_unmigrated_or_dead_database_says_what_to_do_in_
             if case == "unmigrated":
                 admin = await asyncpg.connect(asyncpg_dsn(url, database="postgres"))
                 try:
-                    await admin.execute('CREATE DATABASE "eldercare_test_cli_seed"')
+                    await admin.execute(f'CREATE DATABASE "{_BASE}_cli_seed"')
                 finally:
                     await admin.close()
             result = await asyncio.to_thread(_eldercare, "seed", "--url", target, env=env)
@@ -179,14 +181,14 @@ def test_domain_subcommand_whose_module_is_missing_exits_2(capsys: pytest.Captur
 
 
 async def test_configured_database_url_wins_and_its_database_is_created() -> None:
-    url = make_url(TEST_DB_URL).set(database="eldercare_test_cli_env").render_as_string(hide_password=False)
+    url = make_url(TEST_DB_URL).set(database=f"{_BASE}_cli_env").render_as_string(hide_password=False)
     await _drop(url)
     try:
         choice = await find_database(env={"ELDERCARE_DATABASE_URL": url}, state_dir=STATE_DIR)
         assert choice.origin == "environment"
         assert choice.url == url
         assert choice.embedded is None
-        assert await _scalar(url, "SELECT current_database()") == "eldercare_test_cli_env"
+        assert await _scalar(url, "SELECT current_database()") == f"{_BASE}_cli_env"
     finally:
         await _drop(url)
 
@@ -199,7 +201,7 @@ async def test_unreachable_configured_database_is_a_clear_error() -> None:
 
 @pytest.mark.skipif(not LOCAL_SERVER, reason="the test PostgreSQL is not a password-less local server")
 async def test_local_postgres_is_used_when_nothing_is_configured() -> None:
-    name = "eldercare_test_cli_local"
+    name = f"{_BASE}_cli_local"
     url = make_url(TEST_DB_URL).set(database=name).render_as_string(hide_password=False)
     await _drop(url)
     try:

@@ -12,7 +12,7 @@ from tests.conftest import TEST_DB_URL, alembic_config, recreate_database
 
 pytestmark = pytest.mark.integration
 
-URL = TEST_DB_URL.rsplit("/", 1)[0] + "/eldercare_test_migrations"
+URL = TEST_DB_URL + "_migrations"  # its own database, named after the test database
 
 SCHEMA_SQL = """
 SELECT table_name || '.' || column_name || ':' || data_type || ':' || is_nullable

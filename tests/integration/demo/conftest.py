@@ -1,4 +1,4 @@
-"""The demo seed's tests: a PostgreSQL database of their own (``eldercare_h_seed`` on the test
+"""The demo seed's tests: a PostgreSQL database of their own (``<test database>_h_seed`` on the test
 server, a fixed name), migrated with Alembic as the CLI does and seeded twice, each run in its own
 committed transaction, so the tests can check both what the first run made and that the second
 added nothing. The database is dropped after the package's tests.
@@ -19,8 +19,8 @@ from core.settings import PROJECT_ROOT
 from demo.seed import SeedSummary, seed_demo
 from tests.conftest import TEST_DB_URL
 
-DB_NAME = "eldercare_h_seed"
-_SERVER = TEST_DB_URL.rsplit("/", 1)[0]  # the test server (ELDERCARE_TEST_DATABASE_URL), another database
+_SERVER, _BASE = TEST_DB_URL.rsplit("/", 1)  # the test server (ELDERCARE_TEST_DATABASE_URL), another database
+DB_NAME = f"{_BASE}_h_seed"
 ADMIN_DSN = _SERVER.replace("postgresql+asyncpg://", "postgresql://") + "/postgres"
 DB_URL = f"{_SERVER}/{DB_NAME}"
 TODAY = dt.date(2026, 11, 20)
