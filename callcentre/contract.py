@@ -1,5 +1,8 @@
-"""The call centre's contract with whoever raises alarms: the alarm types, their severities, and the one
-SQL that writes an alarm (DOMAIN §7).
+"""The call centre's contract with whoever raises alarms: the alarm types, the severity scale, and the
+one SQL that writes an alarm (DOMAIN §7).
+
+Which severity an alarm type gets is dated policy (``alarm.severity``, scope = the alarm type, seeded by
+:mod:`callcentre.seed`), applied by whoever raises the alarm; this module holds no severity table.
 
 The ``alarm`` table (:mod:`callcentre.models`) has one writer: this module. Raising an alarm is an
 upsert on the active alarm of its subject: at most one alarm per (device, type) — or per (elder,
@@ -49,37 +52,6 @@ class Severity(enum.StrEnum):
     MAJOR = "MAJOR"
     MINOR = "MINOR"
     WARNING = "WARNING"
-
-
-# The default severity of each alarm type (DOMAIN §7), seeded as dated policy ``alarm.severity``.
-SEVERITY: Final[Mapping[str, Severity]] = {
-    AlarmType.SOS: Severity.CRITICAL,
-    AlarmType.FALL: Severity.CRITICAL,
-    AlarmType.SMOKE: Severity.CRITICAL,
-    AlarmType.GAS: Severity.CRITICAL,
-    AlarmType.WANDERING: Severity.MAJOR,  # CRITICAL for elders with dementia (DEMENTIA_SEVERITY)
-    AlarmType.WATER_LEAK: Severity.MAJOR,
-    AlarmType.VITALS: Severity.MAJOR,
-    AlarmType.INACTIVITY: Severity.MAJOR,
-    AlarmType.DOOR_OPEN_NIGHT: Severity.MINOR,
-    AlarmType.TAMPER: Severity.MINOR,
-    AlarmType.DEVICE_OFFLINE: Severity.WARNING,
-    AlarmType.LOW_BATTERY: Severity.WARNING,
-}
-# Alarm types whose severity is raised when the elder has dementia.
-DEMENTIA_SEVERITY: Final[Mapping[str, Severity]] = {AlarmType.WANDERING: Severity.CRITICAL}
-
-
-def severity_policy() -> dict[str, dict[str, str]]:
-    """The ``alarm.severity`` policy values by alarm type (scope): ``{"severity": …}`` plus
-    ``"dementia_severity"`` where the elder's dementia raises it."""
-    out: dict[str, dict[str, str]] = {}
-    for alarm_type, severity in SEVERITY.items():
-        value = {"severity": severity.value}
-        if alarm_type in DEMENTIA_SEVERITY:
-            value["dementia_severity"] = DEMENTIA_SEVERITY[alarm_type].value
-        out[str(alarm_type)] = value
-    return out
 
 
 ALARM_NOTIFY_CHANNEL: Final = "alarm"

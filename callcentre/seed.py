@@ -7,31 +7,46 @@ acknowledgement targets. Tags as in DOMAIN.md: [R] official, [S] secondary sourc
 
 from __future__ import annotations
 
-from callcentre.contract import severity_policy
+from callcentre.contract import AlarmType, Severity
 from core.seed import DomainSeed, PolicyDefault
 
 _SRC_ALARM = "DOMAIN §7 alarm defaults"
 
 
-def _severity_defaults() -> tuple[PolicyDefault, ...]:
-    """One ``alarm.severity`` row per alarm type, from the one home of the severities
-    (:mod:`callcentre.contract`)."""
-    return tuple(
-        PolicyDefault("alarm.severity", alarm_type, value, _SRC_ALARM + " [R/E]")
-        for alarm_type, value in severity_policy().items()
-    )
+def _severity(
+    alarm_type: AlarmType, severity: Severity, *, dementia: Severity | None = None
+) -> PolicyDefault:
+    """The ``alarm.severity`` row of one alarm type: ``{"severity": …}``, plus ``"dementia_severity"``
+    where the elder's dementia raises it. The ingest reads these rows (never a table in code)."""
+    value = {"severity": severity.value}
+    if dementia is not None:
+        value["dementia_severity"] = dementia.value
+    return PolicyDefault("alarm.severity", alarm_type.value, value, _SRC_ALARM + " [R/E]")
 
 
 POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
-    *_severity_defaults(),
+    _severity(AlarmType.SOS, Severity.CRITICAL),
+    _severity(AlarmType.FALL, Severity.CRITICAL),
+    _severity(AlarmType.SMOKE, Severity.CRITICAL),
+    _severity(AlarmType.GAS, Severity.CRITICAL),
+    _severity(AlarmType.WANDERING, Severity.MAJOR, dementia=Severity.CRITICAL),
+    _severity(AlarmType.WATER_LEAK, Severity.MAJOR),
+    _severity(AlarmType.VITALS, Severity.MAJOR),
+    _severity(AlarmType.INACTIVITY, Severity.MAJOR),
+    _severity(AlarmType.DOOR_OPEN_NIGHT, Severity.MINOR),
+    _severity(AlarmType.TAMPER, Severity.MINOR),
+    _severity(AlarmType.DEVICE_OFFLINE, Severity.WARNING),
+    _severity(AlarmType.LOW_BATTERY, Severity.WARNING),
     PolicyDefault(
         "alarm.vitals.heart_rate",
         "*",
         {"low_bpm": 40, "high_bpm": 130, "sustain_seconds": 120},
         _SRC_ALARM + " [E]",
     ),
-    PolicyDefault("alarm.vitals.spo2", "*", {"low_pct": 90}, _SRC_ALARM + " [E]"),
-    PolicyDefault("alarm.vitals.temperature", "*", {"high_centi_c": 3850}, _SRC_ALARM + " [E]"),
+    PolicyDefault("alarm.vitals.spo2", "*", {"low_pct": 90, "sustain_seconds": 0}, _SRC_ALARM + " [E]"),
+    PolicyDefault(
+        "alarm.vitals.temperature", "*", {"high_centi_c": 3850, "sustain_seconds": 0}, _SRC_ALARM + " [E]"
+    ),
     PolicyDefault("alarm.inactivity", "*", {"seconds": 12 * 3600}, _SRC_ALARM + " [E], per-elder override"),
     PolicyDefault(
         "alarm.door_open_night", "*", {"start": "00:00", "end": "05:00"}, _SRC_ALARM + " [E], dementia"

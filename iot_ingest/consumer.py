@@ -28,7 +28,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import signal
@@ -43,9 +42,10 @@ import asyncpg
 import structlog
 
 from callcentre.contract import AlarmCandidate
-from core.clock import utc_now
+from core.clock import local_date, utc_now
 from core.settings import Settings
 from iot_ingest import storage
+from iot_ingest.alarm_policy import PolicyByDay, PolicyWatch, load_thresholds
 from iot_ingest.client import Delivery, Sessions
 from iot_ingest.device_cache import DeviceCache, DeviceRecord
 from iot_ingest.normalise import (
@@ -57,14 +57,7 @@ from iot_ingest.normalise import (
     normalise,
     raw_key,
 )
-from iot_ingest.rules import (
-    AlarmThresholds,
-    VitalsTrack,
-    alarms_for_event,
-    alarms_for_readings,
-    geofence_alarm,
-    vitals_step,
-)
+from iot_ingest.rules import VitalsTrack, alarms_for_event, battery_alarm, geofence_alarm, vitals_step
 from iot_ingest.wire import INGEST_CLIENT_ID_PREFIX, TOPIC_ROOT
 
 log = structlog.get_logger("iot_ingest")
@@ -102,6 +95,8 @@ class IngestConfig:
     # rewriting 10,000 device rows every few seconds cost the database more than the telemetry did.
     touch_min_advance_s: float = 30.0
     cache_refresh_s: float = 60.0
+    # The alarm policy is reloaded on a NOTIFY and at local midnight; this is the safety net.
+    policy_refresh_s: float = 60.0
     max_age: dt.timedelta = dt.timedelta(days=30)
     retry_backoff_s: float = 1.0
 
@@ -173,7 +168,14 @@ class IngestConsumer:
         self.config = config
         self.stats = IngestStats()
         self.cache = DeviceCache()
-        self.thresholds = AlarmThresholds()
+        # The alarm policy by local day (:mod:`iot_ingest.alarm_policy`), kept current by the watch.
+        self.policy = PolicyByDay()
+        self.policy_watch = PolicyWatch(
+            self.policy,
+            settings.asyncpg_dsn,
+            refresh_s=config.policy_refresh_s,
+            retry_s=config.retry_backoff_s,
+        )
         self._inbox: collections.deque[Delivery] = collections.deque()
         self._wake = asyncio.Event()
         self._pinbox: collections.deque[Delivery] = collections.deque()
@@ -300,20 +302,27 @@ class IngestConsumer:
         self._to_batch(item)
 
     def _rules(self, device: DeviceRecord, msg: Message) -> list[AlarmCandidate]:
-        ctx, th = device.ctx, self.thresholds
+        """The alarm rules, each reading and event judged by the policy of its own local day (held:
+        the router made sure of it with :meth:`PolicyByDay.missing`)."""
+        ctx, policy_at = device.ctx, self.policy.at
         alarms: list[AlarmCandidate] = []
         for event in msg.events:
-            alarms.extend(alarms_for_event(event, ctx, th))
+            alarms.extend(alarms_for_event(event, ctx, policy_at(event.at)))
         if msg.readings:
-            alarms.extend(alarms_for_readings(msg.readings, ctx, th))
+            low_battery = False  # one LOW_BATTERY per message
             for reading in msg.readings:
+                th = policy_at(reading.at)
+                if not low_battery and (battery := battery_alarm(reading, ctx, th)) is not None:
+                    alarms.append(battery)
+                    low_battery = True
                 key = (ctx.device_id, reading.metric)
                 track, alarm = vitals_step(self._vitals.get(key), reading, ctx, th)
                 if track is not None:
                     self._vitals[key] = track
                 if alarm is not None:
                     alarms.append(alarm)
-            fence = geofence_alarm(ctx, msg.readings, device.safe_zone)
+            first = msg.readings[0]
+            fence = geofence_alarm(ctx, msg.readings, device.safe_zone, policy_at(first.at))
             if fence is not None:
                 alarms.append(fence)
         return alarms
@@ -582,6 +591,18 @@ class IngestConsumer:
         if conn is not None:
             await conn.close()
 
+    def _in_memory(self, out: Message) -> DeviceRecord | None:
+        """The message's device if the cache has it and the alarm policy of its days is held."""
+        return self.cache.peek(out) if self.policy.missing(out) is None else None
+
+    async def _look_up(self, conn: asyncpg.Connection, out: Message) -> DeviceRecord | None:
+        """The message's device, and the alarm policy of its days (late or early data may need one
+        loaded): what the router cannot answer from memory."""
+        device = self.cache.peek(out) or await self.cache.get(conn, out)
+        while device is not None and (days := self.policy.missing(out)) is not None:
+            await self.policy.ensure(conn, days)
+        return device
+
     async def _router(self) -> None:
         conn: asyncpg.Connection | None = None
         last_refresh = time.monotonic()
@@ -612,9 +633,9 @@ class IngestConsumer:
                 if out is None:
                     continue
                 try:
-                    device = self.cache.peek(out) or await self.cache.get(conn, out)
+                    device = self._in_memory(out) or await self._look_up(conn, out)
                 except _DB_ERRORS:
-                    # Device lookup failed: put it back and retry once the database is back.
+                    # Device or policy lookup failed: put it back and retry once the database is back.
                     (self._pinbox if raw.session else self._inbox).appendleft(raw)
                     self.stats.received -= 1
                     conn = None
@@ -651,19 +672,16 @@ class IngestConsumer:
         try:
             self._store = await storage.make_store(conn)
             await self.cache.load(conn)
-            policy = await conn.fetchval(
-                """SELECT value FROM policy_value WHERE key = 'alarm.thresholds' AND scope = '*'
-                   AND valid_from <= current_date AND (valid_to IS NULL OR valid_to >= current_date)
-                   ORDER BY valid_from DESC LIMIT 1"""
-            )
+            today = local_date(utc_now())
+            # A policy that cannot be built stops the start: there is no policy in hand to keep.
+            self.policy.replace(today, await load_thresholds(conn, today))
         finally:
             await conn.close()
-        if policy:
-            self.thresholds = AlarmThresholds.from_policy(json.loads(policy))
         self._tasks = [
             asyncio.create_task(self._router(), name="ingest-router"),
             asyncio.create_task(self._batch_writer(), name="ingest-batch"),
             asyncio.create_task(self._toucher(), name="ingest-touch"),
+            asyncio.create_task(self.policy_watch.run(self._stopping), name="ingest-policy"),
         ]
         lane_started = threading.Event()
         self._lane = threading.Thread(
@@ -682,8 +700,8 @@ class IngestConsumer:
         self._accepting = False
         self._stopping.set()
         self._wake.set()
-        router, batch, toucher = self._tasks
-        await asyncio.gather(router, toucher, return_exceptions=True)
+        router, batch, toucher, policy = self._tasks
+        await asyncio.gather(router, toucher, policy, return_exceptions=True)
         self._writers_stop.set()
         self._batch_ready.set()
         self._wake_priority()

@@ -15,9 +15,11 @@ import asyncpg
 import structlog
 
 from callcentre.contract import raise_alarm
+from core.clock import local_date
 from core.scheduler import JobContext, every, schedule
 from iot_ingest import storage
-from iot_ingest.rules import AlarmThresholds, DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
+from iot_ingest.alarm_policy import load_thresholds
+from iot_ingest.rules import DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
 
 log = structlog.get_logger("iot_ingest.jobs")
 
@@ -57,11 +59,10 @@ async def prune_dedup(
     return await storage.prune_dedup(conn, older_than=now - window)
 
 
-async def check_offline(
-    conn: asyncpg.Connection, *, now: dt.datetime, thresholds: AlarmThresholds | None = None
-) -> int:
-    """Raise DEVICE_OFFLINE for silent devices (10 min mains / 25 h battery); returns alarms raised."""
-    th = thresholds or AlarmThresholds()
+async def check_offline(conn: asyncpg.Connection, *, now: dt.datetime) -> int:
+    """Raise DEVICE_OFFLINE for devices silent longer than the policy valid on ``now``'s local date
+    allows (``alarm.device_offline[mains|battery]``); returns the alarms raised."""
+    th = await load_thresholds(conn, local_date(now))
     rows = await conn.fetch(
         """SELECT d.id, d.elder_id, d.kind, d.power, d.last_seen_at,
                   coalesce(e.has_dementia, false) AS dementia
@@ -89,6 +90,7 @@ async def check_offline(
 
 async def check_inactivity(conn: asyncpg.Connection, *, now: dt.datetime) -> int:
     """Raise INACTIVITY for elders without motion or door events for their daytime allowance."""
+    th = await load_thresholds(conn, local_date(now))  # the severity valid on ``now``'s local date
     rows = await conn.fetch(
         """SELECT m.elder_id, m.inactivity_hours, m.day_start_minute, m.day_end_minute, m.updated_at,
                   (SELECT max(ev.at) FROM device_event ev JOIN device d ON d.id = ev.device_id
@@ -107,6 +109,7 @@ async def check_inactivity(conn: asyncpg.Connection, *, now: dt.datetime) -> int
                 monitored_since=r["updated_at"],
                 schedule=DaySchedule(r["day_start_minute"], r["day_end_minute"], r["inactivity_hours"]),
                 now=now,
+                th=th,
             )
             if alarm is not None:
                 await raise_alarm(conn, alarm)

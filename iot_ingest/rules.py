@@ -2,22 +2,25 @@
 
 Every function returns :class:`callcentre.contract.AlarmCandidate` values, which the call centre's
 contract writes as ``alarm`` rows (one active alarm per device and type; a repeat increments its
-counter). Alarm types and their default severities are the contract's too. Thresholds are data
-(:class:`AlarmThresholds`) so they can come from dated ``policy_value`` rows.
+counter). The thresholds and each alarm type's severity are dated policy (``alarm.*`` rows, seeded by
+:mod:`callcentre.seed`): :func:`thresholds_from` turns the policy valid on a day into
+:class:`AlarmThresholds`, and every alarm raised names the policy rows it applied (``details.policy``,
+:meth:`core.policy.PolicyEntry.ref`). There is no threshold or severity in this module.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
 
-from callcentre.contract import DEMENTIA_SEVERITY, SEVERITY, AlarmCandidate, AlarmType
+from callcentre.contract import AlarmCandidate, AlarmType, Severity
 from core.clock import SHANGHAI, local_date
 from core.geo import haversine_m
+from core.policy import PolicyEntry, PolicySnapshot
 from iot_ingest.normalise import Event, Reading
 
 # Canonical event type → alarm type for events that are alarms by themselves.
@@ -31,34 +34,111 @@ EVENT_ALARMS: Final[Mapping[str, str]] = {
     "low_battery": "LOW_BATTERY",
 }
 
+# The policy keys the rules read (prefix ``alarm.``; scopes as seeded in :mod:`callcentre.seed`).
+POLICY_PREFIXES: Final = ("alarm.",)
+HEART_RATE_KEY: Final = "alarm.vitals.heart_rate"
+SPO2_KEY: Final = "alarm.vitals.spo2"
+TEMPERATURE_KEY: Final = "alarm.vitals.temperature"
+LOW_BATTERY_KEY: Final = "alarm.low_battery"
+DOOR_OPEN_NIGHT_KEY: Final = "alarm.door_open_night"
+DEVICE_OFFLINE_KEY: Final = "alarm.device_offline"  # scopes "mains" and "battery"
+SEVERITY_KEY: Final = "alarm.severity"  # scope: the alarm type
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityRule:
+    """The severity of one alarm type (``alarm.severity[TYPE]``), and the one it takes when the elder
+    has dementia, if the policy raises it (WANDERING as seeded)."""
+
+    severity: str
+    dementia_severity: str | None
+    ref: str  # the policy row applied, ``alarm.severity[TYPE]@valid_from``
+
+    def for_elder(self, has_dementia: bool) -> str:
+        if has_dementia and self.dementia_severity is not None:
+            return self.dementia_severity
+        return self.severity
+
 
 @dataclass(frozen=True, slots=True)
 class AlarmThresholds:
-    """Alarm thresholds (DOMAIN §7 defaults). Units: bpm, %, °C, seconds, local clock times."""
+    """The alarm policy valid on one day, as the pure rules take it. Units: bpm, %, °C, seconds,
+    local (Asia/Shanghai) clock times. Build it with :func:`thresholds_from`; each ``*_ref`` names the
+    policy row a value came from, so an alarm can record it (an elder's own override replaces the
+    value and its ref with :func:`dataclasses.replace`)."""
 
-    hr_low: float = 40
-    hr_high: float = 130
-    hr_hold_s: float = 120
-    spo2_low: float = 90
-    spo2_hold_s: float = 0
-    body_temp_high: float = 38.5
-    body_temp_hold_s: float = 0
-    battery_low_pct: float = 15
-    offline_mains_s: float = 10 * 60
-    offline_battery_s: float = 25 * 3600
-    night_start: dt.time = dt.time(0, 0)
-    night_end: dt.time = dt.time(5, 0)
+    hr_low: float
+    hr_high: float
+    hr_hold_s: float
+    hr_ref: str
+    spo2_low: float
+    spo2_hold_s: float
+    spo2_ref: str
+    body_temp_high: float
+    body_temp_hold_s: float
+    body_temp_ref: str
+    battery_low_pct: float
+    battery_ref: str
+    offline_mains_s: float
+    offline_mains_ref: str
+    offline_battery_s: float
+    offline_battery_ref: str
+    night_start: dt.time
+    night_end: dt.time
+    night_ref: str
+    severity: Mapping[str, SeverityRule]  # by alarm type
 
-    @classmethod
-    def from_policy(cls, values: Mapping[str, Any]) -> AlarmThresholds:
-        """Overrides from a ``policy_value`` JSON object (unknown keys are ignored; times as ``HH:MM``)."""
-        known = set(cls.__dataclass_fields__)
-        changes: dict[str, Any] = {}
-        for key, value in values.items():
-            if key not in known:
-                continue
-            changes[key] = dt.time.fromisoformat(value) if key.startswith("night_") else float(value)
-        return replace(cls(), **changes)
+
+def _number(snapshot: PolicySnapshot, entry: PolicyEntry, name: str) -> float:
+    """``entry``'s field ``name``; a row written before the field was seeded falls back to the seeded
+    default's field (never to a number typed here)."""
+    if name not in entry.value:
+        seeded = snapshot.defaults.get((entry.key, entry.scope))
+        if seeded is not None:
+            return seeded.number(name)
+    return entry.number(name)
+
+
+def _severity_rule(entry: PolicyEntry) -> SeverityRule:
+    severity = Severity(entry.text("severity")).value  # a value off the scale is an error here
+    dementia = entry.value.get("dementia_severity")
+    return SeverityRule(severity, None if dementia is None else Severity(dementia).value, entry.ref())
+
+
+def thresholds_from(snapshot: PolicySnapshot) -> AlarmThresholds:
+    """The alarm policy valid on ``snapshot.day`` (rows, else the seeded defaults the snapshot carries).
+
+    A key missing from both is :class:`core.policy.PolicyMissing`; a malformed value a
+    :class:`TypeError` or :class:`ValueError` naming it: the caller keeps the policy it had."""
+    hr = snapshot.entry(HEART_RATE_KEY)
+    spo2 = snapshot.entry(SPO2_KEY)
+    temp = snapshot.entry(TEMPERATURE_KEY)
+    battery = snapshot.entry(LOW_BATTERY_KEY)
+    night = snapshot.entry(DOOR_OPEN_NIGHT_KEY)
+    mains = snapshot.entry(DEVICE_OFFLINE_KEY, "mains")
+    on_battery = snapshot.entry(DEVICE_OFFLINE_KEY, "battery")
+    return AlarmThresholds(
+        hr_low=_number(snapshot, hr, "low_bpm"),
+        hr_high=_number(snapshot, hr, "high_bpm"),
+        hr_hold_s=_number(snapshot, hr, "sustain_seconds"),
+        hr_ref=hr.ref(),
+        spo2_low=_number(snapshot, spo2, "low_pct"),
+        spo2_hold_s=_number(snapshot, spo2, "sustain_seconds"),
+        spo2_ref=spo2.ref(),
+        body_temp_high=_number(snapshot, temp, "high_centi_c") / 100,
+        body_temp_hold_s=_number(snapshot, temp, "sustain_seconds"),
+        body_temp_ref=temp.ref(),
+        battery_low_pct=_number(snapshot, battery, "pct"),
+        battery_ref=battery.ref(),
+        offline_mains_s=_number(snapshot, mains, "seconds"),
+        offline_mains_ref=mains.ref(),
+        offline_battery_s=_number(snapshot, on_battery, "seconds"),
+        offline_battery_ref=on_battery.ref(),
+        night_start=dt.time.fromisoformat(night.text("start")),
+        night_end=dt.time.fromisoformat(night.text("end")),
+        night_ref=night.ref(),
+        severity={t.value: _severity_rule(snapshot.entry(SEVERITY_KEY, t.value)) for t in AlarmType},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +153,19 @@ class DeviceContext:
 
 
 def _candidate(
-    alarm_type: str, ctx: DeviceContext, at: dt.datetime, severity: str | None = None, **details: Any
+    alarm_type: str,
+    ctx: DeviceContext,
+    at: dt.datetime,
+    th: AlarmThresholds,
+    *refs: str,
+    **details: Any,
 ) -> AlarmCandidate:
+    """An alarm with the severity the policy gives its type (and the elder), naming in
+    ``details.policy`` the threshold rows ``refs`` and the severity row applied."""
+    rule = th.severity[alarm_type]
+    details["policy"] = [*refs, rule.ref]
     return AlarmCandidate(
-        alarm_type, severity or SEVERITY[alarm_type], ctx.device_id, ctx.elder_id, at, details
+        alarm_type, rule.for_elder(ctx.elder_has_dementia), ctx.device_id, ctx.elder_id, at, details
     )
 
 
@@ -96,22 +185,28 @@ def alarms_for_event(event: Event, ctx: DeviceContext, th: AlarmThresholds) -> l
     out: list[AlarmCandidate] = []
     alarm_type = EVENT_ALARMS.get(event.type)
     if alarm_type is not None:
-        out.append(_candidate(alarm_type, ctx, event.at, event=event.type))
+        out.append(_candidate(alarm_type, ctx, event.at, th, event=event.type))
     if event.type == "door_open" and ctx.elder_has_dementia and is_night(event.at, th):
-        out.append(_candidate("DOOR_OPEN_NIGHT", ctx, event.at, event=event.type))
+        out.append(_candidate("DOOR_OPEN_NIGHT", ctx, event.at, th, th.night_ref, event=event.type))
     return out
+
+
+def battery_alarm(reading: Reading, ctx: DeviceContext, th: AlarmThresholds) -> AlarmCandidate | None:
+    """LOW_BATTERY when a battery reading (percent) is below the threshold."""
+    if reading.metric == "battery" and reading.value < th.battery_low_pct:
+        return _candidate("LOW_BATTERY", ctx, reading.at, th, th.battery_ref, battery=reading.value)
+    return None
 
 
 def alarms_for_readings(
     readings: Iterable[Reading], ctx: DeviceContext, th: AlarmThresholds
 ) -> list[AlarmCandidate]:
-    """Immediate reading rules: battery below the threshold (percent)."""
-    out: list[AlarmCandidate] = []
+    """Immediate reading rules over the readings of one day's policy: the first low battery."""
     for r in readings:
-        if r.metric == "battery" and r.value < th.battery_low_pct:
-            out.append(_candidate("LOW_BATTERY", ctx, r.at, battery=r.value))
-            break
-    return out
+        alarm = battery_alarm(r, ctx, th)
+        if alarm is not None:
+            return [alarm]
+    return []
 
 
 # --- Vital signs held for a duration ---------------------------------------------------------------
@@ -125,15 +220,16 @@ class VitalsTrack(msgspec.Struct, frozen=True):  # one per reading on the hot pa
     raised: bool = False
 
 
-def vitals_breach(metric: str, value: float, th: AlarmThresholds) -> tuple[bool, float]:
-    """Whether a vital-sign reading is out of range, and how long (seconds) it must hold to alarm."""
+def vitals_breach(metric: str, value: float, th: AlarmThresholds) -> tuple[bool, float, str]:
+    """Whether a vital-sign reading is out of range, how long (seconds) it must hold to alarm, and
+    the policy row that says so (``""`` for a metric that is not a vital sign)."""
     if metric == "hr":
-        return (value < th.hr_low or value > th.hr_high), th.hr_hold_s
+        return (value < th.hr_low or value > th.hr_high), th.hr_hold_s, th.hr_ref
     if metric == "spo2":
-        return value < th.spo2_low, th.spo2_hold_s
+        return value < th.spo2_low, th.spo2_hold_s, th.spo2_ref
     if metric == "body_temp":
-        return value > th.body_temp_high, th.body_temp_hold_s
-    return False, 0.0
+        return value > th.body_temp_high, th.body_temp_hold_s, th.body_temp_ref
+    return False, 0.0, ""
 
 
 VITAL_METRICS: Final = frozenset({"hr", "spo2", "body_temp"})
@@ -150,13 +246,15 @@ def vitals_step(
         return track, None
     if track is not None and reading.at < track.last_at:
         return track, None
-    breached, hold_s = vitals_breach(reading.metric, reading.value, th)
+    breached, hold_s, ref = vitals_breach(reading.metric, reading.value, th)
     if not breached:
         return VitalsTrack(last_at=reading.at), None
     since = track.breach_since if track is not None and track.breach_since is not None else reading.at
     held = (reading.at - since).total_seconds()
     if held >= hold_s and not (track is not None and track.raised):
-        alarm = _candidate("VITALS", ctx, reading.at, metric=reading.metric, value=reading.value, held_s=held)
+        alarm = _candidate(
+            "VITALS", ctx, reading.at, th, ref, metric=reading.metric, value=reading.value, held_s=held
+        )
         return VitalsTrack(reading.at, since, raised=True), alarm
     raised = track.raised if track is not None and track.breach_since is not None else False
     return VitalsTrack(reading.at, since, raised), None
@@ -168,17 +266,20 @@ def vitals_step(
 def offline_alarm(
     ctx: DeviceContext, last_seen_at: dt.datetime | None, now: dt.datetime, th: AlarmThresholds
 ) -> AlarmCandidate | None:
-    """DEVICE_OFFLINE after 10 min (mains) or 25 h (battery) without any message.
+    """DEVICE_OFFLINE after the policy's silence (``alarm.device_offline[mains|battery]``, seconds).
 
     A device never seen since provisioning is not reported (it may not be installed yet).
     """
     if last_seen_at is None:
         return None
-    limit = th.offline_mains_s if ctx.power == "mains" else th.offline_battery_s
+    if ctx.power == "mains":
+        limit, ref = th.offline_mains_s, th.offline_mains_ref
+    else:
+        limit, ref = th.offline_battery_s, th.offline_battery_ref
     silent = (now - last_seen_at).total_seconds()
     if silent > limit:
         return _candidate(
-            "DEVICE_OFFLINE", ctx, now, silent_s=round(silent), last_seen_at=last_seen_at.isoformat()
+            "DEVICE_OFFLINE", ctx, now, th, ref, silent_s=round(silent), last_seen_at=last_seen_at.isoformat()
         )
     return None
 
@@ -220,6 +321,7 @@ def inactivity_alarm(
     monitored_since: dt.datetime,
     schedule: DaySchedule,
     now: dt.datetime,
+    th: AlarmThresholds,
 ) -> AlarmCandidate | None:
     """INACTIVITY when no motion or door event for ``inactivity_hours`` of waking-day time.
 
@@ -229,14 +331,9 @@ def inactivity_alarm(
     since = max(last_activity_at or monitored_since, monitored_since)
     quiet = daytime_seconds_between(since, now, schedule)
     if quiet >= schedule.inactivity_hours * 3600:
-        return AlarmCandidate(
-            "INACTIVITY",
-            SEVERITY["INACTIVITY"],
-            None,
-            elder_id,
-            now,
-            {"quiet_daytime_s": round(quiet), "since": since.isoformat()},
-        )
+        rule = th.severity["INACTIVITY"]
+        details = {"quiet_daytime_s": round(quiet), "since": since.isoformat(), "policy": [rule.ref]}
+        return AlarmCandidate("INACTIVITY", rule.severity, None, elder_id, now, details)
     return None
 
 
@@ -277,7 +374,7 @@ def outside_safe_zone(lat: float, lon: float, accuracy_m: float, zone: Mapping[s
 
 
 def geofence_alarm(
-    ctx: DeviceContext, readings: Sequence[Reading], zone: Mapping[str, Any] | None
+    ctx: DeviceContext, readings: Sequence[Reading], zone: Mapping[str, Any] | None, th: AlarmThresholds
 ) -> AlarmCandidate | None:
     """WANDERING when a position (lat/lon readings of one fix) leaves the elder's safe zone."""
     if not zone:
@@ -288,6 +385,5 @@ def geofence_alarm(
     lat, lon = values["lat"].value, values["lon"].value
     acc = values["acc"].value if "acc" in values else 0.0
     if outside_safe_zone(lat, lon, acc, zone):
-        severity = DEMENTIA_SEVERITY[AlarmType.WANDERING] if ctx.elder_has_dementia else None
-        return _candidate("WANDERING", ctx, values["lat"].at, severity, lat=lat, lon=lon, acc=acc)
+        return _candidate("WANDERING", ctx, values["lat"].at, th, lat=lat, lon=lon, acc=acc)
     return None

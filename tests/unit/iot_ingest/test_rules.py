@@ -6,10 +6,11 @@ import datetime as dt
 
 import pytest
 
+from callcentre.seed import POLICY_DEFAULTS
 from core.geo import haversine_m
+from core.policy import snapshot_from_rows
 from iot_ingest.normalise import Event, Reading
 from iot_ingest.rules import (
-    AlarmThresholds,
     DaySchedule,
     DeviceContext,
     VitalsTrack,
@@ -19,12 +20,14 @@ from iot_ingest.rules import (
     geofence_alarm,
     inactivity_alarm,
     offline_alarm,
+    thresholds_from,
     vitals_step,
 )
 
 pytestmark = pytest.mark.unit
 
-TH = AlarmThresholds()
+# The seeded policy (DOMAIN §7), as the ingest reads it when no row was ever written.
+TH = thresholds_from(snapshot_from_rows(dt.date(2026, 11, 29), [], POLICY_DEFAULTS))
 CTX = DeviceContext(device_id=1, elder_id=10, kind="sos_button")
 DEMENTIA = DeviceContext(device_id=1, elder_id=10, kind="door", elder_has_dementia=True)
 # 2026-11-29 08:00 UTC = 16:00 Asia/Shanghai.
@@ -162,6 +165,7 @@ def test_inactivity(last_activity: dt.datetime | None, now: dt.datetime, alarm: 
         monitored_since=_local(7, day=29) if last_activity is None else _local(0, day=1),
         schedule=SCHED,
         now=now,
+        th=TH,
     )
     assert (out is not None) == alarm
     if out:
@@ -197,7 +201,7 @@ def _fix(lat: float, lon: float, acc: float = 0) -> list[Reading]:
 def test_geofence(
     zone: dict[str, object] | None, fix: list[Reading], ctx: DeviceContext, expected: str | None
 ) -> None:
-    out = geofence_alarm(ctx, fix, zone)
+    out = geofence_alarm(ctx, fix, zone, TH)
     assert (out.severity if out else None) == expected
     if out:
         assert out.type == "WANDERING"
@@ -205,10 +209,3 @@ def test_geofence(
 
 def test_haversine_one_degree_latitude() -> None:
     assert haversine_m(30.0, 114.0, 31.0, 114.0) == pytest.approx(111_195, rel=1e-3)
-
-
-def test_thresholds_from_policy() -> None:
-    th = AlarmThresholds.from_policy({"hr_high": 120, "night_end": "06:00", "unknown": 1})
-    assert th.hr_high == 120
-    assert th.night_end == dt.time(6, 0)
-    assert th.hr_low == 40
