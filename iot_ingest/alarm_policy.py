@@ -92,19 +92,16 @@ class PolicyByDay:
         else:
             self._lo, self._hi = day_bounds(day)
 
-    def _holds(self, at: dt.datetime) -> bool:
-        return self._lo <= at < self._hi or local_date(at) in self._days
-
     def missing(self, message: Message) -> set[dt.date] | None:
         """The local days of the message's readings and events whose policy is not held (None if
-        all are: the usual case, without building a set)."""
-        days: set[dt.date] | None = None
+        all are: the usual case, answered by comparisons alone)."""
+        lo, hi, days = self._lo, self._hi, None
         for r in message.readings:
-            if not self._holds(r.at):
-                days = (days or set()) | {local_date(r.at)}
+            if not lo <= r.at < hi and (day := local_date(r.at)) not in self._days:
+                days = (days or set()) | {day}
         for e in message.events:
-            if not self._holds(e.at):
-                days = (days or set()) | {local_date(e.at)}
+            if not lo <= e.at < hi and (day := local_date(e.at)) not in self._days:
+                days = (days or set()) | {day}
         return days
 
     def put(self, day: dt.date, th: AlarmThresholds) -> None:
@@ -206,8 +203,11 @@ class PolicyWatch:
                     await self.reload(conn, "day")
                 else:
                     await self.reload(conn, "interval")
-            except _DB_ERRORS as e:
-                log.warning("ingest.policy_watch_failed", error=repr(e)[:200])
+            except Exception as e:
+                if isinstance(e, _DB_ERRORS):
+                    log.warning("ingest.policy_watch_failed", error=repr(e)[:200])
+                else:
+                    log.exception("ingest.policy_watch_failed")
                 self.listening.clear()
                 if conn is not None:
                     conn.terminate()

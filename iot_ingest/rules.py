@@ -11,7 +11,7 @@ counter). The thresholds and each alarm type's severity are dated policy (``alar
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -196,17 +196,6 @@ def battery_alarm(reading: Reading, ctx: DeviceContext, th: AlarmThresholds) -> 
     if reading.metric == "battery" and reading.value < th.battery_low_pct:
         return _candidate("LOW_BATTERY", ctx, reading.at, th, th.battery_ref, battery=reading.value)
     return None
-
-
-def alarms_for_readings(
-    readings: Iterable[Reading], ctx: DeviceContext, th: AlarmThresholds
-) -> list[AlarmCandidate]:
-    """Immediate reading rules over the readings of one day's policy: the first low battery."""
-    for r in readings:
-        alarm = battery_alarm(r, ctx, th)
-        if alarm is not None:
-            return [alarm]
-    return []
 
 
 # --- Vital signs held for a duration ---------------------------------------------------------------

@@ -22,7 +22,7 @@ from iot_ingest.rules import (
     DeviceContext,
     VitalsTrack,
     alarms_for_event,
-    alarms_for_readings,
+    battery_alarm,
     geofence_alarm,
     inactivity_alarm,
     offline_alarm,
@@ -154,8 +154,9 @@ def test_vitals_alarm_names_the_threshold_and_severity_rows() -> None:
 
 def test_low_battery_policy_applies_from_its_date() -> None:
     row = _row("alarm.low_battery", {"pct": 30})
-    assert alarms_for_readings([Reading("battery", 20, _at(BEFORE, 12))], CTX, _th(BEFORE, row)) == []
-    (alarm,) = alarms_for_readings([Reading("battery", 20, _at(D, 12))], CTX, _th(D, row))
+    assert battery_alarm(Reading("battery", 20, _at(BEFORE, 12)), CTX, _th(BEFORE, row)) is None
+    alarm = battery_alarm(Reading("battery", 20, _at(D, 12)), CTX, _th(D, row))
+    assert alarm is not None
     assert (alarm.type, alarm.severity) == ("LOW_BATTERY", "WARNING")
     assert alarm.details["policy"] == [
         _ref("alarm.low_battery", "*", D),

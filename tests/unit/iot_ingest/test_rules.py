@@ -15,7 +15,7 @@ from iot_ingest.rules import (
     DeviceContext,
     VitalsTrack,
     alarms_for_event,
-    alarms_for_readings,
+    battery_alarm,
     daytime_seconds_between,
     geofence_alarm,
     inactivity_alarm,
@@ -73,8 +73,8 @@ def test_event_alarms(
 
 @pytest.mark.parametrize(("battery", "alarm"), [(14.9, True), (15, False), (80, False)])
 def test_low_battery_reading(battery: float, alarm: bool) -> None:
-    out = alarms_for_readings([Reading("battery", battery, T0)], CTX, TH)
-    assert [a.type for a in out] == (["LOW_BATTERY"] if alarm else [])
+    out = battery_alarm(Reading("battery", battery, T0), CTX, TH)
+    assert (out.type if out else None) == ("LOW_BATTERY" if alarm else None)
 
 
 def _run_vitals(metric: str, series: list[tuple[int, float]]) -> list[int]:
