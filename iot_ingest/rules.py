@@ -99,10 +99,21 @@ def _number(snapshot: PolicySnapshot, entry: PolicyEntry, name: str) -> float:
     return entry.number(name)
 
 
+def _on_scale(entry: PolicyEntry, value: object) -> str:
+    if value not in set(Severity):
+        raise ValueError(
+            f"policy {entry.ref()}: severity {value!r} is not one of {[s.value for s in Severity]}"
+        )
+    return str(value)
+
+
 def _severity_rule(entry: PolicyEntry) -> SeverityRule:
-    severity = Severity(entry.text("severity")).value  # a value off the scale is an error here
     dementia = entry.value.get("dementia_severity")
-    return SeverityRule(severity, None if dementia is None else Severity(dementia).value, entry.ref())
+    return SeverityRule(
+        _on_scale(entry, entry.text("severity")),
+        None if dementia is None else _on_scale(entry, dementia),
+        entry.ref(),
+    )
 
 
 def thresholds_from(snapshot: PolicySnapshot) -> AlarmThresholds:

@@ -319,8 +319,10 @@ def test_a_row_without_a_field_seeded_later_takes_the_seeded_field() -> None:
 
 
 def test_malformed_policy_is_refused_not_guessed() -> None:
-    with pytest.raises(ValueError, match="URGENT"):
+    with pytest.raises(ValueError, match=r"alarm\.severity\[SOS\]@2026-06-01: severity 'URGENT'"):
         _th(D, _row("alarm.severity", {"severity": "URGENT"}, "SOS"))
+    with pytest.raises(ValueError, match="'critical'"):
+        _th(D, _row("alarm.severity", {"severity": "MAJOR", "dementia_severity": "critical"}, "WANDERING"))
     with pytest.raises(TypeError, match="pct"):
         _th(D, _row("alarm.low_battery", {"pct": "low"}))
     with pytest.raises(PolicyMissing):
