@@ -15,7 +15,13 @@ Rejections carry a stable ``reason`` code (stored in ``dead_letter.reason``):
 ``impossible_value`` outside the physical range of the metric · ``future_timestamp`` more than
 :data:`MAX_CLOCK_SKEW` ahead of ``now`` · ``too_old`` older than the accepted age · ``unknown_topic``
 a topic we do not read · ``unknown_device`` no such (active) device · ``topic_mismatch`` the payload
-names another device than its topic.
+names another device than its topic · ``senml`` a SenML pack RFC 8428 does not let us use (the detail
+names the rule, ``RFC 8428 §4.5.1: …``) · ``wrong_unit`` a SenML reading of a metric we keep in one
+unit (:data:`METRIC_UNITS`) given in another.
+
+SenML packs are resolved by :mod:`iot_ingest.senml` and mapped here (:func:`_senml`): a numeric value
+is a reading (with its unit, as given), a sum a reading of ``<metric>#sum``, and a string, boolean or
+data value a ``senml`` event holding the resolved record.
 """
 
 from __future__ import annotations
@@ -30,12 +36,15 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from iot_ingest import senml
 from iot_ingest.wire import TOPIC_ROOT, NativeTelemetry
 
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 MAX_DEPTH: Final = 8
 MAX_READINGS: Final = 500
 MAX_CLOCK_SKEW: Final = dt.timedelta(minutes=5)
+METRIC_MAX_CHARS: Final = 40  # telemetry.metric
+UNIT_MAX_CHARS: Final = 32  # telemetry.unit
 DEFAULT_MAX_AGE: Final = dt.timedelta(days=30)
 _ROOT: Final = TOPIC_ROOT + "/"
 
@@ -52,6 +61,8 @@ REASONS: Final = frozenset(
         "unknown_topic",
         "unknown_device",
         "topic_mismatch",
+        "senml",
+        "wrong_unit",
     }
 )
 
@@ -73,6 +84,24 @@ METRIC_RANGES: Final[Mapping[str, tuple[float, float]]] = {
     "bp_sys": (0, 300),
     "bp_dia": (0, 300),
     "resp_rate": (0, 100),
+}
+# The unit a metric is kept in, as an RFC 8428 §12.1 symbol, for the metrics the alarm rules and the
+# vitals charts read (None: kept in a unit SenML has no symbol for, so a SenML record gives it with no
+# unit; SenML's "%" is a ratio, not a percentage, §12.1 note 2). Other readings keep the unit they came
+# with (``telemetry.unit``; NULL for native, Zigbee2MQTT and OwnTracks readings, in the units above).
+METRIC_UNITS: Final[Mapping[str, str | None]] = {
+    "hr": "beat/min",
+    "spo2": None,
+    "body_temp": "Cel",
+    "bp_sys": None,
+    "bp_dia": None,
+    "resp_rate": None,
+    "battery": "%EL",
+    "lat": "lat",
+    "lon": "lon",
+    "acc": "m",
+    "temperature": "Cel",
+    "humidity": "%RH",
 }
 # Any other metric: |value| must stay below this.
 GENERIC_LIMIT: Final = 1e12
@@ -123,9 +152,12 @@ class SourceRef(msgspec.Struct, frozen=True):
 
 
 class Reading(msgspec.Struct, frozen=True):
+    """``unit`` is the SenML unit as given; None for the metric's own unit (:data:`METRIC_UNITS`)."""
+
     metric: str
     value: float
     at: dt.datetime
+    unit: str | None = None
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -249,6 +281,8 @@ def _normalise(topic: str, payload: bytes, now: dt.datetime, max_age: dt.timedel
         if kind == "status":
             return _status(src, _decode(payload))
         if kind == "senml":
+            if senml.is_cbor_pack(payload):
+                raise _Reject("senml", f"{senml.RFC}§6: a CBOR pack; this topic carries SenML JSON (§5)")
             return _senml(src, _decode(payload), now, max_age)
         raise _Reject("unknown_topic", topic[:200])
     if head == "z2m" and len(parts) >= 3:
@@ -539,66 +573,89 @@ def _owntracks(src: SourceRef, raw: Any, now: dt.datetime, max_age: dt.timedelta
     return Message(src, readings=tuple(readings), device_ts=at)
 
 
-def _senml(src: SourceRef, raw: Any, now: dt.datetime, max_age: dt.timedelta) -> Message:  # noqa: C901 - one branch per SenML field rule (RFC 8428)
-    if not isinstance(raw, list) or not raw:
-        raise _Reject("wrong_type", "SenML pack must be a non-empty array")
-    if len(raw) > MAX_READINGS:
-        raise _Reject("too_large", f"{len(raw)} records")
-    bn, bt, claimed = "", 0.0, None
+def _senml(src: SourceRef, raw: Any, now: dt.datetime, max_age: dt.timedelta) -> Message:
+    """Resolved SenML records (:func:`senml.resolve`) as readings and events of the topic's device.
+
+    The metric is the resource part of the resolved name (:func:`senml.split_name`), or, when the
+    name names only the device, the metric of its unit (:data:`senml.UNIT_METRICS`), else the unit.
+    """
+    try:
+        records = senml.resolve(raw, now=now, max_records=MAX_READINGS)
+    except senml.SenMLError as e:
+        raise _Reject(e.reason, e.detail) from None
     readings: list[Reading] = []
-    texts: dict[str, Any] = {}
-    for i, rec in enumerate(raw):
-        rec = _obj(rec, f"record {i}")
-        if "bn" in rec:
-            if not isinstance(rec["bn"], str):
-                raise _Reject("wrong_type", "bn must be a string")
-            bn = rec["bn"]
-            claimed = claimed or _senml_device(bn)
-        if "bt" in rec:
-            bt = _number(rec["bt"], "bt")
-        if "bu" in rec and not isinstance(rec["bu"], str):
-            raise _Reject("wrong_type", "bu must be a string")
-        name = rec.get("n", "")
-        if not isinstance(name, str):
-            raise _Reject("wrong_type", "n must be a string")
-        values = [k for k in ("v", "vs", "vb", "vd", "s") if k in rec]
-        if not values:
-            if "n" in rec:
-                raise _Reject("wrong_type", f"record {i} has no value")
-            continue  # a pure base record
-        if len(values) > 1:
-            raise _Reject("wrong_type", f"record {i} has several values")
-        t = _number(rec.get("t", 0), "t") + bt
-        # RFC 8428 §4.5.3: values below 2**28 are relative to now (seconds).
-        at = now + dt.timedelta(seconds=t) if t < 2**28 else _epoch(t, "t", scale=1.0)
-        at = _check_time(at, now, max_age)
-        metric = _senml_metric(bn, name)
-        kind = values[0]
-        if kind in ("v", "s"):
-            readings.append(_reading(metric, rec[kind], at))
-        elif kind == "vb":
-            if not isinstance(rec["vb"], bool):
-                raise _Reject("wrong_type", "vb must be a boolean")
-            readings.append(Reading(metric, 1.0 if rec["vb"] else 0.0, at))
-        else:
-            if not isinstance(rec[kind], str):
-                raise _Reject("wrong_type", f"{kind} must be a string")
-            texts[metric] = rec[kind][:500]
-    events = (Event("senml_text", now, texts),) if texts else ()
-    return Message(src, readings=tuple(readings), events=events, claimed_id=claimed)
+    events: list[Event] = []
+    devices: dict[str, str] = {}
+    now_s, lo = now.timestamp(), (now - max_age).timestamp()
+    hi = now_s + MAX_CLOCK_SKEW.total_seconds()
+    for rec in records:
+        device, resource = senml.split_name(rec.n, src.uid)
+        if device is not None:
+            devices.setdefault(device.lower(), device)
+        unit = rec.u or None
+        metric = resource or senml.UNIT_METRICS.get(unit or "") or unit or "value"
+        if unit is not None and len(unit) > UNIT_MAX_CHARS:
+            raise _Reject("too_large", f"unit {unit[:60]!r} above {UNIT_MAX_CHARS} characters")
+        if rec.t > hi:
+            raise _Reject("future_timestamp", f"t={rec.t}")
+        if rec.t < lo:
+            raise _Reject("too_old", f"t={rec.t}")
+        at = dt.datetime.fromtimestamp(rec.t, dt.UTC)
+        if rec.v is not None:
+            readings.append(_senml_reading(metric, rec.v, unit, at))
+        if rec.s is not None:
+            readings.append(_senml_reading(metric + _SUM_SUFFIX, rec.s, unit, at))
+        if rec.vs is not None or rec.vb is not None or rec.vd is not None:
+            events.append(Event("senml", at, _senml_event_data(rec, metric)))
+    if len(devices) > 1:
+        raise _Reject(
+            "topic_mismatch",
+            f"the pack names devices {', '.join(sorted(devices.values()))} (a collection of resources,"
+            f" {senml.RFC}§5.1.6); a device's topic carries that device's records only",
+        )
+    claimed = next(iter(devices.values()), None)
+    return Message(src, readings=tuple(readings), events=tuple(events), claimed_id=claimed)
 
 
-def _senml_device(bn: str) -> str | None:
-    """The device id inside a base name: ``urn:dev:ow:10e2073a01080063:`` → ``10e2073a01080063``."""
-    core = bn.rstrip(":/")
-    if not core:
-        return None
-    if core.startswith("urn:dev:"):
-        return core.rsplit(":", 1)[-1]
-    return core.split(":", 1)[0].split("/", 1)[0]
+# A sum (RFC 8428 §4.2, in unit × seconds) is kept as the reading ``<metric>#sum``: '#' is outside the
+# SenML name characters, so it meets no real name.
+_SUM_SUFFIX: Final = "#sum"
 
 
-def _senml_metric(bn: str, name: str) -> str:
-    # The base name identifies the device; the metric is the record name (or the base name's tail).
-    metric = name or bn.rstrip(":/").rsplit(":", 1)[-1]
-    return metric.replace("/", ".")
+def _senml_reading(metric: str, value: float, unit: str | None, at: dt.datetime) -> Reading:
+    if len(metric) > METRIC_MAX_CHARS:
+        raise _Reject("too_large", f"metric {metric[:60]!r} above {METRIC_MAX_CHARS} characters")
+    if metric in METRIC_UNITS:
+        own = METRIC_UNITS[metric]
+        if unit is not None and unit != own:
+            raise _Reject(
+                "wrong_unit",
+                f"{metric} is kept in {own or 'a unit SenML has no symbol for (send no u)'}, not {unit!r};"
+                " units are stored as given, never converted",
+            )
+    # The physical range is in the metric's own unit: a reading in another unit gets the generic limit.
+    lo, hi = (
+        _GENERIC_RANGE
+        if unit is not None and metric not in METRIC_UNITS
+        else METRIC_RANGES.get(metric, _GENERIC_RANGE)
+    )
+    if not lo <= value <= hi:
+        raise _Reject("impossible_value", f"{metric}={value}")
+    return Reading(metric, value, at, unit)
+
+
+def _senml_event_data(rec: senml.Record, metric: str) -> dict[str, Any]:
+    """The resolved record of a string, boolean or data value (``n``, its value, ``u``, ``ut``) and
+    the metric it is stored under."""
+    data: dict[str, Any] = {"n": rec.n, "metric": metric}
+    if rec.vs is not None:
+        data["vs"] = rec.vs
+    elif rec.vb is not None:
+        data["vb"] = rec.vb
+    else:
+        data["vd"] = rec.vd
+    if rec.u:
+        data["u"] = rec.u
+    if rec.ut is not None:
+        data["ut"] = rec.ut
+    return data

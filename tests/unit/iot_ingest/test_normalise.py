@@ -1,4 +1,5 @@
-"""Table-driven tests of the pure normaliser (DOMAIN §8 formats and rejection reasons)."""
+"""Table-driven tests of the pure normaliser (DOMAIN §8 formats and rejection reasons); SenML has
+its own, ``test_senml.py``."""
 
 from __future__ import annotations
 
@@ -123,34 +124,6 @@ def test_zigbee2mqtt_last_seen_sets_time() -> None:
     assert m.readings[0].at == NOW - dt.timedelta(minutes=1)
 
 
-def test_senml_base_fields_carry_forward() -> None:
-    pack = [
-        {
-            "bn": "urn:dev:ow:10e2073a01080063:",
-            "bt": NOW.timestamp() - 10,
-            "bu": "V",
-            "n": "voltage",
-            "v": 120.1,
-        },
-        {"n": "current", "u": "A", "v": 1.2, "t": 5},
-        {"n": "door", "vb": True},
-        {"n": "fw", "vs": "1.2.3"},
-    ]
-    m = _ok("eldercare/v1/dev/10e2073a01080063/senml", pack)
-    assert _metrics(m) == {"voltage": 120.1, "current": 1.2, "door": 1.0}
-    ats = {r.metric: r.at for r in m.readings}
-    assert ats["voltage"] == NOW - dt.timedelta(seconds=10)
-    assert ats["current"] == NOW - dt.timedelta(seconds=5)
-    assert m.claimed_id == "10e2073a01080063"
-    assert m.events[0].data == {"fw": "1.2.3"}
-
-
-def test_senml_relative_time_without_bt() -> None:
-    m = _ok("eldercare/v1/dev/d2/senml", [{"n": "hr", "v": 70, "t": -30}])
-    assert m.readings[0].at == NOW - dt.timedelta(seconds=30)
-    assert m.claimed_id is None
-
-
 def test_owntracks_location() -> None:
     m = _ok(
         "eldercare/v1/owntracks/watch7/phone",
@@ -206,9 +179,6 @@ DEV = "eldercare/v1/dev/d1/telemetry"
         ("eldercare/v1/z2m/gw1/door", b'{"contact": "open"}', "wrong_type"),
         ("eldercare/v1/z2m/gw1/door", b'{"fall_down_status": "yes"}', "wrong_type"),
         ("eldercare/v1/z2m/gw1/door", b'{"linkquality": 999}', "impossible_value"),
-        ("eldercare/v1/dev/d1/senml", b"{}", "wrong_type"),
-        ("eldercare/v1/dev/d1/senml", b'[{"n": "a"}]', "wrong_type"),
-        ("eldercare/v1/dev/d1/senml", b'[{"n": "a", "v": 1, "vs": "x"}]', "wrong_type"),
         (
             "eldercare/v1/owntracks/w1/p",
             json.dumps({"_type": "location", "lat": 91, "lon": 0, "tst": NOW_MS // 1000}).encode(),
