@@ -439,7 +439,7 @@ class IngestConsumer:
                     continue
                 fresh.discard(k)  # a second copy inside the same batch is a duplicate too
                 seq = it.message.seq
-                rows.extend((k[0], r.at, r.metric, r.value, seq) for r in it.message.readings)
+                rows.extend((k[0], r.at, r.metric, r.value, seq, r.unit) for r in it.message.readings)
             if rows:
                 await self._store.ensure_days(conn, {r[1].date() for r in rows})
             await storage.copy_telemetry(conn, rows)
@@ -530,7 +530,7 @@ class IngestConsumer:
             m, d, key = it.message, k[0], k[1]
             batch.keys.append((d, key, it.raw.received_at))
             batch.events.extend((d, key, e.at, e.type, dict(e.data), m.seq) for e in m.events)
-            batch.readings.extend((d, key, r.at, r.metric, r.value, m.seq) for r in m.readings)
+            batch.readings.extend((d, key, r.at, r.metric, r.value, m.seq, r.unit) for r in m.readings)
             if m.availability is not None:
                 batch.availability.append((d, key, m.availability == "online", it.raw.received_at))
                 batch.events.append((d, key, it.raw.received_at, m.availability, {}, m.seq))

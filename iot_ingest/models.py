@@ -35,6 +35,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, enum_check, now_column
+from iot_ingest.normalise import METRIC_MAX_CHARS, UNIT_MAX_CHARS
 
 # --- Devices and gateways (the inventory) ------------------------------------------------------
 
@@ -94,16 +95,18 @@ class Device(Base):
     created_at: Mapped[dt.datetime] = now_column()
 
 
-# One row per (device, metric, instant). ``value`` units are the metric's canonical unit (see
-# ``iot_ingest.normalise.METRIC_UNITS``); ``seq`` is the device's message sequence number if it sent one.
+# One row per (device, metric, instant). ``unit`` is the unit a SenML reading came with (RFC 8428
+# §12.1 symbol, as given); NULL means the metric's own unit (``iot_ingest.normalise.METRIC_UNITS``
+# and the units beside ``METRIC_RANGES``). ``seq`` is the device's message sequence number if it sent one.
 telemetry = Table(
     "telemetry",
     Base.metadata,
     Column("device_id", BigInteger, nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
-    Column("metric", String(40), nullable=False),
+    Column("metric", String(METRIC_MAX_CHARS), nullable=False),
     Column("value", Double, nullable=False),
     Column("seq", BigInteger),
+    Column("unit", String(UNIT_MAX_CHARS)),
     Index("ix_telemetry_device_metric_at", "device_id", "metric", "at"),
     info={"partitioned": True},
 )
@@ -115,7 +118,7 @@ def _rollup(name: str) -> Table:
         name,
         Base.metadata,
         Column("device_id", BigInteger, primary_key=True),
-        Column("metric", String(40), primary_key=True),
+        Column("metric", String(METRIC_MAX_CHARS), primary_key=True),
         Column("bucket", DateTime(timezone=True), primary_key=True),
         Column("n", BigInteger, nullable=False),
         Column("sum", Double, nullable=False),

@@ -226,6 +226,7 @@ class HistoryRow:
     seq: int | None
     metric: str | None
     value: float | None
+    unit: str | None
     type: str | None
     data: dict[str, Any] | None
 
@@ -241,11 +242,12 @@ class History:
 
 
 _HISTORY: Final = """
-    (SELECT t.at, 'telemetry' AS kind, t.seq, t.metric, t.value, NULL::text AS type, NULL::jsonb AS data
+    (SELECT t.at, 'telemetry' AS kind, t.seq, t.metric, t.value, t.unit, NULL::text AS type,
+            NULL::jsonb AS data
      FROM telemetry t WHERE t.device_id = :device_id AND t.at >= :start AND t.at < :end
      ORDER BY t.at DESC LIMIT :take)
     UNION ALL
-    (SELECT e.at, 'event', e.seq, NULL, NULL, e.type, e.data
+    (SELECT e.at, 'event', e.seq, NULL, NULL, NULL, e.type, e.data
      FROM device_event e WHERE e.device_id = :device_id AND e.at >= :start AND e.at < :end
      ORDER BY e.at DESC LIMIT :take)
     ORDER BY at DESC, kind, metric, type LIMIT :take
@@ -273,5 +275,5 @@ async def device_history(
             text(_HISTORY), {"device_id": device.id, "start": lo, "end": hi, "take": limit + 1}
         )
     ).all()
-    items = [HistoryRow(r.at, r.kind, r.seq, r.metric, r.value, r.type, r.data) for r in rows[:limit]]
+    items = [HistoryRow(r.at, r.kind, r.seq, r.metric, r.value, r.unit, r.type, r.data) for r in rows[:limit]]
     return History(device.id, lo, hi, limit, len(rows) > limit, items)

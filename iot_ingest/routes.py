@@ -245,6 +245,7 @@ class DeviceController(Controller):
                     seq=r.seq,
                     metric=r.metric,
                     value=r.value,
+                    unit=r.unit,
                     type=r.type,
                     data=r.data,
                 )

@@ -216,13 +216,15 @@ class VitalsRead(msgspec.Struct):
 
 
 class HistoryItem(msgspec.Struct):
-    """A telemetry reading (``metric``/``value``) or an event (``type``/``data``)."""
+    """A telemetry reading (``metric``/``value``; ``unit`` the SenML unit it came with, None for the
+    metric's own unit) or an event (``type``/``data``)."""
 
     at: dt.datetime
     kind: Literal["telemetry", "event"]
     seq: int | None
     metric: str | None = None
     value: float | None = None
+    unit: str | None = None
     type: str | None = None
     data: dict[str, Any] | None = None
 

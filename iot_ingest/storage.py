@@ -23,7 +23,7 @@ from callcentre.contract import AlarmCandidate, AlarmWrite, details_json, fold_d
 
 Backend = Literal["partitioned", "timescale"]
 
-TELEMETRY_COLUMNS: Final = ("device_id", "at", "metric", "value", "seq")
+TELEMETRY_COLUMNS: Final = ("device_id", "at", "metric", "value", "seq", "unit")
 DEAD_LETTER_COLUMNS: Final = ("received_at", "topic", "payload", "reason", "detail")
 ROLLUPS: Final = (("telemetry_1m", dt.timedelta(minutes=1)), ("telemetry_1h", dt.timedelta(hours=1)))
 
@@ -39,7 +39,7 @@ _CLAIM_STAGED: Final = """
     RETURNING device_id, msg_key
 """
 
-TelemetryRow = tuple[int, dt.datetime, str, float, int | None]
+TelemetryRow = tuple[int, dt.datetime, str, float, int | None, str | None]  # unit: SenML's, else None
 DeadLetterRow = tuple[dt.datetime, str, bytes, str, str]
 MsgKey = tuple[int, int]
 # The ``ingest_dedup.device_id`` under which keys of dead-lettered messages are claimed (no device
@@ -274,10 +274,11 @@ WITH claimed AS (
          AS e(d, k, at, t, data, seq)
     JOIN claimed c ON c.device_id = e.d AND c.msg_key = e.k
 ), tl AS (
-    INSERT INTO telemetry (device_id, at, metric, value, seq)
-    SELECT r.d, r.at, r.metric, r.value, r.seq
-    FROM unnest($10::bigint[], $11::bigint[], $12::timestamptz[], $13::text[], $14::float8[], $15::bigint[])
-         AS r(d, k, at, metric, value, seq)
+    INSERT INTO telemetry (device_id, at, metric, value, seq, unit)
+    SELECT r.d, r.at, r.metric, r.value, r.seq, r.unit
+    FROM unnest($10::bigint[], $11::bigint[], $12::timestamptz[], $13::text[], $14::float8[], $15::bigint[],
+                $29::text[])
+         AS r(d, k, at, metric, value, seq, unit)
     JOIN claimed c ON c.device_id = r.d AND c.msg_key = r.k
 ), av AS (
     UPDATE device dv SET online = a.online, last_seen_at = GREATEST(dv.last_seen_at, a.at)
@@ -304,7 +305,10 @@ class PriorityBatch:
 
     keys: list[tuple[int, int, dt.datetime]] = field(default_factory=list)  # device, key, seen at
     events: list[tuple[int, int, dt.datetime, str, dict[str, Any], int | None]] = field(default_factory=list)
-    readings: list[tuple[int, int, dt.datetime, str, float, int | None]] = field(default_factory=list)
+    # device, key, at, metric, value, seq, unit
+    readings: list[tuple[int, int, dt.datetime, str, float, int | None, str | None]] = field(
+        default_factory=list
+    )
     availability: list[tuple[int, int, bool, dt.datetime]] = field(default_factory=list)
     alarms: list[tuple[int, AlarmCandidate]] = field(default_factory=list)  # key, device alarm
 
@@ -353,6 +357,7 @@ async def write_priority(
         [a.at for _, a in al],
         [details_json(a.details) for _, a in al],
         list(range(len(al))),
+        [r[6] for r in rd],
     )
     assert row is not None
     claimed = {(int(d), int(k)) for d, k in row["claimed"] or ()}

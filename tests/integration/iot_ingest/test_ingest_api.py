@@ -441,6 +441,7 @@ async def test_device_history_newest_first_with_events(client: httpx.AsyncClient
         "seq": 19,
         "metric": "hr",
         "value": 69.0,
+        "unit": None,
         "type": None,
         "data": None,
     }
@@ -452,6 +453,7 @@ async def test_device_history_newest_first_with_events(client: httpx.AsyncClient
             "seq": 7,
             "metric": None,
             "value": None,
+            "unit": None,
             "type": "sos",
             "data": {"button": 1},
         }
@@ -478,3 +480,23 @@ async def test_device_history_newest_first_with_events(client: httpx.AsyncClient
     assert (r.status_code, problem_code(r)) == (422, "history.range_too_long")
     r = await client.get(f"/api/v1/devices/{device_id}/history", params={"limit": 0}, headers=headers)
     assert r.status_code == 422
+
+
+async def test_device_history_shows_the_unit_a_senml_reading_came_with(
+    client: httpx.AsyncClient, db: AsyncSession
+) -> None:
+    family = await principal_of(db, "demo_family")
+    elder = await db.get(Elder, min(family.elder_ids))
+    assert elder is not None
+    device_id = await band_of(db, elder, "hist-meter-1")
+    await insert_hr(db, device_id, start=TEST_NOW - dt.timedelta(minutes=1), minutes=1)
+    await db.execute(
+        text(
+            "INSERT INTO telemetry (device_id, at, metric, value, unit) VALUES (:d, :at, 'voltage', 230, 'V')"
+        ),
+        {"d": device_id, "at": TEST_NOW - dt.timedelta(seconds=5)},
+    )
+    r = await client.get(f"/api/v1/devices/{device_id}/history", headers=await headers_for(db, "demo_family"))
+    assert r.status_code == 200, r.text
+    units = {(i["metric"], i["unit"]) for i in r.json()["items"]}
+    assert units == {("voltage", "V"), ("hr", None), ("spo2", None)}

@@ -47,7 +47,7 @@ async def test_partitions_created_ahead_and_dropped_by_retention(pg: asyncpg.Con
 async def test_rollups_bucket_by_minute_and_hour(pg: asyncpg.Connection) -> None:  # noqa: F811
     device = 900_000 + dt.datetime.now(dt.UTC).microsecond
     base = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=1)
-    rows = [(device, base + dt.timedelta(seconds=20 * i), "hr", float(60 + i), None) for i in range(9)]
+    rows = [(device, base + dt.timedelta(seconds=20 * i), "hr", float(60 + i), None, None) for i in range(9)]
     await storage.copy_telemetry(pg, rows)
     await jobs.refresh_rollups(pg, now=base + dt.timedelta(hours=1), lookback=dt.timedelta(hours=1))
     minutes = await pg.fetch(
@@ -111,7 +111,7 @@ async def test_timescale_backend(pg: asyncpg.Connection) -> None:  # noqa: F811
         pytest.skip("TimescaleDB extension not installed on this server")
     store = await storage.make_store(pg)
     now = dt.datetime.now(dt.UTC)
-    await storage.copy_telemetry(pg, [(1, now, "hr", 60.0, None)])
+    await storage.copy_telemetry(pg, [(1, now, "hr", 60.0, None, None)])
     await store.refresh_rollups(pg, start=now - dt.timedelta(hours=2), end=now)
     policies = await pg.fetchval(
         "SELECT count(*) FROM timescaledb_information.jobs WHERE hypertable_name = 'telemetry'"
@@ -140,7 +140,7 @@ async def test_priority_write_claims_once_and_folds_alarms(pg: asyncpg.Connectio
             (door, 13, now, "offline", {}, None),
             (door, 14, now + dt.timedelta(seconds=1), "online", {}, None),
         ],
-        readings=[(band, 11, now, "hr", 72.0, 1)],
+        readings=[(band, 11, now, "hr", 72.0, 1, None), (band, 11, now, "voltage", 120.1, 1, "V")],
         availability=[(door, 13, False, now), (door, 14, True, now + dt.timedelta(seconds=1))],
         alarms=[sos(11, 0), sos(12, 5)],
     )
@@ -156,7 +156,8 @@ async def test_priority_write_claims_once_and_folds_alarms(pg: asyncpg.Connectio
         now + dt.timedelta(seconds=5),
     )
     assert await pg.fetchval("SELECT count(*) FROM device_event WHERE device_id = ANY($1)", [band, door]) == 4
-    assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE device_id = $1", band) == 1
+    units = await pg.fetch("SELECT metric, unit FROM telemetry WHERE device_id = $1 ORDER BY metric", band)
+    assert [(u["metric"], u["unit"]) for u in units] == [("hr", None), ("voltage", "V")]
     assert await pg.fetchval("SELECT online FROM device WHERE id = $1", door) is True
 
     # A replay of the same keys plus one new SOS: only the new one is stored, the alarm counts it.
@@ -167,7 +168,7 @@ async def test_priority_write_claims_once_and_folds_alarms(pg: asyncpg.Connectio
     assert claimed == {(band, 15)}
     assert [(a.created, a.count) for a in alarms] == [(False, 3)]
     assert await pg.fetchval("SELECT count(*) FROM device_event WHERE device_id = $1", band) == 3
-    assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE device_id = $1", band) == 1
+    assert await pg.fetchval("SELECT count(*) FROM telemetry WHERE device_id = $1", band) == 2
 
 
 async def test_concurrent_priority_writes_of_the_same_events_do_not_deadlock(
