@@ -7,7 +7,8 @@ normaliser (:mod:`iot_ingest.normalise`) parses what is described here; the simu
 Topics, all under :data:`TOPIC_ROOT`:
 
 * native devices: ``{root}/dev/{uid}/telemetry``, ``…/event``, ``…/status`` (payloads below) and
-  ``…/senml`` (an RFC 8428 SenML pack); ``…/cmd/…`` are commands to the device, never ingested;
+  ``…/senml`` (an RFC 8428 SenML JSON pack, or the draft-era object with ``e``; what is read is in
+  docs/ingest.md); ``…/cmd/…`` are commands to the device, never ingested;
 * Zigbee2MQTT gateways: base topic ``{root}/z2m/{gateway uid}``, so a device's state is on
   ``{root}/z2m/{gateway}/{friendly_name}`` (plus ``…/availability`` and ``…/bridge/state``);
 * OwnTracks: ``{root}/owntracks/{uid}/{device}``.
