@@ -98,15 +98,18 @@ def record(
     after: Mapping[str, Any] | None = None,
     ip: str | None = None,
     request_id: str | None = None,
+    system_role: str | None = None,
 ) -> None:
     """Add an audit row to the caller's unit of work (committed with the change it describes).
 
-    ``ip`` and ``request_id`` default to those of the HTTP request being served, if any."""
+    ``ip`` and ``request_id`` default to those of the HTTP request being served, if any. A change the
+    platform makes by itself (a scheduled job) has no principal: ``system_role`` (e.g. ``"system"``)
+    is then recorded as the actor's role."""
     bound_ip, bound_request_id = _REQUEST.get()
     session.add(
         AuditLog(
             actor_user_id=actor.user_id if actor else None,
-            actor_role=actor.role.value if actor else None,
+            actor_role=actor.role.value if actor else system_role,
             action=action,
             entity=entity,
             entity_id=None if entity_id is None else str(entity_id),
