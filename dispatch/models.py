@@ -31,7 +31,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base
-from dispatch.states import OrderState
+from dispatch.states import EscalationReason, OrderState
 from dispatch.verification import CaptureMethod, VisitException
 
 
@@ -143,6 +143,7 @@ class ServiceOrder(Base):
     __tablename__ = "service_order"
     __table_args__ = (
         _in("state", OrderState),
+        _in("escalation_reason", EscalationReason),
         CheckConstraint("window_end_at >= window_start_at", name="window_order"),
         CheckConstraint("duration_s > 0", name="duration_positive"),
         Index("ix_service_order_state_window", "state", "window_start_at"),
@@ -174,6 +175,9 @@ class ServiceOrder(Base):
     requirements: Mapped[str] = mapped_column(Text, default="")
     price_fen: Mapped[int] = mapped_column(Integer)  # the unit price on the service date, snapshotted
     offer_attempts: Mapped[int] = mapped_column(SmallInteger, default=0)
+    # Why it last went to the operator queue (dispatch.states.EscalationReason); meaningful while the
+    # order is escalated, kept afterwards as history.
+    escalation_reason: Mapped[str | None] = mapped_column(String(20))
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     created_by_role: Mapped[str] = mapped_column(String(20))
     cancelled_by_role: Mapped[str | None] = mapped_column(String(20))

@@ -45,7 +45,7 @@ from dispatch.common import (
 )
 from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, match
 from dispatch.models import Offer, OfferState, ServiceOrder, Visit
-from dispatch.states import SYSTEM, Actor, OrderState, transition
+from dispatch.states import SYSTEM, Actor, EscalationReason, OrderState, transition
 from registry.models import Caregiver
 
 log = structlog.get_logger(__name__)
@@ -318,11 +318,13 @@ async def _offer_or_escalate(
         actor_user_id=None,
         now=now,
         note=f"after {attempts} offers",
+        values={"escalation_reason": EscalationReason.NO_CAREGIVER.value},
     )
     order = session.identity_map.get(identity_key(ServiceOrder, order_id))
     if isinstance(order, ServiceOrder):
         set_committed_value(order, "state", OrderState.ESCALATED.value)
         set_committed_value(order, "updated_at", now)
+        set_committed_value(order, "escalation_reason", EscalationReason.NO_CAREGIVER.value)
     log.info("dispatch.order.escalated", order_id=order_id, attempts=attempts)
     return None
 

@@ -68,7 +68,7 @@ from dispatch.models import (
 )
 from dispatch.offers import dispatch_order
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
-from dispatch.states import SYSTEM, Actor, CancellationConsequence, OrderState, cancellation
+from dispatch.states import SYSTEM, Actor, CancellationConsequence, EscalationReason, OrderState, cancellation
 from registry.models import Caregiver, Elder, ProviderDistrict
 
 log = structlog.get_logger(__name__)
@@ -525,10 +525,15 @@ def next_step_of(order: ServiceOrder, *, operator_pickup_s: int | None) -> NextS
     state = OrderState(order.state)
     if state == OrderState.ESCALATED:
         within = "" if operator_pickup_s is None else f" within {operator_pickup_s // 60} minutes"
+        why = (
+            "The caregiver had not set off and could no longer be there by the start."
+            if order.escalation_reason == EscalationReason.START_AT_RISK.value
+            else "No caregiver could take this order at once (nobody suitable is on shift nearby, or "
+            "those asked did not accept)."
+        )
         return NextStep(
             "operator_queue",
-            "No caregiver could take this order at once (nobody suitable is on shift nearby, or those "
-            f"asked did not accept). The call centre has been asked to assign one by hand{within}; the "
+            f"{why} The call centre has been asked to assign one by hand{within}; the "
             "caregiver appears on this order when assigned. For an emergency call the hotline.",
             None if operator_pickup_s is None else order.updated_at + dt.timedelta(seconds=operator_pickup_s),
         )

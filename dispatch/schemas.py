@@ -31,6 +31,7 @@ from dispatch.models import (
 from dispatch.orders import NextStep, OrderDetail
 from dispatch.quality import QualityReport
 from dispatch.series import SeriesChange
+from dispatch.states import OrderState
 from dispatch.verification import ReasonCode, VerificationResult
 
 ServiceCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$", description="Catalogue code, e.g. CLEAN")]
@@ -162,6 +163,9 @@ class OrderRead(msgspec.Struct):
     updated_at: dt.datetime
     # What happens next (in the answer to placing the order and in its read view; not in lists).
     next_step: NextStepRead | None = None
+    # While escalated: why it is in the operator queue (no_caregiver, unplanned, plan_withdrawn,
+    # start_at_risk); None in every other state.
+    escalation_reason: str | None = None
 
 
 class NextStepRead(msgspec.Struct):
@@ -386,6 +390,7 @@ def order_read(o: ServiceOrder, step: NextStep | None = None) -> OrderRead:
         created_at=o.created_at,
         updated_at=o.updated_at,
         next_step=None if step is None else NextStepRead(step.code, step.message, step.act_by),
+        escalation_reason=o.escalation_reason if o.state == OrderState.ESCALATED.value else None,
     )
 
 

@@ -27,6 +27,16 @@ class OrderState(enum.StrEnum):
     NO_SHOW = "no_show"
 
 
+class EscalationReason(enum.StrEnum):
+    """Why an order is in the operator queue: ``service_order.escalation_reason``, set by each move
+    into ``escalated`` and shown while the order is there."""
+
+    NO_CAREGIVER = "no_caregiver"  # real-time dispatch: offers declined or expired, or nobody eligible
+    UNPLANNED = "unplanned"  # no day plan could place it by the evening cut-off
+    PLAN_WITHDRAWN = "plan_withdrawn"  # a re-plan found no caregiver for a published visit
+    START_AT_RISK = "start_at_risk"  # the caregiver has not set off in time (dispatch.start_watch)
+
+
 class System(enum.StrEnum):
     """The platform itself as the actor of a transition (offer expiry, day plans, verification)."""
 

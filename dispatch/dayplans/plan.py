@@ -27,7 +27,7 @@ from dispatch.dayplans.instance import only_orders, plan_instance
 from dispatch.dayplans.publish import apply_plan, store_plan
 from dispatch.dayplans.replan import replan_record
 from dispatch.models import DayPlanDirty, DayPlanStop, ProviderDayPlan, ServiceOrder
-from dispatch.states import SYSTEM, OrderState
+from dispatch.states import SYSTEM, EscalationReason, OrderState
 from registry.models import Caregiver, Elder, Provider, ProviderDistrict
 
 log = structlog.get_logger(__name__)
@@ -317,6 +317,7 @@ async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.date
                 actor_user_id=None,
                 now=now,
                 note="no day plan could place it",
+                values={"escalation_reason": EscalationReason.UNPLANNED.value},
             )
         except StateConflict:
             continue  # changed meanwhile (cancelled, dispatched): nothing to escalate

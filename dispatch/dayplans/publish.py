@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from dispatch import routing
 from dispatch.common import StateConflict, change_state, day_start, new_visit
 from dispatch.models import DayPlanStop, OrderTransition, ProviderDayPlan, ServiceOrder, Visit
-from dispatch.states import SYSTEM, Actor, OrderState
+from dispatch.states import SYSTEM, Actor, EscalationReason, OrderState
 
 log = structlog.get_logger(__name__)
 
@@ -188,7 +188,11 @@ async def _withdraw(session: AsyncSession, *, order_id: int, visit_id: int, now:
         actor_user_id=None,
         now=now,
         note="day plan: no caregiver after re-plan",
-        values={"caregiver_id": None, "provider_id": None},
+        values={
+            "caregiver_id": None,
+            "provider_id": None,
+            "escalation_reason": EscalationReason.PLAN_WITHDRAWN.value,
+        },
     )
 
 
