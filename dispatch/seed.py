@@ -81,6 +81,25 @@ def _catalogue_defaults() -> tuple[PolicyDefault, ...]:
     return tuple(out)
 
 
+# --- Start at risk (dispatch.start_risk / dispatch.start_watch) ---------------------------------
+# An accepted visit goes to the operator queue when its caregiver has not set off and the travel from
+# their last position (at most stale_position_seconds old; else from home, and then at the latest
+# unlocated_seconds before the start) plus margin_seconds exceeds the time left to the start; starts
+# more than lookahead_seconds ahead are not watched yet.
+_START_RISK_DEFAULTS: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "dispatch.start_risk",
+        "*",
+        {
+            "margin_seconds": 5 * 60,
+            "stale_position_seconds": 10 * 60,
+            "lookahead_seconds": 2 * 3600,
+            "unlocated_seconds": 15 * 60,
+        },
+        "DOMAIN §6 start at risk → operator queue; thresholds [E]",
+    ),
+)
+
 POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
     *_catalogue_defaults(),
     PolicyDefault("verification.checkin_radius", "urban", {"metres": 200}, _SRC_VERIFY),
@@ -151,6 +170,7 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
         {"rating_bp": 3500, "callback_bp": 2500, "exceptions_bp": 2000, "complaints_bp": 2000},
         "DOMAIN §3/§5 evaluation [E]",
     ),
+    *_START_RISK_DEFAULTS,
 )
 
 CONTRACTS_FROM = POLICY_EPOCH  # fixed, before any demo day, like the dated catalogue prices
