@@ -1,5 +1,5 @@
 """Scheduled dispatch work: offer expiry and re-dispatch, recurring-order materialisation, overdue
-verification, callback sampling and tomorrow's day plans.
+verification, callback sampling, tomorrow's day plans and the start-at-risk watch.
 
 Each job is a plain ``async (session, now)`` function (flushes only; the runner owns the transaction),
 listed in :data:`JOBS` with its interval in seconds, and registered on :data:`core.scheduler.schedule`
@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.scheduler import JobContext, every, schedule
-from dispatch import offers, orders, visits
+from dispatch import offers, orders, start_watch, visits
 from dispatch.dayplans import plan as dayplan
 
 DispatchJob = Callable[[AsyncSession, dt.datetime], Awaitable[int]]
@@ -53,6 +53,12 @@ async def rebuild_dirty_plans(session: AsyncSession, now: dt.datetime) -> int:
     return await dayplan.rebuild_dirty_plans(session=session, now=now)
 
 
+async def escalate_starts_at_risk(session: AsyncSession, now: dt.datetime) -> int:
+    """Accepted visits whose caregiver has not set off and can no longer be there by the start go to
+    the operator queue, once each (policy ``dispatch.start_risk``). Returns the orders escalated."""
+    return len(await start_watch.escalate_starts_at_risk(session=session, now=now))
+
+
 # (constant name, function, interval in seconds, first run this many seconds after start or None for
 # one interval after start)
 JOBS: tuple[tuple[str, DispatchJob, int, int | None], ...] = (
@@ -64,6 +70,7 @@ JOBS: tuple[tuple[str, DispatchJob, int, int | None], ...] = (
     # in the evening must not leave tomorrow unplanned for an hour.
     ("dispatch.plan_tomorrow", plan_tomorrow, 3600, 60),
     ("dispatch.rebuild_dirty_plans", rebuild_dirty_plans, 60, None),
+    ("dispatch.escalate_starts_at_risk", escalate_starts_at_risk, 60, None),
 )
 
 

@@ -459,6 +459,7 @@ async def test_job_expiry_offers_the_next_caregiver_then_escalates(
         "dispatch.sample_callbacks",
         "dispatch.plan_tomorrow",
         "dispatch.rebuild_dirty_plans",
+        "dispatch.escalate_starts_at_risk",
     }
     assert names <= set(scheduled_jobs().names())
     # A second caregiver of the same provider on shift a little farther away.
