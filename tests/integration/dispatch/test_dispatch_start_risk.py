@@ -21,14 +21,14 @@ from core.geo import haversine_m
 from core.identity.models import Role
 from core.scheduler import run_job, schedule
 from core.settings import Settings
-from dispatch.common import OfferPolicy
+from dispatch.common import change_state, new_visit
 from dispatch.jobs import escalate_starts_at_risk
 from dispatch.matching import travel_seconds
 from dispatch.models import OrderTransition, ServiceOrder, Visit
-from dispatch.offers import accept_offer, make_offer
 from dispatch.orders import create_order
 from dispatch.start_watch import escalate_starts_at_risk as escalate_now
 from dispatch.start_watch import watch_policy
+from dispatch.states import SYSTEM, OrderState
 from registry.models import Caregiver, Community, District, Elder
 from tests.support import dispatch as support
 from tests.support.dispatch import SERVICE, Clock, near
@@ -302,16 +302,19 @@ async def committed(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIter
             actor_user_id=None,
             now=NOW - dt.timedelta(days=1),
         )
-        offer = await make_offer(
+        # Assigned as a published day plan assigns (created → accepted by the system, with its visit).
+        await change_state(
             session=s,
             order_id=order.id,
-            caregiver_id=cg.id,
-            score=0.5,
-            eta_s=600,
+            expected=OrderState.CREATED,
+            target=OrderState.ACCEPTED,
+            actor=SYSTEM,
+            actor_user_id=None,
             now=NOW - dt.timedelta(days=1),
-            policy=OfferPolicy(offer_seconds=60, max_attempts=3),
+            values={"caregiver_id": cg.id, "provider_id": cg.provider_id},
         )
-        await accept_offer(session=s, offer_id=offer.id, caregiver_id=cg.id, now=NOW - dt.timedelta(days=1))
+        s.add(new_visit(order, caregiver_id=cg.id, provider_id=cg.provider_id, start=order.window_start_at))
+        await s.flush()
         ids = {"order": order.id, "caregiver": cg.id}
     yield ids
     async with factory() as s, s.begin():
