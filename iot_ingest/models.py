@@ -30,6 +30,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -176,20 +177,53 @@ class IngestDedup(Base):
 
 
 class ElderMonitoring(Base):
-    """Per-elder monitoring settings used by the alarm rules.
+    """An elder's own monitoring settings, used by the alarm rules; each part is optional, and a part
+    not set falls back to dated policy (:mod:`iot_ingest.monitoring.rules`).
 
-    ``safe_zone`` is ``{"circle": {"lat", "lon", "radius_m"}}`` or ``{"polygon": [[lat, lon], ...]}``;
-    ``day_start_minute``/``day_end_minute`` bound the waking day (Asia/Shanghai, minutes after
-    midnight) in which ``inactivity_hours`` without motion or door events raises INACTIVITY.
+    - daytime watch: ``day_start_minute``/``day_end_minute`` bound the waking day (Asia/Shanghai,
+      minutes after midnight, end up to 1440) in which ``inactivity_hours`` without motion or door
+      events raises INACTIVITY; all three or none;
+    - night window for doors (DOOR_OPEN_NIGHT for elders with dementia): ``night_start_minute`` /
+      ``night_end_minute``, may span midnight; both or none;
+    - ``safe_zone`` is ``{"circle": {"lat", "lon", "radius_m"}}`` or ``{"polygon": [[lat, lon], ...]}``
+      (WANDERING when a position fix leaves it);
+    - ``vital_overrides``: ``{name: {"value", "reason"}}`` for the names in
+      :data:`iot_ingest.monitoring.rules.VITALS`, each with the reason it departs from the policy.
+
+    ``updated_by``/``reason`` say who made the last change and why (the audit trail has them all).
     """
 
     __tablename__ = "elder_monitoring"
+    __table_args__ = (
+        CheckConstraint(
+            "(day_start_minute IS NULL) = (day_end_minute IS NULL)"
+            " AND (day_start_minute IS NULL) = (inactivity_hours IS NULL)",
+            name="daytime_whole",
+        ),
+        CheckConstraint(
+            "day_start_minute IS NULL OR (day_start_minute >= 0 AND day_start_minute < day_end_minute"
+            " AND day_end_minute <= 1440 AND inactivity_hours BETWEEN 1 AND 168)",
+            name="daytime_valid",
+        ),
+        CheckConstraint("(night_start_minute IS NULL) = (night_end_minute IS NULL)", name="night_whole"),
+        CheckConstraint(
+            "night_start_minute IS NULL OR (night_start_minute BETWEEN 0 AND 1439"
+            " AND night_end_minute BETWEEN 0 AND 1439 AND night_start_minute <> night_end_minute)",
+            name="night_valid",
+        ),
+        CheckConstraint("jsonb_typeof(vital_overrides) = 'object'", name="vital_overrides_object"),
+    )
 
     elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"), primary_key=True)
     safe_zone: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    inactivity_hours: Mapped[int] = mapped_column(SmallInteger, default=12)
-    day_start_minute: Mapped[int] = mapped_column(Integer, default=7 * 60)
-    day_end_minute: Mapped[int] = mapped_column(Integer, default=22 * 60)
+    inactivity_hours: Mapped[int | None] = mapped_column(SmallInteger)
+    day_start_minute: Mapped[int | None] = mapped_column(Integer)
+    day_end_minute: Mapped[int | None] = mapped_column(Integer)
+    night_start_minute: Mapped[int | None] = mapped_column(SmallInteger)
+    night_end_minute: Mapped[int | None] = mapped_column(SmallInteger)
+    vital_overrides: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    reason: Mapped[str] = mapped_column(Text, server_default=text("''"))
+    updated_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
