@@ -47,7 +47,6 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
     PolicyDefault(
         "alarm.vitals.temperature", "*", {"high_centi_c": 3850, "sustain_seconds": 0}, _SRC_ALARM + " [E]"
     ),
-    PolicyDefault("alarm.inactivity", "*", {"seconds": 12 * 3600}, _SRC_ALARM + " [E], per-elder override"),
     PolicyDefault(
         "alarm.door_open_night", "*", {"start": "00:00", "end": "05:00"}, _SRC_ALARM + " [E], dementia"
     ),
@@ -66,6 +65,15 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
         "*",
         {"escalate_after_seconds": 60, "within_60s_bp": 9750, "within_180s_bp": 9900},
         "DOMAIN §7 TSA code of practice [S]",
+    ),
+    # The inactivity watch every elder living alone gets without settings of their own (scope: the
+    # living situation; add a scope to extend it, e.g. to empty-nest elders). An elder's own settings
+    # (iot_ingest.monitoring) replace it; the night window for doors is alarm.door_open_night's.
+    PolicyDefault(
+        "alarm.monitoring_default",
+        "alone",
+        {"day_start": "07:00", "day_end": "22:00", "inactivity_hours": 12},
+        _SRC_ALARM + " [E]: no motion or door event for 12 h of the waking day",
     ),
 )
 

@@ -303,15 +303,16 @@ class IngestConsumer:
 
     def _rules(self, device: DeviceRecord, msg: Message) -> list[AlarmCandidate]:
         """The alarm rules, each reading and event judged by the policy of its own local day (held:
-        the router made sure of it with :meth:`PolicyByDay.missing`)."""
-        ctx, policy_at = device.ctx, self.policy.at
+        the router made sure of it with :meth:`PolicyByDay.missing`), with the elder's own thresholds
+        in place of the policy's where the elder has some (:meth:`DeviceRecord.thresholds`)."""
+        ctx, policy_at, own = device.ctx, self.policy.at, device.thresholds
         alarms: list[AlarmCandidate] = []
         for event in msg.events:
-            alarms.extend(alarms_for_event(event, ctx, policy_at(event.at)))
+            alarms.extend(alarms_for_event(event, ctx, own(policy_at(event.at))))
         if msg.readings:
             low_battery = False  # one LOW_BATTERY per message
             for reading in msg.readings:
-                th = policy_at(reading.at)
+                th = own(policy_at(reading.at))
                 if not low_battery and (battery := battery_alarm(reading, ctx, th)) is not None:
                     alarms.append(battery)
                     low_battery = True

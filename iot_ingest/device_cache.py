@@ -10,29 +10,49 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from iot_ingest.monitoring.rules import ThresholdOverrides, apply_overrides, overrides_from_row
 from iot_ingest.normalise import DeviceInfo, Message
-from iot_ingest.rules import DeviceContext
+from iot_ingest.rules import AlarmThresholds, DeviceContext
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceRecord:
-    """A device as routing sees it: registry checks (``info``), rule context (``ctx``), safe zone."""
+    """A device as routing sees it: registry checks (``info``), rule context (``ctx``), and its elder's
+    own monitoring settings: the safe zone and the thresholds they override (``overrides``: vital
+    signs, the night window for doors; ``None`` when the policy's apply unchanged)."""
 
     info: DeviceInfo
     ctx: DeviceContext
     safe_zone: dict[str, Any] | None
+    overrides: ThresholdOverrides | None = None
+    # The last policy given to :meth:`thresholds` and what it made of it: the policy of a day is one
+    # object until it is reloaded, so the copy is made once, not per message.
+    _last: list[tuple[AlarmThresholds, AlarmThresholds]] = field(default_factory=list, compare=False)
+
+    def thresholds(self, policy: AlarmThresholds) -> AlarmThresholds:
+        """The thresholds the rules apply to this device's messages: the policy's, with the elder's
+        own values in place (a copy only for elders that have some)."""
+        if self.overrides is None:
+            return policy
+        last = self._last
+        if last and last[0][0] is policy:
+            return last[0][1]
+        own = apply_overrides(policy, self.overrides)
+        last[:] = [(policy, own)]
+        return own
 
 
 _MISS_MEMORY_S = 30.0  # how long a device found unknown stays unknown without another query
 
 _DEVICE_QUERY = """
     SELECT d.id, d.uid, d.serial, d.status, g.uid AS gateway_uid, d.friendly_name, d.elder_id, d.kind,
-           d.power, coalesce(e.has_dementia, false) AS has_dementia, m.safe_zone
+           d.power, coalesce(e.has_dementia, false) AS has_dementia, m.safe_zone, m.vital_overrides,
+           m.night_start_minute, m.night_end_minute
     FROM device d
     LEFT JOIN gateway g ON g.id = d.gateway_id
     LEFT JOIN elder e ON e.id = d.elder_id
@@ -40,13 +60,17 @@ _DEVICE_QUERY = """
 """
 
 
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _record(row: asyncpg.Record) -> DeviceRecord:
-    zone = row["safe_zone"]
-    if isinstance(zone, str):
-        zone = json.loads(zone)
     info = DeviceInfo(row["id"], row["uid"], row["serial"], row["status"], row["gateway_uid"])
     ctx = DeviceContext(row["id"], row["elder_id"], row["kind"], row["power"], row["has_dementia"])
-    return DeviceRecord(info, ctx, zone)
+    overrides = overrides_from_row(
+        _json(row["vital_overrides"]), row["night_start_minute"], row["night_end_minute"]
+    )
+    return DeviceRecord(info, ctx, _json(row["safe_zone"]), overrides)
 
 
 class DeviceCache:

@@ -14,18 +14,31 @@ import datetime as dt
 import asyncpg
 import structlog
 
+from callcentre import seed as callcentre_seed
 from callcentre.contract import raise_alarm
 from core.clock import local_date
+from core.policy import load_policy_conn
 from core.scheduler import JobContext, every, schedule
 from iot_ingest import storage
 from iot_ingest.alarm_policy import load_thresholds
-from iot_ingest.rules import DaySchedule, DeviceContext, inactivity_alarm, offline_alarm
+from iot_ingest.models import DeviceKind
+from iot_ingest.monitoring.rules import DEFAULT_KEY, daytime_of
+from iot_ingest.rules import (
+    POLICY_PREFIXES,
+    DaySchedule,
+    DeviceContext,
+    inactivity_alarm,
+    offline_alarm,
+    thresholds_from,
+)
 
 log = structlog.get_logger("iot_ingest.jobs")
 
 DEFAULT_RETENTION_DAYS = 400
 DEFAULT_DEDUP_WINDOW = dt.timedelta(hours=6)
 ACTIVITY_EVENTS = ("motion", "door_open")
+# Devices whose events tell that someone moves about the home.
+ACTIVITY_SENSORS = (DeviceKind.MOTION.value, DeviceKind.DOOR.value)
 
 
 async def maintain_telemetry(
@@ -88,32 +101,71 @@ async def check_offline(conn: asyncpg.Connection, *, now: dt.datetime) -> int:
     return raised
 
 
+# The elders watched for inactivity, with what the rule needs: their own daytime window if they have
+# one, else a default for their living situation ($3: the situations the policy has a default for).
+# Only elders at home (status active) with an activity sensor that has reported (an active motion or
+# door device seen at least once): without one, "no motion" would say nothing about the elder.
+# ``sensors_since`` (the earliest such sensor's registration) bounds the count when no event ever came.
+_INACTIVITY_SQL = """
+SELECT e.id AS elder_id, e.living_situation,
+       m.inactivity_hours, m.day_start_minute, m.day_end_minute, m.updated_at,
+       s.sensors_since,
+       (SELECT max(ev.at) FROM device_event ev JOIN device d ON d.id = ev.device_id
+        WHERE d.elder_id = e.id AND ev.type = ANY($1::text[])) AS last_activity
+FROM elder e
+LEFT JOIN elder_monitoring m ON m.elder_id = e.id
+CROSS JOIN LATERAL (
+    SELECT min(d.created_at) AS sensors_since FROM device d
+    WHERE d.elder_id = e.id AND d.status = 'active' AND d.kind = ANY($2::text[])
+      AND d.last_seen_at IS NOT NULL
+) s
+WHERE e.status = 'active'
+  AND (m.day_start_minute IS NOT NULL OR e.living_situation = ANY($3::text[]))
+  AND s.sensors_since IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM alarm a WHERE a.elder_id = e.id AND a.type = 'INACTIVITY'
+                  AND a.device_id IS NULL AND a.cleared_at IS NULL)
+"""
+
+
 async def check_inactivity(conn: asyncpg.Connection, *, now: dt.datetime) -> int:
-    """Raise INACTIVITY for elders without motion or door events for their daytime allowance."""
-    th = await load_thresholds(conn, local_date(now))  # the severity valid on ``now``'s local date
-    rows = await conn.fetch(
-        """SELECT m.elder_id, m.inactivity_hours, m.day_start_minute, m.day_end_minute, m.updated_at,
-                  (SELECT max(ev.at) FROM device_event ev JOIN device d ON d.id = ev.device_id
-                   WHERE d.elder_id = m.elder_id AND ev.type = ANY($1::text[])) AS last_activity
-           FROM elder_monitoring m
-           WHERE NOT EXISTS (SELECT 1 FROM alarm a WHERE a.elder_id = m.elder_id AND a.type = 'INACTIVITY'
-                             AND a.device_id IS NULL AND a.cleared_at IS NULL)""",
-        list(ACTIVITY_EVENTS),
+    """Raise INACTIVITY for elders without motion or door events for their daytime allowance: their own
+    daytime window, or the living-alone default (``alarm.monitoring_default``) valid on the local date
+    of ``now``, as is the alarm's severity. Returns the alarms raised."""
+    snapshot = await load_policy_conn(
+        conn, day=local_date(now), prefixes=POLICY_PREFIXES, defaults=callcentre_seed.POLICY_DEFAULTS
     )
+    th = thresholds_from(snapshot)  # the INACTIVITY severity
+    defaults: dict[str, tuple[DaySchedule, str]] = {}
+    for scope, entry in snapshot.scopes(DEFAULT_KEY).items():
+        try:
+            defaults[scope] = (daytime_of(entry), entry.ref())
+        except (TypeError, ValueError) as e:  # a malformed row stops its default, not the others
+            log.error("policy.invalid", key=DEFAULT_KEY, scope=scope, error=str(e))
+    rows = await conn.fetch(_INACTIVITY_SQL, list(ACTIVITY_EVENTS), list(ACTIVITY_SENSORS), sorted(defaults))
     raised = 0
     async with conn.transaction():
         for r in rows:
+            policy: tuple[str, ...] = ()
+            if r["day_start_minute"] is not None:
+                schedule = DaySchedule(r["day_start_minute"], r["day_end_minute"], r["inactivity_hours"])
+                since = max(r["updated_at"], r["sensors_since"])
+            else:
+                schedule, ref = defaults[r["living_situation"]]
+                since, policy = r["sensors_since"], (ref,)
             alarm = inactivity_alarm(
                 elder_id=r["elder_id"],
                 last_activity_at=r["last_activity"],
-                monitored_since=r["updated_at"],
-                schedule=DaySchedule(r["day_start_minute"], r["day_end_minute"], r["inactivity_hours"]),
+                monitored_since=since,
+                schedule=schedule,
                 now=now,
                 th=th,
+                policy=policy,
             )
             if alarm is not None:
                 await raise_alarm(conn, alarm)
                 raised += 1
+    if raised:
+        log.info("alarm.inactivity_raised", count=raised)
     return raised
 
 

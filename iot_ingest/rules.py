@@ -11,6 +11,7 @@ counter). The thresholds and each alarm type's severity are dated policy (``alar
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,7 +20,7 @@ import msgspec
 
 from callcentre.contract import AlarmCandidate, AlarmType, Severity
 from core.clock import SHANGHAI, local_date
-from core.geo import haversine_m
+from core.geo import distance_to_boundary_m, haversine_m, point_in_polygon
 from core.policy import PolicyEntry, PolicySnapshot
 from iot_ingest.normalise import Event, Reading
 
@@ -289,11 +290,13 @@ def offline_alarm(
 
 @dataclass(frozen=True, slots=True)
 class DaySchedule:
-    """The elder's waking day in local minutes after midnight, and the allowed quiet time (hours)."""
+    """The elder's waking day in local minutes after midnight (``end_minute`` up to 1440, after
+    ``start_minute``), and the quiet time it allows (hours of waking day). The values are the elder's
+    own monitoring settings or the dated living-alone default (:mod:`iot_ingest.monitoring.rules`)."""
 
-    start_minute: int = 7 * 60
-    end_minute: int = 22 * 60
-    inactivity_hours: float = 12
+    start_minute: int
+    end_minute: int
+    inactivity_hours: float
 
 
 def daytime_seconds_between(start: dt.datetime, end: dt.datetime, schedule: DaySchedule) -> float:
@@ -322,17 +325,26 @@ def inactivity_alarm(
     schedule: DaySchedule,
     now: dt.datetime,
     th: AlarmThresholds,
+    policy: Sequence[str] = (),
 ) -> AlarmCandidate | None:
     """INACTIVITY when no motion or door event for ``inactivity_hours`` of waking-day time.
 
     ``last_activity_at`` is the latest motion/door event of any of the elder's devices;
     ``monitored_since`` bounds the count when there has never been one (e.g. a new installation).
+    ``policy`` names the dated policy the schedule came from (empty: the elder's own settings); the
+    alarm's details record it with the severity row applied (from ``th``).
     """
     since = max(last_activity_at or monitored_since, monitored_since)
-    quiet = daytime_seconds_between(since, now, schedule)
+    # Counting further back than the allowance needs changes nothing but the loop's length.
+    day_s = max(schedule.end_minute - schedule.start_minute, 1) * 60
+    enough = dt.timedelta(days=math.ceil(schedule.inactivity_hours * 3600 / day_s) + 2)
+    quiet = daytime_seconds_between(max(since, now - enough), now, schedule)
     if quiet >= schedule.inactivity_hours * 3600:
         rule = th.severity["INACTIVITY"]
-        details = {"quiet_daytime_s": round(quiet), "since": since.isoformat(), "policy": [rule.ref]}
+        details: dict[str, Any] = {"quiet_daytime_s": round(quiet), "since": since.isoformat()}
+        if not policy:
+            details["settings"] = "elder"
+        details["policy"] = [*policy, rule.ref]
         return AlarmCandidate("INACTIVITY", rule.severity, None, elder_id, now, details)
     return None
 
@@ -340,36 +352,29 @@ def inactivity_alarm(
 # --- Geofence --------------------------------------------------------------------------------------
 
 
-def point_in_polygon(lat: float, lon: float, polygon: Sequence[Sequence[float]]) -> bool:
-    """Ray casting on (lat, lon) vertices; fine for neighbourhood-sized zones away from the antimeridian."""
-    inside = False
-    n = len(polygon)
-    for i in range(n):
-        y1, x1 = polygon[i][0], polygon[i][1]
-        y2, x2 = polygon[(i + 1) % n][0], polygon[(i + 1) % n][1]
-        if (y1 > lat) != (y2 > lat):
-            x_cross = x1 + (lat - y1) * (x2 - x1) / (y2 - y1)
-            if lon < x_cross:
-                inside = not inside
-    return inside
-
-
 def outside_safe_zone(lat: float, lon: float, accuracy_m: float, zone: Mapping[str, Any]) -> bool | None:
     """Whether a position is certainly outside the zone (``None`` if the zone is malformed).
 
-    For a circle the fix's accuracy radius (metres) is given the benefit of the doubt: the position
-    is outside only if even its nearest possible point is beyond the radius.
+    The fix's accuracy radius (metres) is given the benefit of the doubt: the position is outside
+    only if even its nearest possible point is outside (beyond a circle's radius, or outside a
+    polygon and farther than the accuracy from its boundary). A point on the fence is inside.
     """
+    slack = max(accuracy_m, 0.0)
     circle = zone.get("circle")
     if isinstance(circle, Mapping):
         try:
             d = haversine_m(lat, lon, float(circle["lat"]), float(circle["lon"]))
-            return d - max(accuracy_m, 0.0) > float(circle["radius_m"])
+            return d - slack > float(circle["radius_m"])
         except (KeyError, TypeError, ValueError):
             return None
     polygon = zone.get("polygon")
     if isinstance(polygon, Sequence) and len(polygon) >= 3:
-        return not point_in_polygon(lat, lon, polygon)
+        try:
+            if point_in_polygon(lat, lon, polygon):
+                return False
+            return slack == 0.0 or distance_to_boundary_m(lat, lon, polygon) > slack
+        except (IndexError, TypeError, ValueError):
+            return None
     return None
 
 

@@ -87,6 +87,16 @@ async def test_inactivity_job(pg: asyncpg.Connection) -> None:  # noqa: F811
         home.elder_id,
         now - dt.timedelta(hours=13),
     )
+    door = home.ids[home.uid("door")]
+    # A door sensor that has never reported is not installed yet: no inactivity watch without one.
+    await jobs.check_inactivity(pg, now=now)
+    assert await pg.fetchval("SELECT count(*) FROM alarm WHERE elder_id = $1", home.elder_id) == 0
+    await pg.execute(
+        "UPDATE device SET last_seen_at = $2, created_at = $3 WHERE id = $1",
+        door,
+        now - dt.timedelta(hours=1),
+        now - dt.timedelta(days=2),
+    )
     await jobs.check_inactivity(pg, now=now)
     row = await pg.fetchrow(
         "SELECT severity, device_id FROM alarm WHERE elder_id = $1 AND type = 'INACTIVITY'", home.elder_id

@@ -242,7 +242,7 @@ def _raise(alarm_type: str, ctx: DeviceContext, day: dt.date, th: AlarmThreshold
             elder_id=10,
             last_activity_at=at - dt.timedelta(days=3),
             monitored_since=at - dt.timedelta(days=3),
-            schedule=DaySchedule(),
+            schedule=DaySchedule(7 * 60, 22 * 60, 12),
             now=at,
             th=th,
         ),
