@@ -32,6 +32,7 @@ from core.identity.sessions import ScopeLoader
 from core.seed import DomainSeed
 from dispatch import seed as dispatch_seed
 from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
+from iot_ingest.monitoring.routes import CONTROLLERS as MONITORING_CONTROLLERS
 from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
 from registry import seed as registry_seed
 from registry.routes import CONTROLLERS as REGISTRY_CONTROLLERS
@@ -73,7 +74,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain(
         "iot_ingest",
         models=iot_ingest.models,
-        controllers=IOT_CONTROLLERS,
+        controllers=(*IOT_CONTROLLERS, *MONITORING_CONTROLLERS),
         jobs=iot_ingest.jobs,
     ),
     Domain(

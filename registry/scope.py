@@ -181,6 +181,31 @@ def can_edit_device(p: Principal, *, district_id: int | None) -> bool:
     return p.role == Role.CIVIL_AFFAIRS and district_id is not None and district_id in p.district_ids
 
 
+# Who works on an elder's monitoring settings (iot_ingest.monitoring): the call centre.
+MONITORING_STAFF: Final = frozenset({Role.OPERATOR, Role.SUPERVISOR})
+
+
+def in_call_centre_area(p: Principal, *, district_id: int) -> bool:
+    """Whether a district is in an operator's or supervisor's area: their districts, or the whole
+    city when they have none (DOMAIN §9)."""
+    return not p.district_ids or district_id in p.district_ids
+
+
+def can_see_monitoring(p: Principal, *, elder_id: int, district_id: int) -> bool:
+    """An elder's monitoring settings (daytime and night windows, safe zone, vital-sign overrides)
+    are read by operators and supervisors in their area and by the elder's family."""
+    if p.role in MONITORING_STAFF:
+        return in_call_centre_area(p, district_id=district_id)
+    if p.role == Role.FAMILY:
+        return elder_id in p.elder_ids
+    return False
+
+
+def can_edit_monitoring(p: Principal, *, district_id: int) -> bool:
+    """Only operators and supervisors change them, in their area."""
+    return p.role in MONITORING_STAFF and in_call_centre_area(p, district_id=district_id)
+
+
 def can_manage_blocklist(p: Principal, *, elder_id: int, district_id: int) -> bool:
     """An elder, their family, the district's civil-affairs officer or an admin may block caregivers."""
     if p.role == Role.ADMIN:
