@@ -8,7 +8,9 @@ an injected ``now``. Only the staff accounts that call the API are rows put in d
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import random
 import time
 import uuid
@@ -337,3 +339,28 @@ async def test_vital_overrides_reach_the_ingest_rules(
     assert await pg.fetchval(vitals, copd["id"]) == 0
     await publish([sim.native_telemetry(band, seq=2, ts_ms=ms + 1000, values={"spo2": 84})])
     assert await wait_for(pg, vitals, copd["id"], expect=1) == 1
+
+
+async def test_first_changes_at_once_both_land_in_order(api: Api, pg: asyncpg.Connection) -> None:  # noqa: F811
+    """Two operators setting a new elder's first settings at the same moment: one inserts the row,
+    the other waits for its lock and updates it; neither fails, and the audit trail has both."""
+    elder = await api.elder()
+    path = f"/api/v1/elders/{elder['id']}/monitoring"
+    lat, lon = api.home
+    bodies = [
+        {"safe_zone": {"circle": {"lat": lat, "lon": lon, "radius_m": r}}, "reason": f"r={r}"}
+        for r in (300, 400)
+    ]
+    answers = await asyncio.gather(*(api.client.put(path, json=b, headers=api.operator) for b in bodies))
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    audits = await pg.fetch(
+        "SELECT action, after FROM audit_log"
+        " WHERE entity = 'elder_monitoring' AND entity_id = $1 ORDER BY id",
+        str(elder["id"]),
+    )
+    assert [a["action"] for a in audits] == ["create", "update"]
+    stored = await pg.fetchval(
+        "SELECT safe_zone->'circle'->>'radius_m' FROM elder_monitoring WHERE elder_id = $1", elder["id"]
+    )
+    assert stored in ("300.0", "400.0", "300", "400")
+    assert json.loads(audits[-1]["after"])["safe_zone"]["circle"]["radius_m"] == float(stored)
