@@ -34,11 +34,10 @@ from dispatch.matching import (
     CaregiverIndex,
     CaregiverProfile,
     CertificateInfo,
-    MatchPolicy,
     OrderRequest,
-    ServiceRule,
     match,
 )
+from dispatch.policies import policies_on
 from dispatch.routing import (
     DayPlanInstance,
     PlanCaregiver,
@@ -59,16 +58,13 @@ CENTRES = [
     (31.26, 113.99, True, 0.10),  # Xiaochang
     (31.56, 114.13, True, 0.10),  # Dawu
 ]
+DAY = dt.date(2026, 12, 2)  # a Wednesday
+# Dispatch's seeded policy of that day: the matching norms and what each service asks of a caregiver.
+POLICIES = policies_on(DAY)
 SERVICES = {
-    "MEAL": ServiceRule("MEAL", "MEAL", "health", None, min_minutes=0),
-    "CLEAN": ServiceRule("CLEAN", "CLEAN", None, None, min_minutes=60),
-    "BATH": ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_minutes=45),
-    "ESCORT": ServiceRule("ESCORT", "ESCORT", None, None, min_minutes=60),
-    "VISIT": ServiceRule("VISIT", "VISIT", None, None, min_minutes=30),
-    "CARE": ServiceRule("CARE", "CARE", "eldercare_worker", 4, min_minutes=60),
+    code: POLICIES.service(code, code) for code in ("MEAL", "CLEAN", "BATH", "ESCORT", "VISIT", "CARE")
 }
 DURATION_S = {"MEAL": 600, "CLEAN": 3600, "BATH": 2700, "ESCORT": 3600, "VISIT": 1800, "CARE": 3600}
-DAY = dt.date(2026, 12, 2)  # a Wednesday
 
 
 def _place(rnd: random.Random, spread_deg: float) -> tuple[float, float, bool]:
@@ -119,7 +115,7 @@ def bench_matching(seed: int, n_caregivers: int, n_elders: int, n_orders: int) -
         lat, lon, _ = _place(rnd, 0.05)
         index.update(cid, lat, lon, p.skills)
     elders = [(_place(rnd, 0.05), rnd.choice("FFM"), rnd.random() < 0.2) for _ in range(n_elders)]
-    policy = MatchPolicy()
+    policy = POLICIES.match
     codes = list(SERVICES)
     latencies: list[float] = []
     cpu: list[float] = []
@@ -214,7 +210,9 @@ def dayplan_instance(seed: int, n_visits: int, n_caregivers: int) -> DayPlanInst
                 preferred_caregiver=pref,
             )
         )
-    return DayPlanInstance(DAY + dt.timedelta(days=0), tuple(visits), tuple(cgs), PlanPolicy())
+    return DayPlanInstance(
+        DAY + dt.timedelta(days=0), tuple(visits), tuple(cgs), PlanPolicy(match=POLICIES.match)
+    )
 
 
 def bench_dayplan(

@@ -37,16 +37,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import local_date
-from dispatch.common import (
-    DispatchError,
-    Policies,
-    continuity_days_sql,
-    contracted,
-    load_policies,
-    policies_from,
-    policy_rows_json,
-    service_rule,
-)
+from dispatch.common import DispatchError, contracted
 from dispatch.matching import (
     METRES_PER_DEGREE_LAT,
     Booking,
@@ -54,12 +45,19 @@ from dispatch.matching import (
     CaregiverProfile,
     CertificateInfo,
     OrderRequest,
-    ServiceRule,
     busy_interval,
+    eta_horizon_min,
     match,
     max_distance_m,
 )
 from dispatch.models import CaregiverPosition, Offer, Service, ServiceOrder, Visit
+from dispatch.policies import (
+    Policies,
+    continuity_days_sql,
+    load_policies,
+    policies_from_json,
+    policy_rows_json,
+)
 from dispatch.states import BOOKED
 from registry.models import (
     Caregiver,
@@ -78,9 +76,10 @@ _BOOKED_STATES = tuple(sorted(s.value for s in BOOKED))
 async def build_request(
     *, session: AsyncSession, order: ServiceOrder, now: dt.datetime, policies: Policies | None = None
 ) -> OrderRequest:
-    """The matching view of an order: the elder's home, gender, block list and continuity of care
-    (visits checked in during the policy's continuity window before ``now``). ``policies`` are those
-    of the service day; read here when not given."""
+    """The matching view of an order: the elder's home, gender, block list, continuity of care
+    (visits checked in during the policy's continuity window before ``now``) and what the service
+    asks of the caregiver. ``policies`` are those of the service day (the local date of the visit's
+    start); read here when not given."""
     elder = (
         await session.execute(
             select(
@@ -124,7 +123,7 @@ async def build_request(
         lat=elder.lat,
         lon=elder.lon,
         rural=bool(elder.is_village) or elder.kind == "rural",
-        service=service_rule(service),
+        service=policies.service(service.code, service.skill),
         start=start,
         duration_s=order.duration_s,
         asap=order.asap,
@@ -251,10 +250,6 @@ def _facts_statement() -> Any:
             District.kind,
             Service.code,
             Service.skill,
-            Service.certificate_kind,
-            Service.max_certificate_level,
-            Service.same_gender,
-            Service.min_minutes,
             blocked.scalar_subquery().label("blocked"),
             continuity.scalar_subquery().label("continuity"),
             asked.scalar_subquery().label("asked"),
@@ -270,17 +265,20 @@ def _facts_statement() -> Any:
 
 
 async def dispatch_facts(session: AsyncSession, order: ServiceOrder, now: dt.datetime) -> DispatchFacts:
-    """The order's current state and offers, the elder's home and block list, continuity of care, the
-    service's rule and the policies of the service day: one statement (scalar subqueries)."""
+    """The order's current state and offers, the elder's home and block list, continuity of care, and
+    the policies of the service day, the service's requirement among them: one statement (scalar
+    subqueries)."""
     start = max(order.window_start_at, now) if order.asap else order.window_start_at
+    day = local_date(start)
     params = {
         "order_id": order.id,
         "elder_id": order.elder_id,
         "service_code": order.service_code,
         "now": now,
-        "day": local_date(start),
+        "day": day,
     }
     row = (await session.execute(_facts_statement(), params)).one()
+    policies = policies_from_json(day, row.policies)
     request = OrderRequest(
         elder_id=row.id,
         elder_gender=row.gender,
@@ -288,14 +286,7 @@ async def dispatch_facts(session: AsyncSession, order: ServiceOrder, now: dt.dat
         lat=row.lat,
         lon=row.lon,
         rural=bool(row.is_village) or row.kind == "rural",
-        service=ServiceRule(
-            code=row.code,
-            skill=row.skill,
-            certificate_kind=row.certificate_kind,
-            max_certificate_level=row.max_certificate_level,
-            same_gender=row.same_gender,
-            min_minutes=row.min_minutes,
-        ),
+        service=policies.service(row.code, row.skill),
         start=start,
         duration_s=order.duration_s,
         asap=order.asap,
@@ -307,7 +298,7 @@ async def dispatch_facts(session: AsyncSession, order: ServiceOrder, now: dt.dat
         request=request,
         district_id=int(row.district_id),
         provider_ids=frozenset(row.providers or ()),
-        policies=policies_from([(k, sc, v) for k, sc, v in row.policies or ()]),
+        policies=policies,
         state=row.state,
         attempts=int(row.offer_attempts),
         asked=frozenset(row.asked or ()),
@@ -537,15 +528,14 @@ async def nearest_candidates(
     only caregivers on shift count, at their last reported position; otherwise a caregiver off shift
     counts from home. The database returns the :data:`CANDIDATE_POOL` nearest (plus the elder's
     continuity caregivers); travel is half the score, so the best candidate is in practice always
-    among them. A second, wider search (one more statement) only when the nearest are busy.
+    among them. (Inside the walk circle of :func:`dispatch.matching.walk_circle_m` travel no longer
+    tells caregivers apart: where more than the pool of eligible caregivers live within it, the choice
+    among them is made from the nearest.) A second, wider search (one more statement) only when the
+    nearest are busy.
     """
     request, policies = facts.request, facts.policies
     mp = policies.match
-    if request.urgent:
-        eta_min = mp.urgent_eta_rural_min if request.rural else mp.urgent_eta_urban_min
-    else:
-        eta_min = mp.max_eta_min
-    radius = max_distance_m(eta_min, rural=request.rural, policy=mp)
+    radius = max_distance_m(eta_horizon_min(request, mp), rural=request.rural, policy=mp)
     realtime = request.asap or request.urgent
 
     async def candidates(pool: int) -> tuple[CaregiverIndex, dict[int, CaregiverProfile], bool]:

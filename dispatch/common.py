@@ -1,6 +1,6 @@
-"""What every dispatch use case shares: the errors they raise, the dated policies they read
-(:func:`load_policies`), catalogue prices, the scope rule for orders and visits (who may see which
-order, in Python and as SQL) and the one way an order changes state.
+"""What every dispatch use case shares: the errors they raise, catalogue prices, the scope rule for
+orders and visits (who may see which order, in Python and as SQL) and the one way an order changes
+state. The dated policies they read are :mod:`dispatch.policies` (:func:`load_policies`).
 
 Services flush; the caller (request, job) owns the transaction. Every state change goes through
 :func:`change_state`, a conditional ``UPDATE … WHERE state = :expected`` that records the transition,
@@ -12,8 +12,7 @@ move with a 409.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -21,10 +20,8 @@ from sqlalchemy import (
     ColumnElement,
     Date,
     DateTime,
-    Integer,
     String,
     bindparam,
-    cast,
     exists,
     false,
     func,
@@ -35,7 +32,6 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSON, aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
@@ -44,20 +40,23 @@ from core.crud import get_or_404, not_found
 from core.errors import Conflict, DomainError
 from core.identity.authz import Principal
 from core.identity.models import Role
-from core.policy import PolicyValue, policy_number, valid_on
-from dispatch.matching import MatchPolicy, MatchWeights, ServiceRule
+from core.policy import PolicyValue
 from dispatch.models import (
     DayPlanDirty,
     OrderTransition,
     ProviderDayPlan,
     ProviderService,
-    Service,
     ServiceOrder,
     Visit,
     VisitExceptionRecord,
 )
-from dispatch.states import Actor, CancellationPolicy, InvalidTransition, OrderState, transition
-from dispatch.verification import QualityWeights, VerificationPolicy
+
+# The dated policies every use case reads, re-exported for the use cases that import them from here.
+from dispatch.policies import OfferPolicy as OfferPolicy
+from dispatch.policies import Policies as Policies
+from dispatch.policies import SignOffPinPolicy as SignOffPinPolicy
+from dispatch.policies import load_policies as load_policies
+from dispatch.states import Actor, InvalidTransition, OrderState, transition
 from registry.models import Elder
 from registry.scope import sees_all_elders
 
@@ -95,37 +94,6 @@ class NotContracted(DispatchError):
     status = 409
     code = "dispatch.not_contracted"
     title = "Provider not contracted for the service"
-
-
-@dataclass(frozen=True, slots=True)
-class OfferPolicy:
-    offer_seconds: int = 60
-    max_attempts: int = 3
-
-
-# Continuity of care counts the visits of the last this many days (DOMAIN §6), unless the policy
-# ``dispatch.continuity_window`` says otherwise.
-CONTINUITY_DAYS = 30
-
-
-@dataclass(frozen=True, slots=True)
-class SignOffPinPolicy:
-    """Wrong sign-off PINs one visit may see before PIN sign-off of that visit is refused for
-    ``lock_s`` seconds (policy ``verification.signoff_pin``)."""
-
-    max_failures: int = 5
-    lock_s: int = 15 * 60
-
-
-def service_rule(s: Service) -> ServiceRule:
-    return ServiceRule(
-        code=s.code,
-        skill=s.skill,
-        certificate_kind=s.certificate_kind,
-        max_certificate_level=s.max_certificate_level,
-        same_gender=s.same_gender,
-        min_minutes=s.min_minutes,
-    )
 
 
 async def price_on(*, session: AsyncSession, service_code: str, day: dt.date) -> int:
@@ -226,128 +194,6 @@ def new_visit(
         scheduled_start_at=start,
         scheduled_end_at=start + dt.timedelta(seconds=order.duration_s),
     )
-
-
-@dataclass(frozen=True, slots=True)
-class Policies:
-    """The dated policy values (``dispatch.*``, ``verification.*``) valid on one day."""
-
-    match: MatchPolicy
-    offer: OfferPolicy
-    verification: VerificationPolicy
-    cancellation: CancellationPolicy
-    quality: QualityWeights = field(default_factory=QualityWeights)
-    continuity_days: int = CONTINUITY_DAYS
-    sign_off_pin: SignOffPinPolicy = field(default_factory=SignOffPinPolicy)
-
-
-async def load_policies(*, session: AsyncSession, day: dt.date) -> Policies:
-    """Read every ``dispatch.*`` / ``verification.*`` policy value valid on ``day`` (one query).
-
-    Keys absent from ``policy_value`` fall back to the DOMAIN defaults of the policy dataclasses.
-    """
-    stmt = select(PolicyValue.key, PolicyValue.scope, PolicyValue.value).where(*_policy_filter(day))
-    rows = await session.execute(stmt.order_by(PolicyValue.valid_from))
-    return policies_from([(str(k), str(sc), v) for k, sc, v in rows])
-
-
-def _policy_filter(day: Any) -> tuple[ColumnElement[bool], ...]:
-    return (
-        or_(PolicyValue.key.startswith("dispatch."), PolicyValue.key.startswith("verification.")),
-        *valid_on(day),
-    )
-
-
-def policy_rows_json(day: Any) -> Any:
-    """A scalar subquery: the rows of :func:`load_policies` as a JSON array of [key, scope, value]."""
-    row = func.json_build_array(PolicyValue.key, PolicyValue.scope, PolicyValue.value)
-    return (
-        select(func.json_agg(aggregate_order_by(row, PolicyValue.valid_from.asc()), type_=JSON))
-        .where(*_policy_filter(day))
-        .scalar_subquery()
-    )
-
-
-def policies_from(rows: Sequence[tuple[str, str, Mapping[str, Any]]]) -> Policies:
-    """Policies from (key, scope, value) rows ordered by ``valid_from`` (the latest wins)."""
-    values: dict[tuple[str, str], Mapping[str, Any]] = {}
-    for key, scope, value in rows:
-        values[(key, scope)] = value
-
-    def num(key: str, scope: str, name: str, default: float) -> float:
-        v = values.get((key, scope), {}).get(name)
-        # A JSON number only (not true/false), as :func:`core.policy.policy_number` reads it in SQL.
-        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else default
-
-    m = MatchPolicy()
-    w = m.weights
-    match_policy = MatchPolicy(
-        weights=MatchWeights(
-            travel=num("dispatch.match_weights", "*", "travel_bp", w.travel * 10_000) / 10_000,
-            continuity=num("dispatch.match_weights", "*", "continuity_bp", w.continuity * 10_000) / 10_000,
-            fairness=num("dispatch.match_weights", "*", "fairness_bp", w.fairness * 10_000) / 10_000,
-            rating=num("dispatch.match_weights", "*", "rating_bp", w.rating * 10_000) / 10_000,
-        ),
-        detour_factor=num("dispatch.detour", "*", "bp", m.detour_factor * 10_000) / 10_000,
-        urban_speed_kmh=num("dispatch.speed", "urban", "kmh", m.urban_speed_kmh),
-        rural_speed_kmh=num("dispatch.speed", "rural", "kmh", m.rural_speed_kmh),
-        urgent_eta_urban_min=num("dispatch.urgent_eta_max", "urban", "seconds", m.urgent_eta_urban_min * 60)
-        / 60,
-        urgent_eta_rural_min=num("dispatch.urgent_eta_max", "rural", "seconds", m.urgent_eta_rural_min * 60)
-        / 60,
-    )
-    o = OfferPolicy()
-    offer_policy = OfferPolicy(
-        offer_seconds=int(num("dispatch.offer_window", "*", "seconds", o.offer_seconds)),
-        max_attempts=int(num("dispatch.max_offers", "*", "count", o.max_attempts)),
-    )
-    v = VerificationPolicy()
-    verification = VerificationPolicy(
-        max_check_in_distance_urban_m=num(
-            "verification.checkin_radius", "urban", "metres", v.max_check_in_distance_urban_m
-        ),
-        max_check_in_distance_rural_m=num(
-            "verification.checkin_radius", "rural", "metres", v.max_check_in_distance_rural_m
-        ),
-        min_on_site_ratio=num("verification.min_onsite", "*", "bp", v.min_on_site_ratio * 10_000) / 10_000,
-        sign_off_within_s=int(num("verification.signoff_window", "*", "seconds", v.sign_off_within_s)),
-        callback_ratio=num("verification.callback_sample", "*", "bp", v.callback_ratio * 10_000) / 10_000,
-        early_check_in_s=int(num("verification.checkin_early", "*", "seconds", v.early_check_in_s)),
-        late_check_in_s=int(num("verification.checkin_late", "*", "seconds", v.late_check_in_s)),
-    )
-    c = CancellationPolicy()
-    cancel = CancellationPolicy(
-        notice_s=int(num("dispatch.cancel_notice", "*", "seconds", c.notice_s)),
-        late_fee_fen=int(num("dispatch.late_cancel_fee", "*", "fen", c.late_fee_fen)),
-    )
-    q = QualityWeights()
-    quality = QualityWeights(
-        rating=num("dispatch.quality_weights", "*", "rating_bp", q.rating * 10_000) / 10_000,
-        callback=num("dispatch.quality_weights", "*", "callback_bp", q.callback * 10_000) / 10_000,
-        exceptions=num("dispatch.quality_weights", "*", "exceptions_bp", q.exceptions * 10_000) / 10_000,
-        complaints=num("dispatch.quality_weights", "*", "complaints_bp", q.complaints * 10_000) / 10_000,
-    )
-    pin = SignOffPinPolicy()
-    sign_off_pin = SignOffPinPolicy(
-        max_failures=max(1, int(num("verification.signoff_pin", "*", "max_failures", pin.max_failures))),
-        lock_s=max(0, int(num("verification.signoff_pin", "*", "lock_minutes", pin.lock_s / 60) * 60)),
-    )
-    return Policies(
-        match_policy,
-        offer_policy,
-        verification,
-        cancel,
-        quality,
-        # Whole days, as :func:`continuity_days_sql` counts them.
-        continuity_days=max(0, int(num("dispatch.continuity_window", "*", "days", CONTINUITY_DAYS))),
-        sign_off_pin=sign_off_pin,
-    )
-
-
-def continuity_days_sql(day: Any) -> ColumnElement[int]:
-    """SQL twin of :attr:`Policies.continuity_days` valid on ``day`` (whole days, at least 0)."""
-    days = policy_number("dispatch.continuity_window", "*", "days", day, CONTINUITY_DAYS)
-    return cast(func.greatest(0, func.trunc(days)), Integer)
 
 
 # --- Scope ------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Real-time matching: hard rules, scoring and a grid index over caregivers' current positions.
 
 Pure core (DOMAIN §6): plain frozen dataclasses in, values out; ``now`` is always passed in and every
-threshold or weight arrives as data (:class:`MatchPolicy`), loaded by the service from ``policy_value``.
+threshold, weight and service requirement arrives as data (:class:`MatchPolicy`, :class:`ServiceRule`),
+read from dated policy by :mod:`dispatch.policies`. No policy number is written here.
 
 Units: distances in metres, times in seconds (ETAs also shown in minutes where named so), instants as
 timezone-aware UTC datetimes; shifts and work days are Asia/Shanghai local wall-clock values.
@@ -54,7 +55,8 @@ class CertificateInfo:
 
 @dataclass(frozen=True, slots=True)
 class ServiceRule:
-    """What a catalogue service asks of the caregiver (DOMAIN §3).
+    """What a catalogue service asks of the caregiver on one day (DOMAIN §3): policy
+    ``service.requirement[code]`` and ``service.price_fen[code].min_minutes`` valid that day.
 
     ``max_certificate_level``: 养老护理员 levels run 5 (junior) … 1 (senior technician); "level 4 or
     above" is ``max_certificate_level=4``. ``min_minutes`` is the minimum time on site (0 = delivery).
@@ -62,10 +64,10 @@ class ServiceRule:
 
     code: str
     skill: str
-    certificate_kind: str | None = None
-    max_certificate_level: int | None = None
-    same_gender: bool = False
-    min_minutes: int = 0
+    certificate_kind: str | None
+    max_certificate_level: int | None
+    same_gender: bool
+    min_minutes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,26 +148,36 @@ class OrderRequest:
 
 @dataclass(frozen=True, slots=True)
 class MatchWeights:
-    """Weights of the soft preferences; each term is scaled to 0..1 before weighting."""
+    """Weights of the soft preferences (policy ``dispatch.match_weights``); each term is scaled to
+    0..1 before weighting."""
 
-    travel: float = 0.5
-    continuity: float = 0.25
-    fairness: float = 0.15
-    rating: float = 0.10
+    travel: float
+    continuity: float
+    fairness: float
+    rating: float
 
 
 @dataclass(frozen=True, slots=True)
 class MatchPolicy:
-    """Dispatch norms of DOMAIN §6, loaded from ``policy_value`` (all keys ``dispatch.*``)."""
+    """Dispatch norms of DOMAIN §6 valid on one day (policy keys ``dispatch.*``, read by
+    :func:`dispatch.policies.policies_from`).
 
-    detour_factor: float = 1.3
-    urban_speed_kmh: float = 15.0
-    rural_speed_kmh: float = 30.0
-    urgent_eta_urban_min: float = 15.0
-    urgent_eta_rural_min: float = 30.0
-    max_eta_min: float = 60.0  # search horizon for non-urgent orders
-    continuity_saturation: int = 4  # this many visits in 30 days = full continuity score
-    weights: MatchWeights = field(default_factory=MatchWeights)
+    ``max_eta_min``: the search horizon of an order that is not urgent (``dispatch.max_eta``);
+    ``continuity_saturation``: this many visits in the continuity window give the full continuity
+    term (``dispatch.continuity_saturation``); ``walk_circle_*_m``: the 15-minute home-care circle
+    (一刻钟居家养老服务圈, ``dispatch.walk_circle``) of an area kind, 0 where it has none
+    (:func:`travel_term`)."""
+
+    detour_factor: float
+    urban_speed_kmh: float
+    rural_speed_kmh: float
+    urgent_eta_urban_min: float
+    urgent_eta_rural_min: float
+    max_eta_min: float
+    continuity_saturation: int
+    walk_circle_urban_m: float
+    walk_circle_rural_m: float
+    weights: MatchWeights
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,11 +383,7 @@ def check_hard_rules(
     reason = static_rejection(cg, order, local_date(start))
     if reason is not None:
         return reason, eta, start
-    if order.urgent:
-        limit_min = policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min
-        if eta > limit_min * 60:
-            return Rejection.TOO_FAR, eta, start
-    elif eta > policy.max_eta_min * 60:
+    if eta > eta_horizon_min(order, policy) * 60:
         return Rejection.TOO_FAR, eta, start
     if not order.asap and arrival > order.start:
         return Rejection.LATE, eta, start
@@ -386,17 +394,58 @@ def check_hard_rules(
 # --- Scoring -----------------------------------------------------------------------------------
 
 
+def eta_horizon_min(order: OrderRequest, policy: MatchPolicy) -> float:
+    """How far (minutes of travel) matching looks for a caregiver: the urgent limit of the area kind
+    for an urgent order, else the search horizon."""
+    if order.urgent:
+        return policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min
+    return policy.max_eta_min
+
+
+def walk_circle_m(order: OrderRequest, policy: MatchPolicy) -> float:
+    """The radius (straight-line metres) of the order's 15-minute home-care circle, 0 if none applies.
+
+    DOMAIN §6: the 一刻钟居家养老服务圈 is the ring of services a city elder reaches within a
+    15-minute walk, about 1,000 m. Every caregiver inside it is "close by" in the sense of that
+    policy, so for a visit booked for a set time travel stops telling them apart and continuity of
+    care, fair workload and rating decide (:func:`travel_term`): a few hundred metres more change
+    nothing for the elder, who is served at the booked start either way. An urgent or
+    as-soon-as-possible order has no circle: its visit starts when the caregiver arrives, so every
+    second of ETA counts."""
+    if order.urgent or order.asap:
+        return 0.0
+    return policy.walk_circle_rural_m if order.rural else policy.walk_circle_urban_m
+
+
+def travel_term(distance_m: float, eta_s: int, *, horizon_s: float, circle_m: float) -> float:
+    """The travel preference in 0..1: full inside the walk circle (``circle_m``, see
+    :func:`walk_circle_m`), else falling linearly with the ETA to 0 at the horizon. Never rises with
+    distance, so a lower bound on distance gives an upper bound on the term (:func:`match` prunes on it)."""
+    if distance_m <= circle_m:
+        return 1.0
+    return max(0.0, 1.0 - eta_s / horizon_s)
+
+
 def score(
-    cg: CaregiverProfile, order: OrderRequest, *, eta_s: int, day: dt.date, policy: MatchPolicy
+    cg: CaregiverProfile,
+    order: OrderRequest,
+    *,
+    distance_m: float,
+    eta_s: int,
+    day: dt.date,
+    policy: MatchPolicy,
 ) -> float:
-    """Weighted sum of soft preferences, each in 0..1 (higher is better)."""
+    """Weighted sum of soft preferences, each in 0..1 (higher is better), for a caregiver
+    ``distance_m`` (straight line) and ``eta_s`` away from the elder."""
+    horizon_s = 60.0 * eta_horizon_min(order, policy)
+    travel = travel_term(distance_m, eta_s, horizon_s=horizon_s, circle_m=walk_circle_m(order, policy))
+    return _weighted(cg, order, travel=travel, day=day, policy=policy)
+
+
+def _weighted(
+    cg: CaregiverProfile, order: OrderRequest, *, travel: float, day: dt.date, policy: MatchPolicy
+) -> float:
     w = policy.weights
-    horizon_s = 60.0 * (
-        (policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min)
-        if order.urgent
-        else policy.max_eta_min
-    )
-    travel = max(0.0, 1.0 - eta_s / horizon_s)
     continuity = min(1.0, order.continuity.get(cg.id, 0) / max(1, policy.continuity_saturation))
     booked_today = sum(1 for b in cg.bookings if local_date(b.start) == day)
     fairness = 1.0 - min(1.0, booked_today / max(1, cg.daily_capacity))
@@ -419,14 +468,12 @@ def match(  # noqa: C901 - one branch per hard filter of DOMAIN §6, in the orde
     the scan stops as soon as no caregiver farther out could beat the current ``limit``-th best
     (their travel term only falls with distance, continuity is 0 and the other terms are at most 1).
     """
-    if order.urgent:
-        eta_min = policy.urgent_eta_rural_min if order.rural else policy.urgent_eta_urban_min
-    else:
-        eta_min = policy.max_eta_min
+    eta_min = eta_horizon_min(order, policy)
     radius = max_distance_m(eta_min, rural=order.rural, policy=policy)
     w = policy.weights
     other_max = w.fairness + w.rating
     horizon_s = eta_min * 60.0
+    circle_m = walk_circle_m(order, policy)
     best: list[tuple[float, int, Candidate]] = []  # min-heap of the top `limit`
     rejected: Counter[Rejection] = Counter()
 
@@ -438,7 +485,8 @@ def match(  # noqa: C901 - one branch per hard filter of DOMAIN §6, in the orde
         if reason is not None:
             rejected[reason] += 1
             return
-        s = score(cg, order, eta_s=eta, day=local_date(start), policy=policy)
+        travel = travel_term(distance, eta, horizon_s=horizon_s, circle_m=circle_m)
+        s = _weighted(cg, order, travel=travel, day=local_date(start), policy=policy)
         item = (s, -cid, Candidate(caregiver_id=cid, score=s, eta_s=eta, start=start, distance_m=distance))
         if len(best) < limit:
             heapq.heappush(best, item)
@@ -457,14 +505,15 @@ def match(  # noqa: C901 - one branch per hard filter of DOMAIN §6, in the orde
     for bound, found in index.rings(order.lat, order.lon, radius, order.service.skill):
         if len(best) >= limit:
             bound_eta = travel_seconds(bound, rural=order.rural, policy=policy)
-            ceiling = w.travel * max(0.0, 1.0 - bound_eta / horizon_s) + other_max
-            if ceiling < best[0][0]:
+            term = travel_term(bound, bound_eta, horizon_s=horizon_s, circle_m=circle_m)
+            if w.travel * term + other_max < best[0][0]:
                 break
         found.sort(key=lambda f: f[1])
         for cid, distance in found:
             if len(best) >= limit:
                 eta = travel_seconds(distance, rural=order.rural, policy=policy)
-                if w.travel * max(0.0, 1.0 - eta / horizon_s) + other_max < best[0][0]:
+                term = travel_term(distance, eta, horizon_s=horizon_s, circle_m=circle_m)
+                if w.travel * term + other_max < best[0][0]:
                     break  # sorted by distance: nobody farther in this ring can do better
             if cid not in order.continuity:
                 consider(cid, distance)

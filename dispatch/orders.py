@@ -67,6 +67,7 @@ from dispatch.models import (
     VisitExceptionRecord,
 )
 from dispatch.offers import dispatch_order
+from dispatch.policies import min_on_site_minutes
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 from dispatch.states import SYSTEM, Actor, CancellationConsequence, EscalationReason, OrderState, cancellation
 from registry.models import Caregiver, Elder, ProviderDistrict
@@ -283,7 +284,6 @@ async def place_order(
         raise Invalid(f"Unknown or inactive service {service_code!r}.", code="dispatch.service_unknown")
     if row.elder_status is None:
         raise unknown_reference("elder_id", elder_id, "elder")
-    service = row.Service
     if start < now - dt.timedelta(minutes=row.past_grace_minutes):
         raise Invalid("The window may not start in the past.", code="dispatch.window_past")
     _check_horizon(start, now=now, horizon_days=row.horizon_days, field="window_start_at")
@@ -303,7 +303,7 @@ async def place_order(
             "service_code": service_code,
             "window_start_at": start,
             "window_end_at": end,
-            "duration_s": duration_s or max(service.min_minutes, 30) * 60,
+            "duration_s": duration_s or max(min_on_site_minutes(service_code, row.price), 30) * 60,
             "asap": asap,
             "urgent": urgent,
             "requirements": requirements,

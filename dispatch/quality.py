@@ -19,8 +19,10 @@ from core.crud import Paged, Window, get_or_404, not_found, page_of
 from core.errors import Conflict, Forbidden, Invalid
 from core.identity.authz import Principal
 from core.identity.models import Role
-from dispatch.common import day_start, in_scope, load_policies, price_select, scope_clause
+from dispatch.common import day_start, in_scope, scope_clause
+from dispatch.matching import ServiceRule
 from dispatch.models import CallbackTask, Complaint, Service, Visit, VisitExceptionRecord, VisitRating
+from dispatch.policies import PRICE, load_policies
 from dispatch.verification import ProviderStats, QualityWeights, provider_quality
 from registry.models import Provider, ProviderDistrict
 
@@ -201,19 +203,23 @@ async def provider_quality_report(
 
 @dataclass(frozen=True, slots=True)
 class CatalogueEntry:
-    """A catalogue service with the unit price (fen) valid on the asked day, ``None`` if it has none."""
+    """A catalogue service with the unit price (fen) valid on the asked day (``None`` if it has none)
+    and what it asks of the caregiver that day (``rule``: dated policy, like the price)."""
 
     service: Service
     price_fen: int | None
+    rule: ServiceRule
 
 
 async def catalogue(*, session: AsyncSession, day: dt.date) -> list[CatalogueEntry]:
-    """The active services and their prices on ``day`` (Asia/Shanghai), in code order."""
+    """The active services, their prices and requirements on ``day`` (Asia/Shanghai), in code order."""
     services = (
         await session.scalars(select(Service).where(Service.is_active.is_(True)).order_by(Service.code))
     ).all()
+    policies = await load_policies(session=session, day=day)
     out = []
     for s in services:
-        value = await session.scalar(price_select(s.code, day))
-        out.append(CatalogueEntry(s, int(value["fen"]) if value and "fen" in value else None))
+        price = policies.snapshot.rows.get((PRICE, s.code))  # a row valid that day, never a default
+        fen = int(price.value["fen"]) if price is not None and "fen" in price.value else None
+        out.append(CatalogueEntry(s, fen, policies.service(s.code, s.skill)))
     return out

@@ -24,7 +24,7 @@ import itertools
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -68,7 +68,10 @@ class PlanCaregiver:
 
 @dataclass(frozen=True, slots=True)
 class PlanPolicy:
-    match: MatchPolicy = field(default_factory=MatchPolicy)
+    """Travel comes from the day's matching policy (``match``); the penalties weigh the planner's
+    objective (search tuning, not policy)."""
+
+    match: MatchPolicy
     continuity_penalty_s: int = 600
     unassigned_penalty_s: int = 100_000
 

@@ -685,7 +685,8 @@ def quality_read(r: QualityReport) -> QualityRead:
 
 
 class ServiceRead(msgspec.Struct):
-    """A catalogue service (DOMAIN §3) and its unit price in fen on the asked day."""
+    """A catalogue service (DOMAIN §3), its unit price in fen and what it asks of the caregiver on the
+    asked day (dated policy ``service.price_fen`` / ``service.requirement``)."""
 
     code: str
     name: str
@@ -707,11 +708,11 @@ def service_read(entry: Any) -> ServiceRead:
         name_en=s.name_en,
         unit=s.unit,
         price_fen=entry.price_fen,
-        min_minutes=s.min_minutes,
+        min_minutes=entry.rule.min_minutes,
         skill=s.skill,
-        certificate_kind=s.certificate_kind,
-        max_certificate_level=s.max_certificate_level,
-        same_gender=s.same_gender,
+        certificate_kind=entry.rule.certificate_kind,
+        max_certificate_level=entry.rule.max_certificate_level,
+        same_gender=entry.rule.same_gender,
     )
 
 

@@ -100,6 +100,27 @@ _START_RISK_DEFAULTS: tuple[PolicyDefault, ...] = (
     ),
 )
 
+# --- Matching horizon and continuity (helper dispol, issue #10) ---------------------------------
+# Read by dispatch.policies (MatchPolicy): until these were seeded they were constants in code.
+_MATCHING_DEFAULTS: tuple[PolicyDefault, ...] = (
+    # How far (travel time) real-time matching looks for a caregiver for an order that is not urgent;
+    # urgent orders use dispatch.urgent_eta_max instead.
+    PolicyDefault(
+        "dispatch.max_eta",
+        "*",
+        {"seconds": 60 * 60},
+        "search horizon for non-urgent orders, project default [E]; DOMAIN §6 sets only the urgent one",
+    ),
+    # This many of an elder's visits by one caregiver within dispatch.continuity_window give that
+    # caregiver the full continuity term of the match score (fewer: proportionally less).
+    PolicyDefault(
+        "dispatch.continuity_saturation",
+        "*",
+        {"visits": 4},
+        "DOMAIN §6 continuity of care; about one visit a week over the 30-day window [E]",
+    ),
+)
+
 POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
     *_catalogue_defaults(),
     PolicyDefault("verification.checkin_radius", "urban", {"metres": 200}, _SRC_VERIFY),
@@ -123,6 +144,10 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
         "dispatch.urgent_eta_max", "urban", {"seconds": 15 * 60}, _SRC_DISPATCH + "; [R] 15-min circle"
     ),
     PolicyDefault("dispatch.urgent_eta_max", "rural", {"seconds": 30 * 60}, _SRC_DISPATCH),
+    # The 15-minute home-care circle: for an urban elder's visit booked for a set time, caregivers
+    # within this straight-line distance all get the full travel term of the match score, so
+    # continuity, workload and rating choose among them (dispatch.matching.walk_circle_m). Urgent
+    # and as-soon-as-possible orders have no circle; no rural circle is seeded.
     PolicyDefault("dispatch.walk_circle", "urban", {"metres": 1000}, "DOMAIN §6 一刻钟居家养老服务圈 [R]"),
     PolicyDefault("dispatch.speed", "urban", {"kmh": 15}, _SRC_DISPATCH),
     PolicyDefault("dispatch.speed", "rural", {"kmh": 30}, _SRC_DISPATCH),
@@ -164,6 +189,7 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
         {"travel_bp": 5000, "continuity_bp": 2500, "fairness_bp": 1500, "rating_bp": 1000},
         _SRC_DISPATCH,
     ),
+    *_MATCHING_DEFAULTS,
     PolicyDefault(
         "dispatch.quality_weights",
         "*",

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from core.geo import haversine_m
 from core.policy import PolicySnapshot
 from dispatch.matching import MatchPolicy, travel_seconds
+from dispatch.policies import match_policy_from
 from dispatch.states import EscalationReason
 
 POLICY_KEY = "dispatch.start_risk"
@@ -67,11 +68,7 @@ def start_risk_policy(snapshot: PolicySnapshot) -> StartRiskPolicy:
         stale_position_s=int(entry.number("stale_position_seconds")),
         lookahead_s=int(entry.number("lookahead_seconds")),
         unlocated_s=int(entry.number("unlocated_seconds")),
-        travel=MatchPolicy(
-            detour_factor=detour.number("bp") / 10_000,
-            urban_speed_kmh=urban.number("kmh"),
-            rural_speed_kmh=rural.number("kmh"),
-        ),
+        travel=match_policy_from(snapshot),
         refs=tuple(e.ref() for e in (entry, detour, urban, rural)),
     )
 

@@ -144,10 +144,11 @@ class CancellationConsequence(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class CancellationPolicy:
-    """``notice_s``: cancelling later than this before the start costs ``late_fee_fen`` (policy data)."""
+    """``notice_s``: cancelling later than this before the start costs ``late_fee_fen`` (policies
+    ``dispatch.cancel_notice`` and ``dispatch.late_cancel_fee``)."""
 
-    notice_s: int = 2 * 3600
-    late_fee_fen: int = 1000
+    notice_s: int
+    late_fee_fen: int
 
 
 @dataclass(frozen=True, slots=True)

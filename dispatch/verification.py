@@ -91,7 +91,8 @@ class Capture:
 
 @dataclass(frozen=True, slots=True)
 class VisitRecord:
-    """The six elements (service, elder, caregiver, date, location, start/end) plus evidence."""
+    """The six elements (service, elder, caregiver, date, location, start/end) plus evidence.
+    ``service`` is what the service asked on ``service_on`` (dated policy of that day)."""
 
     visit_id: int
     service: ServiceRule
@@ -115,17 +116,19 @@ class VisitRecord:
 
 @dataclass(frozen=True, slots=True)
 class VerificationPolicy:
-    """Thresholds of DOMAIN §5 (policy keys ``verification.*``). ``early_check_in_s``: how many seconds
-    before the scheduled start a check-in may come without an exception; ``late_check_in_s``: how many
-    after the latest promised start (:func:`late_check_in`)."""
+    """Thresholds of DOMAIN §5 valid on the service day (policy keys ``verification.*``, read by
+    :func:`dispatch.policies.policies_from`). ``min_on_site_ratio`` applies to the service's minimum
+    time on site of the same day (:attr:`ServiceRule.min_minutes`); ``early_check_in_s``: how many
+    seconds before the scheduled start a check-in may come without an exception; ``late_check_in_s``:
+    how many after the latest promised start (:func:`late_check_in`)."""
 
-    max_check_in_distance_urban_m: float = 200.0
-    max_check_in_distance_rural_m: float = 500.0
-    min_on_site_ratio: float = 0.8
-    sign_off_within_s: int = 24 * 3600
-    callback_ratio: float = 0.1
-    early_check_in_s: int = 30 * 60
-    late_check_in_s: int = 30 * 60
+    max_check_in_distance_urban_m: float
+    max_check_in_distance_rural_m: float
+    min_on_site_ratio: float
+    sign_off_within_s: int
+    callback_ratio: float
+    early_check_in_s: int
+    late_check_in_s: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,10 +263,12 @@ class ProviderStats:
 
 @dataclass(frozen=True, slots=True)
 class QualityWeights:
-    rating: float = 0.35
-    callback: float = 0.25
-    exceptions: float = 0.2
-    complaints: float = 0.2
+    """Weights of the provider quality score (policy ``dispatch.quality_weights``)."""
+
+    rating: float
+    callback: float
+    exceptions: float
+    complaints: float
 
 
 def provider_quality(stats: ProviderStats, *, weights: QualityWeights) -> float | None:

@@ -67,7 +67,9 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
     order = await session.get(ServiceOrder, visit.order_id, populate_existing=True)
     if order is None or order.state != OrderState.CHECKED_OUT.value:
         raise Conflict("Only a checked-out visit can be verified.", code="dispatch.verify_state")
-    policies = await load_policies(session=session, day=local_date(visit.check_in_at or now))
+    # The policy of the service day: its thresholds, and what the service asked of the caregiver then.
+    service_on = local_date(visit.check_in_at or visit.scheduled_start_at)
+    policies = await load_policies(session=session, day=service_on)
     request = await build_request(session=session, order=order, now=now, policies=policies)
     caregiver = await session.get(Caregiver, visit.caregiver_id)
     certs = tuple(
@@ -101,7 +103,7 @@ async def verify_visit(*, session: AsyncSession, visit_id: int, now: dt.datetime
         service=request.service,
         elder_id=visit.elder_id,
         caregiver_id=visit.caregiver_id,
-        service_on=local_date(visit.check_in_at or visit.scheduled_start_at),
+        service_on=service_on,
         scheduled_start=visit.scheduled_start_at,
         window_end=order.window_end_at,
         home_lat=request.lat,

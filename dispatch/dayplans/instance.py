@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from dispatch import routing
 from dispatch.candidates import caregiver_profiles
-from dispatch.common import day_start, load_policies, service_rule
+from dispatch.common import day_start
 from dispatch.models import Service, ServiceOrder, Visit
+from dispatch.policies import Policies, load_policies
 from dispatch.states import BOOKED as BOOKED_STATES
 from registry.models import Caregiver, Community, District, Elder, ElderBlockedCaregiver
 
@@ -46,6 +47,7 @@ async def plan_instance(
     fixed: Mapping[int, tuple[int, int]] | None = None,
     also_blocked: Mapping[int, Collection[int]] | None = None,
     now: dt.datetime,
+    policies: Policies | None = None,
 ) -> tuple[routing.DayPlanInstance, frozenset[int]]:
     """The routing instance of ``order_ids`` on ``day`` for the provider's caregivers (plus
     ``extra_caregivers``, e.g. ones in an earlier plan who have since left the provider).
@@ -53,7 +55,10 @@ async def plan_instance(
     ``fixed`` pins orders under way to (caregiver, start in seconds after midnight); ``also_blocked``
     adds caregivers an order must not go to (the one who withdrew from it). Every visit the caregivers
     have that day outside these orders is added as a fixed visit too, so the plan routes around it;
-    their order ids are returned with the instance (they are not the plan's)."""
+    their order ids are returned with the instance (they are not the plan's).
+
+    ``policies`` are those of ``day`` (read here when not given): travel, continuity and what each
+    service asks of the caregiver that day."""
     fixed = fixed or {}
     also_blocked = also_blocked or {}
     midnight = day_start(day)
@@ -97,9 +102,11 @@ async def plan_instance(
             .order_by(ServiceOrder.id)
         )
     ).all()
-    policies = await load_policies(session=session, day=day)
+    if policies is None:
+        policies = await load_policies(session=session, day=day)
     elders = sorted({int(r.elder_id) for r in own})
-    rules = {s.code: service_rule(s) for s in await session.scalars(select(Service))}
+    catalogue = await session.execute(select(Service.code, Service.skill))
+    rules = {code: policies.service(code, skill) for code, skill in catalogue}
     blocked: dict[int, set[int]] = {}
     for eid, cid in await session.execute(
         select(ElderBlockedCaregiver.elder_id, ElderBlockedCaregiver.caregiver_id).where(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -19,7 +18,6 @@ from core.clock import SHANGHAI, local_date
 from core.crud import get_or_404
 from core.errors import Invalid, NotFound
 from core.identity.authz import Principal
-from core.policy import policy_number
 from dispatch import routing
 from dispatch.common import StateConflict, change_state, contracted, day_start
 from dispatch.dayplans.common import DayPlanView, dispatchers_provider, plan_view
@@ -27,6 +25,7 @@ from dispatch.dayplans.instance import only_orders, plan_instance
 from dispatch.dayplans.publish import apply_plan, store_plan
 from dispatch.dayplans.replan import replan_record
 from dispatch.models import DayPlanDirty, DayPlanStop, ProviderDayPlan, ServiceOrder
+from dispatch.policies import DayPlanBudget, load_policies
 from dispatch.states import SYSTEM, EscalationReason, OrderState
 from registry.models import Caregiver, Elder, Provider, ProviderDistrict
 
@@ -34,36 +33,10 @@ log = structlog.get_logger(__name__)
 
 S = OrderState
 
-# Local minute of the evening before from which orders no plan could place go to the operator queue.
-ESCALATE_AT_MINUTE = 20 * 60
-
-
-@dataclass(frozen=True, slots=True)
-class DayPlanBudget:
-    """The planner's search budget per provider in wall seconds (policy ``dispatch.dayplan``, in ms):
-    ``min_s`` plus ``per_visit_s`` for each visit to plan, at most ``max_s``."""
-
-    max_s: float = 5.0
-    min_s: float = 0.2
-    per_visit_s: float = 0.02
-
-    def seconds(self, visits: int) -> float:
-        return max(0.0, min(self.max_s, self.min_s + self.per_visit_s * visits))
-
 
 async def dayplan_budget(session: AsyncSession, day: dt.date) -> DayPlanBudget:
-    """The budget valid on ``day``; fields absent from the policy keep the defaults above."""
-    d = DayPlanBudget()
-    row = (
-        await session.execute(
-            select(
-                policy_number("dispatch.dayplan", "*", "max_ms", day, d.max_s * 1000),
-                policy_number("dispatch.dayplan", "*", "min_ms", day, d.min_s * 1000),
-                policy_number("dispatch.dayplan", "*", "per_visit_ms", day, d.per_visit_s * 1000),
-            )
-        )
-    ).one()
-    return DayPlanBudget(row[0] / 1000, row[1] / 1000, row[2] / 1000)
+    """The planner's budget valid on ``day`` (policy ``dispatch.dayplan``)."""
+    return (await load_policies(session=session, day=day)).dayplan
 
 
 def _unplanned_orders(provider_id: int, day: dt.date) -> Any:
@@ -151,11 +124,18 @@ async def plan_provider_day(
     if record is None and not new_ids:
         return None
     if record is None:
+        policies = await load_policies(session=session, day=day)
         inst, _ = await plan_instance(
-            session, provider_id=provider_id, day=day, order_ids=new_ids, extra_caregivers=(), now=now
+            session,
+            provider_id=provider_id,
+            day=day,
+            order_ids=new_ids,
+            extra_caregivers=(),
+            now=now,
+            policies=policies,
         )
         # The planner searches until its budget is spent; a small day does not need the full one.
-        budget = (await dayplan_budget(session, day)).seconds(len(new_ids))
+        budget = policies.dayplan.seconds(len(new_ids))
         if time_limit_s is not None:
             budget = min(budget, time_limit_s)
         plan = only_orders(routing.plan_day(inst, time_limit_s=budget), set(new_ids))
@@ -287,15 +267,11 @@ async def build_day(
 
 async def escalate_unplaced(*, session: AsyncSession, day: dt.date, now: dt.datetime) -> list[int]:
     """From the evening cut-off on (policy ``dispatch.dayplan`` ``escalate_at_minute``, minutes after
-    local midnight, default 20:00), hand ``day``'s scheduled orders that no provider's plan could place
+    local midnight, seeded as 20:00), hand ``day``'s scheduled orders that no provider's plan could place
     to the operator queue (``created → escalated``, system), so that none waits unseen for a plan run
     that will not place it either. Before the cut-off they stay ``created`` for the next run, which may
     find room (a new caregiver, a cancellation). Returns the escalated order ids."""
-    cutoff = (
-        await session.execute(
-            select(policy_number("dispatch.dayplan", "*", "escalate_at_minute", day, ESCALATE_AT_MINUTE))
-        )
-    ).scalar_one()
+    cutoff = (await load_policies(session=session, day=day)).escalate_at_minute
     local = now.astimezone(SHANGHAI)
     evening_before = local.date() == day - dt.timedelta(days=1) and local.hour * 60 + local.minute >= cutoff
     if not (evening_before or local.date() >= day):

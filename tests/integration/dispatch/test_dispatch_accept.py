@@ -17,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from core.identity.models import Role
 from dispatch.common import DispatchError, OfferNotOpen, OfferPolicy, StateConflict, change_state
-from dispatch.matching import CaregiverIndex, CaregiverProfile, MatchPolicy, OrderRequest, ServiceRule
+from dispatch.matching import CaregiverIndex, CaregiverProfile, OrderRequest
 from dispatch.models import Offer, OrderTransition, ServiceOrder, Visit
 from dispatch.offers import accept_offer, decline_offer, expire_offers, make_offer, offer_next
 from dispatch.orders import create_order
+from dispatch.policies import policies_on
 from dispatch.states import InvalidTransition, OrderState
 from registry.models import Caregiver
 from tests.support import dispatch as support
@@ -137,7 +138,8 @@ async def test_offer_deadline_decline_and_escalation(engine: AsyncEngine, world:
     factory = async_sessionmaker(engine, expire_on_commit=False)
     order_id = await _new_order(factory, world["elder"])  # type: ignore[arg-type]
     cg_ids: list[int] = world["caregivers"]  # type: ignore[assignment]
-    rule = ServiceRule("CLEAN", "CLEAN", min_minutes=60)
+    seeded = policies_on(NOW.date())  # dispatch's seeded policy
+    rule = seeded.service("CLEAN", "CLEAN")
     profiles = {
         cid: CaregiverProfile(
             id=cid,
@@ -166,7 +168,7 @@ async def test_offer_deadline_decline_and_escalation(engine: AsyncEngine, world:
         start=NOW + dt.timedelta(hours=2),
         duration_s=3600,
     )
-    kw = {"request": request, "index": index, "profiles": profiles, "match_policy": MatchPolicy()}
+    kw = {"request": request, "index": index, "profiles": profiles, "match_policy": seeded.match}
     offered: list[int] = []
     async with factory() as s, s.begin():
         first = await offer_next(session=s, order_id=order_id, offer_policy=POLICY, now=NOW, **kw)  # type: ignore[arg-type]

@@ -41,6 +41,7 @@ from dispatch.models import (
     Visit,
 )
 from dispatch.orders import create_order
+from dispatch.policies import DayPlanBudget
 from dispatch.seed import CONTRACTS_FROM
 from dispatch.states import SYSTEM, OrderState
 from registry.models import Caregiver, Certificate, Elder, ElderBlockedCaregiver, ProviderDistrict
@@ -660,7 +661,7 @@ async def test_plans_stored_before_publication_are_published_and_conflicts_left_
 async def test_the_planner_budget_is_dated_policy(db: AsyncSession) -> None:
     # Seeded default: 0.2 s + 0.02 s per visit, at most 5 s.
     seeded = await dayplan.dayplan_budget(db, TOMORROW)
-    assert seeded == dayplan.DayPlanBudget()
+    assert seeded == DayPlanBudget(max_s=5.0, min_s=0.2, per_visit_s=0.02)
     assert seeded.seconds(10) == pytest.approx(0.4)
     assert seeded.seconds(1000) == 5.0
     # From the day after tomorrow a tighter cap applies; the other numbers stay as seeded.

@@ -16,27 +16,27 @@ from dispatch.matching import (
     CaregiverIndex,
     CaregiverProfile,
     CertificateInfo,
-    MatchPolicy,
-    MatchWeights,
     OrderRequest,
     Rejection,
-    ServiceRule,
     busy_interval,
     check_hard_rules,
     match,
     max_distance_m,
     travel_seconds,
 )
+from dispatch.policies import policies_on
 
 pytestmark = pytest.mark.unit
 
-POLICY = MatchPolicy()
-BATH = ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_minutes=45)
-MEAL = ServiceRule("MEAL", "MEAL", "health", None, min_minutes=0)
-CLEAN = ServiceRule("CLEAN", "CLEAN", None, None, min_minutes=60)
 # Wednesday 2026-12-02, 10:00 in Xiaogan.
 NOW = dt.datetime(2026, 12, 2, 10, 0, tzinfo=SHANGHAI).astimezone(dt.UTC)
 TODAY = dt.date(2026, 12, 2)
+# Dispatch's seeded policy of the day (no rows written since): the norms and the catalogue's rules.
+SEEDED = policies_on(TODAY)
+POLICY = SEEDED.match
+BATH = SEEDED.service("BATH", "BATH")
+MEAL = SEEDED.service("MEAL", "MEAL")
+CLEAN = SEEDED.service("CLEAN", "CLEAN")
 
 
 def _local(day: dt.date, hh: int, mm: int = 0) -> dt.datetime:
@@ -283,10 +283,14 @@ def test_scoring_prefers_near_then_continuity_with_weights_as_data() -> None:
     }
     idx = _index({near: (30.921, 113.91), far: (30.935, 113.91)})  # ~110 m and ~1.7 km away
     o = order(service=CLEAN, continuity={far: 4})
-    travel_weighted = dataclasses.replace(POLICY, weights=MatchWeights(travel=1.0, continuity=0.05))
+    travel_weighted = dataclasses.replace(
+        POLICY, weights=dataclasses.replace(POLICY.weights, travel=1.0, continuity=0.05)
+    )
     travel_first = match(o, index=idx, profiles=profiles, policy=travel_weighted, now=NOW)
     assert [c.caregiver_id for c in travel_first.candidates] == [near, far]
-    continuity_first = dataclasses.replace(POLICY, weights=MatchWeights(travel=0.1, continuity=0.9))
+    continuity_first = dataclasses.replace(
+        POLICY, weights=dataclasses.replace(POLICY.weights, travel=0.1, continuity=0.9)
+    )
     res = match(o, index=idx, profiles=profiles, policy=continuity_first, now=NOW)
     assert [c.caregiver_id for c in res.candidates] == [far, near]
 

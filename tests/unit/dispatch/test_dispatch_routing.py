@@ -11,7 +11,8 @@ import pytest
 
 from bench.dispatch import dayplan_instance
 from core.geo import haversine_m
-from dispatch.matching import CaregiverProfile, CertificateInfo, MatchPolicy, ServiceRule
+from dispatch.matching import CaregiverProfile, CertificateInfo
+from dispatch.policies import policies_on
 from dispatch.routing import (
     DayPlan,
     DayPlanInstance,
@@ -28,8 +29,9 @@ from dispatch.routing import (
 pytestmark = pytest.mark.unit
 
 DAY = dt.date(2026, 12, 3)  # Thursday
-BATH = ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_minutes=45)
-CLEAN = ServiceRule("CLEAN", "CLEAN", min_minutes=60)
+SEEDED = policies_on(DAY)  # dispatch's seeded policy: travel norms and the catalogue's rules
+BATH = SEEDED.service("BATH", "BATH")
+CLEAN = SEEDED.service("CLEAN", "CLEAN")
 
 
 def cg(cid: int, **kw: object) -> PlanCaregiver:
@@ -67,7 +69,7 @@ def visit(vid: int, **kw: object) -> PlanVisit:
 
 
 def inst(visits: list[PlanVisit], cgs: list[PlanCaregiver], day: dt.date = DAY) -> DayPlanInstance:
-    return DayPlanInstance(day, tuple(visits), tuple(cgs), PlanPolicy())
+    return DayPlanInstance(day, tuple(visits), tuple(cgs), PlanPolicy(match=SEEDED.match))
 
 
 def owner(plan: DayPlan, vid: int) -> int | None:
@@ -281,7 +283,7 @@ def test_the_travel_matrix_is_the_one_haversine() -> None:
     pts = [
         (30.9 + rnd.uniform(-0.4, 0.4), 113.9 + rnd.uniform(-0.4, 0.4), rnd.random() < 0.3) for _ in range(40)
     ]
-    policy = MatchPolicy()
+    policy = SEEDED.match
     matrix = _travel_matrix(pts, policy)
     for i, (lat1, lon1, rural1) in enumerate(pts):
         for j, (lat2, lon2, rural2) in enumerate(pts):

@@ -8,16 +8,15 @@ from typing import get_args
 
 import pytest
 
-from dispatch.matching import CertificateInfo, ServiceRule
+from dispatch.matching import CertificateInfo
+from dispatch.policies import policies_on
 from dispatch.verification import (
     EXCEPTION_REASON_CODES,
     Capture,
     CaptureMethod,
     ExceptionCode,
     ProviderStats,
-    QualityWeights,
     Verdict,
-    VerificationPolicy,
     VisitException,
     VisitRecord,
     provider_quality,
@@ -28,8 +27,9 @@ from dispatch.verification import (
 pytestmark = pytest.mark.unit
 
 E = VisitException
-POLICY = VerificationPolicy()
-BATH = ServiceRule("BATH", "BATH", "eldercare_worker", 4, same_gender=True, min_minutes=45)
+SEEDED = policies_on(dt.date(2026, 12, 2))  # dispatch's seeded policy of the visit's day
+POLICY = SEEDED.verification
+BATH = SEEDED.service("BATH", "BATH")
 T0 = dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)  # 10:00 Shanghai
 HOME = (30.92, 113.91)
 # 0.001° of latitude ≈ 111 m.
@@ -234,7 +234,7 @@ def test_callbacks_sample_at_least_ten_percent(n: int, k: int) -> None:
 
 
 def test_provider_quality() -> None:
-    w = QualityWeights()
+    w = SEEDED.quality
     perfect = ProviderStats(100, 0, 5.0, 5.0, 0)
     assert provider_quality(perfect, weights=w) == 100.0
     worst = ProviderStats(0, 10, 1.0, 1.0, 5)
