@@ -57,25 +57,19 @@ class OfferState(enum.StrEnum):
 
 
 class Service(Base):
-    """A catalogue service (DOMAIN §3) and what it asks of the caregiver."""
+    """A catalogue service (DOMAIN §3): its identity, the skill a caregiver needs for it and whether
+    it is offered. What else it asks of the caregiver (certificate, level, same gender) and its
+    minimum time on site are dated policy (``service.requirement`` / ``service.price_fen``, read
+    through :mod:`dispatch.policies` for the service day), as is its price."""
 
     __tablename__ = "service"
-    __table_args__ = (
-        _in("unit", ("meal", "hour", "visit")),
-        CheckConstraint(
-            "max_certificate_level IS NULL OR max_certificate_level BETWEEN 1 AND 5", name="level"
-        ),
-    )
+    __table_args__ = (_in("unit", ("meal", "hour", "visit")),)
 
     code: Mapped[str] = mapped_column(String(10), primary_key=True)
     name: Mapped[str] = mapped_column(String(40))
     name_en: Mapped[str] = mapped_column(String(60))
     unit: Mapped[str] = mapped_column(String(8))
-    min_minutes: Mapped[int] = mapped_column(SmallInteger, default=0)
     skill: Mapped[str] = mapped_column(String(10))
-    certificate_kind: Mapped[str | None] = mapped_column(String(20))
-    max_certificate_level: Mapped[int | None] = mapped_column(SmallInteger)
-    same_gender: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -207,3 +207,12 @@ async def test_the_day_planner_applies_the_requirement_of_the_plan_day(
         placed[day] = stop is not None
         assert (order.id in plan.unassigned_order_ids) is not placed[day]
     assert placed == {before: True, on: False}
+
+
+async def test_the_service_table_holds_no_undated_copy_of_the_rules(db: AsyncSession) -> None:
+    """Migration 0016_dispol: the catalogue keeps its identity, skill and whether it is offered; what it
+    asks of the caregiver and its minimum on site live only in dated policy."""
+    columns = await db.scalars(
+        text("SELECT column_name FROM information_schema.columns WHERE table_name = 'service'")
+    )
+    assert set(columns) == {"code", "name", "name_en", "unit", "skill", "is_active"}
