@@ -35,7 +35,6 @@ from core.crud import (
 from core.errors import Conflict, Forbidden, Invalid
 from core.identity.authz import Principal
 from core.identity.models import Role
-from core.policy import policy_number
 from dispatch.candidates import build_request, caregiver_profiles
 from dispatch.common import (
     DispatchError,
@@ -67,7 +66,7 @@ from dispatch.models import (
     VisitExceptionRecord,
 )
 from dispatch.offers import dispatch_order
-from dispatch.policies import min_on_site_minutes
+from dispatch.policies import min_on_site_minutes, policy_number_sql
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 from dispatch.states import SYSTEM, Actor, CancellationConsequence, EscalationReason, OrderState, cancellation
 from registry.models import Caregiver, Elder, ProviderDistrict
@@ -217,20 +216,21 @@ def _order_check_statement() -> Any:
         elder_status.scalar_subquery().label("elder_status"),
         price.scalar_subquery().label("price"),
         _horizon_days(bindparam("today", type_=Date)).label("horizon_days"),
-        # With no row valid: no grace for a start in the past, no limit on the window's length.
-        policy_number(
-            ORDER_WINDOW_POLICY, "*", "past_grace_minutes", bindparam("today", type_=Date), 0
-        ).label("past_grace_minutes"),
-        policy_number(ORDER_WINDOW_POLICY, "*", "max_hours", bindparam("today", type_=Date), -1).label(
+        # With no row valid: the seeded defaults. A negative max_hours: no limit on the window's length.
+        policy_number_sql(ORDER_WINDOW_POLICY, "past_grace_minutes", bindparam("today", type_=Date)).label(
+            "past_grace_minutes"
+        ),
+        policy_number_sql(ORDER_WINDOW_POLICY, "max_hours", bindparam("today", type_=Date)).label(
             "max_window_hours"
         ),
     ).where(Service.code == code)
 
 
 def _horizon_days(today: Any) -> Any:
-    """Policy ``dispatch.order_horizon``: how many days ahead of ``today`` a visit may be ordered.
-    With no row valid, -1: no horizon beyond the sanity window of :data:`core.types.Instant`."""
-    return policy_number(ORDER_HORIZON_POLICY, "*", "days", today, -1)
+    """Policy ``dispatch.order_horizon``: how many days ahead of ``today`` a visit may be ordered
+    (with no row valid, the seeded default). Negative: no horizon beyond the sanity window of
+    :data:`core.types.Instant`."""
+    return policy_number_sql(ORDER_HORIZON_POLICY, "days", today)
 
 
 def _check_horizon(start: dt.datetime, *, now: dt.datetime, horizon_days: float, field: str) -> None:
@@ -409,7 +409,7 @@ async def _check_series_start(
     today = local_date(now)
     lookback, horizon = (
         await session.execute(
-            select(policy_number(SERIES_LOOKBACK_POLICY, "*", "days", today, -1), _horizon_days(today))
+            select(policy_number_sql(SERIES_LOOKBACK_POLICY, "days", today), _horizon_days(today))
         )
     ).one()
     if lookback >= 0 and first_start_at < now - dt.timedelta(days=lookback):
@@ -554,8 +554,9 @@ def next_step_of(order: ServiceOrder, *, operator_pickup_s: int | None) -> NextS
 
 async def operator_pickup_s(session: AsyncSession, day: dt.date) -> int | None:
     """Seconds within which the call centre undertakes to place an order from its queue (policy
-    ``dispatch.operator_pickup`` valid on ``day``), or None if no such policy is in force."""
-    seconds = await session.scalar(select(policy_number("dispatch.operator_pickup", "*", "seconds", day, -1)))
+    ``dispatch.operator_pickup`` valid on ``day``, else the seeded default), or None where a row sets
+    it negative (no undertaking)."""
+    seconds = await session.scalar(select(policy_number_sql("dispatch.operator_pickup", "seconds", day)))
     return int(seconds) if seconds is not None and seconds >= 0 else None
 
 
