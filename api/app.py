@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from api.auth import AuthController, authorize
 from api.bootstrap import domain_controllers, scope_loaders
 from api.controllers.users import UserController
-from api.deps import provide_db, provide_now, provide_principal
+from api.deps import provide_db, provide_now, provide_principal, session_middleware
 from api.health import HealthController
 from api.openapi import BEARER, LocalTimeSchema, document_operations
 from api.problems import EXCEPTION_HANDLERS
@@ -36,6 +36,7 @@ from core import audit
 from core.clock import Clock, utc_now
 from core.db import make_engine, make_sessionmaker
 from core.identity.authz import public
+from core.identity.sessions import PrincipalCache
 from core.logging import configure_logging
 from core.settings import Settings
 from web.routes import TEMPLATES, web_handlers
@@ -45,6 +46,11 @@ log = structlog.get_logger()
 REQUESTS = Counter("eldercare_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram("eldercare_http_request_seconds", "HTTP request latency", ["method", "route"])
 
+
+# The API's pool: no ping before every checkout (two round trips per request); connections are
+# replaced after half an hour instead, and a connection found dead (a database restart) invalidates
+# the pool, so the requests after the one that met it get fresh connections.
+API_POOL: dict[str, object] = {"pool_pre_ping": False, "pool_recycle": 1800}
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,40}")
 
@@ -117,7 +123,7 @@ def create_app(
     configure_logging(json=settings.log_json, level=settings.log_level)
     engine: AsyncEngine | None = None
     if sessionmaker is None:
-        engine = make_engine(settings)
+        engine = make_engine(settings, **API_POOL)
         sessionmaker = make_sessionmaker(engine)
 
     async def _dispose() -> None:
@@ -177,12 +183,19 @@ def create_app(
                 "sessionmaker": sessionmaker,
                 "clock": clock,
                 "scope_loaders": scope_loaders(),
+                "principal_cache": PrincipalCache(),
             }
         ),
-        middleware=[metrics_middleware],
+        middleware=[metrics_middleware, session_middleware],
         on_shutdown=[_dispose],
         debug=settings.debug,
         plugins=[LocalTimeSchema()],
     )
     document_operations(app)
     return app
+
+
+def app_from_env() -> Litestar:
+    """The app of ``eldercare serve --workers N``: each worker process builds its own, from the
+    environment (``ELDERCARE_*``), with its own database pool and principal cache."""
+    return create_app(Settings.from_env())

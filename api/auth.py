@@ -13,6 +13,7 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 
+from api.deps import request_session
 from core.errors import Forbidden, Unauthenticated
 from core.http import SESSION_COOKIE, CurrentPrincipal, Db, Now, client_ip
 from core.identity.authz import PUBLIC, Principal, authenticated, during_password_change, public, rule_allows
@@ -45,10 +46,13 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     principal: Principal | None = None
     if token:
         state = connection.app.state
-        async with state.sessionmaker() as session:
-            principal = await principal_for_token(
-                session=session, token=token, now=state.clock(), scope_loaders=state.scope_loaders
-            )
+        principal = await principal_for_token(
+            session=request_session(connection.scope, state),
+            token=token,
+            now=state.clock(),
+            scope_loaders=state.scope_loaders,
+            cache=state.principal_cache,
+        )
         if (
             principal is not None
             and from_cookie

@@ -177,24 +177,43 @@ def _format_logins(logins: Sequence[Any]) -> str:
 # --- serve / scheduler -----------------------------------------------------------------------------
 
 
+# How long a worker of `serve --workers N` may take to answer its supervisor (its start included).
+WORKER_START_S = 120
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    settings = Settings.from_env()  # also writes the per-checkout secret once, before any worker reads it
+    settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,  # keep our structlog/stdlib set-up
+        "access_log": False,  # the app logs every request itself (http.request)
+        "server_header": False,
+        "proxy_headers": False,
+    }
+    if args.workers > 1:
+        # Worker processes, each importing the app from the environment (uvicorn's supervisor
+        # restarts a worker that dies or stops answering its health check, and stops them all on
+        # SIGINT / SIGTERM). A worker answers the check only once it has imported the app, which takes
+        # far longer than uvicorn's 5 s on a busy machine: without more time it is killed and
+        # restarted over and over.
+        configure_logging(json=settings.log_json, level=settings.log_level)
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            workers=args.workers,
+            timeout_worker_healthcheck=WORKER_START_S,
+            **options,
+        )
+        return 0
+
     from api.app import create_app
 
-    settings = Settings.from_env()
-    settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
     app = create_app(settings)  # configures logging
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,  # keep our structlog/stdlib set-up
-        access_log=False,  # the app logs every request itself (http.request)
-        server_header=False,
-        proxy_headers=False,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn.Config(app, **options)).run()
     return 0
 
 
@@ -523,6 +542,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eldercare",
@@ -543,6 +572,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the web app and API (uvicorn)")
     p.add_argument("--host", help="bind address (default: ELDERCARE_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default: ELDERCARE_PORT or 8000)")
+    p.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes sharing the port (default 1; one per core in production)",
+    )
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("scheduler", help="run the scheduled jobs (APScheduler)")

@@ -44,17 +44,32 @@ class Paged(Generic[T]):
     limit: int
     offset: int
 
+    @property
+    def has_more(self) -> bool:
+        """Whether rows follow this page."""
+        return self.offset + len(self.items) < self.total
+
 
 async def count_of(session: AsyncSession, stmt: Select[Any]) -> int:
     total = await session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     return int(total or 0)
 
 
+async def total_of(session: AsyncSession, stmt: Select[Any], window: Window, fetched: int) -> int:
+    """The number of rows ``stmt`` matches, given that its page ``window`` asked for ``limit + 1``
+    rows and got ``fetched``: a page that is the last one (fewer rows than asked for, and not past
+    the end) tells the total by itself, without a count over every matching row."""
+    if fetched <= window.limit and (fetched > 0 or window.offset == 0):
+        return window.offset + fetched
+    return await count_of(session, stmt)
+
+
 async def page_of(session: AsyncSession, stmt: Select[M], window: Window) -> Paged[M]:
-    """Run ``stmt`` (already ordered) for one page, with the total count of matching rows."""
-    total = await count_of(session, stmt)
-    rows = (await session.scalars(stmt.limit(window.limit).offset(window.offset))).all()
-    return Paged(items=list(rows), total=total, limit=window.limit, offset=window.offset)
+    """Run ``stmt`` (already ordered) for one page, with the total count of matching rows (counted
+    only when more rows follow the page, see :func:`total_of`)."""
+    rows = list((await session.scalars(stmt.limit(window.limit + 1).offset(window.offset))).all())
+    total = await total_of(session, stmt, window, len(rows))
+    return Paged(items=rows[: window.limit], total=total, limit=window.limit, offset=window.offset)
 
 
 def in_key_range(key: int, *, limit: int = MAX_BIGINT) -> bool:

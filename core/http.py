@@ -4,9 +4,10 @@
 Use ``db: Db`` (the request's AsyncSession; the framework commits), ``principal: CurrentPrincipal``
 (the signed-in user; 401 if anonymous) and ``now: Now`` (the app clock, aware UTC).
 
-Pagination: ``?limit=`` (1-200, default 50) and ``?offset=`` (≥ 0), answered with the page's items
-and the total number of matching rows. A list handler declares ``dependencies=PAGINATION`` and takes
-``window: PageWindow``; the service answers a :class:`core.crud.Paged` and :func:`page` converts it.
+Pagination: ``?limit=`` (1-200, default 50) and ``?offset=`` (≥ 0), answered with the page's items,
+the total number of matching rows and whether more follow (``has_more``). A list handler declares
+``dependencies=PAGINATION`` and takes ``window: PageWindow``; the service answers a
+:class:`core.crud.Paged` and :func:`page` converts it.
 """
 
 from __future__ import annotations
@@ -65,10 +66,17 @@ MAX_OFFSET = 1_000_000
 
 
 class Page(msgspec.Struct, Generic[T]):
+    """One page: its ``items``, the ``total`` of matching rows, the window asked for, and
+    ``has_more``, whether rows follow it (always ``offset + len(items) < total``; set on creation)."""
+
     items: list[T]
     total: int
     limit: int
     offset: int
+    has_more: bool = False
+
+    def __post_init__(self) -> None:
+        self.has_more = self.offset + len(self.items) < self.total
 
 
 def provide_window(

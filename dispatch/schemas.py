@@ -261,6 +261,10 @@ class SeriesPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
+    has_more: bool = False  # whether rows follow this page (set from total on creation)
+
+    def __post_init__(self) -> None:
+        self.has_more = self.offset + len(self.items) < self.total
 
 
 class SeriesChangeRead(msgspec.Struct):
@@ -354,6 +358,10 @@ class OrderPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
+    has_more: bool = False  # whether rows follow this page (set from total on creation)
+
+    def __post_init__(self) -> None:
+        self.has_more = self.offset + len(self.items) < self.total
 
 
 class ComplaintPage(msgspec.Struct):
@@ -361,6 +369,10 @@ class ComplaintPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
+    has_more: bool = False  # whether rows follow this page (set from total on creation)
+
+    def __post_init__(self) -> None:
+        self.has_more = self.offset + len(self.items) < self.total
 
 
 # --- Converters -------------------------------------------------------------------------------------
@@ -635,6 +647,10 @@ class CallbackPage(msgspec.Struct):
     total: int
     limit: int
     offset: int
+    has_more: bool = False  # whether rows follow this page (set from total on creation)
+
+    def __post_init__(self) -> None:
+        self.has_more = self.offset + len(self.items) < self.total
 
 
 class QualityRead(msgspec.Struct):

@@ -267,7 +267,10 @@ def shows_contacts_during_visit(
 async def load_elder_scope(session: AsyncSession, user: AppUser, role: Role, now: dt.datetime) -> ScopeFields:
     """The elders an account's role ties it to, for its principal: a family member's (their
     guardian links), an elder's own record, a caregiver's served elders (:func:`served_elder_ids_stmt`
-    at ``now``). Other roles see elders by district or provider, which the principal carries anyway."""
+    at ``now``). Other roles see elders by district or provider, which the principal carries anyway.
+
+    A family member's elders may be cached with the principal: a change of ``elder_guardian`` moves
+    the account's ``scope_epoch`` on (migration 0013). A caregiver's may not (``rebuild_each_request``)."""
     if role == Role.FAMILY and user.guardian_id is not None:
         linked = await session.scalars(
             select(ElderGuardian.elder_id).where(ElderGuardian.guardian_id == user.guardian_id)
@@ -277,7 +280,8 @@ async def load_elder_scope(session: AsyncSession, user: AppUser, role: Role, now
         return {"elder_ids": frozenset({user.elder_id})}
     if role == Role.CAREGIVER and user.caregiver_id is not None:
         served = await session.scalars(served_elder_ids_stmt(user.caregiver_id, now))
-        return {"served_elder_ids": frozenset(served.all())}
+        # Visits come and go and the window moves with the clock: built afresh for every request.
+        return {"served_elder_ids": frozenset(served.all()), "rebuild_each_request": True}
     return {}
 
 

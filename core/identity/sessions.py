@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypedDict
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -49,10 +49,13 @@ MAX_COUNT = 10_000
 
 
 class ScopeFields(TypedDict, total=False):
-    """The fields of :class:`~core.identity.authz.Principal` a domain's scope loader may fill."""
+    """The fields of :class:`~core.identity.authz.Principal` a domain's scope loader may fill, and
+    ``rebuild_each_request``: true when that part depends on the time or on rows whose changes do not
+    move the account's ``scope_epoch`` (then the principal is not cached, see :class:`PrincipalCache`)."""
 
     elder_ids: frozenset[int]
     served_elder_ids: frozenset[int]
+    rebuild_each_request: bool
 
 
 class ScopeLoader(Protocol):
@@ -228,32 +231,85 @@ async def revoke_user_sessions(
     *, session: AsyncSession, user_id: int, now: dt.datetime, keep_token: str | None = None
 ) -> None:
     """End every open session of the user, except the one of ``keep_token`` if given. Revoked
-    tokens stop working at once: :func:`principal_for_token` reads the session row on every request."""
+    tokens stop working at once: :func:`principal_for_token` reads the session row on every request
+    (a cached principal included)."""
     stmt = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
     if keep_token is not None:
         stmt = stmt.where(AuthSession.token_hash != token_hash(keep_token))
     await session.execute(stmt.values(revoked_at=now))
 
 
-async def principal_for_token(
-    *, session: AsyncSession, token: str, now: dt.datetime, scope_loaders: Sequence[ScopeLoader]
-) -> Principal | None:
-    """The principal behind a live session token, or ``None``."""
-    row = (
-        await session.execute(
-            select(AppUser)
-            .join(AuthSession, AuthSession.user_id == AppUser.id)
-            .where(
-                AuthSession.token_hash == token_hash(token),
-                AuthSession.revoked_at.is_(None),
-                AuthSession.expires_at > now,
-                AppUser.is_active.is_(True),
-            )
+class PrincipalCache:
+    """The principals built for live tokens in this process, each with the account's
+    ``scope_epoch`` at the time it was built.
+
+    Reused only after the request's own query has found the token live (not revoked, not expired,
+    the account active) and the epoch unchanged, so a revoked token fails on its very next request
+    and a change of role or scope (which moves the epoch on, in the database) shows on the next
+    request, in every API process. A principal whose scope depends on the time (a caregiver's
+    visits: :data:`ScopeFields` ``rebuild_each_request``) is never kept."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[int, int, Principal]] = {}
+
+    def get(self, key: str, user_id: int, epoch: int) -> Principal | None:
+        hit = self._entries.get(key)
+        if hit is None or hit[0] != user_id or hit[1] != epoch:
+            return None
+        return hit[2]
+
+    def put(self, key: str, user_id: int, epoch: int, principal: Principal) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()  # tokens come and go; a full cache simply starts over
+        self._entries[key] = (user_id, epoch, principal)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _live_session(key: str, now: dt.datetime) -> Select[int, int]:
+    return (
+        select(AppUser.id, AppUser.scope_epoch)
+        .join(AuthSession, AuthSession.user_id == AppUser.id)
+        .where(
+            AuthSession.token_hash == key,
+            AuthSession.revoked_at.is_(None),
+            AuthSession.expires_at > now,
+            AppUser.is_active.is_(True),
         )
-    ).scalar_one_or_none()
-    if row is None:
+    )
+
+
+async def principal_for_token(
+    *,
+    session: AsyncSession,
+    token: str,
+    now: dt.datetime,
+    scope_loaders: Sequence[ScopeLoader],
+    cache: PrincipalCache | None = None,
+) -> Principal | None:
+    """The principal behind a live session token, or ``None``. One query when ``cache`` holds the
+    principal at the account's current ``scope_epoch``; otherwise it is built and kept there."""
+    key = token_hash(token)
+    live = (await session.execute(_live_session(key, now))).one_or_none()
+    if live is None:
         return None
-    return await principal_for_user(session=session, user=row, now=now, scope_loaders=scope_loaders)
+    user_id, epoch = live
+    if cache is not None:
+        hit = cache.get(key, user_id, epoch)
+        if hit is not None:
+            return hit
+    user = await session.get(AppUser, user_id)
+    if user is None:  # pragma: no cover - the row was just read
+        return None
+    principal, each_request = await _build_principal(
+        session=session, user=user, now=now, scope_loaders=scope_loaders
+    )
+    # The epoch read above, not the row's now: a change committed in between is seen next time.
+    if cache is not None and not each_request:
+        cache.put(key, user_id, epoch, principal)
+    return principal
 
 
 async def principal_for_user(
@@ -261,6 +317,14 @@ async def principal_for_user(
 ) -> Principal:
     """The user's role and scope as of ``now``: the kernel's part (role, provider, districts) and
     what each of ``scope_loaders`` adds (e.g. the registry's elders of a family member or caregiver)."""
+    principal, _ = await _build_principal(session=session, user=user, now=now, scope_loaders=scope_loaders)
+    return principal
+
+
+async def _build_principal(
+    *, session: AsyncSession, user: AppUser, now: dt.datetime, scope_loaders: Sequence[ScopeLoader]
+) -> tuple[Principal, bool]:
+    """The principal, and whether its scope must be rebuilt on every request (it depends on time)."""
     role = Role(user.role)
     districts = frozenset(
         (await session.scalars(select(UserDistrict.district_id).where(UserDistrict.user_id == user.id))).all()
@@ -268,7 +332,8 @@ async def principal_for_user(
     scope: ScopeFields = {}
     for load in scope_loaders:
         scope.update(await load(session, user, role, now))
-    return Principal(
+    each_request = scope.get("rebuild_each_request", False)
+    principal = Principal(
         user_id=user.id,
         username=user.username,
         role=role,
@@ -279,5 +344,7 @@ async def principal_for_user(
         guardian_id=user.guardian_id,
         district_ids=districts,
         password_change_required=user.password_change_required,
-        **scope,
+        elder_ids=scope.get("elder_ids", frozenset()),
+        served_elder_ids=scope.get("served_elder_ids", frozenset()),
     )
+    return principal, each_request

@@ -30,11 +30,11 @@ from core.crud import (
     Paged,
     Window,
     check_range,
-    count_of,
     delete_and_audit,
     in_key_range,
     like_prefix,
     require_ref,
+    total_of,
 )
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.identity.authz import Principal
@@ -302,11 +302,12 @@ async def list_elders(
         stmt = stmt.where(current_level_expr(local_date(now)) == f.level)
     if f.id_number is not None:
         stmt = stmt.where(Elder.id_number == f.id_number.strip().upper())
-    total = await count_of(session, stmt)
-    ids = stmt.order_by(Elder.id).limit(window.limit).offset(window.offset).subquery()
+    ids = stmt.order_by(Elder.id).limit(window.limit + 1).offset(window.offset).subquery()
     rows = (
         await session.execute(select(Elder, level).join(ids, ids.c.id == Elder.id).order_by(Elder.id))
     ).all()
+    total = await total_of(session, stmt, window, len(rows))
+    rows = rows[: window.limit]
     under_way = await elders_with_visit_under_way(session, actor, [row[0].id for row in rows])
     items = [
         elder_view(actor, row[0], level=row[1], today=today, visit_under_way=row[0].id in under_way)
