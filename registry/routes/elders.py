@@ -12,7 +12,7 @@ from typing import Annotated
 from litestar import Controller, delete, get, patch, post, put
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow, page
+from core.http import PAGINATION, CurrentPrincipal, Db, Now, Page, PageWindow, page
 from core.identity.authz import ALL_ROLES, allow
 from core.identity.models import Role
 from registry.models import ElderStatus, LivingSituation
@@ -39,7 +39,6 @@ from registry.schemas.elders import (
     category_read,
     contact_read,
     elder_full_read,
-    elder_read,
     ltc_read,
 )
 from registry.service import assessments, elders
@@ -102,7 +101,7 @@ class ElderController(Controller):
         result = await elders.list_elders(
             session=db, actor=principal, filters=filters, window=window, now=now
         )
-        return page(result, elder_read)
+        return Page(items=result.items, total=result.total, limit=result.limit, offset=result.offset)
 
     @post("/", opt=MASTER_DATA, summary="Register an elder")
     async def create_elder(
@@ -119,7 +118,7 @@ class ElderController(Controller):
     async def get_elder(
         self, db: Db, principal: CurrentPrincipal, now: Now, elder_id: FromPath[int]
     ) -> ElderRead | ElderCareRead:
-        return elder_read(await elders.get_elder(session=db, actor=principal, elder_id=elder_id, now=now))
+        return await elders.get_elder(session=db, actor=principal, elder_id=elder_id, now=now)
 
     @patch("/{elder_id:int}", opt=MASTER_DATA, summary="Change an elder's master data")
     async def update_elder(

@@ -34,7 +34,6 @@ from core.crud import (
     in_key_range,
     like_prefix,
     require_ref,
-    total_of,
 )
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.identity.authz import Principal
@@ -60,7 +59,9 @@ from registry.schemas.elders import (
     CategoryIn,
     CategoryUpdate,
     ContactIn,
+    ElderCareRead,
     ElderCreate,
+    ElderRead,
     ElderUpdate,
     LtcIn,
     LtcUpdate,
@@ -68,13 +69,16 @@ from registry.schemas.elders import (
 from registry.scope import (
     can_edit_elder,
     can_manage_blocklist,
+    can_see_elder,
     elder_clause,
     elders_with_visit_under_way,
     may_search_by_id_number,
+    providers_serving,
     sees_care_view_only,
     sees_elder,
     sees_unmasked_id_number,
 )
+from registry.service import elder_reads
 from registry.service.places import district_of_community
 
 MIN_AGE_POLICY = "registry.min_age"
@@ -269,14 +273,14 @@ async def _unique_id_number(session: AsyncSession, id_number: str, *, except_id:
 
 async def list_elders(
     *, session: AsyncSession, actor: Principal, filters: ElderFilter, window: Window, now: dt.datetime
-) -> Paged[ElderView]:
+) -> Paged[ElderRead | ElderCareRead]:
     """Elders ``actor`` may see, filtered, ordered by id; ID numbers masked. Filtering by ID number
-    is refused (403 ``elder.id_number_filter``) to roles not shown the number."""
+    is refused (403 ``elder.id_number_filter``) to roles not shown the number. Read in one query per
+    page (:mod:`registry.service.elder_reads`)."""
     f = filters
     if f.id_number is not None and not may_search_by_id_number(actor):
         raise Forbidden("Your role may not search elders by ID number.", code="elder.id_number_filter")
     today = local_date(now)
-    level = current_level_expr(today).label("level")
     stmt = select(Elder.id).where(elder_clause(actor))
     if f.district_code is not None:
         stmt = stmt.where(
@@ -302,23 +306,43 @@ async def list_elders(
         stmt = stmt.where(current_level_expr(local_date(now)) == f.level)
     if f.id_number is not None:
         stmt = stmt.where(Elder.id_number == f.id_number.strip().upper())
-    ids = stmt.order_by(Elder.id).limit(window.limit + 1).offset(window.offset).subquery()
-    rows = (
-        await session.execute(select(Elder, level).join(ids, ids.c.id == Elder.id).order_by(Elder.id))
-    ).all()
-    total = await total_of(session, stmt, window, len(rows))
-    rows = rows[: window.limit]
-    under_way = await elders_with_visit_under_way(session, actor, [row[0].id for row in rows])
+    care_only = sees_care_view_only(actor)
+    result = await elder_reads.page_rows(
+        session, stmt, window, current_level_expr(today), care_only=care_only
+    )
+    under_way = await elders_with_visit_under_way(session, actor, [row.id for row in result.items])
     items = [
-        elder_view(actor, row[0], level=row[1], today=today, visit_under_way=row[0].id in under_way)
-        for row in rows
+        elder_reads.read_of(
+            row,
+            care_only=care_only,
+            unmasked=False,
+            contacts_shown=not care_only or row.id in under_way,
+            today=today,
+        )
+        for row in result.items
     ]
-    return Paged(items=items, total=total, limit=window.limit, offset=window.offset)
+    return Paged(items=items, total=result.total, limit=window.limit, offset=window.offset)
 
 
-async def get_elder(*, session: AsyncSession, actor: Principal, elder_id: int, now: dt.datetime) -> ElderView:
-    """One elder; for civil-affairs officers and admins unmasked, and that read is audited."""
-    elder = await visible_elder(session, actor, elder_id)
+async def get_elder(
+    *, session: AsyncSession, actor: Principal, elder_id: int, now: dt.datetime
+) -> ElderRead | ElderCareRead:
+    """One elder, as :func:`visible_elder` admits it; for civil-affairs officers and admins
+    unmasked, and that read is audited. Read in one query (:mod:`registry.service.elder_reads`)."""
+    today = local_date(now)
+    care_only = sees_care_view_only(actor)
+    row = (
+        await elder_reads.one_row(session, elder_id, current_level_expr(today), care_only=care_only)
+        if in_key_range(elder_id, limit=MAX_BIGINT)
+        else None
+    )
+    served_by = (
+        await providers_serving(session, elder_id) if row and actor.role == Role.PROVIDER_ADMIN else []
+    )
+    if row is None or not can_see_elder(
+        actor, elder_id=row.id, district_id=row.district_id, served_by_provider_ids=served_by
+    ):
+        raise NotFound(f"No elder with id {elder_id}.", code="elder.not_found")
     unmasked = sees_unmasked_id_number(actor)
     if unmasked:
         audit.record(
@@ -326,13 +350,13 @@ async def get_elder(*, session: AsyncSession, actor: Principal, elder_id: int, n
             actor=actor,
             action="read_unmasked",
             entity="elder",
-            entity_id=elder.id,
+            entity_id=row.id,
             after={"fields": ["id_number"]},
         )
-    today = local_date(now)
-    level = await current_level(session, elder.id, today)
-    under_way = elder.id in await elders_with_visit_under_way(session, actor, [elder.id])
-    return elder_view(actor, elder, level=level, today=today, unmasked=unmasked, visit_under_way=under_way)
+    under_way = row.id in await elders_with_visit_under_way(session, actor, [row.id])
+    return elder_reads.read_of(
+        row, care_only=care_only, unmasked=unmasked, contacts_shown=not care_only or under_way, today=today
+    )
 
 
 async def create_elder(
