@@ -17,9 +17,9 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypedDict
+from typing import Final, Protocol, TypedDict
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import DateTime, String, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -268,17 +268,17 @@ class PrincipalCache:
         return len(self._entries)
 
 
-def _live_session(key: str, now: dt.datetime) -> Select[int, int]:
-    return (
-        select(AppUser.id, AppUser.scope_epoch)
-        .join(AuthSession, AuthSession.user_id == AppUser.id)
-        .where(
-            AuthSession.token_hash == key,
-            AuthSession.revoked_at.is_(None),
-            AuthSession.expires_at > now,
-            AppUser.is_active.is_(True),
-        )
+# Built once: the live-token check every request makes (its compiled form is cached by SQLAlchemy).
+_LIVE_SESSION: Final = (
+    select(AppUser.id, AppUser.scope_epoch)
+    .join(AuthSession, AuthSession.user_id == AppUser.id)
+    .where(
+        AuthSession.token_hash == bindparam("key", type_=String),
+        AuthSession.revoked_at.is_(None),
+        AuthSession.expires_at > bindparam("now", type_=DateTime(timezone=True)),
+        AppUser.is_active.is_(True),
     )
+)
 
 
 async def principal_for_token(
@@ -292,7 +292,7 @@ async def principal_for_token(
     """The principal behind a live session token, or ``None``. One query when ``cache`` holds the
     principal at the account's current ``scope_epoch``; otherwise it is built and kept there."""
     key = token_hash(token)
-    live = (await session.execute(_live_session(key, now))).one_or_none()
+    live = (await session.execute(_LIVE_SESSION, {"key": key, "now": now})).one_or_none()
     if live is None:
         return None
     user_id, epoch = live

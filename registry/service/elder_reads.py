@@ -17,12 +17,16 @@ from typing import Any, Final
 
 import msgspec
 from sqlalchemy import (
+    BigInteger,
+    BindParameter,
     ColumnElement,
+    Date,
     Row,
     ScalarSelect,
     Select,
     Table,
     Text,
+    bindparam,
     cast,
     func,
     literal_column,
@@ -33,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crud import Paged, Window, total_of
 from registry.idcard import age_on, mask_id_number
-from registry.models import Elder, ElderCategory, EmergencyContact, LtcCoverage
+from registry.models import Assessment, Elder, ElderCategory, EmergencyContact, LtcCoverage
 from registry.schemas.elders import CategoryRead, ContactRead, ElderCareRead, ElderRead, LtcRead
 
 ElderReadAny = ElderRead | ElderCareRead
@@ -85,7 +89,25 @@ def _json_rows(table: Table, fields: Sequence[str], order: Sequence[str]) -> Sca
     )
 
 
-def _select(level: ScalarSelect[int], *, care_only: bool) -> Select[Any]:
+def current_level_expr(today: dt.date | BindParameter[dt.date]) -> ScalarSelect[int]:
+    """Final level of the latest assessment of ``Elder`` valid on ``today`` (correlated subquery)."""
+    return (
+        select(Assessment.final_level)
+        .where(
+            Assessment.elder_id == Elder.id,
+            Assessment.assessed_on <= today,
+            Assessment.valid_until >= today,
+        )
+        .order_by(Assessment.assessed_on.desc(), Assessment.id.desc())
+        .limit(1)
+        .correlate(Elder)
+        .scalar_subquery()
+    )
+
+
+def _select(*, care_only: bool) -> Select[Any]:
+    """The read's columns, the level as of the bound ``today``."""
+    level = current_level_expr(bindparam("today", type_=Date))
     columns: list[Any] = [*(_ELDER.c[n] for n in _COLUMNS), level.label("level")]
     columns.append(
         _json_rows(_CONTACT, ("position", "name", "relation", "phone"), ("position",)).label("contacts")
@@ -102,6 +124,13 @@ def _select(level: ScalarSelect[int], *, care_only: bool) -> Select[Any]:
             )
         )
     return select(*columns)
+
+
+# Built once per view (SQLAlchemy caches their compiled forms; a page joins its ids to them).
+_FULL: Final = _select(care_only=False)
+_CARE: Final = _select(care_only=True)
+_ONE_FULL: Final = _FULL.where(_ELDER.c.id == bindparam("elder_id", type_=BigInteger))
+_ONE_CARE: Final = _CARE.where(_ELDER.c.id == bindparam("elder_id", type_=BigInteger))
 
 
 def read_of(
@@ -160,24 +189,24 @@ def read_of(
 
 
 async def page_rows(
-    session: AsyncSession, ids: Select[Any], window: Window, level: ScalarSelect[int], *, care_only: bool
+    session: AsyncSession, ids: Select[Any], window: Window, today: dt.date, *, care_only: bool
 ) -> Paged[Row[Any]]:
     """The rows of one page of the elders whose ids ``ids`` selects (by id), with the total."""
     page_ids = ids.order_by(_ELDER.c.id).limit(window.limit + 1).offset(window.offset).subquery()
     stmt = (
-        _select(level, care_only=care_only)
+        (_CARE if care_only else _FULL)
         .select_from(_ELDER.join(page_ids, page_ids.c.id == _ELDER.c.id))
         .order_by(_ELDER.c.id)
     )
-    rows = list((await session.execute(stmt)).all())
+    rows = list((await session.execute(stmt, {"today": today})).all())
     total = await total_of(session, ids, window, len(rows))
     return Paged(items=rows[: window.limit], total=total, limit=window.limit, offset=window.offset)
 
 
 async def one_row(
-    session: AsyncSession, elder_id: int, level: ScalarSelect[int], *, care_only: bool
+    session: AsyncSession, elder_id: int, today: dt.date, *, care_only: bool
 ) -> Row[Any] | None:
     """The row of one elder (whoever may see it: the caller checks), or ``None``."""
-    stmt = _select(level, care_only=care_only).where(_ELDER.c.id == elder_id)
-    row: Row[Any] | None = (await session.execute(stmt)).one_or_none()
+    stmt = _ONE_CARE if care_only else _ONE_FULL
+    row: Row[Any] | None = (await session.execute(stmt, {"elder_id": elder_id, "today": today})).one_or_none()
     return row

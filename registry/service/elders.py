@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ScalarSelect, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -79,6 +79,7 @@ from registry.scope import (
     sees_unmasked_id_number,
 )
 from registry.service import elder_reads
+from registry.service.elder_reads import current_level_expr
 from registry.service.places import district_of_community
 
 MIN_AGE_POLICY = "registry.min_age"
@@ -145,22 +146,6 @@ class BlockedView:
 
 
 # --- Lookups and permission checks --------------------------------------------------------------
-
-
-def current_level_expr(today: dt.date) -> ScalarSelect[int]:
-    """Final level of the latest assessment of ``Elder`` valid on ``today`` (correlated subquery)."""
-    return (
-        select(Assessment.final_level)
-        .where(
-            Assessment.elder_id == Elder.id,
-            Assessment.assessed_on <= today,
-            Assessment.valid_until >= today,
-        )
-        .order_by(Assessment.assessed_on.desc(), Assessment.id.desc())
-        .limit(1)
-        .correlate(Elder)
-        .scalar_subquery()
-    )
 
 
 async def current_level(session: AsyncSession, elder_id: int, today: dt.date) -> int | None:
@@ -307,9 +292,7 @@ async def list_elders(
     if f.id_number is not None:
         stmt = stmt.where(Elder.id_number == f.id_number.strip().upper())
     care_only = sees_care_view_only(actor)
-    result = await elder_reads.page_rows(
-        session, stmt, window, current_level_expr(today), care_only=care_only
-    )
+    result = await elder_reads.page_rows(session, stmt, window, today, care_only=care_only)
     under_way = await elders_with_visit_under_way(session, actor, [row.id for row in result.items])
     items = [
         elder_reads.read_of(
@@ -332,7 +315,7 @@ async def get_elder(
     today = local_date(now)
     care_only = sees_care_view_only(actor)
     row = (
-        await elder_reads.one_row(session, elder_id, current_level_expr(today), care_only=care_only)
+        await elder_reads.one_row(session, elder_id, today, care_only=care_only)
         if in_key_range(elder_id, limit=MAX_BIGINT)
         else None
     )
