@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -46,12 +48,13 @@ from typing import Any
 
 import asyncpg
 
+from core.clock import SHANGHAI
 from demo.data import DEMO_PASSWORD
 
 BENCH_DB_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/eldercare_bench_api"
 CHECKIN_VISITS = 6000  # en-route visits prepared for the check-in writes
-ORDER_ELDERS = 400  # elders the order-create writes cycle through
-SERVED_ELDERS = 30  # elders of the bench caregiver's visits
+CHECKIN_CAREGIVERS = 40  # caregivers they are spread over (150 each, on 5 elders each)
+ORDER_ELDERS = 400  # active elders the order-create writes cycle through
 
 
 @dataclass(frozen=True)
@@ -130,64 +133,96 @@ def prepare_database(url: str, checkout: Path) -> None:
 
 @dataclass
 class Fixtures:
-    checkin_visits: list[int] = field(default_factory=list)
+    checkin_visits: list[tuple[int, str]] = field(default_factory=list)  # (visit, its caregiver's token)
     order_elders: list[int] = field(default_factory=list)
 
 
-_FIXTURE_SQL = """
-WITH cg AS (
-    SELECT c.id AS caregiver_id, c.provider_id FROM caregiver c
-    JOIN app_user u ON u.caregiver_id = c.id WHERE u.username = 'demo_caregiver'
-), fam AS (
-    SELECT eg.elder_id FROM elder_guardian eg JOIN app_user u ON u.guardian_id = eg.guardian_id
-    WHERE u.username = 'demo_family' ORDER BY eg.elder_id LIMIT 1
-), elders AS (
-    SELECT id, row_number() OVER (ORDER BY id) - 1 AS k FROM (
-        SELECT elder_id AS id FROM fam
-        UNION SELECT id FROM (SELECT id FROM elder ORDER BY id LIMIT $1) few
-    ) e
-), n AS (
-    SELECT g AS i, (SELECT count(*) FROM elders) AS ne FROM generate_series(0, $2 - 1) g
-), rows AS (
-    SELECT n.i, e.id AS elder_id,
-           CASE WHEN n.i < 8 THEN 'accepted' WHEN n.i < 13 THEN 'offered' ELSE 'en_route' END AS state,
-           CASE WHEN n.i < 13 THEN date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') + interval '8 hours'
-                                   + n.i * interval '1 hour'
-                ELSE date_trunc('day', now() AT TIME ZONE 'Asia/Shanghai') + interval '1 day'
-                     + (n.i / 40) * interval '1 day' + (n.i % 40) * interval '15 minutes' END AS local_start
-    FROM n JOIN elders e ON e.k = n.i % n.ne
+# Orders (and their visits or offers) from rows of (elder, caregiver, state, Shanghai wall-clock start).
+_ORDERS_SQL = """
+WITH rows AS (
+    SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::timestamp[])
+        AS r(elder_id, caregiver_id, state, local_start)
 ), orders AS (
     INSERT INTO service_order (elder_id, service_code, provider_id, caregiver_id, state, asap, urgent,
         window_start_at, window_end_at, duration_s, requirements, price_fen, offer_attempts,
         created_by_role, cancellation_fee_fen, created_at)
-    SELECT r.elder_id, 'CLEAN', cg.provider_id,
-           CASE WHEN r.state = 'offered' THEN NULL ELSE cg.caregiver_id END,
+    SELECT r.elder_id, 'CLEAN', c.provider_id, CASE WHEN r.state = 'offered' THEN NULL ELSE c.id END,
            r.state, false, false, r.local_start AT TIME ZONE 'Asia/Shanghai',
            (r.local_start + interval '30 minutes') AT TIME ZONE 'Asia/Shanghai', 3600, '', 4000,
            CASE WHEN r.state = 'offered' THEN 1 ELSE 0 END, 'operator', 0, now()
-    FROM rows r CROSS JOIN cg
+    FROM rows r JOIN caregiver c ON c.id = r.caregiver_id
     RETURNING id, elder_id, state, window_start_at, provider_id, caregiver_id
-), visits AS (
-    INSERT INTO visit (order_id, service_code, elder_id, caregiver_id, provider_id,
-        scheduled_start_at, scheduled_end_at, check_in_qr_ok, checklist, pin_failures, verification)
-    SELECT o.id, 'CLEAN', o.elder_id, o.caregiver_id, o.provider_id, o.window_start_at,
-           o.window_start_at + interval '1 hour', false, '{}'::jsonb, 0, 'pending'
-    FROM orders o WHERE o.state <> 'offered'
-    RETURNING id, order_id
 ), offers AS (
     INSERT INTO offer (order_id, caregiver_id, rank, score, eta_s, state, offered_at, deadline_at)
-    SELECT o.id, cg.caregiver_id, 1, 0.9, 600, 'pending', now(), now() + interval '1 day'
-    FROM orders o CROSS JOIN cg WHERE o.state = 'offered'
+    SELECT o.id, r.caregiver_id, 1, 0.9, 600, 'pending', now(), now() + interval '1 day'
+    FROM orders o JOIN rows r ON r.elder_id = o.elder_id
+        AND r.local_start AT TIME ZONE 'Asia/Shanghai' = o.window_start_at AND r.state = 'offered'
+    WHERE o.state = 'offered'
     RETURNING id
 )
-SELECT (SELECT count(*) FROM visits) AS visits, (SELECT count(*) FROM offers) AS offers
+INSERT INTO visit (order_id, service_code, elder_id, caregiver_id, provider_id,
+    scheduled_start_at, scheduled_end_at, check_in_qr_ok, checklist, pin_failures, verification)
+SELECT o.id, 'CLEAN', o.elder_id, o.caregiver_id, o.provider_id, o.window_start_at,
+       o.window_start_at + interval '1 hour', false, '{}'::jsonb, 0, 'pending'
+FROM orders o WHERE o.state <> 'offered' AND (SELECT count(*) FROM offers) >= 0
+"""
+
+# Caregivers of the check-in writes: an account each and a session whose token is known.
+_CHECKIN_ACCOUNTS_SQL = """
+INSERT INTO app_user (username, display_name, password_hash, role, caregiver_id, provider_id, locale,
+    is_active, failed_logins, password_change_required)
+SELECT 'bench_cg_' || c.id, c.name, 'not-a-password-hash', 'caregiver', c.id, c.provider_id, 'zh-CN',
+       true, 0, false
+FROM caregiver c WHERE c.id = ANY($1::bigint[])
+"""
+_CHECKIN_SESSIONS_SQL = """
+INSERT INTO auth_session (token_hash, user_id, created_at, expires_at)
+SELECT t.hash, u.id, now(), now() + interval '1 day'
+FROM unnest($1::bigint[], $2::text[]) AS t(caregiver_id, hash)
+JOIN app_user u ON u.caregiver_id = t.caregiver_id
 """
 
 
+def _checkin_token(caregiver_id: int) -> str:
+    return f"bench-caregiver-{caregiver_id}-" + "t" * 20
+
+
 async def _fixtures(url: str) -> None:
+    """The demo caregiver: 8 visits on today's plan and 5 open offers (their elders are the ones
+    they may read). ``CHECKIN_CAREGIVERS`` other caregivers, each with an account and a session:
+    ``CHECKIN_VISITS`` en-route visits on later days, spread over them and 5 elders each."""
     conn = await asyncpg.connect(_pg_dsn(url))
     try:
-        await conn.fetch(_FIXTURE_SQL, SERVED_ELDERS - 1, CHECKIN_VISITS + 13)
+        cg = await conn.fetchval("SELECT caregiver_id FROM app_user WHERE username = 'demo_caregiver'")
+        family_elder = await conn.fetchval(
+            "SELECT eg.elder_id FROM elder_guardian eg JOIN app_user u ON u.guardian_id = eg.guardian_id "
+            "WHERE u.username = 'demo_family' ORDER BY eg.elder_id LIMIT 1"
+        )
+        elders = [
+            int(r["id"])
+            for r in await conn.fetch("SELECT id FROM elder WHERE status = 'active' ORDER BY id LIMIT 1000")
+        ]
+        others = [
+            int(r["id"])
+            for r in await conn.fetch(
+                "SELECT id FROM caregiver WHERE id <> $1 ORDER BY id LIMIT $2", cg, CHECKIN_CAREGIVERS
+            )
+        ]
+        today = dt.datetime.now(SHANGHAI).replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0)
+        rows: list[tuple[int, int, str, dt.datetime]] = []
+        plan_elders = [family_elder, *elders[:7]]
+        rows += [(e, cg, "accepted", today + dt.timedelta(hours=8 + i)) for i, e in enumerate(plan_elders)]
+        rows += [(elders[10 + i], cg, "offered", today + dt.timedelta(hours=9 + i)) for i in range(5)]
+        per = CHECKIN_VISITS // len(others)
+        for k, other in enumerate(others):
+            mine = elders[20 + 5 * k : 25 + 5 * k]
+            for i in range(per):
+                start = today + dt.timedelta(days=1 + i // 10, minutes=60 * (i % 10))
+                rows.append((mine[i % 5], other, "en_route", start))
+        await conn.execute(_ORDERS_SQL, *(list(col) for col in zip(*rows, strict=True)))
+        await conn.execute(_CHECKIN_ACCOUNTS_SQL, others)
+        hashes = [hashlib.sha256(_checkin_token(c).encode()).hexdigest() for c in others]
+        await conn.execute(_CHECKIN_SESSIONS_SQL, others, hashes)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -197,11 +232,16 @@ async def _load_fixtures(url: str) -> Fixtures:
     conn = await asyncpg.connect(_pg_dsn(url))
     try:
         visits = await conn.fetch(
-            "SELECT v.id FROM visit v JOIN service_order o ON o.id = v.order_id "
-            "WHERE o.state = 'en_route' ORDER BY v.id"
+            "SELECT v.id, v.caregiver_id FROM visit v JOIN service_order o ON o.id = v.order_id "
+            "WHERE o.state = 'en_route' ORDER BY v.scheduled_start_at, v.id"
         )
-        elders = await conn.fetch("SELECT id FROM elder ORDER BY id LIMIT $1", ORDER_ELDERS)
-        return Fixtures([int(r["id"]) for r in visits], [int(r["id"]) for r in elders])
+        elders = await conn.fetch(
+            "SELECT id FROM elder WHERE status = 'active' ORDER BY id LIMIT $1", ORDER_ELDERS
+        )
+        return Fixtures(
+            [(int(r["id"]), _checkin_token(int(r["caregiver_id"]))) for r in visits],
+            [int(r["id"]) for r in elders],
+        )
     finally:
         await conn.close()
 
@@ -401,10 +441,14 @@ request = function()
 end
 """
     elif ep.kind == "checkin":
-        # Each thread checks in its own share of the prepared visits, once each, then stops.
+        # Each thread checks in its own share of the prepared visits, once each, as the visit's
+        # caregiver, then stops.
         share = max(1, len(fx.checkin_visits) // threads)
+        ids = _lua_list([v for v, _ in fx.checkin_visits])
+        tokens = _lua_list([t for _, t in fx.checkin_visits])
         body = f"""
-local visits = {_lua_list(fx.checkin_visits)}
+local visits = {ids}
+local tokens = {tokens}
 local share = {share}
 local counter = 0
 function setup(thread) thread:set("first", counter * share); counter = counter + 1 end
@@ -414,7 +458,11 @@ request = function()
   i = i + 1
   if i > share then i = share end
   local v = visits[first + i]
-  return wrk.format("POST", string.gsub("{path}", "{{id}}", tostring(v)), nil, '{{"lat":30.92,"lon":113.91}}')
+  local headers = {{}}
+  headers["Authorization"] = "Bearer " .. tokens[first + i]
+  headers["Content-Type"] = "application/json"
+  local path = string.gsub("{path}", "{{id}}", tostring(v))
+  return wrk.format("POST", path, headers, '{{"lat":30.92,"lon":113.91}}')
 end
 response = function(status, headers, body)
   if i >= share then wrk.thread:stop() end

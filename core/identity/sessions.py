@@ -16,7 +16,7 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Protocol, TypedDict
 
 from sqlalchemy import DateTime, String, bindparam, or_, select, update
@@ -239,6 +239,16 @@ async def revoke_user_sessions(
     await session.execute(stmt.values(revoked_at=now))
 
 
+@dataclass(frozen=True, slots=True)
+class _Cached:
+    user_id: int
+    epoch: int
+    principal: Principal
+    # For a principal whose domain scope is rebuilt every request: the account's scope columns
+    # (a transient copy, in no session) that the scope loaders read.
+    rebuild_from: AppUser | None
+
+
 class PrincipalCache:
     """The principals built for live tokens in this process, each with the account's
     ``scope_epoch`` at the time it was built.
@@ -246,23 +256,23 @@ class PrincipalCache:
     Reused only after the request's own query has found the token live (not revoked, not expired,
     the account active) and the epoch unchanged, so a revoked token fails on its very next request
     and a change of role or scope (which moves the epoch on, in the database) shows on the next
-    request, in every API process. A principal whose scope depends on the time (a caregiver's
-    visits: :data:`ScopeFields` ``rebuild_each_request``) is never kept."""
+    request, in every API process. The part of a principal whose scope depends on the time (a
+    caregiver's visits: :data:`ScopeFields` ``rebuild_each_request``) is loaded again every request."""
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[int, int, Principal]] = {}
+        self._entries: dict[str, _Cached] = {}
 
-    def get(self, key: str, user_id: int, epoch: int) -> Principal | None:
+    def get(self, key: str, user_id: int, epoch: int) -> _Cached | None:
         hit = self._entries.get(key)
-        if hit is None or hit[0] != user_id or hit[1] != epoch:
+        if hit is None or hit.user_id != user_id or hit.epoch != epoch:
             return None
-        return hit[2]
+        return hit
 
-    def put(self, key: str, user_id: int, epoch: int, principal: Principal) -> None:
+    def put(self, key: str, entry: _Cached) -> None:
         if len(self._entries) >= self.max_entries:
             self._entries.clear()  # tokens come and go; a full cache simply starts over
-        self._entries[key] = (user_id, epoch, principal)
+        self._entries[key] = entry
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -298,8 +308,15 @@ async def principal_for_token(
     user_id, epoch = live
     if cache is not None:
         hit = cache.get(key, user_id, epoch)
-        if hit is not None:
-            return hit
+        if hit is not None and hit.rebuild_from is None:
+            return hit.principal
+        if hit is not None and hit.rebuild_from is not None:
+            scope = await _load_scope(session, hit.rebuild_from, hit.principal.role, now, scope_loaders)
+            return replace(
+                hit.principal,
+                elder_ids=scope.get("elder_ids", frozenset()),
+                served_elder_ids=scope.get("served_elder_ids", frozenset()),
+            )
     user = await session.get(AppUser, user_id)
     if user is None:  # pragma: no cover - the row was just read
         return None
@@ -307,9 +324,32 @@ async def principal_for_token(
         session=session, user=user, now=now, scope_loaders=scope_loaders
     )
     # The epoch read above, not the row's now: a change committed in between is seen next time.
-    if cache is not None and not each_request:
-        cache.put(key, user_id, epoch, principal)
+    if cache is not None:
+        copy = _scope_columns(user) if each_request else None
+        cache.put(key, _Cached(user_id, epoch, principal, copy))
     return principal
+
+
+def _scope_columns(user: AppUser) -> AppUser:
+    """A transient copy of the account's columns that scope loaders read (in no session)."""
+    return AppUser(
+        id=user.id,
+        username=user.username,
+        role=user.role,
+        provider_id=user.provider_id,
+        caregiver_id=user.caregiver_id,
+        elder_id=user.elder_id,
+        guardian_id=user.guardian_id,
+    )
+
+
+async def _load_scope(
+    session: AsyncSession, user: AppUser, role: Role, now: dt.datetime, scope_loaders: Sequence[ScopeLoader]
+) -> ScopeFields:
+    scope: ScopeFields = {}
+    for load in scope_loaders:
+        scope.update(await load(session, user, role, now))
+    return scope
 
 
 async def principal_for_user(
@@ -329,9 +369,7 @@ async def _build_principal(
     districts = frozenset(
         (await session.scalars(select(UserDistrict.district_id).where(UserDistrict.user_id == user.id))).all()
     )
-    scope: ScopeFields = {}
-    for load in scope_loaders:
-        scope.update(await load(session, user, role, now))
+    scope = await _load_scope(session, user, role, now, scope_loaders)
     each_request = scope.get("rebuild_each_request", False)
     principal = Principal(
         user_id=user.id,
