@@ -270,7 +270,7 @@ async def load_elder_scope(session: AsyncSession, user: AppUser, role: Role, now
     at ``now``). Other roles see elders by district or provider, which the principal carries anyway.
 
     A family member's elders may be cached with the principal: a change of ``elder_guardian`` moves
-    the account's ``scope_epoch`` on (migration 0015). A caregiver's may not (``rebuild_each_request``)."""
+    the account's ``scope_epoch`` on (migration 0017). A caregiver's may not (``rebuild_each_request``)."""
     if role == Role.FAMILY and user.guardian_id is not None:
         linked = await session.scalars(
             select(ElderGuardian.elder_id).where(ElderGuardian.guardian_id == user.guardian_id)

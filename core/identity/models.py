@@ -71,7 +71,7 @@ class AppUser(Base):
     # Set by an admin password reset: until the user picks their own, the API serves them little.
     password_change_required: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = now_column()
-    # Moved on by the database (migration 0015's triggers) whenever anything a principal is built from
+    # Moved on by the database (migration 0017's triggers) whenever anything a principal is built from
     # changes: this row (but its sign-in throttling columns and password hash), the account's districts,
     # its guardian's elders. The API's PrincipalCache compares it on every request.
     scope_epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))

@@ -1,7 +1,7 @@
 """The principal cache of an API process and the ``scope_epoch`` it is checked against.
 
 A request with a cached principal makes one query before its handler's own (the token is live, and
-the account's epoch); the triggers of migration 0015 move the epoch on for exactly what a principal
+the account's epoch); the triggers of migration 0017 move the epoch on for exactly what a principal
 is built from. The same, across two API processes, is in ``tests/integration/api/test_api_processes.py``.
 """
 

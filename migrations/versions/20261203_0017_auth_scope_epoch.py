@@ -11,8 +11,8 @@ change, so every API process sees it on its very next request:
 * a row of ``elder_guardian`` added, changed or removed (a family member's elders, the registry's
   scope loader ``registry.scope.load_elder_scope``), for the accounts of that guardian.
 
-Revision ID: 0015_auth_epoch
-Revises: 0014_srisk
+Revision ID: 0017_auth_epoch
+Revises: 0016_dispol
 Create Date: 2026-12-03 15:00:00
 """
 
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0015_auth_epoch"
-down_revision: str | Sequence[str] | None = "0014_srisk"
+revision: str = "0017_auth_epoch"
+down_revision: str | Sequence[str] | None = "0016_dispol"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
