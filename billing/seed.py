@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.seed import DomainSeed, PolicyDefault
+from core.identity.models import Role
+from core.seed import DomainSeed, PolicyDefault, PolicyEditors
 from dispatch.seed import SERVICE_CODES
 
 _SRC_LTC = "DOMAIN §4.1 长护险: rate per Shanghai [S], budgets by level [E]"
@@ -86,4 +87,12 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
 
 POLICY_DEFAULTS: tuple[PolicyDefault, ...] = _policy_defaults()
 
-SEED = DomainSeed(policies=POLICY_DEFAULTS)
+# The payers' rates and budgets and the allowances are billing's policy: the civil-affairs officers who
+# run billing change them, besides admins (issue #12). The only copy of that rule: the policy API
+# derives its role checks from it (``core.policy_rules``).
+POLICY_EDITORS: tuple[PolicyEditors, ...] = (
+    PolicyEditors("subsidy.", frozenset({Role.CIVIL_AFFAIRS})),
+    PolicyEditors("allowance.", frozenset({Role.CIVIL_AFFAIRS})),
+)
+
+SEED = DomainSeed(policies=POLICY_DEFAULTS, policy_editors=POLICY_EDITORS)

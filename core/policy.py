@@ -42,6 +42,11 @@ from core.db import Base, now_column
 
 POLICY_EPOCH = dt.date(2026, 1, 1)  # the national care voucher starts nationwide on this day [R]
 
+# The PostgreSQL channel on which every change to ``policy_value`` is announced, with the key as the
+# payload, inside the writing transaction (so only committed changes are heard): long-running readers
+# (the ingest) listen and reload their snapshot. The channel name and payload are a contract.
+POLICY_CHANGED = "policy_changed"
+
 
 @dataclass(frozen=True, slots=True)
 class PolicyDefault:

@@ -25,10 +25,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Base
 from core.policy import POLICY_EPOCH, PolicyDefault, PolicyValue
+from core.policy_rules import PolicyEditors
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["POLICY_EPOCH", "DomainSeed", "PolicyDefault", "SeedHook", "policy_defaults", "seed_reference"]
+__all__ = [
+    "POLICY_EPOCH",
+    "DomainSeed",
+    "PolicyDefault",
+    "PolicyEditors",
+    "SeedHook",
+    "policy_defaults",
+    "policy_editors",
+    "seed_reference",
+]
 
 
 class SeedHook(Protocol):
@@ -40,10 +50,13 @@ class SeedHook(Protocol):
 @dataclass(frozen=True, slots=True)
 class DomainSeed:
     """What one domain seeds on every install: its policy defaults, and the reference rows it needs
-    (``reference``, run by :func:`seed_reference` before the policy defaults are written)."""
+    (``reference``, run by :func:`seed_reference` before the policy defaults are written). With them,
+    who besides admins may change its policy through the API (``policy_editors``, under prefixes of
+    its own keys: see :mod:`core.policy_rules`)."""
 
     policies: tuple[PolicyDefault, ...] = ()
     reference: SeedHook | None = None
+    policy_editors: tuple[PolicyEditors, ...] = ()
 
 
 _SRC_SIGN_IN = "sign-in throttling, project default [E]: only failures count (OWASP authentication)"
@@ -74,6 +87,16 @@ def policy_defaults(domains: Sequence[DomainSeed]) -> tuple[PolicyDefault, ...]:
     if twice:
         raise ValueError(f"policy defaults seeded twice: {sorted(twice)}")
     return defaults
+
+
+def policy_editors(domains: Sequence[DomainSeed]) -> tuple[PolicyEditors, ...]:
+    """Every domain's :class:`PolicyEditors`. A domain grants only keys of its own: a prefix that none
+    of its seeded defaults starts with is an error (it would grant another domain's policy, or none)."""
+    for d in domains:
+        for e in d.policy_editors:
+            if not any(p.key.startswith(e.prefix) for p in d.policies):
+                raise ValueError(f"policy editors of {e.prefix!r}: the domain seeds no key under it")
+    return tuple(e for d in domains for e in d.policy_editors)
 
 
 async def seed_reference(
