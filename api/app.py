@@ -1,5 +1,5 @@
-"""Application factory: ``create_app(settings)`` mounts the kernel's edge (health, sign-in, users), every
-domain's controllers (from the composition root, ``api.bootstrap``) and the web pages."""
+"""Application factory: ``create_app(settings)`` mounts the kernel's edge (health, sign-in, users,
+policy), every domain's controllers (from the composition root, ``api.bootstrap``) and the web pages."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth import AuthController, authorize
 from api.bootstrap import domain_controllers, scope_loaders
+from api.controllers.policies import PolicyController
 from api.controllers.users import UserController
 from api.deps import provide_db, provide_now, provide_principal, session_middleware
 from api.health import HealthController
@@ -108,7 +109,14 @@ def _swagger_assets() -> Path:
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the platform: the kernel's, the domains' (listed in ``api.bootstrap``), the
     web pages'. The order is the OpenAPI document's order of operations."""
-    return [HealthController, AuthController, UserController, *domain_controllers(), *web_handlers()]
+    return [
+        HealthController,
+        AuthController,
+        UserController,
+        PolicyController,
+        *domain_controllers(),
+        *web_handlers(),
+    ]
 
 
 def create_app(

@@ -1,2 +1,2 @@
-"""Controllers the API edge itself serves: user accounts (:mod:`core.identity`), and the devices.
-Handlers parse, call one service, serialise."""
+"""Controllers the API edge itself serves: user accounts (:mod:`core.identity`) and dated policy
+(:mod:`core.policy_service`). Handlers parse, call one service, serialise."""
