@@ -31,13 +31,12 @@ import structlog
 
 from callcentre.seed import POLICY_DEFAULTS
 from core.clock import SHANGHAI, local_date, utc_now
-from core.policy import PolicyMissing, load_policy_conn
+from core.policy import POLICY_CHANGED, PolicyMissing, load_policy_conn
 from iot_ingest.normalise import Message
 from iot_ingest.rules import POLICY_PREFIXES, AlarmThresholds, thresholds_from
 
 log = structlog.get_logger("iot_ingest.policy")
 
-POLICY_CHANNEL: Final = "policy_changed"  # payload: the key of the policy row written
 _INVALID = (PolicyMissing, TypeError, ValueError)  # a policy that cannot be built into thresholds
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
@@ -187,7 +186,7 @@ class PolicyWatch:
             try:
                 if conn is None or conn.is_closed():
                     conn = await asyncpg.connect(self.dsn)
-                    await conn.add_listener(POLICY_CHANNEL, self._on_notify)
+                    await conn.add_listener(POLICY_CHANGED, self._on_notify)
                     self.listening.set()
                     await self.reload(conn, "connect")  # a NOTIFY may have been missed meanwhile
                 now = self.clock()
