@@ -31,6 +31,7 @@ from core.db import Base
 from core.identity.sessions import ScopeLoader
 from core.seed import DomainSeed
 from dispatch import seed as dispatch_seed
+from dispatch.agreement_routes import CONTROLLERS as AGREEMENT_CONTROLLERS
 from dispatch.routes import CONTROLLERS as DISPATCH_CONTROLLERS
 from iot_ingest.monitoring.routes import CONTROLLERS as MONITORING_CONTROLLERS
 from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
@@ -80,7 +81,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain(
         "dispatch",
         models=dispatch.models,
-        controllers=DISPATCH_CONTROLLERS,
+        controllers=(*DISPATCH_CONTROLLERS, *AGREEMENT_CONTROLLERS),
         jobs=dispatch.jobs,
         seed=dispatch_seed.SEED,
     ),

@@ -120,6 +120,10 @@ class RecurringOrder(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"), index=True)
     service_code: Mapped[str] = mapped_column(ForeignKey("service.code"))
+    # The provider the series is agreed with (a signed :class:`ServiceAgreement` covers its dates):
+    # only its caregivers are offered, planned or assigned the series' orders. NULL only for series
+    # placed before agreements existed (migration 0018), which keep being dispatched as before.
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("provider.id"), index=True)
     rrule: Mapped[str] = mapped_column(String(400))
     first_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     duration_s: Mapped[int] = mapped_column(Integer)
@@ -467,3 +471,116 @@ class DayPlanStop(Base):
     seq: Mapped[int] = mapped_column(SmallInteger)
     planned_start_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visit.id", ondelete="SET NULL"), unique=True)
+
+
+# --- Service agreements (GB/T 43153: intake → assessment → signed agreement → service) ----------------
+
+
+class AgreementState(enum.StrEnum):
+    """``draft`` until every required party has signed, then ``signed``; ``terminated`` (from either)
+    is final. The terms of an agreement that is not a draft never change: amending is a new one."""
+
+    DRAFT = "draft"
+    SIGNED = "signed"
+    TERMINATED = "terminated"
+
+
+class AgreementParty(enum.StrEnum):
+    ELDER = "elder"  # the elder signs personally
+    GUARDIAN = "guardian"  # the agreement's guardian signs for the elder
+    PROVIDER = "provider"
+
+
+class SignatureMethod(enum.StrEnum):
+    IN_APP = "in_app"  # the signer, signed in, signed in the app (``user_id``)
+    PAPER_SCAN = "paper_scan"  # signed on paper; ``document_ref`` names the scanned document
+
+
+class ServiceAgreement(Base):
+    """A service agreement (服务协议) between an elder, or a guardian acting for them (``guardian_id``),
+    and a provider: the services it covers (:class:`AgreementItem`, each with the price quoted) from
+    ``valid_from`` to ``valid_to`` (inclusive), and the signatures (:class:`AgreementSignature`).
+
+    It covers a day when it was signed by both sides (``signed_at``), the day lies in its dates, and
+    it was not terminated with effect on or before that day (``terminated_on``: the first day it no
+    longer covers). The terms (elder, provider, guardian, dates, price list, items) are frozen once a
+    draft is signed or terminated; a trigger (migration 0018) refuses any later change to them."""
+
+    __tablename__ = "service_agreement"
+    __table_args__ = (
+        _in("state", AgreementState),
+        CheckConstraint("valid_to >= valid_from", name="range_valid"),
+        CheckConstraint("state <> 'signed' OR signed_at IS NOT NULL", name="signed_dated"),
+        CheckConstraint(
+            "(state = 'terminated') = (terminated_at IS NOT NULL AND terminated_on IS NOT NULL)",
+            name="termination_complete",
+        ),
+        Index("ix_service_agreement_elder_provider", "elder_id", "provider_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"))
+    provider_id: Mapped[int] = mapped_column(ForeignKey("provider.id"), index=True)
+    guardian_id: Mapped[int | None] = mapped_column(ForeignKey("guardian.id"))
+    valid_from: Mapped[dt.date] = mapped_column(Date)
+    valid_to: Mapped[dt.date] = mapped_column(Date)
+    # The day whose catalogue prices (policy ``service.price_fen``) the items quote: ``valid_from``.
+    price_list_on: Mapped[dt.date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(12), default=AgreementState.DRAFT.value)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = _now()
+    updated_at: Mapped[dt.datetime] = _now()
+    signed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    terminated_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    terminated_on: Mapped[dt.date | None] = mapped_column(Date)
+    terminated_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    termination_reason: Mapped[str | None] = mapped_column(String(200))
+
+    items: Mapped[list[AgreementItem]] = relationship(
+        order_by="AgreementItem.service_code", lazy="selectin", cascade="all, delete-orphan"
+    )
+    signatures: Mapped[list[AgreementSignature]] = relationship(
+        order_by="AgreementSignature.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+
+class AgreementItem(Base):
+    """A service an agreement covers, with the unit price quoted (fen, per ``unit``) and the policy
+    row it was quoted from (``price_ref``: ``service.price_fen[CODE]@valid_from``)."""
+
+    __tablename__ = "service_agreement_item"
+    __table_args__ = (CheckConstraint("price_fen >= 0", name="price_nonnegative"),)
+
+    agreement_id: Mapped[int] = mapped_column(
+        ForeignKey("service_agreement.id", ondelete="CASCADE"), primary_key=True
+    )
+    service_code: Mapped[str] = mapped_column(ForeignKey("service.code"), primary_key=True)
+    price_fen: Mapped[int] = mapped_column(Integer)
+    unit: Mapped[str] = mapped_column(String(8))
+    price_ref: Mapped[str] = mapped_column(String(80))
+
+
+class AgreementSignature(Base):
+    """One party's signature: who signed (name; the account if signed in the app), how, when (UTC),
+    and who recorded it (the signer, or the provider's staff recording a signed paper)."""
+
+    __tablename__ = "agreement_signature"
+    __table_args__ = (
+        _in("party", AgreementParty),
+        _in("method", SignatureMethod),
+        # One signature per party: the unique index decides between two racing signers.
+        UniqueConstraint("agreement_id", "party", name="uq_agreement_signature_party"),
+        CheckConstraint("method <> 'paper_scan' OR document_ref IS NOT NULL", name="paper_has_document"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(
+        ForeignKey("service_agreement.id", ondelete="CASCADE"), index=True
+    )
+    party: Mapped[str] = mapped_column(String(10))
+    signer_name: Mapped[str] = mapped_column(String(40))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    method: Mapped[str] = mapped_column(String(12))
+    document_ref: Mapped[str | None] = mapped_column(String(200))
+    recorded_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    signed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -4,7 +4,9 @@ policy defaults (DOMAIN §3, §5, §6), and dispatch's part of the demo data set
 :func:`seed_contracts` runs after the demo's own rows (``demo.seed``): without contracts no order could
 be dispatched. Every provider without any contract yet is contracted, open-ended from
 :data:`CONTRACTS_FROM`, for each catalogue service some caregiver of it is skilled in. Idempotent: a
-provider that holds any contract (seeded before, or set through the API) is left alone.
+provider that holds any contract (seeded before, or set through the API) is left alone. Then
+:func:`seed_agreements` gives elders with an account of their own a signed service agreement with the
+providers (with an admin account) serving them, so their standing orders can be placed.
 """
 
 from __future__ import annotations
@@ -13,13 +15,25 @@ import datetime as dt
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import any_, exists, func, literal, select
+from sqlalchemy import any_, exists, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.clock import SHANGHAI
+from core.identity.models import AppUser, Role
+from core.policy import load_policy
 from core.seed import POLICY_EPOCH, DomainSeed, PolicyDefault
-from dispatch.models import ProviderService, Service
-from registry.models import Caregiver
+from dispatch.models import (
+    AgreementItem,
+    AgreementParty,
+    AgreementSignature,
+    AgreementState,
+    ProviderService,
+    Service,
+    ServiceAgreement,
+    SignatureMethod,
+)
+from registry.models import Caregiver, Elder, ElderStatus, ProviderDistrict
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +71,7 @@ _SRC_CATALOGUE = "DOMAIN §3 default catalogue [E]; process per GB/T 43153-2023 
 _SRC_VERIFY = "DOMAIN §5 visit verification thresholds [E]"
 _SRC_DISPATCH = "DOMAIN §6 dispatch norms [E]"
 _SRC_CANCEL = "cancellation terms, project default [E] (not in DOMAIN)"
+PRICE_POLICY = "service.price_fen"
 
 
 def _catalogue_defaults() -> tuple[PolicyDefault, ...]:
@@ -64,7 +79,7 @@ def _catalogue_defaults() -> tuple[PolicyDefault, ...]:
     for s in SERVICES:
         out.append(
             PolicyDefault(
-                "service.price_fen",
+                PRICE_POLICY,
                 s.code,
                 {"fen": s.price_fen, "unit": s.unit, "min_minutes": s.min_minutes},
                 _SRC_CATALOGUE,
@@ -120,6 +135,26 @@ _MATCHING_DEFAULTS: tuple[PolicyDefault, ...] = (
         "DOMAIN §6 continuity of care; about one visit a week over the 30-day window [E]",
     ),
 )
+
+# --- The GB/T 43153 service process (intake → assessment → agreement → service) ------------------
+# Which services need an ability assessment (GB/T 42195, DOMAIN §2) valid on the service day before
+# they may be ordered (dispatch.prerequisites): the care services, which are planned from the
+# assessed ability. ``*`` is the rule for a service with no row of its own (none required).
+_SRC_PROCESS = "GB/T 43153-2023 process: ability assessment before care services [R]; which services [E]"
+_ASSESSMENT_REQUIRED_FOR = frozenset({"CARE", "BATH"})
+_PROCESS_DEFAULTS: tuple[PolicyDefault, ...] = (
+    PolicyDefault("service.requires_assessment", "*", {"required": False}, _SRC_PROCESS),
+    *(
+        PolicyDefault(
+            "service.requires_assessment",
+            s.code,
+            {"required": s.code in _ASSESSMENT_REQUIRED_FOR},
+            _SRC_PROCESS,
+        )
+        for s in SERVICES
+    ),
+)
+
 
 POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
     *_catalogue_defaults(),
@@ -197,6 +232,7 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
         "DOMAIN §3/§5 evaluation [E]",
     ),
     *_START_RISK_DEFAULTS,
+    *_PROCESS_DEFAULTS,
 )
 
 CONTRACTS_FROM = POLICY_EPOCH  # fixed, before any demo day, like the dated catalogue prices
@@ -221,6 +257,91 @@ async def seed_contracts(session: AsyncSession, *, today: dt.date) -> dict[str, 
     total = int(await session.scalar(select(func.count()).select_from(ProviderService)) or 0)
     log.info("seed.dispatch.contracts", today=today.isoformat(), providers_contracted=providers, total=total)
     return {"provider_service": total}
+
+
+# --- Demo service agreements (the service process's signed agreement) ----------------------------------
+
+
+async def seed_agreements(session: AsyncSession, *, today: dt.date) -> dict[str, int]:
+    """Every elder with an account of their own and no agreement yet gets one with each provider that
+    has an admin account and serves the elder's district: signed on paper by both sides, from
+    ``today`` for a year, for every service the provider is contracted for today, at today's catalogue
+    prices. In the demo: the demo elder with the demo provider, so its standing orders can be placed.
+    Idempotent; returns the row count of ``service_agreement``."""
+    with_account = select(AppUser.elder_id).where(
+        AppUser.role == Role.ELDER.value, AppUser.elder_id.is_not(None)
+    )
+    admins = select(AppUser.provider_id).where(
+        AppUser.role == Role.PROVIDER_ADMIN.value, AppUser.provider_id.is_not(None)
+    )
+    pairs = (
+        await session.execute(
+            select(Elder.id, ProviderDistrict.provider_id)
+            .join(ProviderDistrict, ProviderDistrict.district_id == Elder.district_id)
+            .where(
+                Elder.id.in_(with_account),
+                Elder.status == ElderStatus.ACTIVE.value,
+                ProviderDistrict.provider_id.in_(admins),
+                ~exists().where(ServiceAgreement.elder_id == Elder.id),
+            )
+            .order_by(Elder.id, ProviderDistrict.provider_id)
+        )
+    ).all()
+    prices = await load_policy(session, day=today, prefixes=[PRICE_POLICY], defaults=POLICY_DEFAULTS)
+    signed_at = dt.datetime.combine(today, dt.time(9), SHANGHAI)
+    drafts: list[ServiceAgreement] = []
+    for elder_id, provider_id in pairs:
+        codes = sorted(
+            await session.scalars(
+                select(ProviderService.service_code).where(
+                    ProviderService.provider_id == provider_id,
+                    ProviderService.valid_from <= today,
+                    or_(ProviderService.valid_to.is_(None), ProviderService.valid_to >= today),
+                )
+            )
+        )
+        if not codes:
+            continue
+        entries = {code: prices.entry(PRICE_POLICY, code) for code in codes}
+        drafts.append(
+            ServiceAgreement(
+                elder_id=elder_id,
+                provider_id=provider_id,
+                valid_from=today,
+                valid_to=today + dt.timedelta(days=364),
+                price_list_on=today,
+                state=AgreementState.DRAFT.value,
+                created_at=signed_at,
+                updated_at=signed_at,
+                items=[
+                    AgreementItem(
+                        service_code=code,
+                        price_fen=int(e.number("fen")),
+                        unit=e.text("unit"),
+                        price_ref=e.ref(),
+                    )
+                    for code, e in entries.items()
+                ],
+                signatures=[
+                    AgreementSignature(
+                        party=party.value,
+                        signer_name="演示签署人",
+                        method=SignatureMethod.PAPER_SCAN.value,
+                        document_ref=f"demo/agreement-{elder_id}-{provider_id}-{party.value}.pdf",
+                        signed_at=signed_at,
+                    )
+                    for party in (AgreementParty.ELDER, AgreementParty.PROVIDER)
+                ],
+            )
+        )
+    session.add_all(drafts)
+    await session.flush()  # drafts with their items: the terms are frozen once signed
+    for draft in drafts:
+        draft.state, draft.signed_at = AgreementState.SIGNED.value, signed_at
+    await session.flush()
+    total = int(await session.scalar(select(func.count()).select_from(ServiceAgreement)) or 0)
+    log.info("seed.dispatch.agreements", today=today.isoformat(), added=len(drafts), total=total)
+    return {"service_agreement": total}
 
 
 SEED = DomainSeed(policies=POLICY_DEFAULTS)

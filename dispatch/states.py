@@ -98,6 +98,9 @@ TRANSITIONS: dict[tuple[OrderState, OrderState], frozenset[Actor]] = {
 }
 
 TERMINAL = frozenset({S.RATED, S.CANCELLED, S.NO_SHOW})
+# Orders no caregiver holds yet: pausing or cancelling their series, or ending the agreement it runs
+# under, cancels these (free of charge).
+NOT_DISPATCHED = (S.CREATED.value, S.OFFERED.value, S.ESCALATED.value)
 
 # An order in these states has a visit that occupies (or occupied) its caregiver's time: for how long
 # is :func:`dispatch.matching.busy_interval` of what actually happened. Cancelled and no-show visits

@@ -2,23 +2,25 @@
 the loader that puts a principal's elders into it. The only copy of these rules; every domain that
 scopes by elder, provider or device imports them from here.
 
-The rules cover elders, providers, caregivers, devices, guardians and block lists; each one that
-lists rows has a SQL predicate twin, so list queries return exactly the rows the detail rule admits.
-(Route rules, which role may call which route at all, are the kernel's: :mod:`core.identity.authz`.)
+The rules cover elders, providers, caregivers, devices, guardians, block lists and service
+agreements; each one that lists rows has a SQL predicate twin, so list queries return exactly the rows
+the detail rule admits. (Route rules, which role may call which route at all, are the kernel's:
+:mod:`core.identity.authz`.)
 
 Least privilege for the service side (DOMAIN §9): a provider admin sees the elders with an order or
-visit with its provider; a caregiver only the elders of their own current, upcoming and recent visits
-(:func:`visit_opens_elder`, window ``privacy.caregiver_recent_visits``), loaded into the principal
-when it is built for the request (:func:`load_elder_scope`, which the composition root hands to
-:mod:`core.identity.sessions`: the kernel names no domain). Neither sees every elder of the districts
-the provider serves.
+visit with its provider, or a service agreement both sides have signed with it; a caregiver only the
+elders of their own current, upcoming and recent visits (:func:`visit_opens_elder`, window
+``privacy.caregiver_recent_visits``), loaded into the principal when it is built for the request
+(:func:`load_elder_scope`, which the composition root hands to :mod:`core.identity.sessions`: the
+kernel names no domain). Neither sees every elder of the districts the provider serves.
 
 Every other domain reads the registry, so the registry imports none of them (import-linter): the
-tables of theirs these rules and the figures read (dispatch's ``service_order`` and ``visit``, the
-ingest's ``device``) are declared here as lightweight ``table()`` references with only the columns
-read; ``tests/unit/registry/test_scope.py`` checks them against :mod:`dispatch.models` and
-:mod:`iot_ingest.models`. Device and gateway lists pass their own ``elder_id`` column to
-:func:`device_clause`.
+tables of theirs these rules and the figures read (dispatch's ``service_order``, ``visit`` and
+``service_agreement``, the ingest's ``device``) are declared here as lightweight ``table()``
+references with only the columns read; ``tests/unit/registry/test_scope.py`` checks them against
+:mod:`dispatch.models` and :mod:`iot_ingest.models`. Device and gateway lists pass their own
+``elder_id`` column to :func:`device_clause`, agreement lists their columns to
+:func:`agreement_clause`.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ visit_t = table(
     column("provider_id", BigInteger),
     column("scheduled_end_at", _TZ),
     column("check_out_at", _TZ),
+)
+service_agreement_t = table(
+    "service_agreement",
+    column("elder_id", BigInteger),
+    column("provider_id", BigInteger),
+    column("signed_at", _TZ),
 )
 device_t = table(
     "device",
@@ -157,6 +165,26 @@ def can_manage_caregivers(p: Principal, *, provider_id: int) -> bool:
     if p.role == Role.ADMIN:
         return True
     return p.role == Role.PROVIDER_ADMIN and p.provider_id == provider_id
+
+
+# Roles that read every service agreement: admins, and operators (who place recurring orders, which
+# need one). Supervisors and caregivers read none.
+AGREEMENTS_CITY_WIDE: Final = frozenset({Role.ADMIN, Role.OPERATOR})
+
+
+def can_see_agreement(p: Principal, *, elder_id: int, district_id: int, provider_id: int) -> bool:
+    """Whether ``p`` may read a service agreement between this elder and this provider: admins and
+    operators every one; a civil-affairs officer those of elders in their districts; a provider admin
+    its provider's; an elder or family member their elders'."""
+    if p.role in AGREEMENTS_CITY_WIDE:
+        return True
+    if p.role == Role.CIVIL_AFFAIRS:
+        return district_id in p.district_ids
+    if p.role == Role.PROVIDER_ADMIN:
+        return p.provider_id is not None and p.provider_id == provider_id
+    if p.role in (Role.ELDER, Role.FAMILY):
+        return elder_id in p.elder_ids
+    return False
 
 
 def can_see_device(p: Principal, *, elder_id: int | None, district_id: int | None) -> bool:
@@ -330,21 +358,28 @@ def served_elder_ids_stmt(caregiver_id: int, now: dt.datetime) -> Select[int]:
 
 
 def _provider_elder_ids(provider_id: int) -> Select[int]:
-    """Elders with an order or a visit (of any state, so history included) with the provider."""
+    """Elders with an order or a visit (of any state, so history included) with the provider, or an
+    agreement with it that both sides signed (a draft the provider wrote alone opens nothing)."""
     orders = select(service_order_t.c.elder_id).where(service_order_t.c.provider_id == provider_id)
     visits = select(visit_t.c.elder_id).where(visit_t.c.provider_id == provider_id)
-    return select(orders.union(visits).subquery().c.elder_id)
+    agreed = select(service_agreement_t.c.elder_id).where(
+        service_agreement_t.c.provider_id == provider_id, service_agreement_t.c.signed_at.is_not(None)
+    )
+    return select(orders.union(visits, agreed).subquery().c.elder_id)
 
 
 async def providers_serving(session: AsyncSession, elder_id: int) -> list[int]:
-    """Providers with an order or a visit for the elder."""
+    """Providers with an order or a visit for the elder, or a signed agreement with the elder."""
     orders = select(service_order_t.c.provider_id).where(
         service_order_t.c.elder_id == elder_id, service_order_t.c.provider_id.is_not(None)
     )
     visits = select(visit_t.c.provider_id).where(
         visit_t.c.elder_id == elder_id, visit_t.c.provider_id.is_not(None)
     )
-    return [int(v) for v in await session.scalars(orders.union(visits))]
+    agreed = select(service_agreement_t.c.provider_id).where(
+        service_agreement_t.c.elder_id == elder_id, service_agreement_t.c.signed_at.is_not(None)
+    )
+    return [int(v) for v in await session.scalars(orders.union(visits, agreed))]
 
 
 async def sees_elder(session: AsyncSession, p: Principal, elder: Elder) -> bool:
@@ -395,6 +430,24 @@ def device_clause(p: Principal, elder_fk: SQLColumnExpression[Any]) -> ColumnEle
         return elder_fk.in_(select(Elder.id).where(Elder.district_id.in_(sorted(p.district_ids))))
     if p.role in (Role.FAMILY, Role.ELDER):
         return elder_fk.in_(sorted(p.elder_ids)) if p.elder_ids else false()
+    return false()
+
+
+def agreement_clause(
+    p: Principal, *, elder_col: SQLColumnExpression[Any], provider_col: SQLColumnExpression[Any]
+) -> ColumnElement[bool]:
+    """Rows of ``service_agreement`` (its ``elder_id`` and ``provider_id`` columns) that
+    :func:`can_see_agreement` admits."""
+    if p.role in AGREEMENTS_CITY_WIDE:
+        return true()
+    if p.role == Role.CIVIL_AFFAIRS:
+        if not p.district_ids:
+            return false()
+        return elder_col.in_(select(Elder.id).where(Elder.district_id.in_(sorted(p.district_ids))))
+    if p.role == Role.PROVIDER_ADMIN:
+        return provider_col == p.provider_id if p.provider_id is not None else false()
+    if p.role in (Role.ELDER, Role.FAMILY):
+        return elder_col.in_(sorted(p.elder_ids)) if p.elder_ids else false()
     return false()
 
 
