@@ -58,6 +58,7 @@ from dispatch.policies import (
     policies_from_json,
     policy_rows_json,
 )
+from dispatch.prerequisites import series_provider_allows
 from dispatch.states import BOOKED
 from registry.models import (
     Caregiver,
@@ -199,7 +200,9 @@ class DispatchFacts:
 
     request: OrderRequest
     district_id: int
-    provider_ids: frozenset[int]  # serving the elder's district, contracted for the service that day
+    # Serving the elder's district, contracted for the service that day (and for an order of a series,
+    # the provider it is agreed with).
+    provider_ids: frozenset[int]
     policies: Policies
     state: str
     attempts: int
@@ -232,9 +235,11 @@ def _facts_statement() -> Any:
     )
     # Providers serving the district and contracted for the service on the service day: the contract
     # rule is applied once per provider here, not once per caregiver in the candidate search.
+    # An order of a series goes only to the provider the series is agreed with (dispatch.prerequisites).
     providers = select(func.array_agg(ProviderDistrict.provider_id, type_=ARRAY(BigInteger))).where(
         ProviderDistrict.district_id == Elder.district_id,
         contracted(ProviderDistrict.provider_id, bindparam("service_code", type_=String), day),
+        series_provider_allows(ProviderDistrict.provider_id),
     )
     return (
         select(

@@ -4,10 +4,16 @@ scope, cancelling (with its late fee or re-dispatch), recording a no-show and as
 order by hand. As-soon-as-possible and same-day orders go straight to
 :func:`dispatch.offers.dispatch_order`. Every function taking ``actor`` applies its scope; errors are
 :class:`core.errors.DomainError` subclasses with stable codes.
+
+The GB/T 43153 prerequisites (:mod:`dispatch.prerequisites`): every order of a service that needs an
+ability assessment is refused without one valid on its service day; a series is placed only with the
+provider a signed agreement binds it to, covering every remaining day of the series, and only that
+provider's caregivers take its orders.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 from collections.abc import Mapping
@@ -67,6 +73,16 @@ from dispatch.models import (
 )
 from dispatch.offers import dispatch_order
 from dispatch.policies import min_on_site_minutes, policy_number_sql
+from dispatch.prerequisites import (
+    AgreementRequired,
+    AssessmentRequired,
+    Prerequisites,
+    agreed_provider,
+    order_prerequisites,
+    require_assessment,
+    require_series_provider,
+    series_cover,
+)
 from dispatch.recurrence import RecurrenceError, canonical_rule, expand
 from dispatch.states import SYSTEM, Actor, CancellationConsequence, EscalationReason, OrderState, cancellation
 from registry.models import Caregiver, Elder, ProviderDistrict
@@ -96,7 +112,9 @@ async def create_order(
     urgent: bool = False,
     requirements: str = "",
 ) -> ServiceOrder:
-    """Create an order in state ``created``; the price of the service date is snapshotted (fen)."""
+    """Create an order in state ``created``; the price of the service date is snapshotted (fen). 409
+    ``dispatch.assessment_required`` if the service needs an assessment valid that day and there is
+    none."""
     if window_end_at < window_start_at:
         raise DispatchError("window end is before its start")
     if duration_s <= 0:
@@ -109,7 +127,11 @@ async def create_order(
     status = await session.scalar(select(Elder.status).where(Elder.id == elder_id))
     if status != "active":
         raise DispatchError(f"elder {elder_id} is unknown or not active")
-    price = await price_on(session=session, service_code=service_code, day=local_date(window_start_at))
+    day = local_date(window_start_at)
+    await require_assessment(
+        session, elder_id=elder_id, service_code=service_code, day=day, today=local_date(now)
+    )
+    price = await price_on(session=session, service_code=service_code, day=day)
     return await _insert_order(
         session,
         {
@@ -296,6 +318,9 @@ async def place_order(
         )
     if row.elder_status != "active":
         raise DispatchError(f"elder {elder_id} is unknown or not active")
+    await require_assessment(
+        session, elder_id=elder_id, service_code=service_code, day=local_date(start), today=local_date(now)
+    )
     order = await _insert_order(
         session,
         {
@@ -331,8 +356,14 @@ async def place_recurring_order(
     window_s: int,
     now: dt.datetime,
     requirements: str = "",
+    provider_id: int | None = None,
 ) -> tuple[RecurringOrder, list[ServiceOrder]]:
-    """Register an RRULE series and materialise its visits of the next 14 days as orders."""
+    """Register an RRULE series and materialise its visits of the next 14 days as orders.
+
+    The series is agreed with ``provider_id`` — by default the one provider whose signed agreement
+    with the elder covers the service on its first remaining day (422 ``dispatch.provider_required``
+    when several do) — and signed agreements with it must cover every remaining day (409
+    ``dispatch.agreement_required`` naming the first that is not)."""
     _check_may_order_for(actor, elder_id)
     await _require_elder(session, elder_id)
     service = await session.get(Service, service_code)
@@ -351,9 +382,14 @@ async def place_recurring_order(
         raise Invalid(str(exc), code="dispatch.rrule_invalid") from exc
     if not occurrences:
         raise Invalid("The rule yields no visits.", code="dispatch.rrule_empty")
+    upcoming = [o.local_date for o in occurrences if o.start >= now] or [occurrences[-1].local_date]
+    provider_id = await agreed_provider(
+        session, elder_id=elder_id, service_code=service_code, provider_id=provider_id, days=upcoming
+    )
     series = RecurringOrder(
         elder_id=elder_id,
         service_code=service_code,
+        provider_id=provider_id,
         rrule=canonical_rule(rrule),  # one spelling, so the unique index sees the same series as such
         first_start_at=first_start_at,
         duration_s=duration_s,
@@ -422,9 +458,11 @@ async def _check_series_start(
 
 
 async def materialise_series(
-    *, session: AsyncSession, series: RecurringOrder, now: dt.datetime, actor: Actor
+    *, session: AsyncSession, series: RecurringOrder, now: dt.datetime, actor: Actor, strict: bool = True
 ) -> list[ServiceOrder]:
-    """Create the series' orders starting in [now, now + horizon) that do not exist yet."""
+    """Create the series' orders starting in [now, now + horizon) that do not exist yet. An occurrence
+    its agreement or the assessment its service needs does not cover refuses the whole call when
+    ``strict`` (placing, resuming: 409); the job (``strict=False``) skips it, logged, for a later run."""
     local_first = series.first_start_at.astimezone(SHANGHAI).replace(tzinfo=None)
     occurrences = expand(
         series.rrule,
@@ -446,22 +484,36 @@ async def materialise_series(
             )
         )
     )
+    cover = await series_cover(session, series)
     created: list[ServiceOrder] = []
     for occ in occurrences:
         if occ.start in existing:
             continue
-        order = await create_order(
-            session=session,
-            elder_id=series.elder_id,
-            service_code=series.service_code,
-            window_start_at=occ.start,
-            window_end_at=occ.start + dt.timedelta(seconds=series.window_s),
-            duration_s=series.duration_s,
-            actor=actor,
-            actor_user_id=series.created_by_user_id,
-            now=now,
-            requirements=series.requirements,
-        )
+        try:
+            if cover is not None:
+                cover.require(occ.local_date)
+            order = await create_order(
+                session=session,
+                elder_id=series.elder_id,
+                service_code=series.service_code,
+                window_start_at=occ.start,
+                window_end_at=occ.start + dt.timedelta(seconds=series.window_s),
+                duration_s=series.duration_s,
+                actor=actor,
+                actor_user_id=series.created_by_user_id,
+                now=now,
+                requirements=series.requirements,
+            )
+        except (AgreementRequired, AssessmentRequired) as exc:
+            if strict:
+                raise
+            log.warning(
+                "dispatch.recurring.day_skipped",
+                recurring_order_id=series.id,
+                day=str(occ.local_date),
+                code=exc.code,
+            )
+            continue
         order.recurring_order_id = series.id
         created.append(order)
     await session.flush()
@@ -486,7 +538,10 @@ async def materialise_recurring(*, session: AsyncSession, now: dt.datetime) -> i
     for series in list(await session.scalars(active)):
         try:
             async with session.begin_nested():
-                total += len(await materialise_series(session=session, series=series, now=now, actor=SYSTEM))
+                made = await materialise_series(
+                    session=session, series=series, now=now, actor=SYSTEM, strict=False
+                )
+                total += len(made)
         except DispatchError as exc:
             log.warning("dispatch.recurring.skipped", recurring_order_id=series.id, reason=str(exc))
     return total
@@ -575,11 +630,18 @@ class OrderDetail:
     visit: Visit | None
     exceptions: list[VisitExceptionRecord]
     next_step: NextStep | None = None
+    # The agreement behind it and the elder's assessment on its service day (as of ``now``).
+    prerequisites: Prerequisites | None = None
 
 
-async def order_detail(*, session: AsyncSession, actor: Principal, order_id: int) -> OrderDetail:
+async def order_detail(
+    *, session: AsyncSession, actor: Principal, order_id: int, now: dt.datetime
+) -> OrderDetail:
     order = await visible_order(session=session, actor=actor, order_id=order_id)
-    return await _detail(session, order)
+    detail = await _detail(session, order)
+    start = detail.visit.scheduled_start_at if detail.visit is not None else order.window_start_at
+    checks = await order_prerequisites(session, order=order, day=local_date(start), today=local_date(now))
+    return dataclasses.replace(detail, prerequisites=checks)
 
 
 async def _detail(session: AsyncSession, order: ServiceOrder) -> OrderDetail:
@@ -675,7 +737,8 @@ async def assign_order(
     *, session: AsyncSession, actor: Principal, order_id: int, caregiver_id: int, now: dt.datetime
 ) -> Visit:
     """Hand an escalated order to a caregiver (operator queue). Every hard rule except distance is checked,
-    including the provider's contract for the service on the service day (409 ``dispatch.not_contracted``);
+    including the provider's contract for the service on the service day (409 ``dispatch.not_contracted``)
+    and, for an order of a series, the provider it is agreed with (409 ``dispatch.series_provider``);
     a provider admin may assign only its own caregivers."""
     order = await get_or_404(session, ServiceOrder, order_id, what="order")
     if actor.role == Role.PROVIDER_ADMIN:
@@ -701,6 +764,7 @@ async def assign_order(
             service_code=order.service_code,
             day=day.isoformat(),
         )
+    await require_series_provider(session, order=order, caregiver_id=cg.id, provider_id=cg.provider_id)
     profiles = await caregiver_profiles(session, [cg], request.start, now=now)
     reason = static_rejection(profiles[cg.id], request, day) or timing_rejection(
         profiles[cg.id], request.start, request.start + dt.timedelta(seconds=order.duration_s)

@@ -64,6 +64,7 @@ from dispatch.schemas import (
     SignOffCodeRead,
     SignOffIn,
     VerificationRead,
+    VisitDetailRead,
     VisitRead,
     callback_page,
     callback_read,
@@ -82,6 +83,7 @@ from dispatch.schemas import (
     series_page,
     service_read,
     verification_read,
+    visit_detail_read,
     visit_read,
 )
 from dispatch.verification import ExceptionCode
@@ -186,11 +188,16 @@ class OrderController(Controller):
         )
         return order_page(result)
 
-    @get("/{order_id:int}", opt=READ_ORDERS, summary="One order with its transitions and visit")
+    @get(
+        "/{order_id:int}",
+        opt=READ_ORDERS,
+        summary="One order with its transitions, visit, service agreement and the elder's assessment",
+    )
     async def get_order(
-        self, db: Db, principal: CurrentPrincipal, order_id: FromPath[int]
+        self, db: Db, principal: CurrentPrincipal, now: Now, order_id: FromPath[int]
     ) -> OrderDetailRead:
-        return order_detail_read(await orders.order_detail(session=db, actor=principal, order_id=order_id))
+        detail = await orders.order_detail(session=db, actor=principal, order_id=order_id, now=now)
+        return order_detail_read(detail)
 
     @post("/{order_id:int}/cancel", opt=CANCELLING, status_code=200, summary="Cancel; says what it costs")
     async def cancel(
@@ -239,6 +246,7 @@ class RecurringOrderController(Controller):
             window_s=data.window_minutes * 60,
             now=now,
             requirements=data.requirements,
+            provider_id=data.provider_id,
         )
         return recurring_order_read(placed, created)
 
@@ -461,10 +469,17 @@ class VisitController(Controller):
     path = "/api/v1/visits"
     tags = ["dispatch"]  # noqa: RUF012
 
-    @get("/{visit_id:int}", opt=READ_ORDERS, summary="One visit with its verification exceptions")
-    async def get_visit(self, db: Db, principal: CurrentPrincipal, visit_id: FromPath[int]) -> VisitRead:
-        visit, exceptions = await visits.visit_detail(session=db, actor=principal, visit_id=visit_id)
-        return visit_read(visit, exceptions)
+    @get(
+        "/{visit_id:int}",
+        opt=READ_ORDERS,
+        summary="One visit with its verification exceptions, service agreement and the elder's assessment",
+    )
+    async def get_visit(
+        self, db: Db, principal: CurrentPrincipal, now: Now, visit_id: FromPath[int]
+    ) -> VisitDetailRead:
+        return visit_detail_read(
+            await visits.visit_detail(session=db, actor=principal, visit_id=visit_id, now=now)
+        )
 
     @post(
         "/{visit_id:int}/exceptions/{code:str}/resolve",

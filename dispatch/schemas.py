@@ -29,10 +29,17 @@ from dispatch.models import (
     VisitRating,
 )
 from dispatch.orders import NextStep, OrderDetail
+from dispatch.process_schemas import (
+    AgreementStatusRead,
+    AssessmentStatusRead,
+    agreement_status_read,
+    assessment_status_read,
+)
 from dispatch.quality import QualityReport
 from dispatch.series import SeriesChange
 from dispatch.states import OrderState
 from dispatch.verification import ReasonCode, VerificationResult
+from dispatch.visits import VisitDetail
 
 ServiceCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2,10}$", description="Catalogue code, e.g. CLEAN")]
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=720)]
@@ -62,7 +69,10 @@ class OrderCreate(Input):
 
 class RecurringOrderCreate(Input):
     """An RFC 5545 RRULE series (COUNT or UNTIL required), e.g. ``FREQ=WEEKLY;BYDAY=MO,WE,FR;COUNT=12``,
-    evaluated on Asia/Shanghai wall time from ``first_start_at``. ``window_minutes``: allowed lateness."""
+    evaluated on Asia/Shanghai wall time from ``first_start_at``. ``window_minutes``: allowed lateness.
+    ``provider_id``: the provider the series is with; signed service agreements with it must cover the
+    service on every remaining day (409 ``dispatch.agreement_required``). Omitted: the one provider
+    whose signed agreement covers the first day (422 ``dispatch.provider_required`` if several do)."""
 
     elder_id: Id64
     service_code: ServiceCode
@@ -71,6 +81,7 @@ class RecurringOrderCreate(Input):
     duration_minutes: Minutes
     window_minutes: Annotated[int, msgspec.Meta(ge=0, le=240)] = 30
     requirements: Requirements = ""
+    provider_id: Id32 | None = None
 
 
 class CancelIn(Input):
@@ -232,14 +243,25 @@ class OrderDetailRead(msgspec.Struct):
     order: OrderRead
     transitions: list[TransitionRead]
     visit: VisitRead | None
+    agreement: AgreementStatusRead
+    assessment: AssessmentStatusRead
+
+
+class VisitDetailRead(VisitRead):
+    """A visit with the agreement behind its order and the elder's assessment on its day."""
+
+    agreement: AgreementStatusRead
+    assessment: AssessmentStatusRead
 
 
 class SeriesRead(msgspec.Struct):
-    """A recurring series; ``state``: active, paused or cancelled."""
+    """A recurring series; ``state``: active, paused or cancelled; ``provider_id``: the provider it is
+    agreed with (null for a series placed before service agreements)."""
 
     id: int
     elder_id: int
     service_code: str
+    provider_id: int | None
     rrule: str
     first_start_at: dt.datetime
     duration_s: int
@@ -447,10 +469,22 @@ def visit_read(v: Visit, exceptions: list[VisitExceptionRecord] | None = None) -
 
 
 def order_detail_read(d: OrderDetail) -> OrderDetailRead:
+    assert d.prerequisites is not None, "order_detail reads them"
     return OrderDetailRead(
         order=order_read(d.order, d.next_step),
         transitions=[transition_read(t) for t in d.transitions],
         visit=visit_read(d.visit, d.exceptions) if d.visit is not None else None,
+        agreement=agreement_status_read(d.prerequisites.agreement),
+        assessment=assessment_status_read(d.prerequisites.assessment),
+    )
+
+
+def visit_detail_read(d: VisitDetail) -> VisitDetailRead:
+    base = visit_read(d.visit, d.exceptions)
+    return VisitDetailRead(
+        **{f: getattr(base, f) for f in base.__struct_fields__},
+        agreement=agreement_status_read(d.prerequisites.agreement),
+        assessment=assessment_status_read(d.prerequisites.assessment),
     )
 
 
@@ -505,6 +539,7 @@ def _series_fields(r: RecurringOrder) -> dict[str, Any]:
         "id": r.id,
         "elder_id": r.elder_id,
         "service_code": r.service_code,
+        "provider_id": r.provider_id,
         "rrule": r.rrule,
         "first_start_at": r.first_start_at,
         "duration_s": r.duration_s,

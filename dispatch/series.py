@@ -4,9 +4,14 @@ ahead live in :mod:`dispatch.orders`.
 
 Scope is that of orders: an elder or family member sees their elders' series, civil affairs those of
 elders in their districts, call-centre staff and admins all, a provider admin (or caregiver) the
-series it has served an order of. A series out of scope is a 404. Those who may place a series (the
-elder, family, an operator) and supervisors and admins may pause, resume and cancel it; a provider
-admin may not (it withdraws single visits; the standing order is the customer's).
+series it has served an order of, and a provider admin also the series agreed with its provider
+(``provider_id``). A series out of scope is a 404. Those who may place a series (the elder, family,
+an operator) and supervisors and admins may pause, resume and cancel it; a provider admin may not (it
+withdraws single visits; the standing order is the customer's).
+
+Resuming is activating again: signed agreements with the series' provider must cover every remaining
+day (409 ``dispatch.agreement_required``, :mod:`dispatch.prerequisites`); a series placed before
+agreements existed is bound to the provider that covers them.
 
 State changes are conditional updates (``… WHERE state IN (:expected)``), audited. Pausing or
 cancelling cancels the series' future orders that no caregiver holds yet (``created``, ``offered``,
@@ -22,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, false, select, true, update
+from sqlalchemy import ColumnElement, false, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -33,15 +38,14 @@ from core.identity.models import Role
 from dispatch.common import order_clause
 from dispatch.models import RecurringOrder, SeriesState, ServiceOrder
 from dispatch.orders import SERIES_PAUSED, cancel_order, materialise_series
-from dispatch.states import OrderState
+from dispatch.prerequisites import agreed_provider, remaining_days
+from dispatch.states import NOT_DISPATCHED, OrderState
 from registry.models import Elder
 from registry.scope import sees_all_elders
 
 log = structlog.get_logger(__name__)
 
 SERIES_MANAGERS = frozenset({Role.ELDER, Role.FAMILY, Role.OPERATOR, Role.SUPERVISOR, Role.ADMIN})
-# Orders no caregiver holds yet: pausing or cancelling the series cancels these (free of charge).
-NOT_DISPATCHED = (OrderState.CREATED.value, OrderState.OFFERED.value, OrderState.ESCALATED.value)
 # (action, states it may start from, state it leads to)
 _MOVES: dict[str, tuple[frozenset[SeriesState], SeriesState]] = {
     "pause": (frozenset({SeriesState.ACTIVE}), SeriesState.PAUSED),
@@ -64,6 +68,8 @@ def series_clause(p: Principal) -> ColumnElement[bool]:
         served = select(ServiceOrder.recurring_order_id).where(
             ServiceOrder.recurring_order_id.is_not(None), order_clause(p)
         )
+        if p.role == Role.PROVIDER_ADMIN and p.provider_id is not None:
+            return or_(RecurringOrder.provider_id == p.provider_id, RecurringOrder.id.in_(served))
         return RecurringOrder.id.in_(served)
     if p.role in (Role.ELDER, Role.FAMILY):
         return RecurringOrder.elder_id.in_(sorted(p.elder_ids)) if p.elder_ids else false()
@@ -139,6 +145,16 @@ async def change_series(
     cancelled: list[int] = []
     created: list[int] = []
     if target == SeriesState.ACTIVE:
+        days = remaining_days(series, now)
+        if days:  # still agreed for every remaining day (binding a series placed before agreements)
+            series.provider_id = await agreed_provider(
+                session,
+                elder_id=series.elder_id,
+                service_code=series.service_code,
+                provider_id=series.provider_id,
+                days=days,
+            )
+            await session.flush()
         created = [
             o.id for o in await materialise_series(session=session, series=series, now=now, actor=actor.role)
         ]

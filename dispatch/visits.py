@@ -6,6 +6,7 @@ exceptions, the daily phone-callback sample of verified visits, ratings and comp
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -40,6 +41,7 @@ from dispatch.models import (
     VisitExceptionRecord,
     VisitRating,
 )
+from dispatch.prerequisites import Prerequisites, order_prerequisites
 from dispatch.states import EXCEPTION_RESOLVERS, SYSTEM, OrderState
 from dispatch.verification import (
     EXCEPTION_REASON_CODES,
@@ -310,11 +312,25 @@ async def add_exception_note(
     return visit, await exception_records(session, visit.id)
 
 
+@dataclass(frozen=True, slots=True)
+class VisitDetail:
+    visit: Visit
+    exceptions: list[VisitExceptionRecord]
+    # The agreement behind its order and the elder's assessment on its day (as of ``now``).
+    prerequisites: Prerequisites
+
+
 async def visit_detail(
-    *, session: AsyncSession, actor: Principal, visit_id: int
-) -> tuple[Visit, list[VisitExceptionRecord]]:
+    *, session: AsyncSession, actor: Principal, visit_id: int, now: dt.datetime
+) -> VisitDetail:
     visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
-    return visit, await exception_records(session, visit.id)
+    order = await session.get(ServiceOrder, visit.order_id)
+    if order is None:  # pragma: no cover - a foreign key
+        raise NotFound(f"No order for visit {visit.id}.", code="order.not_found")
+    checks = await order_prerequisites(
+        session, order=order, day=local_date(visit.scheduled_start_at), today=local_date(now)
+    )
+    return VisitDetail(visit, await exception_records(session, visit.id), checks)
 
 
 async def sample_callbacks(*, session: AsyncSession, now: dt.datetime) -> int:

@@ -26,6 +26,7 @@ from dispatch.dayplans.publish import apply_plan, store_plan
 from dispatch.dayplans.replan import replan_record
 from dispatch.models import DayPlanDirty, DayPlanStop, ProviderDayPlan, ServiceOrder
 from dispatch.policies import DayPlanBudget, load_policies
+from dispatch.prerequisites import series_provider_allows
 from dispatch.states import SYSTEM, EscalationReason, OrderState
 from registry.models import Caregiver, Elder, Provider, ProviderDistrict
 
@@ -41,7 +42,7 @@ async def dayplan_budget(session: AsyncSession, day: dt.date) -> DayPlanBudget:
 
 def _unplanned_orders(provider_id: int, day: dt.date) -> Any:
     """Scheduled ``created`` orders of ``day`` in the provider's districts, of a service the provider
-    is contracted for that day, that no plan holds yet."""
+    is contracted for that day, that no plan holds yet (of a series: only if agreed with the provider)."""
     return (
         select(ServiceOrder.id)
         .join(Elder, Elder.id == ServiceOrder.elder_id)
@@ -51,6 +52,7 @@ def _unplanned_orders(provider_id: int, day: dt.date) -> Any:
                 select(ProviderDistrict.district_id).where(ProviderDistrict.provider_id == provider_id)
             ),
             contracted(provider_id, ServiceOrder.service_code, day),
+            series_provider_allows(provider_id),
         )
         .order_by(ServiceOrder.id)
     )
