@@ -27,7 +27,7 @@ from core.policy import PolicyValue
 from core.seed import DomainSeed, SeedHook, seed_reference, table_counts
 from demo import data as sd
 from demo.builder import DemoBuilder, Household, Person, Place
-from dispatch.seed import seed_contracts
+from dispatch.seed import seed_agreements, seed_contracts
 from iot_ingest.models import Device, Gateway
 from registry.models import (
     Assessment,
@@ -58,7 +58,7 @@ DEMO_MARKER_USERNAME = "demo_admin"
 CIVIL_AFFAIRS_DISTRICT = "420902"  # the demo civil-affairs officer covers 孝南区
 
 # The domains' parts of the demo data set, run after the demo's own rows on every call (idempotent).
-DOMAIN_DEMO_ROWS: tuple[SeedHook, ...] = (seed_contracts,)
+DOMAIN_DEMO_ROWS: tuple[SeedHook, ...] = (seed_contracts, seed_agreements)
 
 COUNTED_TABLES: tuple[type[Base], ...] = (
     District,

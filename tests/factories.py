@@ -33,6 +33,17 @@ from core.clock import local_date
 from core.identity.models import AppUser, AuthSession, Role, UserDistrict
 from core.identity.passwords import hash_password
 from core.identity.sessions import token_hash
+from core.policy import POLICY_EPOCH
+from dispatch.models import (
+    AgreementItem,
+    AgreementParty,
+    AgreementSignature,
+    AgreementState,
+    ProviderService,
+    ServiceAgreement,
+    SignatureMethod,
+)
+from dispatch.seed import CONTRACTS_FROM, SERVICES
 from registry.idcard import make_id_number
 from registry.models import (
     Assessment,
@@ -190,19 +201,36 @@ class Factory:
     async def assessment(self, elder: Elder, *, level: int, assessed_on: dt.date = TODAY) -> Assessment:
         """An assessment of ``elder`` with final level ``level``, valid for a year from ``assessed_on``
         (the item scores are not what such a test is about: all zero)."""
-        row = Assessment(
+        return await add_assessment(self.db, elder.id, level=level, assessed_on=assessed_on)
+
+    async def agreement(
+        self,
+        elder: Elder,
+        provider: Provider,
+        *services: str,
+        valid_from: dt.date = TODAY,
+        valid_to: dt.date | None = None,
+        guardian: Guardian | None = None,
+    ) -> ServiceAgreement:
+        """A service agreement both sides signed (on paper) between ``elder`` and ``provider`` for
+        ``services`` (default VISIT), from ``valid_from`` for a year unless ``valid_to``."""
+        return await add_signed_agreement(
+            self.db,
             elder_id=elder.id,
-            items={},
-            total=0,
-            preliminary_level=level,
-            final_level=level,
-            assessor="测试评估员",
-            assessed_on=assessed_on,
-            valid_until=assessed_on + dt.timedelta(days=364),
+            provider_id=provider.id,
+            services=services or ("VISIT",),
+            valid_from=valid_from,
+            valid_to=valid_to,
+            guardian_id=None if guardian is None else guardian.id,
         )
-        self.db.add(row)
+
+    async def contract(
+        self, provider: Provider, *services: str, valid_from: dt.date = CONTRACTS_FROM
+    ) -> None:
+        """Contract ``provider`` for ``services``, open-ended from ``valid_from``."""
+        for code in services:
+            self.db.add(ProviderService(provider_id=provider.id, service_code=code, valid_from=valid_from))
         await self.db.flush()
-        return row
 
     async def guardian(
         self,
@@ -339,3 +367,80 @@ class Factory:
     async def headers(self, user: AppUser) -> dict[str, str]:
         """Bearer headers for ``user`` through a new session row (valid for an hour from TEST_NOW)."""
         return await open_session(self.db, user.id)
+
+
+# --- Rows a session of its own may need too (committed fixtures) ------------------------------------
+
+
+async def add_assessment(
+    db: AsyncSession, elder_id: int, *, level: int = 2, assessed_on: dt.date = TODAY
+) -> Assessment:
+    """An ability assessment of the elder with final level ``level``, valid for a year from
+    ``assessed_on`` (item scores all zero: not what such a test is about); flushed."""
+    row = Assessment(
+        elder_id=elder_id,
+        items={},
+        total=0,
+        preliminary_level=level,
+        final_level=level,
+        assessor="测试评估员",
+        assessed_on=assessed_on,
+        valid_until=assessed_on + dt.timedelta(days=364),
+    )
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def add_signed_agreement(
+    db: AsyncSession,
+    *,
+    elder_id: int,
+    provider_id: int,
+    services: Sequence[str],
+    valid_from: dt.date = TODAY,
+    valid_to: dt.date | None = None,
+    guardian_id: int | None = None,
+    signed_at: dt.datetime = TEST_NOW,
+) -> ServiceAgreement:
+    """A service agreement between the elder (or ``guardian_id`` for them) and the provider, signed on
+    paper by both sides at ``signed_at``, for ``services`` at the seeded catalogue prices, from
+    ``valid_from`` to ``valid_to`` (default: a year); flushed. What the API's draft-and-sign makes,
+    without its checks (a test of those drives the API)."""
+    prices = {s.code: s for s in SERVICES}
+    elder_side = AgreementParty.GUARDIAN if guardian_id is not None else AgreementParty.ELDER
+    row = ServiceAgreement(
+        elder_id=elder_id,
+        provider_id=provider_id,
+        guardian_id=guardian_id,
+        valid_from=valid_from,
+        valid_to=valid_to or valid_from + dt.timedelta(days=364),
+        price_list_on=valid_from,
+        state=AgreementState.DRAFT.value,
+        created_at=signed_at,
+        updated_at=signed_at,
+        items=[
+            AgreementItem(
+                service_code=code,
+                price_fen=prices[code].price_fen,
+                unit=prices[code].unit,
+                price_ref=f"service.price_fen[{code}]@{POLICY_EPOCH.isoformat()}",
+            )
+            for code in sorted(set(services))
+        ],
+        signatures=[
+            AgreementSignature(
+                party=party.value,
+                signer_name="测试签署人",
+                method=SignatureMethod.PAPER_SCAN.value,
+                document_ref=f"scan/test-{_next()}.pdf",
+                signed_at=signed_at,
+            )
+            for party in (elder_side, AgreementParty.PROVIDER)
+        ],
+    )
+    db.add(row)
+    await db.flush()  # a draft with its items (the terms are frozen once it is signed)
+    row.state, row.signed_at = AgreementState.SIGNED.value, signed_at
+    await db.flush()
+    return row

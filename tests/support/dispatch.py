@@ -34,11 +34,12 @@ from registry.models import (
     Street,
 )
 from tests.conftest import TEST_NOW, asgi_transport
-from tests.factories import open_session
+from tests.factories import add_signed_agreement, open_session
 
 Login = Callable[[str], Awaitable[dict[str, str]]]
 SERVICE = "VISIT"  # 探访关爱: no certificate, 30 min minimum on site
 CONTRACTED_FROM = CONTRACTS_FROM  # the demo world's provider holds a VISIT contract from then on, as seeded
+AGREED = ("MEAL", "VISIT", "CLEAN")  # the services of the world's signed agreement
 
 
 class Clock:
@@ -88,7 +89,8 @@ def as_user(db: AsyncSession, test_settings: Settings, clock: Clock) -> Login:
 async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dict[str, Any]:
     """The demo elder and caregiver, made able to meet: the caregiver works every day 07-20 with the
     VISIT skill, their provider serves the elder's district and holds a VISIT contract, nobody is on
-    shift and nobody is blocked."""
+    shift and nobody is blocked. The elder and the provider have signed a service agreement for
+    :data:`AGREED` from today for a year (recurring orders need one)."""
     h = {
         role: await as_user(f"demo_{role}")
         for role in (
@@ -135,6 +137,7 @@ async def world(db: AsyncSession, api: httpx.AsyncClient, as_user: Login) -> dic
     )
     await db.execute(delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id == elder_id))
     await db.execute(delete(CaregiverPosition))
+    await add_signed_agreement(db, elder_id=elder_id, provider_id=cg.provider_id, services=AGREED)
     await db.commit()
     assert elder_id in me["family"]["elder_ids"]
     return {

@@ -46,6 +46,7 @@ from dispatch.seed import CONTRACTS_FROM
 from dispatch.states import SYSTEM, OrderState
 from registry.models import Caregiver, Certificate, Elder, ElderBlockedCaregiver, ProviderDistrict
 from tests.conftest import TEST_NOW
+from tests.factories import TODAY, add_assessment
 from tests.support import dispatch as support
 
 pytestmark = pytest.mark.integration
@@ -63,7 +64,8 @@ async def _world(db: AsyncSession, client: httpx.AsyncClient, login: Login) -> d
     """The demo provider alone serves the demo elder's district and holds VISIT and BATH contracts (not
     CLEAN); its caregivers work every day 07-19 from homes near the elder with the VISIT, BATH and CLEAN
     skills; caregiver ``expired_holder`` (not the demo caregiver) has an elder-care certificate that
-    expires today, the others' next year. Eight orders for tomorrow (seven visits, one bath)."""
+    expires today, the others' next year. Eight orders for tomorrow (seven visits, one bath), for elders
+    assessed today."""
     roles = ("provider_admin", "caregiver", "supervisor", "operator", "elder")
     headers = {r: await login(f"demo_{r}") for r in roles}
     me = {r: (await client.get("/api/v1/auth/me", headers=h)).json() for r, h in headers.items()}
@@ -138,6 +140,8 @@ async def _world(db: AsyncSession, client: httpx.AsyncClient, login: Login) -> d
     assert len(elders) == 8
     await db.execute(delete(ElderBlockedCaregiver).where(ElderBlockedCaregiver.elder_id.in_(elders)))
     await db.execute(update(Elder).where(Elder.id.in_(elders)).values(allows_any_gender_bathing=True))
+    for eid in elders:  # bathing needs an ability assessment valid on the service day
+        await add_assessment(db, eid, assessed_on=TODAY)
     orders = []
     for k, eid in enumerate(elders):
         bath = k == 7

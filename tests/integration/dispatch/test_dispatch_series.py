@@ -25,6 +25,7 @@ from core.identity.models import AppUser, Role
 from dispatch import orders
 from dispatch.models import DayPlanDirty, ServiceOrder
 from tests.conftest import TEST_NOW
+from tests.factories import add_signed_agreement
 from tests.support import dispatch as support
 
 pytestmark = pytest.mark.integration
@@ -102,13 +103,18 @@ async def test_series_are_listed_and_read_in_scope(api: httpx.AsyncClient, world
         assert r.status_code == 200, (role, r.text)
         assert r.json()["rrule"] == "BYDAY=MO,TU,WE,TH,FR;COUNT=30;FREQ=DAILY"  # as stored: one spelling
         assert len(r.json()["orders"]) == 9
-    # The provider has served no order of the series and the caregiver none: not theirs to see.
-    for role in ("provider_admin", "caregiver"):
-        r = await api.get("/api/v1/recurring-orders", headers=h[role])
-        assert r.status_code == 200, (role, r.text)
-        assert sid not in [s["id"] for s in r.json()["items"]], role
-        r = await api.get(f"/api/v1/recurring-orders/{sid}", headers=h[role])
-        assert (r.status_code, r.json()["code"]) == (404, "recurring_order.not_found"), role
+    # The series is agreed with the world's provider: its admin sees it (none of its orders yet, as
+    # none is dispatched); the caregiver has served none of it: not theirs to see.
+    assert placed["provider_id"] == world["provider_id"]
+    r = await api.get("/api/v1/recurring-orders", headers=h["provider_admin"])
+    assert sid in [s["id"] for s in r.json()["items"]]
+    r = await api.get(f"/api/v1/recurring-orders/{sid}", headers=h["provider_admin"])
+    assert (r.status_code, r.json()["orders"]) == (200, [])
+    r = await api.get("/api/v1/recurring-orders", headers=h["caregiver"])
+    assert r.status_code == 200, r.text
+    assert sid not in [s["id"] for s in r.json()["items"]]
+    r = await api.get(f"/api/v1/recurring-orders/{sid}", headers=h["caregiver"])
+    assert (r.status_code, r.json()["code"]) == (404, "recurring_order.not_found")
     r = await api.get("/api/v1/recurring-orders?state=paused", headers=h["family"])
     assert sid not in [s["id"] for s in r.json()["items"]]
     r = await api.get("/api/v1/recurring-orders/999999999", headers=h["admin"])
@@ -171,6 +177,9 @@ async def committed_elder(engine: AsyncEngine, seeded: dict[str, object]) -> Asy
     factory = async_sessionmaker(engine, expire_on_commit=False)
     async with factory() as s, s.begin():
         place = await support.add_place(s, n=3, id_number="420902194005039990", birth_on=dt.date(1940, 5, 3))
+        await add_signed_agreement(
+            s, elder_id=place.elder.id, provider_id=place.provider.id, services=["VISIT"]
+        )
         user = await s.scalar(select(AppUser.id).where(AppUser.username == "demo_operator"))
     assert user is not None
     yield place.elder.id, user

@@ -1,7 +1,8 @@
 """Least privilege over elders (DOMAIN §9) through HTTP, with the roles' own logins.
 
 A caregiver sees the elders of their current, upcoming and recent visits (a dated policy window),
-a provider admin the elders with an order or visit with its provider; both get the care view only
+a provider admin the elders with an order or visit with its provider, or a service agreement both
+sides signed (not a draft it wrote alone); both get the care view only
 (no ID number, birth date or subsidy categories) and may not search by ID number. Whoever gets a
 masked ID number gets no birth date that would rebuild it, and the mask hides what encodes it.
 """
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.identity.models import Role
 from core.policy import PolicyValue
-from dispatch.models import ServiceOrder, Visit
+from dispatch.models import ServiceAgreement, ServiceOrder, Visit
 from registry.idcard import age_on, mask_id_number
 from registry.models import Assessment, Elder, Provider
 from registry.scope import RECENT_VISITS_POLICY
@@ -267,7 +268,25 @@ async def test_a_provider_admin_sees_the_elders_of_its_orders_and_visits_only(
     assert (r.status_code, problem_code(r)) == (403, "auth.forbidden")
 
 
-async def test_the_demo_provider_admin_sees_exactly_the_elders_of_its_orders(
+async def test_a_provider_admin_sees_the_elders_of_its_signed_agreements_not_of_its_drafts(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory
+) -> None:
+    provider = await new_provider_admin(make)
+    agreed = await make.elder(XIAONAN)
+    drafted = await make.elder(XIAONAN)
+    await make.agreement(agreed, provider.provider, "VISIT")
+    await make.agreement(drafted, provider.provider, "VISIT")
+    await db.execute(
+        update(ServiceAgreement)
+        .where(ServiceAgreement.elder_id == drafted.id)
+        .values(signed_at=None, state="draft")
+    )
+    assert await listed_ids(client, provider.headers) == {agreed.id}
+    await assert_care_view(client, provider.headers, agreed)
+    await assert_hidden(client, db, provider.headers, drafted.id)
+
+
+async def test_the_demo_provider_admin_sees_exactly_the_elders_of_its_orders_and_agreements(
     client: httpx.AsyncClient, db: AsyncSession, make: Factory
 ) -> None:
     p = await principal_of(db, "demo_provider_admin")
@@ -277,6 +296,9 @@ async def test_the_demo_provider_admin_sees_exactly_the_elders_of_its_orders(
     ids = union(
         select(ServiceOrder.elder_id).where(ServiceOrder.provider_id == p.provider_id),
         select(Visit.elder_id).where(Visit.provider_id == p.provider_id),
+        select(ServiceAgreement.elder_id).where(
+            ServiceAgreement.provider_id == p.provider_id, ServiceAgreement.signed_at.is_not(None)
+        ),
     ).subquery()
     expected = await db.scalar(select(func.count()).select_from(ids))
     total = (await client.get("/api/v1/elders", params={"limit": 1}, headers=headers)).json()["total"]
