@@ -10,14 +10,16 @@ from sqlalchemy import Table
 
 from core.identity.authz import Principal
 from core.identity.models import Role
-from dispatch.models import ServiceOrder, Visit
+from dispatch.models import ServiceAgreement, ServiceOrder, Visit
 from dispatch.states import OrderState
 from iot_ingest.models import Device
 from registry.scope import (
     ORDER_CANCELLED,
     RECENT_VISITS_POLICY,
     VISIT_UNDER_WAY,
+    can_see_agreement,
     device_t,
+    service_agreement_t,
     service_order_t,
     shows_contacts_during_visit,
     visit_opens_elder,
@@ -71,6 +73,7 @@ def test_the_scope_names_real_dispatch_and_device_columns() -> None:
     tables = (
         (service_order_t, ServiceOrder.__table__),
         (visit_t, Visit.__table__),
+        (service_agreement_t, ServiceAgreement.__table__),
         (device_t, Device.__table__),
     )
     for light, model in tables:
@@ -114,3 +117,32 @@ def test_contacts_during_a_visit_under_way(
 def test_the_recent_visit_window_is_seeded_as_policy() -> None:
     rows = [p for p in POLICY_DEFAULTS if p.key == RECENT_VISITS_POLICY]
     assert [(p.scope, p.value) for p in rows] == [("*", {"days": 30})]
+
+
+XIAONAN_ID, HANCHUAN_ID = 1, 2
+CIVIL = Principal(user_id=5, username="ca", role=Role.CIVIL_AFFAIRS, district_ids=frozenset({XIAONAN_ID}))
+FAMILY = Principal(user_id=6, username="f", role=Role.FAMILY, elder_ids=frozenset({40}))
+
+
+@pytest.mark.parametrize(
+    ("who", "elder_id", "district_id", "provider_id", "expected"),
+    [
+        (OPERATOR, 40, HANCHUAN_ID, 3, True),
+        (Principal(user_id=7, username="ad", role=Role.ADMIN), 40, HANCHUAN_ID, 3, True),
+        (CIVIL, 40, XIAONAN_ID, 9, True),
+        (CIVIL, 40, HANCHUAN_ID, 9, False),
+        (PROVIDER, 40, XIAONAN_ID, 3, True),  # its own provider's
+        (PROVIDER, 40, XIAONAN_ID, 4, False),
+        (FAMILY, 40, XIAONAN_ID, 4, True),  # its elder's, whichever provider
+        (FAMILY, 41, XIAONAN_ID, 4, False),
+        (CAREGIVER, 40, XIAONAN_ID, 3, False),  # not even its provider's
+        (Principal(user_id=8, username="su", role=Role.SUPERVISOR), 40, XIAONAN_ID, 3, False),
+    ],
+)
+def test_who_sees_a_service_agreement(
+    who: Principal, elder_id: int, district_id: int, provider_id: int, expected: bool
+) -> None:
+    assert (
+        can_see_agreement(who, elder_id=elder_id, district_id=district_id, provider_id=provider_id)
+        is expected
+    )
