@@ -25,7 +25,7 @@ from core.policy import PolicyValue
 from dispatch.candidates import dispatch_facts
 from dispatch.dayplans.plan import plan_provider_day
 from dispatch.jobs import materialise_recurring
-from dispatch.models import ServiceOrder
+from dispatch.models import RecurringOrder, ServiceOrder
 from registry.models import Elder, Provider
 from tests.conftest import TEST_NOW
 from tests.factories import TODAY, XIAONAN, Account, Factory
@@ -360,3 +360,29 @@ async def test_order_details_show_the_agreement_and_the_assessment(
         "assessed_on": "2026-03-02",
         "valid_until": "2027-03-01",
     }
+
+
+async def test_a_series_placed_before_agreements_is_bound_when_resumed(
+    client: httpx.AsyncClient, db: AsyncSession, make: Factory, w: World
+) -> None:
+    """A series with no provider (placed before agreements existed) keeps being materialised as
+    before; resuming it binds it to the provider whose signed agreement covers its remaining days."""
+    legacy = RecurringOrder(
+        elder_id=w.elder.id,
+        service_code="VISIT",
+        rrule="COUNT=4;FREQ=WEEKLY",
+        first_start_at=dt.datetime(2026, 11, 23, 1, 0, tzinfo=dt.UTC),
+        duration_s=1800,
+        window_s=1800,
+        state="paused",
+    )
+    db.add(legacy)
+    await db.flush()
+    path = f"/api/v1/recurring-orders/{legacy.id}/resume"
+    r = await client.post(path, headers=w.family.headers)
+    assert _problem(r) == (409, "dispatch.agreement_required")
+    assert r.json()["provider_id"] is None
+    await make.agreement(w.elder, w.ours, "VISIT")
+    r = await client.post(path, headers=w.family.headers)
+    assert r.status_code == 200, r.text
+    assert (r.json()["series"]["provider_id"], len(r.json()["created_order_ids"])) == (w.ours.id, 2)
