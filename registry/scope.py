@@ -104,8 +104,16 @@ VISIT_UNDER_WAY: Final = ("en_route", "checked_in")
 
 
 def sees_all_elders(p: Principal) -> bool:
-    """Admins, and call-centre staff who must be able to act on any alarm in the city."""
-    return p.role in (Role.ADMIN, Role.OPERATOR, Role.SUPERVISOR)
+    """Admins, and call-centre staff with no districts (city-wide when unscoped, DOMAIN §9)."""
+    return p.role == Role.ADMIN or (p.role in (Role.OPERATOR, Role.SUPERVISOR) and not p.district_ids)
+
+
+def by_district(p: Principal) -> bool:
+    """Whether ``p`` sees by district: civil-affairs officers, and call-centre staff with districts
+    (DOMAIN §9: operators and supervisors see the elders in their districts)."""
+    return p.role == Role.CIVIL_AFFAIRS or (
+        p.role in (Role.OPERATOR, Role.SUPERVISOR) and bool(p.district_ids)
+    )
 
 
 def can_see_elder(
@@ -121,7 +129,7 @@ def can_see_elder(
     """
     if sees_all_elders(p):
         return True
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         return district_id in p.district_ids
     if p.role in (Role.FAMILY, Role.ELDER):
         return elder_id in p.elder_ids
@@ -136,7 +144,7 @@ def can_edit_elder(p: Principal, *, district_id: int) -> bool:
     """Elder master data is maintained by admins and by civil-affairs officers of the district."""
     if p.role == Role.ADMIN:
         return True
-    return p.role == Role.CIVIL_AFFAIRS and district_id in p.district_ids
+    return by_district(p) and district_id in p.district_ids
 
 
 def can_see_provider(p: Principal, *, provider_id: int) -> bool:
@@ -178,7 +186,7 @@ def can_see_agreement(p: Principal, *, elder_id: int, district_id: int, provider
     its provider's; an elder or family member their elders'."""
     if p.role in AGREEMENTS_CITY_WIDE:
         return True
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         return district_id in p.district_ids
     if p.role == Role.PROVIDER_ADMIN:
         return p.provider_id is not None and p.provider_id == provider_id
@@ -195,7 +203,7 @@ def can_see_device(p: Principal, *, elder_id: int | None, district_id: int | Non
         return True
     if elder_id is None:
         return False
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         return district_id in p.district_ids
     if p.role in (Role.FAMILY, Role.ELDER):
         return elder_id in p.elder_ids
@@ -206,7 +214,7 @@ def can_edit_device(p: Principal, *, district_id: int | None) -> bool:
     """Admins edit any device; a civil-affairs officer devices installed in their districts."""
     if p.role == Role.ADMIN:
         return True
-    return p.role == Role.CIVIL_AFFAIRS and district_id is not None and district_id in p.district_ids
+    return by_district(p) and district_id is not None and district_id in p.district_ids
 
 
 # Who works on an elder's monitoring settings (iot_ingest.monitoring): the call centre.
@@ -238,7 +246,7 @@ def can_manage_blocklist(p: Principal, *, elder_id: int, district_id: int) -> bo
     """An elder, their family, the district's civil-affairs officer or an admin may block caregivers."""
     if p.role == Role.ADMIN:
         return True
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         return district_id in p.district_ids
     if p.role in (Role.FAMILY, Role.ELDER):
         return elder_id in p.elder_ids
@@ -250,7 +258,7 @@ def can_see_guardian(p: Principal, *, guardian_id: int, elder_district_ids: Iter
     civil-affairs officer guardians of elders in their districts; a family member themself."""
     if sees_all_elders(p):
         return True
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         return bool(p.district_ids.intersection(elder_district_ids))
     if p.role == Role.FAMILY:
         return p.guardian_id == guardian_id
@@ -399,7 +407,7 @@ def elder_clause(p: Principal) -> ColumnElement[bool]:
     """Rows of ``elder`` that :func:`can_see_elder` admits for ``p``."""
     if sees_all_elders(p):
         return true()
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         return Elder.district_id.in_(sorted(p.district_ids)) if p.district_ids else false()
     if p.role in (Role.FAMILY, Role.ELDER):
         return Elder.id.in_(sorted(p.elder_ids)) if p.elder_ids else false()
@@ -424,7 +432,7 @@ def device_clause(p: Principal, elder_fk: SQLColumnExpression[Any]) -> ColumnEle
     through their ``elder_id``, given as ``elder_fk``) that :func:`can_see_device` admits."""
     if sees_all_elders(p):
         return true()
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         if not p.district_ids:
             return false()
         return elder_fk.in_(select(Elder.id).where(Elder.district_id.in_(sorted(p.district_ids))))
@@ -440,7 +448,7 @@ def agreement_clause(
     :func:`can_see_agreement` admits."""
     if p.role in AGREEMENTS_CITY_WIDE:
         return true()
-    if p.role == Role.CIVIL_AFFAIRS:
+    if by_district(p):
         if not p.district_ids:
             return false()
         return elder_col.in_(select(Elder.id).where(Elder.district_id.in_(sorted(p.district_ids))))
@@ -455,7 +463,7 @@ def guardian_clause(p: Principal) -> ColumnElement[bool]:
     """Rows of ``guardian`` that :func:`can_see_guardian` admits."""
     if sees_all_elders(p):
         return true()
-    if p.role == Role.CIVIL_AFFAIRS and p.district_ids:
+    if by_district(p) and p.district_ids:
         return exists(
             select(ElderGuardian.elder_id)
             .join(Elder, Elder.id == ElderGuardian.elder_id)
