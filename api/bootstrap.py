@@ -18,6 +18,7 @@ from sqlalchemy import MetaData
 import callcentre.models
 import core.audit
 import core.identity.models
+import core.outbox
 import core.policy
 import dispatch.jobs
 import dispatch.models
@@ -41,7 +42,7 @@ from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
 
 # The kernel's own tables (audit_log; app_user, its sessions and sign-in attempts; policy_value) are on
 # the same metadata as the domains'.
-KERNEL_MODELS: tuple[ModuleType, ...] = (core.audit, core.identity.models, core.policy)
+KERNEL_MODELS: tuple[ModuleType, ...] = (core.audit, core.identity.models, core.policy, core.outbox)
 
 
 @dataclass(frozen=True, slots=True)

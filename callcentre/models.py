@@ -68,6 +68,7 @@ class Alarm(Base):
         ),
         Index("ix_alarm_open", "received_at", postgresql_where=text("cleared_at IS NULL")),
         Index("ix_alarm_elder_received", "elder_id", "received_at"),
+        Index("ix_alarm_queue", "district_id", "received_at", postgresql_where=text("cleared_at IS NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -85,5 +86,27 @@ class Alarm(Base):
     cleared_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     cleared_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    assigned_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The elder's district when raised (trigger ``alarm_set_district``, migration 0019).
+    district_id: Mapped[int | None] = mapped_column(ForeignKey("district.id"))
     outcome: Mapped[str | None] = mapped_column(String(30))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))
+
+
+class AlarmEvent(Base):
+    """One change of an alarm, append-only: its timeline and the live feed's event (``id``).
+
+    ``raised`` and ``repeated`` are written by triggers on ``alarm`` (migration 0019); every other kind
+    by :mod:`callcentre.timeline`. ``district_id`` is the alarm's, copied for the feed's scoping.
+    """
+
+    __tablename__ = "alarm_event"
+    __table_args__ = (Index("ix_alarm_event_alarm", "alarm_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(ForeignKey("alarm.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=text("clock_timestamp()"))
+    kind: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    district_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))
