@@ -223,20 +223,40 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
-async def _scheduler_main(settings: Settings) -> None:
+async def _scheduler_main(settings: Settings, *, notify: bool = True) -> None:
     from api.bootstrap import scheduled_jobs
     from core.db import make_engine, make_sessionmaker
+    from core.notify.runner import run_dispatcher
     from core.scheduler import run_scheduler
 
     stop = asyncio.Event()
     _stop_on_signals(stop)
     engine = make_engine(settings, pool_size=2, max_overflow=2)
     try:
-        await run_scheduler(
-            settings, sessionmaker=make_sessionmaker(engine), stop=stop, jobs=scheduled_jobs()
-        )
+        work = [
+            run_scheduler(settings, sessionmaker=make_sessionmaker(engine), stop=stop, jobs=scheduled_jobs())
+        ]
+        if notify:  # the outbox's dispatcher, beside the jobs (docs/notifications.md)
+            work.append(run_dispatcher(settings, stop=stop))
+        await _all_until_one_fails(work, stop)
     finally:
         await engine.dispose()
+
+
+async def _all_until_one_fails(work: Sequence[Awaitable[None]], stop: asyncio.Event) -> None:
+    """Run ``work`` together until each returns; the first to fail stops the others (they drain) and
+    its error propagates, so the supervisor restarts the whole process rather than half of it."""
+    tasks = [asyncio.ensure_future(w) for w in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        errors = [exc for t in done if (exc := t.exception()) is not None]
+        if errors:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise errors[0]
+    finally:
+        for t in tasks:
+            t.cancel()
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -244,7 +264,22 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
     configure_logging(json=settings.log_json, level=settings.log_level)
     # APScheduler logs two lines per run; our runner logs failures (and, at DEBUG, every run) itself.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    asyncio.run(_scheduler_main(settings))
+    asyncio.run(_scheduler_main(settings, notify=not args.no_notify))
+    return 0
+
+
+async def _notify_main(settings: Settings) -> None:
+    from core.notify.runner import run_dispatcher
+
+    stop = asyncio.Event()
+    _stop_on_signals(stop)
+    await run_dispatcher(settings, stop=stop)
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    configure_logging(json=settings.log_json, level=settings.log_level)
+    asyncio.run(_notify_main(settings))
     return 0
 
 
@@ -580,8 +615,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=cmd_serve)
 
-    p = sub.add_parser("scheduler", help="run the scheduled jobs (APScheduler)")
+    p = sub.add_parser(
+        "scheduler", help="run the scheduled jobs (APScheduler) and the notification dispatcher"
+    )
+    p.add_argument(
+        "--no-notify",
+        action="store_true",
+        help="do not deliver the notification outbox here (run `eldercare notify` separately)",
+    )
     p.set_defaults(handler=cmd_scheduler)
+
+    p = sub.add_parser("notify", help="run only the notification dispatcher (delivers the outbox)")
+    p.set_defaults(handler=cmd_notify)
 
     p = sub.add_parser("ingest", help="run the MQTT device-data ingest service")
     p.set_defaults(handler=cmd_ingest)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
 from core.identity.authz import public
+from core.notify import stats as notify_stats
+
+log = structlog.get_logger(__name__)
 
 
 class HealthController(Controller):
@@ -35,5 +39,13 @@ class HealthController(Controller):
         summary="Prometheus metrics",
         include_in_schema=False,
     )
-    async def metrics(self) -> Response[bytes]:
+    async def metrics(self, state: State) -> Response[bytes]:
+        # The outbox's figures come from the database, so every API process reports them, whichever
+        # process delivers. A database that does not answer leaves them as they were.
+        try:
+            async with state.sessionmaker() as session:
+                stats = await notify_stats.outbox_stats(session, now=state.clock())
+            notify_stats.export(stats)
+        except Exception as exc:  # metrics must render even when the database is down
+            log.warning("metrics.outbox_unavailable", error=type(exc).__name__)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -3,7 +3,8 @@
 Every domain seeds its own reference data and policy defaults in its ``seed.py``, as a
 :class:`DomainSeed`; the composition root (``api.bootstrap``) hands the domains' seeds to
 :func:`seed_reference`. The kernel names no domain: it writes what it is given, plus its own identity
-defaults (:data:`AUTH_POLICY_DEFAULTS`).
+defaults (:data:`AUTH_POLICY_DEFAULTS`) and the notification retries'
+(:data:`core.notify.retry.NOTIFY_POLICY_DEFAULTS`).
 
 Everything here only adds rows and flushes; the caller owns the transaction. It is idempotent: policy
 values are inserted with ``ON CONFLICT DO NOTHING`` on ``(key, scope, valid_from)``, and a domain's
@@ -24,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import Base
+from core.notify.retry import NOTIFY_POLICY_DEFAULTS
 from core.policy import POLICY_EPOCH, PolicyDefault, PolicyValue
 from core.policy_rules import PolicyEditors
 
@@ -80,9 +82,10 @@ AUTH_POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
 
 
 def policy_defaults(domains: Sequence[DomainSeed]) -> tuple[PolicyDefault, ...]:
-    """The kernel's policy defaults and every domain's, in that order. A ``(key, scope)`` seeded twice
-    is an error: the second row would be skipped silently by ``ON CONFLICT DO NOTHING``."""
-    defaults = (*AUTH_POLICY_DEFAULTS, *(p for d in domains for p in d.policies))
+    """The kernel's policy defaults (sign-in, notification retries) and every domain's, in that order.
+    A ``(key, scope)`` seeded twice is an error: the second row would be skipped silently by
+    ``ON CONFLICT DO NOTHING``."""
+    defaults = (*AUTH_POLICY_DEFAULTS, *NOTIFY_POLICY_DEFAULTS, *(p for d in domains for p in d.policies))
     twice = [k for k, n in Counter((p.key, p.scope) for p in defaults).items() if n > 1]
     if twice:
         raise ValueError(f"policy defaults seeded twice: {sorted(twice)}")

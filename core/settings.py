@@ -11,9 +11,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = PROJECT_ROOT / ".eldercare"
 
 
-def _secret() -> str:
-    """A persistent per-checkout secret so sessions survive a restart."""
-    path = STATE_DIR / "secret_key"
+def _secret(name: str = "secret_key") -> str:
+    """A persistent per-checkout secret (``.eldercare/<name>``) so it survives a restart."""
+    path = STATE_DIR / name
     if path.exists():
         return path.read_text().strip()
     STATE_DIR.mkdir(parents=True, exist_ok=True)
@@ -39,6 +39,24 @@ class Settings:
     # The ingest worker's MQTT client id; the broker keys its persistent sessions on it, so a worker
     # restarted with the same id is handed what was queued for it meanwhile. Empty: one per process.
     ingest_client_id: str = ""
+    # Notifications (core.notify, docs/notifications.md). The shared secret that signs every webhook
+    # and gateway request (HMAC-SHA256, ``X-Eldercare-Signature``); like ``secret_key``, generated once
+    # per checkout into .eldercare/notify_webhook_secret when the environment gives none.
+    notify_webhook_secret: str = field(default="", repr=False)
+    notify_timeout_s: float = 10.0  # one delivery attempt, connection included
+    # A claimed row is leased for this long: no other dispatcher takes it meanwhile. Longer than the
+    # timeout, so a slow receiver's attempt ends (with an outcome) before anyone else may try.
+    notify_lease_s: float = 60.0
+    notify_batch_size: int = 20  # rows claimed per round trip
+    notify_concurrency: int = 16  # deliveries in flight at once per dispatcher
+    notify_poll_s: float = 5.0  # the fallback poll when no NOTIFY arrives
+    # The vendor gateways (empty: not configured; their rows fail permanently, saying so). Templates
+    # map a notification kind to the vendor's template, as JSON (see docs/notifications.md).
+    notify_sms_gateway_url: str = ""
+    notify_sms_sign_name: str = ""
+    notify_sms_templates: str = "{}"
+    notify_wechat_gateway_url: str = ""
+    notify_wechat_templates: str = "{}"
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -55,6 +73,18 @@ class Settings:
             log_level=env.get("ELDERCARE_LOG_LEVEL", d.log_level),
             secure_cookies=env.get("ELDERCARE_SECURE_COOKIES", "") == "1",
             ingest_client_id=env.get("ELDERCARE_INGEST_CLIENT_ID", d.ingest_client_id),
+            notify_webhook_secret=env.get("ELDERCARE_NOTIFY_WEBHOOK_SECRET")
+            or _secret("notify_webhook_secret"),
+            notify_timeout_s=float(env.get("ELDERCARE_NOTIFY_TIMEOUT_S", str(d.notify_timeout_s))),
+            notify_lease_s=float(env.get("ELDERCARE_NOTIFY_LEASE_S", str(d.notify_lease_s))),
+            notify_batch_size=int(env.get("ELDERCARE_NOTIFY_BATCH_SIZE", str(d.notify_batch_size))),
+            notify_concurrency=int(env.get("ELDERCARE_NOTIFY_CONCURRENCY", str(d.notify_concurrency))),
+            notify_poll_s=float(env.get("ELDERCARE_NOTIFY_POLL_S", str(d.notify_poll_s))),
+            notify_sms_gateway_url=env.get("ELDERCARE_NOTIFY_SMS_GATEWAY_URL", ""),
+            notify_sms_sign_name=env.get("ELDERCARE_NOTIFY_SMS_SIGN_NAME", ""),
+            notify_sms_templates=env.get("ELDERCARE_NOTIFY_SMS_TEMPLATES", d.notify_sms_templates),
+            notify_wechat_gateway_url=env.get("ELDERCARE_NOTIFY_WECHAT_GATEWAY_URL", ""),
+            notify_wechat_templates=env.get("ELDERCARE_NOTIFY_WECHAT_TEMPLATES", d.notify_wechat_templates),
         )
         return replace(s, **overrides)  # type: ignore[arg-type]
 
