@@ -16,12 +16,13 @@ from core.notify.wechat import WeChatConfig, wechat_request, wechat_result
 pytestmark = pytest.mark.unit
 
 AT = dt.datetime(2026, 12, 3, 1, 30, tzinfo=dt.UTC)
+ADDRESS = "孝感市孝南区书院街道槐荫社区长征路18号3单元502室（近菜市场）"
 PAYLOAD = {
     "alarm_id": 123,
     "elder_name": "王秀英",
     "type": "SOS",
     "raised_at": "2026-12-03 09:30",
-    "address": "孝感市孝南区书院街道槐荫社区长征路18号3单元502室（近菜市场）",
+    "address": ADDRESS,
     "critical": True,
     "contacts": [{"name": "李明"}],
     "note": None,
@@ -79,7 +80,7 @@ def test_an_sms_is_a_sendsms_request_with_string_template_params() -> None:
         "elder_name": "王秀英",
         "type": "SOS",
         "raised_at": "2026-12-03 09:30",
-        "address": PAYLOAD["address"],
+        "address": ADDRESS,
         "critical": "true",
     }
 
@@ -142,7 +143,7 @@ def test_a_wechat_subscribe_message_maps_fields_cuts_values_and_fills_the_page()
             "thing1": {"value": "王秀英"},
             "phrase2": {"value": "SOS"},
             "time3": {"value": "2026-12-03 09:30"},
-            "thing4": {"value": PAYLOAD["address"][:20]},  # a thing holds 20 characters
+            "thing4": {"value": ADDRESS[:20]},  # a thing holds 20 characters
         },
         "miniprogram_state": "formal",
         "lang": "zh_CN",
