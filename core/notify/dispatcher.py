@@ -232,7 +232,7 @@ class Dispatcher:
                 if room > 0:
                     try:
                         claimed = await self.claim(min(room, self.config.batch_size))
-                    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                    except Exception as exc:  # the database away: poll again, never stop the loop
                         log.warning("notify.claim_failed", error=f"{type(exc).__name__}: {exc}")
                 for message in claimed:
                     task = asyncio.create_task(self._deliver_logged(message))
@@ -269,7 +269,7 @@ class Dispatcher:
         """Until a NOTIFY, a delivery finishing, ``stop``, the next retry's time or the poll."""
         timeout = self.config.poll_s
         if room_left:
-            with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            with contextlib.suppress(Exception):  # unknown: the poll interval will do
                 async with self.pool.acquire() as conn:
                     next_due = await conn.fetchval(NEXT_DUE_SQL)
                 if next_due is not None:
@@ -287,12 +287,15 @@ class Dispatcher:
         """A connection LISTENing on the outbox and policy channels; ``None`` (poll only) if it fails."""
         if self.listen_dsn is None:
             return None
+        conn: asyncpg.Connection | None = None
         try:
-            conn: asyncpg.Connection = await asyncpg.connect(self.listen_dsn)
+            conn = await asyncpg.connect(self.listen_dsn)
             await conn.add_listener(OUTBOX_CHANNEL, self._on_outbox)
             await conn.add_listener(POLICY_CHANGED, self._on_policy)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:  # poll only until the next round tries again
             log.warning("notify.listen_failed", error=f"{type(exc).__name__}: {exc}")
+            if conn is not None:
+                conn.terminate()
             return None
         return conn
 
