@@ -27,6 +27,7 @@ import iot_ingest.models
 import registry.models
 from billing import seed as billing_seed
 from callcentre import seed as callcentre_seed
+from callcentre.routes import CONTROLLERS as CALLCENTRE_CONTROLLERS
 from core import scheduler
 from core.db import Base
 from core.identity.sessions import ScopeLoader
@@ -86,7 +87,12 @@ DOMAINS: tuple[Domain, ...] = (
         jobs=dispatch.jobs,
         seed=dispatch_seed.SEED,
     ),
-    Domain("callcentre", models=callcentre.models, seed=callcentre_seed.SEED),
+    Domain(
+        "callcentre",
+        models=callcentre.models,
+        controllers=CALLCENTRE_CONTROLLERS,
+        seed=callcentre_seed.SEED,
+    ),
     Domain("billing", seed=billing_seed.SEED),
 )
 

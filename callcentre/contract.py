@@ -57,6 +57,13 @@ class Severity(enum.StrEnum):
 ALARM_NOTIFY_CHANNEL: Final = "alarm"
 
 
+def severity_rank_sql(column: str = "severity") -> str:
+    """SQL ranking a severity in queue order, CRITICAL first (0) to WARNING (3): the ``alarm``
+    table's generated ``severity_rank`` column, so the operators' queue is one index scan."""
+    whens = " ".join(f"WHEN '{s.value}' THEN {i}" for i, s in enumerate(Severity))
+    return f"CASE {column} {whens} END"
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmCandidate:
     """An alarm to raise: of a device (``device_id`` set) or of an elder only (``device_id`` None).

@@ -18,10 +18,12 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     func,
     text,
@@ -29,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from callcentre.contract import AlarmType, Severity
+from callcentre.contract import AlarmType, Severity, severity_rank_sql
 from core.db import Base
 
 
@@ -68,12 +70,32 @@ class Alarm(Base):
         ),
         Index("ix_alarm_open", "received_at", postgresql_where=text("cleared_at IS NULL")),
         Index("ix_alarm_elder_received", "elder_id", "received_at"),
-        Index("ix_alarm_queue", "district_id", "received_at", postgresql_where=text("cleared_at IS NULL")),
+        # The operators' queue (migration 0020): open alarms by severity, then age; city-wide and per
+        # district. Cleared alarms newest first; every alarm by the time it was received (the figures).
+        Index(
+            "ix_alarm_queue_rank",
+            "severity_rank",
+            "received_at",
+            "id",
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index(
+            "ix_alarm_queue_district",
+            "district_id",
+            "severity_rank",
+            "received_at",
+            "id",
+            postgresql_where=text("cleared_at IS NULL"),
+        ),
+        Index("ix_alarm_cleared", "cleared_at", "id", postgresql_where=text("cleared_at IS NOT NULL")),
+        Index("ix_alarm_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     type: Mapped[str] = mapped_column(String(20))
     severity: Mapped[str] = mapped_column(String(10))
+    # 0 (CRITICAL) … 3 (WARNING), computed by the database: the queue's order (migration 0020).
+    severity_rank: Mapped[int] = mapped_column(SmallInteger, Computed(severity_rank_sql(), persisted=True))
     device_id: Mapped[int | None] = mapped_column(ForeignKey("device.id", ondelete="SET NULL"))
     elder_id: Mapped[int | None] = mapped_column(ForeignKey("elder.id", ondelete="SET NULL"))
     count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))

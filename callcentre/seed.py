@@ -66,6 +66,14 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
         {"escalate_after_seconds": 60, "within_60s_bp": 9750, "within_180s_bp": 9900},
         "DOMAIN §7 TSA code of practice [S]",
     ),
+    # Who the operators' alarm view offers to send round (callcentre.context): the caregivers on shift
+    # nearest the elder who could make a visit of this catalogue service and length now, best first.
+    PolicyDefault(
+        "alarm.responders",
+        "*",
+        {"service_code": "VISIT", "visit_minutes": 30, "count": 5},
+        "issue #11 [E]: a caring visit (探访关爱) by the nearest available caregivers",
+    ),
     # The inactivity watch every elder living alone gets without settings of their own (scope: the
     # living situation; add a scope to extend it, e.g. to empty-nest elders). An elder's own settings
     # (iot_ingest.monitoring) replace it; the night window for doors is alarm.door_open_night's.

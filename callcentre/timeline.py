@@ -9,6 +9,7 @@ kind here, in the transaction of the change it records.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
 from collections.abc import Mapping
@@ -39,6 +40,10 @@ class EventKind(enum.StrEnum):
 _INSERT: Final = """INSERT INTO alarm_event (alarm_id, kind, actor_id, district_id, data)
 SELECT a.id, $2, $3, a.district_id, $4::jsonb FROM alarm a WHERE a.id = $1
 RETURNING id"""
+# The same with the event's time given (``$5``) rather than the database's clock.
+_INSERT_AT: Final = """INSERT INTO alarm_event (alarm_id, kind, actor_id, district_id, data, at)
+SELECT a.id, $2, $3, a.district_id, $4::jsonb, $5 FROM alarm a WHERE a.id = $1
+RETURNING id"""
 
 
 async def record(
@@ -48,11 +53,15 @@ async def record(
     *,
     actor_id: int | None = None,
     data: Mapping[str, Any] | None = None,
+    at: dt.datetime | None = None,
 ) -> int:
-    """Append one event to the alarm's timeline; returns its id. The caller owns the transaction."""
-    event_id = await conn.fetchval(
-        _INSERT, alarm_id, kind.value, actor_id, json.dumps(dict(data or {}), default=str)
-    )
+    """Append one event to the alarm's timeline; returns its id. ``at`` is when it happened (a
+    service's ``now``; default the database's clock). The caller owns the transaction."""
+    payload = json.dumps(dict(data or {}), default=str)
+    if at is None:
+        event_id = await conn.fetchval(_INSERT, alarm_id, kind.value, actor_id, payload)
+    else:
+        event_id = await conn.fetchval(_INSERT_AT, alarm_id, kind.value, actor_id, payload, at)
     if event_id is None:
         raise LookupError(f"alarm {alarm_id} does not exist")
     return int(event_id)
