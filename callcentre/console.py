@@ -131,7 +131,7 @@ def _decode_cursor(cursor: str, *, cleared: bool) -> list[Any]:
     return [*head, at, alarm_id]
 
 
-def _queue_query(
+def queue_statement(
     status: QueueStatus,
     *,
     districts: Sequence[int] | None,
@@ -152,7 +152,9 @@ def _queue_query(
 
     cleared = status == QueueStatus.CLEARED
     where = ["a.cleared_at IS NOT NULL" if cleared else "a.cleared_at IS NULL"]
-    if districts is not None:
+    if districts is not None and len(districts) == 1:  # the district's own index gives the order
+        where.append(f"a.district_id = {param(districts[0], '::int')}")
+    elif districts is not None:
         where.append(f"a.district_id = ANY({param(list(districts), '::int[]')})")
     if types is not None:
         where.append(f"a.type = ANY({param(list(types), '::text[]')})")
@@ -231,7 +233,7 @@ async def queue(
     districts = _queue_districts(principal, district_ids)
     if districts == [] or type_values == [] or ranks == []:
         return QueuePage(items=[], has_more=False, next=None)
-    sql, args = _queue_query(
+    sql, args = queue_statement(
         view,
         districts=districts,
         types=type_values,

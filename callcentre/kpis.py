@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcentre import seed
 from callcentre.alarms import raw_connection
-from callcentre.lifecycle import READERS, Outcome, check_role
+from callcentre.lifecycle import Outcome, check_role
 from callcentre.lifecycle import Action as LifecycleAction
 from callcentre.schemas import DistrictFigures, Figures, Kpis, OperatorFigures, Share, TypeFigures
 from core.clock import local_date
@@ -165,8 +165,8 @@ async def kpis(
     supervisors, admins and civil-affairs officers those of their districts (city-wide when
     unscoped); an operator those they acknowledged (``scope`` ``own``)."""
     check_role(principal, LifecycleAction.VIEW)
-    assert principal.role in READERS
     check_period(start, end)
+    start, end = start.astimezone(dt.UTC), end.astimezone(dt.UTC)
     own = principal.role == Role.OPERATOR
     districts: list[int] | None = None
     if by_district(principal):

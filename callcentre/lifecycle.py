@@ -17,9 +17,11 @@ Who (DOMAIN §9):
 
 The rules of handling:
 
-* one operator works an alarm: claiming an unassigned alarm makes the claimer its assignee; an
-  operator cannot claim, acknowledge, act on or clear an alarm another user holds
-  (``alarm.already_claimed``); supervisors and admins may step in on any.
+* one operator works an alarm: claiming an unassigned alarm makes the claimer its assignee, and
+  nobody claims an alarm another user holds (``alarm.already_claimed``: of concurrent claims one
+  wins); an operator cannot acknowledge, act on or clear an alarm another user holds either, while
+  supervisors and admins may step in on any (and take it over by assigning it; a supervisor
+  may assign it to themself).
 * acknowledging, recording an action and clearing an unassigned alarm claim it too; recording an
   action on or clearing an unacknowledged alarm acknowledges it first (whoever calls back or clears
   an alarm has answered it; the ``acknowledged`` event is written before the action's).
@@ -343,6 +345,9 @@ def decide(  # noqa: C901 - one branch per action, in the order of the module do
         return Change(
             alarm, replace(alarm, assignee_id=assignee.user_id), (EventKind.ASSIGNED,), claimed=True
         )
+    if action == Action.CLAIM and alarm.assignee_id not in (None, principal.user_id):
+        # Claiming is taking a free alarm, for everyone: a supervisor takes one over by assigning it.
+        raise AlarmAlreadyClaimed(f"Alarm {alarm.id} is held by another user.", assignee_id=alarm.assignee_id)
     held, claimed = _hold(alarm, principal)
     events: list[EventKind] = [EventKind.CLAIMED] if claimed else []
     if action == Action.CLAIM:
