@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcentre import seed
 from callcentre.alarms import raw_connection
-from callcentre.lifecycle import Outcome, check_role
 from callcentre.lifecycle import Action as LifecycleAction
+from callcentre.lifecycle import Outcome, check_role
 from callcentre.schemas import DistrictFigures, Figures, Kpis, OperatorFigures, Share, TypeFigures
 from core.clock import local_date
 from core.errors import Invalid

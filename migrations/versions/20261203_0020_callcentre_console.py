@@ -33,7 +33,9 @@ OPEN = sa.text("cleared_at IS NULL")
 def upgrade() -> None:
     op.add_column(
         "alarm",
-        sa.Column("severity_rank", sa.SmallInteger(), sa.Computed(SEVERITY_RANK, persisted=True), nullable=False),
+        sa.Column(
+            "severity_rank", sa.SmallInteger(), sa.Computed(SEVERITY_RANK, persisted=True), nullable=False
+        ),
     )
     op.drop_index("ix_alarm_queue", table_name="alarm", postgresql_where=OPEN)
     op.create_index(

@@ -31,7 +31,7 @@ async def plant(
     *,
     elder_id: int | None = None,
     device_id: int | None = None,
-    type: str = "SOS",  # noqa: A002 - the alarm's own word
+    type: str = "SOS",
     severity: str | None = None,
     at: dt.datetime = TEST_NOW - dt.timedelta(seconds=30),
     **history: Any,
@@ -47,7 +47,7 @@ async def plant(
     )
     columns = {"received_at": at, "first_seen_at": at, "last_seen_at": at, **history}
     sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(columns, start=2))
-    await conn.execute(f"UPDATE alarm SET {sets} WHERE id = $1", written.alarm_id, *columns.values())  # noqa: S608
+    await conn.execute(f"UPDATE alarm SET {sets} WHERE id = $1", written.alarm_id, *columns.values())
     return written.alarm_id
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callcentre import console
 from callcentre.contract import AlarmCandidate, raise_alarm
 from callcentre.lifecycle import AlarmAlreadyAcknowledged, AlarmAlreadyClaimed, AlarmAlreadyCleared
+from callcentre.schemas import AlarmState
 from core.audit import AuditLog
 from core.errors import DomainError
 from core.identity.authz import Principal
@@ -47,7 +49,8 @@ async def world(engine: AsyncEngine, seeded: dict[str, object]) -> AsyncIterator
         elder_id = await s.scalar(
             select(Elder.id).where(Elder.district_id == district).order_by(Elder.id).limit(1)
         )
-        assert district is not None and elder_id is not None
+        assert district is not None
+        assert elder_id is not None
         users = [
             AppUser(
                 username=f"race_op_{i}",
@@ -111,16 +114,20 @@ async def _events(world: World, alarm_id: int) -> list[tuple[str, int | None]]:
         return [(r.kind, r.actor_id) for r in rows]
 
 
+async def _claim(session: AsyncSession, principal: Principal, *, alarm_id: int) -> object:
+    return await console.claim(session, principal, alarm_id, now=TEST_NOW)
+
+
 async def test_concurrent_claims_have_exactly_one_winner(world: World) -> None:
     for _ in range(ROUNDS):
         alarm_id = await _new_alarm(world, "SOS")
-        results = await _race(world, lambda s, p: console.claim(s, p, alarm_id, now=TEST_NOW))
+        results = await _race(world, functools.partial(_claim, alarm_id=alarm_id))
         winners = [r for r in results if not isinstance(r, DomainError)]
         losers = [r for r in results if isinstance(r, DomainError)]
         assert len(winners) == 1, results
         assert all(isinstance(r, AlarmAlreadyClaimed) for r in losers), losers
         winner = winners[0]
-        assert isinstance(winner, console.AlarmState)
+        assert isinstance(winner, AlarmState)
         assert await _events(world, alarm_id) == [("raised", None), ("claimed", winner.assignee_id)]
         async with world.factory() as s, s.begin():  # clear it for the next round's new SOS
             await console.clear(

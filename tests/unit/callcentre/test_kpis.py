@@ -77,7 +77,11 @@ def test_figures_of_a_group() -> None:
             dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
             "kpis.range_too_long",
         ),
-        (dt.datetime(2026, 11, 1), dt.datetime(2026, 11, 2, tzinfo=dt.UTC), "time.timezone_required"),
+        (
+            dt.datetime(2026, 11, 1, tzinfo=dt.UTC).replace(tzinfo=None),
+            dt.datetime(2026, 11, 2, tzinfo=dt.UTC),
+            "time.timezone_required",
+        ),
     ],
 )
 def test_bad_periods(start: dt.datetime, end: dt.datetime, code: str) -> None:
