@@ -48,6 +48,8 @@ from typing import Any
 
 import asyncpg
 
+from callcentre.contract import RAISE_ELDER_ALARM, AlarmType
+from callcentre.seed import POLICY_DEFAULTS as ALARM_DEFAULTS
 from core.clock import SHANGHAI
 from demo.data import DEMO_PASSWORD
 
@@ -55,6 +57,7 @@ BENCH_DB_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/eldercare_bench_api
 CHECKIN_VISITS = 6000  # en-route visits prepared for the check-in writes
 CHECKIN_CAREGIVERS = 40  # caregivers they are spread over (150 each, on 5 elders each)
 ORDER_ELDERS = 400  # active elders the order-create writes cycle through
+OPEN_ALARMS = 10_000  # open alarms in the call centre's queue (issue #11: the queue with 10,000 open)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("visit_detail_admin", "admin", "/api/v1/visits/{visit}", group="detail"),
     Endpoint("caregiver_plan", "caregiver", "/api/v1/caregiver/plan"),
     Endpoint("caregiver_offers", "caregiver", "/api/v1/caregiver/offers"),
+    # The call centre's queue (issue #11), over OPEN_ALARMS open alarms: city-wide and one district.
+    Endpoint("alarm_queue_operator", "operator", "/api/v1/callcentre/alarms?limit=50", group="page"),
+    Endpoint(
+        "alarm_queue_civil_affairs", "civil_affairs", "/api/v1/callcentre/alarms?limit=50", group="page"
+    ),
     Endpoint("order_create_operator", "operator", "/api/v1/orders", "POST", "order", "write"),
     Endpoint(
         "checkin_caregiver", "caregiver", "/api/v1/caregiver/visits/{id}/check-in", "POST", "checkin", "write"
@@ -223,9 +231,25 @@ async def _fixtures(url: str) -> None:
         await conn.execute(_CHECKIN_ACCOUNTS_SQL, others)
         hashes = [hashlib.sha256(_checkin_token(c).encode()).hexdigest() for c in others]
         await conn.execute(_CHECKIN_SESSIONS_SQL, others, hashes)
+        await _open_alarms(conn)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
+
+
+async def _open_alarms(conn: asyncpg.Connection) -> None:
+    """``OPEN_ALARMS`` open alarms: every type for each active elder in turn (one per elder and type,
+    so severities mix), at its seeded severity, raised through the call centre's one writer
+    (``callcentre.contract``)."""
+    severity = {d.scope: d.value["severity"] for d in ALARM_DEFAULTS if d.key == "alarm.severity"}
+    active = await conn.fetch("SELECT id FROM elder WHERE status = 'active' ORDER BY id")
+    elders = [int(r["id"]) for r in active]
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        (t.value, severity[t.value], None, e, now - dt.timedelta(seconds=i), '{"bench": true}')
+        for i, (t, e) in enumerate((t, e) for e in elders for t in AlarmType)
+    ][:OPEN_ALARMS]
+    await conn.executemany(RAISE_ELDER_ALARM, rows)
 
 
 async def _load_fixtures(url: str) -> Fixtures:
