@@ -15,6 +15,8 @@ from types import ModuleType
 from litestar.types import ControllerRouterHandler
 from sqlalchemy import MetaData
 
+import billing.jobs
+import billing.models
 import callcentre.models
 import core.audit
 import core.identity.models
@@ -26,6 +28,7 @@ import iot_ingest.jobs
 import iot_ingest.models
 import registry.models
 from billing import seed as billing_seed
+from billing.routes import CONTROLLERS as BILLING_CONTROLLERS
 from callcentre import seed as callcentre_seed
 from callcentre.routes import CONTROLLERS as CALLCENTRE_CONTROLLERS
 from core import scheduler
@@ -93,7 +96,13 @@ DOMAINS: tuple[Domain, ...] = (
         controllers=CALLCENTRE_CONTROLLERS,
         seed=callcentre_seed.SEED,
     ),
-    Domain("billing", seed=billing_seed.SEED),
+    Domain(
+        "billing",
+        models=billing.models,
+        controllers=(*BILLING_CONTROLLERS,),
+        jobs=billing.jobs,
+        seed=billing_seed.SEED,
+    ),
 )
 
 

@@ -4,19 +4,26 @@ Who pays what share of a visit: long-term-care insurance (长护险), the nation
 补贴), the local government's purchase of home care by subsidy category (政府购买居家养老服务), and the
 allowances paid to the elder (高龄津贴, 护理补贴). Amounts in fen, rates in basis points. Tags as in
 DOMAIN.md: [R] official, [S] secondary source, [E] estimate / sensible default.
+
+Each payer's value names its payment model (``model``: ``per_visit``, a rate within a monthly budget,
+Xiaogan's default; or ``per_day``, 按床日, ``budget_fen`` then being the cap per service day), read by
+:mod:`billing.rules`, which also checks new values through the policy API (:data:`POLICY_CHECKS`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from billing.rules import PaymentModel, check_subsidy_value
 from core.identity.models import Role
-from core.seed import DomainSeed, PolicyDefault, PolicyEditors
+from core.seed import DomainSeed, PolicyChecks, PolicyDefault, PolicyEditors
 from dispatch.seed import SERVICE_CODES
 
 _SRC_LTC = "DOMAIN §4.1 长护险: rate per Shanghai [S], budgets by level [E]"
 _SRC_VOUCHER = "DOMAIN §4.2 养老服务消费补贴 from 2026-01-01 [R]; rate/services [E]"
 _SRC_LOCAL = "DOMAIN §4.3 政府购买居家养老服务 category defaults [E]"
+# Every payer of Xiaogan's rule pack pays a rate per visit within a monthly budget (DOMAIN §4).
+_MODEL = PaymentModel.PER_VISIT.value
 
 
 def _policy_defaults() -> tuple[PolicyDefault, ...]:
@@ -30,7 +37,12 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
             PolicyDefault(
                 "subsidy.ltc",
                 str(level),
-                {"rate_bp": 9000, "budget_fen": budget_yuan * 100, "services": ["CARE", "BATH", "CLEAN"]},
+                {
+                    "model": _MODEL,
+                    "rate_bp": 9000,
+                    "budget_fen": budget_yuan * 100,
+                    "services": ["CARE", "BATH", "CLEAN"],
+                },
                 _SRC_LTC,
             )
         )
@@ -39,6 +51,7 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
             "subsidy.voucher",
             "*",
             {
+                "model": _MODEL,
                 "rate_bp": 5000,
                 "budget_fen": 80_000,
                 "min_level": 2,
@@ -47,6 +60,9 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
             _SRC_VOUCHER,
         )
     )
+    # A month's voucher expires at the end of its month ("unused budget expires at month end"), or
+    # ``grace_days`` later: the days after it in which the month's voucher account stays open.
+    out.append(PolicyDefault("subsidy.voucher_expiry", "*", {"grace_days": 0}, _SRC_VOUCHER))
     local = (
         ("destitute", 10_000, 600, None),  # 特困供养
         ("subsistence", 9000, 400, None),  # 低保
@@ -57,6 +73,7 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
     )
     for category, rate_bp, budget_yuan, min_age in local:
         value: dict[str, Any] = {
+            "model": _MODEL,
             "rate_bp": rate_bp,
             "budget_fen": budget_yuan * 100,
             "services": list(SERVICE_CODES),
@@ -95,4 +112,7 @@ POLICY_EDITORS: tuple[PolicyEditors, ...] = (
     PolicyEditors("allowance.", frozenset({Role.CIVIL_AFFAIRS})),
 )
 
-SEED = DomainSeed(policies=POLICY_DEFAULTS, policy_editors=POLICY_EDITORS)
+# What the policy API refuses in a subsidy value beyond its shape (an unknown model, a rate over 100 %…).
+POLICY_CHECKS: tuple[PolicyChecks, ...] = (PolicyChecks("subsidy.", check_subsidy_value),)
+
+SEED = DomainSeed(policies=POLICY_DEFAULTS, policy_editors=POLICY_EDITORS, policy_checks=POLICY_CHECKS)

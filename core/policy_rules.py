@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -214,12 +214,27 @@ def _check_object(shape: Shape, value: dict[str, Any], path: str, errors: list[F
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyChecks:
+    """A domain's own check of the values of its keys under ``prefix``, beyond their shape (a field
+    that names one of a few models, a rate at most 100 %): ``check(key, scope, value)`` returns the
+    reasons the value (already shape-checked and normalised) is refused, empty when it is fine."""
+
+    prefix: str
+    check: Callable[[str, str, Mapping[str, Any]], Sequence[FieldError]]
+
+
 def checked_value(
-    defaults: Sequence[Mapping[str, Any]], key: str, value: Mapping[str, Any]
+    defaults: Sequence[Mapping[str, Any]],
+    key: str,
+    value: Mapping[str, Any],
+    *,
+    scope: str = "*",
+    checks: Iterable[PolicyChecks] = (),
 ) -> dict[str, Any]:
-    """``value`` normalised, if ``key`` has seeded defaults and ``value`` fits their shape; else a 422:
-    ``policy.unknown_key`` (field ``key``) or ``policy.value_invalid`` naming the first offending field,
-    with every reason in ``errors``."""
+    """``value`` normalised, if ``key`` has seeded defaults, ``value`` fits their shape and passes the
+    ``checks`` of the domain that owns the key; else a 422: ``policy.unknown_key`` (field ``key``) or
+    ``policy.value_invalid`` naming the first offending field, with every reason in ``errors``."""
     if not defaults:
         raise Invalid(
             f"{key!r} is not a policy key: only keys with a seeded default can be written.",
@@ -227,6 +242,8 @@ def checked_value(
             field="key",
         )
     out, errors = check_value(value_shape(defaults), dict(value))
+    if not errors:
+        errors = [e for c in checks if key.startswith(c.prefix) for e in c.check(key, scope, out)]
     if errors:
         raise Invalid(
             f"{errors[0].field} {errors[0].reason}.",

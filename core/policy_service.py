@@ -27,6 +27,7 @@ from core.errors import Conflict, NotFound
 from core.identity.authz import Principal
 from core.policy import POLICY_CHANGED, PolicyDefault, PolicyEntry, PolicyValue, snapshot_from_rows, valid_on
 from core.policy_rules import (
+    PolicyChecks,
     PolicyEditors,
     RowStatus,
     check_delete,
@@ -143,11 +144,19 @@ async def add_row(
     today: dt.date,
     defaults: Sequence[PolicyDefault],
     editors: Iterable[PolicyEditors],
+    checks: Iterable[PolicyChecks] = (),
 ) -> RowView:
     """Add a dated row: the caller may change the key, the key has a seeded default whose shape the
-    value has, the row starts today or later, and no row of the key and scope starts that day."""
+    value has, the owning domain's ``checks`` pass, the row starts today or later, and no row of the
+    key and scope starts that day."""
     check_may_edit(actor.role, data.key, editors)
-    value = checked_value([d.value for d in defaults if d.key == data.key], data.key, data.value)
+    value = checked_value(
+        [d.value for d in defaults if d.key == data.key],
+        data.key,
+        data.value,
+        scope=data.scope,
+        checks=checks,
+    )
     check_new_row(today=today, valid_from=data.valid_from, valid_to=data.valid_to)
     row = PolicyValue(
         key=data.key,

@@ -27,16 +27,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.db import Base
 from core.notify.retry import NOTIFY_POLICY_DEFAULTS
 from core.policy import POLICY_EPOCH, PolicyDefault, PolicyValue
-from core.policy_rules import PolicyEditors
+from core.policy_rules import PolicyChecks, PolicyEditors
 
 log = structlog.get_logger(__name__)
 
 __all__ = [
     "POLICY_EPOCH",
     "DomainSeed",
+    "PolicyChecks",
     "PolicyDefault",
     "PolicyEditors",
     "SeedHook",
+    "policy_checks",
     "policy_defaults",
     "policy_editors",
     "seed_reference",
@@ -54,11 +56,13 @@ class DomainSeed:
     """What one domain seeds on every install: its policy defaults, and the reference rows it needs
     (``reference``, run by :func:`seed_reference` before the policy defaults are written). With them,
     who besides admins may change its policy through the API (``policy_editors``, under prefixes of
-    its own keys: see :mod:`core.policy_rules`)."""
+    its own keys: see :mod:`core.policy_rules`), and its checks of new values of its keys beyond their
+    shape (``policy_checks``)."""
 
     policies: tuple[PolicyDefault, ...] = ()
     reference: SeedHook | None = None
     policy_editors: tuple[PolicyEditors, ...] = ()
+    policy_checks: tuple[PolicyChecks, ...] = ()
 
 
 _SRC_SIGN_IN = "sign-in throttling, project default [E]: only failures count (OWASP authentication)"
@@ -100,6 +104,15 @@ def policy_editors(domains: Sequence[DomainSeed]) -> tuple[PolicyEditors, ...]:
             if not any(p.key.startswith(e.prefix) for p in d.policies):
                 raise ValueError(f"policy editors of {e.prefix!r}: the domain seeds no key under it")
     return tuple(e for d in domains for e in d.policy_editors)
+
+
+def policy_checks(domains: Sequence[DomainSeed]) -> tuple[PolicyChecks, ...]:
+    """Every domain's :class:`PolicyChecks`; like its editors, a domain checks only keys of its own."""
+    for d in domains:
+        for c in d.policy_checks:
+            if not any(p.key.startswith(c.prefix) for p in d.policies):
+                raise ValueError(f"policy checks of {c.prefix!r}: the domain seeds no key under it")
+    return tuple(c for d in domains for c in d.policy_checks)
 
 
 async def seed_reference(

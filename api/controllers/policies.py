@@ -20,7 +20,7 @@ from core.http import CurrentPrincipal, Db, Now
 from core.identity.authz import allow
 from core.identity.models import Role
 from core.policy import PolicyDefault
-from core.policy_rules import PolicyEditors, editor_roles
+from core.policy_rules import PolicyChecks, PolicyEditors, editor_roles
 from core.policy_schemas import (
     KEY_PATTERN,
     SCOPE_PATTERN,
@@ -31,7 +31,7 @@ from core.policy_schemas import (
     PolicyInEffectRead,
     PolicyRowRead,
 )
-from core.seed import policy_defaults, policy_editors
+from core.seed import policy_checks, policy_defaults, policy_editors
 from core.types import NO_NUL, check_day
 
 
@@ -43,6 +43,11 @@ def _defaults() -> tuple[PolicyDefault, ...]:
 @functools.cache
 def _editors() -> tuple[PolicyEditors, ...]:
     return policy_editors(domain_seeds())
+
+
+@functools.cache
+def _checks() -> tuple[PolicyChecks, ...]:
+    return policy_checks(domain_seeds())
 
 
 READERS = allow(Role.ADMIN, Role.CIVIL_AFFAIRS, Role.SUPERVISOR)
@@ -83,7 +88,12 @@ _CREATE_EXAMPLES = [
         value={
             "key": "subsidy.ltc",
             "scope": "3",
-            "value": {"rate_bp": 9000, "budget_fen": 100_000, "services": ["CARE", "BATH", "CLEAN"]},
+            "value": {
+                "model": "per_visit",
+                "rate_bp": 9000,
+                "budget_fen": 100_000,
+                "services": ["CARE", "BATH", "CLEAN"],
+            },
             "valid_from": "2027-01-01",
             "source": "示例: 医保局年度预算调整 (example)",
         },
@@ -181,6 +191,7 @@ class PolicyController(Controller):
             today=local_date(now),
             defaults=_defaults(),
             editors=_editors(),
+            checks=_checks(),
         )
         return _row_read(view)
 

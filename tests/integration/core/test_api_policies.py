@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 TODAY = dt.date(2026, 11, 20)
 assert TEST_NOW.date() == TODAY  # 02:00 UTC is 10:00 in Shanghai: the same day
 URL = "/api/v1/policies"
-LTC3 = {"rate_bp": 9000, "budget_fen": 100_000, "services": ["CARE", "BATH", "CLEAN"]}
+LTC3 = {"model": "per_visit", "rate_bp": 9000, "budget_fen": 100_000, "services": ["CARE", "BATH", "CLEAN"]}
 READERS = {Role.ADMIN, Role.CIVIL_AFFAIRS, Role.SUPERVISOR}
 
 

@@ -135,9 +135,14 @@ WHAT: list[tuple[str, dict[str, Any], list[str]]] = [
     ("subsidy.waterfall", {"order": "ltc"}, ["value.order"]),
     ("subsidy.waterfall", {"order": ["ltc", 2, None]}, ["value.order[1]", "value.order[2]"]),
     ("subsidy.waterfall", {"order": ["ltc"] * 101}, ["value.order"]),
-    ("subsidy.local", {"rate_bp": 5000, "budget_fen": 100, "services": []}, []),
-    ("subsidy.local", {"rate_bp": 5000, "budget_fen": 100, "services": [], "min_age": 70}, []),
-    ("subsidy.local", {"rate_bp": 5000, "services": []}, ["value.budget_fen"]),
+    ("subsidy.local", {"model": "per_visit", "rate_bp": 5000, "budget_fen": 100, "services": []}, []),
+    (
+        "subsidy.local",
+        {"model": "per_day", "rate_bp": 5000, "budget_fen": 100, "services": [], "min_age": 70},
+        [],
+    ),
+    ("subsidy.local", {"model": "per_visit", "rate_bp": 5000, "services": []}, ["value.budget_fen"]),
+    ("subsidy.local", {"rate_bp": 5000, "budget_fen": 100, "services": []}, ["value.model"]),
     ("allowance.old_age", {"min_age": 110, "max_age": None, "fen": 1}, []),
     ("allowance.old_age", {"min_age": 2**53, "max_age": None, "fen": 1}, ["value.min_age"]),
 ]
@@ -179,8 +184,9 @@ def test_checked_value_names_unknown_keys_and_the_first_bad_field() -> None:
     with pytest.raises(Invalid) as unknown:
         checked_value([], "alarm.thresholds", {"x": 1})
     assert (unknown.value.code, unknown.value.extra["field"]) == ("policy.unknown_key", "key")
+    value = {"model": "per_visit", "rate_bp": -1, "budget_fen": "x"}
     with pytest.raises(Invalid) as bad:
-        checked_value(defaults_of("subsidy.ltc"), "subsidy.ltc", {"rate_bp": -1, "budget_fen": "x"})
+        checked_value(defaults_of("subsidy.ltc"), "subsidy.ltc", value)
     assert bad.value.code == "policy.value_invalid"
     assert bad.value.extra["field"] == "value.services"
     assert {e["field"] for e in bad.value.extra["errors"]} == {
