@@ -59,7 +59,7 @@ def elder(
 ) -> ElderFacts:
     """An elder's facts: an assessment at ``level`` (valid a year unless ``valid_until``), LTC
     coverage since 2026-01-01 if ``ltc``, ``categories`` as (category, from, to)."""
-    assessments = ()
+    assessments: tuple[AssessmentFact, ...] = ()
     if level is not None:
         until = valid_until or assessed_on.replace(year=assessed_on.year + 1) - dt.timedelta(days=1)
         assessments = (AssessmentFact(1, level, assessed_on, until),)
