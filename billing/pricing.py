@@ -64,7 +64,7 @@ def local_start(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=SHANGHAI)
 
 
-async def load_rule_packs(session: AsyncSession, first: dt.date, last: dt.date) -> dict[dt.date, RulePack]:
+async def load_rule_packs(*, session: AsyncSession, first: dt.date, last: dt.date) -> dict[dt.date, RulePack]:
     """The rule pack of every day in ``[first, last]`` (one query for the rows that touch them)."""
     stmt = select(
         PolicyValue.key, PolicyValue.scope, PolicyValue.value, PolicyValue.valid_from, PolicyValue.valid_to
@@ -88,7 +88,7 @@ class MonthVisit:
 
 
 async def load_month_visits(
-    session: AsyncSession, elder_id: int, first: dt.date, last: dt.date
+    *, session: AsyncSession, elder_id: int, first: dt.date, last: dt.date
 ) -> list[MonthVisit]:
     """The elder's verified visits with a service day in ``[first, last]``, in :data:`VISIT_ORDER`."""
     started = func.coalesce(Visit.check_in_at, Visit.scheduled_start_at)
@@ -123,19 +123,19 @@ async def load_month_visits(
 
 
 async def price_elder_visits(
+    *,
     session: AsyncSession,
     elder_id: int,
     first: dt.date,
     last: dt.date,
-    *,
     then: Sequence[VisitLine] = (),
 ) -> tuple[list[MonthVisit], MonthPricing]:
     """The elder's verified visits in ``[first, last]`` and, after them, the lines ``then`` (a visit
     being quoted), priced in that order with each day's entitlements and rules. ``then``'s days must
     lie in ``[first, last]``. Budgets start afresh at ``first``: pass the 1st of a month."""
-    visits = await load_month_visits(session, elder_id, first, last)
+    visits = await load_month_visits(session=session, elder_id=elder_id, first=first, last=last)
     lines = [v.line for v in visits] + list(then)
-    packs = await load_rule_packs(session, first, last)
+    packs = await load_rule_packs(session=session, first=first, last=last)
     facts = (await load_elder_facts(session, [elder_id], first=first, last=last))[elder_id]
     entitlements = entitlements_by_day(facts, (line.day for line in lines), packs)
     return visits, price_month(lines, entitlements, packs)

@@ -80,7 +80,9 @@ async def quote_visit(
     amount = visit_amount_fen(unit_price, units)
     first, _ = month_of(on)
     line = VisitLine(QUOTED, on, service, amount)
-    before, month = await price_elder_visits(session, elder_id, first, on, then=[line])
+    before, month = await price_elder_visits(
+        session=session, elder_id=elder_id, first=first, last=on, then=[line]
+    )
     quoted = month.visits[-1]
     return Quote(
         elder_id=elder_id,

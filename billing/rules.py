@@ -49,7 +49,7 @@ from fractions import Fraction
 from typing import Any, Final, TypeAlias
 
 from core.errors import DomainError
-from core.policy import PolicyEntry, PolicySnapshot, snapshot_from_rows
+from core.policy import PolicyDefault, PolicyEntry, PolicySnapshot, snapshot_from_rows
 from core.policy_rules import FieldError
 
 BP: Final = 10_000  # basis points in 100 %
@@ -452,7 +452,7 @@ PolicyRow: TypeAlias = tuple[str, str, Mapping[str, Any] | str, dt.date, dt.date
 
 
 def rule_packs(
-    rows: Sequence[PolicyRow], days: Iterable[dt.date], defaults: Iterable[Any]
+    rows: Sequence[PolicyRow], days: Iterable[dt.date], defaults: Iterable[PolicyDefault]
 ) -> dict[dt.date, RulePack]:
     """The :class:`RulePack` of each of ``days`` from the ``subsidy.*`` policy ``rows`` that touch
     them ((key, scope, value, valid_from, valid_to), as :func:`core.policy.snapshot_from_rows` takes)

@@ -92,7 +92,7 @@ async def issue_vouchers(*, session: AsyncSession, now: dt.datetime) -> int:
     has none yet; returns how many were issued. Idempotent (module docstring); only flushes."""
     day = local_date(now)
     month_first, _ = month_of(day)
-    pack = (await load_rule_packs(session, day, day))[day]
+    pack = (await load_rule_packs(session=session, first=day, last=day))[day]
     rule = pack.voucher
     if rule is None or Payer.VOUCHER not in pack.order:
         return 0
@@ -176,7 +176,7 @@ async def voucher_account(
     issue = await session.scalar(
         select(VoucherIssue).where(VoucherIssue.elder_id == elder_id, VoucherIssue.month_on == first)
     )
-    _, month = await price_elder_visits(session, elder_id, first, last)
+    _, month = await price_elder_visits(session=session, elder_id=elder_id, first=first, last=last)
     uses = [
         VoucherUse(v.line.key, v.line.day, v.line.service, v.line.amount_fen, share)
         for v in month.visits
