@@ -5,8 +5,8 @@
   of policy ``subsidy.voucher_expiry``). Unique per (elder, month): issuing is idempotent. Rows are only
   inserted; the ledger posts issue and expiry with the row's id as reference.
 
-Revision ID: 0020_vouchers
-Revises: 0019_cc_timeline
+Revision ID: 0021_vouchers
+Revises: 0020_cc_console
 Create Date: 2026-12-03 18:00:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0020_vouchers"
-down_revision: str | Sequence[str] | None = "0019_cc_timeline"
+revision: str = "0021_vouchers"
+down_revision: str | Sequence[str] | None = "0020_cc_console"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
