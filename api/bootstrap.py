@@ -16,7 +16,9 @@ from litestar.types import ControllerRouterHandler
 from sqlalchemy import MetaData
 
 import billing.jobs
+import billing.ledger_models
 import billing.models
+import billing.settlement_models
 import callcentre.models
 import core.audit
 import core.identity.models
@@ -47,6 +49,8 @@ from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
 # The kernel's own tables (audit_log; app_user, its sessions and sign-in attempts; policy_value) are on
 # the same metadata as the domains'.
 KERNEL_MODELS: tuple[ModuleType, ...] = (core.audit, core.identity.models, core.policy, core.outbox)
+# Domain table modules besides each domain's ``models`` (a domain whose tables live in several modules).
+EXTRA_MODELS: tuple[ModuleType, ...] = (billing.ledger_models, billing.settlement_models)
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,31 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
     return tuple(out)
 
 
-POLICY_DEFAULTS: tuple[PolicyDefault, ...] = _policy_defaults()
+_SRC_SETTLE = "issue #12 monthly settlement, project default [E]"
+
+# Monthly settlement (billing.settlement, billing.adjudication, billing.signals).
+SETTLEMENT_DEFAULTS: tuple[PolicyDefault, ...] = (
+    # The cut-off of a month's period: this day of the next month, at this hour, Asia/Shanghai.
+    # Visits verified later are settled as adjustments in the next open period.
+    PolicyDefault("settlement.cutoff", "*", {"day": 5, "hour": 0}, _SRC_SETTLE),
+    # A line is rejected for units not matching the visit when it was on site for less than this share
+    # of the ordered (billed) duration; and for not being contracted when no signed service agreement
+    # covers it, if agreements are required.
+    PolicyDefault(
+        "settlement.adjudication", "*", {"units_min_bp": 8000, "agreement_required": True}, _SRC_SETTLE
+    ),
+    # Review signals: check-ins too far apart flag when the time between them is under this share of
+    # the dispatch travel estimate; a provider's month billing more than jump_bp of its average over
+    # the previous `jump_months` months (and at least jump_min_fen more) flags a jump.
+    PolicyDefault(
+        "settlement.signals",
+        "*",
+        {"travel_slack_bp": 5000, "jump_bp": 15_000, "jump_months": 3, "jump_min_fen": 100_000},
+        _SRC_SETTLE,
+    ),
+)
+
+POLICY_DEFAULTS: tuple[PolicyDefault, ...] = _policy_defaults() + SETTLEMENT_DEFAULTS
 
 # The payers' rates and budgets and the allowances are billing's policy: the civil-affairs officers who
 # run billing change them, besides admins (issue #12). The only copy of that rule: the policy API

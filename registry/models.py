@@ -330,3 +330,24 @@ class ElderBlockedCaregiver(Base):
     )
     reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = now_column()
+
+
+class ElderAbsence(Base):
+    """A dated stay away from home: in hospital (``hospital``) or elsewhere (``away``), from ``from_on``
+    to ``to_on`` (inclusive; NULL while it lasts). Settlement flags home visits billed for such days
+    (billing's review signals); kept minimal: the dates and where, as registered by staff."""
+
+    __tablename__ = "elder_absence"
+    __table_args__ = (
+        CheckConstraint("kind IN ('hospital', 'away')", name="kind_valid"),
+        CheckConstraint("to_on IS NULL OR to_on >= from_on", name="range_valid"),
+        Index("ix_elder_absence_elder_from", "elder_id", "from_on"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    elder_id: Mapped[int] = mapped_column(ForeignKey("elder.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))
+    from_on: Mapped[dt.date] = mapped_column(Date)
+    to_on: Mapped[dt.date | None] = mapped_column(Date)
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = now_column()
