@@ -123,7 +123,8 @@ class SettlementLine(Base):
         UniqueConstraint("period_id", "visit_id", "revision", name="uq_settlement_line_period_visit_rev"),
         CheckConstraint("(outcome = 'passed') = (reason IS NULL)", name="reason_iff_rejected"),
         CheckConstraint(
-            "ltc_fen >= 0 AND voucher_fen >= 0 AND local_fen >= 0 AND copay_fen >= 0", name="shares_nonnegative"
+            "ltc_fen >= 0 AND voucher_fen >= 0 AND local_fen >= 0 AND copay_fen >= 0",
+            name="shares_nonnegative",
         ),
         CheckConstraint(
             "NOT payable OR ltc_fen + voucher_fen + local_fen + copay_fen = amount_fen", name="parts_sum"
@@ -184,7 +185,9 @@ class SettlementStatement(Base):
     __tablename__ = "settlement_statement"
     __table_args__ = (
         enum_check("kind", StatementKind),
-        UniqueConstraint("period_id", "kind", "subject_id", "version", name="uq_settlement_statement_version"),
+        UniqueConstraint(
+            "period_id", "kind", "subject_id", "version", name="uq_settlement_statement_version"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
