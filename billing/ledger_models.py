@@ -48,8 +48,11 @@ class AccountKind(enum.StrEnum):
 
 
 class TransferKind(enum.StrEnum):
-    SHARE = "share"  # a payer's share of a settled visit line: payer fund → provider receivable
-    COPAY = "copay"  # the elder's co-pay of a settled line: elder co-pay → provider receivable
+    SHARE = "share"  # payers' shares of a close's lines: payer fund → provider receivable
+    COPAY = "copay"  # the elders' co-pays of a close's lines: elder co-pay → provider receivable
+    # Takes a settled line's parts back (a line rejected at review, or superseded by a re-close):
+    # provider receivable → payer fund / elder co-pay.
+    CORRECTION = "correction"
     REVERSAL = "reversal"  # undoes one earlier transfer (same accounts, swapped)
     PAYMENT = "payment"  # a paid period: provider receivable → bank
     MANUAL = "manual"  # posted by an admin through the API
@@ -96,7 +99,16 @@ class LedgerBatch(Base):
 
 
 class LedgerTransfer(Base):
-    """One movement of money. Never changed: a correction reverses it and posts anew."""
+    """One movement of money. Never changed: a correction reverses it and posts anew.
+
+    A close posts one transfer per pair of accounts (a payer fund and a provider; an elder's co-pay and
+    a provider) with the sum of its lines' parts: the lines (``settlement_line``) are the sub-ledger
+    of each visit, the transfers its postings. Corrections of single lines name the line.
+
+    No foreign keys on this high-volume, append-only table (row triggers would cost a close more than
+    the posting itself): posting locks every account it names first and refuses unknown ones
+    (:func:`billing.ledger.lock_accounts`), and the ledger check reports any transfer whose accounts or
+    batch do not exist."""
 
     __tablename__ = "ledger_transfer"
     __table_args__ = (
@@ -109,17 +121,17 @@ class LedgerTransfer(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("ledger_batch.id"), index=True)
-    debit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_account.id"))
-    credit_account_id: Mapped[int] = mapped_column(ForeignKey("ledger_account.id"))
+    batch_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    debit_account_id: Mapped[int] = mapped_column(Integer)
+    credit_account_id: Mapped[int] = mapped_column(Integer)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     kind: Mapped[str] = mapped_column(String(10))
     # The payer whose share this is (ltc, voucher, local), ``copay``, or NULL (payments, manual).
     part: Mapped[str | None] = mapped_column(String(8))
     period_id: Mapped[int | None] = mapped_column(Integer)
-    # The settlement line it settles (a share or co-pay, or the reversal of one).
+    # The settlement line it corrects (NULL for a close's aggregated postings).
     line_id: Mapped[int | None] = mapped_column(BigInteger)
-    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transfer.id"), unique=True)
+    reverses_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     posted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     memo: Mapped[str] = mapped_column(String(200), default="")
 
@@ -130,8 +142,10 @@ class LedgerBalance(Base):
     __tablename__ = "ledger_balance"
     __table_args__ = (Index("ix_ledger_balance_account_posted", "account_id", "posted_at", "batch_id"),)
 
-    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_account.id"), primary_key=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("ledger_batch.id"), primary_key=True)
+    # Written only by billing.ledger.apply_batch_totals, from the accounts it just updated (no foreign
+    # keys: a close writes one row per account it moved, 100,000 and more).
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     debits_posted: Mapped[int] = mapped_column(BigInteger)
     credits_posted: Mapped[int] = mapped_column(BigInteger)
     posted_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

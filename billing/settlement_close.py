@@ -57,6 +57,7 @@ from billing.ledger_models import AccountKind, TransferKind
 from billing.settlement_policy import PAYERS, SettlementPolicy, load_settlement_policy
 from billing.settlement_pricing import PayerTerms, PricedLine, SeqLine, price_sequential
 from billing.signals import Signal, haversine_sql, too_far_apart_sql
+from core.clock import SHANGHAI
 
 log = structlog.get_logger(__name__)
 
@@ -90,36 +91,59 @@ class _Timer:
         self.t = now
 
 
+PROFILE: list[tuple[float, str]] = []  # debugging: (seconds, statement) of each statement when enabled
+PROFILING = False
+
+
 async def _exec(session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None) -> int:
+    t0 = time.perf_counter()
+    head = sql.lstrip().split(None, 1)[0].upper()
+    explainable = head == "INSERT" or sql.lstrip().upper().startswith("CREATE TEMP TABLE") and " AS" in sql[:60]
+    if PROFILING and explainable:
+        plan = (await session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + sql), dict(params or {}))).all()
+        PROFILE.append(
+            (time.perf_counter() - t0, " ".join(sql.split())[:100] + "\n" + "\n".join(r[0] for r in plan))
+        )
+        return 0
     result = await session.execute(text(sql), dict(params or {}))
+    if PROFILING:
+        PROFILE.append((time.perf_counter() - t0, " ".join(sql.split())[:120]))
     return int(getattr(result, "rowcount", 0) or 0)
 
 
 # --- 1. Candidates and their facts -------------------------------------------------------------------
 
-_CANDIDATES = f"""
+# One scan of ``visit``: the period's own visits, and visits of earlier months verified in (C′, C].
+_PICK = f"""
+CREATE TEMP TABLE _pick AS
+SELECT v.id AS visit_id,
+       CASE WHEN coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
+            THEN 'regular' ELSE 'adjustment' END AS kind
+  FROM visit v JOIN service_order o ON o.id = v.order_id
+ WHERE o.state IN ({", ".join(f"'{s}'" for s in STARTED_STATES)})
+   AND ((coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
+         AND coalesce(v.check_in_at, v.scheduled_start_at) < :m_end)
+     OR (coalesce(v.check_in_at, v.scheduled_start_at) < :m_start
+         AND v.verification = 'verified' AND v.verified_at <= :cutoff
+         AND (CAST(:prev_cutoff AS timestamptz) IS NULL OR v.verified_at > :prev_cutoff)))
+"""
+
+# An adjustment another period has paid (its current line there payable, not rejected at review) is
+# not listed again (few rows: one index probe each).
+_UNPICK_PAID = """
+DELETE FROM _pick p
+ WHERE p.kind = 'adjustment'
+   AND EXISTS (
+       SELECT 1 FROM settlement_line l
+        WHERE l.visit_id = p.visit_id AND l.period_id <> :period AND l.payable
+          AND l.revision = (SELECT max(l2.revision) FROM settlement_line l2
+                             WHERE l2.visit_id = l.visit_id AND l2.period_id = l.period_id)
+          AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
+                           WHERE d.line_id = l.id AND d.decision = 'rejected'))
+"""
+
+_CANDIDATES = """
 CREATE TEMP TABLE _v AS
-WITH picked AS (
-    SELECT v.id AS visit_id, v.order_id,
-           CASE WHEN coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
-                THEN 'regular' ELSE 'adjustment' END AS kind
-      FROM visit v JOIN service_order o ON o.id = v.order_id
-     WHERE o.state IN ({", ".join(f"'{s}'" for s in STARTED_STATES)})
-       AND (
-            (coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
-             AND coalesce(v.check_in_at, v.scheduled_start_at) < :m_end)
-         OR (coalesce(v.check_in_at, v.scheduled_start_at) < :m_start
-             AND v.verification = 'verified' AND v.verified_at <= :cutoff
-             AND (CAST(:prev_cutoff AS timestamptz) IS NULL OR v.verified_at > :prev_cutoff)
-             AND NOT EXISTS (
-                 SELECT 1 FROM settlement_line l
-                  WHERE l.visit_id = v.id AND l.period_id <> :period AND l.payable
-                    AND l.revision = (SELECT max(l2.revision) FROM settlement_line l2
-                                       WHERE l2.period_id = l.period_id AND l2.visit_id = l.visit_id)
-                    AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
-                                     WHERE d.line_id = l.id AND d.decision = 'rejected')))
-       )
-)
 SELECT p.visit_id, p.kind,
        (coalesce(v.check_in_at, v.scheduled_start_at) AT TIME ZONE 'Asia/Shanghai')::date AS service_on,
        date_trunc('month', coalesce(v.check_in_at, v.scheduled_start_at)
@@ -135,9 +159,9 @@ SELECT p.visit_id, p.kind,
             ELSE o.price_fen END AS amount_fen,
        extract(epoch FROM v.check_out_at - v.check_in_at)::int AS on_site_s,
        (v.verification = 'verified' AND v.verified_at <= :cutoff) AS verified_by_cutoff
-  FROM picked p
+  FROM _pick p
   JOIN visit v ON v.id = p.visit_id
-  JOIN service_order o ON o.id = p.order_id
+  JOIN service_order o ON o.id = v.order_id
   JOIN service s ON s.code = v.service_code
   JOIN elder e ON e.id = v.elder_id
   JOIN district d ON d.id = e.district_id
@@ -178,49 +202,61 @@ SELECT ps.provider_id, ps.service_code, ps.valid_from AS f, coalesce(ps.valid_to
   FROM provider_service ps
 """
 
+# Duplicates: every visit of an (elder, service, scheduled start) but the first (lowest id).
+_DUPLICATES = """
+CREATE TEMP TABLE _dup AS
+SELECT v.visit_id FROM _v v
+  JOIN (SELECT elder_id, service_code, scheduled_start_at, min(visit_id) AS keep FROM _v
+         GROUP BY elder_id, service_code, scheduled_start_at HAVING count(*) > 1) g
+    ON g.elder_id = v.elder_id AND g.service_code = v.service_code
+   AND g.scheduled_start_at = v.scheduled_start_at AND v.visit_id <> g.keep
+"""
 
-def _facts_sql(p: SettlementPolicy) -> str:
-    """``_f``: each candidate with its hard facts and review signals."""
+
+def _signals_sql(p: SettlementPolicy) -> str:
+    """``_sig``: the caregiver-day signals of each candidate, over narrow rows (one sort)."""
     dist = haversine_sql("w.prev_out_lat", "w.prev_out_lon", "w.check_in_lat", "w.check_in_lon")
     gap = "extract(epoch FROM w.check_in_at - w.prev_out_at)"
     speed = f"CASE WHEN w.rural THEN {p.signals.rural_speed_kmh} ELSE {p.signals.urban_speed_kmh} END"
     far = too_far_apart_sql(dist, gap, speed, str(p.signals.detour_bp), str(p.signals.travel_slack_bp))
     return f"""
-CREATE TEMP TABLE _f AS
-SELECT q.*, ({hard_reason_sql("q")})::smallint AS hard FROM (
-WITH w AS (
-    SELECT v.*,
-           count(*) OVER day_w AS visits_that_day,
+CREATE TEMP TABLE _sig AS
+SELECT w.visit_id,
+       ((CASE WHEN w.visits_that_day > w.daily_capacity THEN {int(Signal.CAREGIVER_OVERLOAD)} ELSE 0 END)
+      | (CASE WHEN w.prev_out_at IS NOT NULL AND w.check_in_at >= w.prev_out_at
+                   AND w.prev_out_lat IS NOT NULL AND w.check_in_lat IS NOT NULL AND {far}
+              THEN {int(Signal.IMPOSSIBLE_TRAVEL)} ELSE 0 END))::smallint AS signals
+  FROM (
+    SELECT v.visit_id, v.daily_capacity, v.rural, v.check_in_at, v.check_in_lat, v.check_in_lon,
+           count(*) OVER (PARTITION BY v.caregiver_id, v.service_on) AS visits_that_day,
            lag(v.check_out_at) OVER day_w AS prev_out_at,
            lag(v.check_out_lat) OVER day_w AS prev_out_lat,
            lag(v.check_out_lon) OVER day_w AS prev_out_lon
-      FROM _v v
-    WINDOW day_w AS (PARTITION BY v.caregiver_id, v.service_on
-                     ORDER BY v.check_in_at, v.visit_id
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
-), dup AS (
-    SELECT v.visit_id,
-           row_number() OVER (PARTITION BY v.elder_id, v.service_code, v.scheduled_start_at
-                              ORDER BY v.visit_id) > 1 AS duplicate
-      FROM _v v
-)
+      FROM (SELECT visit_id, caregiver_id, service_on, daily_capacity, rural, check_in_at, check_in_lat,
+                   check_in_lon, check_out_at, check_out_lat, check_out_lon FROM _v) v
+    WINDOW day_w AS (PARTITION BY v.caregiver_id, v.service_on ORDER BY v.check_in_at, v.visit_id)
+  ) w
+"""  # noqa: S608 - constants and policy numbers only
+
+
+_FACTS = f"""
+CREATE TEMP TABLE _f AS
+SELECT q.*, ({hard_reason_sql("q")})::smallint AS hard FROM (
 SELECT w.visit_id, w.kind, w.service_on, w.service_month, w.service_at, w.elder_id, w.district_id,
        w.provider_id, w.caregiver_id, w.service_code, w.service_matches_order, w.hourly, w.duration_s,
        w.unit_price_fen, w.amount_fen, w.on_site_s, w.verified_by_cutoff,
        (ox.visit_id IS NOT NULL) AS open_exception,
-       dup.duplicate,
+       (dup.visit_id IS NOT NULL) AS duplicate,
        (ct.provider_id IS NOT NULL) AS contracted,
        (ag.elder_id IS NOT NULL) AS agreement_covered,
        sp.units_min_bp, sp.agreement_required,
-       ((CASE WHEN w.visits_that_day > w.daily_capacity THEN {int(Signal.CAREGIVER_OVERLOAD)} ELSE 0 END)
-      | (CASE WHEN w.prev_out_at IS NOT NULL AND w.check_in_at >= w.prev_out_at
-                   AND w.prev_out_lat IS NOT NULL AND w.check_in_lat IS NOT NULL AND {far}
-              THEN {int(Signal.IMPOSSIBLE_TRAVEL)} ELSE 0 END)
-      | (CASE WHEN hd.elder_id IS NOT NULL THEN {int(Signal.HOSPITAL_DAY)} ELSE 0 END))::smallint AS signals
-  FROM w
-  JOIN dup ON dup.visit_id = w.visit_id
+       (sg.signals | CASE WHEN hd.elder_id IS NOT NULL THEN {int(Signal.HOSPITAL_DAY)} ELSE 0 END)::smallint
+         AS signals
+  FROM _v w
+  JOIN _sig sg ON sg.visit_id = w.visit_id
   JOIN _setpol sp ON sp.day = w.service_on
-  LEFT JOIN (SELECT DISTINCT x.visit_id FROM visit_exception x JOIN _v c ON c.visit_id = x.visit_id
+  LEFT JOIN _dup dup ON dup.visit_id = w.visit_id
+  LEFT JOIN (SELECT DISTINCT x.visit_id FROM visit_exception x JOIN _pick c ON c.visit_id = x.visit_id
               WHERE x.resolved_at IS NULL) ox ON ox.visit_id = w.visit_id
   LEFT JOIN _contract ct ON ct.provider_id = w.provider_id AND ct.service_code = w.service_code
                         AND w.service_on BETWEEN ct.f AND ct.t
@@ -228,10 +264,10 @@ SELECT w.visit_id, w.kind, w.service_on, w.service_month, w.service_at, w.elder_
                          AND ag.service_code = w.service_code AND w.service_on BETWEEN ag.f AND ag.t
   LEFT JOIN (SELECT DISTINCT a.elder_id, gs.day::date AS day
                FROM elder_absence a
-               JOIN (SELECT DISTINCT elder_id FROM _v) ve ON ve.elder_id = a.elder_id
                CROSS JOIN LATERAL generate_series(a.from_on, coalesce(a.to_on, CAST(:m_last AS date)),
                                                   interval '1 day') gs(day)
-              WHERE a.kind = 'hospital' AND a.from_on <= :m_last) hd
+              WHERE a.kind = 'hospital' AND a.from_on <= :m_last
+                AND coalesce(a.to_on, CAST(:m_last AS date)) >= CAST(:first_day AS date)) hd
          ON hd.elder_id = w.elder_id AND hd.day = w.service_on
 ) q
 """
@@ -335,12 +371,17 @@ HAVING count(DISTINCT ord) > 1
 # the adjustment lines fall in, per payer.
 _USED = """
 CREATE TEMP TABLE _used AS
-WITH cur AS (
+WITH adj AS (
+    SELECT DISTINCT elder_id, service_month FROM _f WHERE kind = 'adjustment'
+), cur AS (
     SELECT DISTINCT ON (l.period_id, l.visit_id) l.*
-      FROM settlement_line l
-     WHERE l.period_id <> :period
-       AND (l.elder_id, l.service_month) IN (SELECT DISTINCT elder_id, service_month FROM _f
-                                              WHERE kind = 'adjustment')
+      FROM adj
+      JOIN visit v ON v.elder_id = adj.elder_id
+                  AND coalesce(v.check_in_at, v.scheduled_start_at)
+                      >= (adj.service_month::timestamp AT TIME ZONE 'Asia/Shanghai')
+                  AND coalesce(v.check_in_at, v.scheduled_start_at)
+                      < ((adj.service_month + interval '1 month') AT TIME ZONE 'Asia/Shanghai')
+      JOIN settlement_line l ON l.visit_id = v.id AND l.period_id <> :period
      ORDER BY l.period_id, l.visit_id, l.revision DESC
 )
 SELECT cur.elder_id, cur.service_month, cur.service_on,
@@ -472,87 +513,102 @@ _LINE_COLUMNS = (
 )
 # What a re-close compares: a line is rewritten only when one of these differs.
 _COMPARED = (
-    "kind, service_on, provider_id, district_id, amount_fen, outcome, reason, payable, ltc_fen, "
-    "voucher_fen, local_fen, copay_fen, signals"
+    "kind",
+    "service_on",
+    "provider_id",
+    "district_id",
+    "amount_fen",
+    "outcome",
+    "reason",
+    "payable",
+    "ltc_fen",
+    "voucher_fen",
+    "local_fen",
+    "copay_fen",
+    "signals",
 )
 
 
-def _insert_lines_sql(first_close: bool) -> str:
-    changed = (
-        ""
-        if first_close
-        else f"""
-     WHERE NOT EXISTS (SELECT 1 FROM _cur c WHERE c.visit_id = l.visit_id
-                          AND ({", ".join("c." + c.strip() for c in _COMPARED.split(","))})
-                          IS NOT DISTINCT FROM
-                              ({", ".join("l." + c.strip() for c in _COMPARED.split(","))}))"""
-    )
-    cols = ", ".join("l." + c.strip() for c in _LINE_COLUMNS.split(","))
-    signals = f"(l.signals | CASE WHEN l.provider_id = ANY(CAST(:jump AS int[])) THEN {int(Signal.BILLING_JUMP)} ELSE 0 END)::smallint"
-    cols = cols.replace("l.signals", signals)
+def _changed_sql() -> str:
+    """``_chg``: the lines this close writes — all of them at a first close; at a re-close those whose
+    result differs from the visit's current line in the period (or that have none)."""
+    ours = ", ".join(f"l.{c}" for c in _COMPARED)
+    theirs = ", ".join(f"c.{c}" for c in _COMPARED)
     return f"""
-INSERT INTO settlement_line (period_id, revision, created_at, {_LINE_COLUMNS})
-SELECT :period, :revision, :now, {cols}
-  FROM _l l{changed}
- ORDER BY l.provider_id, l.visit_id
+CREATE TEMP TABLE _chg AS
+SELECT l.* FROM _l l
+ WHERE NOT EXISTS (SELECT 1 FROM _cur c WHERE c.visit_id = l.visit_id
+                      AND ({theirs}) IS NOT DISTINCT FROM ({ours}))
 """
 
 
-# Accounts every posting of the new lines needs, opened if missing.
+def _insert_lines_sql(source: str) -> str:
+    cols = ", ".join("l." + c.strip() for c in _LINE_COLUMNS.split(","))
+    jump = f"CASE WHEN l.provider_id = ANY(CAST(:jump AS int[])) THEN {int(Signal.BILLING_JUMP)} ELSE 0 END"
+    cols = cols.replace("l.signals", f"(l.signals | {jump})::smallint")
+    return f"""
+INSERT INTO settlement_line (period_id, revision, created_at, {_LINE_COLUMNS})
+SELECT :period, :revision, :now, {cols} FROM {source} l
+"""  # noqa: S608 - constants only
+
+
+_PART_COLUMNS = "c.elder_id, c.district_id, c.provider_id, c.ltc_fen, c.voucher_fen, c.local_fen, c.copay_fen"
+_PART_VALUES = ", ".join(f"('{p}', l.{p}_fen)" for p in (*PAYERS, "copay"))
+
+# The parts to post, per (elder or district, provider, part): the written lines' (payable) and, at a
+# re-close, the superseded lines' (taken back, when still live: payable and not rejected at review).
+_PARTS = f"""
+CREATE TEMP TABLE _parts AS
+SELECT l.direction, l.district_id, l.provider_id,
+       CASE WHEN x.part = 'copay' THEN l.elder_id END AS elder_id, x.part, sum(x.amount) AS amount
+  FROM (SELECT 1 AS direction, {_PART_COLUMNS} FROM _written c WHERE c.payable
+        UNION ALL
+        SELECT -1, {_PART_COLUMNS} FROM _cur c
+         WHERE c.visit_id IN (SELECT visit_id FROM _written) AND c.payable
+           AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
+                            WHERE d.line_id = c.id AND d.decision = 'rejected')) l
+  CROSS JOIN LATERAL (VALUES {_PART_VALUES}) x(part, amount)
+ WHERE x.amount > 0
+ GROUP BY l.direction, l.district_id, l.provider_id, CASE WHEN x.part = 'copay' THEN l.elder_id END, x.part
+"""  # noqa: S608 - constants only
+
+# The accounts the parts need, opened if missing.
 _OPEN_ACCOUNTS = f"""
 INSERT INTO ledger_account (code, kind, payer, district_id, provider_id, elder_id, name)
 SELECT x.code, x.kind, x.payer, x.district_id, x.provider_id, x.elder_id, '' FROM (
-    SELECT DISTINCT '{AccountKind.PAYER_FUND.value}:' || p.payer || ':' || l.district_id AS code,
-           '{AccountKind.PAYER_FUND.value}' AS kind, p.payer, l.district_id,
+    SELECT DISTINCT '{AccountKind.PAYER_FUND.value}:' || p.part || ':' || p.district_id AS code,
+           '{AccountKind.PAYER_FUND.value}' AS kind, p.part AS payer, p.district_id,
            NULL::int AS provider_id, NULL::bigint AS elder_id
-      FROM _nl l CROSS JOIN (VALUES {", ".join(f"('{p}')" for p in PAYERS)}) p(payer)
+      FROM _parts p WHERE p.part <> 'copay'
     UNION ALL
-    SELECT DISTINCT '{AccountKind.PROVIDER_RECEIVABLE.value}:' || l.provider_id,
-           '{AccountKind.PROVIDER_RECEIVABLE.value}', NULL::text, NULL::int, l.provider_id, NULL::bigint
-      FROM _nl l
+    SELECT DISTINCT '{AccountKind.PROVIDER_RECEIVABLE.value}:' || p.provider_id,
+           '{AccountKind.PROVIDER_RECEIVABLE.value}', NULL::text, NULL::int, p.provider_id, NULL::bigint
+      FROM _parts p
     UNION ALL
-    SELECT DISTINCT '{AccountKind.ELDER_COPAY.value}:' || l.elder_id,
-           '{AccountKind.ELDER_COPAY.value}', NULL::text, NULL::int, NULL::int, l.elder_id
-      FROM _nl l WHERE l.copay_fen > 0
+    SELECT DISTINCT '{AccountKind.ELDER_COPAY.value}:' || p.elder_id,
+           '{AccountKind.ELDER_COPAY.value}', NULL::text, NULL::int, NULL::int, p.elder_id
+      FROM _parts p WHERE p.part = 'copay'
 ) x
 ON CONFLICT (code) DO NOTHING
 """
 
-_NEW_LINES = """
-CREATE TEMP TABLE _nl AS
-SELECT id, elder_id, district_id, provider_id, ltc_fen, voucher_fen, local_fen, copay_fen
-  FROM settlement_line WHERE period_id = :period AND revision = :revision AND payable
-"""
-
-# The transfers to post: reversals of the superseded lines' live transfers, then the new lines'.
+# One transfer per (accounts, kind, part): payer fund or elder co-pay → provider for the new parts,
+# the other way (a correction) for parts taken back.
 _STAGE = f"""
 CREATE TEMP TABLE _t AS
-SELECT 'rev:' || t.id AS key, t.credit_account_id AS debit, t.debit_account_id AS credit, t.amount_fen AS amount,
-       '{TransferKind.REVERSAL.value}'::text AS kind, t.part::text AS part, t.line_id, t.id AS reverses_id
-  FROM ledger_transfer t
-  JOIN _cur c ON c.id = t.line_id
- WHERE c.visit_id IN (SELECT visit_id FROM settlement_line WHERE period_id = :period AND revision = :revision)
-   AND t.kind <> '{TransferKind.REVERSAL.value}'
-   AND NOT EXISTS (SELECT 1 FROM ledger_transfer r WHERE r.reverses_id = t.id)
-UNION ALL
-SELECT 'line:' || l.id || ':' || x.part, CASE WHEN x.part = 'copay' THEN ec.id ELSE pf.id END, pr.id,
-       x.amount, CASE WHEN x.part = 'copay' THEN '{TransferKind.COPAY.value}'
-                      ELSE '{TransferKind.SHARE.value}' END, x.part, l.id, NULL::bigint
-  FROM _nl l
-  CROSS JOIN LATERAL (VALUES {", ".join(f"('{p}', l.{p}_fen)" for p in (*PAYERS, "copay"))}) x(part, amount)
-  JOIN _acc_provider pr ON pr.provider_id = l.provider_id
-  LEFT JOIN _acc_fund pf ON pf.payer = x.part AND pf.district_id = l.district_id
-  LEFT JOIN _acc_copay ec ON ec.elder_id = l.elder_id AND x.part = 'copay'
- WHERE x.amount > 0
-"""
-
-_ACCOUNT_MAPS = f"""
-CREATE TEMP TABLE _acc_provider AS SELECT id, provider_id FROM ledger_account
- WHERE kind = '{AccountKind.PROVIDER_RECEIVABLE.value}' AND provider_id IN (SELECT DISTINCT provider_id FROM _nl);
-CREATE TEMP TABLE _acc_fund AS SELECT id, payer, district_id FROM ledger_account
- WHERE kind = '{AccountKind.PAYER_FUND.value}' AND district_id IN (SELECT DISTINCT district_id FROM _nl);
-CREATE TEMP TABLE _acc_copay AS SELECT id, elder_id FROM ledger_account
- WHERE kind = '{AccountKind.ELDER_COPAY.value}' AND elder_id IN (SELECT DISTINCT elder_id FROM _nl)
+SELECT CASE WHEN p.direction > 0 THEN src.id ELSE pr.id END AS debit,
+       CASE WHEN p.direction > 0 THEN pr.id ELSE src.id END AS credit,
+       sum(p.amount) AS amount,
+       CASE WHEN p.direction < 0 THEN '{TransferKind.CORRECTION.value}'
+            WHEN p.part = 'copay' THEN '{TransferKind.COPAY.value}'
+            ELSE '{TransferKind.SHARE.value}' END AS kind,
+       p.part
+  FROM _parts p
+  JOIN ledger_account pr ON pr.code = '{AccountKind.PROVIDER_RECEIVABLE.value}:' || p.provider_id
+  JOIN ledger_account src ON src.code = CASE
+         WHEN p.part = 'copay' THEN '{AccountKind.ELDER_COPAY.value}:' || p.elder_id
+         ELSE '{AccountKind.PAYER_FUND.value}:' || p.part || ':' || p.district_id END
+ GROUP BY 1, 2, 4, 5
 """
 
 _LOCK = """
@@ -564,13 +620,17 @@ SELECT a.id FROM ledger_account a
 _POST = """
 INSERT INTO ledger_transfer (idempotency_key, batch_id, debit_account_id, credit_account_id, amount_fen,
                              kind, part, period_id, line_id, reverses_id, posted_at, memo)
-SELECT t.key, :batch, t.debit, t.credit, t.amount, t.kind, t.part, :period, t.line_id, t.reverses_id, :now, ''
+SELECT :key || ':' || t.kind || ':' || t.part || ':' || t.debit || ':' || t.credit, :batch, t.debit,
+       t.credit, t.amount, t.kind, t.part, :period, NULL, NULL, :now, ''
   FROM _t t
- ORDER BY t.reverses_id NULLS LAST, t.line_id, t.part
+ ORDER BY t.debit, t.credit, t.part
 """
 
 TEMP_TABLES: Final = (
+    "_pick",
     "_v",
+    "_dup",
+    "_sig",
     "_f",
     "_pol",
     "_ord",
@@ -588,10 +648,8 @@ TEMP_TABLES: Final = (
     "_w",
     "_l",
     "_cur",
-    "_nl",
-    "_acc_provider",
-    "_acc_fund",
-    "_acc_copay",
+    "_chg",
+    "_parts",
     "_t",
 )
 
@@ -612,13 +670,21 @@ class PeriodRef:
 
 def month_bounds(month: dt.date) -> tuple[dt.datetime, dt.datetime, dt.date]:
     """The month's first instant, the next month's first instant (UTC) and its last day."""
-    from core.clock import SHANGHAI
-
     first = month.replace(day=1)
     nxt = (first + dt.timedelta(days=32)).replace(day=1)
     start = dt.datetime.combine(first, dt.time(), SHANGHAI).astimezone(dt.UTC)
     end = dt.datetime.combine(nxt, dt.time(), SHANGHAI).astimezone(dt.UTC)
     return start, end, nxt - dt.timedelta(days=1)
+
+
+def _days_of(months: Sequence[dt.date]) -> list[dt.date]:
+    out: list[dt.date] = []
+    for m in months:
+        day = m
+        while day.month == m.month:
+            out.append(day)
+            day += dt.timedelta(days=1)
+    return out
 
 
 async def _policy_tables(session: AsyncSession, policy: SettlementPolicy) -> None:
@@ -754,6 +820,45 @@ async def _billing_jumps(session: AsyncSession, period: PeriodRef, policy: Settl
     return sorted(int(r[0]) for r in rows)
 
 
+async def _post(
+    session: AsyncSession,
+    *,
+    period: PeriodRef,
+    revision: int,
+    now: dt.datetime,
+    user_id: int | None,
+    written: str,
+    stats: CloseStats,
+) -> None:
+    """Post the written lines (and take back the superseded ones) as one batch."""
+    await _exec(session, f"CREATE TEMP VIEW _written AS SELECT * FROM {written}")
+    await _exec(session, _PARTS)
+    await _exec(session, _OPEN_ACCOUNTS)
+    await _exec(session, _STAGE)
+    count, amount = (await session.execute(text("SELECT count(*), coalesce(sum(amount), 0) FROM _t"))).one()
+    if count:
+        key = f"close:{period.id}:{revision}"
+        batch_id = await session.scalar(
+            text(
+                "INSERT INTO ledger_batch (idempotency_key, kind, period_id, posted_at, posted_by_user_id, "
+                "transfer_count, amount_fen, memo) VALUES (:key, 'close', :period, :now, :user, :count, "
+                ":amount, '') RETURNING id"
+            ),
+            {"key": key, "period": period.id, "now": now, "user": user_id, "count": count, "amount": amount},
+        )
+        locked = len((await session.execute(text(_LOCK))).all())
+        needed = await session.scalar(
+            text("SELECT count(*) FROM (SELECT debit FROM _t UNION SELECT credit FROM _t) a")
+        )
+        if locked != needed:  # pragma: no cover - the accounts were opened just above
+            raise RuntimeError(f"close {key}: {needed} accounts named, {locked} found")
+        stats.transfers = await _exec(
+            session, _POST, {"key": key, "batch": batch_id, "period": period.id, "now": now}
+        )
+        await apply_batch_totals(session, batch_id=int(batch_id or 0), now=now)
+    await _exec(session, "DROP VIEW _written")
+
+
 async def close_lines(
     session: AsyncSession,
     *,
@@ -780,30 +885,28 @@ async def close_lines(
         "cutoff": period.cutoff_at,
         "prev_cutoff": period.prev_cutoff_at,
     }
+    await _exec(session, _PICK, base)
+    await _exec(session, _UNPICK_PAID, base)
     await _exec(session, _CANDIDATES, base)
     await _exec(session, "ANALYZE _v")
     timer.lap("candidates")
-    months = [r[0] for r in await session.execute(text("SELECT DISTINCT service_month FROM _v"))]
-    months = sorted(set(months) | {period.month})
-    days = [
-        m + dt.timedelta(days=i)
-        for m in months
-        for i in range(31)
-        if (m + dt.timedelta(days=i)).month == m.month
-    ]
-    policy = await load_settlement_policy(session, days, m_last)
-    await _policy_tables(session, policy)
-    await _exec(
-        session,
-        _ISLANDS.format(
-            name="_agreement", ranges=_AGREEMENT_RANGES, keys="elder_id, provider_id, service_code"
-        ),
+    months = sorted(
+        {r[0] for r in await session.execute(text("SELECT DISTINCT service_month FROM _v"))} | {period.month}
     )
+    policy = await load_settlement_policy(session, _days_of(months), m_last)
+    await _policy_tables(session, policy)
+    keys = "elder_id, provider_id, service_code"
+    await _exec(session, _ISLANDS.format(name="_agreement", ranges=_AGREEMENT_RANGES, keys=keys))
     await _exec(
         session, _ISLANDS.format(name="_contract", ranges=_CONTRACT_RANGES, keys="provider_id, service_code")
     )
     timer.lap("policy_and_ranges")
-    await _exec(session, _facts_sql(policy), base)
+    await _exec(session, _DUPLICATES)
+    await _exec(session, _signals_sql(policy))
+    # Statistics for the planner: it hashes the small tables, not the candidates, with them.
+    for t in ("_dup", "_sig", "_agreement", "_contract", "_setpol"):
+        await _exec(session, f"ANALYZE {t}")
+    await _exec(session, _FACTS, {**base, "first_day": months[0]})
     await _exec(session, "ANALYZE _f")
     timer.lap("facts")
     await _exec(session, _SEGMENTS, {"ages": policy.min_ages(), "change_days": policy.change_days()})
@@ -811,15 +914,18 @@ async def close_lines(
     await _exec(session, _ENTITLEMENTS)
     await _exec(session, _EXACT)
     await _exec(session, "ANALYZE _ent")
+    await _exec(session, "ANALYZE _exact")
     timer.lap("entitlements")
     await _exec(session, _USED, base)
     await _exec_all(session, _USED_BY)
+    for t in ("_used_m", "_used_d"):
+        await _exec(session, f"ANALYZE {t}")
     await _exec(session, _payable_sql())
     await _exec(session, "ANALYZE _p")
     timer.lap("payable")
     await _exec(session, _W_TABLE)
     groups = await session.execute(
-        text(f"SELECT DISTINCT ord, {', '.join(f'{p}_per_day' for p in PAYERS)} FROM _p WHERE NOT exact")
+        text(f"SELECT DISTINCT ord, {', '.join(f'{p}_per_day' for p in PAYERS)} FROM _p WHERE NOT exact")  # noqa: S608
     )
     for g in groups.all():
         order = tuple(x for x in str(g[0]).split(",") if x)
@@ -829,40 +935,23 @@ async def close_lines(
     timer.lap("waterfall")
     await _exec(session, _LINES)
     jumps = await _billing_jumps(session, period, policy)
-    await _exec(session, _CURRENT, base)
     stats.lines = int(await session.scalar(text("SELECT count(*) FROM _l")) or 0)
-    stats.lines_written = await _exec(session, _insert_lines_sql(revision == 1), {**base, "jump": jumps})
+    await _exec(session, _CURRENT, base)
+    written = "_l"
+    if revision > 1:
+        await _exec(session, _changed_sql())
+        written = "_chg"
+    stats.lines_written = await _exec(session, _insert_lines_sql(written), {**base, "jump": jumps})
     timer.lap("lines")
     posting_started = time.perf_counter()
-    await _exec(session, _NEW_LINES, base)
-    await _exec(session, _OPEN_ACCOUNTS)
-    await _exec_all(session, _ACCOUNT_MAPS)
-    await _exec(session, _STAGE, base)
-    count, amount = (await session.execute(text("SELECT count(*), coalesce(sum(amount), 0) FROM _t"))).one()
-    if count:
-        batch_id = await session.scalar(
-            text(
-                "INSERT INTO ledger_batch (idempotency_key, kind, period_id, posted_at, posted_by_user_id, "
-                "transfer_count, amount_fen, memo) VALUES (:key, 'close', :period, :now, :user, :count, "
-                ":amount, '') RETURNING id"
-            ),
-            {
-                **base,
-                "key": f"close:{period.id}:{revision}",
-                "user": user_id,
-                "count": count,
-                "amount": amount,
-            },
-        )
-        await session.execute(text(_LOCK))
-        stats.transfers = await _exec(session, _POST, {**base, "batch": batch_id})
-        await apply_batch_totals(session, batch_id=int(batch_id or 0), now=now)
+    await _post(
+        session, period=period, revision=revision, now=now, user_id=user_id, written=written, stats=stats
+    )
     stats.posting_s = round(time.perf_counter() - posting_started, 3)
     timer.lap("posting")
-    if KEEP_TEMP:
-        return stats
-    for t in TEMP_TABLES:
-        await _exec(session, f"DROP TABLE IF EXISTS {t}")
+    if not KEEP_TEMP:
+        for t in TEMP_TABLES:
+            await _exec(session, f"DROP TABLE IF EXISTS {t}")
     log.info(
         "settlement.closed_lines",
         period_id=period.id,

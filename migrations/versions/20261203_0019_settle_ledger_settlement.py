@@ -101,6 +101,21 @@ _DROP_TRIGGERS = [
 
 def upgrade() -> None:
     op.create_table(
+        "ledger_balance",
+        sa.Column("account_id", sa.Integer(), nullable=False),
+        sa.Column("batch_id", sa.BigInteger(), nullable=False),
+        sa.Column("debits_posted", sa.BigInteger(), nullable=False),
+        sa.Column("credits_posted", sa.BigInteger(), nullable=False),
+        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("account_id", "batch_id", name=op.f("pk_ledger_balance")),
+    )
+    op.create_index(
+        "ix_ledger_balance_account_posted",
+        "ledger_balance",
+        ["account_id", "posted_at", "batch_id"],
+        unique=False,
+    )
+    op.create_table(
         "ledger_check",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("ran_at", sa.DateTime(timezone=True), nullable=False),
@@ -113,6 +128,95 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_check")),
     )
     op.create_index(op.f("ix_ledger_check_ran_at"), "ledger_check", ["ran_at"], unique=False)
+    op.create_table(
+        "ledger_transfer",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=100), nullable=False),
+        sa.Column("batch_id", sa.BigInteger(), nullable=False),
+        sa.Column("debit_account_id", sa.Integer(), nullable=False),
+        sa.Column("credit_account_id", sa.Integer(), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("part", sa.String(length=8), nullable=True),
+        sa.Column("period_id", sa.Integer(), nullable=True),
+        sa.Column("line_id", sa.BigInteger(), nullable=True),
+        sa.Column("reverses_id", sa.BigInteger(), nullable=True),
+        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("memo", sa.String(length=200), nullable=False),
+        sa.CheckConstraint(
+            "(kind = 'reversal') = (reverses_id IS NOT NULL)", name=op.f("ck_ledger_transfer_reversal_linked")
+        ),
+        sa.CheckConstraint(
+            "kind IN ('share', 'copay', 'correction', 'reversal', 'payment', 'manual')",
+            name=op.f("ck_ledger_transfer_kind_valid"),
+        ),
+        sa.CheckConstraint("amount_fen > 0", name=op.f("ck_ledger_transfer_amount_positive")),
+        sa.CheckConstraint(
+            "debit_account_id <> credit_account_id", name=op.f("ck_ledger_transfer_accounts_differ")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_transfer")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_ledger_transfer_idempotency_key")),
+        sa.UniqueConstraint("reverses_id", name=op.f("uq_ledger_transfer_reverses_id")),
+    )
+    op.create_index(op.f("ix_ledger_transfer_batch_id"), "ledger_transfer", ["batch_id"], unique=False)
+    op.create_index(
+        "ix_ledger_transfer_line_id",
+        "ledger_transfer",
+        ["line_id"],
+        unique=False,
+        postgresql_where=sa.text("line_id IS NOT NULL"),
+    )
+    op.create_table(
+        "settlement_line",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("period_id", sa.Integer(), nullable=False),
+        sa.Column("revision", sa.SmallInteger(), nullable=False),
+        sa.Column("visit_id", sa.BigInteger(), nullable=False),
+        sa.Column("kind", sa.String(length=10), nullable=False),
+        sa.Column("service_month", sa.Date(), nullable=False),
+        sa.Column("service_on", sa.Date(), nullable=False),
+        sa.Column("service_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("elder_id", sa.BigInteger(), nullable=False),
+        sa.Column("district_id", sa.Integer(), nullable=False),
+        sa.Column("provider_id", sa.Integer(), nullable=False),
+        sa.Column("caregiver_id", sa.BigInteger(), nullable=False),
+        sa.Column("service_code", sa.String(length=10), nullable=False),
+        sa.Column("duration_s", sa.Integer(), nullable=False),
+        sa.Column("unit_price_fen", sa.Integer(), nullable=False),
+        sa.Column("amount_fen", sa.Integer(), nullable=False),
+        sa.Column("outcome", sa.String(length=8), nullable=False),
+        sa.Column("reason", sa.SmallInteger(), nullable=True),
+        sa.Column("payable", sa.Boolean(), nullable=False),
+        sa.Column("ltc_fen", sa.Integer(), nullable=False),
+        sa.Column("voucher_fen", sa.Integer(), nullable=False),
+        sa.Column("local_fen", sa.Integer(), nullable=False),
+        sa.Column("copay_fen", sa.Integer(), nullable=False),
+        sa.Column("signals", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "(outcome = 'passed') = (reason IS NULL)", name=op.f("ck_settlement_line_reason_iff_rejected")
+        ),
+        sa.CheckConstraint("kind IN ('regular', 'adjustment')", name=op.f("ck_settlement_line_kind_valid")),
+        sa.CheckConstraint(
+            "outcome IN ('passed', 'rejected')", name=op.f("ck_settlement_line_outcome_valid")
+        ),
+        sa.CheckConstraint(
+            "NOT payable OR ltc_fen + voucher_fen + local_fen + copay_fen = amount_fen",
+            name=op.f("ck_settlement_line_parts_sum"),
+        ),
+        sa.CheckConstraint(
+            "ltc_fen >= 0 AND voucher_fen >= 0 AND local_fen >= 0 AND copay_fen >= 0",
+            name=op.f("ck_settlement_line_shares_nonnegative"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_line")),
+        sa.UniqueConstraint("visit_id", "period_id", "revision", name="uq_settlement_line_visit_period_rev"),
+    )
+    op.create_index(
+        "ix_settlement_line_period_district", "settlement_line", ["period_id", "district_id"], unique=False
+    )
+    op.create_index(
+        "ix_settlement_line_period_provider", "settlement_line", ["period_id", "provider_id"], unique=False
+    )
     op.create_table(
         "settlement_period",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -264,168 +368,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("period_id", "district_id", name=op.f("pk_settlement_district_review")),
     )
     op.create_table(
-        "settlement_period_event",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("period_id", sa.Integer(), nullable=False),
-        sa.Column("action", sa.String(length=12), nullable=False),
-        sa.Column("from_state", sa.String(length=10), nullable=False),
-        sa.Column("to_state", sa.String(length=10), nullable=False),
-        sa.Column("by_user_id", sa.BigInteger(), nullable=True),
-        sa.Column("by_role", sa.String(length=20), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("note", sa.String(length=200), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["by_user_id"],
-            ["app_user.id"],
-            name=op.f("fk_settlement_period_event_by_user_id_app_user"),
-            ondelete="SET NULL",
-        ),
-        sa.ForeignKeyConstraint(
-            ["period_id"],
-            ["settlement_period.id"],
-            name=op.f("fk_settlement_period_event_period_id_settlement_period"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_period_event")),
-    )
-    op.create_index(
-        op.f("ix_settlement_period_event_period_id"), "settlement_period_event", ["period_id"], unique=False
-    )
-    op.create_table(
-        "ledger_balance",
-        sa.Column("account_id", sa.Integer(), nullable=False),
-        sa.Column("batch_id", sa.BigInteger(), nullable=False),
-        sa.Column("debits_posted", sa.BigInteger(), nullable=False),
-        sa.Column("credits_posted", sa.BigInteger(), nullable=False),
-        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["account_id"], ["ledger_account.id"], name=op.f("fk_ledger_balance_account_id_ledger_account")
-        ),
-        sa.ForeignKeyConstraint(
-            ["batch_id"], ["ledger_batch.id"], name=op.f("fk_ledger_balance_batch_id_ledger_batch")
-        ),
-        sa.PrimaryKeyConstraint("account_id", "batch_id", name=op.f("pk_ledger_balance")),
-    )
-    op.create_index(
-        "ix_ledger_balance_account_posted",
-        "ledger_balance",
-        ["account_id", "posted_at", "batch_id"],
-        unique=False,
-    )
-    op.create_table(
-        "ledger_transfer",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("idempotency_key", sa.String(length=100), nullable=False),
-        sa.Column("batch_id", sa.BigInteger(), nullable=False),
-        sa.Column("debit_account_id", sa.Integer(), nullable=False),
-        sa.Column("credit_account_id", sa.Integer(), nullable=False),
-        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
-        sa.Column("kind", sa.String(length=10), nullable=False),
-        sa.Column("part", sa.String(length=8), nullable=True),
-        sa.Column("period_id", sa.Integer(), nullable=True),
-        sa.Column("line_id", sa.BigInteger(), nullable=True),
-        sa.Column("reverses_id", sa.BigInteger(), nullable=True),
-        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("memo", sa.String(length=200), nullable=False),
-        sa.CheckConstraint(
-            "(kind = 'reversal') = (reverses_id IS NOT NULL)", name=op.f("ck_ledger_transfer_reversal_linked")
-        ),
-        sa.CheckConstraint(
-            "kind IN ('share', 'copay', 'reversal', 'payment', 'manual')",
-            name=op.f("ck_ledger_transfer_kind_valid"),
-        ),
-        sa.CheckConstraint("amount_fen > 0", name=op.f("ck_ledger_transfer_amount_positive")),
-        sa.CheckConstraint(
-            "debit_account_id <> credit_account_id", name=op.f("ck_ledger_transfer_accounts_differ")
-        ),
-        sa.ForeignKeyConstraint(
-            ["batch_id"], ["ledger_batch.id"], name=op.f("fk_ledger_transfer_batch_id_ledger_batch")
-        ),
-        sa.ForeignKeyConstraint(
-            ["credit_account_id"],
-            ["ledger_account.id"],
-            name=op.f("fk_ledger_transfer_credit_account_id_ledger_account"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["debit_account_id"],
-            ["ledger_account.id"],
-            name=op.f("fk_ledger_transfer_debit_account_id_ledger_account"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["reverses_id"],
-            ["ledger_transfer.id"],
-            name=op.f("fk_ledger_transfer_reverses_id_ledger_transfer"),
-        ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_ledger_transfer")),
-        sa.UniqueConstraint("idempotency_key", name=op.f("uq_ledger_transfer_idempotency_key")),
-        sa.UniqueConstraint("reverses_id", name=op.f("uq_ledger_transfer_reverses_id")),
-    )
-    op.create_index(op.f("ix_ledger_transfer_batch_id"), "ledger_transfer", ["batch_id"], unique=False)
-    op.create_index(
-        "ix_ledger_transfer_line_id",
-        "ledger_transfer",
-        ["line_id"],
-        unique=False,
-        postgresql_where=sa.text("line_id IS NOT NULL"),
-    )
-    op.create_table(
-        "settlement_line",
-        sa.Column("id", sa.BigInteger(), nullable=False),
-        sa.Column("period_id", sa.Integer(), nullable=False),
-        sa.Column("revision", sa.SmallInteger(), nullable=False),
-        sa.Column("visit_id", sa.BigInteger(), nullable=False),
-        sa.Column("kind", sa.String(length=10), nullable=False),
-        sa.Column("service_month", sa.Date(), nullable=False),
-        sa.Column("service_on", sa.Date(), nullable=False),
-        sa.Column("service_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("elder_id", sa.BigInteger(), nullable=False),
-        sa.Column("district_id", sa.Integer(), nullable=False),
-        sa.Column("provider_id", sa.Integer(), nullable=False),
-        sa.Column("caregiver_id", sa.BigInteger(), nullable=False),
-        sa.Column("service_code", sa.String(length=10), nullable=False),
-        sa.Column("duration_s", sa.Integer(), nullable=False),
-        sa.Column("unit_price_fen", sa.Integer(), nullable=False),
-        sa.Column("amount_fen", sa.Integer(), nullable=False),
-        sa.Column("outcome", sa.String(length=8), nullable=False),
-        sa.Column("reason", sa.SmallInteger(), nullable=True),
-        sa.Column("payable", sa.Boolean(), nullable=False),
-        sa.Column("ltc_fen", sa.Integer(), nullable=False),
-        sa.Column("voucher_fen", sa.Integer(), nullable=False),
-        sa.Column("local_fen", sa.Integer(), nullable=False),
-        sa.Column("copay_fen", sa.Integer(), nullable=False),
-        sa.Column("signals", sa.SmallInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "(outcome = 'passed') = (reason IS NULL)", name=op.f("ck_settlement_line_reason_iff_rejected")
-        ),
-        sa.CheckConstraint("kind IN ('regular', 'adjustment')", name=op.f("ck_settlement_line_kind_valid")),
-        sa.CheckConstraint(
-            "outcome IN ('passed', 'rejected')", name=op.f("ck_settlement_line_outcome_valid")
-        ),
-        sa.CheckConstraint(
-            "NOT payable OR ltc_fen + voucher_fen + local_fen + copay_fen = amount_fen",
-            name=op.f("ck_settlement_line_parts_sum"),
-        ),
-        sa.CheckConstraint(
-            "ltc_fen >= 0 AND voucher_fen >= 0 AND local_fen >= 0 AND copay_fen >= 0",
-            name=op.f("ck_settlement_line_shares_nonnegative"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["period_id"],
-            ["settlement_period.id"],
-            name=op.f("fk_settlement_line_period_id_settlement_period"),
-        ),
-        sa.ForeignKeyConstraint(["visit_id"], ["visit.id"], name=op.f("fk_settlement_line_visit_id_visit")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_line")),
-        sa.UniqueConstraint("period_id", "visit_id", "revision", name="uq_settlement_line_period_visit_rev"),
-    )
-    op.create_index(
-        "ix_settlement_line_period_district", "settlement_line", ["period_id", "district_id"], unique=False
-    )
-    op.create_index(
-        "ix_settlement_line_period_provider", "settlement_line", ["period_id", "provider_id"], unique=False
-    )
-    op.create_index("ix_settlement_line_visit_id", "settlement_line", ["visit_id"], unique=False)
-    op.create_table(
         "settlement_line_decision",
         sa.Column("line_id", sa.BigInteger(), nullable=False),
         sa.Column("period_id", sa.Integer(), nullable=False),
@@ -458,6 +400,33 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_settlement_line_decision_period_id"), "settlement_line_decision", ["period_id"], unique=False
     )
+    op.create_table(
+        "settlement_period_event",
+        sa.Column("id", sa.BigInteger(), nullable=False),
+        sa.Column("period_id", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=12), nullable=False),
+        sa.Column("from_state", sa.String(length=10), nullable=False),
+        sa.Column("to_state", sa.String(length=10), nullable=False),
+        sa.Column("by_user_id", sa.BigInteger(), nullable=True),
+        sa.Column("by_role", sa.String(length=20), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("note", sa.String(length=200), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["by_user_id"],
+            ["app_user.id"],
+            name=op.f("fk_settlement_period_event_by_user_id_app_user"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["period_id"],
+            ["settlement_period.id"],
+            name=op.f("fk_settlement_period_event_period_id_settlement_period"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_settlement_period_event")),
+    )
+    op.create_index(
+        op.f("ix_settlement_period_event_period_id"), "settlement_period_event", ["period_id"], unique=False
+    )
     for statement in _TRIGGERS:
         op.execute(statement)
 
@@ -465,9 +434,18 @@ def upgrade() -> None:
 def downgrade() -> None:
     for statement in _DROP_TRIGGERS:
         op.execute(statement)
+    op.drop_index(op.f("ix_settlement_period_event_period_id"), table_name="settlement_period_event")
+    op.drop_table("settlement_period_event")
     op.drop_index(op.f("ix_settlement_line_decision_period_id"), table_name="settlement_line_decision")
     op.drop_table("settlement_line_decision")
-    op.drop_index("ix_settlement_line_visit_id", table_name="settlement_line")
+    op.drop_table("settlement_district_review")
+    op.drop_index(op.f("ix_ledger_batch_period_id"), table_name="ledger_batch")
+    op.drop_table("ledger_batch")
+    op.drop_table("ledger_account")
+    op.drop_index("ix_elder_absence_elder_from", table_name="elder_absence")
+    op.drop_table("elder_absence")
+    op.drop_table("settlement_statement")
+    op.drop_table("settlement_period")
     op.drop_index("ix_settlement_line_period_provider", table_name="settlement_line")
     op.drop_index("ix_settlement_line_period_district", table_name="settlement_line")
     op.drop_table("settlement_line")
@@ -478,17 +456,7 @@ def downgrade() -> None:
     )
     op.drop_index(op.f("ix_ledger_transfer_batch_id"), table_name="ledger_transfer")
     op.drop_table("ledger_transfer")
-    op.drop_index("ix_ledger_balance_account_posted", table_name="ledger_balance")
-    op.drop_table("ledger_balance")
-    op.drop_index(op.f("ix_settlement_period_event_period_id"), table_name="settlement_period_event")
-    op.drop_table("settlement_period_event")
-    op.drop_table("settlement_district_review")
-    op.drop_index(op.f("ix_ledger_batch_period_id"), table_name="ledger_batch")
-    op.drop_table("ledger_batch")
-    op.drop_table("ledger_account")
-    op.drop_index("ix_elder_absence_elder_from", table_name="elder_absence")
-    op.drop_table("elder_absence")
-    op.drop_table("settlement_statement")
-    op.drop_table("settlement_period")
     op.drop_index(op.f("ix_ledger_check_ran_at"), table_name="ledger_check")
     op.drop_table("ledger_check")
+    op.drop_index("ix_ledger_balance_account_posted", table_name="ledger_balance")
+    op.drop_table("ledger_balance")
