@@ -18,6 +18,7 @@ from sqlalchemy import MetaData
 import billing.jobs
 import billing.ledger_models
 import billing.models
+import billing.settlement_jobs
 import billing.settlement_models
 import callcentre.models
 import core.audit
@@ -31,6 +32,7 @@ import iot_ingest.models
 import registry.models
 from billing import seed as billing_seed
 from billing.routes import CONTROLLERS as BILLING_CONTROLLERS
+from billing.settlement_routes import CONTROLLERS as SETTLEMENT_CONTROLLERS
 from callcentre import seed as callcentre_seed
 from callcentre.routes import CONTROLLERS as CALLCENTRE_CONTROLLERS
 from core import scheduler
@@ -107,6 +109,8 @@ DOMAINS: tuple[Domain, ...] = (
         jobs=billing.jobs,
         seed=billing_seed.SEED,
     ),
+    # Billing's monthly settlement and ledger (their tables are in EXTRA_MODELS).
+    Domain("billing.settlement", controllers=SETTLEMENT_CONTROLLERS, jobs=billing.settlement_jobs),
 )
 
 

@@ -125,20 +125,42 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
                 pid += 1
                 providers.setdefault(did, []).append(pid)
                 prov_rows.append(
-                    (pid, f"bench provider {pid}", f"B-LIC-{pid}", f"B-CON-{pid}", dt.date(2026, 1, 1), None,
-                     "07120000000", "bench", True)  # fmt: skip
+                    (
+                        pid,
+                        f"bench provider {pid}",
+                        f"B-LIC-{pid}",
+                        f"B-CON-{pid}",
+                        dt.date(2026, 1, 1),
+                        None,
+                        "07120000000",
+                        "bench",
+                        True,
+                    )  # fmt: skip
                 )
                 pd_rows.append((pid, did))
                 ps_rows.extend((pid, code, dt.date(2026, 1, 1), None) for code in price)
         await conn.copy_records_to_table(
             "provider",
             records=prov_rows,
-            columns=["id", "name", "licence_no", "contract_no", "contract_from", "contract_to", "phone",
-                     "address", "is_active"],  # fmt: skip
+            columns=[
+                "id",
+                "name",
+                "licence_no",
+                "contract_no",
+                "contract_from",
+                "contract_to",
+                "phone",
+                "address",
+                "is_active",
+            ],  # fmt: skip
         )
-        await conn.copy_records_to_table("provider_district", records=pd_rows, columns=["provider_id", "district_id"])
         await conn.copy_records_to_table(
-            "provider_service", records=ps_rows, columns=["provider_id", "service_code", "valid_from", "valid_to"]
+            "provider_district", records=pd_rows, columns=["provider_id", "district_id"]
+        )
+        await conn.copy_records_to_table(
+            "provider_service",
+            records=ps_rows,
+            columns=["provider_id", "service_code", "valid_from", "valid_to"],
         )
         # Caregivers: enough for about six visits a day each, spread over the providers.
         n_caregivers = max(len(prov_rows), n_visits // (31 * VISITS_PER_CAREGIVER_DAY))
@@ -149,14 +171,42 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
             p = all_providers[(cid - 1) % len(all_providers)]
             caregivers.setdefault(p, []).append(cid)
             cg_rows.append(
-                (cid, p, f"护理员{cid}", rnd.choice("FFFM"), f"139{cid:08d}", list(price), dt.time(7), dt.time(20),
-                 [1, 2, 3, 4, 5, 6, 7], 30.9, 113.9, 8, 4.5, True)  # fmt: skip
+                (
+                    cid,
+                    p,
+                    f"护理员{cid}",
+                    rnd.choice("FFFM"),
+                    f"139{cid:08d}",
+                    list(price),
+                    dt.time(7),
+                    dt.time(20),
+                    [1, 2, 3, 4, 5, 6, 7],
+                    30.9,
+                    113.9,
+                    8,
+                    4.5,
+                    True,
+                )  # fmt: skip
             )
         await conn.copy_records_to_table(
             "caregiver",
             records=cg_rows,
-            columns=["id", "provider_id", "name", "gender", "phone", "skills", "shift_start", "shift_end",
-                     "work_days", "home_lat", "home_lon", "daily_capacity", "rating", "is_active"],  # fmt: skip
+            columns=[
+                "id",
+                "provider_id",
+                "name",
+                "gender",
+                "phone",
+                "skills",
+                "shift_start",
+                "shift_end",
+                "work_days",
+                "home_lat",
+                "home_lon",
+                "daily_capacity",
+                "rating",
+                "is_active",
+            ],  # fmt: skip
         )
         # Elders, their facts, and a signed agreement each with one provider of their district.
         elder_rows, cat_rows, cov_rows, asm_rows, abs_rows = [], [], [], [], []
@@ -175,22 +225,55 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
             elif x < 0.004:
                 status, status_on = "moved", MONTH + dt.timedelta(days=rnd.randint(3, 27))
             elder_rows.append(
-                (eid, f"老人{eid}", rnd.choice("MF"), birth, f"B{eid:017d}", "bench", lat, lon, com, did,
-                 rnd.choice(("alone", "empty_nest", "with_family")), False, False, "", status, status_on)  # fmt: skip
+                (
+                    eid,
+                    f"老人{eid}",
+                    rnd.choice("MF"),
+                    birth,
+                    f"B{eid:017d}",
+                    "bench",
+                    lat,
+                    lon,
+                    com,
+                    did,
+                    rnd.choice(("alone", "empty_nest", "with_family")),
+                    False,
+                    False,
+                    "",
+                    status,
+                    status_on,
+                )  # fmt: skip
             )
             if rnd.random() < 0.28:
                 cat = rnd.choice(CATEGORIES)
                 ends = mid if rnd.random() < 0.03 else None
                 cat_rows.append((len(cat_rows) + 1, eid, cat, dt.date(2026, 1, 1), ends))
                 if rnd.random() < 0.1:
-                    cat_rows.append((len(cat_rows) + 1, eid, rnd.choice(CATEGORIES[:3]), dt.date(2026, 3, 1), None))
+                    cat_rows.append(
+                        (len(cat_rows) + 1, eid, rnd.choice(CATEGORIES[:3]), dt.date(2026, 3, 1), None)
+                    )
             if rnd.random() < 0.6:
                 level = rnd.choices((0, 1, 2, 3, 4), weights=(5, 25, 35, 25, 10))[0]
                 assessed = dt.date(2026, rnd.randint(1, 9), rnd.randint(1, 28))
                 until = assessed + dt.timedelta(days=364)
                 if rnd.random() < 0.02:  # expires mid-month
                     until = MONTH + dt.timedelta(days=rnd.randint(5, 25))
-                asm_rows.append((len(asm_rows) + 1, eid, "{}", False, False, [], 0, level, level, "bench", assessed, until))
+                asm_rows.append(
+                    (
+                        len(asm_rows) + 1,
+                        eid,
+                        "{}",
+                        False,
+                        False,
+                        [],
+                        0,
+                        level,
+                        level,
+                        "bench",
+                        assessed,
+                        until,
+                    )
+                )
                 if rnd.random() < 0.02:  # re-assessed mid-month at another level
                     again = MONTH + dt.timedelta(days=rnd.randint(5, 25))
                     lv = min(4, level + 1)
@@ -205,8 +288,17 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
             services = rnd.sample(list(SERVICE_MIX), k=rnd.randint(2, 4))
             aid = len(agr_rows) + 1
             agr_rows.append(
-                (aid, eid, p, None, dt.date(2026, 1, 1), dt.date(2026, 12, 31), dt.date(2026, 1, 1), "signed",
-                 VERIFIED_AT - dt.timedelta(days=300))  # fmt: skip
+                (
+                    aid,
+                    eid,
+                    p,
+                    None,
+                    dt.date(2026, 1, 1),
+                    dt.date(2026, 12, 31),
+                    dt.date(2026, 1, 1),
+                    "signed",
+                    VERIFIED_AT - dt.timedelta(days=300),
+                )  # fmt: skip
             )
             item_rows.extend((aid, s, price[s], "unit", "bench") for s in services)
             sig_rows.append((len(sig_rows) + 1, aid, "provider", "bench", "paper_scan", "scan.pdf",
@@ -215,22 +307,52 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
         await conn.copy_records_to_table(
             "elder",
             records=elder_rows,
-            columns=["id", "name", "gender", "birth_on", "id_number", "address", "lat", "lon", "community_id",
-                     "district_id", "living_situation", "has_dementia", "allows_any_gender_bathing",
-                     "medical_notes", "status", "status_on"],  # fmt: skip
+            columns=[
+                "id",
+                "name",
+                "gender",
+                "birth_on",
+                "id_number",
+                "address",
+                "lat",
+                "lon",
+                "community_id",
+                "district_id",
+                "living_situation",
+                "has_dementia",
+                "allows_any_gender_bathing",
+                "medical_notes",
+                "status",
+                "status_on",
+            ],  # fmt: skip
         )
         await conn.copy_records_to_table(
-            "elder_category", records=cat_rows, columns=["id", "elder_id", "category", "valid_from", "valid_to"]
+            "elder_category",
+            records=cat_rows,
+            columns=["id", "elder_id", "category", "valid_from", "valid_to"],
         )
         await conn.copy_records_to_table(
-            "ltc_coverage", records=cov_rows, columns=["id", "elder_id", "policy_no", "valid_from", "valid_to"]
+            "ltc_coverage",
+            records=cov_rows,
+            columns=["id", "elder_id", "policy_no", "valid_from", "valid_to"],
         )
         await conn.copy_records_to_table(
             "assessment",
             records=asm_rows,
-            columns=["id", "elder_id", "items", "has_dementia_dx", "has_other_mental_dx", "recent_incidents",
-                     "total", "preliminary_level", "final_level", "assessor",
-                     "assessed_on", "valid_until"],  # fmt: skip
+            columns=[
+                "id",
+                "elder_id",
+                "items",
+                "has_dementia_dx",
+                "has_other_mental_dx",
+                "recent_incidents",
+                "total",
+                "preliminary_level",
+                "final_level",
+                "assessor",
+                "assessed_on",
+                "valid_until",
+            ],  # fmt: skip
         )
         await conn.copy_records_to_table(
             "elder_absence", records=abs_rows, columns=["id", "elder_id", "kind", "from_on", "to_on", "note"]
@@ -239,8 +361,17 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
         await conn.copy_records_to_table(
             "service_agreement",
             records=agr_rows,
-            columns=["id", "elder_id", "provider_id", "guardian_id", "valid_from", "valid_to", "price_list_on",
-                     "state", "signed_at"],  # fmt: skip
+            columns=[
+                "id",
+                "elder_id",
+                "provider_id",
+                "guardian_id",
+                "valid_from",
+                "valid_to",
+                "price_list_on",
+                "state",
+                "signed_at",
+            ],  # fmt: skip
         )
         await conn.copy_records_to_table(
             "service_agreement_item",
@@ -277,7 +408,9 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
                 x = rnd.random()
                 if x < 0.01:
                     state, verification, verified_at = "exception", "exception", None
-                    exc_rows.append((len(exc_rows) + 1, vid, "no_sign_off", check_out + dt.timedelta(days=1), ""))
+                    exc_rows.append(
+                        (len(exc_rows) + 1, vid, "no_sign_off", check_out + dt.timedelta(days=1), "")
+                    )
                 elif x < 0.02:
                     state, verification, verified_at = "checked_out", "pending", None
                 elif x < 0.03:
@@ -285,13 +418,50 @@ async def generate(url: str, seed: int, n_elders: int, n_visits: int) -> dict[st
                 else:
                     state, verification, verified_at = "verified", "verified", VERIFIED_AT
                 order_rows.append(
-                    (vid, eid, svc, p, cg, state, False, False, start, start + dt.timedelta(minutes=30), dur, "",
-                     price[svc], 0, "operator", 0)  # fmt: skip
+                    (
+                        vid,
+                        eid,
+                        svc,
+                        p,
+                        cg,
+                        state,
+                        False,
+                        False,
+                        start,
+                        start + dt.timedelta(minutes=30),
+                        dur,
+                        "",
+                        price[svc],
+                        0,
+                        "operator",
+                        0,
+                    )  # fmt: skip
                 )
                 visit_rows.append(
-                    (vid, vid, svc, eid, cg, p, start, start + dt.timedelta(seconds=dur), check_in,
-                     lat + rnd.uniform(-0.0005, 0.0005), lon + rnd.uniform(-0.0005, 0.0005), "gps", False,
-                     check_out, lat, lon, "gps", "{}", check_out, "pin", verification, verified_at)  # fmt: skip
+                    (
+                        vid,
+                        vid,
+                        svc,
+                        eid,
+                        cg,
+                        p,
+                        start,
+                        start + dt.timedelta(seconds=dur),
+                        check_in,
+                        lat + rnd.uniform(-0.0005, 0.0005),
+                        lon + rnd.uniform(-0.0005, 0.0005),
+                        "gps",
+                        False,
+                        check_out,
+                        lat,
+                        lon,
+                        "gps",
+                        "{}",
+                        check_out,
+                        "pin",
+                        verification,
+                        verified_at,
+                    )  # fmt: skip
                 )
         # A few duplicates: a second order and visit for the same elder, service and start.
         for _ in range(n_visits // 1000):
@@ -344,17 +514,19 @@ async def close_month(url: str) -> dict[str, Any]:
     factory = async_sessionmaker(engine, expire_on_commit=False)
     try:
         async with factory() as s, s.begin():
-            period = await ensure_period(s, month=MONTH)
+            period = await ensure_period(session=s, month=MONTH)
         t0 = time.perf_counter()
         async with factory() as s, s.begin():
             # The scheduled close at the cut-off (no user): what the job runs.
-            result = await close_period(s, actor=None, period_id=period.id, now=CLOSE_AT)
+            result = await close_period(session=s, actor=None, period_id=period.id, now=CLOSE_AT)
         close_s = time.perf_counter() - t0
         stats = result.stats
         assert stats is not None
         async with factory() as s:
             total = await s.scalar(
-                text("SELECT coalesce(sum(amount_fen), 0) FROM settlement_line WHERE period_id = :p AND payable"),
+                text(
+                    "SELECT coalesce(sum(amount_fen), 0) FROM settlement_line WHERE period_id = :p AND payable"
+                ),
                 {"p": period.id},
             )
             ledger_total = await s.scalar(
@@ -366,17 +538,11 @@ async def close_month(url: str) -> dict[str, Any]:
             )
             digests = [(st.kind, st.subject_id, st.sha256) for st in result.statements]
             # The ceiling for the postings: the same transfer rows into a bare table, one INSERT … SELECT.
-            await s.execute(
-                text(
-                    "CREATE TEMP TABLE bare AS SELECT * FROM ledger_transfer WITH NO DATA"
-                )
-            )
+            await s.execute(text("CREATE TEMP TABLE bare AS SELECT * FROM ledger_transfer WITH NO DATA"))
             t1 = time.perf_counter()
             inserted = (
                 await s.execute(
-                    text(
-                        "INSERT INTO bare SELECT * FROM ledger_transfer WHERE period_id = :p"
-                    ),
+                    text("INSERT INTO bare SELECT * FROM ledger_transfer WHERE period_id = :p"),
                     {"p": period.id},
                 )
             ).rowcount
@@ -402,7 +568,9 @@ async def close_month(url: str) -> dict[str, Any]:
         await engine.dispose()
 
 
-async def run(url: str, seed: int, n_elders: int, n_visits: int, *, generate_only: bool = False) -> dict[str, Any]:
+async def run(
+    url: str, seed: int, n_elders: int, n_visits: int, *, generate_only: bool = False
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     await _recreate(url)
     await _migrate_and_seed(url)

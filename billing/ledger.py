@@ -34,6 +34,7 @@ import structlog
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.ledger_models import (
@@ -128,6 +129,15 @@ async def open_accounts(session: AsyncSession, specs: Sequence[AccountSpec]) -> 
         select(LedgerAccount.code, LedgerAccount.id).where(LedgerAccount.code.in_([s.code for s in specs]))
     )
     return {c: int(i) for c, i in rows}
+
+
+async def open_manual_account(session: AsyncSession, *, code: str, name: str) -> Balance:
+    """A manual account for corrections (``manual:<code>``), opened if it does not exist."""
+    full = f"{AccountKind.MANUAL.value}:{code}"
+    ids = await open_accounts(session, [AccountSpec(full, AccountKind.MANUAL, name=name)])
+    account = await session.get(LedgerAccount, ids[full])
+    assert account is not None
+    return Balance(account, account.debits_posted, account.credits_posted)
 
 
 # --- Posting ----------------------------------------------------------------------------------------
@@ -465,7 +475,7 @@ async def balances_as_of(
         return []
     latest = (
         select(LedgerBalance.account_id, LedgerBalance.debits_posted, LedgerBalance.credits_posted)
-        .distinct(LedgerBalance.account_id)
+        .ext(distinct_on(LedgerBalance.account_id))
         .where(LedgerBalance.account_id.in_(ids), LedgerBalance.posted_at <= as_of)
         .order_by(LedgerBalance.account_id, LedgerBalance.posted_at.desc(), LedgerBalance.batch_id.desc())
     )

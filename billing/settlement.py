@@ -26,6 +26,7 @@ from typing import Any, Final
 import structlog
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, text, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -58,7 +59,6 @@ from registry.scope import by_district
 log = structlog.get_logger(__name__)
 
 _L2 = aliased(SettlementLine)
-_REV = aliased(LedgerTransfer)
 
 ENTITY: Final = "settlement_period"
 SYSTEM: Final = "system"
@@ -85,7 +85,7 @@ def previous_month(month: dt.date) -> dt.date:
     return (first_of(month) - dt.timedelta(days=1)).replace(day=1)
 
 
-async def ensure_period(session: AsyncSession, *, month: dt.date) -> SettlementPeriod:
+async def ensure_period(*, session: AsyncSession, month: dt.date) -> SettlementPeriod:
     """The period of ``month`` (its first day), opened with the cut-off of policy
     ``settlement.cutoff`` if it does not exist (concurrent openers get the one row)."""
     month = first_of(month)
@@ -104,7 +104,7 @@ async def ensure_period(session: AsyncSession, *, month: dt.date) -> SettlementP
     return period
 
 
-async def get_period(session: AsyncSession, period_id: int, *, lock: str | None = None) -> SettlementPeriod:
+async def get_period(*, session: AsyncSession, period_id: int, lock: str | None = None) -> SettlementPeriod:
     stmt = select(SettlementPeriod).where(SettlementPeriod.id == period_id)
     if lock == "update":
         stmt = stmt.with_for_update()
@@ -157,7 +157,7 @@ async def _move(
         .returning(SettlementPeriod.id)
     )
     before = period.state
-    fresh = await get_period(session, period.id)
+    fresh = await get_period(session=session, period_id=period.id)
     if moved is None:
         _refuse(fresh, action)
         raise SettlementConflict(  # pragma: no cover - refusal() names every state not allowed
@@ -206,7 +206,7 @@ async def _latest_statements(session: AsyncSession, period_id: int) -> list[Sett
     return list(
         await session.scalars(
             select(SettlementStatement)
-            .distinct(SettlementStatement.kind, SettlementStatement.subject_id)
+            .ext(distinct_on(SettlementStatement.kind, SettlementStatement.subject_id))
             .where(SettlementStatement.period_id == period_id)
             .order_by(
                 SettlementStatement.kind, SettlementStatement.subject_id, SettlementStatement.version.desc()
@@ -216,12 +216,12 @@ async def _latest_statements(session: AsyncSession, period_id: int) -> list[Sett
 
 
 async def close_period(
-    session: AsyncSession, *, actor: Principal | None, period_id: int, now: dt.datetime
+    *, session: AsyncSession, actor: Principal | None, period_id: int, now: dt.datetime
 ) -> CloseResult:
     """Close the period (``actor`` None: the scheduled close at the cut-off). A period closed already
     is not closed again: the answer is its statements as they are (the same bytes, the same hashes)."""
     _require(actor, Action.CLOSE)
-    period = await get_period(session, period_id, lock="update")
+    period = await get_period(session=session, period_id=period_id, lock="update")
     if PeriodState(period.state) in CLOSED_STATES:
         return CloseResult(period, await _latest_statements(session, period.id), closed_now=False)
     if now < period.cutoff_at:
@@ -260,7 +260,7 @@ async def close_period(
     built: list[BuiltStatement] = await build_statements(
         session, period_id=period.id, month=period.month, now=now, single_revision=revision == 1
     )
-    await ensure_period(session, month=next_month(period.month))
+    await ensure_period(session=session, month=next_month(period.month))
     log.info(
         "settlement.period_closed",
         period_id=period.id,
@@ -273,12 +273,12 @@ async def close_period(
 
 
 async def reopen_period(
-    session: AsyncSession, *, actor: Principal, period_id: int, reason: str, now: dt.datetime
+    *, session: AsyncSession, actor: Principal, period_id: int, reason: str, now: dt.datetime
 ) -> SettlementPeriod:
     """Reopen a closed (or reviewed) period: its lines and transfers stay; the next close writes only
     correcting entries. Refused while a later period is closed."""
     _require(actor, Action.REOPEN)
-    period = await get_period(session, period_id, lock="update")
+    period = await get_period(session=session, period_id=period_id, lock="update")
     _refuse(period, Action.REOPEN)
     later = await session.scalar(
         select(SettlementPeriod.id).where(
@@ -307,10 +307,10 @@ async def reopen_period(
 
 
 async def approve_period(
-    session: AsyncSession, *, actor: Principal, period_id: int, now: dt.datetime
+    *, session: AsyncSession, actor: Principal, period_id: int, now: dt.datetime
 ) -> SettlementPeriod:
     _require(actor, Action.APPROVE)
-    period = await get_period(session, period_id)
+    period = await get_period(session=session, period_id=period_id)
     _refuse(period, Action.APPROVE)
     return await _move(
         session, period, Action.APPROVE, actor=actor, now=now, target=PeriodState.APPROVED, approved_at=now
@@ -318,10 +318,10 @@ async def approve_period(
 
 
 async def lock_period(
-    session: AsyncSession, *, actor: Principal, period_id: int, now: dt.datetime
+    *, session: AsyncSession, actor: Principal, period_id: int, now: dt.datetime
 ) -> SettlementPeriod:
     _require(actor, Action.LOCK)
-    period = await get_period(session, period_id)
+    period = await get_period(session=session, period_id=period_id)
     _refuse(period, Action.LOCK)
     return await _move(
         session, period, Action.LOCK, actor=actor, now=now, target=PeriodState.LOCKED, locked_at=now
@@ -329,13 +329,13 @@ async def lock_period(
 
 
 async def pay_period(
-    session: AsyncSession, *, actor: Principal, period_id: int, payment_reference: str, now: dt.datetime
+    *, session: AsyncSession, actor: Principal, period_id: int, payment_reference: str, now: dt.datetime
 ) -> SettlementPeriod:
     """Record the payment of an approved period (its reference) and post it: for each provider and
     payer, what the period's live share transfers owe it moves from the provider's receivable to the
     payer's bank account, in one batch. (Co-pays are collected by the providers from the elders.)"""
     _require(actor, Action.PAY)
-    period = await get_period(session, period_id, lock="update")
+    period = await get_period(session=session, period_id=period_id, lock="update")
     _refuse(period, Action.PAY)
     owed = (
         await session.execute(
@@ -347,7 +347,8 @@ async def pay_period(
                   JOIN ledger_account a ON a.id IN (t.credit_account_id, t.debit_account_id)
                                        AND a.kind = '{AccountKind.PROVIDER_RECEIVABLE.value}'
                  WHERE t.period_id = :p AND t.part = ANY(:payers)
-                   AND t.kind IN ('{TransferKind.SHARE.value}', '{TransferKind.REVERSAL.value}')
+                   AND t.kind IN ('{TransferKind.SHARE.value}', '{TransferKind.CORRECTION.value}',
+                                  '{TransferKind.REVERSAL.value}')
                  GROUP BY a.id, t.part HAVING sum(CASE WHEN t.credit_account_id = a.id
                                                   THEN t.amount_fen ELSE -t.amount_fen END) > 0
                  ORDER BY a.id, t.part
@@ -446,7 +447,7 @@ async def list_lines(
     undecided: bool | None = None,
 ) -> Paged[LineView]:
     """The period's current lines in ``actor``'s scope, by provider then visit."""
-    await get_period(session, period_id)
+    await get_period(session=session, period_id=period_id)
     stmt: Any = (
         select(SettlementLine, SettlementLineDecision)
         .outerjoin(SettlementLineDecision, SettlementLineDecision.line_id == SettlementLine.id)
@@ -492,7 +493,7 @@ async def decide_line(
     )
     if line is None:
         raise NotFound(f"No settlement line with id {line_id}.", code="settlement_line.not_found")
-    period = await get_period(session, line.period_id, lock="share")
+    period = await get_period(session=session, period_id=line.period_id, lock="share")
     if period.state == PeriodState.LOCKED.value:
         raise SettlementConflict("The period is locked.", code="settlement.period_locked", state=period.state)
     if PeriodState(period.state) not in DECIDING:
@@ -532,40 +533,8 @@ async def decide_line(
     )
     if inserted is None:
         raise Conflict("This line has a decision already.", code="settlement.line_decided")
-    if decision == Decision.REJECTED:
-        live = list(
-            await session.scalars(
-                select(LedgerTransfer).where(
-                    LedgerTransfer.line_id == line.id,
-                    LedgerTransfer.kind != TransferKind.REVERSAL.value,
-                    ~exists().where(_REV.reverses_id == LedgerTransfer.id),
-                )
-            )
-        )
-        if live:
-            await ledger.post_batch(
-                session,
-                key=f"review:{line.id}",
-                kind="review",
-                transfers=[
-                    ledger.TransferIn(
-                        key=f"rev:{t.id}",
-                        debit_account_id=t.credit_account_id,
-                        credit_account_id=t.debit_account_id,
-                        amount_fen=t.amount_fen,
-                        kind=TransferKind.REVERSAL,
-                        part=t.part,
-                        period_id=t.period_id,
-                        line_id=t.line_id,
-                        reverses_id=t.id,
-                    )
-                    for t in live
-                ],
-                now=now,
-                user_id=actor.user_id,
-                period_id=line.period_id,
-                memo=reason[:200],
-            )
+    if decision == Decision.REJECTED and line.payable:
+        await _take_back(session, line=line, now=now, user_id=actor.user_id, memo=reason)
     audit.record(
         session,
         actor=actor,
@@ -579,15 +548,62 @@ async def decide_line(
     return LineView(line, found)
 
 
+async def _take_back(
+    session: AsyncSession, *, line: SettlementLine, now: dt.datetime, user_id: int | None, memo: str
+) -> None:
+    """Correcting entries for a line rejected at review: each of its posted parts goes back from the
+    provider's receivable to the payer's fund (or the elder's co-pay), in one batch named after the
+    line (idempotent: a retry posts nothing twice)."""
+    parts = {p: int(getattr(line, f"{p}_fen")) for p in (*PAYERS, "copay")}
+    specs = [ledger.AccountSpec(ledger.provider_code(line.provider_id), AccountKind.PROVIDER_RECEIVABLE)]
+    specs += [
+        ledger.AccountSpec(ledger.payer_fund_code(p, line.district_id), AccountKind.PAYER_FUND)
+        for p in PAYERS
+        if parts[p]
+    ]
+    if parts["copay"]:
+        specs.append(ledger.AccountSpec(ledger.copay_code(line.elder_id), AccountKind.ELDER_COPAY))
+    ids = await ledger.open_accounts(session, specs)
+    provider = ids[ledger.provider_code(line.provider_id)]
+    transfers = [
+        ledger.TransferIn(
+            key=f"review:{line.id}:{p}",
+            debit_account_id=provider,
+            credit_account_id=ids[
+                ledger.copay_code(line.elder_id) if p == "copay" else ledger.payer_fund_code(p, line.district_id)
+            ],
+            amount_fen=amount,
+            kind=TransferKind.CORRECTION,
+            part=p,
+            period_id=line.period_id,
+            line_id=line.id,
+            memo=memo[:200],
+        )
+        for p, amount in parts.items()
+        if amount > 0
+    ]
+    if transfers:
+        await ledger.post_batch(
+            session,
+            key=f"review:{line.id}",
+            kind="review",
+            transfers=transfers,
+            now=now,
+            user_id=user_id,
+            period_id=line.period_id,
+            memo=memo[:200],
+        )
+
+
 async def review_district(
-    session: AsyncSession, *, actor: Principal, period_id: int, district_id: int, now: dt.datetime
+    *, session: AsyncSession, actor: Principal, period_id: int, district_id: int, now: dt.datetime
 ) -> SettlementPeriod:
     """Mark a district's lines of the period reviewed (every passed line decided); the last district
     with lines moves the period to reviewed."""
     _require(actor, Action.REVIEW)
     if actor.role != Role.ADMIN and district_id not in actor.district_ids:
         raise NotFound(f"No district {district_id} in your scope.", code="district.not_found")
-    period = await get_period(session, period_id, lock="share")
+    period = await get_period(session=session, period_id=period_id, lock="share")
     _refuse(period, Action.REVIEW)
     undecided = await session.scalar(
         select(func.count())
@@ -659,13 +675,13 @@ async def review_district(
             )
         )
         await session.flush()
-    return await get_period(session, period_id)
+    return await get_period(session=session, period_id=period_id)
 
 
 # --- Reads --------------------------------------------------------------------------------------------
 
 
-async def list_periods(session: AsyncSession, *, actor: Principal, window: Window) -> Paged[SettlementPeriod]:
+async def list_periods(*, session: AsyncSession, actor: Principal, window: Window) -> Paged[SettlementPeriod]:
     if actor.role not in READERS:
         raise Forbidden("Settlement is read by officers, admins and providers.", code="auth.forbidden")
     stmt: Any = select(SettlementPeriod).order_by(SettlementPeriod.month.desc())
@@ -682,8 +698,8 @@ class PeriodDetail:
     payable_fen: int
 
 
-async def period_detail(session: AsyncSession, *, actor: Principal, period_id: int) -> PeriodDetail:
-    period = await get_period(session, period_id)
+async def period_detail(*, session: AsyncSession, actor: Principal, period_id: int) -> PeriodDetail:
+    period = await get_period(session=session, period_id=period_id)
     events = list(
         await session.scalars(
             select(SettlementPeriodEvent)
@@ -711,16 +727,16 @@ async def period_detail(session: AsyncSession, *, actor: Principal, period_id: i
 
 
 async def statement_subjects(
-    session: AsyncSession, *, actor: Principal, period_id: int, kind: StatementKind | None
+    *, session: AsyncSession, actor: Principal, period_id: int, kind: StatementKind | None
 ) -> list[SettlementStatement]:
     """The latest statements of the period that ``actor`` may read."""
-    await get_period(session, period_id)
+    await get_period(session=session, period_id=period_id)
     stmts = await _latest_statements(session, period_id)
-    visible = await _visible_subjects(session, actor=actor, period_id=period_id)
+    visible = await _visible_subjects(session=session, actor=actor, period_id=period_id)
     return [s for s in stmts if (kind is None or s.kind == kind.value) and visible(s.kind, s.subject_id)]
 
 
-async def _visible_subjects(session: AsyncSession, *, actor: Principal, period_id: int) -> Any:
+async def _visible_subjects(*, session: AsyncSession, actor: Principal, period_id: int) -> Any:
     if actor.role == Role.ADMIN:
         return lambda kind, subject: True
     if actor.role == Role.PROVIDER_ADMIN:
@@ -752,8 +768,8 @@ async def read_statement(
     as_of: dt.datetime | None,
 ) -> SettlementStatement:
     """A statement (as it stood at ``as_of``, or the latest), if ``actor`` may read it; else 404."""
-    await get_period(session, period_id)
-    visible = await _visible_subjects(session, actor=actor, period_id=period_id)
+    await get_period(session=session, period_id=period_id)
+    visible = await _visible_subjects(session=session, actor=actor, period_id=period_id)
     found = (
         await statement_as_of(session, period_id=period_id, kind=kind, subject_id=subject_id, as_of=as_of)
         if visible(kind.value, subject_id)
@@ -822,7 +838,7 @@ async def list_balances(
 
 
 async def account_balance(
-    session: AsyncSession, *, actor: Principal, account_id: int, as_of: dt.datetime | None
+    *, session: AsyncSession, actor: Principal, account_id: int, as_of: dt.datetime | None
 ) -> ledger.Balance:
     account = await session.scalar(
         select(LedgerAccount).where(LedgerAccount.id == account_id, account_clause(actor))

@@ -98,7 +98,9 @@ PROFILING = False
 async def _exec(session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None) -> int:
     t0 = time.perf_counter()
     head = sql.lstrip().split(None, 1)[0].upper()
-    explainable = head == "INSERT" or sql.lstrip().upper().startswith("CREATE TEMP TABLE") and " AS" in sql[:60]
+    explainable = (
+        head == "INSERT" or sql.lstrip().upper().startswith("CREATE TEMP TABLE") and " AS" in sql[:60]
+    )
     if PROFILING and explainable:
         plan = (await session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + sql), dict(params or {}))).all()
         PROFILE.append(

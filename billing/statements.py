@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.adjudication import Reason
@@ -138,7 +139,7 @@ async def build_statements(
         (s.kind, s.subject_id): s
         for s in await session.scalars(
             select(SettlementStatement)
-            .distinct(SettlementStatement.kind, SettlementStatement.subject_id)
+            .ext(distinct_on(SettlementStatement.kind, SettlementStatement.subject_id))
             .where(SettlementStatement.period_id == period_id)
             .order_by(
                 SettlementStatement.kind, SettlementStatement.subject_id, SettlementStatement.version.desc()
