@@ -570,7 +570,9 @@ async def _take_back(
             key=f"review:{line.id}:{p}",
             debit_account_id=provider,
             credit_account_id=ids[
-                ledger.copay_code(line.elder_id) if p == "copay" else ledger.payer_fund_code(p, line.district_id)
+                ledger.copay_code(line.elder_id)
+                if p == "copay"
+                else ledger.payer_fund_code(p, line.district_id)
             ],
             amount_fen=amount,
             kind=TransferKind.CORRECTION,

@@ -116,37 +116,11 @@ async def _exec(session: AsyncSession, sql: str, params: Mapping[str, Any] | Non
 # --- 1. Candidates and their facts -------------------------------------------------------------------
 
 # One scan of ``visit``: the period's own visits, and visits of earlier months verified in (C′, C].
-_PICK = f"""
-CREATE TEMP TABLE _pick AS
+_CANDIDATES = f"""
+CREATE TEMP TABLE _v AS
 SELECT v.id AS visit_id,
        CASE WHEN coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
-            THEN 'regular' ELSE 'adjustment' END AS kind
-  FROM visit v JOIN service_order o ON o.id = v.order_id
- WHERE o.state IN ({", ".join(f"'{s}'" for s in STARTED_STATES)})
-   AND ((coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
-         AND coalesce(v.check_in_at, v.scheduled_start_at) < :m_end)
-     OR (coalesce(v.check_in_at, v.scheduled_start_at) < :m_start
-         AND v.verification = 'verified' AND v.verified_at <= :cutoff
-         AND (CAST(:prev_cutoff AS timestamptz) IS NULL OR v.verified_at > :prev_cutoff)))
-"""
-
-# An adjustment another period has paid (its current line there payable, not rejected at review) is
-# not listed again (few rows: one index probe each).
-_UNPICK_PAID = """
-DELETE FROM _pick p
- WHERE p.kind = 'adjustment'
-   AND EXISTS (
-       SELECT 1 FROM settlement_line l
-        WHERE l.visit_id = p.visit_id AND l.period_id <> :period AND l.payable
-          AND l.revision = (SELECT max(l2.revision) FROM settlement_line l2
-                             WHERE l2.visit_id = l.visit_id AND l2.period_id = l.period_id)
-          AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
-                           WHERE d.line_id = l.id AND d.decision = 'rejected'))
-"""
-
-_CANDIDATES = """
-CREATE TEMP TABLE _v AS
-SELECT p.visit_id, p.kind,
+            THEN 'regular' ELSE 'adjustment' END AS kind,
        (coalesce(v.check_in_at, v.scheduled_start_at) AT TIME ZONE 'Asia/Shanghai')::date AS service_on,
        date_trunc('month', coalesce(v.check_in_at, v.scheduled_start_at)
                   AT TIME ZONE 'Asia/Shanghai')::date AS service_month,
@@ -161,14 +135,33 @@ SELECT p.visit_id, p.kind,
             ELSE o.price_fen END AS amount_fen,
        extract(epoch FROM v.check_out_at - v.check_in_at)::int AS on_site_s,
        (v.verification = 'verified' AND v.verified_at <= :cutoff) AS verified_by_cutoff
-  FROM _pick p
-  JOIN visit v ON v.id = p.visit_id
+  FROM visit v
   JOIN service_order o ON o.id = v.order_id
   JOIN service s ON s.code = v.service_code
   JOIN elder e ON e.id = v.elder_id
   JOIN district d ON d.id = e.district_id
   JOIN community cm ON cm.id = e.community_id
   JOIN caregiver cg ON cg.id = v.caregiver_id
+ WHERE o.state IN ({", ".join(f"'{s}'" for s in STARTED_STATES)})
+   AND ((coalesce(v.check_in_at, v.scheduled_start_at) >= :m_start
+         AND coalesce(v.check_in_at, v.scheduled_start_at) < :m_end)
+     OR (coalesce(v.check_in_at, v.scheduled_start_at) < :m_start
+         AND v.verification = 'verified' AND v.verified_at <= :cutoff
+         AND (CAST(:prev_cutoff AS timestamptz) IS NULL OR v.verified_at > :prev_cutoff)))
+"""
+
+# An adjustment another period has paid (its current line there payable, not rejected at review) is
+# not listed again (few rows: one index probe each).
+_UNPICK_PAID = """
+DELETE FROM _v p
+ WHERE p.kind = 'adjustment'
+   AND EXISTS (
+       SELECT 1 FROM settlement_line l
+        WHERE l.visit_id = p.visit_id AND l.period_id <> :period AND l.payable
+          AND l.revision = (SELECT max(l2.revision) FROM settlement_line l2
+                             WHERE l2.visit_id = l.visit_id AND l2.period_id = l.period_id)
+          AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
+                           WHERE d.line_id = l.id AND d.decision = 'rejected'))
 """
 
 # Disjoint date ranges (gaps and islands) of the signed agreements and the provider contracts that
@@ -216,13 +209,15 @@ SELECT v.visit_id FROM _v v
 
 
 def _signals_sql(p: SettlementPolicy) -> str:
-    """``_sig``: the caregiver-day signals of each candidate, over narrow rows (one sort)."""
+    """``_sig``: the candidates with a caregiver-day signal (few), computed over narrow rows (one
+    sort); the others have none."""
     dist = haversine_sql("w.prev_out_lat", "w.prev_out_lon", "w.check_in_lat", "w.check_in_lon")
     gap = "extract(epoch FROM w.check_in_at - w.prev_out_at)"
     speed = f"CASE WHEN w.rural THEN {p.signals.rural_speed_kmh} ELSE {p.signals.urban_speed_kmh} END"
     far = too_far_apart_sql(dist, gap, speed, str(p.signals.detour_bp), str(p.signals.travel_slack_bp))
     return f"""
 CREATE TEMP TABLE _sig AS
+SELECT * FROM (
 SELECT w.visit_id,
        ((CASE WHEN w.visits_that_day > w.daily_capacity THEN {int(Signal.CAREGIVER_OVERLOAD)} ELSE 0 END)
       | (CASE WHEN w.prev_out_at IS NOT NULL AND w.check_in_at >= w.prev_out_at
@@ -238,6 +233,7 @@ SELECT w.visit_id,
                    check_in_lon, check_out_at, check_out_lat, check_out_lon FROM _v) v
     WINDOW day_w AS (PARTITION BY v.caregiver_id, v.service_on ORDER BY v.check_in_at, v.visit_id)
   ) w
+) flagged WHERE flagged.signals <> 0
 """  # noqa: S608 - constants and policy numbers only
 
 
@@ -252,14 +248,14 @@ SELECT w.visit_id, w.kind, w.service_on, w.service_month, w.service_at, w.elder_
        (ct.provider_id IS NOT NULL) AS contracted,
        (ag.elder_id IS NOT NULL) AS agreement_covered,
        sp.units_min_bp, sp.agreement_required,
-       (sg.signals | CASE WHEN hd.elder_id IS NOT NULL THEN {int(Signal.HOSPITAL_DAY)} ELSE 0 END)::smallint
-         AS signals
+       (coalesce(sg.signals, 0)
+        | CASE WHEN hd.elder_id IS NOT NULL THEN {int(Signal.HOSPITAL_DAY)} ELSE 0 END)::smallint AS signals
   FROM _v w
-  JOIN _sig sg ON sg.visit_id = w.visit_id
+  LEFT JOIN _sig sg ON sg.visit_id = w.visit_id
   JOIN _setpol sp ON sp.day = w.service_on
   LEFT JOIN _dup dup ON dup.visit_id = w.visit_id
-  LEFT JOIN (SELECT DISTINCT x.visit_id FROM visit_exception x JOIN _pick c ON c.visit_id = x.visit_id
-              WHERE x.resolved_at IS NULL) ox ON ox.visit_id = w.visit_id
+  LEFT JOIN (SELECT DISTINCT x.visit_id FROM visit_exception x WHERE x.resolved_at IS NULL) ox
+         ON ox.visit_id = w.visit_id
   LEFT JOIN _contract ct ON ct.provider_id = w.provider_id AND ct.service_code = w.service_code
                         AND w.service_on BETWEEN ct.f AND ct.t
   LEFT JOIN _agreement ag ON ag.elder_id = w.elder_id AND ag.provider_id = w.provider_id
@@ -561,15 +557,20 @@ _PART_VALUES = ", ".join(f"('{p}', l.{p}_fen)" for p in (*PAYERS, "copay"))
 # re-close, the superseded lines' (taken back, when still live: payable and not rejected at review).
 _PARTS = f"""
 CREATE TEMP TABLE _parts AS
+WITH l AS (
+    SELECT direction, elder_id, district_id, provider_id, sum(ltc_fen) AS ltc_fen,
+           sum(voucher_fen) AS voucher_fen, sum(local_fen) AS local_fen, sum(copay_fen) AS copay_fen
+      FROM (SELECT 1 AS direction, {_PART_COLUMNS} FROM _written c WHERE c.payable
+            UNION ALL
+            SELECT -1, {_PART_COLUMNS} FROM _cur c
+             WHERE c.visit_id IN (SELECT visit_id FROM _written) AND c.payable
+               AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
+                                WHERE d.line_id = c.id AND d.decision = 'rejected')) x
+     GROUP BY direction, elder_id, district_id, provider_id
+)
 SELECT l.direction, l.district_id, l.provider_id,
        CASE WHEN x.part = 'copay' THEN l.elder_id END AS elder_id, x.part, sum(x.amount) AS amount
-  FROM (SELECT 1 AS direction, {_PART_COLUMNS} FROM _written c WHERE c.payable
-        UNION ALL
-        SELECT -1, {_PART_COLUMNS} FROM _cur c
-         WHERE c.visit_id IN (SELECT visit_id FROM _written) AND c.payable
-           AND NOT EXISTS (SELECT 1 FROM settlement_line_decision d
-                            WHERE d.line_id = c.id AND d.decision = 'rejected')) l
-  CROSS JOIN LATERAL (VALUES {_PART_VALUES}) x(part, amount)
+  FROM l CROSS JOIN LATERAL (VALUES {_PART_VALUES}) x(part, amount)
  WHERE x.amount > 0
  GROUP BY l.direction, l.district_id, l.provider_id, CASE WHEN x.part = 'copay' THEN l.elder_id END, x.part
 """  # noqa: S608 - constants only
@@ -629,7 +630,6 @@ SELECT :key || ':' || t.kind || ':' || t.part || ':' || t.debit || ':' || t.cred
 """
 
 TEMP_TABLES: Final = (
-    "_pick",
     "_v",
     "_dup",
     "_sig",
@@ -887,9 +887,8 @@ async def close_lines(
         "cutoff": period.cutoff_at,
         "prev_cutoff": period.prev_cutoff_at,
     }
-    await _exec(session, _PICK, base)
-    await _exec(session, _UNPICK_PAID, base)
     await _exec(session, _CANDIDATES, base)
+    await _exec(session, _UNPICK_PAID, base)
     await _exec(session, "ANALYZE _v")
     timer.lap("candidates")
     months = sorted(

@@ -78,7 +78,9 @@ AsOf = Annotated[
 OutcomeQuery = Annotated[
     Literal["passed", "rejected"] | None, QueryParameter(description="passed or rejected")
 ]
-ReasonQuery = Annotated[int | None, QueryParameter(ge=1, le=int(max(Reason)), description="Rejection reason 1-8")]
+ReasonQuery = Annotated[
+    int | None, QueryParameter(ge=1, le=int(max(Reason)), description="Rejection reason 1-8")
+]
 SignalQuery = Annotated[
     Literal["caregiver_overload", "impossible_travel", "hospital_day", "billing_jump"] | None,
     QueryParameter(description="Lines flagged with this review signal"),
