@@ -4,7 +4,7 @@
   (credited); each account keeps ``debits_posted`` and ``credits_posted``, so the sum of all debits
   equals the sum of all credits at every commit.
 * **Append-only.** Transfers, batches and balance history are never updated or deleted (triggers of
-  migration 0019 refuse it). A correction is a reversal (:func:`reverse`: the same amount between the
+  migration 0020 refuse it). A correction is a reversal (:func:`reverse`: the same amount between the
   same accounts the other way, naming the transfer it undoes, at most once) plus new transfers.
 * **Idempotent.** Every transfer has an idempotency key. Posting a key again with the same fields
   returns the transfer already posted; with different fields it is refused (409

@@ -8,7 +8,7 @@
 * ``ledger_batch``: transfers committed together (a visit's whole waterfall, a period's close, a
   payment): all or none. Its idempotency key names the request that made it.
 * ``ledger_transfer``: one movement of ``amount_fen`` from a debit account to a credit account.
-  Append-only: a trigger (migration 0019) refuses UPDATE, DELETE and TRUNCATE; a correction is a
+  Append-only: a trigger (migration 0020) refuses UPDATE, DELETE and TRUNCATE; a correction is a
   reversal (``reverses_id``, at most one per transfer) plus new transfers. Every transfer has an
   idempotency key, unique.
 * ``ledger_balance``: each account's totals after each batch that moved it (append-only too), so a

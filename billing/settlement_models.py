@@ -3,7 +3,7 @@
 * ``settlement_period``: one per calendar month (Asia/Shanghai). States ``open`` → ``closed`` →
   ``reviewed`` → ``approved`` → ``paid`` → ``locked`` (and ``closed``/``reviewed`` → ``open`` when an
   admin reopens it); every transition is a conditional update (see :mod:`billing.settlement`) logged
-  in ``settlement_period_event``. A trigger (migration 0019) refuses any change to a locked period.
+  in ``settlement_period_event``. A trigger (migration 0020) refuses any change to a locked period.
 * ``settlement_line``: a visit adjudicated in a period's close: ``passed`` or ``rejected`` with a
   numbered reason (:class:`billing.adjudication.Reason`), its price and each payer's share. Lines are
   never changed: a re-close after a reopen writes a new ``revision`` of a line only when its result

@@ -18,7 +18,7 @@
 * review: each district's officer (or an admin) marks the district's lines reviewed once every passed
   line has a decision; the last district moves the period to reviewed;
 * approve, pay (with the payment reference), lock: admins. A locked period changes no more, for any
-  role (a trigger of migration 0019 refuses it too).
+  role (a trigger of migration 0020 refuses it too).
 """
 
 from __future__ import annotations
