@@ -37,6 +37,7 @@ EXAMPLES: Final = 10
 PROBLEMS = Gauge("eldercare_ledger_check_problems", "Problems the last ledger check found")
 LAST_RUN = Gauge("eldercare_ledger_check_last_run_timestamp_seconds", "When the ledger check last ran")
 
+_PART_VALUES: Final = ", ".join(f"('{p}', p.{p}_fen)" for p in (*PAYERS, "copay"))
 _CHECKS: Final[dict[str, str]] = {
     "totals": """
         SELECT 'accounts' AS what, sum(debits_posted) AS debits, sum(credits_posted) AS credits
@@ -108,7 +109,7 @@ _CHECKS: Final[dict[str, str]] = {
                                               WHERE d.line_id = c.id AND d.decision = 'rejected')
         ), lines AS (
             SELECT p.period_id, x.part, sum(x.amount) AS amount
-              FROM paid p CROSS JOIN LATERAL (VALUES {", ".join(f"('{p}', p.{p}_fen)" for p in (*PAYERS, "copay"))})
+              FROM paid p CROSS JOIN LATERAL (VALUES {_PART_VALUES})
                    x(part, amount)
              GROUP BY p.period_id, x.part
         ), moved AS (

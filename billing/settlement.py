@@ -25,13 +25,13 @@ from typing import Any, Final
 
 import structlog
 from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, text, true, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from billing import ledger
-from billing.ledger_models import AccountKind, LedgerAccount, LedgerTransfer, TransferKind
+from billing.ledger_models import AccountKind, LedgerAccount, TransferKind
 from billing.settlement_close import CloseStats, PeriodRef, close_lines
 from billing.settlement_models import (
     Decision,
@@ -342,7 +342,8 @@ async def pay_period(
             text(
                 f"""
                 SELECT a.id AS account_id, t.part,
-                       sum(CASE WHEN t.credit_account_id = a.id THEN t.amount_fen ELSE -t.amount_fen END) AS owed
+                       sum(CASE WHEN t.credit_account_id = a.id THEN t.amount_fen
+                                ELSE -t.amount_fen END) AS owed
                   FROM ledger_transfer t
                   JOIN ledger_account a ON a.id IN (t.credit_account_id, t.debit_account_id)
                                        AND a.kind = '{AccountKind.PROVIDER_RECEIVABLE.value}'

@@ -98,8 +98,8 @@ PROFILING = False
 async def _exec(session: AsyncSession, sql: str, params: Mapping[str, Any] | None = None) -> int:
     t0 = time.perf_counter()
     head = sql.lstrip().split(None, 1)[0].upper()
-    explainable = (
-        head == "INSERT" or sql.lstrip().upper().startswith("CREATE TEMP TABLE") and " AS" in sql[:60]
+    explainable = head == "INSERT" or (
+        sql.lstrip().upper().startswith("CREATE TEMP TABLE") and " AS" in sql[:60]
     )
     if PROFILING and explainable:
         plan = (await session.execute(text("EXPLAIN (ANALYZE, COSTS OFF) " + sql), dict(params or {}))).all()
@@ -148,7 +148,7 @@ SELECT v.id AS visit_id,
      OR (coalesce(v.check_in_at, v.scheduled_start_at) < :m_start
          AND v.verification = 'verified' AND v.verified_at <= :cutoff
          AND (CAST(:prev_cutoff AS timestamptz) IS NULL OR v.verified_at > :prev_cutoff)))
-"""
+"""  # noqa: S608 - constants only
 
 # An adjustment another period has paid (its current line there payable, not rejected at review) is
 # not listed again (few rows: one index probe each).
@@ -195,7 +195,7 @@ SELECT a.elder_id, a.provider_id, i.service_code, a.valid_from AS f,
 _CONTRACT_RANGES = f"""
 SELECT ps.provider_id, ps.service_code, ps.valid_from AS f, coalesce(ps.valid_to, DATE '{OPEN_END}') AS t
   FROM provider_service ps
-"""
+"""  # noqa: S608 - constants only
 
 # Duplicates: every visit of an (elder, service, scheduled start) but the first (lowest id).
 _DUPLICATES = """
@@ -268,7 +268,7 @@ SELECT w.visit_id, w.kind, w.service_on, w.service_month, w.service_at, w.elder_
                 AND coalesce(a.to_on, CAST(:m_last AS date)) >= CAST(:first_day AS date)) hd
          ON hd.elder_id = w.elder_id AND hd.day = w.service_on
 ) q
-"""
+"""  # noqa: S608 - constants only
 
 
 # --- 2. Entitlement segments -------------------------------------------------------------------------
@@ -425,7 +425,7 @@ SELECT f.visit_id, f.elder_id, f.service_month, f.service_on, f.service_at, f.am
   LEFT JOIN _used_m um ON um.elder_id = f.elder_id AND um.service_month = f.service_month
   LEFT JOIN _used_d ud ON ud.elder_id = f.elder_id AND ud.service_on = f.service_on
  WHERE f.hard IS NULL
-"""
+"""  # noqa: S608 - constants only
 
 
 def waterfall_sql(order: Sequence[str], per_day: Sequence[str]) -> str:
@@ -436,9 +436,10 @@ def waterfall_sql(order: Sequence[str], per_day: Sequence[str]) -> str:
     ``(rate_bp × unpaid + 5000) / 10000`` in integer division; what is unpaid before a payer is the
     amount less the shares of the payers before it. Every pass's window is a prefix of one sort,
     (elder, month, day, service time, visit), so the passes share it."""
-    assert all(p in PAYERS for p in order) and len(set(order)) == len(order)
+    assert all(p in PAYERS for p in order)
+    assert len(set(order)) == len(order)
     flags = " AND ".join(f"{'' if p in per_day else 'NOT '}p.{p}_per_day" for p in PAYERS)
-    sql = f"SELECT p.* FROM _p p WHERE NOT p.exact AND p.ord = :ord AND {flags}"
+    sql = f"SELECT p.* FROM _p p WHERE NOT p.exact AND p.ord = :ord AND {flags}"  # noqa: S608 - constants only
     before: list[str] = []
     for p in order:
         unpaid = "(s.amount_fen::bigint" + "".join(f" - s.{q}_share" for q in before) + ")"
@@ -446,7 +447,7 @@ def waterfall_sql(order: Sequence[str], per_day: Sequence[str]) -> str:
             f"CASE WHEN s.{p}_ok THEN least((s.{p}_rate::bigint * {unpaid} + 5000) / 10000, {unpaid}) "
             "ELSE 0 END"
         )
-        sql = f"SELECT s.*, {uncapped} AS {p}_u FROM ({sql}) s"
+        sql = f"SELECT s.*, {uncapped} AS {p}_u FROM ({sql}) s"  # noqa: S608 - constants only
         window = (
             "PARTITION BY s.elder_id, s.service_month, s.service_on ORDER BY s.service_at, s.visit_id"
             if p in per_day
@@ -456,12 +457,12 @@ def waterfall_sql(order: Sequence[str], per_day: Sequence[str]) -> str:
             f"least(s.{p}_u, greatest(0::bigint, s.{p}_budget - s.{p}_used - coalesce(sum(s.{p}_u) OVER ("
             f"{window} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)::bigint))"
         )
-        sql = f"SELECT s.*, ({capped})::bigint AS {p}_share FROM ({sql}) s"
+        sql = f"SELECT s.*, ({capped})::bigint AS {p}_share FROM ({sql}) s"  # noqa: S608 - constants only
         before.append(p)
     shares = ", ".join((f"w.{p}_share::int" if p in order else "0") for p in PAYERS)
     covered = " OR ".join(f"w.{p}_ok" for p in order) or "false"
     return (
-        f"INSERT INTO _w (visit_id, {', '.join(f'{p}_fen' for p in PAYERS)}, covered, entitled) "
+        f"INSERT INTO _w (visit_id, {', '.join(f'{p}_fen' for p in PAYERS)}, covered, entitled) "  # noqa: S608 - constants only
         f"SELECT w.visit_id, {shares}, ({covered}), w.entitled FROM ({sql}) w"
     )
 
@@ -494,7 +495,7 @@ SELECT q.*,
                 ELSE 0 END AS copay_fen
       FROM _f f LEFT JOIN _w w ON w.visit_id = f.visit_id
   ) q
-"""
+"""  # noqa: S608 - constants only
 
 # The current line of each visit in this period before this close (for a re-close).
 _CURRENT = """
@@ -537,7 +538,7 @@ CREATE TEMP TABLE _chg AS
 SELECT l.* FROM _l l
  WHERE NOT EXISTS (SELECT 1 FROM _cur c WHERE c.visit_id = l.visit_id
                       AND ({theirs}) IS NOT DISTINCT FROM ({ours}))
-"""
+"""  # noqa: S608 - constants only
 
 
 def _insert_lines_sql(source: str) -> str:
@@ -593,7 +594,7 @@ SELECT x.code, x.kind, x.payer, x.district_id, x.provider_id, x.elder_id, '' FRO
       FROM _parts p WHERE p.part = 'copay'
 ) x
 ON CONFLICT (code) DO NOTHING
-"""
+"""  # noqa: S608 - constants only
 
 # One transfer per (accounts, kind, part): payer fund or elder co-pay → provider for the new parts,
 # the other way (a correction) for parts taken back.
@@ -612,7 +613,7 @@ SELECT CASE WHEN p.direction > 0 THEN src.id ELSE pr.id END AS debit,
          WHEN p.part = 'copay' THEN '{AccountKind.ELDER_COPAY.value}:' || p.elder_id
          ELSE '{AccountKind.PAYER_FUND.value}:' || p.part || ':' || p.district_id END
  GROUP BY 1, 2, 4, 5
-"""
+"""  # noqa: S608 - constants only
 
 _LOCK = """
 SELECT a.id FROM ledger_account a
@@ -700,7 +701,9 @@ async def _policy_tables(session: AsyncSession, policy: SettlementPolicy) -> Non
         session,
         "CREATE TEMP TABLE _setpol (day date PRIMARY KEY, units_min_bp int, agreement_required boolean)",
     )
-    pol, ords, sets = [], [], []
+    pol: list[dict[str, Any]] = []
+    ords: list[dict[str, Any]] = []
+    sets: list[dict[str, Any]] = []
     for day, dp in sorted(policy.days.items()):
         ords.append({"day": day, "ord": ",".join(dp.order)})
         sets.append({"day": day, "u": dp.units_min_bp, "a": dp.agreement_required})
@@ -736,7 +739,7 @@ async def _exact_lines(session: AsyncSession, stats: CloseStats) -> None:
     rows = (
         await session.execute(
             text(
-                f"SELECT p.visit_id, p.elder_id, p.service_month, p.service_on, p.amount_fen, p.ord, "
+                f"SELECT p.visit_id, p.elder_id, p.service_month, p.service_on, p.amount_fen, p.ord, "  # noqa: S608 - constants only
                 f"p.entitled, {cols} FROM _p p WHERE p.exact "
                 "ORDER BY p.elder_id, p.service_month, p.service_on, p.service_at, p.visit_id"
             )
@@ -749,7 +752,8 @@ async def _exact_lines(session: AsyncSession, stats: CloseStats) -> None:
         by_month.setdefault((r.elder_id, r.service_month), []).append(r)
     out: list[dict[str, Any]] = []
     for group in by_month.values():
-        lines, used = [], {}
+        lines: list[SeqLine] = []
+        used: dict[tuple[str, bool, dt.date], int] = {}
         for r in group:
             terms = {}
             for p in PAYERS:
@@ -786,7 +790,7 @@ async def _exact_lines(session: AsyncSession, stats: CloseStats) -> None:
             )
     await session.execute(
         text(
-            f"INSERT INTO _w (visit_id, {', '.join(f'{p}_fen' for p in PAYERS)}, covered, entitled) "
+            f"INSERT INTO _w (visit_id, {', '.join(f'{p}_fen' for p in PAYERS)}, covered, entitled) "  # noqa: S608 - constants only
             f"VALUES (:visit_id, {', '.join(f':{p}_fen' for p in PAYERS)}, :covered, :entitled)"
         ),
         out,
@@ -833,7 +837,7 @@ async def _post(
     stats: CloseStats,
 ) -> None:
     """Post the written lines (and take back the superseded ones) as one batch."""
-    await _exec(session, f"CREATE TEMP VIEW _written AS SELECT * FROM {written}")
+    await _exec(session, f"CREATE TEMP VIEW _written AS SELECT * FROM {written}")  # noqa: S608 - constants only
     await _exec(session, _PARTS)
     await _exec(session, _OPEN_ACCOUNTS)
     await _exec(session, _STAGE)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -67,7 +67,7 @@ async def elder(
     categories: tuple[str, ...] = (),
     services: tuple[str, ...] = tuple(PRICE),
     agreement: bool = True,
-    **columns: object,
+    **columns: Any,
 ) -> Elder:
     """An elder with, optionally, an assessment at ``level`` (valid all year), LTC coverage, subsidy
     categories and a signed agreement with the world's provider for ``services``."""
@@ -90,7 +90,9 @@ async def elder(
     return e
 
 
-async def category(db: AsyncSession, elder_id: int, name: str, valid_from: dt.date, valid_to: dt.date | None) -> None:
+async def category(
+    db: AsyncSession, elder_id: int, name: str, valid_from: dt.date, valid_to: dt.date | None
+) -> None:
     db.add(ElderCategory(elder_id=elder_id, category=name, valid_from=valid_from, valid_to=valid_to))
     await db.flush()
 

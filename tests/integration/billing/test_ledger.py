@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select, text
@@ -33,7 +34,9 @@ URL = "/api/v1/billing/ledger"
 
 
 async def _accounts(db: AsyncSession, *names: str) -> list[int]:
-    ids = await ledger.open_accounts(db, [ledger.AccountSpec(f"manual:{n}", AccountKind.MANUAL) for n in names])
+    ids = await ledger.open_accounts(
+        db, [ledger.AccountSpec(f"manual:{n}", AccountKind.MANUAL) for n in names]
+    )
     return [ids[f"manual:{n}"] for n in names]
 
 
@@ -42,7 +45,7 @@ async def test_idempotency_keys_and_reversals_over_the_api(make: Factory, client
     a = (await client.post(f"{URL}/accounts", headers=admin, json={"code": "t-a", "name": "A"})).json()
     b = (await client.post(f"{URL}/accounts", headers=admin, json={"code": "t-b", "name": "B"})).json()
     a_id, b_id = a["account_id"], b["account_id"]
-    batch = {
+    batch: dict[str, Any] = {
         "key": "batch-1",
         "transfers": [
             {"key": "t-1", "debit_account_id": a_id, "credit_account_id": b_id, "amount_fen": 500},
@@ -72,7 +75,11 @@ async def test_idempotency_keys_and_reversals_over_the_api(make: Factory, client
     r = await client.post(f"{URL}/transfers/{t1}/reverse", headers=admin, json={"key": "rev-1"})
     assert r.status_code == 200, r.text
     reversal = r.json()["transfers"][0]
-    assert (reversal["debit_account_id"], reversal["credit_account_id"], reversal["reverses_id"]) == (b_id, a_id, t1)
+    assert (reversal["debit_account_id"], reversal["credit_account_id"], reversal["reverses_id"]) == (
+        b_id,
+        a_id,
+        t1,
+    )
     assert (await client.post(f"{URL}/transfers/{t1}/reverse", headers=admin, json={"key": "rev-1"})).json()[
         "replayed"
     ] is True
@@ -81,7 +88,12 @@ async def test_idempotency_keys_and_reversals_over_the_api(make: Factory, client
     balance = (await client.get(f"{URL}/accounts/{a_id}", headers=admin)).json()
     assert (balance["debits_posted"], balance["credits_posted"]) == (500, 700)  # t-1 undone, t-2 stands
     # Bad transfers: an unknown account, the same account twice.
-    bad = {"key": "b-x", "transfers": [{"key": "x", "debit_account_id": a_id, "credit_account_id": 2_000_000_000, "amount_fen": 1}]}
+    bad = {
+        "key": "b-x",
+        "transfers": [
+            {"key": "x", "debit_account_id": a_id, "credit_account_id": 2_000_000_000, "amount_fen": 1}
+        ],
+    }
     r = await client.post(f"{URL}/transfers", headers=admin, json=bad)
     assert (r.status_code, problem_code(r)) == (422, "ledger.account_unknown")
     bad["transfers"][0]["credit_account_id"] = a_id  # type: ignore[index]
@@ -114,8 +126,12 @@ async def test_transfers_are_append_only(db: AsyncSession) -> None:
 async def test_balances_as_of_any_instant(db: AsyncSession, make: Factory, client: Client) -> None:
     a, b = await _accounts(db, "asof-a", "asof-b")
     t1, t2 = TEST_NOW - dt.timedelta(days=2), TEST_NOW - dt.timedelta(days=1)
-    await ledger.post_batch(db, key="asof-1", kind="manual", transfers=[ledger.TransferIn("asof-1", a, b, 700)], now=t1)
-    await ledger.post_batch(db, key="asof-2", kind="manual", transfers=[ledger.TransferIn("asof-2", b, a, 300)], now=t2)
+    await ledger.post_batch(
+        db, key="asof-1", kind="manual", transfers=[ledger.TransferIn("asof-1", a, b, 700)], now=t1
+    )
+    await ledger.post_batch(
+        db, key="asof-2", kind="manual", transfers=[ledger.TransferIn("asof-2", b, a, 300)], now=t2
+    )
     account = await db.get(LedgerAccount, a)
     assert account is not None
     await db.refresh(account)
@@ -128,7 +144,9 @@ async def test_balances_as_of_any_instant(db: AsyncSession, make: Factory, clien
     assert (after.debits_posted, after.credits_posted) == (700, 300)
     await db.commit()
     admin = (await make.admin()).headers
-    r = await client.get(f"{URL}/accounts/{a}", headers=admin, params={"as_of": (t1 + dt.timedelta(hours=1)).isoformat()})
+    r = await client.get(
+        f"{URL}/accounts/{a}", headers=admin, params={"as_of": (t1 + dt.timedelta(hours=1)).isoformat()}
+    )
     assert (r.json()["debits_posted"], r.json()["credits_posted"]) == (700, 0)
     r = await client.get(f"{URL}/accounts/{a}", headers=admin, params={"as_of": "2026-11-01T00:00:00"})
     assert r.status_code == 422  # an instant needs its offset
@@ -142,12 +160,17 @@ async def test_the_check_reports_a_planted_imbalance_and_an_unverified_paid_line
     paid = await sb.visit(db, w, e, service="CLEAN", day=dt.date(2026, 10, 3))
     period = await ensure_period(session=db, month=sb.OCTOBER)
     admin = Principal(user_id=w.admin.user_id, username="a", role=Role.ADMIN)
-    await close_period(session=db, actor=admin, period_id=period.id, now=dt.datetime(2026, 11, 6, tzinfo=dt.UTC))
+    await close_period(
+        session=db, actor=admin, period_id=period.id, now=dt.datetime(2026, 11, 6, tzinfo=dt.UTC)
+    )
     check = await run_check(db, now=TEST_NOW)
     assert check.ok, check.findings
     assert check.debits_fen == check.credits_fen > 0
-    # Plant an imbalance: an account's totals moved without a transfer. The check reports, and repairs nothing.
-    account = await db.scalar(select(LedgerAccount).where(LedgerAccount.code == f"provider_receivable:{w.provider.id}"))
+    # Plant an imbalance: an account's totals moved without a transfer. The check reports it and
+    # repairs nothing.
+    account = await db.scalar(
+        select(LedgerAccount).where(LedgerAccount.code == f"provider_receivable:{w.provider.id}")
+    )
     assert account is not None
     await db.execute(
         text("UPDATE ledger_account SET credits_posted = credits_posted + 1 WHERE id = :a"), {"a": account.id}
@@ -164,7 +187,8 @@ async def test_the_check_reports_a_planted_imbalance_and_an_unverified_paid_line
     assert check.findings["paid_lines"]["examples"][0]["visit_id"] == paid.id
     await db.refresh(account)
     assert account.credits_posted - 1 == await db.scalar(
-        text("SELECT coalesce(sum(amount_fen), 0) FROM ledger_transfer WHERE credit_account_id = :a"), {"a": account.id}
+        text("SELECT coalesce(sum(amount_fen), 0) FROM ledger_transfer WHERE credit_account_id = :a"),
+        {"a": account.id},
     )
 
 
@@ -212,7 +236,9 @@ async def test_concurrent_postings_in_every_order_never_deadlock(
             await asyncio.sleep(0.01)  # hold the locks a little, so that batches overlap
 
     # Every batch twice at once: the second of each pair answers the first's (or waits and replays).
-    await asyncio.gather(*(post(n, legs) for n, legs in enumerate(plans)), *(post(n, legs) for n, legs in enumerate(plans)))
+    await asyncio.gather(
+        *(post(n, legs) for n, legs in enumerate(plans)), *(post(n, legs) for n, legs in enumerate(plans))
+    )
     async with committed() as s:
         rows = (
             await s.execute(

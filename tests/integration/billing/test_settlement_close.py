@@ -52,10 +52,20 @@ async def test_every_reason_and_the_shares(db: AsyncSession, make: Factory) -> N
     v = {
         "ltc": await sb.visit(db, w, insured, service="CARE", day=dt.date(2026, 10, 2)),
         "short": await sb.visit(db, w, insured, service="CLEAN", day=dt.date(2026, 10, 3), on_site_s=1800),
-        "pending": await sb.visit(db, w, insured, service="CLEAN", day=dt.date(2026, 10, 4), verification="pending"),
-        "open": await sb.visit(db, w, insured, service="CLEAN", day=dt.date(2026, 10, 5), verification="exception"),
+        "pending": await sb.visit(
+            db, w, insured, service="CLEAN", day=dt.date(2026, 10, 4), verification="pending"
+        ),
+        "open": await sb.visit(
+            db, w, insured, service="CLEAN", day=dt.date(2026, 10, 5), verification="exception"
+        ),
         "closed_exc": await sb.visit(
-            db, w, insured, service="CLEAN", day=dt.date(2026, 10, 6), verification="exception", open_exception=False
+            db,
+            w,
+            insured,
+            service="CLEAN",
+            day=dt.date(2026, 10, 6),
+            verification="exception",
+            open_exception=False,
         ),
         "late": await sb.visit(db, w, insured, service="MEAL", day=dt.date(2026, 10, 7), verified_at=sb.LATE),
         "not_covered": await sb.visit(db, w, voucher_only, service="VISIT", day=dt.date(2026, 10, 8)),
@@ -98,7 +108,8 @@ async def test_every_reason_and_the_shares(db: AsyncSession, make: Factory) -> N
     # Rejected for the public payers only: the co-pay stands. For the visit itself: nothing.
     assert (lines[v["not_covered"].id].copay_fen, lines[v["not_covered"].id].payable) == (3000, True)
     assert lines[v["not_eligible"].id].copay_fen == 1200
-    assert not lines[v["short"].id].payable and lines[v["short"].id].copay_fen == 0
+    assert not lines[v["short"].id].payable
+    assert lines[v["short"].id].copay_fen == 0
     # The ledger holds exactly the payable lines' parts.
     payable = sum(x.amount_fen for x in lines.values() if x.payable)
     posted = await db.scalar(
@@ -114,10 +125,16 @@ async def test_review_signals(db: AsyncSession, make: Factory) -> None:
     # Three visits in a day for a caregiver who can do two: all three flagged.
     a = await sb.visit(db, w, e, service="MEAL", day=day, hour=8, duration_s=900)
     # 20 minutes after the check-out 9 km away: impossible at 15 km/h.
-    b = await sb.visit(db, w, e, service="MEAL", day=day, hour=8, minute=35, duration_s=900, lat=e.lat, lon=e.lon + 0.09)
+    b = await sb.visit(
+        db, w, e, service="MEAL", day=day, hour=8, minute=35, duration_s=900, lat=e.lat, lon=e.lon + 0.09
+    )
     c = await sb.visit(db, w, e, service="MEAL", day=day, hour=12, duration_s=900)
     d = await sb.visit(db, w, e, service="MEAL", day=dt.date(2026, 10, 20), duration_s=900)
-    db.add(ElderAbsence(elder_id=e.id, kind="hospital", from_on=dt.date(2026, 10, 19), to_on=dt.date(2026, 10, 21)))
+    db.add(
+        ElderAbsence(
+            elder_id=e.id, kind="hospital", from_on=dt.date(2026, 10, 19), to_on=dt.date(2026, 10, 21)
+        )
+    )
     await db.flush()
     period = await ensure_period(session=db, month=sb.OCTOBER)
     await close_period(session=db, actor=_admin(w), period_id=period.id, now=CLOSE_AT)
@@ -142,8 +159,17 @@ async def test_a_billing_jump_is_flagged_against_the_previous_months(db: AsyncSe
         await db.flush()
         db.add(
             SettlementStatement(
-                period_id=p.id, kind="provider", subject_id=w.provider.id, version=1, line_count=1,
-                amount_fen=10_000, public_fen=0, copay_fen=10_000, body="{}", sha256="0" * 64, created_at=sb.VERIFIED,
+                period_id=p.id,
+                kind="provider",
+                subject_id=w.provider.id,
+                version=1,
+                line_count=1,
+                amount_fen=10_000,
+                public_fen=0,
+                copay_fen=10_000,
+                body="{}",
+                sha256="0" * 64,
+                created_at=sb.VERIFIED,
             )
         )  # fmt: skip
         previous.append(p)
@@ -172,14 +198,18 @@ async def test_late_verification_lands_as_an_adjustment_against_the_months_budge
     november = await db.scalar(select(SettlementPeriod).where(SettlementPeriod.month == sb.NOVEMBER))
     assert november is not None  # the close opened the next period
     # November closes after its cut-off (5 December).
-    await close_period(session=db, actor=_admin(w), period_id=november.id, now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC))
+    await close_period(
+        session=db, actor=_admin(w), period_id=november.id, now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+    )
     adj = (await _lines(db, november.id))[late.id]
     assert (adj.kind, adj.outcome, adj.service_month) == ("adjustment", "passed", sb.OCTOBER)
     # October's budget had 6,000 fen left after the 54,000 already paid: the adjustment takes it.
     assert (adj.local_fen, adj.copay_fen) == (6000, 0)
     # A December close does not list it again: it is paid.
     december = await ensure_period(session=db, month=dt.date(2026, 12, 1))
-    await close_period(session=db, actor=_admin(w), period_id=december.id, now=dt.datetime(2027, 1, 6, tzinfo=dt.UTC))
+    await close_period(
+        session=db, actor=_admin(w), period_id=december.id, now=dt.datetime(2027, 1, 6, tzinfo=dt.UTC)
+    )
     assert late.id not in await _lines(db, december.id)
 
 
@@ -191,32 +221,50 @@ async def test_a_reopen_and_reclose_only_adds_correcting_entries(db: AsyncSessio
     period = await ensure_period(session=db, month=sb.OCTOBER)
     first = await close_period(session=db, actor=_admin(w), period_id=period.id, now=CLOSE_AT)
     v1 = next(s for s in first.statements if s.kind == "provider" and s.subject_id == w.provider.id)
-    before = await db.scalar(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.period_id == period.id))
+    before = await db.scalar(
+        select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.period_id == period.id)
+    )
     # Reopen with nothing changed: the re-close writes nothing and the statement keeps its hash.
     later = CLOSE_AT + dt.timedelta(days=1)
     await reopen_period(session=db, actor=_admin(w), period_id=period.id, reason="check", now=later)
     again = await close_period(session=db, actor=_admin(w), period_id=period.id, now=later)
     same = next(s for s in again.statements if s.kind == "provider" and s.subject_id == w.provider.id)
     assert (same.version, same.sha256) == (1, v1.sha256)
-    assert again.stats is not None and again.stats.lines_written == 0
+    assert again.stats is not None
+    assert again.stats.lines_written == 0
     # The elder turns out to have been in a category all along: reopen, re-close.
     await sb.category(db, e.id, "subsistence", dt.date(2026, 1, 1), None)
     await reopen_period(session=db, actor=_admin(w), period_id=period.id, reason="category", now=later)
-    third = await close_period(session=db, actor=_admin(w), period_id=period.id, now=later + dt.timedelta(hours=1))
-    assert third.stats is not None and third.stats.lines_written == 2
+    third = await close_period(
+        session=db, actor=_admin(w), period_id=period.id, now=later + dt.timedelta(hours=1)
+    )
+    assert third.stats is not None
+    assert third.stats.lines_written == 2
     lines = await _lines(db, period.id)
-    assert lines[changed.id].revision == 3 and lines[changed.id].local_fen == 3600
+    assert lines[changed.id].revision == 3
+    assert lines[changed.id].local_fen == 3600
     assert lines[kept.id].local_fen == 1080
     v3 = next(s for s in third.statements if s.kind == "provider" and s.subject_id == w.provider.id)
-    assert v3.version == 2 and v3.sha256 != v1.sha256
+    assert v3.version == 2
+    assert v3.sha256 != v1.sha256
     # The first lines and their transfers are all still there; corrections were added.
-    assert await db.scalar(select(func.count()).select_from(SettlementLine).where(SettlementLine.period_id == period.id)) == 4
+    assert (
+        await db.scalar(
+            select(func.count()).select_from(SettlementLine).where(SettlementLine.period_id == period.id)
+        )
+        == 4
+    )
     kinds = set(await db.scalars(select(LedgerTransfer.kind).where(LedgerTransfer.period_id == period.id)))
     assert "correction" in kinds
-    after = await db.scalar(select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.period_id == period.id))
+    after = await db.scalar(
+        select(func.count()).select_from(LedgerTransfer).where(LedgerTransfer.period_id == period.id)
+    )
+    assert after is not None
+    assert before is not None
     assert after > before
     # As of before the re-close, the statement reads as it was.
     old = await statement_as_of(
         session=db, period_id=period.id, kind=StatementKind.PROVIDER, subject_id=w.provider.id, as_of=later
     )
-    assert old is not None and old.sha256 == v1.sha256
+    assert old is not None
+    assert old.sha256 == v1.sha256

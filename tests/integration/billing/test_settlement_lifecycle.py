@@ -41,7 +41,9 @@ async def _setup(db: AsyncSession, make: Factory) -> tuple[sb.World, int, list[i
     return w, period.id, [v.id for v in visits]
 
 
-async def test_the_whole_life_of_a_period_and_every_refusal(db: AsyncSession, make: Factory, client: Client) -> None:
+async def test_the_whole_life_of_a_period_and_every_refusal(
+    db: AsyncSession, make: Factory, client: Client
+) -> None:
     w, pid, visit_ids = await _setup(db, make)
     admin, officer, prov = w.admin.headers, w.officer.headers, w.provider_admin.headers
 
@@ -58,8 +60,12 @@ async def test_the_whole_life_of_a_period_and_every_refusal(db: AsyncSession, ma
     # Closing again: nothing new, the same bytes.
     again = (await client.post(f"{BASE}/periods/{pid}/close", headers=admin)).json()
     assert again["closed_now"] is False
-    assert [s for s in again["statements"] if s["subject_id"] == w.provider.id and s["kind"] == "provider"] == mine
-    body = (await client.get(f"{BASE}/periods/{pid}/statements/provider/{w.provider.id}", headers=prov)).json()
+    assert [
+        s for s in again["statements"] if s["subject_id"] == w.provider.id and s["kind"] == "provider"
+    ] == mine
+    body = (
+        await client.get(f"{BASE}/periods/{pid}/statements/provider/{w.provider.id}", headers=prov)
+    ).json()
     assert hashlib.sha256(body["body"].encode()).hexdigest() == mine[0]["sha256"]
     doc = json.loads(body["body"])
     # 90 % of 4000, 1200 and 3000 (within the 40,000 fen budget); co-pays the rest.
@@ -67,26 +73,42 @@ async def test_the_whole_life_of_a_period_and_every_refusal(db: AsyncSession, ma
     assert doc["copay_fen"] == 400 + 120 + 300
     assert doc["amount_fen"] == 8200
 
-    lines = (await client.get(f"{BASE}/periods/{pid}/lines", headers=officer, params={"provider_id": w.provider.id})).json()
+    lines = (
+        await client.get(
+            f"{BASE}/periods/{pid}/lines", headers=officer, params={"provider_id": w.provider.id}
+        )
+    ).json()
     assert sorted(x["visit_id"] for x in lines["items"]) == sorted(visit_ids)
     assert all(x["outcome"] == "passed" for x in lines["items"])
     by_visit = {x["visit_id"]: x for x in lines["items"]}
 
     # Review: the provider may not decide; a reason is required; then approve two, reject one.
     first, second, third = (by_visit[v]["id"] for v in visit_ids)
-    r = await client.post(f"{BASE}/lines/{first}/decision", headers=prov, json={"decision": "approved", "reason": "ok"})
+    r = await client.post(
+        f"{BASE}/lines/{first}/decision", headers=prov, json={"decision": "approved", "reason": "ok"}
+    )
     assert r.status_code == 403
     # Not before every line is decided.
     district = by_visit[visit_ids[0]]["district_id"]
     r = await client.post(f"{BASE}/periods/{pid}/districts/{district}/review", headers=officer)
     assert (r.status_code, problem_code(r)) == (409, "settlement.lines_undecided")
     for line_id in (first, second):
-        r = await client.post(f"{BASE}/lines/{line_id}/decision", headers=officer, json={"decision": "approved", "reason": "核对无误"})
+        r = await client.post(
+            f"{BASE}/lines/{line_id}/decision",
+            headers=officer,
+            json={"decision": "approved", "reason": "核对无误"},
+        )
         assert r.status_code == 200, r.text
-    r = await client.post(f"{BASE}/lines/{third}/decision", headers=officer, json={"decision": "rejected", "reason": "回访未接通"})
+    r = await client.post(
+        f"{BASE}/lines/{third}/decision",
+        headers=officer,
+        json={"decision": "rejected", "reason": "回访未接通"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["decision"]["decision"] == "rejected"
-    r = await client.post(f"{BASE}/lines/{third}/decision", headers=officer, json={"decision": "approved", "reason": "again"})
+    r = await client.post(
+        f"{BASE}/lines/{third}/decision", headers=officer, json={"decision": "approved", "reason": "again"}
+    )
     assert (r.status_code, problem_code(r)) == (409, "settlement.line_decided")
     # The rejected line's postings are taken back: the provider is owed the other two lines only.
     receivable = await db.scalar(
@@ -113,7 +135,9 @@ async def test_the_whole_life_of_a_period_and_every_refusal(db: AsyncSession, ma
     assert (r.status_code, problem_code(r)) == (409, "settlement.period_state")
     r = await client.post(f"{BASE}/periods/{pid}/lock", headers=admin)
     assert (r.status_code, problem_code(r)) == (409, "settlement.period_state")
-    r = await client.post(f"{BASE}/periods/{pid}/pay", headers=admin, json={"payment_reference": "BANK-2026-10-001"})
+    r = await client.post(
+        f"{BASE}/periods/{pid}/pay", headers=admin, json={"payment_reference": "BANK-2026-10-001"}
+    )
     assert r.status_code == 200, r.text
     assert (r.json()["state"], r.json()["payment_reference"]) == ("paid", "BANK-2026-10-001")
     # Paying moved the public shares of the approved lines out to the payer's bank.
@@ -139,7 +163,9 @@ async def test_the_whole_life_of_a_period_and_every_refusal(db: AsyncSession, ma
     # Nor can SQL change it: the triggers refuse.
     with pytest.raises(DBAPIError, match="locked"):
         async with db.begin_nested():
-            await db.execute(text("UPDATE settlement_period SET payment_reference = 'x' WHERE id = :p"), {"p": pid})
+            await db.execute(
+                text("UPDATE settlement_period SET payment_reference = 'x' WHERE id = :p"), {"p": pid}
+            )
     events = (await client.get(f"{BASE}/periods/{pid}", headers=admin)).json()["events"]
     assert [e["action"] for e in events] == ["close", "review", "approve", "pay", "lock"]
 
@@ -174,7 +200,9 @@ async def test_close_is_refused_before_the_cutoff_and_while_the_previous_month_i
     r = await client.post(f"{BASE}/periods/{october.id}/close", headers=w.admin.headers)
     assert r.status_code == 200
     # Reopening September is refused now that October is closed.
-    r = await client.post(f"{BASE}/periods/{september.id}/reopen", headers=w.admin.headers, json={"reason": "fix"})
+    r = await client.post(
+        f"{BASE}/periods/{september.id}/reopen", headers=w.admin.headers, json={"reason": "fix"}
+    )
     assert (r.status_code, problem_code(r)) == (409, "settlement.later_closed")
 
 
@@ -189,7 +217,9 @@ async def test_lines_and_statements_are_scoped(db: AsyncSession, make: Factory, 
     # The Hanchuan officer sees Hanchuan's lines and statements only.
     lines = (await client.get(f"{BASE}/periods/{pid}/lines", headers=other.officer.headers)).json()
     assert {x["provider_id"] for x in lines["items"]} == {other.provider.id}
-    r = await client.get(f"{BASE}/periods/{pid}/statements/provider/{w.provider.id}", headers=other.officer.headers)
+    r = await client.get(
+        f"{BASE}/periods/{pid}/statements/provider/{w.provider.id}", headers=other.officer.headers
+    )
     assert (r.status_code, problem_code(r)) == (404, "settlement_statement.not_found")
     kinds = (await client.get(f"{BASE}/periods/{pid}/statements", headers=other.officer.headers)).json()
     assert {(s["kind"], s["subject_id"]) for s in kinds} == {
@@ -219,7 +249,9 @@ async def test_lines_and_statements_are_scoped(db: AsyncSession, make: Factory, 
     assert {a["kind"] for a in accounts["items"]} <= {"payer_fund", "elder_copay"}
     assert all(a["district_id"] in (None, e2.district_id) for a in accounts["items"])
     lines_total = await db.scalar(
-        select(func.sum(SettlementLine.amount_fen)).where(SettlementLine.period_id == pid, SettlementLine.payable)
+        select(func.sum(SettlementLine.amount_fen)).where(
+            SettlementLine.period_id == pid, SettlementLine.payable
+        )
     )
     posted = await db.scalar(
         select(func.sum(LedgerTransfer.amount_fen)).where(LedgerTransfer.period_id == pid)

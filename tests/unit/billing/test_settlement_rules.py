@@ -20,12 +20,12 @@ from billing.adjudication import (
     payable,
     public_reason,
 )
+from billing.seed import POLICY_DEFAULTS
 from billing.settlement_models import PeriodState
 from billing.settlement_policy import PAYERS, cutoff_at, day_policy
 from billing.settlement_pricing import PayerTerms, SeqLine, price_sequential, round_half_up_bp
 from billing.settlement_states import Action, may, refusal
 from billing.signals import Signal, SignalPolicy, billing_jump, overloaded, signal_codes, too_far_apart
-from billing.seed import POLICY_DEFAULTS
 from billing.statements import canonical, checksum, sha256_hex
 from core.geo import haversine_m
 from core.identity.models import Role
@@ -80,7 +80,9 @@ def test_agreements_are_required_only_by_policy() -> None:
         (True, True, 0, 0, None),
     ],
 )
-def test_public_reasons(entitled: bool, covered: bool, public: int, amount: int, reason: Reason | None) -> None:
+def test_public_reasons(
+    entitled: bool, covered: bool, public: int, amount: int, reason: Reason | None
+) -> None:
     assert public_reason(entitled=entitled, covered=covered, public_fen=public, amount_fen=amount) is reason
 
 
@@ -99,7 +101,9 @@ def _terms(ok: bool, rate: int, budget: int, per_day: bool = False) -> PayerTerm
 
 def _line(key: int, amount: int, day: int = 1, **terms: PayerTerms) -> SeqLine:
     d = dt.date(2026, 10, day)
-    return SeqLine(key, d, d.replace(day=1), amount, PAYERS, {p: terms.get(p, _terms(False, 0, 0)) for p in PAYERS})
+    return SeqLine(
+        key, d, d.replace(day=1), amount, PAYERS, {p: terms.get(p, _terms(False, 0, 0)) for p in PAYERS}
+    )
 
 
 def test_round_half_up() -> None:
@@ -140,7 +144,8 @@ def test_signals() -> None:
         travel_slack_bp=5000, jump_bp=15_000, jump_months=3, jump_min_fen=100_000,
         urban_speed_kmh=15, rural_speed_kmh=30, detour_bp=13_000,
     )  # fmt: skip
-    assert overloaded(9, 8) and not overloaded(8, 8)
+    assert overloaded(9, 8)
+    assert not overloaded(8, 8)
     km = haversine_m(30.92, 113.91, 30.92, 114.0)  # about 8.6 km
     # 8.6 km × 1.3 at 15 km/h is about 45 minutes; half of it is the slack.
     assert too_far_apart(km, 10 * 60, rural=False, policy=policy)
@@ -150,7 +155,10 @@ def test_signals() -> None:
     assert not billing_jump(250_000, [200_000, 200_000, 200_000], policy)
     assert not billing_jump(100_000, [10_000], policy)  # ten times as much, but under 1,000 yuan more
     assert not billing_jump(400_000, [], policy)
-    assert signal_codes(Signal.CAREGIVER_OVERLOAD | Signal.HOSPITAL_DAY) == ["caregiver_overload", "hospital_day"]
+    assert signal_codes(Signal.CAREGIVER_OVERLOAD | Signal.HOSPITAL_DAY) == [
+        "caregiver_overload",
+        "hospital_day",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +183,8 @@ def test_transitions(state: PeriodState, action: Action, code: str | None) -> No
 
 
 def test_who_moves_a_period() -> None:
-    assert may(Role.CIVIL_AFFAIRS, Action.CLOSE) and may(Role.CIVIL_AFFAIRS, Action.REVIEW)
+    assert may(Role.CIVIL_AFFAIRS, Action.CLOSE)
+    assert may(Role.CIVIL_AFFAIRS, Action.REVIEW)
     assert not may(Role.CIVIL_AFFAIRS, Action.APPROVE)
     assert all(may(Role.ADMIN, a) for a in Action)
     assert not any(may(Role.PROVIDER_ADMIN, a) for a in Action)
