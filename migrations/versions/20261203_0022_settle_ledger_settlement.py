@@ -13,8 +13,8 @@
   append-only (UPDATE, DELETE and TRUNCATE refused; a correction is a reversal plus new entries); a
   locked period, its lines' decisions and its statements cannot change.
 
-Revision ID: 0020_settle
-Revises: 0019_cc_timeline
+Revision ID: 0022_settle
+Revises: 0021_vouchers
 Create Date: 2026-12-03 17:20:00
 """
 
@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0020_settle"
-down_revision: str | Sequence[str] | None = "0019_cc_timeline"
+revision: str = "0022_settle"
+down_revision: str | Sequence[str] | None = "0021_vouchers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
