@@ -99,6 +99,15 @@ def _policy_defaults() -> tuple[PolicyDefault, ...]:
                 "DOMAIN §4 经济困难失能老年人护理补贴 [E]",
             )
         )
+    # Back-pay (补发) for a late registration: at most this many months before the first month paid.
+    out.append(
+        PolicyDefault(
+            "allowance.backpay",
+            "*",
+            {"months": 12},
+            "DOMAIN §4 back-pay for late registration; window [E]",
+        )
+    )
     return tuple(out)
 
 

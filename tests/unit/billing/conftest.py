@@ -1,6 +1,7 @@
-"""Unit tests of billing's pure cores: the payer waterfall (:mod:`billing.rules`) and eligibility
-(:mod:`billing.eligibility`). Tables of hand-computed cases and Hypothesis properties over plain data;
-no session, no clock (the ``pure`` guard refuses any network connection)."""
+"""Unit tests of billing's pure cores: the payer waterfall (:mod:`billing.rules`), eligibility
+(:mod:`billing.eligibility`), allowance rosters and the table writer. Tables of hand-computed cases and
+Hypothesis properties over plain data; no session, no clock (the ``pure`` guard refuses any network
+connection)."""
 
 from __future__ import annotations
 
