@@ -45,7 +45,7 @@ EARLY = D(2020, 1, 1)  # registered long before any month tested
 Row = tuple[str, str, Mapping[str, Any], dt.date, dt.date | None]
 
 
-def M(text: str) -> dt.date:  # noqa: N802 - reads as a month literal
+def M(text: str) -> dt.date:
     return parse_month(text)
 
 
@@ -55,7 +55,7 @@ def policy_on(day: dt.date, rows: Iterable[Row] = ()) -> AllowancePolicy:
 
 def policies(month: dt.date, rows: Sequence[Row] = ()) -> dict[dt.date, AllowancePolicy]:
     """The policy of every month :func:`roster` may read for ``month`` (a generous window)."""
-    return {add_months(month, -k): policy_on(add_months(month, -k), rows) for k in range(0, 25)}
+    return {add_months(month, -k): policy_on(add_months(month, -k), rows) for k in range(25)}
 
 
 def elder(
@@ -495,7 +495,7 @@ def test_the_roster_needs_the_policy_of_each_month_it_reads() -> None:
     m = M("2026-11")
     assert policies_needed(m, 2) == [M("2026-09"), M("2026-10"), m]
     assert policies_needed(m, 0) == [M("2026-10"), m]
-    with pytest.raises(ValueError, match="no policy for 2025-11, .*, 2026-10$"):
+    with pytest.raises(ValueError, match=r"no policy for 2025-11, .*, 2026-10$"):
         roster(OLD, m, [], {m: policy_on(m)}, {})
 
 
