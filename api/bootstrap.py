@@ -15,6 +15,8 @@ from types import ModuleType
 from litestar.types import ControllerRouterHandler
 from sqlalchemy import MetaData
 
+import billing.allowance_jobs
+import billing.allowance_models
 import billing.jobs
 import billing.ledger_models
 import billing.models
@@ -31,6 +33,7 @@ import iot_ingest.jobs
 import iot_ingest.models
 import registry.models
 from billing import seed as billing_seed
+from billing.allowance_routes import CONTROLLERS as ALLOWANCE_CONTROLLERS
 from billing.routes import CONTROLLERS as BILLING_CONTROLLERS
 from billing.settlement_routes import CONTROLLERS as SETTLEMENT_CONTROLLERS
 from callcentre import seed as callcentre_seed
@@ -52,7 +55,11 @@ from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
 # the same metadata as the domains'.
 KERNEL_MODELS: tuple[ModuleType, ...] = (core.audit, core.identity.models, core.policy, core.outbox)
 # Domain table modules besides each domain's ``models`` (a domain whose tables live in several modules).
-EXTRA_MODELS: tuple[ModuleType, ...] = (billing.ledger_models, billing.settlement_models)
+EXTRA_MODELS: tuple[ModuleType, ...] = (
+    billing.ledger_models,
+    billing.settlement_models,
+    billing.allowance_models,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +118,8 @@ DOMAINS: tuple[Domain, ...] = (
     ),
     # Billing's monthly settlement and ledger (their tables are in EXTRA_MODELS).
     Domain("billing.settlement", controllers=SETTLEMENT_CONTROLLERS, jobs=billing.settlement_jobs),
+    # Billing's allowance rosters (their tables are in EXTRA_MODELS).
+    Domain("billing.allowances", controllers=ALLOWANCE_CONTROLLERS, jobs=billing.allowance_jobs),
 )
 
 

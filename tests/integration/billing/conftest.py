@@ -13,6 +13,10 @@ from core.clock import SHANGHAI
 from dispatch.models import ServiceOrder, Visit
 from registry.models import Caregiver, Elder, LtcCoverage
 from tests.factories import Factory
+from tests.support import registry
+
+# The real app from a client with no IP address (the per-address sign-in limit never applies).
+client = registry.client
 
 
 def at(day: dt.date, hour: int = 9) -> dt.datetime:
