@@ -86,7 +86,7 @@ class FileOperation(Operation):
                 XLSX_MEDIA_TYPE: OpenAPIMediaType(
                     schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
                 ),
-                CSV_MEDIA_TYPE.split(";")[0]: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
+                CSV_MEDIA_TYPE: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
             }
 
 

@@ -69,7 +69,7 @@ Lang = Literal["zh", "en"]
 Cell = str | int | dt.date | None
 
 XLSX_MEDIA_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
-CSV_MEDIA_TYPE: Final = "text/csv; charset=utf-8"
+CSV_MEDIA_TYPE: Final = "text/csv"  # served with "; charset=utf-8" (the encoding it is written in)
 
 _CENT: Final = Decimal("0.01")
 _ZIP_TIME: Final = (1980, 1, 1, 0, 0, 0)  # the earliest a zip entry can carry: "no particular time"
