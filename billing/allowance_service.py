@@ -149,7 +149,7 @@ def _candidates(
         ages = [
             a for m in (month, rules.add_months(month, -1)) if (a := policies[m].youngest_age) is not None
         ]
-        could = Elder.birth_on <= dt.date(day.year - min(ages), 12, 31) if ages else false()
+        could = Elder.birth_on <= dt.date(max(1, day.year - min(ages)), 12, 31) if ages else false()
     else:
         could = Elder.id.in_(
             select(Assessment.elder_id).where(
