@@ -11,7 +11,7 @@ Invariants:
   lines from the facts and policy as they are now (same facts → same lines, same checksum). A month
   that is over is ``closed``: generated once if it never was, then never recomputed (409
   ``allowance.roster_closed``); the 1st-of-month job closes the month before (:func:`close_past`).
-  Migration 0019's trigger refuses any change to a closed roster or its lines.
+  The ``allowance_rosters`` migration's trigger refuses any change to a closed roster or its lines.
 * Every generation writes an audit row (``generate`` / ``regenerate``, before/after totals and
   checksum); a scheduled one has no principal (``system``).
 * Services flush; the request or the job owns the transaction.
