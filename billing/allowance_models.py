@@ -2,8 +2,9 @@
 
 A roster is written by generating it (:mod:`billing.allowance_service`) and rewritten only while it is
 ``open``: the roster of the current month. Once its month is over it is ``closed`` and never
-recomputed (a trigger of the ``allowance_rosters`` migration refuses any change to a closed roster or its lines), so what
-was paid stays what the roster says. Amounts are integer fen; ``month`` is the month's first day.
+recomputed (a trigger of the ``allowance_rosters`` migration refuses any change to a closed roster or
+its lines), so what was paid stays what the roster says. Amounts are integer fen; ``month`` is the
+month's first day.
 """
 
 from __future__ import annotations
