@@ -638,7 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark, e.g. `bench ingest --help`")
     p.add_argument(
-        "target", choices=["ingest", "dispatch", "api", "notify", "billing"], help="what to benchmark"
+        "target",
+        choices=["ingest", "dispatch", "api", "notify", "billing", "allowances"],
+        help="what to benchmark",
     )
     p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own arguments")
     p.set_defaults(handler=cmd_bench)

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import asyncpg
 import structlog
 from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -62,7 +63,6 @@ log = structlog.get_logger(__name__)
 ENTITY: Final = "allowance_roster"
 # The platform pays allowances from its policy epoch: no roster of an earlier month.
 FIRST_MONTH: Final = rules.month_start(POLICY_EPOCH)
-_LINE_BATCH: Final = 5000
 
 
 class RosterClosed(Conflict):
@@ -337,30 +337,32 @@ async def generate_roster(
     return Generated(roster, changed)
 
 
+LINE_COLUMNS: Final = (
+    "roster_id", "elder_id", "district_id", "change", "reason", "band", "previous_band", "monthly_fen",
+    "backpay_months", "backpay_fen", "amount_fen", "event_on", "policy_ref", "backpay_refs",
+)  # fmt: skip
+
+
 async def _insert_lines(session: AsyncSession, roster_id: int, lines: Sequence[RosterLine]) -> None:
-    for i in range(0, len(lines), _LINE_BATCH):
-        await session.execute(
-            pg_insert(AllowanceLine),
-            [
-                {
-                    "roster_id": roster_id,
-                    "elder_id": x.elder_id,
-                    "district_id": x.district_id,
-                    "change": x.change.value,
-                    "reason": x.reason.value,
-                    "band": x.band,
-                    "previous_band": x.previous_band,
-                    "monthly_fen": x.monthly_fen,
-                    "backpay_months": x.backpay_months,
-                    "backpay_fen": x.backpay_fen,
-                    "amount_fen": x.amount_fen,
-                    "event_on": x.event_on,
-                    "policy_ref": x.policy_ref,
-                    "backpay_refs": list(x.backpay_refs),
-                }
-                for x in lines[i : i + _LINE_BATCH]
-            ],
-        )
+    """COPY the lines in, on the session's own connection (inside its transaction): a roster of the
+    whole city is tens of thousands of rows."""
+    if not lines:
+        return
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection
+    await driver.copy_records_to_table(
+        AllowanceLine.__tablename__,
+        columns=LINE_COLUMNS,
+        records=[
+            (
+                roster_id, x.elder_id, x.district_id, x.change.value, x.reason.value, x.band, x.previous_band,
+                x.monthly_fen, x.backpay_months, x.backpay_fen, x.amount_fen, x.event_on, x.policy_ref,
+                list(x.backpay_refs),
+            )
+            for x in lines
+        ],
+    )  # fmt: skip
 
 
 async def generate_current(*, session: AsyncSession, now: dt.datetime) -> list[AllowanceRoster]:
