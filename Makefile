@@ -41,7 +41,7 @@ lint: $(SYNCED)
 # Every bench/<name>.py with a main(argv) taking --json PATH; the ones not written yet are skipped.
 bench: $(SYNCED) services
 	@mkdir -p $(RESULTS)
-	@for name in dispatch ingest api notify billing; do \
+	@for name in dispatch ingest api notify billing allowances; do \
 	  if [ -f bench/$$name.py ]; then \
 	    echo "== eldercare bench $$name --json $(RESULTS)/$$name.json"; \
 	    $(BIN)/eldercare bench $$name --json $(RESULTS)/$$name.json || exit $$?; \
