@@ -104,8 +104,8 @@ class AllowanceLine(Base):
     reason: Mapped[str] = mapped_column(String(24))
     # The age band (old age) or assessment level (disability) paid, as the policy scope names it; for
     # a stopped line the one paid the month before.
-    band: Mapped[str] = mapped_column(String(20))
-    previous_band: Mapped[str | None] = mapped_column(String(20))
+    band: Mapped[str] = mapped_column(String(40))  # as long as a policy scope
+    previous_band: Mapped[str | None] = mapped_column(String(40))
     monthly_fen: Mapped[int] = mapped_column(Integer)
     backpay_months: Mapped[int] = mapped_column(SmallInteger, default=0)
     backpay_fen: Mapped[int] = mapped_column(Integer, default=0)

@@ -141,7 +141,8 @@ class AllowanceController(Controller):
             "same lines: `lines_changed` false, the same `checksum`). A month that is over is "
             "generated once if it never was, and then `closed`: 409 `allowance.roster_closed`. A later "
             "month is 422 `allowance.month_not_started`; a month before the platform's first, "
-            "`allowance.month_before_start`. Audited."
+            "`allowance.month_before_start`. A policy row the rules cannot apply (a disability scope "
+            "that is not a level) is 409 `allowance.policy_invalid`, naming it. Audited."
         ),
     )
     async def generate(

@@ -70,6 +70,11 @@ class RosterClosed(Conflict):
     title = "Roster closed"
 
 
+class PolicyUnreadable(Conflict):
+    code = "allowance.policy_invalid"
+    title = "Allowance policy cannot be applied"
+
+
 # --- Scope ------------------------------------------------------------------------------------------
 
 
@@ -121,17 +126,24 @@ def check_month(month: dt.date, *, now: dt.datetime) -> dt.date:
 async def load_policies(session: AsyncSession, month: dt.date) -> dict[dt.date, AllowancePolicy]:
     """The allowance policy of ``month`` and of every month the rules may read for it (the back-pay
     window, at least the month before), each as valid on that month's first day."""
-    current = rules.allowance_policy(
-        await load_policy(session, day=month, prefixes=rules.POLICY_PREFIXES, defaults=POLICY_DEFAULTS)
-    )
+    current = await _policy_of(session, month)
     out = {month: current}
     for earlier in rules.policies_needed(month, current.backpay_months):
         if earlier not in out:
-            snapshot = await load_policy(
-                session, day=earlier, prefixes=rules.POLICY_PREFIXES, defaults=POLICY_DEFAULTS
-            )
-            out[earlier] = rules.allowance_policy(snapshot)
+            out[earlier] = await _policy_of(session, earlier)
     return out
+
+
+async def _policy_of(session: AsyncSession, month: dt.date) -> AllowancePolicy:
+    snapshot = await load_policy(session, day=month, prefixes=rules.POLICY_PREFIXES, defaults=POLICY_DEFAULTS)
+    try:
+        return rules.allowance_policy(snapshot)
+    except rules.AllowancePolicyInvalid as bad:
+        raise PolicyUnreadable(
+            f"The allowance policy valid on {month.isoformat()} cannot be applied: {bad}. End that row "
+            "(PATCH /api/v1/policies/rows/{id}) or add a corrected one.",
+            month=rules.month_label(month),
+        ) from None
 
 
 def _candidates(

@@ -217,16 +217,21 @@ class AllowancePolicy:
         return min((b.min_age for b in self.bands), default=None)
 
 
+class AllowancePolicyInvalid(TypeError):
+    """A stored allowance policy row the rules cannot read (the policy API checks a value's shape,
+    not what its scope means: a disability scope must be an assessment level)."""
+
+
 def _int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
-        raise TypeError(f"{what} is not a whole number: {value!r}")
+        raise AllowancePolicyInvalid(f"{what} is not a whole number: {value!r}")
     return int(value)
 
 
 def allowance_policy(snapshot: PolicySnapshot) -> AllowancePolicy:
     """The allowance policy of a snapshot (rows valid on its day, else the seeded defaults) under
-    :data:`POLICY_PREFIXES`. Scopes of ``allowance.disability`` are levels; a malformed value is a
-    :class:`TypeError` naming it (the policy API refuses such values before they are stored)."""
+    :data:`POLICY_PREFIXES`. Scopes of ``allowance.disability`` are levels; a value or scope the rules
+    cannot read is :class:`AllowancePolicyInvalid` naming the row."""
     bands = []
     for scope, e in sorted(snapshot.scopes(OLD_AGE_KEY).items()):
         hi = e.value.get("max_age")
@@ -243,10 +248,12 @@ def allowance_policy(snapshot: PolicySnapshot) -> AllowancePolicy:
     for scope, e in sorted(snapshot.scopes(DISABILITY_KEY).items()):
         cats = e.value.get("categories")
         if not isinstance(cats, list) or not all(isinstance(c, str) for c in cats):
-            raise TypeError(f"{e.ref()} categories is not a list of category codes: {cats!r}")
+            raise AllowancePolicyInvalid(f"{e.ref()} categories is not a list of category codes: {cats!r}")
+        if not scope.isdigit():
+            raise AllowancePolicyInvalid(f"{e.ref()}: the scope must be an assessment level (0-4)")
         levels.append(
             LevelRate(
-                level=_int(int(scope) if scope.isdigit() else scope, f"{e.ref()} scope"),
+                level=int(scope),
                 fen=_int(e.value.get("fen"), f"{e.ref()} fen"),
                 categories=frozenset(cats),
                 ref=e.ref(),

@@ -424,3 +424,27 @@ async def test_policy_rows_the_roster_reads_are_the_dated_ones(db: AsyncSession,
     assert {b.scope: b.fen for b in policies[dt.date(2026, 10, 1)].bands}["90-99"] == 10_000
     assert len(policies) == 13  # November and the 12 months of the back-pay window
     assert TEST_NOW.date() == dt.date(2026, 11, 20)
+
+
+async def test_a_policy_row_the_rules_cannot_apply_is_a_conflict_naming_it(
+    client: httpx.AsyncClient, make: Factory, db: AsyncSession
+) -> None:
+    """The policy API checks a value's shape; a disability scope must also be a level."""
+    admin = await make.admin()
+    db.add(
+        PolicyValue(
+            key="allowance.disability",
+            scope="severe",
+            value={"fen": 20_000, "categories": ["subsistence"]},
+            valid_from=dt.date(2026, 11, 1),
+            source="test: a scope that is not a level",
+        )
+    )
+    await db.flush()
+    r = await client.post(URL, json={"month": "2026-11", "kind": "disability"}, headers=admin.headers)
+    assert (r.status_code, problem_code(r)) == (409, "allowance.policy_invalid")
+    assert "allowance.disability[severe]@2026-11-01" in r.json()["detail"]
+    # October's policy had no such row.
+    assert (
+        await client.post(URL, json={"month": "2026-10", "kind": "disability"}, headers=admin.headers)
+    ).status_code == 200

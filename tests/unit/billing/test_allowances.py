@@ -14,6 +14,7 @@ import pytest
 from billing.allowances import (
     AllowanceKind,
     AllowancePolicy,
+    AllowancePolicyInvalid,
     AssessmentSpan,
     CategorySpan,
     Change,
@@ -521,4 +522,18 @@ def test_a_malformed_policy_value_is_named() -> None:
         ("allowance.old_age", "80-89", {"min_age": 80, "max_age": 89, "fen": 50.5}, D(2026, 1, 1), None)
     ]
     with pytest.raises(TypeError, match=r"allowance.old_age\[80-89\]@2026-01-01 fen"):
+        policy_on(D(2026, 11, 1), rows)
+
+
+def test_a_disability_scope_that_is_not_a_level_is_named() -> None:
+    rows: list[Row] = [
+        (
+            "allowance.disability",
+            "severe",
+            {"fen": 20_000, "categories": ["subsistence"]},
+            D(2026, 1, 1),
+            None,
+        )
+    ]
+    with pytest.raises(AllowancePolicyInvalid, match=r"allowance.disability\[severe\]@2026-01-01: the scope"):
         policy_on(D(2026, 11, 1), rows)
