@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -115,6 +116,7 @@ def add_months(month: dt.date, n: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
+@functools.cache  # called for every elder and month: a handful of distinct months per roster
 def facts_day(month: dt.date) -> dt.date:
     """The day whose facts a month's allowance follows: the last day of the month before."""
     return month_start(month) - dt.timedelta(days=1)
@@ -184,6 +186,11 @@ class AgeBand:
         return age >= self.min_age and (self.max_age is None or age <= self.max_age)
 
 
+@functools.cache
+def _highest_first(bands: tuple[AgeBand, ...]) -> tuple[AgeBand, ...]:
+    return tuple(sorted(bands, key=lambda b: (b.min_age, b.scope), reverse=True))
+
+
 @dataclass(frozen=True, slots=True)
 class LevelRate:
     """The disability allowance for an assessment level, for holders of one of ``categories``."""
@@ -205,8 +212,10 @@ class AllowancePolicy:
 
     def band_for(self, age: int) -> AgeBand | None:
         """The band covering ``age``: of several (overlapping rows), the one with the highest minimum."""
-        found = [b for b in self.bands if b.covers(age)]
-        return max(found, key=lambda b: (b.min_age, b.scope)) if found else None
+        for band in _highest_first(self.bands):
+            if band.min_age <= age and (band.max_age is None or age <= band.max_age):
+                return band
+        return None
 
     def rate_for(self, level: int) -> LevelRate | None:
         return next((r for r in self.levels if r.level == level), None)
