@@ -9,8 +9,8 @@
 * Triggers: a closed roster and its lines cannot change (a past month is never recomputed); only
   the generating account may be cleared from it (when that account is deleted).
 
-Revision ID: 0020_allowance
-Revises: 0019_cc_timeline
+Revision ID: 0023_allowance
+Revises: 0022_settle
 Create Date: 2026-12-03 18:00:00
 """
 
@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0020_allowance"
-down_revision: str | Sequence[str] | None = "0019_cc_timeline"
+revision: str = "0023_allowance"
+down_revision: str | Sequence[str] | None = "0022_settle"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
