@@ -9,11 +9,13 @@ Adding a domain is one more :class:`Domain` in :data:`DOMAINS`. Only ``api`` imp
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import ModuleType
 
 from litestar.types import ControllerRouterHandler
 from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import billing.allowance_jobs
 import billing.allowance_models
@@ -22,6 +24,7 @@ import billing.ledger_models
 import billing.models
 import billing.settlement_jobs
 import billing.settlement_models
+import callcentre.jobs
 import callcentre.models
 import core.audit
 import core.identity.models
@@ -37,6 +40,7 @@ from billing.allowance_routes import CONTROLLERS as ALLOWANCE_CONTROLLERS
 from billing.routes import CONTROLLERS as BILLING_CONTROLLERS
 from billing.settlement_routes import CONTROLLERS as SETTLEMENT_CONTROLLERS
 from callcentre import seed as callcentre_seed
+from callcentre.escalation_audit import export_metrics as export_escalation_metrics
 from callcentre.routes import CONTROLLERS as CALLCENTRE_CONTROLLERS
 from core import scheduler
 from core.db import Base
@@ -50,6 +54,10 @@ from iot_ingest.routes import CONTROLLERS as IOT_CONTROLLERS
 from registry import seed as registry_seed
 from registry.routes import CONTROLLERS as REGISTRY_CONTROLLERS
 from registry.scope import SCOPE_LOADERS as REGISTRY_SCOPE_LOADERS
+
+# Sets Prometheus gauges from figures another process keeps in the database (the scheduler's
+# heartbeats), when ``/metrics`` is read.
+MetricsExporter = Callable[[AsyncSession], Awaitable[None]]
 
 # The kernel's own tables (audit_log; app_user, its sessions and sign-in attempts; policy_value) are on
 # the same metadata as the domains'.
@@ -77,6 +85,8 @@ class Domain:
     scope_loaders: tuple[ScopeLoader, ...] = ()
     # Its policy defaults and reference data (``<domain>/seed.py``).
     seed: DomainSeed | None = None
+    # What it adds to ``/metrics`` from the database.
+    metrics: tuple[MetricsExporter, ...] = ()
 
 
 # In dependency order: a domain comes after those it reads (seed hooks run in this order, so the
@@ -107,7 +117,9 @@ DOMAINS: tuple[Domain, ...] = (
         "callcentre",
         models=callcentre.models,
         controllers=CALLCENTRE_CONTROLLERS,
+        jobs=callcentre.jobs,
         seed=callcentre_seed.SEED,
+        metrics=(export_escalation_metrics,),
     ),
     Domain(
         "billing",
@@ -136,6 +148,11 @@ def scope_loaders() -> tuple[ScopeLoader, ...]:
 def scheduled_jobs() -> scheduler.JobRegistry:
     """Every domain's jobs: the job modules in :data:`DOMAINS` registered them when imported."""
     return scheduler.schedule
+
+
+def metrics_exporters() -> tuple[MetricsExporter, ...]:
+    """Every domain's ``/metrics`` exporters."""
+    return tuple(m for d in DOMAINS for m in d.metrics)
 
 
 def domain_seeds() -> tuple[DomainSeed, ...]:

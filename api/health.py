@@ -10,6 +10,7 @@ from litestar.datastructures import State
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
+from api.bootstrap import metrics_exporters
 from core.identity.authz import public
 from core.notify import stats as notify_stats
 
@@ -41,11 +42,14 @@ class HealthController(Controller):
     )
     async def metrics(self, state: State) -> Response[bytes]:
         # The outbox's figures come from the database, so every API process reports them, whichever
-        # process delivers. A database that does not answer leaves them as they were.
+        # process delivers; so do the domains' own (the scheduler's escalation heartbeats). A database
+        # that does not answer leaves them as they were.
         try:
             async with state.sessionmaker() as session:
                 stats = await notify_stats.outbox_stats(session, now=state.clock())
-            notify_stats.export(stats)
+                notify_stats.export(stats)
+                for export in metrics_exporters():
+                    await export(session)
         except Exception as exc:  # metrics must render even when the database is down
             log.warning("metrics.outbox_unavailable", error=type(exc).__name__)
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

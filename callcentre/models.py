@@ -89,6 +89,9 @@ class Alarm(Base):
         ),
         Index("ix_alarm_cleared", "cleared_at", "id", postgresql_where=text("cleared_at IS NOT NULL")),
         Index("ix_alarm_received_at", "received_at"),
+        # The escalation runner's one query: active alarms by when it must look at them next.
+        Index("ix_alarm_escalation_due", "escalation_due_at", postgresql_where=text("cleared_at IS NULL")),
+        Index("ix_alarm_storm", "storm_id", postgresql_where=text("storm_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -113,6 +116,24 @@ class Alarm(Base):
     district_id: Mapped[int | None] = mapped_column(ForeignKey("district.id"))
     outcome: Mapped[str | None] = mapped_column(String(30))
     details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))
+    # --- Escalation (callcentre.escalation, callcentre.escalation_runner; migration 0020) -------------
+    # The chain frozen on the alarm when the call centre first saw it (with its policy ``ref``), the
+    # pending step (cycle from 0: one more per return to the queue; round from 1; step from 0) and when
+    # the runner must look at the alarm next. A new row is due at once: the runner freezes its chain.
+    escalation_chain: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    escalation_cycle: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    escalation_round: Mapped[int] = mapped_column(SmallInteger, default=1, server_default=text("1"))
+    escalation_step: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    escalation_due_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    # Acknowledged but still open past its chain's limit, it returned to the queue (acknowledgement and
+    # assignee reset): when it last did, and its first acknowledgement, kept for the service levels.
+    requeued_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    first_acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    first_acknowledged_by: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
+    # The storm its device was in when it was grouped (callcentre.storms), if any.
+    storm_id: Mapped[int | None] = mapped_column(ForeignKey("alarm_storm.id", ondelete="SET NULL"))
 
 
 class AlarmEvent(Base):
@@ -123,7 +144,10 @@ class AlarmEvent(Base):
     """
 
     __tablename__ = "alarm_event"
-    __table_args__ = (Index("ix_alarm_event_alarm", "alarm_id", "id"),)
+    __table_args__ = (
+        Index("ix_alarm_event_alarm", "alarm_id", "id"),
+        Index("ix_alarm_event_at", "at"),  # recent events by time: storms (migration 0020)
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     alarm_id: Mapped[int] = mapped_column(ForeignKey("alarm.id", ondelete="CASCADE"))
@@ -132,3 +156,37 @@ class AlarmEvent(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("app_user.id", ondelete="SET NULL"))
     district_id: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))
+
+
+class AlarmStorm(Base):
+    """A device raising more alarms than ``alarm.storm`` allows in its window (callcentre.storms): its
+    alarms in that time are grouped under this row (``alarm.storm_id``) and flagged in the queue.
+    Open while ``ended_at`` is NULL (one open storm per device); it ends after a quiet window."""
+
+    __tablename__ = "alarm_storm"
+    __table_args__ = (
+        Index("uq_alarm_storm_open", "device_id", unique=True, postgresql_where=text("ended_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("device.id", ondelete="CASCADE"))
+    district_id: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    last_event_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The most alarm events (raises and repeats) seen in one window while it lasted.
+    peak_events: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(80))  # the ``alarm.storm`` row applied, key[scope]@date
+
+
+class EscalationHeartbeat(Base):
+    """The escalation jobs' last beats (``runner``, ``auditor``), written by the scheduler process and
+    exported on the API's ``/metrics``: a stopped runner shows as an old beat."""
+
+    __tablename__ = "escalation_heartbeat"
+
+    job: Mapped[str] = mapped_column(String(20), primary_key=True)
+    beat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    alarms: Mapped[int] = mapped_column(Integer)  # alarms worked (runner) or checked (auditor)
+    problems: Mapped[int] = mapped_column(Integer)  # alarms that failed (runner) or problems (auditor)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'"))

@@ -85,4 +85,85 @@ POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
     ),
 )
 
-SEED = DomainSeed(policies=POLICY_DEFAULTS)
+# --- Escalation (issue #11): chains per alarm type, on-call lists, family notifications, storms -----
+# Read by callcentre.escalation (the pure rules) through the runner; a chain is frozen on each alarm
+# when the runner first sees it (``alarm.escalation_chain``, with the ``key[scope]@date`` it came
+# from), so a later change applies to later alarms only.
+#
+# A chain's steps run in order, each ``wait_s`` seconds after the one before (the first after the
+# raise); after the last step the chain starts again, ``rounds`` times in all. ``requeue_after_s``:
+# an alarm acknowledged that long ago and still open returns to the queue and escalates again (0:
+# never). ``staff_channel``: how supervisors are reached (the operators see the ``escalated`` event
+# on their consoles). Actions: notify_operators, notify_supervisors, notify_oncall, webhook.
+_SRC_ESC = "issue #11 escalation; DOMAIN §7: unacknowledged after 60 s → supervisor, notify again [S/E]"
+# The acknowledgement target's 60 s (alarm.ack_sla) is also when an unanswered alarm first escalates.
+_ACK_ESCALATE_S = 60
+
+
+def _chain(steps: tuple[tuple[str, int], ...], *, rounds: int, requeue_after_s: int) -> dict[str, object]:
+    return {
+        "steps": [{"action": action, "wait_s": wait_s} for action, wait_s in steps],
+        "rounds": rounds,
+        "requeue_after_s": requeue_after_s,
+        "staff_channel": "sms",
+    }
+
+
+# Someone may be hurt or in danger: re-alert at 60 s with the supervisors, then the district's
+# on-call list, then the webhook (an incident system); acknowledged but open for 10 minutes: back.
+_URGENT_CHAIN = _chain(
+    (
+        ("notify_operators", _ACK_ESCALATE_S),
+        ("notify_supervisors", 0),
+        ("notify_oncall", 120),
+        ("webhook", 300),
+    ),
+    rounds=3,
+    requeue_after_s=600,
+)
+_URGENT_TYPES = (AlarmType.SOS, AlarmType.FALL, AlarmType.SMOKE, AlarmType.GAS, AlarmType.WANDERING)
+# A device problem: one reminder an hour on, back in the queue a day after an acknowledgement.
+_TECHNICAL_CHAIN = _chain((("notify_operators", 3600),), rounds=1, requeue_after_s=86_400)
+_TECHNICAL_TYPES = (AlarmType.DEVICE_OFFLINE, AlarmType.LOW_BATTERY)
+
+ESCALATION_POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "callcentre.escalation",
+        "*",
+        _chain(
+            (("notify_operators", _ACK_ESCALATE_S), ("notify_supervisors", 120), ("notify_oncall", 600)),
+            rounds=2,
+            requeue_after_s=1800,
+        ),
+        _SRC_ESC + " [E]",
+    ),
+    *(
+        PolicyDefault("callcentre.escalation", t.value, _URGENT_CHAIN, _SRC_ESC + " [E]")
+        for t in _URGENT_TYPES
+    ),
+    *(
+        PolicyDefault("callcentre.escalation", t.value, _TECHNICAL_CHAIN, _SRC_ESC + " [E]")
+        for t in _TECHNICAL_TYPES
+    ),
+    # Who is called beyond the call centre, per district (scope: the district code, ``*`` for the
+    # rest): ``contacts`` as "channel:recipient" ("sms:13912345678", "wechat:<open id>",
+    # "webhook:https://…"), ``webhook`` the incident system's URL for the chain's webhook step. A
+    # deployment fills these in; empty, the steps are recorded as having reached nobody.
+    PolicyDefault("callcentre.oncall", "*", {"contacts": [], "webhook": ""}, "issue #11; per deployment [E]"),
+    # The elder's emergency contacts and guardians are told of an alarm of these severities, when the
+    # call centre first sees it (DOMAIN §7: call family).
+    PolicyDefault(
+        "callcentre.family_notify",
+        "*",
+        {"severities": [Severity.CRITICAL.value], "channel": "sms"},
+        "issue #11 family notifications [E]",
+    ),
+    # The auditor: an active alarm's next step more than ``grace_s`` late, an alarm not given its chain
+    # within ``grace_s`` of its raise, or a runner silent that long, is a problem it reports.
+    PolicyDefault("callcentre.escalation_audit", "*", {"grace_s": 30}, "issue #11 auditor [E]"),
+    # A device raising more than ``alarms`` alarms (new ones and repeats) within ``minutes`` is in a
+    # storm: its alarms are grouped and flagged (issue #11).
+    PolicyDefault("alarm.storm", "*", {"alarms": 5, "minutes": 10}, "issue #11 storms [E]"),
+)
+
+SEED = DomainSeed(policies=(*POLICY_DEFAULTS, *ESCALATION_POLICY_DEFAULTS))

@@ -1,5 +1,6 @@
-"""Unit tests of the call centre's pure cores: the alarm lifecycle rules and the service-level shares.
-Tables of cases over plain data; no session, no clock (the ``pure`` guard refuses any connection)."""
+"""Unit tests of the call centre's pure cores (escalation chains, self-clearing, storms): tables of
+cases over plain data and a fixed ``now``; no session, no clock (the ``pure`` guard refuses any network
+connection)."""
 
 from __future__ import annotations
 
