@@ -153,10 +153,12 @@ class AlarmEscalation:
 
 @dataclass(frozen=True, slots=True)
 class RunStep:
-    """Run ``step`` (at ``position``), then stand at ``next`` looking again at ``next_due_at``."""
+    """Run ``step`` (at ``position``, due at ``due_at``), then stand at ``next`` looking again at
+    ``next_due_at``."""
 
     position: Position
     step: Step
+    due_at: dt.datetime
     next: Position
     next_due_at: dt.datetime | None
 
@@ -256,8 +258,8 @@ def decide(chain: Chain, alarm: AlarmEscalation, now: dt.datetime) -> Decision:
     step = chain.steps[min(pos.step, len(chain.steps) - 1)]
     nxt = _after(chain, pos)
     if is_exhausted(chain, nxt):
-        return RunStep(pos, step, nxt, _recheck(chain, now))
-    return RunStep(pos, step, nxt, now + _seconds(chain.steps[nxt.step].wait_s))
+        return RunStep(pos, step, due, nxt, _recheck(chain, now))
+    return RunStep(pos, step, due, nxt, now + _seconds(chain.steps[nxt.step].wait_s))
 
 
 def step_key(alarm_id: int, position: Position) -> str:

@@ -48,7 +48,6 @@ from callcentre.escalation import (
     Position,
     Requeue,
     RunStep,
-    Step,
     StepAction,
     Wait,
     decide,
@@ -292,9 +291,7 @@ async def _work(
         assert isinstance(decision, RunStep)
         if not await _move(conn, alarm.id, decision.position, decision.next, decision.next_due_at):
             return
-        sent = await _run_step(
-            conn, alarm, chain, decision.position, decision.step, now=now, policies=policies
-        )
+        sent = await _run_step(conn, alarm, chain, decision, now=now, policies=policies)
         result.steps += 1
         result.notifications += sent
         result.ran.append((alarm.id, step_key(alarm.id, decision.position)))
@@ -396,13 +393,14 @@ async def _run_step(
     conn: asyncpg.Connection,
     alarm: _Alarm,
     chain: Chain,
-    position: Position,
-    step: Step,
+    run: RunStep,
     *,
     now: dt.datetime,
     policies: Policies,
 ) -> int:
-    """The step's effects: its outbox rows and its ``escalated`` event. Returns the rows written."""
+    """The step's effects: its outbox rows and its ``escalated`` event (with when it was due, so the
+    record shows any lateness). Returns the rows written."""
+    position, step = run.position, run.step
     key = step_key(alarm.id, position)
     data: dict[str, Any] = {
         "action": step.action.value,
@@ -410,6 +408,7 @@ async def _run_step(
         "round": position.round,
         "step": position.step,
         "chain": chain.ref,
+        "due_at": run.due_at.isoformat(),
     }
     targets: list[tuple[str, str]] = []  # (channel, recipient)
     if step.action == StepAction.NOTIFY_OPERATORS:

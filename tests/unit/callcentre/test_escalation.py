@@ -109,9 +109,10 @@ def test_nothing_runs_before_its_time() -> None:
     assert decide(CHAIN, state, s(59.999)) == Wait(s(60), WaitReason.STEP_DUE)
     run = decide(CHAIN, state, s(60))
     assert isinstance(run, RunStep)
-    assert (run.position, run.step, run.next, run.next_due_at) == (
+    assert (run.position, run.step, run.due_at, run.next, run.next_due_at) == (
         Position(0, 1, 0),
         Step(A.NOTIFY_OPERATORS, 60),
+        s(60),
         Position(0, 1, 1),
         s(60),
     )
@@ -122,7 +123,12 @@ def test_a_late_runner_runs_the_overdue_step_and_times_the_next_from_then() -> N
     after that, so a backlog is never fired at once."""
     run = decide(CHAIN, at(0, 1, 2, s(180)), s(780))
     assert isinstance(run, RunStep)
-    assert (run.position.step, run.next, run.next_due_at) == (2, Position(0, 1, 3), s(780 + 300))
+    assert (run.position.step, run.due_at, run.next, run.next_due_at) == (
+        2,
+        s(180),
+        Position(0, 1, 3),
+        s(1080),
+    )
 
 
 def test_after_the_last_round_the_chain_is_exhausted_and_looks_again_for_an_acknowledgement() -> None:
