@@ -26,20 +26,22 @@ SOS_REF = "callcentre.escalation[SOS]@2026-01-01"
 
 
 async def _events(conn: asyncpg.Connection, alarm_id: int, *kinds: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT kind, actor_id, data::text AS data, at FROM alarm_event"
         " WHERE alarm_id = $1 AND kind = ANY($2) ORDER BY id",
         alarm_id,
         list(kinds) or [k.value for k in EventKind],
     )
+    return rows
 
 
 async def _outbox(conn: asyncpg.Connection, alarm_id: int) -> list[asyncpg.Record]:
-    return await conn.fetch(
+    rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT channel, recipient, kind, payload::text AS payload, idempotency_key FROM notification_outbox"
         " WHERE ref = $1 ORDER BY id",
         f"alarm:{alarm_id}",
     )
+    return rows
 
 
 async def _state(conn: asyncpg.Connection, alarm_id: int) -> asyncpg.Record:
