@@ -30,7 +30,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
@@ -177,10 +177,9 @@ class PassResult:
     requeued: int = 0
     notifications: int = 0
     failed: int = 0
-    ran: list[tuple[int, str]] = field(default_factory=list)  # (alarm id, step key) in order
 
     def as_dict(self) -> dict[str, int]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if isinstance(v, int)}
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +293,6 @@ async def _work(
         sent = await _run_step(conn, alarm, chain, decision, now=now, policies=policies)
         result.steps += 1
         result.notifications += sent
-        result.ran.append((alarm.id, step_key(alarm.id, decision.position)))
         state = dataclasses.replace(state, position=decision.next, due_at=decision.next_due_at)
         stored_due = decision.next_due_at
     # Still due after the bound (a chain of many 0 s steps): the next pass goes on from here.
