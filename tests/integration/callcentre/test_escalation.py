@@ -4,6 +4,7 @@ stopping on acknowledgement and clearing, the return to the queue, and the audit
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import asyncpg
@@ -11,12 +12,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from callcentre.escalation_audit import audit_escalations
-from callcentre.escalation_runner import run_due
+from callcentre.escalation_runner import PassResult, run_due
 from callcentre.timeline import EventKind, record
 from core.clock import local_date
 from core.identity.models import Role
+from core.settings import Settings
 from registry.models import Elder
-from tests.conftest import Client
+from tests.conftest import TEST_DB_URL, Client
 from tests.factories import Factory
 from tests.support.alarms import Raised, driver, jsonb, policy_row, raise_
 
@@ -390,3 +392,55 @@ async def test_the_auditor_finds_every_alarm_accounted_for_or_names_the_problem_
     assert 'eldercare_escalation_heartbeat_timestamp_seconds{job="runner"}' in metrics
     assert f'eldercare_escalation_problems{{job="auditor"}} {float(report.total)}' in metrics
     assert 'eldercare_escalation_audit_problems{problem="runner_stale"} 1.0' in metrics
+
+
+async def test_two_runners_at_once_run_each_step_once() -> None:
+    """Two runner passes on two connections at once (as two scheduler processes would, were the job's
+    lock not there): the alarm the first holds is skipped by the second, and once the first commits
+    there is nothing left for anyone to do."""
+    dsn = Settings(database_url=TEST_DB_URL).asyncpg_dsn
+    first, second = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    alarm_id = None
+
+    async def second_pass(now: dt.datetime) -> PassResult:
+        async with second.transaction():
+            return await run_due(second, now=now)
+
+    async def both(now: dt.datetime) -> tuple[PassResult, PassResult]:
+        tx = first.transaction()
+        await tx.start()
+        try:
+            mine = await run_due(first, now=now)
+            other = asyncio.create_task(second_pass(now))
+            # The second pass has read the due alarms (skipping the one the first holds) once it waits
+            # for the first's heartbeat row.
+            while not await first.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = $1", second.get_server_pid()
+            ):
+                assert not other.done(), other
+                await asyncio.sleep(0.02)
+        finally:
+            await tx.commit()
+        return mine, await other
+
+    try:
+        elder_id = await first.fetchval("SELECT min(id) FROM elder WHERE status = 'active'")
+        async with first.transaction():
+            sos = await raise_(first, "SOS", "CRITICAL", elder_id=elder_id)
+        alarm_id = sos.id
+        mine, other = await both(sos.after(0))
+        assert (mine.frozen, other.alarms) == (1, 0)
+        mine, other = await both(sos.after(60))
+        assert (mine.steps, other.alarms) == (2, 0)
+        assert (await second_pass(sos.after(60))).steps == 0
+        assert [jsonb(e["data"])["step"] for e in await _events(first, sos.id, "escalated")] == [0, 1]
+        # One outbox row per recipient the events count, none more.
+        told = [jsonb(e["data"])["recipients"] for e in await _events(first, sos.id, "notified", "escalated")]
+        assert len(await _outbox(first, sos.id)) == sum(told)
+    finally:
+        if alarm_id is not None:
+            await first.execute("DELETE FROM notification_outbox WHERE ref = $1", f"alarm:{alarm_id}")
+            await first.execute("DELETE FROM alarm WHERE id = $1", alarm_id)
+        await first.execute("DELETE FROM escalation_heartbeat")
+        await first.close()
+        await second.close()
