@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,6 +38,7 @@ import asyncpg
 import structlog
 
 from callcentre import seed as callcentre_seed
+from callcentre.contract import Severity
 from callcentre.escalation import (
     CHAIN_KEY,
     FAMILY_KEY,
@@ -61,18 +63,25 @@ from callcentre.escalation import (
 )
 from callcentre.timeline import EventKind, record
 from core.clock import SHANGHAI, local_date
-from core.outbox import enqueue
+from core.outbox import enqueue_sql
 from core.policy import PolicyEntry, PolicySnapshot, load_policy_conn, snapshot_from_rows
 
 log = structlog.get_logger("callcentre.escalation")
 
-BATCH: Final = 100  # alarms per pass; the rest wait for the next pass (a few seconds)
+BATCH: Final = 100  # alarms locked and worked at a time
+# A pass takes further batches while alarms are due, for up to this long (wall clock): a burst of new
+# alarms is worked through at the database's pace, not at one batch per pass.
+PASS_BUDGET_S: Final = 1.0
 # A pass runs at most this many steps of one alarm (every step of a chain that waits 0 s between them);
 # a bound, so a malformed chain can never spin.
 MAX_STEPS_PER_PASS: Final = 20
 HEARTBEAT_JOB: Final = "runner"
 
-_DUE: Final = """
+# The most severe first, then the longest due: a burst of technical alarms never holds back an SOS.
+_SEVERITY_RANK: Final = (
+    "CASE a.severity " + " ".join(f"WHEN '{s.value}' THEN {i}" for i, s in enumerate(Severity)) + " END"
+)
+_DUE: Final = f"""
 SELECT a.id, a.type, a.severity, a.elder_id, a.district_id, a.received_at,
        a.acknowledged_at, a.acknowledged_by, a.assignee_id,
        a.escalation_chain::text AS chain, a.escalation_cycle, a.escalation_round, a.escalation_step,
@@ -83,10 +92,10 @@ SELECT a.id, a.type, a.severity, a.elder_id, a.district_id, a.received_at,
 FROM alarm a
 LEFT JOIN elder e ON e.id = a.elder_id
 LEFT JOIN district d ON d.id = a.district_id
-WHERE a.cleared_at IS NULL AND a.escalation_due_at <= $1
-ORDER BY a.escalation_due_at, a.id
+WHERE a.cleared_at IS NULL AND a.escalation_due_at <= $1 AND NOT (a.id = ANY($3::bigint[]))
+ORDER BY {_SEVERITY_RANK}, a.escalation_due_at, a.id
 LIMIT $2
-FOR UPDATE OF a SKIP LOCKED"""
+FOR UPDATE OF a SKIP LOCKED"""  # noqa: S608 - constants only
 
 _FREEZE: Final = """UPDATE alarm SET escalation_chain = $2::jsonb, escalation_cycle = 0, escalation_round = 1,
     escalation_step = 0, escalation_due_at = $3
@@ -181,6 +190,10 @@ class PassResult:
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
 
+    def add(self, other: PassResult) -> None:
+        for name, value in dataclasses.asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 @dataclass(frozen=True, slots=True)
 class _Alarm:
@@ -214,27 +227,61 @@ def _recipient_key(base: str, channel: str, recipient: str) -> str:
     return f"{base}:{digest}"
 
 
-async def run_due(conn: asyncpg.Connection, *, now: dt.datetime, limit: int = BATCH) -> PassResult:
-    """One pass: every active alarm due by ``now`` (at most ``limit``), frozen if new, its due steps
-    run, returned to the queue if its acknowledgement is too old; then the heartbeat. The caller owns
-    the transaction."""
+async def run_due(
+    conn: asyncpg.Connection, *, now: dt.datetime, limit: int = BATCH, budget_s: float = PASS_BUDGET_S
+) -> PassResult:
+    """One pass: the active alarms due by ``now``, most severe first, ``limit`` at a time while there
+    are more and ``budget_s`` lasts (each alarm at most once): frozen if new, their due steps run,
+    returned to the queue if acknowledged too long ago; then the heartbeat. The caller owns the
+    transaction."""
     result = PassResult()
     policies = Policies(conn)
-    rows = await conn.fetch(_DUE, now, limit)
-    for row in rows:
-        result.alarms += 1
-        try:
-            async with conn.transaction():
-                await _work(conn, row, now=now, policies=policies, result=result)
-        except Exception:
-            result.failed += 1
-            log.exception("escalation.alarm_failed", alarm_id=row["id"])
+    seen: list[int] = []
+    started = time.monotonic()
+    while True:
+        rows = await conn.fetch(_DUE, now, limit, seen)
+        seen.extend(r["id"] for r in rows)
+        await _work_batch(conn, rows, now=now, policies=policies, result=result)
+        if len(rows) < limit or time.monotonic() - started >= budget_s:
+            break
     await conn.execute(
         _HEARTBEAT, HEARTBEAT_JOB, now, result.alarms, result.failed, json.dumps(result.as_dict())
     )
     if result.steps or result.frozen or result.requeued or result.failed:
         log.info("escalation.pass", **result.as_dict())
     return result
+
+
+async def _work_batch(
+    conn: asyncpg.Connection,
+    rows: list[asyncpg.Record],
+    *,
+    now: dt.datetime,
+    policies: Policies,
+    result: PassResult,
+) -> None:
+    """Work a batch in one savepoint; if one alarm fails, again alarm by alarm, each in its own, so the
+    failing one is logged and left for the next pass and the others' steps still commit."""
+    batch = PassResult()
+    try:
+        async with conn.transaction():
+            for row in rows:
+                batch.alarms += 1
+                await _work(conn, row, now=now, policies=policies, result=batch)
+    except Exception:
+        log.warning("escalation.batch_split", alarms=len(rows))
+    else:
+        result.add(batch)
+        return
+    for row in rows:
+        one = PassResult(alarms=1)
+        try:
+            async with conn.transaction():
+                await _work(conn, row, now=now, policies=policies, result=one)
+        except Exception:
+            one = PassResult(alarms=1, failed=1)
+            log.exception("escalation.alarm_failed", alarm_id=row["id"])
+        result.add(one)
 
 
 async def _work(
@@ -331,16 +378,7 @@ async def _freeze(
 async def _notify_family(conn: asyncpg.Connection, alarm: _Alarm, *, channel: str, ref: str) -> int:
     phones = family_recipients([r["phone"] for r in await conn.fetch(_FAMILY, alarm.elder_id)])
     base = f"alarm:{alarm.id}:family"
-    for phone in phones:
-        await enqueue(
-            conn,
-            channel=channel,
-            recipient=phone,
-            kind="alarm.family",
-            payload=alarm.payload(),
-            idempotency_key=_recipient_key(base, channel, phone),
-            ref=f"alarm:{alarm.id}",
-        )
+    await _enqueue(conn, alarm, "alarm.family", alarm.payload(), [(channel, p) for p in phones], base)
     await record(
         conn,
         alarm.id,
@@ -432,20 +470,27 @@ async def _run_step(
     payload = alarm.payload(
         action=step.action.value, cycle=position.cycle, round=position.round, step=position.step
     )
-    outbox: list[int] = []
-    for channel, recipient in dict.fromkeys(targets):
-        outbox.append(
-            await enqueue(
-                conn,
-                channel=channel,
-                recipient=recipient,
-                kind="alarm.escalated",
-                payload=payload,
-                idempotency_key=_recipient_key(key, channel, recipient),
-                ref=f"alarm:{alarm.id}",
-            )
-        )
-    data["recipients"] = len(outbox)
+    sent = await _enqueue(conn, alarm, "alarm.escalated", payload, targets, key)
+    data["recipients"] = sent
     await record(conn, alarm.id, EventKind.ESCALATED, data=data)
-    log.info("escalation.step", alarm_id=alarm.id, key=key, action=step.action.value, recipients=len(outbox))
-    return len(outbox)
+    log.debug("escalation.step", alarm_id=alarm.id, key=key, action=step.action.value, recipients=sent)
+    return sent
+
+
+async def _enqueue(
+    conn: asyncpg.Connection,
+    alarm: _Alarm,
+    kind: str,
+    payload: dict[str, Any],
+    targets: list[tuple[str, str]],
+    key: str,
+) -> int:
+    """One outbox row per distinct (channel, recipient), keyed ``key`` + the recipient, in one round
+    trip (core.outbox's statement, once per row). Returns the recipients."""
+    distinct = list(dict.fromkeys(targets))
+    body = json.dumps(payload, default=str)
+    await conn.executemany(
+        enqueue_sql(),
+        [(ch, to, kind, f"alarm:{alarm.id}", body, _recipient_key(key, ch, to)) for ch, to in distinct],
+    )
+    return len(distinct)

@@ -444,3 +444,39 @@ async def test_two_runners_at_once_run_each_step_once() -> None:
         await first.execute("DELETE FROM escalation_heartbeat")
         await first.close()
         await second.close()
+
+
+async def test_the_most_severe_alarm_is_worked_first_and_one_that_fails_holds_back_no_other(
+    db: AsyncSession, make: Factory
+) -> None:
+    conn = await driver(db)
+    elder = await make.elder()
+    other = await make.elder()
+    offline = await raise_(conn, "DEVICE_OFFLINE", "WARNING", elder_id=elder.id)
+    sos = await raise_(conn, "SOS", "CRITICAL", elder_id=elder.id)
+    # One batch of one, no time for another: the SOS, raised later, goes first.
+    first = await run_due(conn, now=sos.after(1), limit=1, budget_s=0)
+    assert first.frozen == 1
+    assert (await _state(conn, sos.id))["chain"] is not None
+    assert (await _state(conn, offline.id))["chain"] is None
+    # Batches follow one another while alarms are due.
+    rest = await run_due(conn, now=sos.after(1), limit=1, budget_s=60)
+    assert rest.frozen >= 1
+    assert (await _state(conn, offline.id))["chain"] is not None
+
+    # A frozen chain that cannot be read (hand-edited) fails its alarm alone; the others' steps commit,
+    # and the auditor names it.
+    broken = await raise_(conn, "FALL", "CRITICAL", elder_id=other.id)
+    await run_due(conn, now=broken.after(1))
+    await conn.execute(
+        """UPDATE alarm SET escalation_chain = '{"ref": "x", "steps": 7}', escalation_due_at = $2
+           WHERE id = $1""",
+        broken.id,
+        broken.after(1),
+    )
+    result = await run_due(conn, now=sos.after(60))
+    assert result.failed == 1
+    assert [jsonb(e["data"])["step"] for e in await _events(conn, sos.id, "escalated")] == [0, 1]
+    assert await _events(conn, broken.id, "escalated") == []
+    report = await audit_escalations(conn, now=sos.after(61))
+    assert {"alarm_id": broken.id, "problem": "chain_invalid"} in report.examples
