@@ -40,15 +40,16 @@ LONGEST: Final = dt.timedelta(days=400)
 BP: Final = 10_000
 
 _SQL: Final = """WITH a AS (
-    SELECT a.acknowledged_by AS operator_id, a.type, a.district_id, a.outcome,
-           a.cleared_at IS NOT NULL AS cleared,
-           EXTRACT(EPOCH FROM a.acknowledged_at - a.received_at)::float8 AS ack_s,
+    SELECT coalesce(a.first_acknowledged_by, a.acknowledged_by) AS operator_id, a.type, a.district_id,
+           a.outcome, a.cleared_at IS NOT NULL AS cleared,
+           EXTRACT(EPOCH FROM coalesce(a.first_acknowledged_at, a.acknowledged_at) - a.received_at)::float8
+               AS ack_s,
            EXTRACT(EPOCH FROM a.cleared_at - a.received_at)::float8 AS clear_s,
            EXTRACT(EPOCH FROM coalesce(a.cleared_at, $3) - a.received_at)::float8 AS active_s
     FROM alarm a
     WHERE a.received_at >= $1 AND a.received_at < $2
       AND ($4::int[] IS NULL OR a.district_id = ANY($4::int[]))
-      AND ($5::bigint IS NULL OR a.acknowledged_by = $5::bigint)
+      AND ($5::bigint IS NULL OR coalesce(a.first_acknowledged_by, a.acknowledged_by) = $5::bigint)
 ), g AS (
     SELECT GROUPING(operator_id, type, district_id) AS grouping, operator_id, type, district_id,
            count(*) AS alarms,

@@ -12,8 +12,8 @@ storms, and the escalation jobs' heartbeat
   a storm, its alarms grouped under it; ``ix_alarm_event_at`` finds the recent events that count.
 * ``escalation_heartbeat``: the runner's and the auditor's last beats, for ``/metrics``.
 
-Revision ID: 0020_cc_escalation
-Revises: 0019_cc_timeline
+Revision ID: 0024_cc_escalation
+Revises: 0023_allowance
 Create Date: 2026-12-03 18:30:00
 """
 
@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0020_cc_escalation"
-down_revision: str | Sequence[str] | None = "0019_cc_timeline"
+revision: str = "0024_cc_escalation"
+down_revision: str | Sequence[str] | None = "0023_allowance"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
