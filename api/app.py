@@ -35,7 +35,7 @@ from api.openapi import BEARER, LocalTimeSchema, document_operations
 from api.problems import EXCEPTION_HANDLERS
 from core import audit
 from core.clock import Clock, utc_now
-from core.db import make_engine, make_sessionmaker
+from core.db import begin_lazily, make_engine, make_sessionmaker
 from core.identity.authz import public
 from core.identity.sessions import PrincipalCache
 from core.logging import configure_logging
@@ -50,7 +50,9 @@ LATENCY = Histogram("eldercare_http_request_seconds", "HTTP request latency", ["
 
 # The API's pool: no ping before every checkout (two round trips per request); connections are
 # replaced after half an hour instead, and a connection found dead (a database restart) invalidates
-# the pool, so the requests after the one that met it get fresh connections.
+# the pool, so the requests after the one that met it get fresh connections. Its connections begin a
+# transaction only at a request's first statement that needs one (core.db.begin_lazily): a read-only
+# request makes no BEGIN/COMMIT round trips.
 API_POOL: dict[str, object] = {"pool_pre_ping": False, "pool_recycle": 1800}
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,40}")
@@ -132,6 +134,7 @@ def create_app(
     engine: AsyncEngine | None = None
     if sessionmaker is None:
         engine = make_engine(settings, **API_POOL)
+        begin_lazily(engine)
         sessionmaker = make_sessionmaker(engine)
 
     async def _dispose() -> None:
