@@ -107,7 +107,11 @@ def begin_lazily(engine: AsyncEngine) -> None:
         fairy = conn.connection
         if not fairy.info.get(_LAZY):
             return
-        if many or (context is not None and context._is_server_side) or not runs_without_transaction(statement):
+        if (
+            many
+            or (context is not None and context._is_server_side)
+            or not runs_without_transaction(statement)
+        ):
             _end_laziness(fairy)
 
 

@@ -1,12 +1,15 @@
-"""An elder as a reader sees it, straight from Core rows to the read structs: the list and the one
+"""An elder as a reader sees it, straight from PostgreSQL to the read structs: the list and the one
 elder that every role reads most.
 
-One query per page (or elder) selects the elder's columns, the current level, and the emergency
-contacts, subsidy categories and long-term-care coverages as JSON arrays aggregated in the same query
-(in the order the ORM relationships give them), decoded by msgspec into
-:mod:`registry.schemas.elders`' structs. No ORM objects: their loading was most of the cost of a page.
-The writes still answer through the ORM converters (``elder_read`` of an ``ElderView``);
-``tests/integration/registry/test_elder_reads.py`` checks both give the same body for every role.
+One query per page (or elder): PostgreSQL builds each elder's JSON object, with exactly the fields of
+:mod:`registry.schemas.elders`' read structs (the full view or the care view), the current level and
+the emergency contacts, subsidy categories and long-term-care coverages aggregated in it (in the order
+the ORM relationships give them); msgspec decodes a page of them straight into the structs. No ORM
+objects and no Python per field: their loading and building were most of the cost of a page. The
+age (:func:`registry.idcard.age_on`) and the masked ID number (:func:`registry.idcard.mask_id_number`)
+have their SQL twins here. The writes still answer through the ORM converters (``elder_read`` of an
+``ElderView``); ``tests/integration/registry/test_elder_reads.py`` checks both give the same body for
+every role.
 """
 
 from __future__ import annotations
@@ -19,15 +22,19 @@ import msgspec
 from sqlalchemy import (
     BigInteger,
     BindParameter,
+    Boolean,
     ColumnElement,
     Date,
+    Integer,
     Row,
     ScalarSelect,
     Select,
     Table,
     Text,
     bindparam,
+    case,
     cast,
+    extract,
     func,
     literal_column,
     select,
@@ -36,9 +43,8 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.crud import Paged, Window, total_of
-from registry.idcard import age_on, mask_id_number
 from registry.models import Assessment, Elder, ElderCategory, EmergencyContact, LtcCoverage
-from registry.schemas.elders import CategoryRead, ContactRead, ElderCareRead, ElderRead, LtcRead
+from registry.schemas.elders import ElderCareRead, ElderRead
 
 ElderReadAny = ElderRead | ElderCareRead
 
@@ -47,17 +53,14 @@ _CONTACT: Final[Table] = EmergencyContact.__table__  # type: ignore[assignment]
 _CATEGORY: Final[Table] = ElderCategory.__table__  # type: ignore[assignment]
 _COVERAGE: Final[Table] = LtcCoverage.__table__  # type: ignore[assignment]
 
-_CONTACTS: Final = msgspec.json.Decoder(list[ContactRead])
-_CATEGORIES: Final = msgspec.json.Decoder(list[CategoryRead])
-_COVERAGES: Final = msgspec.json.Decoder(list[LtcRead])
+_FULL_LIST: Final = msgspec.json.Decoder(list[ElderRead])
+_CARE_LIST: Final = msgspec.json.Decoder(list[ElderCareRead])
 
-# The elder's own columns the reads show (both views take theirs from these).
-_COLUMNS: Final = (
+# The elder's own columns each view shows as they are.
+_CARE_COLUMNS: Final = (
     "id",
     "name",
     "gender",
-    "birth_on",
-    "id_number",
     "phone",
     "address",
     "lat",
@@ -69,20 +72,44 @@ _COLUMNS: Final = (
     "allows_any_gender_bathing",
     "medical_notes",
     "status",
-    "status_on",
-    "created_at",
-    "updated_at",
 )
+_FULL_COLUMNS: Final = (*_CARE_COLUMNS, "status_on")
+
+
+def _utc(column: ColumnElement[Any]) -> ColumnElement[str]:
+    """An instant as ISO 8601 in UTC with ``Z`` (what the ORM path's aware datetimes encode to)."""
+    return func.to_char(func.timezone("UTC", column), literal_column("""'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'"""))
+
+
+def age_sql(birth_on: ColumnElement[dt.date], today: ColumnElement[dt.date]) -> ColumnElement[int]:
+    """SQL twin of :func:`registry.idcard.age_on`: whole years (29 February turns a year on 1 March)."""
+
+    def md(day: ColumnElement[dt.date]) -> ColumnElement[Any]:
+        return extract("month", day) * 100 + extract("day", day)
+
+    return cast(
+        extract("year", today) - extract("year", birth_on) - case((md(today) < md(birth_on), 1), else_=0),
+        Integer,
+    )
+
+
+def masked_id_sql(id_number: ColumnElement[str]) -> ColumnElement[str]:
+    """SQL twin of :func:`registry.idcard.mask_id_number`: region and sequence shown, the rest ``*``."""
+    s = func.upper(func.btrim(id_number))
+    return case(
+        (func.length(s) != 18, func.repeat("*", func.length(s))),
+        else_=func.substr(s, 1, 6) + "********" + func.substr(s, 15, 3) + "*",
+    )
 
 
 def _json_rows(table: Table, fields: Sequence[str], order: Sequence[str]) -> ScalarSelect[Any]:
-    """The elder's rows of ``table`` as a JSON array of objects (``[]`` when none), as text."""
+    """The elder's rows of ``table`` as a JSON array of objects (``[]`` when none)."""
     pairs: list[ColumnElement[Any]] = []
     for name in fields:
         pairs += [literal_column(f"'{name}'"), table.c[name]]
     rows = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), *(table.c[o] for o in order)))
     return (
-        select(cast(func.coalesce(rows, literal_column("'[]'::json")), Text))
+        select(func.coalesce(rows, literal_column("'[]'::json")))
         .where(table.c.elder_id == _ELDER.c.id)
         .correlate(_ELDER)
         .scalar_subquery()
@@ -105,25 +132,45 @@ def current_level_expr(today: dt.date | BindParameter[dt.date]) -> ScalarSelect[
     )
 
 
+def _object(*, care_only: bool) -> ColumnElement[str]:
+    """The elder's read as a JSON object (text), for the bound ``today`` and ``unmasked`` (the full
+    view: the ID number and birth date shown). The care view's contacts are all there; the caller
+    hides them unless a visit is under way."""
+    today = bindparam("today", type_=Date)
+    pairs: list[ColumnElement[Any]] = []
+
+    def put(name: str, value: ColumnElement[Any]) -> None:
+        pairs.extend((literal_column(f"'{name}'"), value))
+
+    names = _CARE_COLUMNS if care_only else _FULL_COLUMNS
+    for name in names:
+        put(name, _ELDER.c[name])
+    put("age", age_sql(_ELDER.c.birth_on, today))
+    put("level", current_level_expr(today))
+    put("contacts", _json_rows(_CONTACT, ("position", "name", "relation", "phone"), ("position",)))
+    if not care_only:
+        unmasked = bindparam("unmasked", type_=Boolean)
+        put("view", literal_column("'full'"))
+        put("birth_on", case((unmasked, _ELDER.c.birth_on), else_=None))
+        put("id_number", case((unmasked, _ELDER.c.id_number), else_=masked_id_sql(_ELDER.c.id_number)))
+        put("id_number_masked", ~unmasked)
+        put(
+            "categories",
+            _json_rows(_CATEGORY, ("id", "category", "valid_from", "valid_to"), ("valid_from", "id")),
+        )
+        put(
+            "ltc_coverages",
+            _json_rows(_COVERAGE, ("id", "policy_no", "valid_from", "valid_to"), ("valid_from", "id")),
+        )
+        put("created_at", _utc(_ELDER.c.created_at))
+        put("updated_at", _utc(_ELDER.c.updated_at))
+    else:
+        put("view", literal_column("'care'"))
+    return cast(func.json_build_object(*pairs), Text)
+
+
 def _select(*, care_only: bool) -> Select[Any]:
-    """The read's columns, the level as of the bound ``today``."""
-    level = current_level_expr(bindparam("today", type_=Date))
-    columns: list[Any] = [*(_ELDER.c[n] for n in _COLUMNS), level.label("level")]
-    columns.append(
-        _json_rows(_CONTACT, ("position", "name", "relation", "phone"), ("position",)).label("contacts")
-    )
-    if not care_only:  # the care view has no categories or coverages
-        columns.append(
-            _json_rows(_CATEGORY, ("id", "category", "valid_from", "valid_to"), ("valid_from", "id")).label(
-                "categories"
-            )
-        )
-        columns.append(
-            _json_rows(_COVERAGE, ("id", "policy_no", "valid_from", "valid_to"), ("valid_from", "id")).label(
-                "ltc_coverages"
-            )
-        )
-    return select(*columns)
+    return select(_ELDER.c.id, _ELDER.c.district_id, _object(care_only=care_only).label("body"))
 
 
 # Built once per view (SQLAlchemy caches their compiled forms; a page joins its ids to them).
@@ -133,80 +180,52 @@ _ONE_FULL: Final = _FULL.where(_ELDER.c.id == bindparam("elder_id", type_=BigInt
 _ONE_CARE: Final = _CARE.where(_ELDER.c.id == bindparam("elder_id", type_=BigInteger))
 
 
-def read_of(
-    row: Row[Any], *, care_only: bool, unmasked: bool, contacts_shown: bool, today: dt.date
-) -> ElderReadAny:
-    """The read struct of a row of :func:`_select`: the care view, or the full record (masked
-    unless ``unmasked``), as ``registry.schemas.elders.elder_read`` gives them."""
-    age = age_on(row.birth_on, today)
-    if care_only:
-        return ElderCareRead(
-            id=row.id,
-            name=row.name,
-            gender=row.gender,
-            age=age,
-            phone=row.phone,
-            address=row.address,
-            lat=row.lat,
-            lon=row.lon,
-            community_id=row.community_id,
-            district_id=row.district_id,
-            living_situation=row.living_situation,
-            has_dementia=row.has_dementia,
-            allows_any_gender_bathing=row.allows_any_gender_bathing,
-            medical_notes=row.medical_notes,
-            status=row.status,
-            level=row.level,
-            contacts=_CONTACTS.decode(row.contacts) if contacts_shown else None,
-        )
-    return ElderRead(
-        id=row.id,
-        name=row.name,
-        gender=row.gender,
-        age=age,
-        birth_on=row.birth_on if unmasked else None,
-        id_number=row.id_number if unmasked else mask_id_number(row.id_number),
-        id_number_masked=not unmasked,
-        phone=row.phone,
-        address=row.address,
-        lat=row.lat,
-        lon=row.lon,
-        community_id=row.community_id,
-        district_id=row.district_id,
-        living_situation=row.living_situation,
-        has_dementia=row.has_dementia,
-        allows_any_gender_bathing=row.allows_any_gender_bathing,
-        medical_notes=row.medical_notes,
-        status=row.status,
-        status_on=row.status_on,
-        level=row.level,
-        contacts=_CONTACTS.decode(row.contacts),
-        categories=_CATEGORIES.decode(row.categories),
-        ltc_coverages=_COVERAGES.decode(row.ltc_coverages),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+def reads_of(
+    rows: Sequence[Row[Any]], *, care_only: bool, contacts_shown: set[int] | None = None
+) -> list[Any]:
+    """The read structs of rows of :func:`_select`, decoded in one go. In the care view the contacts
+    of elders not in ``contacts_shown`` are hidden (null)."""
+    text = "[" + ",".join(row.body for row in rows) + "]"
+    if not care_only:
+        return _FULL_LIST.decode(text)
+    reads = _CARE_LIST.decode(text)
+    for read in reads:
+        if contacts_shown is None or read.id not in contacts_shown:
+            read.contacts = None
+    return reads
 
 
 async def page_rows(
-    session: AsyncSession, ids: Select[Any], window: Window, today: dt.date, *, care_only: bool
+    session: AsyncSession,
+    ids: Select[Any],
+    window: Window,
+    today: dt.date,
+    *,
+    care_only: bool,
+    unmasked: bool = False,
 ) -> Paged[Row[Any]]:
-    """The rows of one page of the elders whose ids ``ids`` selects (by id), with the total."""
+    """The rows (``id``, ``district_id``, ``body``) of one page of the elders whose ids ``ids`` selects
+    (by id), with the total."""
     page_ids = ids.order_by(_ELDER.c.id).limit(window.limit + 1).offset(window.offset).subquery()
     stmt = (
         (_CARE if care_only else _FULL)
         .select_from(_ELDER.join(page_ids, page_ids.c.id == _ELDER.c.id))
         .order_by(_ELDER.c.id)
     )
-    rows = list((await session.execute(stmt, {"today": today})).all())
+    params: dict[str, Any] = {"today": today} if care_only else {"today": today, "unmasked": unmasked}
+    rows = list((await session.execute(stmt, params)).all())
     total = await total_of(session, ids, window, len(rows))
     return Paged(items=rows[: window.limit], total=total, limit=window.limit, offset=window.offset)
 
 
 async def one_row(
-    session: AsyncSession, elder_id: int, today: dt.date, *, care_only: bool
+    session: AsyncSession, elder_id: int, today: dt.date, *, care_only: bool, unmasked: bool = False
 ) -> Row[Any] | None:
-    """The row of one elder (whoever may see it: the caller checks), or ``None``."""
+    """The row (``id``, ``district_id``, ``body``) of one elder (whoever may see it: the caller
+    checks), or ``None``."""
     stmt = _ONE_CARE if care_only else _ONE_FULL
-    row: Row[Any] | None = (await session.execute(stmt, {"elder_id": elder_id, "today": today})).one_or_none()
+    params: dict[str, Any] = {"elder_id": elder_id, "today": today}
+    if not care_only:
+        params["unmasked"] = unmasked
+    row: Row[Any] | None = (await session.execute(stmt, params)).one_or_none()
     return row

@@ -293,17 +293,12 @@ async def list_elders(
         stmt = stmt.where(Elder.id_number == f.id_number.strip().upper())
     care_only = sees_care_view_only(actor)
     result = await elder_reads.page_rows(session, stmt, window, today, care_only=care_only)
-    under_way = await elders_with_visit_under_way(session, actor, [row.id for row in result.items])
-    items = [
-        elder_reads.read_of(
-            row,
-            care_only=care_only,
-            unmasked=False,
-            contacts_shown=not care_only or row.id in under_way,
-            today=today,
-        )
-        for row in result.items
-    ]
+    under_way = (
+        await elders_with_visit_under_way(session, actor, [row.id for row in result.items])
+        if care_only
+        else None
+    )
+    items = elder_reads.reads_of(result.items, care_only=care_only, contacts_shown=under_way)
     return Paged(items=items, total=result.total, limit=window.limit, offset=window.offset)
 
 
@@ -314,8 +309,9 @@ async def get_elder(
     unmasked, and that read is audited. Read in one query (:mod:`registry.service.elder_reads`)."""
     today = local_date(now)
     care_only = sees_care_view_only(actor)
+    unmasked = sees_unmasked_id_number(actor)
     row = (
-        await elder_reads.one_row(session, elder_id, today, care_only=care_only)
+        await elder_reads.one_row(session, elder_id, today, care_only=care_only, unmasked=unmasked)
         if in_key_range(elder_id, limit=MAX_BIGINT)
         else None
     )
@@ -326,7 +322,6 @@ async def get_elder(
         actor, elder_id=row.id, district_id=row.district_id, served_by_provider_ids=served_by
     ):
         raise NotFound(f"No elder with id {elder_id}.", code="elder.not_found")
-    unmasked = sees_unmasked_id_number(actor)
     if unmasked:
         audit.record(
             session,
@@ -336,10 +331,11 @@ async def get_elder(
             entity_id=row.id,
             after={"fields": ["id_number"]},
         )
-    under_way = row.id in await elders_with_visit_under_way(session, actor, [row.id])
-    return elder_reads.read_of(
-        row, care_only=care_only, unmasked=unmasked, contacts_shown=not care_only or under_way, today=today
-    )
+    under_way = await elders_with_visit_under_way(session, actor, [row.id]) if care_only else None
+    read: ElderRead | ElderCareRead = elder_reads.reads_of(
+        [row], care_only=care_only, contacts_shown=under_way
+    )[0]
+    return read
 
 
 async def create_elder(

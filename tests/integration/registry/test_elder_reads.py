@@ -9,14 +9,17 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+from sqlalchemy import Date, String, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.identity.authz import Principal
 from core.identity.models import Role
 from dispatch.models import ServiceOrder, Visit
+from registry.idcard import age_on, mask_id_number
 from registry.models import Elder, LtcCoverage
 from registry.schemas.elders import elder_read
 from registry.scope import sees_care_view_only, sees_unmasked_id_number
+from registry.service.elder_reads import age_sql, masked_id_sql
 from registry.service.elders import current_level, elder_view
 from tests.conftest import TEST_NOW
 from tests.factories import TODAY, Account, Factory
@@ -117,3 +120,26 @@ async def test_every_role_reads_what_the_orm_converters_give(
     await db.flush()
     await _check(client, db, account, elder, under_way=True)  # care view with the contacts
     await _check(client, db, provider_admin, elder, under_way=True)
+
+
+@pytest.mark.parametrize(
+    ("birth_on", "today"),
+    [
+        (dt.date(2000, 2, 29), dt.date(2025, 2, 28)),
+        (dt.date(2000, 2, 29), dt.date(2025, 3, 1)),
+        (dt.date(2000, 2, 29), dt.date(2024, 2, 29)),
+        (dt.date(1950, 12, 31), dt.date(2026, 12, 30)),
+        (dt.date(1950, 12, 31), dt.date(2026, 12, 31)),
+        (dt.date(1950, 1, 1), dt.date(2026, 1, 1)),
+    ],
+)
+async def test_the_sql_age_is_the_python_age(db: AsyncSession, birth_on: dt.date, today: dt.date) -> None:
+    sql = age_sql(literal(birth_on, Date), literal(today, Date))
+    assert await db.scalar(select(sql)) == age_on(birth_on, today)
+
+
+@pytest.mark.parametrize(
+    "id_number", ["420902196408249510", "42090219640824951x", " 42090219640824951X ", "4209021964", ""]
+)
+async def test_the_sql_mask_is_the_python_mask(db: AsyncSession, id_number: str) -> None:
+    assert await db.scalar(select(masked_id_sql(literal(id_number, String)))) == mask_id_number(id_number)
