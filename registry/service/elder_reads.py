@@ -20,6 +20,7 @@ from typing import Any, Final
 
 import msgspec
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     BindParameter,
     Boolean,
@@ -29,8 +30,10 @@ from sqlalchemy import (
     Row,
     ScalarSelect,
     Select,
+    Subquery,
     Table,
     Text,
+    any_,
     bindparam,
     case,
     cast,
@@ -102,17 +105,18 @@ def masked_id_sql(id_number: ColumnElement[str]) -> ColumnElement[str]:
     )
 
 
-def _json_rows(table: Table, fields: Sequence[str], order: Sequence[str]) -> ScalarSelect[Any]:
-    """The elder's rows of ``table`` as a JSON array of objects (``[]`` when none)."""
+def _json_rows(table: Table, fields: Sequence[str], order: Sequence[str], ids: Any) -> Subquery:
+    """``(elder_id, rows)``: the rows of ``table`` of the elders ``ids`` as a JSON array of objects
+    each, aggregated for all of them in one pass (one index scan, not one per elder)."""
     pairs: list[ColumnElement[Any]] = []
     for name in fields:
         pairs += [literal_column(f"'{name}'"), table.c[name]]
     rows = func.json_agg(aggregate_order_by(func.json_build_object(*pairs), *(table.c[o] for o in order)))
     return (
-        select(func.coalesce(rows, literal_column("'[]'::json")))
-        .where(table.c.elder_id == _ELDER.c.id)
-        .correlate(_ELDER)
-        .scalar_subquery()
+        select(table.c.elder_id, rows.label("rows"))
+        .where(table.c.elder_id == any_(ids))
+        .group_by(table.c.elder_id)
+        .subquery()
     )
 
 
@@ -132,52 +136,62 @@ def current_level_expr(today: dt.date | BindParameter[dt.date]) -> ScalarSelect[
     )
 
 
-def _object(*, care_only: bool) -> ColumnElement[str]:
-    """The elder's read as a JSON object (text), for the bound ``today`` and ``unmasked`` (the full
+_EMPTY: Final = literal_column("'[]'::json")
+
+
+def _select(*, care_only: bool) -> Select[Any]:
+    """``(id, district_id, body)`` of the elders of the bound array ``ids``, ordered by id: ``body``
+    is the elder's read as a JSON object (text), for the bound ``today`` and ``unmasked`` (the full
     view: the ID number and birth date shown). The care view's contacts are all there; the caller
     hides them unless a visit is under way."""
     today = bindparam("today", type_=Date)
+    ids = bindparam("ids", type_=ARRAY(BigInteger))
+    contacts = _json_rows(_CONTACT, ("position", "name", "relation", "phone"), ("position",), ids)
+    source = _ELDER.outerjoin(contacts, contacts.c.elder_id == _ELDER.c.id)
     pairs: list[ColumnElement[Any]] = []
 
     def put(name: str, value: ColumnElement[Any]) -> None:
         pairs.extend((literal_column(f"'{name}'"), value))
 
-    names = _CARE_COLUMNS if care_only else _FULL_COLUMNS
-    for name in names:
+    for name in _CARE_COLUMNS if care_only else _FULL_COLUMNS:
         put(name, _ELDER.c[name])
     put("age", age_sql(_ELDER.c.birth_on, today))
     put("level", current_level_expr(today))
-    put("contacts", _json_rows(_CONTACT, ("position", "name", "relation", "phone"), ("position",)))
-    if not care_only:
+    put("contacts", func.coalesce(contacts.c.rows, _EMPTY))
+    if care_only:
+        put("view", literal_column("'care'"))
+    else:
+        categories = _json_rows(
+            _CATEGORY, ("id", "category", "valid_from", "valid_to"), ("valid_from", "id"), ids
+        )
+        coverages = _json_rows(
+            _COVERAGE, ("id", "policy_no", "valid_from", "valid_to"), ("valid_from", "id"), ids
+        )
+        source = source.outerjoin(categories, categories.c.elder_id == _ELDER.c.id).outerjoin(
+            coverages, coverages.c.elder_id == _ELDER.c.id
+        )
         unmasked = bindparam("unmasked", type_=Boolean)
         put("view", literal_column("'full'"))
         put("birth_on", case((unmasked, _ELDER.c.birth_on), else_=None))
         put("id_number", case((unmasked, _ELDER.c.id_number), else_=masked_id_sql(_ELDER.c.id_number)))
         put("id_number_masked", ~unmasked)
-        put(
-            "categories",
-            _json_rows(_CATEGORY, ("id", "category", "valid_from", "valid_to"), ("valid_from", "id")),
-        )
-        put(
-            "ltc_coverages",
-            _json_rows(_COVERAGE, ("id", "policy_no", "valid_from", "valid_to"), ("valid_from", "id")),
-        )
+        put("categories", func.coalesce(categories.c.rows, _EMPTY))
+        put("ltc_coverages", func.coalesce(coverages.c.rows, _EMPTY))
         put("created_at", _utc(_ELDER.c.created_at))
         put("updated_at", _utc(_ELDER.c.updated_at))
-    else:
-        put("view", literal_column("'care'"))
-    return cast(func.json_build_object(*pairs), Text)
+    body = cast(func.json_build_object(*pairs), Text)
+    return (
+        select(_ELDER.c.id, _ELDER.c.district_id, body.label("body"))
+        .select_from(source)
+        .where(_ELDER.c.id == any_(ids))
+        .order_by(_ELDER.c.id)
+    )
 
 
-def _select(*, care_only: bool) -> Select[Any]:
-    return select(_ELDER.c.id, _ELDER.c.district_id, _object(care_only=care_only).label("body"))
-
-
-# Built once per view (SQLAlchemy caches their compiled forms; a page joins its ids to them).
+# Built once per view: SQLAlchemy computes their cache keys and compiles them once; each read binds
+# its ids (a page's, or one elder's).
 _FULL: Final = _select(care_only=False)
 _CARE: Final = _select(care_only=True)
-_ONE_FULL: Final = _FULL.where(_ELDER.c.id == bindparam("elder_id", type_=BigInteger))
-_ONE_CARE: Final = _CARE.where(_ELDER.c.id == bindparam("elder_id", type_=BigInteger))
 
 
 def reads_of(
@@ -205,17 +219,33 @@ async def page_rows(
     unmasked: bool = False,
 ) -> Paged[Row[Any]]:
     """The rows (``id``, ``district_id``, ``body``) of one page of the elders whose ids ``ids`` selects
-    (by id), with the total."""
-    page_ids = ids.order_by(_ELDER.c.id).limit(window.limit + 1).offset(window.offset).subquery()
-    stmt = (
-        (_CARE if care_only else _FULL)
-        .select_from(_ELDER.join(page_ids, page_ids.c.id == _ELDER.c.id))
-        .order_by(_ELDER.c.id)
-    )
-    params: dict[str, Any] = {"today": today} if care_only else {"today": today, "unmasked": unmasked}
-    rows = list((await session.execute(stmt, params)).all())
-    total = await total_of(session, ids, window, len(rows))
-    return Paged(items=rows[: window.limit], total=total, limit=window.limit, offset=window.offset)
+    (by id), with the total: the page's ids come with the number of all matching rows (a window
+    count, so no second statement counts them), then their reads."""
+    page = (
+        await session.execute(
+            ids.add_columns(func.count().over().label("total"))
+            .order_by(_ELDER.c.id)
+            .limit(window.limit)
+            .offset(window.offset)
+        )
+    ).all()
+    if page:
+        total = int(page[0].total)
+    else:  # past the end (or nothing matches): the count says how many there are
+        total = await total_of(session, ids, window, 0)
+    rows = await _rows(session, [int(r.id) for r in page], today, care_only=care_only, unmasked=unmasked)
+    return Paged(items=rows, total=total, limit=window.limit, offset=window.offset)
+
+
+async def _rows(
+    session: AsyncSession, ids: list[int], today: dt.date, *, care_only: bool, unmasked: bool
+) -> list[Row[Any]]:
+    if not ids:
+        return []
+    params: dict[str, Any] = {"ids": ids, "today": today}
+    if not care_only:
+        params["unmasked"] = unmasked
+    return list((await session.execute(_CARE if care_only else _FULL, params)).all())
 
 
 async def one_row(
@@ -223,9 +253,5 @@ async def one_row(
 ) -> Row[Any] | None:
     """The row (``id``, ``district_id``, ``body``) of one elder (whoever may see it: the caller
     checks), or ``None``."""
-    stmt = _ONE_CARE if care_only else _ONE_FULL
-    params: dict[str, Any] = {"elder_id": elder_id, "today": today}
-    if not care_only:
-        params["unmasked"] = unmasked
-    row: Row[Any] | None = (await session.execute(stmt, params)).one_or_none()
-    return row
+    rows = await _rows(session, [elder_id], today, care_only=care_only, unmasked=unmasked)
+    return rows[0] if rows else None
