@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute, selectinload
 
 from core.clock import SHANGHAI, local_date
-from core.crud import get_or_404, not_found
+from core.crud import in_key_range, not_found
 from core.errors import Conflict, DomainError
 from core.identity.authz import Principal
 from core.identity.models import Role
@@ -59,6 +59,8 @@ from dispatch.policies import load_policies as load_policies
 from dispatch.states import Actor, InvalidTransition, OrderState, transition
 from registry.models import Elder
 from registry.scope import sees_all_elders
+
+Row = TypeVar("Row", ServiceOrder, Visit)
 
 
 class DispatchError(DomainError, ValueError):
@@ -265,22 +267,45 @@ async def in_scope(session: AsyncSession, actor: Principal, row: ServiceOrder | 
     )
 
 
+async def _visible(session: AsyncSession, actor: Principal, model: type[Row], key: int, what: str) -> Row:
+    """The order or visit ``key`` if ``actor`` may see it (:func:`can_see_order`), read with its elder's
+    district in one statement; else the 404 ``<what>.not_found`` of one that does not exist."""
+    found = (
+        (
+            await session.execute(
+                select(model, Elder.district_id)
+                .join(Elder, Elder.id == model.elder_id)
+                .where(model.id == bindparam("key", type_=BigInteger)),
+                {"key": key},
+            )
+        ).one_or_none()
+        if in_key_range(key)
+        else None
+    )
+    if found is None:
+        raise not_found(what, key)
+    row, district_id = found
+    if not can_see_order(
+        actor,
+        elder_id=row.elder_id,
+        district_id=int(district_id),
+        provider_id=row.provider_id,
+        caregiver_id=row.caregiver_id,
+    ):
+        raise not_found(what, key)
+    return row
+
+
 async def visible_order(*, session: AsyncSession, actor: Principal, order_id: int) -> ServiceOrder:
     """The order if ``actor`` may see it, else 404 ``order.not_found``: the same answer for an order
     outside the actor's scope as for one that does not exist, so its existence is not revealed."""
-    order = await get_or_404(session, ServiceOrder, order_id, what="order")
-    if not await in_scope(session, actor, order):
-        raise not_found("order", order_id)
-    return order
+    return await _visible(session, actor, ServiceOrder, order_id, "order")
 
 
 async def visible_visit(*, session: AsyncSession, actor: Principal, visit_id: int) -> Visit:
     """The visit if ``actor`` may see it (same rule as its order), else the 404 ``visit.not_found`` of
     a visit that does not exist."""
-    visit = await get_or_404(session, Visit, visit_id, what="visit")
-    if not await in_scope(session, actor, visit):
-        raise not_found("visit", visit_id)
-    return visit
+    return await _visible(session, actor, Visit, visit_id, "visit")
 
 
 async def move(

@@ -21,7 +21,19 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import BigInteger, Date, DateTime, String, Table, bindparam, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    String,
+    Table,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
@@ -650,9 +662,16 @@ async def _detail(session: AsyncSession, order: ServiceOrder) -> OrderDetail:
             select(OrderTransition).where(OrderTransition.order_id == order.id).order_by(OrderTransition.id)
         )
     )
-    visit = await session.scalar(select(Visit).where(Visit.order_id == order.id))
-    exceptions = await exception_records(session, visit.id) if visit is not None else []
+    found = (await session.execute(_VISIT_OF_ORDER, {"order_id": order.id})).one_or_none()
+    visit, flagged = found if found is not None else (None, False)
+    exceptions = await exception_records(session, visit.id) if visit is not None and flagged else []
     return OrderDetail(order, moves, visit, exceptions, await next_step(session=session, order=order))
+
+
+# The order's visit, and whether it has exceptions (most have none: their query is then skipped).
+_VISIT_OF_ORDER = select(
+    Visit, exists().where(VisitExceptionRecord.visit_id == Visit.id).correlate(Visit)
+).where(Visit.order_id == bindparam("order_id", type_=BigInteger))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, bindparam, exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -324,13 +324,20 @@ async def visit_detail(
     *, session: AsyncSession, actor: Principal, visit_id: int, now: dt.datetime
 ) -> VisitDetail:
     visit = await visible_visit(session=session, actor=actor, visit_id=visit_id)
-    order = await session.get(ServiceOrder, visit.order_id)
-    if order is None:  # pragma: no cover - a foreign key
+    found = (await session.execute(_ORDER_OF_VISIT, {"order_id": visit.order_id})).one_or_none()
+    if found is None:  # pragma: no cover - a foreign key
         raise NotFound(f"No order for visit {visit.id}.", code="order.not_found")
+    order, flagged = found
     checks = await order_prerequisites(
         session, order=order, day=local_date(visit.scheduled_start_at), today=local_date(now)
     )
-    return VisitDetail(visit, await exception_records(session, visit.id), checks)
+    return VisitDetail(visit, await exception_records(session, visit.id) if flagged else [], checks)
+
+
+# A visit's order, and whether the visit has exceptions (most have none: their query is then skipped).
+_ORDER_OF_VISIT = select(
+    ServiceOrder, exists().where(VisitExceptionRecord.visit_id == Visit.id, Visit.order_id == ServiceOrder.id)
+).where(ServiceOrder.id == bindparam("order_id", type_=BigInteger))
 
 
 async def sample_callbacks(*, session: AsyncSession, now: dt.datetime) -> int:
