@@ -16,7 +16,15 @@ from litestar.params import JSONBody
 from api.deps import request_session
 from core.errors import Forbidden, Unauthenticated
 from core.http import SESSION_COOKIE, CurrentPrincipal, Db, Now, client_ip
-from core.identity.authz import PUBLIC, Principal, authenticated, during_password_change, public, rule_allows
+from core.identity.authz import (
+    PUBLIC,
+    WITHOUT_REQUEST_SCOPE,
+    Principal,
+    authenticated,
+    during_password_change,
+    public,
+    rule_allows,
+)
 from core.identity.sessions import principal_for_token, revoke
 from core.identity.signin import LoginRequest, PasswordChange, TokenResponse, change_password_with, login_with
 
@@ -52,6 +60,7 @@ async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
             now=state.clock(),
             scope_loaders=state.scope_loaders,
             cache=state.principal_cache,
+            request_scope=not handler.opt.get(WITHOUT_REQUEST_SCOPE, False),
         )
         if (
             principal is not None

@@ -14,13 +14,14 @@ import hmac
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import BigInteger, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.clock import SHANGHAI, local_date
-from core.crud import get_or_404, not_found
+from core.crud import in_key_range, not_found
 from core.errors import Conflict, DomainError, Forbidden, Invalid, TooManyRequests
 from core.identity.authz import Principal
 from core.identity.models import Role
@@ -151,18 +152,40 @@ async def day_plan(*, session: AsyncSession, actor: Principal, day: dt.date) -> 
 
 async def _my_visit(session: AsyncSession, actor: Principal, visit_id: int) -> tuple[Visit, ServiceOrder]:
     cid = _caregiver_id(actor)
-    visit = await get_or_404(session, Visit, visit_id, what="visit")
-    # Someone else's visit is answered like a missing one: its existence is not revealed.
-    if visit.caregiver_id != cid:
+    # A day-plan re-plan hands visits to other caregivers under the order's row lock. Lock the order of
+    # the visit if the visit is this caregiver's (someone else's is answered like a missing one, and its
+    # order is not locked), then read the visit again, after the lock: still this caregiver's?
+    order = (
+        (
+            await session.scalars(
+                _LOCK_MY_ORDER, {"visit_id": visit_id, "caregiver_id": cid}, execution_options=_FRESH
+            )
+        ).one_or_none()
+        if in_key_range(visit_id)
+        else None
+    )
+    if order is None:
         raise not_found("visit", visit_id)
-    # A day-plan re-plan hands visits to other caregivers under the order's row lock: take that lock,
-    # then check again that the visit is still this caregiver's (and not withdrawn).
-    order = await session.get(ServiceOrder, visit.order_id, populate_existing=True, with_for_update=True)
-    if order is None:  # pragma: no cover - a foreign key
-        raise DispatchError(f"order {visit.order_id} not found")
-    if await session.scalar(select(Visit.caregiver_id).where(Visit.id == visit_id)) != cid:
+    visit = await session.get(Visit, visit_id, populate_existing=True)
+    if visit is None or visit.caregiver_id != cid:
         raise not_found("visit", visit_id)
     return visit, order
+
+
+_FRESH: Final = {"populate_existing": True}
+_LOCK_MY_ORDER: Final = (
+    select(ServiceOrder)
+    .where(
+        ServiceOrder.id
+        == select(Visit.order_id)
+        .where(
+            Visit.id == bindparam("visit_id", type_=BigInteger),
+            Visit.caregiver_id == bindparam("caregiver_id", type_=BigInteger),
+        )
+        .scalar_subquery()
+    )
+    .with_for_update()
+)
 
 
 def door_code(secret: str, elder_id: int) -> str:

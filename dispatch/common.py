@@ -154,32 +154,45 @@ async def change_state(
     now: dt.datetime,
     note: str = "",
     values: Mapping[str, Any] | None = None,
-) -> None:
-    """Move an order from ``expected`` to ``target`` if (and only if) it is still in ``expected``.
+) -> ServiceOrder:
+    """Move an order from ``expected`` to ``target`` if (and only if) it is still in ``expected``,
+    recording the transition; returns the order as it now is (the session's object, refreshed).
 
-    Raises :class:`dispatch.states.InvalidTransition` for a transition the state machine forbids and
-    :class:`StateConflict` if the order has meanwhile left ``expected``.
+    One statement: the conditional UPDATE and the transition's INSERT are data-modifying CTEs, and the
+    updated row comes back to refresh the ORM object. Raises :class:`dispatch.states.InvalidTransition`
+    for a transition the state machine forbids and :class:`StateConflict` if the order has meanwhile
+    left ``expected``.
     """
     transition(expected, target, actor=actor, now=now)
-    moved = await session.scalar(
-        update(ServiceOrder)
-        .where(ServiceOrder.id == order_id, ServiceOrder.state == expected.value)
+    order_table = ServiceOrder.__table__
+    moved = (
+        update(order_table)
+        .where(order_table.c.id == order_id, order_table.c.state == expected.value)
         .values(state=target.value, updated_at=now, **dict(values or {}))
-        .returning(ServiceOrder.id)
+        .returning(*order_table.c)
+        .cte("moved")
     )
-    if moved is None:
-        raise StateConflict(f"order {order_id} is no longer {expected.value}")
-    await session.execute(
-        insert(OrderTransition).values(
-            order_id=order_id,
-            from_state=expected.value,
-            to_state=target.value,
-            actor_role=actor.value,
-            actor_user_id=actor_user_id,
-            at=now,
-            note=note,
+    logged_move = (
+        insert(OrderTransition)
+        .from_select(
+            ["order_id", "from_state", "to_state", "actor_role", "actor_user_id", "at", "note"],
+            select(
+                moved.c.id,
+                literal(expected.value, String),
+                literal(target.value, String),
+                literal(actor.value, String),
+                literal(actor_user_id, BigInteger),
+                literal(now, DateTime(timezone=True)),
+                literal(note, String),
+            ),
         )
+        .cte("logged_move")
     )
+    stmt = select(ServiceOrder).from_statement(select(moved).add_cte(logged_move))
+    order = (await session.scalars(stmt, execution_options={"populate_existing": True})).one_or_none()
+    if order is None:
+        raise StateConflict(f"order {order_id} is no longer {expected.value}")
+    return order
 
 
 def new_visit(
@@ -338,7 +351,7 @@ async def move(
             code="dispatch.invalid_transition",
             state=order.state,
         ) from exc
-    await session.refresh(order)
+    # change_state refreshed ``order`` (the session's object) from the updated row.
 
 
 async def exception_records(session: AsyncSession, visit_id: int) -> list[VisitExceptionRecord]:

@@ -17,7 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from core.clock import local_date
 from core.crud import Window
 from core.http import CurrentPrincipal, Db, Now
-from core.identity.authz import allow, authenticated
+from core.identity.authz import allow, authenticated, without_request_scope
 from core.identity.models import Role
 from core.types import Id32Query, Id64Query, check_day, parse_day
 from dispatch import caregiver_app, contracts, orders, quality, series, visits
@@ -319,6 +319,9 @@ class CaregiverAppController(Controller):
 
     path = "/api/v1/caregiver"
     tags = ["caregiver app"]  # noqa: RUF012
+    # Every handler scopes by the caregiver's own id: none reads the served elders the principal would
+    # otherwise load again on every request.
+    opt = without_request_scope()
 
     @post(
         "/shift/start",

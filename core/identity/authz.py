@@ -63,6 +63,19 @@ def during_password_change(opt: dict[str, Any]) -> dict[str, Any]:
     return {**opt, "during_password_change": True}
 
 
+# Route option: the route reads none of the principal's scope that is rebuilt every request (a
+# caregiver's served elders, see core.identity.sessions.ScopeFields); the guard then skips rebuilding it.
+WITHOUT_REQUEST_SCOPE: Final = "without_request_scope"
+
+
+def without_request_scope() -> dict[str, Any]:
+    """Controller or route option: the handlers use no per-request scope (they scope by the account's
+    own keys, e.g. ``caregiver_id``). Their principal carries none: ``elder_ids`` and
+    ``served_elder_ids`` are empty for such a principal, so a handler that read them would see no
+    elder through them (it fails closed, never open)."""
+    return {WITHOUT_REQUEST_SCOPE: True}
+
+
 def rule_allows(rule: object, role: Role | None) -> bool:
     """Pure check of a route rule against a role (``None`` = anonymous)."""
     if rule == PUBLIC:

@@ -298,9 +298,14 @@ async def principal_for_token(
     now: dt.datetime,
     scope_loaders: Sequence[ScopeLoader],
     cache: PrincipalCache | None = None,
+    request_scope: bool = True,
 ) -> Principal | None:
     """The principal behind a live session token, or ``None``. One query when ``cache`` holds the
-    principal at the account's current ``scope_epoch``; otherwise it is built and kept there."""
+    principal at the account's current ``scope_epoch``; otherwise it is built and kept there.
+
+    A cached principal whose domain scope is rebuilt every request (``rebuild_each_request``) has it
+    loaded again, unless ``request_scope`` is false (a route that reads none of it): then it comes
+    without it, ``elder_ids`` and ``served_elder_ids`` empty."""
     key = token_hash(token)
     live = (await session.execute(_LIVE_SESSION, {"key": key, "now": now})).one_or_none()
     if live is None:
@@ -310,6 +315,8 @@ async def principal_for_token(
         hit = cache.get(key, user_id, epoch)
         if hit is not None and hit.rebuild_from is None:
             return hit.principal
+        if hit is not None and hit.rebuild_from is not None and not request_scope:
+            return replace(hit.principal, elder_ids=frozenset(), served_elder_ids=frozenset())
         if hit is not None and hit.rebuild_from is not None:
             scope = await _load_scope(session, hit.rebuild_from, hit.principal.role, now, scope_loaders)
             return replace(

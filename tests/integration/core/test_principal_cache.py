@@ -7,6 +7,7 @@ is built from. The same, across two API processes, is in ``tests/integration/api
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,8 +17,12 @@ from sqlalchemy import delete, event, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from api.app import create_app
+from api.bootstrap import scope_loaders
+from core.identity.authz import Principal
 from core.identity.models import AppUser, Role, UserDistrict
+from core.identity.sessions import PrincipalCache, principal_for_token
 from core.settings import Settings
+from dispatch.models import ServiceOrder, Visit
 from registry.models import ElderGuardian
 from tests.conftest import TEST_NOW, asgi_transport
 from tests.factories import Factory
@@ -95,6 +100,67 @@ async def test_a_caregivers_elders_are_loaded_for_every_request(
     # The account's own part (the user row, the districts) comes from the cache after the first.
     assert built[1] == built[2] == 2
     assert built[0] > 2
+
+
+async def test_the_caregiver_app_does_not_load_the_served_elders_again(
+    client: httpx.AsyncClient, make: Factory, statements: Statements
+) -> None:
+    """Its routes scope by the caregiver's own id (``without_request_scope``): a cached caregiver is
+    then one query before the handler's own, and the principal carries no served elders."""
+    caregiver = await make.account(Role.CAREGIVER)
+    assert (await client.get("/api/v1/auth/me", headers=caregiver.headers)).status_code == 200
+    statements.seen.clear()
+    assert (await client.get("/api/v1/caregiver/offers", headers=caregiver.headers)).status_code == 200
+    assert "scope_epoch" in statements.seen[0]
+    assert not any("DISTINCT visit.elder_id" in s for s in statements.seen)
+    statements.seen.clear()
+    # Elsewhere they are loaded as of the request again.
+    assert (await client.get("/api/v1/auth/me", headers=caregiver.headers)).status_code == 200
+    assert len(statements.seen) == 2
+
+
+async def test_a_principal_without_request_scope_carries_no_served_elders(
+    db: AsyncSession, make: Factory
+) -> None:
+    """Fails closed: the served elders cached with a caregiver are not handed out stale, and are
+    loaded as of the request where a route reads them."""
+    provider = await make.provider()
+    elder = await make.elder()
+    caregiver = await make.caregiver(provider)
+    account = await make.account(Role.CAREGIVER, caregiver=caregiver)
+    start = TEST_NOW + dt.timedelta(hours=1)
+    order = ServiceOrder(
+        elder_id=elder.id, service_code="VISIT", provider_id=provider.id, caregiver_id=caregiver.id,
+        state="accepted", window_start_at=start, window_end_at=start + dt.timedelta(minutes=30),
+        duration_s=3600, price_fen=3000, created_by_role="operator",
+    )  # fmt: skip
+    db.add(order)
+    await db.flush()
+    db.add(
+        Visit(
+            order_id=order.id, service_code="VISIT", elder_id=elder.id, caregiver_id=caregiver.id,
+            provider_id=provider.id, scheduled_start_at=start, scheduled_end_at=start + dt.timedelta(hours=1),
+        )
+    )  # fmt: skip
+    await db.flush()
+    token = account.headers["Authorization"].removeprefix("Bearer ")
+    cache = PrincipalCache()
+
+    async def principal(request_scope: bool) -> Principal:
+        found = await principal_for_token(
+            session=db,
+            token=token,
+            now=TEST_NOW,
+            scope_loaders=scope_loaders(),
+            cache=cache,
+            request_scope=request_scope,
+        )
+        assert found is not None
+        return found
+
+    assert (await principal(True)).served_elder_ids == {elder.id}  # built, and cached
+    assert (await principal(False)).served_elder_ids == frozenset()
+    assert (await principal(True)).served_elder_ids == {elder.id}
 
 
 async def test_scope_epoch_moves_on_for_what_a_principal_is_built_from_and_nothing_else(
