@@ -3,11 +3,13 @@ policy), every domain's controllers (from the composition root, ``api.bootstrap`
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from litestar import Litestar, Router
@@ -64,6 +66,38 @@ API_POOL: dict[str, object] = {
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{8,40}")
 
+# Request ids this process gives: a random prefix of its own and a counter (32 hex digits, like a
+# UUID's, unique across processes and restarts without reading the system's randomness per request).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ID_SEQUENCE = itertools.count(1)
+
+# The metric children per (method, route[, status]): labels() looks them up by their values each time.
+_COUNTERS: dict[tuple[str, str, str], Any] = {}
+_TIMERS: dict[tuple[str, str], Any] = {}
+
+
+def _request_id(scope: Scope) -> str:
+    """The caller's ``X-Request-ID`` when well-formed, else a new one."""
+    for name, value in scope.get("headers") or ():
+        if name == b"x-request-id":
+            incoming = value.decode("latin-1")
+            if _REQUEST_ID.fullmatch(incoming):
+                return incoming
+            break
+    return f"{_ID_PREFIX}{next(_ID_SEQUENCE):016x}"
+
+
+def _observe(method: str, route: str, status: int, elapsed_s: float) -> None:
+    key = (method, route, str(status))
+    counter = _COUNTERS.get(key)
+    if counter is None:
+        counter = _COUNTERS[key] = REQUESTS.labels(*key)
+    counter.inc()
+    timer = _TIMERS.get(key[:2])
+    if timer is None:
+        timer = _TIMERS[(method, route)] = LATENCY.labels(method, route)
+    timer.observe(elapsed_s)
+
 
 def metrics_middleware(app: ASGIApp) -> ASGIApp:
     """Counts and times every HTTP request (Prometheus), logs one structured line for it, and gives it
@@ -76,8 +110,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         method = str(scope.get("method", ""))
         t0 = time.perf_counter()
         status = 500
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        request_id = _request_id(scope)
         client = scope.get("client")
         token = audit.bind_request(ip=client[0] if client else None, request_id=request_id)
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -94,9 +127,7 @@ def metrics_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             audit.unbind_request(token)
             elapsed = time.perf_counter() - t0
-            route = scope.get("path_template") or "unmatched"
-            REQUESTS.labels(method, route, str(status)).inc()
-            LATENCY.labels(method, route).observe(elapsed)
+            _observe(method, scope.get("path_template") or "unmatched", status, elapsed)
             log.info(
                 "http.request",
                 method=method,

@@ -5,18 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import functools
 import ipaddress
 import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, inspect
+from sqlalchemy import BigInteger, ForeignKey, Index, String, insert, inspect
 from sqlalchemy.dialects.postgresql import INET, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core.db import Base, now_column
+from core.db import STANDALONE, Base, now_column
 from core.identity.authz import Principal
 
 
@@ -48,11 +49,18 @@ _REQUEST: ContextVar[tuple[str | None, str | None]] = ContextVar("audit_request"
 
 
 def bind_request(*, ip: str | None, request_id: str | None) -> Token[tuple[str | None, str | None]]:
+    return _REQUEST.set((_valid_ip(ip) if ip else None, request_id))
+
+
+@functools.lru_cache(maxsize=4096)
+def _valid_ip(ip: str) -> str | None:
+    """The address in its canonical form, or ``None`` when it is none (e.g. an in-process test
+    client's pseudo address). Cached: a server sees the same few addresses (its proxies) again and
+    again."""
     try:
-        valid_ip = str(ipaddress.ip_address(ip)) if ip else None
-    except ValueError:  # e.g. an in-process test client's pseudo address
-        valid_ip = None
-    return _REQUEST.set((valid_ip, request_id))
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
 
 
 def unbind_request(token: Token[tuple[str | None, str | None]]) -> None:
@@ -118,4 +126,32 @@ def record(
             ip=ip or bound_ip,
             request_id=request_id or bound_request_id,
         )
+    )
+
+
+async def record_read(
+    session: AsyncSession,
+    *,
+    actor: Principal | None,
+    entity: str,
+    entity_id: object,
+    fields: list[str],
+    action: str = "read_unmasked",
+) -> None:
+    """Record a read of personal data (``fields`` of the entity, shown unmasked) at once, in one
+    INSERT. In a request that has written nothing it commits by itself (no BEGIN/COMMIT round trips):
+    the data was read whatever happens to the rest of the request; in a transaction it joins it."""
+    ip, request_id = _REQUEST.get()
+    await session.execute(
+        insert(AuditLog).values(
+            actor_user_id=actor.user_id if actor else None,
+            actor_role=actor.role.value if actor else None,
+            action=action,
+            entity=entity,
+            entity_id=None if entity_id is None else str(entity_id),
+            after={"fields": fields},
+            ip=ip,
+            request_id=request_id,
+        ),
+        execution_options={STANDALONE: True},
     )

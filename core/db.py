@@ -65,6 +65,8 @@ _NEEDS_TRANSACTION: Final = re.compile(
     re.IGNORECASE,
 )
 _LAZY: Final = "_eldercare_lazy_begin"
+# Execution option of a statement that may run, and commit, by itself while no transaction has begun.
+STANDALONE: Final = "eldercare_standalone"
 _verdicts: dict[str, bool] = {}
 
 
@@ -107,6 +109,8 @@ def begin_lazily(engine: AsyncEngine) -> None:
         fairy = conn.connection
         if not fairy.info.get(_LAZY):
             return
+        if context is not None and context.execution_options.get(STANDALONE):
+            return  # one statement that may commit by itself (e.g. core.audit.record_read)
         if (
             many
             or (context is not None and context._is_server_side)

@@ -23,6 +23,7 @@ from typing import Any, cast
 import structlog
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     String,
@@ -73,9 +74,11 @@ from dispatch.common import (
 )
 from dispatch.matching import static_rejection, timing_rejection
 from dispatch.models import (
+    DayPlanDirty,
     Offer,
     OfferState,
     OrderTransition,
+    ProviderDayPlan,
     RecurringOrder,
     SeriesState,
     Service,
@@ -196,7 +199,20 @@ def _insert_order_statement() -> Any:
         .returning(*table.c)
         .cte("new_order")
     )
-    return select(aliased(ServiceOrder, new)).add_cte(logged(new.c.id).cte("first_transition"))
+    # The order's day marked for a re-plan if that day's plans are built (mark_day_dirty, in the same
+    # statement): parameters dirty_day (the window's local day) and planned (neither asap nor urgent).
+    dirty_day = bindparam("dirty_day", type_=Date)
+    marked = insert(DayPlanDirty).from_select(
+        ["plan_on", "marked_at"],
+        select(dirty_day, bindparam("at", type_=DateTime(timezone=True))).where(
+            bindparam("planned", type_=Boolean), exists().where(ProviderDayPlan.plan_on == dirty_day)
+        ),
+    )
+    return (
+        select(aliased(ServiceOrder, new))
+        .add_cte(logged(new.c.id).cte("first_transition"))
+        .add_cte(marked.cte("marked_dirty"))
+    )
 
 
 async def _insert_order(
@@ -215,9 +231,10 @@ async def _insert_order(
         "actor_role": actor.value,
         "actor_user_id": actor_user_id,
         "at": now,
+        "dirty_day": local_date(values["window_start_at"]),
+        "planned": not (values.get("asap") or values.get("urgent")),
     }
     order: ServiceOrder = (await session.scalars(_insert_order_statement(), params)).one()
-    await mark_day_dirty(session=session, order=order, now=now)
     log.info("dispatch.order.created", order_id=order.id, elder_id=order.elder_id, service=order.service_code)
     return order
 

@@ -323,14 +323,7 @@ async def get_elder(
     ):
         raise NotFound(f"No elder with id {elder_id}.", code="elder.not_found")
     if unmasked:
-        audit.record(
-            session,
-            actor=actor,
-            action="read_unmasked",
-            entity="elder",
-            entity_id=row.id,
-            after={"fields": ["id_number"]},
-        )
+        await audit.record_read(session, actor=actor, entity="elder", entity_id=row.id, fields=["id_number"])
     under_way = await elders_with_visit_under_way(session, actor, [row.id]) if care_only else None
     read: ElderRead | ElderCareRead = elder_reads.reads_of(
         [row], care_only=care_only, contacts_shown=under_way

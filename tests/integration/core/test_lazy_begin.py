@@ -12,14 +12,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import API_POOL
+from core import audit
 from core.db import begin_lazily, begin_now, make_engine, make_sessionmaker
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-# Inside a transaction begun by an earlier statement, the transaction started well before this one
-# (the caller sleeps 20 ms first); a statement in autocommit is a transaction of its own.
-IN_TRANSACTION = text("SELECT statement_timestamp() - transaction_timestamp() > interval '10 ms'")
+XACT_START = text("SELECT transaction_timestamp()")
 
 
 @pytest.fixture
@@ -36,8 +35,11 @@ async def lazy(test_settings: Settings, migrated_db: str) -> AsyncIterator[async
 
 
 async def _in_transaction(db: AsyncSession) -> bool:
-    await asyncio.sleep(0.02)  # so that a transaction begun earlier started measurably earlier
-    return bool(await db.scalar(IN_TRANSACTION))
+    """Whether two statements in a row run in one transaction (begun earlier): they then share its
+    start; in autocommit each statement is a transaction of its own, started at least 20 ms apart."""
+    first = await db.scalar(XACT_START)
+    await asyncio.sleep(0.02)
+    return bool(first == await db.scalar(XACT_START))
 
 
 async def test_reads_run_without_begin_and_a_write_begins_one_transaction(
@@ -84,3 +86,24 @@ async def test_begin_now_begins_before_raw_driver_calls(lazy: async_sessionmaker
         assert await _in_transaction(db)
         await db.rollback()
         assert not await _in_transaction(db)
+
+
+async def test_the_audit_row_of_a_read_commits_by_itself_or_joins_the_transaction(
+    lazy: async_sessionmaker[AsyncSession],
+) -> None:
+    count = text("SELECT count(*) FROM audit_log WHERE entity = 'lazy_probe'")
+    try:
+        async with lazy() as db:
+            await audit.record_read(db, actor=None, entity="lazy_probe", entity_id=1, fields=["id_number"])
+            assert not await _in_transaction(db)  # no BEGIN: it committed by itself
+            await db.rollback()
+            assert await db.scalar(count) == 1
+
+            await db.execute(text("INSERT INTO lazy_probe VALUES (1)"))
+            await audit.record_read(db, actor=None, entity="lazy_probe", entity_id=2, fields=["id_number"])
+            await db.rollback()  # in a transaction: it goes with it
+            assert await db.scalar(count) == 1
+    finally:
+        async with lazy() as db:
+            await db.execute(text("DELETE FROM audit_log WHERE entity = 'lazy_probe'"))
+            await db.commit()
