@@ -208,10 +208,12 @@ def _insert_order_statement() -> Any:
             bindparam("planned", type_=Boolean), exists().where(ProviderDayPlan.plan_on == dirty_day)
         ),
     )
+    # The mark first: SQLAlchemy takes the Python-side column defaults to send (``offer_attempts``, …)
+    # from the INSERT it compiles last, which must be the order's (compiled within the transition's).
     return (
         select(aliased(ServiceOrder, new))
-        .add_cte(logged(new.c.id).cte("first_transition"))
         .add_cte(marked.cte("marked_dirty"))
+        .add_cte(logged(new.c.id).cte("first_transition"))
     )
 
 
