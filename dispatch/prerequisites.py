@@ -30,14 +30,27 @@ import datetime as dt
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, func, or_, select
+import msgspec
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Date,
+    String,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import SHANGHAI
 from core.errors import Conflict, Invalid
-from core.policy import load_policy
+from core.policy import PolicyValue, load_policy, snapshot_from_rows, valid_on
 from dispatch.models import (
     AgreementItem,
     AgreementState,
@@ -484,31 +497,104 @@ async def prerequisites_of(
     today: dt.date,
 ) -> Prerequisites:
     """Both checks for an order (or its visit) of ``service_code`` on ``day``: the series' provider
-    when it is of a series, else the provider that took it (``provider_id``)."""
-    required = False
-    if recurring_order_id is not None:
-        bound = await session.scalar(
-            select(RecurringOrder.provider_id).where(RecurringOrder.id == recurring_order_id)
+    when it is of a series, else the provider that took it (``provider_id``). Their facts (the series'
+    provider, the signed agreements, the assessment policy of the day, the elder's assessments) are
+    read in one statement (:data:`_FACTS`), then judged by the same pure rules as elsewhere."""
+    row = (
+        await session.execute(
+            _FACTS,
+            {
+                "elder_id": elder_id,
+                "service_code": service_code,
+                "provider_id": provider_id,
+                "series_id": recurring_order_id,
+                "day": day,
+            },
         )
-        if bound is not None:
-            required, provider_id = True, int(bound)
+    ).one()
+    required = False
+    if row.bound is not None:
+        required, provider_id = True, int(row.bound)
     term = None
     if provider_id is not None:
-        terms = await signed_terms(
-            session, elder_id=elder_id, service_code=service_code, provider_id=provider_id
-        )
+        terms = [
+            AgreementTerm(*t)
+            for t in _TERMS.decode(row.terms)
+            if t[1] == provider_id  # the statement took the order's provider; a series' may differ
+        ]
         term = covering_term(terms, day)
-    needed, ref = await assessment_rule(session, service_code, day)
+    policy = snapshot_from_rows(day, _POLICY_ROWS.decode(row.policy), POLICY_DEFAULTS)
+    entry = policy.entry_or_star(ASSESSMENT_POLICY, service_code)
     assessment = assessment_check(
-        await assessment_facts(session, elder_id),  # shown even when the service needs none
+        [AssessmentFact(*f) for f in _FACTS_ROWS.decode(row.assessments)],  # shown even when none is needed
         elder_id=elder_id,
         service_code=service_code,
         day=day,
         today=today,
-        required=needed,
-        policy_ref=ref,
+        required=entry.value.get("required") is True,
+        policy_ref=entry.ref(),
     )
     return Prerequisites(AgreementCheck(required, provider_id, term), assessment)
+
+
+def _json_list(*columns: Any) -> Any:
+    """The rows as a JSON array of arrays (``[]`` when none), as text."""
+    return func.coalesce(func.json_agg(func.json_build_array(*columns)), literal_column("'[]'::json"))
+
+
+def _facts_statement() -> Any:
+    """Built once: the facts of :func:`prerequisites_of` (parameters elder_id, service_code,
+    provider_id, series_id, day) as one row of JSON arrays."""
+    elder = bindparam("elder_id", type_=BigInteger)
+    day = bindparam("day", type_=Date)
+    bound = select(RecurringOrder.provider_id).where(
+        RecurringOrder.id == bindparam("series_id", type_=BigInteger)
+    )
+    # The agreements of the elder and service with either provider that can matter: the order's (or
+    # the visit's) and, for an order of a series, the series'.
+    providers = (bindparam("provider_id", type_=BigInteger), bound.scalar_subquery())
+    terms = (
+        select(
+            _json_list(
+                ServiceAgreement.id,
+                ServiceAgreement.provider_id,
+                ServiceAgreement.valid_from,
+                ServiceAgreement.valid_to,
+                ServiceAgreement.terminated_on,
+            )
+        )
+        .join(AgreementItem, AgreementItem.agreement_id == ServiceAgreement.id)
+        .where(
+            ServiceAgreement.elder_id == elder,
+            AgreementItem.service_code == bindparam("service_code", type_=String),
+            ServiceAgreement.provider_id.in_(providers),
+            *covered_clause(),
+        )
+    )
+    policy = select(
+        _json_list(
+            PolicyValue.key,
+            PolicyValue.scope,
+            PolicyValue.value,
+            PolicyValue.valid_from,
+            PolicyValue.valid_to,
+        )
+    ).where(PolicyValue.key.startswith(ASSESSMENT_POLICY, autoescape=True), *valid_on(day))
+    assessments = select(
+        _json_list(Assessment.id, Assessment.assessed_on, Assessment.valid_until, Assessment.final_level)
+    ).where(Assessment.elder_id == elder)
+    return select(
+        bound.scalar_subquery().label("bound"),
+        cast(terms.scalar_subquery(), Text).label("terms"),
+        cast(policy.scalar_subquery(), Text).label("policy"),
+        cast(assessments.scalar_subquery(), Text).label("assessments"),
+    )
+
+
+_FACTS: Final = _facts_statement()
+_TERMS: Final = msgspec.json.Decoder(list[tuple[int, int, dt.date, dt.date, dt.date | None]])
+_POLICY_ROWS: Final = msgspec.json.Decoder(list[tuple[str, str, dict[str, Any], dt.date, dt.date | None]])
+_FACTS_ROWS: Final = msgspec.json.Decoder(list[tuple[int, dt.date, dt.date, int]])
 
 
 async def order_prerequisites(
