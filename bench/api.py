@@ -6,8 +6,10 @@ Drives the main read and write endpoints of each role through a real server (``e
 is missing and we are root), at fixed concurrency (``--connections``, default 16, over
 ``--threads`` 2). Per endpoint: ``req_per_s``, ``p50_ms``, ``p99_ms``, ``non_2xx`` and the ratio of
 its rate to the ceiling measured in the same run on the same server (``GET /health``, a route that
-does no I/O). State figures as ratios: absolute rates depend on the machine and its load, which is
-recorded (``/proc/loadavg``) next to every endpoint.
+does no I/O), and ``server_cpu_ms_per_req``: the CPU time (user + system) the server's processes
+spent per request, read from ``/proc`` around the run, which other load on the machine inflates far
+less than it lowers a rate. State figures as ratios: absolute rates depend on the machine and its
+load, which is recorded (``/proc/loadavg``) next to every endpoint.
 
 The database (``--database-url``, dropped, migrated and seeded with the demo data set, by the
 served checkout's own ``eldercare``) gets fixtures for the caregiver's endpoints: visits on today's
@@ -527,6 +529,32 @@ def run_wrk(
     return raw
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def server_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by the server process and all its descendants (the
+    workers of ``--workers N``). Per request, it is what a request costs the server whatever else
+    runs on the machine: a rate falls when other processes take the cores, this much less."""
+    total, todo, tick = 0.0, [pid], os.sysconf("SC_CLK_TCK")
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+        todo += _children(current)
+    return total
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -554,6 +582,7 @@ def measure(
         token = ctx.tokens.get(ep.role) if ep.role else None
         before = asyncio.run(_written_rows(url)) if ep.group == "write" else 0
         load = loadavg()
+        cpu_before = server_cpu_s(server.proc.pid)
         raw = run_wrk(
             wrk,
             server.base,
@@ -563,6 +592,7 @@ def measure(
             duration_s=args.duration,
         )
         secs = raw["duration_us"] / 1e6
+        cpu_s = server_cpu_s(server.proc.pid) - cpu_before
         row: dict[str, Any] = {
             "role": ep.role,
             "path": f"{ep.method} {ep.path}",
@@ -574,6 +604,7 @@ def measure(
             "requests": raw["requests"],
             "non_2xx": raw["non_2xx"],
             "socket_errors": raw["socket_errors"],
+            "server_cpu_ms_per_req": round(1000 * cpu_s / max(raw["requests"], 1), 3),
             "loadavg": load,
         }
         if ep.group == "write":
@@ -584,7 +615,8 @@ def measure(
         results[ep.name] = row
         print(
             f"  {ep.name:<28} {row['req_per_s']:>8} req/s  p50 {row['p50_ms']:>7} ms"
-            f"  p99 {row['p99_ms']:>7} ms  non-2xx {row['non_2xx']}  load {load}",
+            f"  p99 {row['p99_ms']:>7} ms  cpu {row['server_cpu_ms_per_req']:>6} ms/req"
+            f"  non-2xx {row['non_2xx']}  load {load}",
             file=sys.stderr,
             flush=True,
         )
