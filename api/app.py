@@ -37,7 +37,7 @@ from api.openapi import BEARER, LocalTimeSchema, document_operations
 from api.problems import EXCEPTION_HANDLERS
 from core import audit
 from core.clock import Clock, utc_now
-from core.db import begin_lazily, make_engine, make_sessionmaker
+from core.db import begin_at_once_when_asked, begin_lazily, make_engine, make_sessionmaker
 from core.identity.authz import public
 from core.identity.sessions import PrincipalCache
 from core.logging import configure_logging
@@ -54,7 +54,8 @@ LATENCY = Histogram("eldercare_http_request_seconds", "HTTP request latency", ["
 # replaced after half an hour instead, and a connection found dead (a database restart) invalidates
 # the pool, so the requests after the one that met it get fresh connections. Its connections begin a
 # transaction only at a request's first statement that needs one (core.db.begin_lazily): a read-only
-# request makes no BEGIN/COMMIT round trips.
+# request makes no BEGIN/COMMIT round trips. A request with an unsafe method (one that may write) begins
+# at its first statement, as before.
 # All 20 connections stay open: with the default 10 + 10 overflow, 16 concurrent requests opened and
 # closed an overflow connection (a new PostgreSQL backend, TLS negotiation) every few requests.
 API_POOL: dict[str, object] = {
@@ -174,6 +175,7 @@ def create_app(
         engine = make_engine(settings, **API_POOL)
         begin_lazily(engine)
         sessionmaker = make_sessionmaker(engine)
+        begin_at_once_when_asked(sessionmaker)  # requests that may write: api.deps.request_session
 
     async def _dispose() -> None:
         if engine is not None:

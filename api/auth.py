@@ -13,7 +13,7 @@ from litestar.datastructures import State
 from litestar.handlers.base import BaseRouteHandler
 from litestar.params import JSONBody
 
-from api.deps import request_session
+from api.deps import SAFE_METHODS, request_session
 from core.errors import Forbidden, Unauthenticated
 from core.http import SESSION_COOKIE, CurrentPrincipal, Db, Now, client_ip
 from core.identity.authz import (
@@ -27,8 +27,6 @@ from core.identity.authz import (
 )
 from core.identity.sessions import principal_for_token, revoke
 from core.identity.signin import LoginRequest, PasswordChange, TokenResponse, change_password_with, login_with
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _token(connection: ASGIConnection[Any, Any, Any, Any]) -> tuple[str | None, bool]:

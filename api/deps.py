@@ -16,10 +16,12 @@ from litestar.datastructures import State
 from litestar.types import ASGIApp, Receive, Scope, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import BEGIN_AT_ONCE
 from core.errors import Unauthenticated
 from core.identity.authz import Principal
 
 _SESSION = "eldercare.db"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def request_session(scope: Scope, state: State) -> AsyncSession:
@@ -27,6 +29,9 @@ def request_session(scope: Scope, state: State) -> AsyncSession:
     session: AsyncSession | None = scope.get(_SESSION)  # type: ignore[assignment]
     if session is None:
         session = state.sessionmaker()
+        # A request that may write is one transaction from its first statement (the guard's) on; a
+        # safe one begins only if it writes (core.db.begin_lazily).
+        session.info[BEGIN_AT_ONCE] = scope.get("method") not in SAFE_METHODS
         scope[_SESSION] = session  # type: ignore[literal-required]
     return session
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import CheckConstraint, DateTime, MetaData, event, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from core.settings import Settings
 
@@ -90,7 +90,9 @@ def begin_lazily(engine: AsyncEngine) -> None:
     one transaction it had (its reads before the first write ran, as under READ COMMITTED they would
     have anyway, each on its own snapshot). The API's pool uses it (``api.app.API_POOL``).
 
-    Raw driver calls on such a connection bypass the check: call :func:`begin_now` first."""
+    Raw driver calls on such a connection bypass the check: call :func:`begin_now` first, or use a
+    session marked :data:`BEGIN_AT_ONCE` (:func:`begin_at_once_when_asked`), as the API does for every
+    request that may write."""
     sync = engine.sync_engine
 
     @event.listens_for(sync, "checkout")
@@ -117,6 +119,30 @@ def begin_lazily(engine: AsyncEngine) -> None:
             or not runs_without_transaction(statement)
         ):
             _end_laziness(fairy)
+
+
+# Session info key: the session's unit of work may write, so its connection begins a transaction at its
+# first statement, as without begin_lazily (the API sets it for requests with unsafe methods).
+BEGIN_AT_ONCE: Final = "eldercare_begin_at_once"
+
+
+def begin_at_once_when_asked(factory: async_sessionmaker[AsyncSession]) -> None:
+    """Sessions of ``factory`` whose ``info`` has :data:`BEGIN_AT_ONCE` begin their transaction at their
+    first statement, lazy connection or not: a request that may write keeps one transaction from its
+    first statement to its commit, raw driver calls on its connection included."""
+
+    # Session events are for (sync) Session classes: a subclass of the factory's own, so that only its
+    # sessions are concerned.
+    base: type[Session] = factory.kw.get("sync_session_class", Session)
+    own = type("BeginAtOnceWhenAsked", (base,), {})
+    factory.configure(sync_session_class=own)
+
+    @event.listens_for(own, "after_begin")
+    def _after_begin(session: Any, transaction: Any, connection: Any) -> None:
+        if session.info.get(BEGIN_AT_ONCE):
+            fairy = connection.connection
+            if fairy.info.get(_LAZY):
+                _end_laziness(fairy)
 
 
 def _end_laziness(fairy: Any) -> None:

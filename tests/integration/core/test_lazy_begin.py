@@ -13,7 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import API_POOL
 from core import audit
-from core.db import begin_lazily, begin_now, make_engine, make_sessionmaker
+from core.db import (
+    BEGIN_AT_ONCE,
+    begin_at_once_when_asked,
+    begin_lazily,
+    begin_now,
+    make_engine,
+    make_sessionmaker,
+)
 from core.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -107,3 +114,15 @@ async def test_the_audit_row_of_a_read_commits_by_itself_or_joins_the_transactio
         async with lazy() as db:
             await db.execute(text("DELETE FROM audit_log WHERE entity = 'lazy_probe'"))
             await db.commit()
+
+
+async def test_a_session_marked_begin_at_once_is_one_transaction_from_its_first_read(
+    lazy: async_sessionmaker[AsyncSession],
+) -> None:
+    begin_at_once_when_asked(lazy)
+    async with lazy() as db:
+        db.info[BEGIN_AT_ONCE] = True  # what the API marks for a request that may write
+        assert await _in_transaction(db)
+        await db.rollback()
+    async with lazy() as db:
+        assert not await _in_transaction(db)
