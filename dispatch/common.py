@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -21,6 +21,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     String,
+    Table,
     bindparam,
     exists,
     false,
@@ -164,7 +165,7 @@ async def change_state(
     left ``expected``.
     """
     transition(expected, target, actor=actor, now=now)
-    order_table = ServiceOrder.__table__
+    order_table = cast(Table, ServiceOrder.__table__)
     moved = (
         update(order_table)
         .where(order_table.c.id == order_id, order_table.c.state == expected.value)
@@ -189,7 +190,9 @@ async def change_state(
         .cte("logged_move")
     )
     stmt = select(ServiceOrder).from_statement(select(moved).add_cte(logged_move))
-    order = (await session.scalars(stmt, execution_options={"populate_existing": True})).one_or_none()
+    order: ServiceOrder | None = (
+        await session.scalars(stmt, execution_options={"populate_existing": True})
+    ).one_or_none()
     if order is None:
         raise StateConflict(f"order {order_id} is no longer {expected.value}")
     return order

@@ -136,7 +136,7 @@ def current_level_expr(today: dt.date | BindParameter[dt.date]) -> ScalarSelect[
     )
 
 
-_EMPTY: Final = literal_column("'[]'::json")
+_EMPTY: Final[ColumnElement[Any]] = literal_column("'[]'::json")
 
 
 def _select(*, care_only: bool) -> Select[Any]:
