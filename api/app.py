@@ -3,6 +3,7 @@ policy), every domain's controllers (from the composition root, ``api.bootstrap`
 
 from __future__ import annotations
 
+import gc
 import itertools
 import re
 import time
@@ -147,6 +148,14 @@ def _swagger_assets() -> Path:
     return Path(swagger_ui_bundle.swagger_ui_path)
 
 
+def _freeze_startup_objects() -> None:
+    """Move what start-up made (modules, routes, compiled statements: hundreds of thousands of
+    objects that live as long as the process) out of the garbage collector's sight, so that its full
+    collections, which pause every request in flight, only walk what requests made since."""
+    gc.collect()
+    gc.freeze()
+
+
 def route_handlers() -> list[ControllerRouterHandler]:
     """Every controller of the platform: the kernel's, the domains' (listed in ``api.bootstrap``), the
     web pages'. The order is the OpenAPI document's order of operations."""
@@ -238,6 +247,7 @@ def create_app(
             }
         ),
         middleware=[metrics_middleware, session_middleware],
+        on_startup=[_freeze_startup_objects],
         on_shutdown=[_dispose],
         debug=settings.debug,
         plugins=[LocalTimeSchema()],
