@@ -307,7 +307,9 @@ async def principal_for_token(
     loaded again, unless ``request_scope`` is false (a route that reads none of it): then it comes
     without it, ``elder_ids`` and ``served_elder_ids`` empty."""
     key = token_hash(token)
-    live = (await session.execute(_LIVE_SESSION, {"key": key, "now": now})).one_or_none()
+    # On the session's connection, in Core: the ORM's statement handling was a fifth of this query's cost.
+    connection = await session.connection()
+    live = (await connection.execute(_LIVE_SESSION, {"key": key, "now": now})).one_or_none()
     if live is None:
         return None
     user_id, epoch = live
