@@ -142,7 +142,7 @@ async def _elder(
     row = await elder_reads.one_row(session, elder_id, today, care_only=False)
     if row is None or not can_see_elder(principal, elder_id=row.id, district_id=row.district_id):
         return None
-    read = elder_reads.read_of(row, care_only=False, unmasked=False, contacts_shown=True, today=today)
+    read = elder_reads.reads_of([row], care_only=False)[0]
     assert isinstance(read, ElderRead)
     return read
 
