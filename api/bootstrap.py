@@ -26,6 +26,8 @@ import billing.settlement_jobs
 import billing.settlement_models
 import callcentre.jobs
 import callcentre.models
+import callcentre.welfare_jobs
+import callcentre.welfare_models
 import core.audit
 import core.identity.models
 import core.outbox
@@ -42,6 +44,7 @@ from billing.settlement_routes import CONTROLLERS as SETTLEMENT_CONTROLLERS
 from callcentre import seed as callcentre_seed
 from callcentre.escalation_audit import export_metrics as export_escalation_metrics
 from callcentre.routes import CONTROLLERS as CALLCENTRE_CONTROLLERS
+from callcentre.welfare_routes import CONTROLLERS as WELFARE_CONTROLLERS
 from core import scheduler
 from core.db import Base
 from core.identity.sessions import ScopeLoader
@@ -67,6 +70,7 @@ EXTRA_MODELS: tuple[ModuleType, ...] = (
     billing.ledger_models,
     billing.settlement_models,
     billing.allowance_models,
+    callcentre.welfare_models,
 )
 
 
@@ -121,6 +125,8 @@ DOMAINS: tuple[Domain, ...] = (
         seed=callcentre_seed.SEED,
         metrics=(export_escalation_metrics,),
     ),
+    # The call centre's welfare visits (探访关爱): their plan, overrides and the jobs placing them.
+    Domain("callcentre.welfare", controllers=WELFARE_CONTROLLERS, jobs=callcentre.welfare_jobs),
     Domain(
         "billing",
         models=billing.models,

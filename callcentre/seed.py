@@ -166,4 +166,63 @@ ESCALATION_POLICY_DEFAULTS: tuple[PolicyDefault, ...] = (
     PolicyDefault("alarm.storm", "*", {"alarms": 5, "minutes": 10}, "issue #11 storms [E]"),
 )
 
-SEED = DomainSeed(policies=(*POLICY_DEFAULTS, *ESCALATION_POLICY_DEFAULTS))
+
+# Welfare visits (探访关爱, issue #11; callcentre.welfare reads them). Who is in the programme and how
+# often they are visited are [E] defaults for the civil-affairs bureau to edit by date.
+_SRC_WELFARE = "issue #11 welfare visits [E]"
+_LIVING_APART = ["alone", "empty_nest"]  # 独居 / 空巢
+_HARDSHIP = ["destitute", "subsistence", "low_income"]  # 特困 / 低保 / 低保边缘
+WELFARE_DEFAULTS: tuple[PolicyDefault, ...] = (
+    PolicyDefault(
+        "welfare.risk",
+        "high",
+        {
+            "any": [
+                {"living": ["alone"], "min_age": 80},
+                {"living": _LIVING_APART, "dementia": True},
+                {"living": _LIVING_APART, "min_level": 3},
+                {"categories": _HARDSHIP, "min_level": 3},
+                {"categories": ["destitute"], "living": _LIVING_APART},
+                {"living": _LIVING_APART, "min_critical_alarms": 2},
+            ]
+        },
+        _SRC_WELFARE + ": weekly",
+    ),
+    PolicyDefault(
+        "welfare.risk",
+        "medium",
+        {
+            "any": [
+                {"living": ["alone"]},
+                {"living": ["empty_nest"], "min_age": 80},
+                {"living": _LIVING_APART, "min_level": 2},
+                {"categories": _HARDSHIP, "dementia": True},
+                {"categories": ["destitute", "subsistence"], "living": _LIVING_APART},
+                {"categories": _HARDSHIP, "min_critical_alarms": 1},
+            ]
+        },
+        _SRC_WELFARE + ": monthly",
+    ),
+    PolicyDefault(
+        "welfare.risk",
+        "low",
+        {"any": [{"living": _LIVING_APART}, {"categories": _HARDSHIP}]},
+        _SRC_WELFARE + ": quarterly",
+    ),
+    PolicyDefault(
+        "welfare.cadence",
+        "*",
+        {
+            "high": {"days": 7},
+            "medium": {"months": 1},
+            "low": {"months": 3},
+            "after_critical_hours": 24,
+            "window": {"start": "09:00", "end": "17:00"},
+        },
+        _SRC_WELFARE,
+    ),
+    PolicyDefault("welfare.recent_alarms", "*", {"days": 90}, _SRC_WELFARE + ": alarms counted by the rules"),
+)
+
+
+SEED = DomainSeed(policies=(*POLICY_DEFAULTS, *ESCALATION_POLICY_DEFAULTS, *WELFARE_DEFAULTS))
