@@ -21,12 +21,11 @@ from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
-from litestar.template.config import TemplateConfig
 from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from web.pages import template_config as web_template_config
 
 from api.auth import AuthController, authorize
 from api.bootstrap import domain_controllers, scope_loaders
@@ -36,6 +35,8 @@ from api.deps import provide_db, provide_now, provide_principal, session_middlew
 from api.health import HealthController
 from api.openapi import BEARER, LocalTimeSchema, document_operations
 from api.problems import EXCEPTION_HANDLERS
+from callcentre.feed import AlarmFeed
+from callcentre.stream_routes import FEED_STATE_KEY
 from core import audit
 from core.clock import Clock, utc_now
 from core.db import begin_at_once_when_asked, begin_lazily, make_engine, make_sessionmaker
@@ -43,7 +44,7 @@ from core.identity.authz import public
 from core.identity.sessions import PrincipalCache
 from core.logging import configure_logging
 from core.settings import Settings
-from web.routes import TEMPLATES, web_handlers
+from web.routes import web_handlers
 
 log = structlog.get_logger()
 
@@ -186,7 +187,17 @@ def create_app(
         sessionmaker = make_sessionmaker(engine)
         begin_at_once_when_asked(sessionmaker)  # requests that may write: api.deps.request_session
 
+    # The operators' live feed: one LISTEN connection per process, started with the app (see
+    # callcentre.feed). Not for an app on an injected sessionmaker (in-process tests, no lifespan).
+    feed = AlarmFeed(settings.asyncpg_dsn) if engine is not None else None
+
+    async def _start_feed() -> None:
+        if feed is not None:
+            await feed.start()
+
     async def _dispose() -> None:
+        if feed is not None:
+            await feed.stop()
         if engine is not None:
             await engine.dispose()
 
@@ -226,7 +237,7 @@ def create_app(
             "now": Provide(provide_now, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
-        template_config=TemplateConfig(directory=TEMPLATES, engine=JinjaTemplateEngine),
+        template_config=web_template_config(),
         openapi_config=openapi,
         csrf_config=CSRFConfig(
             secret=settings.secret_key,
@@ -244,10 +255,11 @@ def create_app(
                 "clock": clock,
                 "scope_loaders": scope_loaders(),
                 "principal_cache": PrincipalCache(),
+                FEED_STATE_KEY: feed,
             }
         ),
         middleware=[metrics_middleware, session_middleware],
-        on_startup=[_freeze_startup_objects],
+        on_startup=[_start_feed, _freeze_startup_objects],
         on_shutdown=[_dispose],
         debug=settings.debug,
         plugins=[LocalTimeSchema()],

@@ -44,6 +44,7 @@ from billing.settlement_routes import CONTROLLERS as SETTLEMENT_CONTROLLERS
 from callcentre import seed as callcentre_seed
 from callcentre.escalation_audit import export_metrics as export_escalation_metrics
 from callcentre.routes import CONTROLLERS as CALLCENTRE_CONTROLLERS
+from callcentre.stream_routes import CONTROLLERS as ALARM_STREAM_CONTROLLERS
 from callcentre.welfare_routes import CONTROLLERS as WELFARE_CONTROLLERS
 from core import scheduler
 from core.db import Base
@@ -120,7 +121,7 @@ DOMAINS: tuple[Domain, ...] = (
     Domain(
         "callcentre",
         models=callcentre.models,
-        controllers=CALLCENTRE_CONTROLLERS,
+        controllers=(*CALLCENTRE_CONTROLLERS, *ALARM_STREAM_CONTROLLERS),
         jobs=callcentre.jobs,
         seed=callcentre_seed.SEED,
         metrics=(export_escalation_metrics,),
