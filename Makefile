@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 SYNCED  := $(VENV)/.eldercare-synced
 RESULTS := bench/results
 
-.PHONY: help venv demo test lint bench services clean-state
+.PHONY: help venv demo test lint bench services clean-state i18n
 
 help:
 	@echo "make demo   - set up .venv if needed, then run the whole platform (eldercare demo) until Ctrl-C"
@@ -16,6 +16,7 @@ help:
 	@echo "make lint   - ruff check, ruff format --check, mypy (strict, warn_unreachable, tests and tools too), import-linter contracts"
 	@echo "make bench  - run the benchmarks that exist, JSON results in $(RESULTS)/"
 	@echo "make venv   - only create .venv and install the locked dependencies"
+	@echo "make i18n   - extract the web pages' strings and update web/locale/*/messages.po (then translate)"
 
 $(SYNCED): pyproject.toml uv.lock
 	@uv="$$(deploy/bootstrap-uv.sh)" && echo "uv sync --frozen ($$uv)" && "$$uv" sync --frozen
@@ -49,6 +50,14 @@ bench: $(SYNCED) services
 	    echo "== bench/$$name.py does not exist yet; skipped"; \
 	  fi; \
 	done
+
+# The web pages' strings (web/babel.cfg) into web/locale/messages.pot, merged into each locale's .po.
+# The .po files are what git keeps; each process compiles them when it starts (web/i18n.py).
+i18n: $(SYNCED)
+	$(BIN)/pybabel extract -F web/babel.cfg -k N_ --no-location --sort-output --project=eldercare \
+	  -o web/locale/messages.pot .
+	$(BIN)/pybabel update -i web/locale/messages.pot -d web/locale -D messages --no-fuzzy-matching \
+	  --ignore-obsolete
 
 # Stops nothing: remove the demo's embedded database and broker state (stop `make demo` first).
 clean-state:
