@@ -20,7 +20,9 @@ from typing import Any, Final
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response
+from litestar.connection import ASGIConnection
 from litestar.exceptions import HTTPException, NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
@@ -133,6 +135,19 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(env))
 
 
+class PasswordChangeFirst(DomainError):
+    status = 403
+    code = "auth.password_change_required"
+    title = "Choose a new password first"
+
+
+def password_first(connection: ASGIConnection[Any, Any, Any, Any], _handler: BaseRouteHandler) -> None:
+    """Guard of the role pages: after an admin reset, nothing but the password page (as on the API)."""
+    principal: Principal | None = connection.scope.get("principal")  # type: ignore[assignment]
+    if principal is not None and principal.password_change_required:
+        raise PasswordChangeFirst("Choose a new password first.")
+
+
 # --- Errors as pages ------------------------------------------------------------------------------
 
 ERROR_TITLES: Final = {
@@ -181,11 +196,14 @@ def _problem_json(
 
 
 def _error(request: Request[Any, Any, Any], status: int, code: str, title: str, detail: str) -> Response[Any]:
-    if not wants_html(request):
+    htmx = bool(request.headers.get("hx-request"))
+    if not (htmx or wants_html(request)):
         return _problem_json(request, status, code, title, detail)
     if status == 401:
         return Redirect("/login")
-    page = "error_inline.html" if request.headers.get("hx-request") else "error.html"
+    if code == PasswordChangeFirst.code:
+        return Redirect("/password")
+    page = "error_inline.html" if htmx else "error.html"
     return render(
         request,
         page,

@@ -19,7 +19,9 @@ from core.identity.sessions import revoke
 from core.identity.signin import LoginRequest, PasswordChange, change_password_with, login_with
 from registry.service.figures import Figures, area_figures
 from web.i18n import N_
+from web.operator.routes import CONTROLLERS as OPERATOR_CONTROLLERS
 from web.pages import STATIC, principal_of, render, translate
+from web.supervisor.routes import CONTROLLERS as SUPERVISOR_CONTROLLERS
 
 FIGURE_LABELS = {
     "elders": N_("Registered elders"),
@@ -185,4 +187,4 @@ def web_handlers() -> list[Any]:
     static = create_static_files_router(
         path="/static/web", directories=[STATIC], opt=public(), include_in_schema=False, name="web-static"
     )
-    return [WebController, static]
+    return [WebController, *OPERATOR_CONTROLLERS, *SUPERVISOR_CONTROLLERS, static]
