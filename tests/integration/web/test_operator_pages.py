@@ -37,10 +37,17 @@ async def csrf(client: httpx.AsyncClient) -> str:
 
 
 async def post(
-    client: httpx.AsyncClient, who: Account, path: str, form: dict[str, str] | None = None, **kw: str
+    client: httpx.AsyncClient,
+    who: Account,
+    path: str,
+    form: dict[str, str] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> httpx.Response:
     data = {"_csrf_token": await csrf(client), **(form or {})}
-    return await client.post(path, data=data, headers={**page(who), **kw}, follow_redirects=False)
+    return await client.post(
+        path, data=data, headers={**page(who), **(headers or {})}, follow_redirects=False
+    )
 
 
 async def test_the_queue_lists_open_alarms_most_severe_first_and_marks_them_presented(
@@ -194,9 +201,9 @@ async def test_acknowledging_from_the_queue_with_htmx_asks_the_queue_to_refresh(
     elder = await make.elder(XIAONAN)
     alarm_id = await plant(db, elder_id=elder.id, type="SOS")
     operator = await make.account(Role.OPERATOR, districts=(XIAONAN,))
-    r = await post(client, operator, f"/operator/alarms/{alarm_id}/ack", **{"HX-Request": "true"})
+    r = await post(client, operator, f"/operator/alarms/{alarm_id}/ack", headers={"HX-Request": "true"})
     assert (r.status_code, r.headers["hx-trigger"]) == (204, "queue-changed")
-    twice = await post(client, operator, f"/operator/alarms/{alarm_id}/ack", **{"HX-Request": "true"})
+    twice = await post(client, operator, f"/operator/alarms/{alarm_id}/ack", headers={"HX-Request": "true"})
     assert twice.status_code == 409
     assert 'data-problem="alarm.already_acknowledged"' in twice.text  # a message, not a page
 
