@@ -26,7 +26,7 @@ from litestar.params import FromPath, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from callcentre import console
-from callcentre.lifecycle import RESULTS, Action, ResponseAction, may
+from callcentre.lifecycle import RESULTS, Action, ActionResult, ResponseAction, may
 from callcentre.schemas import AlarmContext, QueuePage
 from callcentre.stream_routes import console_cursor
 from core.crud import Window
@@ -50,8 +50,8 @@ RESPONDERS: Final = (
     ResponseAction.CALL_119,
     ResponseAction.CALL_110,
 )
-# Results offered as one-click buttons for a phone call (the others stay in the form).
-CALL_RESULTS: Final = RESULTS[ResponseAction.CALL_ELDER]
+# Results of a phone call, as one-click buttons in the order of ActionResult (reached first).
+CALL_RESULTS: Final = [r for r in ActionResult if r in RESULTS[ResponseAction.CALL_ELDER]]
 
 
 class QueueFilter:
@@ -186,7 +186,7 @@ class OperatorPages(Controller):
             done=request.query_params.get("done"),
             labels=LABELS,
             call_results=CALL_RESULTS,
-            responders=[(a, sorted(RESULTS[a])) for a in RESPONDERS],
+            responders=[(a, [r for r in ActionResult if r in RESULTS[a]]) for a in RESPONDERS],
             vitals_json=_vitals_json(context, translate(request)),
         )
 

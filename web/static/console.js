@@ -14,8 +14,9 @@
   var bannerText = document.getElementById("new-critical-text");
   var soundButton = document.getElementById("sound-toggle");
   var text = {}, typeNames = {};
-  document.querySelectorAll("#i18n [data-key]").forEach(function (el) { text[el.dataset.key] = el.textContent; });
-  document.querySelectorAll("#i18n [data-type]").forEach(function (el) { typeNames[el.dataset.type] = el.textContent; });
+  var strings = document.getElementById("i18n").content;  // a <template>: translated texts for this file
+  strings.querySelectorAll("[data-key]").forEach(function (el) { text[el.dataset.key] = el.textContent; });
+  strings.querySelectorAll("[data-type]").forEach(function (el) { typeNames[el.dataset.type] = el.textContent; });
 
   // --- The feed ----------------------------------------------------------------------------------
   var seen = new Set();          // event ids handled (a reconnect may replay some again)

@@ -6,10 +6,10 @@
   var box = document.getElementById("kpi-chart");
   if (!data || !box || !window.uPlot) return;
   var d = JSON.parse(data.textContent);
-  var names = {};
-  document.querySelectorAll("#kpi-labels [data-type]").forEach(function (el) { names[el.dataset.type] = el.textContent; });
-  var label = {};
-  document.querySelectorAll("#kpi-labels [data-key]").forEach(function (el) { label[el.dataset.key] = el.textContent; });
+  var names = {}, label = {};
+  var strings = document.getElementById("kpi-labels").content;  // a <template>: the translated names
+  strings.querySelectorAll("[data-type]").forEach(function (el) { names[el.dataset.type] = el.textContent; });
+  strings.querySelectorAll("[data-key]").forEach(function (el) { label[el.dataset.key] = el.textContent; });
   var xs = d.types.map(function (_, i) { return i; });
   var bars = uPlot.paths.bars({ size: [0.6, 80] });
   new uPlot({
@@ -21,7 +21,7 @@
       { values: function (u, splits) { return splits.map(function (v) { return v + " %"; }); } },
     ],
     series: [
-      {},
+      { label: "", value: function (u, i) { return i == null ? "" : (names[d.types[i]] || ""); } },
       { label: label.share, fill: "#1f618d99", stroke: "#1f618d", paths: bars, points: { show: false } },
       { label: label.target, stroke: "#b03a2e", dash: [6, 4], width: 2, points: { show: false } },
     ],
