@@ -179,6 +179,10 @@ def _format_logins(logins: Sequence[Any]) -> str:
 
 # How long a worker of `serve --workers N` may take to answer its supervisor (its start included).
 WORKER_START_S = 120
+# On SIGTERM/SIGINT, how long requests in flight may finish before uvicorn cancels them. The operators'
+# live feed (server-sent events) never finishes by itself: without a limit the server would wait for
+# every open console for ever. Consoles reconnect (to another process) and replay what they missed.
+GRACEFUL_SHUTDOWN_S = 5
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -193,6 +197,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "access_log": False,  # the app logs every request itself (http.request)
         "server_header": False,
         "proxy_headers": False,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
     if args.workers > 1:
         # Worker processes, each importing the app from the environment (uvicorn's supervisor

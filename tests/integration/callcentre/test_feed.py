@@ -12,6 +12,9 @@ console that does not read.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -307,3 +310,20 @@ async def test_a_console_that_does_not_read_is_dropped_and_does_not_hold_up_the_
     assert slow.queue.qsize() == 3
     feed.unsubscribe(slow)
     feed.unsubscribe(fast)
+
+
+async def test_a_server_with_open_consoles_stops_on_sigterm(engine: AsyncEngine, world: World) -> None:
+    """An open stream never ends by itself: the server cancels it after its graceful-shutdown limit
+    instead of waiting for every console for ever (the console reconnects elsewhere and replays)."""
+    served = Served.start()
+    try:
+        await served.until_healthy()
+        async with sse(served.base, world.operator) as console:
+            assert console.status == 200
+            started = time.monotonic()
+            os.killpg(served.proc.pid, signal.SIGTERM)
+            code = await asyncio.to_thread(served.proc.wait, 60)
+        assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once it has shut down
+        assert time.monotonic() - started < 30
+    finally:
+        served.stop()
