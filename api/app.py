@@ -25,7 +25,6 @@ from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, ControllerRouterHandler, Message, Receive, Scope, Send
 from prometheus_client import Counter, Histogram
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from web.pages import template_config as web_template_config
 
 from api.auth import AuthController, authorize
 from api.bootstrap import domain_controllers, scope_loaders
@@ -44,6 +43,7 @@ from core.identity.authz import public
 from core.identity.sessions import PrincipalCache
 from core.logging import configure_logging
 from core.settings import Settings
+from web.pages import template_config as web_template_config
 from web.routes import web_handlers
 
 log = structlog.get_logger()
