@@ -101,9 +101,9 @@ async def test_admin_manages_places_with_clear_errors(
     assert (await client.delete(f"/api/v1/districts/{district['id']}", headers=admin)).status_code == 204
     actions = (
         await db.scalars(
-            select(AuditLog.action).where(
-                AuditLog.entity == "district", AuditLog.entity_id == str(district["id"])
-            )
+            select(AuditLog.action)
+            .where(AuditLog.entity == "district", AuditLog.entity_id == str(district["id"]))
+            .order_by(AuditLog.id)
         )
     ).all()
     assert list(actions) == ["create", "update", "delete"]
