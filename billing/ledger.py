@@ -45,6 +45,7 @@ from billing.ledger_models import (
     LedgerTransfer,
     TransferKind,
 )
+from core.crud import MAX_BIGINT
 from core.errors import Conflict, Invalid, NotFound
 
 log = structlog.get_logger(__name__)
@@ -419,7 +420,7 @@ async def reverse(
     memo: str = "",
 ) -> Posted:
     """Reverse one transfer under idempotency key ``key`` (also the batch's key)."""
-    original = await session.get(LedgerTransfer, transfer_id)
+    original = await session.get(LedgerTransfer, transfer_id) if 0 < transfer_id <= MAX_BIGINT else None
     if original is None:
         raise NotFound(f"No transfer {transfer_id}.", code="ledger_transfer.not_found")
     return await post_batch(

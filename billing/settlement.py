@@ -49,7 +49,7 @@ from billing.settlement_policy import PAYERS, load_cutoff
 from billing.settlement_states import CLOSED_STATES, DECIDING, TRANSITIONS, Action, may, refusal
 from billing.statements import BuiltStatement, build_statements, statement_as_of
 from core import audit
-from core.crud import Paged, Window, page_of, total_of
+from core.crud import MAX_BIGINT, MAX_INT, Paged, Window, in_key_range, page_of, total_of
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.identity.authz import Principal
 from core.identity.models import Role
@@ -105,6 +105,8 @@ async def ensure_period(*, session: AsyncSession, month: dt.date) -> SettlementP
 
 
 async def get_period(*, session: AsyncSession, period_id: int, lock: str | None = None) -> SettlementPeriod:
+    if not in_key_range(period_id, limit=MAX_INT):
+        raise NotFound(f"No settlement period with id {period_id}.", code="settlement_period.not_found")
     stmt = select(SettlementPeriod).where(SettlementPeriod.id == period_id)
     if lock == "update":
         stmt = stmt.with_for_update()
@@ -489,8 +491,10 @@ async def decide_line(
     revision). Rejecting reverses its transfers in the ledger, in one batch."""
     if actor.role not in (Role.ADMIN, Role.CIVIL_AFFAIRS):
         raise Forbidden("Lines are decided by civil-affairs officers and admins.", code="auth.forbidden")
-    line = await session.scalar(
-        select(SettlementLine).where(SettlementLine.id == line_id, line_clause(actor))
+    line = (
+        await session.scalar(select(SettlementLine).where(SettlementLine.id == line_id, line_clause(actor)))
+        if in_key_range(line_id, limit=MAX_BIGINT)
+        else None
     )
     if line is None:
         raise NotFound(f"No settlement line with id {line_id}.", code="settlement_line.not_found")
@@ -604,7 +608,9 @@ async def review_district(
     """Mark a district's lines of the period reviewed (every passed line decided); the last district
     with lines moves the period to reviewed."""
     _require(actor, Action.REVIEW)
-    if actor.role != Role.ADMIN and district_id not in actor.district_ids:
+    if not in_key_range(district_id, limit=MAX_INT) or (
+        actor.role != Role.ADMIN and district_id not in actor.district_ids
+    ):
         raise NotFound(f"No district {district_id} in your scope.", code="district.not_found")
     period = await get_period(session=session, period_id=period_id, lock="share")
     _refuse(period, Action.REVIEW)
@@ -775,7 +781,7 @@ async def read_statement(
     visible = await _visible_subjects(session=session, actor=actor, period_id=period_id)
     found = (
         await statement_as_of(session, period_id=period_id, kind=kind, subject_id=subject_id, as_of=as_of)
-        if visible(kind.value, subject_id)
+        if in_key_range(subject_id, limit=MAX_INT) and visible(kind.value, subject_id)
         else None
     )
     if found is None:
@@ -843,8 +849,12 @@ async def list_balances(
 async def account_balance(
     *, session: AsyncSession, actor: Principal, account_id: int, as_of: dt.datetime | None
 ) -> ledger.Balance:
-    account = await session.scalar(
-        select(LedgerAccount).where(LedgerAccount.id == account_id, account_clause(actor))
+    account = (
+        await session.scalar(
+            select(LedgerAccount).where(LedgerAccount.id == account_id, account_clause(actor))
+        )
+        if in_key_range(account_id, limit=MAX_INT)
+        else None
     )
     if account is None:
         raise NotFound(f"No ledger account with id {account_id}.", code="ledger_account.not_found")
