@@ -5,18 +5,9 @@ serialise."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
 from litestar import Controller, Response, get, post
-from litestar.openapi.spec import (
-    OpenAPIFormat,
-    OpenAPIMediaType,
-    OpenAPIResponse,
-    OpenAPIType,
-    Operation,
-    Schema,
-)
 from litestar.params import JSONBody, QueryParameter
 
 from billing import allowance_service as service
@@ -32,7 +23,8 @@ from billing.allowance_schemas import (
     roster_read,
 )
 from billing.allowances import AllowanceKind, Change, parse_month
-from billing.xlsx import CSV_MEDIA_TYPE, XLSX_MEDIA_TYPE
+from billing.downloads import FileOperation, FormatQuery, file_response
+from billing.xlsx import XLSX_MEDIA_TYPE
 from core.crud import Window
 from core.errors import Invalid
 from core.http import CurrentPrincipal, Db, Now
@@ -56,10 +48,6 @@ ChangeQuery = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Rows per page (1-200)")]
 Offset = Annotated[int, QueryParameter(ge=0, le=1_000_000, description="Rows to skip")]
-FormatQuery = Annotated[
-    Literal["xlsx", "csv"],
-    QueryParameter(name="format", description="xlsx (default) or csv (UTF-8 with a BOM)"),
-]
 LangQuery = Annotated[
     Literal["zh", "en"], QueryParameter(description="Headers and words: zh (default) or en")
 ]
@@ -72,22 +60,6 @@ def month_of(text: str, *, field: str = "month") -> dt.date:
     except ValueError:
         raise Invalid(f"{field}={text[:20]!r} is not a month (YYYY-MM).", field=field) from None
     return check_day(month, field=field)
-
-
-@dataclass
-class FileOperation(Operation):
-    """The export's operation: its 200 answer is an XLSX workbook or a CSV file (one schema cannot
-    say "either media type", so the document lists both under the one response)."""
-
-    def __post_init__(self) -> None:
-        ok = (self.responses or {}).get("200")
-        if isinstance(ok, OpenAPIResponse):
-            ok.content = {
-                XLSX_MEDIA_TYPE: OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
-                ),
-                CSV_MEDIA_TYPE: OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING)),
-            }
 
 
 class AllowanceController(Controller):
@@ -189,11 +161,7 @@ class AllowanceController(Controller):
             fmt=file_format,
             lang=lang,
         )
-        return Response(
-            content=file.content,
-            media_type=file.media_type,
-            headers={"Content-Disposition": file.content_disposition()},
-        )
+        return file_response(file)
 
 
 CONTROLLERS = (AllowanceController,)

@@ -417,16 +417,16 @@ def _current_line_clause() -> ColumnElement[bool]:
     return SettlementLine.revision == later
 
 
-def line_clause(actor: Principal) -> ColumnElement[bool]:
-    """Lines ``actor`` may read (module docstring)."""
+def line_clause(actor: Principal, line: Any = SettlementLine) -> ColumnElement[bool]:
+    """Lines ``actor`` may read (module docstring); ``line``: ``SettlementLine`` or an alias of it."""
     if actor.role == Role.ADMIN:
         return true()
     if actor.role == Role.CIVIL_AFFAIRS or by_district(actor):
         if not actor.district_ids:
             return false()
-        return SettlementLine.district_id.in_(sorted(actor.district_ids))
+        return line.district_id.in_(sorted(actor.district_ids))  # type: ignore[no-any-return]
     if actor.role == Role.PROVIDER_ADMIN and actor.provider_id is not None:
-        return SettlementLine.provider_id == actor.provider_id
+        return line.provider_id == actor.provider_id  # type: ignore[no-any-return]
     return false()
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from billing import ledger, ledger_check, settlement
+from billing import ledger, ledger_check, settlement, settlement_exports
 from billing.adjudication import Reason
+from billing.downloads import FileOperation, FormatQuery, file_response
 from billing.ledger_models import TransferKind
 from billing.settlement_models import Decision, StatementKind
 from billing.settlement_schemas import (
@@ -57,6 +58,7 @@ from billing.settlement_schemas import (
     statement_summary,
 )
 from billing.signals import Signal
+from billing.xlsx import XLSX_MEDIA_TYPE
 from core.errors import Invalid, NotFound
 from core.http import PAGINATION, CurrentPrincipal, Db, Now, PageWindow
 from core.identity.authz import allow
@@ -92,6 +94,10 @@ AccountKindQuery = Annotated[
     Literal["payer_fund", "provider_receivable", "elder_copay", "bank", "manual"] | None,
     QueryParameter(description="Account kind"),
 ]
+ExportLangQuery = Annotated[
+    Literal["zh-CN", "zh", "en"],
+    QueryParameter(name="lang", description="Headers and words: zh-CN (default; also zh) or en"),
+]
 ElderQuery = Annotated[int | None, QueryParameter(ge=1, le=2**63 - 1, description="Id (bigint key)")]
 
 
@@ -101,6 +107,12 @@ def _as_of(value: dt.datetime | None) -> dt.datetime | None:
     if value.tzinfo is None:
         raise Invalid("as_of needs a time zone offset.", field="as_of")
     return check_day(value, field="as_of")
+
+
+def _statement_kind(kind: str) -> StatementKind:
+    if kind not in (StatementKind.PROVIDER.value, StatementKind.DISTRICT.value):
+        raise NotFound(f"No statement kind {kind[:20]!r}.", code="settlement_statement.not_found")
+    return StatementKind(kind)
 
 
 def _month(text: str) -> dt.date:
@@ -259,17 +271,58 @@ class SettlementController(Controller):
         subject_id: FromPath[int],
         as_of: AsOf = None,
     ) -> StatementRead:
-        if kind not in (StatementKind.PROVIDER.value, StatementKind.DISTRICT.value):
-            raise NotFound(f"No statement kind {kind[:20]!r}.", code="settlement_statement.not_found")
         found = await settlement.read_statement(
             session=db,
             actor=principal,
             period_id=period_id,
-            kind=StatementKind(kind),
+            kind=_statement_kind(kind),
             subject_id=subject_id,
             as_of=_as_of(as_of),
         )
         return statement_read(found)
+
+    @get(
+        "/periods/{period_id:int}/statements/{kind:str}/{subject_id:int}/export",
+        opt=READING,
+        media_type=XLSX_MEDIA_TYPE,
+        operation_class=FileOperation,
+        summary="Download a provider's statement or a district's summary as XLSX or CSV",
+        description=(
+            "`kind=provider`: every line of the provider's statement that you may read (an officer: "
+            "those in their districts), with the masked elder, service, date, units, price, each "
+            "payer's share and the co-pay, outcome and rejection reason, the review decision and the "
+            "signals; then sheets per district, per payer and per rejection reason. `kind=district`: "
+            "per provider (lines, passed, rejected by reason, each payer's total), per payer and per "
+            "reason. Chinese headers (`lang=en`: English), a frozen header row, amounts in yuan with "
+            "two decimals from integer fen, a totals row (合计) summing the rows, a notes sheet (说明: "
+            "the statement's version and SHA-256, the scope). CSV: the first sheet alone, UTF-8 with "
+            "a byte-order mark. `as_of`: as the statement stood then. Who may download what, and the "
+            "404 `settlement_statement.not_found`, are the statement read's. The same statement and "
+            "decisions download as the same bytes. Audited."
+        ),
+    )
+    async def export_statement(
+        self,
+        db: Db,
+        principal: CurrentPrincipal,
+        period_id: FromPath[int],
+        kind: FromPath[str],
+        subject_id: FromPath[int],
+        file_format: FormatQuery = "xlsx",
+        lang: ExportLangQuery = "zh-CN",
+        as_of: AsOf = None,
+    ) -> Response[bytes]:
+        exported = await settlement_exports.statement_export(
+            session=db,
+            actor=principal,
+            period_id=period_id,
+            kind=_statement_kind(kind),
+            subject_id=subject_id,
+            as_of=_as_of(as_of),
+            fmt=file_format,
+            lang="en" if lang == "en" else "zh",
+        )
+        return file_response(exported.file)
 
     @get(
         "/periods/{period_id:int}/lines",

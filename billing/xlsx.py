@@ -25,6 +25,8 @@ Column kinds and their cells (``None`` is an empty cell in every kind):
 * ``FEN`` — ``int`` fen, written as yuan with exactly two decimals computed with ``Decimal``
   (``5001`` → ``50.01``; no float ever holds money), number format ``#,##0.00``; ``-`` for negatives
   as usual.
+* ``DECIMAL`` — a ``Decimal`` quantity with two decimals (hours of a service), number format
+  ``0.00``; written as it is (the caller quantizes it), never through a float.
 * ``DATE`` — ``datetime.date``, ``yyyy-mm-dd``.
 * ``DATETIME`` — an aware ``datetime.datetime``, shown in Asia/Shanghai, ``yyyy-mm-dd hh:mm:ss``.
 
@@ -66,7 +68,7 @@ from openpyxl.writer.excel import ExcelWriter
 from core.clock import SHANGHAI
 
 Lang = Literal["zh", "en"]
-Cell = str | int | dt.date | None
+Cell = str | int | Decimal | dt.date | None
 
 XLSX_MEDIA_TYPE: Final = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 CSV_MEDIA_TYPE: Final = "text/csv"  # served with "; charset=utf-8" (the encoding it is written in)
@@ -86,6 +88,7 @@ class ColumnKind(enum.StrEnum):
     TEXT = "text"
     INTEGER = "integer"
     FEN = "fen"
+    DECIMAL = "decimal"
     DATE = "date"
     DATETIME = "datetime"
 
@@ -94,6 +97,7 @@ _NUMBER_FORMAT: Final = {
     ColumnKind.TEXT: "@",
     ColumnKind.INTEGER: "0",
     ColumnKind.FEN: "#,##0.00",
+    ColumnKind.DECIMAL: "0.00",
     ColumnKind.DATE: "yyyy-mm-dd",
     ColumnKind.DATETIME: "yyyy-mm-dd hh:mm:ss",
 }
@@ -166,6 +170,7 @@ def _check(col: Column, value: Cell, where: str) -> None:
         ColumnKind.TEXT: isinstance(value, str),
         ColumnKind.INTEGER: isinstance(value, int) and not isinstance(value, bool),
         ColumnKind.FEN: isinstance(value, int) and not isinstance(value, bool),
+        ColumnKind.DECIMAL: isinstance(value, Decimal) and value.is_finite(),
         ColumnKind.DATE: isinstance(value, dt.date) and not isinstance(value, dt.datetime),
         ColumnKind.DATETIME: isinstance(value, dt.datetime) and value.tzinfo is not None,
     }[kind]

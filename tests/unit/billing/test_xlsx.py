@@ -148,6 +148,18 @@ def test_csv_has_a_bom_crlf_yuan_and_totals() -> None:
     assert next(iter(csv.reader(io.StringIO(csv_bytes(TABLE, lang="en").decode("utf-8-sig")))))[1] == "Name"
 
 
+def test_decimal_quantities_keep_their_digits_in_xlsx_and_csv() -> None:
+    table = Table(
+        "t", "t", (Column("数量", "Quantity", K.DECIMAL),), [(Decimal("1.50"),), (Decimal("0.75"),)]
+    )
+    ws = sheet(xlsx_bytes([table]))
+    assert [ws["A2"].value, ws["A3"].value] == [1.5, 0.75]
+    assert ws["A2"].number_format == "0.00"
+    assert ws.max_row == 3  # a quantity is not summed: no totals row
+    rows = list(csv.reader(io.StringIO(csv_bytes(table).decode("utf-8-sig"))))
+    assert rows == [["数量"], ["1.50"], ["0.75"]]
+
+
 @pytest.mark.parametrize(
     ("column", "value"),
     [
@@ -157,6 +169,8 @@ def test_csv_has_a_bom_crlf_yuan_and_totals() -> None:
         (Column("日期", "Day", K.DATE), dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
         (Column("时间", "At", K.DATETIME), dt.datetime(2026, 1, 1)),  # noqa: DTZ001 - naive on purpose
         (Column("姓名", "Name"), 12),
+        (Column("数量", "Quantity", K.DECIMAL), 1.5),
+        (Column("数量", "Quantity", K.DECIMAL), Decimal("NaN")),
     ],
 )
 def test_a_wrongly_typed_cell_is_refused_before_writing(column: Column, value: object) -> None:
@@ -167,6 +181,8 @@ def test_a_wrongly_typed_cell_is_refused_before_writing(column: Column, value: o
 def test_bad_tables_are_refused() -> None:
     with pytest.raises(ValueError, match="only integer and fen"):
         Column("姓名", "Name", total=True)
+    with pytest.raises(ValueError, match="only integer and fen"):
+        Column("数量", "Quantity", K.DECIMAL, total=True)
     with pytest.raises(ValueError, match="2 cells for 1 columns"):
         Table("t", "t", (Column("a", "a"),), [("x", "y")])
     with pytest.raises(ValueError, match="sheet title"):
