@@ -1,6 +1,6 @@
 """Billing's downloadable files, built with the table writer :mod:`billing.xlsx`: the allowance roster
 (发放名册, with its additions 新增明细 and stoppages 停发明细). The provider statement and the district
-summary are built the same way beside it.
+summary are built the same way in :mod:`billing.settlement_exports`.
 
 An export reads exactly what the API shows the caller (the same scope, the same lines), and its totals
 row is the sum of its rows in fen, so the file reconciles with the roster's totals in that scope to
