@@ -24,9 +24,13 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.ledger_models import AccountKind, LedgerAccount, LedgerTransfer, TransferKind
-from billing.settlement import ensure_period
+from billing.settlement import close_period, ensure_period, reopen_period
+from billing.settlement_exports import StatementExport, statement_export
+from billing.settlement_models import StatementKind
 from billing.xlsx import XLSX_MEDIA_TYPE
 from core.audit import AuditLog
+from core.errors import NotFound
+from core.identity.authz import Principal
 from core.identity.models import Role
 from dispatch.models import Service
 from registry.idcard import mask_id_number
@@ -561,3 +565,46 @@ async def test_exports_are_scoped_as_the_statement_read(
     assert (await status("provider", p, o.p.admin.headers, format="pdf"))[0] == 422
     assert (await status("provider", p, o.p.admin.headers, lang="fr"))[0] == 422
     assert (await status("provider", p, o.p.admin.headers, as_of="2026-11-20T00:00:00"))[0] == 422
+
+
+# --- As of, across a reopen ----------------------------------------------------------------------------
+
+
+async def test_a_reclosed_statement_exports_as_it_stood_and_as_it_is(db: AsyncSession, make: Factory) -> None:
+    w = await sb.world(make)
+    admin = Principal(user_id=w.admin.user_id, username="admin", role=Role.ADMIN)
+    e = await sb.elder(make, w)  # entitled to nothing: the co-pay is the whole price
+    meal = await sb.visit(db, w, e, service="MEAL", day=dt.date(2026, 10, 2))
+    clean = await sb.visit(db, w, e, service="CLEAN", day=dt.date(2026, 10, 3))
+    period = await ensure_period(session=db, month=sb.OCTOBER)
+    closed_at = dt.datetime(2026, 11, 6, 2, tzinfo=dt.UTC)
+    await close_period(session=db, actor=admin, period_id=period.id, now=closed_at)
+    # The elder turns out to have been in a category (低保, 90 %) all along: reopen, re-close a day later.
+    await sb.category(db, e.id, "subsistence", dt.date(2026, 1, 1), None)
+    await reopen_period(session=db, actor=admin, period_id=period.id, reason="category", now=closed_at)
+    await close_period(session=db, actor=admin, period_id=period.id, now=closed_at + dt.timedelta(days=1))
+
+    async def export(as_of: dt.datetime | None) -> StatementExport:
+        return await statement_export(
+            session=db, actor=admin, period_id=period.id, kind=StatementKind.PROVIDER,
+            subject_id=w.provider.id, as_of=as_of, fmt="xlsx",
+        )  # fmt: skip
+
+    then = await export(closed_at + dt.timedelta(hours=1))
+    now = await export(None)
+    assert (then.tally.parts["local"], then.tally.parts["copay"]) == (0, 1200 + 4000)
+    assert (now.tally.parts["local"], now.tally.parts["copay"]) == (1080 + 3600, 120 + 400)
+    assert then.tally.settled_fen == now.tally.settled_fen == 5200
+    old_rows = rows_of(openpyxl.load_workbook(io.BytesIO(then.file.content))["结算明细"])
+    new_rows = rows_of(openpyxl.load_workbook(io.BytesIO(now.file.content))["结算明细"])
+    assert [r[1] for r in old_rows[1:-1]] == [r[1] for r in new_rows[1:-1]] == [meal.id, clean.id]
+    assert [dec(r[16]) for r in new_rows[1:-1]] == [Decimal("10.80"), Decimal("36.00")]
+    old_notes = dict(rows_of(openpyxl.load_workbook(io.BytesIO(then.file.content))["说明"]))
+    new_notes = dict(rows_of(openpyxl.load_workbook(io.BytesIO(now.file.content))["说明"]))
+    assert (old_notes["结算单版本"], new_notes["结算单版本"]) == ("1", "2")
+    # The receivable's net from the period (the first close, its corrections, the re-close's postings)
+    # is what the latest export says is owed.
+    assert now.tally.after_review_fen == await provider_net(db, period.id, w.provider.id)
+    # As it stood before the first close there was nothing.
+    with pytest.raises(NotFound):
+        await export(closed_at - dt.timedelta(seconds=1))
