@@ -22,6 +22,14 @@ Prints:
   of the close's line rows, and of its transfer rows, into bare tables), with the ratios
   ``visits_per_s_vs_copy``, ``visits_per_s_vs_line_insert`` and ``ledger_transfers_vs_insert``.
 
+* the exports (``billing.settlement_exports``) after the close, as an admin: the statement of the
+  provider with the most lines as XLSX (``export_provider_xlsx_seconds``, ``export_provider_lines``)
+  and CSV (``export_provider_csv_seconds``), and the summary of the district with the most lines
+  (``export_district_xlsx_seconds``); the ceiling of the same run, reading that provider's lines
+  with everything the file shows (``export_read_lines_seconds``), and the ratio
+  ``export_xlsx_vs_read``; ``export_totals_match``: the provider's file settles its statement's
+  amount, and the district's file its statement's, to the fen.
+
 The close posts one transfer per pair of accounts (a payer's fund in a district and a provider; an
 elder's co-pay and a provider): about one per elder and provider, each line's parts kept in its line.
 """
@@ -649,7 +657,9 @@ async def close_month(url: str) -> dict[str, Any]:
                 )
                 rates[name] = int(copied.rowcount) / max(time.perf_counter() - t1, 1e-9)
             await s.rollback()
+        exports = await _exports(factory, period.id)
         return {
+            **exports,
             "close_seconds": round(close_s, 2),
             "lines": stats.lines,
             "exact_lines": stats.exact_lines,
@@ -668,6 +678,60 @@ async def close_month(url: str) -> dict[str, Any]:
         }
     finally:
         await engine.dispose()
+
+
+async def _exports(factory: Any, period_id: int) -> dict[str, Any]:
+    """Time the statement exports of the biggest provider and district (module docstring)."""
+    from sqlalchemy import func, select
+
+    from billing.exports import Format
+    from billing.settlement_exports import provider_lines, statement_export
+    from billing.settlement_models import SettlementLine, SettlementStatement, StatementKind
+    from core.identity.authz import Principal
+    from core.identity.models import Role
+
+    admin = Principal(user_id=0, username="bench", role=Role.ADMIN)
+    out: dict[str, Any] = {}
+    matches = True
+    # The bench has no users: the exports' audit rows are never flushed (no_autoflush), then rolled back.
+    async with factory() as s:
+        with s.no_autoflush:
+            for kind, column in ((StatementKind.PROVIDER, SettlementLine.provider_id),
+                                 (StatementKind.DISTRICT, SettlementLine.district_id)):  # fmt: skip
+                subject = await s.scalar(
+                    select(column).where(SettlementLine.period_id == period_id)
+                    .group_by(column).order_by(func.count().desc(), column).limit(1)
+                )  # fmt: skip
+                stated = await s.scalar(
+                    select(SettlementStatement.amount_fen).where(
+                        SettlementStatement.period_id == period_id,
+                        SettlementStatement.kind == kind.value,
+                        SettlementStatement.subject_id == subject,
+                    )
+                )
+                formats: tuple[Format, ...] = ("xlsx", "csv") if kind == StatementKind.PROVIDER else ("xlsx",)
+                for fmt in formats:
+                    t0 = time.perf_counter()
+                    exported = await statement_export(
+                        session=s, actor=admin, period_id=period_id, kind=kind, subject_id=int(subject),
+                        as_of=None, fmt=fmt,
+                    )  # fmt: skip
+                    out[f"export_{kind.value}_{fmt}_seconds"] = round(time.perf_counter() - t0, 2)
+                    out[f"export_{kind.value}_{fmt}_bytes"] = len(exported.file.content)
+                    matches = matches and exported.tally.settled_fen == stated
+                out[f"export_{kind.value}_lines"] = exported.tally.lines
+                if kind == StatementKind.PROVIDER:
+                    t0 = time.perf_counter()
+                    await provider_lines(
+                        s, actor=admin, period_id=period_id, provider_id=int(subject), as_of=None
+                    )
+                    out["export_read_lines_seconds"] = round(time.perf_counter() - t0, 2)
+        await s.rollback()
+    out["export_xlsx_vs_read"] = round(
+        out["export_provider_xlsx_seconds"] / max(out["export_read_lines_seconds"], 1e-9), 1
+    )
+    out["export_totals_match"] = matches
+    return out
 
 
 async def run(
