@@ -263,16 +263,19 @@ class Tally:
                 self.parts_after_review[p] += int(getattr(line, f"{p}_fen"))
 
     def add(self, other: Tally) -> None:
-        for name in ("lines", "passed", "price_fen", "settled_fen", "rejected_at_review", "after_review_fen"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        for mine, theirs in (
-            (self.parts, other.parts),
-            (self.parts_after_review, other.parts_after_review),
-            (self.reasons, other.reasons),
-            (self.reason_price_fen, other.reason_price_fen),
-        ):
-            for k, v in theirs.items():
-                mine[k] += v  # type: ignore[index]
+        """Add ``other``'s counts and sums to these (``other`` is left as it is)."""
+        self.lines += other.lines
+        self.passed += other.passed
+        self.price_fen += other.price_fen
+        self.settled_fen += other.settled_fen
+        self.rejected_at_review += other.rejected_at_review
+        self.after_review_fen += other.after_review_fen
+        for p in PARTS:
+            self.parts[p] += other.parts[p]
+            self.parts_after_review[p] += other.parts_after_review[p]
+        for r in Reason:
+            self.reasons[r] += other.reasons[r]
+            self.reason_price_fen[r] += other.reason_price_fen[r]
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,11 +472,17 @@ def reason_rows(t: Tally, lang: Lang) -> list[tuple[Cell, ...]]:
     ]
 
 
-def _tables(kind: StatementKind, groups: list[tuple[int, str, Tally]], lang: Lang) -> list[Table]:
-    """The summary sheets: per provider (or district), per payer, per rejection reason."""
+def summed(groups: Sequence[tuple[int, str, Tally]]) -> Tally:
     whole = Tally()
     for _, _, t in groups:
         whole.add(t)
+    return whole
+
+
+def summary_tables(kind: StatementKind, groups: Sequence[tuple[int, str, Tally]], lang: Lang) -> list[Table]:
+    """The summary sheets of a ``kind`` statement: per district of a provider's (per provider of a
+    district's), then per payer and per rejection reason over them all."""
+    whole = summed(groups)
     by = ("按区县", "By district") if kind == StatementKind.PROVIDER else ("按机构", "By provider")
     other = StatementKind.DISTRICT if kind == StatementKind.PROVIDER else StatementKind.PROVIDER
     return [
@@ -571,6 +580,8 @@ async def statement_export(
         session, actor=actor, period_id=period_id, kind=kind, subject_id=subject_id, as_of=as_of
     )
     period = await get_period(session=session, period_id=period_id)
+    # Every sheet from one read of the lines (or one aggregate of them): a decision committed meanwhile
+    # cannot make two sheets disagree.
     if kind == StatementKind.PROVIDER:
         lines = await provider_lines(
             session, actor=actor, period_id=period_id, provider_id=subject_id, as_of=as_of
@@ -580,25 +591,17 @@ async def statement_export(
         for v in lines:
             per.setdefault(v.line.district_id, Tally()).add_line(v.line, v.decision)
             names[v.line.district_id] = v.district_name if lang == "zh" else v.district_name_en
-        first = Table(
-            "结算明细",
-            "Lines",
-            LINE_COLUMNS,
-            line_rows(lines, with_id_number=not sees_care_view_only(actor), lang=lang),
-        )
+        groups = [(d, names[d], per[d]) for d in sorted(per)]
+        rows = line_rows(lines, with_id_number=not sees_care_view_only(actor), lang=lang)
+        sheets = [Table("结算明细", "Lines", LINE_COLUMNS, rows), *summary_tables(kind, groups, lang)]
     else:
         per = await district_tallies(
             session, actor=actor, period_id=period_id, district_id=subject_id, as_of=as_of
         )
         names = await _names(session, StatementKind.PROVIDER, sorted(per), lang)
-        first = Table("按机构", "By provider", group_columns(StatementKind.PROVIDER), [])
-    groups = [(subject, names.get(subject, str(subject)), per[subject]) for subject in sorted(per)]
-    summary = _tables(kind, groups, lang)
-    if kind == StatementKind.DISTRICT:
-        first = summary.pop(0)
-    tally = Tally()
-    for _, _, t in groups:
-        tally.add(t)
+        groups = [(p, names.get(p, str(p)), per[p]) for p in sorted(per)]
+        sheets = summary_tables(kind, groups, lang)
+    tally = summed(groups)
     subject_name = (await _names(session, kind, [subject_id], lang)).get(subject_id, str(subject_id))
     month = f"{period.month:%Y-%m}"
     if fmt == "xlsx":
@@ -612,10 +615,10 @@ async def statement_export(
             tally=tally,
             lang=lang,
         )
-        content = xlsx_bytes([first, *summary], notes=notes, generated_at=statement.created_at, lang=lang)
+        content = xlsx_bytes(sheets, notes=notes, generated_at=statement.created_at, lang=lang)
         media_type = XLSX_MEDIA_TYPE
     else:
-        content = csv_bytes(first, lang=lang)
+        content = csv_bytes(sheets[0], lang=lang)
         media_type = CSV_MEDIA_TYPE
     title = _say(STATEMENT_NAMES[kind], lang)
     file = ExportFile(
