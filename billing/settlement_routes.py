@@ -7,6 +7,7 @@ Who (each route's rule; records are scoped further in the use cases):
 * civil-affairs officers (their districts' lines and statements) and admins run settlement: close,
   decide lines, review districts; admins also open, reopen, approve, pay and lock periods;
 * a provider's admin reads its own statements and lines;
+* statements download as XLSX or CSV (:mod:`billing.settlement_exports`) to whoever may read them;
 * the ledger's balances (as of any instant) are read by admins, officers (their districts' payer funds
   and elders' co-pays) and providers (their receivable); only admins post transfers, reverse them,
   open manual accounts and run the check.

@@ -608,3 +608,33 @@ async def test_a_reclosed_statement_exports_as_it_stood_and_as_it_is(db: AsyncSe
     # As it stood before the first close there was nothing.
     with pytest.raises(NotFound):
         await export(closed_at - dt.timedelta(seconds=1))
+
+
+async def test_a_late_visit_is_exported_as_an_adjustment_of_the_next_period(
+    db: AsyncSession, make: Factory
+) -> None:
+    w = await sb.world(make)
+    admin = Principal(user_id=w.admin.user_id, username="admin", role=Role.ADMIN)
+    e = await sb.elder(make, w, categories=("destitute",))  # 100 % within 600 yuan a month
+    late = await sb.visit(db, w, e, service="CARE", day=dt.date(2026, 10, 3), verified_at=sb.LATE)
+    october = await ensure_period(session=db, month=sb.OCTOBER)
+    await close_period(
+        session=db, actor=admin, period_id=october.id, now=dt.datetime(2026, 11, 6, tzinfo=dt.UTC)
+    )
+    november = await ensure_period(session=db, month=sb.NOVEMBER)
+    await close_period(
+        session=db, actor=admin, period_id=november.id, now=dt.datetime(2026, 12, 6, tzinfo=dt.UTC)
+    )
+    for period, expected in ((october, ["正常", "拒付", 1]), (november, ["跨期调整", "通过", None])):
+        exported = await statement_export(
+            session=db, actor=admin, period_id=period.id, kind=StatementKind.PROVIDER,
+            subject_id=w.provider.id, as_of=None, fmt="csv",
+        )  # fmt: skip
+        rows = list(csv.reader(io.StringIO(exported.file.content.decode("utf-8-sig"))))
+        assert len(rows) == 3  # header, the one line, totals
+        row = rows[1]
+        assert (row[1], row[8]) == (str(late.id), "2026-10-03")  # the visit's own day, in either period
+        assert [row[2], row[18], int(row[19]) if row[19] else None] == expected
+    # November pays it (6,000 fen from the local payer): its totals say so, to the fen.
+    assert exported.tally.parts["local"] == exported.tally.settled_fen == 6000
+    assert rows[-1][13] == "60.00"
